@@ -1,0 +1,1 @@
+//! The dashboard (Leptos). Filled in by issue 2.

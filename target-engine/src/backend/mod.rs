@@ -1,0 +1,47 @@
+//! Where blocks live.
+//!
+//! A backend is a flat array of bytes addressed by byte offset; the SCSI layer
+//! converts LBAs. The replicated backend of a later release implements the same
+//! trait, so nothing above this module knows where the bytes are stored.
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+
+/// Why a backend operation failed. The SCSI layer maps each to a sense reason.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("access beyond the end of the backend (offset {offset}, length {len}, size {size})")]
+    OutOfRange { offset: u64, len: u64, size: u64 },
+    #[error("the backend is read-only")]
+    ReadOnly,
+    #[error("the backend cannot grow to {requested} bytes: {reason}")]
+    Resize { requested: u64, reason: String },
+}
+
+/// The small set of operations every store of blocks offers.
+///
+/// Offsets and lengths are in bytes and always within `size()`; callers check
+/// ranges before calling. Implementations keep blocking system calls off the
+/// async workers.
+#[async_trait]
+pub trait BlockBackend: Send + Sync + std::fmt::Debug {
+    /// Current size in bytes.
+    fn size(&self) -> u64;
+
+    /// Reads `len` bytes at `offset`. Holes read as zeros.
+    async fn read(&self, offset: u64, len: usize) -> Result<BytesMut, BackendError>;
+
+    /// Writes `data` at `offset`. With `fua`, the data is durable when this returns.
+    async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), BackendError>;
+
+    /// Makes every completed write durable (SYNCHRONIZE CACHE).
+    async fn flush(&self) -> Result<(), BackendError>;
+
+    /// Deallocates a range; later reads of it return zeros.
+    async fn unmap(&self, offset: u64, len: u64) -> Result<(), BackendError>;
+
+    /// Grows the backend to `new_size` bytes (never shrinks).
+    async fn resize(&self, new_size: u64) -> Result<(), BackendError>;
+}

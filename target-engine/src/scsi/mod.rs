@@ -1,0 +1,127 @@
+//! SCSI device semantics: SPC-4 and SBC-3 over a [`BlockBackend`].
+//!
+//! This is the contract the iSCSI layer relies on; everything behind it
+//! (CDB decoding, sense, unit attentions, each command) lives in submodules.
+//!
+//! * The transport builds one [`Nexus`] per I_T nexus (SAM-5 §4.6: initiator
+//!   port = initiator name + ISID, target port = target name + TPGT) when a
+//!   session logs in, and a [`LunMap`] of the logical units that nexus may see
+//!   (the target's LUN map filtered by ACL).
+//! * Each SCSI command is handed over whole — CDB plus all Data-Out already
+//!   collected — to [`execute`], which answers with a [`ScsiResponse`].
+//! * Task management functions that touch logical units call
+//!   [`LogicalUnit::reset`]; aborting running tasks is the transport's job.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::backend::BlockBackend;
+
+/// SCSI status codes (SAM-5 §5.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ScsiStatus {
+    Good = 0x00,
+    CheckCondition = 0x02,
+    ConditionMet = 0x04,
+    Busy = 0x08,
+    ReservationConflict = 0x18,
+    TaskSetFull = 0x28,
+    AcaActive = 0x30,
+    TaskAborted = 0x40,
+}
+
+/// SAM task attribute, from the iSCSI SCSI Command PDU's ATTR field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskAttr {
+    Untagged,
+    Simple,
+    Ordered,
+    HeadOfQueue,
+    Aca,
+}
+
+/// Identity of one I_T nexus.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NexusId {
+    /// iSCSI initiator name (IQN or EUI), as sent in the login.
+    pub initiator_name: Arc<str>,
+    /// ISID of the session, the initiator port is `"<name>,i,0x<isid>"`.
+    pub isid: [u8; 6],
+    /// Target name (IQN).
+    pub target_name: Arc<str>,
+    /// Target portal group tag of the portal group the session logged in through.
+    pub tpgt: u16,
+    /// Relative target port identifier (SPC-4 §7.8.6.5), unique per target port in the engine.
+    pub relative_target_port: u16,
+    /// Target port group (ALUA) the target port belongs to.
+    pub target_port_group: u16,
+}
+
+/// One I_T nexus as the SCSI layer sees it: its identity plus the state SPC-4
+/// keeps per nexus that is not tied to one logical unit.
+#[derive(Debug)]
+pub struct Nexus {
+    pub id: NexusId,
+    pub(crate) state: std::sync::Mutex<nexus::NexusState>,
+}
+
+/// One SCSI command as received from the transport.
+#[derive(Clone, Debug)]
+pub struct ScsiCommand {
+    /// LUN decoded from the 8-byte LUN field (SAM-5 §4.7, flat or peripheral addressing).
+    pub lun: u64,
+    /// The CDB, including any additional CDB bytes from the AHS.
+    pub cdb: Bytes,
+    pub attr: TaskAttr,
+    /// All Data-Out for a write-type command, already assembled.
+    pub data_out: Bytes,
+    /// Expected Data Transfer Length for a read-type command (from the PDU).
+    pub expected_in_len: u32,
+}
+
+/// What the transport sends back: status, Data-In and sense data.
+///
+/// `data_in` may be longer than the initiator's expected length; the
+/// transport truncates and reports the residual.
+#[derive(Clone, Debug)]
+pub struct ScsiResponse {
+    pub status: ScsiStatus,
+    pub data_in: Bytes,
+    /// Sense data (fixed or descriptor format), empty unless CHECK CONDITION.
+    pub sense: Bytes,
+}
+
+/// The logical units one nexus may address, by LUN.
+pub type LunMap = BTreeMap<u64, Arc<LogicalUnit>>;
+
+/// Static description of a logical unit, from the engine configuration.
+#[derive(Clone, Debug)]
+pub struct LuSpec {
+    /// Volume name (used in logs and counters).
+    pub name: String,
+    /// NAA IEEE Registered Extended identifier (16 bytes, NAA type 6), stable for the volume's life.
+    pub naa: [u8; 16],
+    /// Unit serial number (VPD 80h), stable for the volume's life.
+    pub serial: String,
+    /// 512 or 4096.
+    pub block_size: u32,
+    pub read_only: bool,
+}
+
+pub mod nexus;
+mod lu;
+
+pub use lu::{LogicalUnit, LuCounters};
+
+/// Runs one command on behalf of `nexus` against the units in `luns`.
+///
+/// Never fails: every error becomes CHECK CONDITION with sense data.
+pub async fn execute(luns: &LunMap, nexus: &Nexus, cmd: ScsiCommand) -> ScsiResponse {
+    lu::dispatch(luns, nexus, cmd).await
+}
+
+#[allow(unused_imports)]
+use BlockBackend as _;
