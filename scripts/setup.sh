@@ -17,7 +17,7 @@ log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 
 need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-apt_packages=(libiscsi-bin tgt chromium pkg-config libssl-dev)
+apt_packages=(libiscsi-bin tgt chromium python3 pkg-config libssl-dev)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

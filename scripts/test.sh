@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Sets everything up (first time only) and runs every test Portico has:
+# unit, property and integration tests of all crates, libiscsi's conformance
+# suite against `portico engine`, and the browser tests (Playwright + Chromium).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+"$here/scripts/setup.sh"
+. "$here/scripts/env.sh"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "cargo test (all crates)"
+cargo test --workspace --all-targets
+
+step "build the node (server + dashboard)"
+cargo leptos build
+
+step "iSCSI conformance (libiscsi iscsi-test-cu)"
+"$here/scripts/conformance.sh" "$CARGO_TARGET_DIR/debug/portico"
+
+step "browser tests (Playwright)"
+PORTICO_BIN="$CARGO_TARGET_DIR/debug/portico" "$here/scripts/test-e2e.sh"
