@@ -1,1 +1,113 @@
-fn main() {}
+//! `portico`: the node binary.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use portico_app::model::EngineStatus;
+use portico_app::service::SharedService;
+use portico_server::cli::{Cli, Command, EngineArgs, ServeArgs};
+use portico_server::service::{Node, NodeSettings};
+use portico_server::state::AppState;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Engine(args) => runtime.block_on(engine(args)),
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+fn default_site_root() -> PathBuf {
+    if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("site"))) {
+        if dir.join("pkg").is_dir() {
+            return dir;
+        }
+    }
+    PathBuf::from("target/site")
+}
+
+fn host_name() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let node_name = args.node_name.clone().unwrap_or_else(host_name);
+    let pool = portico_server::db::open(&args.data_dir)
+        .await
+        .with_context(|| format!("cannot open the database in {}", args.data_dir.display()))?;
+    tracing::info!(data_dir = %args.data_dir.display(), node = %node_name, "database ready");
+
+    let engine_status = Arc::new(|| EngineStatus { state: "stopped".into(), targets: 0, portals: 0, sessions: 0 });
+    let node = Node::new(pool, NodeSettings::new(node_name.clone()), engine_status);
+    let (password, generated) = match std::env::var("PORTICO_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => (portico_server::secrets::random_password(), true),
+    };
+    match node.ensure_first_admin(&password).await {
+        Ok(true) if generated => {
+            eprintln!(
+                "\n  First start: created the user 'admin' with the password\n\n      {password}\n\n  \
+                 It is shown only this once. Log in and change it on the Users page.\n"
+            );
+        }
+        Ok(true) => tracing::info!("created the user 'admin' with the password from PORTICO_ADMIN_PASSWORD"),
+        Ok(false) => {}
+        Err(e) => anyhow::bail!("cannot create the first administrator: {} {:?}", e.message, e.fields),
+    }
+
+    let site_root = args.site_root.clone().unwrap_or_else(default_site_root);
+    if !site_root.join("pkg").is_dir() {
+        tracing::warn!(site_root = %site_root.display(), "no built dashboard here (pkg/ missing): pages render but will not hydrate; build with `cargo leptos build`");
+    }
+    let leptos_options = leptos::config::LeptosOptions::builder()
+        .output_name("portico")
+        .site_root(site_root.to_string_lossy().into_owned())
+        .site_pkg_dir("pkg")
+        .site_addr(args.http)
+        .build();
+    let state = AppState { service: Arc::new(node) as SharedService, leptos_options, secure_cookies: args.secure_cookies };
+    let app = portico_server::web::router(state);
+
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.http))?;
+    tracing::info!(address = %listener.local_addr()?, node = %node_name, "portico is serving: open http://{}/", listener.local_addr()?);
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn engine(args: EngineArgs) -> anyhow::Result<()> {
+    // TEMP until the engine lands
+    let _ = shutdown_signal;
+    anyhow::bail!("engine not built yet: {}", args.config.display())
+}

@@ -1,0 +1,67 @@
+//! Small pieces the pages share: error banners, field messages, badges.
+
+use leptos::prelude::*;
+
+use crate::error::ApiError;
+use crate::model::Role;
+
+/// A readable banner for a failed request.
+#[component]
+pub fn ErrorBanner(error: ApiError) -> impl IntoView {
+    let title = match error.status {
+        401 => "Not logged in",
+        403 => "Not allowed",
+        404 => "Not found",
+        409 => "Refused",
+        422 => "Check the form",
+        429 => "Too many attempts",
+        _ => "Error",
+    };
+    view! {
+        <div class="banner banner-error" role="alert">
+            <strong>{title}</strong>
+            " "
+            <span class="banner-message">{error.message}</span>
+        </div>
+    }
+}
+
+/// Shows the error of the last run of a server action, if it failed.
+#[component]
+pub fn ActionError<T, V>(value: V) -> impl IntoView
+where
+    T: Clone + Send + Sync + 'static,
+    V: Get<Value = Option<Result<T, ApiError>>> + Send + Sync + 'static,
+{
+    move || match value.get() {
+        Some(Err(e)) if e.fields.is_empty() => Some(view! { <ErrorBanner error=e/> }),
+        _ => None,
+    }
+}
+
+/// The message for one form field from the last failed submission.
+#[component]
+pub fn FieldMessage<T, V>(value: V, field: &'static str) -> impl IntoView
+where
+    T: Clone + Send + Sync + 'static,
+    V: Get<Value = Option<Result<T, ApiError>>> + Send + Sync + 'static,
+{
+    move || {
+        value.get().and_then(|r| r.err()).and_then(|e| e.field(field).map(str::to_string)).map(|msg| {
+            view! { <p class="field-error" data-field=field>{msg}</p> }
+        })
+    }
+}
+
+#[component]
+pub fn RoleBadge(role: Role) -> impl IntoView {
+    let class = format!("badge badge-role-{}", role.as_str());
+    view! { <span class=class>{role.as_str()}</span> }
+}
+
+/// A coloured badge: `kind` is one of ok, warn, bad, muted.
+#[component]
+pub fn Badge(kind: &'static str, #[prop(into)] text: String) -> impl IntoView {
+    let class = format!("badge badge-{kind}");
+    view! { <span class=class>{text}</span> }
+}

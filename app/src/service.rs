@@ -1,0 +1,94 @@
+//! The node's service layer as the dashboard and the REST API see it.
+//!
+//! Both front doors — Leptos server functions in this crate and the REST API
+//! in `server/` — call this trait, so each rule (role checks, validation,
+//! audit) is written once, in its implementation in `server/`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::ApiError;
+use crate::model::*;
+
+/// How a request proves who it is.
+#[derive(Clone)]
+pub enum Credential {
+    /// The value of the `portico_session` cookie.
+    Session(String),
+    /// An API token from `Authorization: Bearer`.
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Session(_) => f.write_str("Session(<redacted>)"),
+            Credential::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+        }
+    }
+}
+
+/// Where a request came from, for throttling and the audit log.
+#[derive(Clone, Debug, Default)]
+pub struct RequestOrigin {
+    pub address: Option<String>,
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: i64,
+    pub username: String,
+    pub role: Role,
+    /// The client's address, for the audit log.
+    pub source: Option<String>,
+}
+
+impl Caller {
+    /// Fails with 403 unless the caller's role grants `needed`.
+    pub fn require(&self, needed: Role, what: &str) -> Result<(), ApiError> {
+        if self.role.allows(needed) { Ok(()) } else { Err(ApiError::forbidden(what)) }
+    }
+
+    pub fn me(&self) -> Me {
+        Me { username: self.username.clone(), role: self.role }
+    }
+}
+
+/// A new login session: the cookie value (shown to the client only) and who it is.
+#[derive(Clone)]
+pub struct NewSession {
+    pub token: String,
+    pub max_age_seconds: i64,
+    pub me: Me,
+}
+
+/// Every operation of the node service. Each method checks the caller's role.
+#[async_trait]
+pub trait NodeService: Send + Sync + 'static {
+    /// Checks a password, applies throttling and lockout, and opens a session.
+    async fn login(&self, req: LoginRequest, origin: RequestOrigin) -> Result<NewSession, ApiError>;
+    /// Ends the session behind `session_token` (no error if it is already gone).
+    async fn logout(&self, caller: &Caller, session_token: &str) -> Result<(), ApiError>;
+    /// Resolves a cookie or bearer token to a caller (401 when unknown, expired or disabled).
+    async fn authenticate(&self, credential: Credential, origin: RequestOrigin) -> Result<Caller, ApiError>;
+
+    async fn list_users(&self, caller: &Caller) -> Result<Vec<UserView>, ApiError>;
+    async fn create_user(&self, caller: &Caller, new: NewUser) -> Result<UserView, ApiError>;
+    async fn update_user(&self, caller: &Caller, username: &str, patch: UserPatch) -> Result<UserView, ApiError>;
+    async fn delete_user(&self, caller: &Caller, username: &str) -> Result<(), ApiError>;
+
+    async fn create_token(&self, caller: &Caller, new: NewToken) -> Result<CreatedToken, ApiError>;
+    async fn list_tokens(&self, caller: &Caller) -> Result<Vec<TokenView>, ApiError>;
+    async fn revoke_token(&self, caller: &Caller, id: i64) -> Result<(), ApiError>;
+
+    async fn audit(&self, caller: &Caller, page: u32, per_page: u32) -> Result<AuditPage, ApiError>;
+    async fn overview(&self, caller: &Caller) -> Result<NodeOverview, ApiError>;
+}
+
+/// The service as it is shared: through Leptos context and axum state.
+pub type SharedService = Arc<dyn NodeService>;
+
+/// The name of the session cookie.
+pub const SESSION_COOKIE: &str = "portico_session";

@@ -1,0 +1,11 @@
+//! The `portico` node: dashboard, REST API, sessions and roles, database,
+//! and (from `portico engine`) the iSCSI engine.
+
+pub mod api;
+pub mod cli;
+pub mod db;
+pub mod secrets;
+pub mod service;
+pub mod state;
+pub mod throttle;
+pub mod web;

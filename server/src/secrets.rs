@@ -1,0 +1,115 @@
+//! Password hashing and bearer secrets.
+//!
+//! Passwords: argon2id with the crate's default parameters (RFC 9106's
+//! second recommended option), run on the blocking pool so a login never
+//! stalls the async workers. Session cookies and API tokens: 256 random bits,
+//! stored only as their SHA-256, compared through the database lookup of that
+//! hash (an attacker cannot steer the hash, so no timing leak of the secret).
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// Prefix of API tokens, so that they are recognisable in secret scanners.
+pub const API_TOKEN_PREFIX: &str = "ptk_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    #[error("the hashing task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Hashes a password with argon2id (PHC string format).
+pub async fn hash_password(password: String) -> Result<String, SecretError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| SecretError::Hash(e.to_string()))
+    })
+    .await?
+}
+
+/// Checks a password against a stored PHC string. `None` (unknown user) is
+/// checked against a fixed hash so that both cases take the same time.
+pub async fn verify_password(password: String, stored: Option<String>) -> Result<bool, SecretError> {
+    tokio::task::spawn_blocking(move || {
+        let known = stored.is_some();
+        let phc = match stored {
+            Some(phc) => phc,
+            None => dummy_hash()?.to_string(),
+        };
+        let parsed = PasswordHash::new(&phc).map_err(|e| SecretError::Hash(e.to_string()))?;
+        let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
+        Ok(ok && known)
+    })
+    .await?
+}
+
+/// An argon2id hash of a random password nobody knows, made once per process.
+fn dummy_hash() -> Result<&'static str, SecretError> {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(h) = DUMMY.get() {
+        return Ok(h);
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    let h = Argon2::default()
+        .hash_password(random_token("").as_bytes(), &salt)
+        .map_err(|e| SecretError::Hash(e.to_string()))?
+        .to_string();
+    Ok(DUMMY.get_or_init(|| h))
+}
+
+/// 256 random bits, URL-safe base64, with an optional prefix.
+pub fn random_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A random password for the first admin: 20 characters without look-alikes.
+pub fn random_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..20).map(|_| ALPHABET[(rng.next_u32() as usize) % ALPHABET.len()] as char).collect()
+}
+
+/// Hex SHA-256, the form in which tokens are stored and looked up.
+pub fn sha256_hex(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_hash_verifies_its_password_only() {
+        let h = hash_password("correct horse".into()).await.unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse".into(), Some(h.clone())).await.unwrap());
+        assert!(!verify_password("wrong horse".into(), Some(h)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_never_verifies() {
+        assert!(!verify_password("anything".into(), None).await.unwrap());
+    }
+
+    #[test]
+    fn tokens_are_random_and_prefixed() {
+        let a = random_token(API_TOKEN_PREFIX);
+        let b = random_token(API_TOKEN_PREFIX);
+        assert_ne!(a, b);
+        assert!(a.starts_with("ptk_") && a.len() == 4 + 43);
+        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        let p = random_password();
+        assert_eq!(p.len(), 20);
+    }
+}

@@ -1,0 +1,189 @@
+//! Login, logout and resolving a cookie or bearer token to a caller.
+
+use std::time::Instant;
+
+use portico_app::error::ApiError;
+use portico_app::model::{AuditResult, LoginRequest, Me, Role};
+use portico_app::service::{Caller, Credential, NewSession, RequestOrigin};
+
+use super::{db_error, internal, AuditRecord, Node};
+use crate::secrets::{self, API_TOKEN_PREFIX};
+use crate::throttle::LockedKey;
+
+const WRONG_CREDENTIALS: &str = "Wrong user name or password.";
+
+fn minutes(d: std::time::Duration) -> u64 {
+    d.as_secs().div_ceil(60).max(1)
+}
+
+impl Node {
+    pub(crate) async fn login_impl(&self, req: LoginRequest, origin: RequestOrigin) -> Result<NewSession, ApiError> {
+        let username = req.username.trim().to_string();
+        let address = origin.address.clone();
+        let audit = |result, detail: String| AuditRecord {
+            user: if username.is_empty() { "-".into() } else { username.chars().take(64).collect() },
+            action: "login",
+            object: format!("user/{}", username.chars().take(64).collect::<String>()),
+            result,
+            source: address.clone(),
+            detail: Some(detail),
+        };
+        if username.is_empty() || req.password.is_empty() {
+            let mut fields = std::collections::BTreeMap::new();
+            if username.is_empty() {
+                fields.insert("username".into(), "Enter your user name.".into());
+            }
+            if req.password.is_empty() {
+                fields.insert("password".into(), "Enter your password.".into());
+            }
+            return Err(ApiError::invalid(fields));
+        }
+        if req.password.len() > 1024 || username.len() > 256 {
+            return Err(ApiError::new(400, "The user name or password is too long."));
+        }
+
+        if let Some(left) = self.throttle.locked(&username, address.as_deref(), Instant::now()) {
+            self.record(audit(AuditResult::Denied, "refused: locked after repeated failed logins".into())).await;
+            return Err(ApiError::too_many_attempts(format!(
+                "Too many failed logins. Try again in {} minutes.",
+                minutes(left)
+            )));
+        }
+
+        let row: Option<(i64, String, String, bool)> =
+            sqlx::query_as("SELECT id, password_hash, role, enabled FROM users WHERE username = ?")
+                .bind(&username)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+        let stored = row.as_ref().map(|r| r.1.clone());
+        let ok = secrets::verify_password(req.password, stored).await.map_err(internal)?;
+
+        let Some((user_id, _, role, enabled)) = row.filter(|_| ok) else {
+            let outcome = self.throttle.record_failure(&username, address.as_deref(), Instant::now());
+            tracing::warn!(user = %username, source = ?address, failures = outcome.user_failures, "failed login");
+            self.record(audit(AuditResult::Failure, format!("wrong user name or password (failure {} in a row)", outcome.user_failures)))
+                .await;
+            if let Some(key) = outcome.locked {
+                let lock_min = minutes(self.throttle.policy().lock_for);
+                let (object, what) = match key {
+                    LockedKey::User => (format!("user/{username}"), "user name"),
+                    LockedKey::Address => (format!("address/{}", address.clone().unwrap_or_default()), "address"),
+                };
+                self.record(AuditRecord {
+                    user: username.clone(),
+                    action: "login.lockout",
+                    object,
+                    result: AuditResult::Denied,
+                    source: address.clone(),
+                    detail: Some(format!("{what} locked for {lock_min} minutes after repeated failed logins")),
+                })
+                .await;
+                tokio::time::sleep(outcome.delay).await;
+                return Err(ApiError::too_many_attempts(format!(
+                    "Too many failed logins: locked for {lock_min} minutes."
+                )));
+            }
+            tokio::time::sleep(outcome.delay).await;
+            return Err(ApiError::new(401, WRONG_CREDENTIALS));
+        };
+        if !enabled {
+            self.record(audit(AuditResult::Denied, "account disabled".into())).await;
+            return Err(ApiError::new(403, "This account is disabled. Ask an administrator."));
+        }
+        let role = Role::parse(&role).ok_or_else(|| internal("unknown role in the database"))?;
+        self.throttle.record_success(&username);
+
+        let token = secrets::random_token("");
+        let now = time::OffsetDateTime::now_utc();
+        let expires = now + self.settings.session_lifetime;
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at, source) VALUES (?, ?, ?, ?, ?)")
+            .bind(secrets::sha256_hex(&token))
+            .bind(user_id)
+            .bind(crate::db::rfc3339(now))
+            .bind(crate::db::rfc3339(expires))
+            .bind(&address)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("UPDATE users SET last_login_at = ? WHERE id = ?")
+            .bind(crate::db::rfc3339(now))
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        // Expired sessions are swept at each login.
+        sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
+            .bind(crate::db::rfc3339(now))
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        self.record(audit(AuditResult::Success, "session opened".into())).await;
+        Ok(NewSession {
+            token,
+            max_age_seconds: self.settings.session_lifetime.whole_seconds(),
+            me: Me { username, role },
+        })
+    }
+
+    pub(crate) async fn logout_impl(&self, caller: &Caller, session_token: &str) -> Result<(), ApiError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+            .bind(secrets::sha256_hex(session_token))
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        self.record(AuditRecord::by(caller, "logout", format!("user/{}", caller.username), AuditResult::Success)).await;
+        Ok(())
+    }
+
+    pub(crate) async fn authenticate_impl(&self, credential: Credential, origin: RequestOrigin) -> Result<Caller, ApiError> {
+        let now = crate::db::now();
+        let row: Option<(i64, String, String)> = match &credential {
+            Credential::Session(token) => {
+                if token.is_empty() || token.len() > 128 {
+                    return Err(ApiError::unauthenticated());
+                }
+                sqlx::query_as(
+                    "SELECT u.id, u.username, u.role FROM sessions s JOIN users u ON u.id = s.user_id \
+                     WHERE s.token_hash = ? AND s.expires_at > ? AND u.enabled = 1",
+                )
+                .bind(secrets::sha256_hex(token))
+                .bind(&now)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?
+            }
+            Credential::Bearer(token) => {
+                if !token.starts_with(API_TOKEN_PREFIX) || token.len() > 128 {
+                    return Err(ApiError::new(401, "The API token is not valid."));
+                }
+                let hash = secrets::sha256_hex(token);
+                let row = sqlx::query_as(
+                    "SELECT u.id, u.username, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id \
+                     WHERE t.token_hash = ? AND u.enabled = 1",
+                )
+                .bind(&hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+                if row.is_some() {
+                    sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE token_hash = ?")
+                        .bind(&now)
+                        .bind(&hash)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db_error)?;
+                }
+                row
+            }
+        };
+        let Some((user_id, username, role)) = row else {
+            return Err(match credential {
+                Credential::Session(_) => ApiError::new(401, "Your session has ended. Log in again."),
+                Credential::Bearer(_) => ApiError::new(401, "The API token is not valid."),
+            });
+        };
+        let role = Role::parse(&role).ok_or_else(|| internal("unknown role in the database"))?;
+        Ok(Caller { user_id, username, role, source: origin.address })
+    }
+}

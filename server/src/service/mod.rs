@@ -1,0 +1,161 @@
+//! The node's service layer: every rule of the dashboard and the REST API,
+//! written once. Each operation checks the caller's role, validates its
+//! input, changes the database and writes the audit entry.
+
+mod audit;
+mod auth;
+mod tokens;
+mod users;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use portico_app::error::ApiError;
+use portico_app::model::*;
+use portico_app::service::{Caller, Credential, NewSession, NodeService, RequestOrigin};
+use sqlx::SqlitePool;
+
+pub use audit::AuditRecord;
+
+use crate::throttle::{LoginPolicy, LoginThrottle};
+
+/// Reports the engine's state to the overview.
+pub type EngineStatusFn = Arc<dyn Fn() -> EngineStatus + Send + Sync>;
+
+/// Settings of the service layer.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    pub node_name: String,
+    /// How long a login session lasts.
+    pub session_lifetime: time::Duration,
+    pub login_policy: LoginPolicy,
+}
+
+impl NodeSettings {
+    pub fn new(node_name: impl Into<String>) -> Self {
+        NodeSettings {
+            node_name: node_name.into(),
+            session_lifetime: time::Duration::hours(12),
+            login_policy: LoginPolicy::default(),
+        }
+    }
+}
+
+/// The service layer of one node.
+pub struct Node {
+    pool: SqlitePool,
+    settings: NodeSettings,
+    throttle: LoginThrottle,
+    started_at: time::OffsetDateTime,
+    started: Instant,
+    engine_status: EngineStatusFn,
+}
+
+impl Node {
+    pub fn new(pool: SqlitePool, settings: NodeSettings, engine_status: EngineStatusFn) -> Self {
+        Node {
+            throttle: LoginThrottle::new(settings.login_policy.clone()),
+            pool,
+            settings,
+            started_at: time::OffsetDateTime::now_utc(),
+            started: Instant::now(),
+            engine_status,
+        }
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Creates the first admin if there is no user at all. Returns whether it did.
+    pub async fn ensure_first_admin(&self, password: &str) -> Result<bool, ApiError> {
+        check_password(password).map_err(|m| ApiError::invalid_field("password", m))?;
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(db_error)?;
+        if count > 0 {
+            return Ok(false);
+        }
+        let hash = crate::secrets::hash_password(password.to_string()).await.map_err(internal)?;
+        let now = crate::db::now();
+        sqlx::query("INSERT INTO users (username, password_hash, role, enabled, created_at, updated_at) VALUES ('admin', ?, 'admin', 1, ?, ?)")
+            .bind(hash)
+            .bind(&now)
+            .bind(&now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        self.record(AuditRecord::system("user.create", "user/admin", AuditResult::Success, Some("first start: initial administrator"))).await;
+        Ok(true)
+    }
+}
+
+/// Logs a database failure (without parameters, which may hold secrets) and hides it.
+pub(crate) fn db_error(e: sqlx::Error) -> ApiError {
+    tracing::error!(error = %e, "database error");
+    ApiError::internal()
+}
+
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "internal error");
+    ApiError::internal()
+}
+
+#[async_trait]
+impl NodeService for Node {
+    async fn login(&self, req: LoginRequest, origin: RequestOrigin) -> Result<NewSession, ApiError> {
+        self.login_impl(req, origin).await
+    }
+
+    async fn logout(&self, caller: &Caller, session_token: &str) -> Result<(), ApiError> {
+        self.logout_impl(caller, session_token).await
+    }
+
+    async fn authenticate(&self, credential: Credential, origin: RequestOrigin) -> Result<Caller, ApiError> {
+        self.authenticate_impl(credential, origin).await
+    }
+
+    async fn list_users(&self, caller: &Caller) -> Result<Vec<UserView>, ApiError> {
+        self.list_users_impl(caller).await
+    }
+
+    async fn create_user(&self, caller: &Caller, new: NewUser) -> Result<UserView, ApiError> {
+        self.create_user_impl(caller, new).await
+    }
+
+    async fn update_user(&self, caller: &Caller, username: &str, patch: UserPatch) -> Result<UserView, ApiError> {
+        self.update_user_impl(caller, username, patch).await
+    }
+
+    async fn delete_user(&self, caller: &Caller, username: &str) -> Result<(), ApiError> {
+        self.delete_user_impl(caller, username).await
+    }
+
+    async fn create_token(&self, caller: &Caller, new: NewToken) -> Result<CreatedToken, ApiError> {
+        self.create_token_impl(caller, new).await
+    }
+
+    async fn list_tokens(&self, caller: &Caller) -> Result<Vec<TokenView>, ApiError> {
+        self.list_tokens_impl(caller).await
+    }
+
+    async fn revoke_token(&self, caller: &Caller, id: i64) -> Result<(), ApiError> {
+        self.revoke_token_impl(caller, id).await
+    }
+
+    async fn audit(&self, caller: &Caller, page: u32, per_page: u32) -> Result<AuditPage, ApiError> {
+        self.audit_impl(caller, page, per_page).await
+    }
+
+    async fn overview(&self, caller: &Caller) -> Result<NodeOverview, ApiError> {
+        caller.require(Role::Viewer, "see this node")?;
+        let (users,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(db_error)?;
+        Ok(NodeOverview {
+            node_name: self.settings.node_name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: crate::db::rfc3339(self.started_at),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            engine: (self.engine_status)(),
+            users: users as u32,
+        })
+    }
+}

@@ -1,0 +1,77 @@
+//! API tokens: each acts as its owner, with the owner's role. Anyone may hold
+//! tokens (a viewer's token can only read); admins see and revoke everyone's.
+
+use portico_app::error::ApiError;
+use portico_app::model::*;
+use portico_app::service::Caller;
+
+use super::{db_error, AuditRecord, Node};
+use crate::secrets::{self, API_TOKEN_PREFIX};
+
+/// Tokens one user may hold, so that a script in a loop cannot fill the disk.
+const MAX_TOKENS_PER_USER: i64 = 100;
+
+impl Node {
+    pub(crate) async fn create_token_impl(&self, caller: &Caller, new: NewToken) -> Result<CreatedToken, ApiError> {
+        caller.require(Role::Viewer, "create API tokens")?;
+        check_token_name(&new.name).map_err(|m| ApiError::invalid_field("name", m))?;
+        let name = new.name.trim().to_string();
+        let (held,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM api_tokens WHERE user_id = ?")
+            .bind(caller.user_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        if held >= MAX_TOKENS_PER_USER {
+            return Err(ApiError::conflict(format!("You hold {held} tokens already; revoke some first.")));
+        }
+        let token = secrets::random_token(API_TOKEN_PREFIX);
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(caller.user_id)
+        .bind(&name)
+        .bind(secrets::sha256_hex(&token))
+        .bind(crate::db::now())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        self.record(AuditRecord::by(caller, "token.create", format!("token/{id}"), AuditResult::Success).detail(format!("name {name}")))
+            .await;
+        Ok(CreatedToken { id, name, token })
+    }
+
+    pub(crate) async fn list_tokens_impl(&self, caller: &Caller) -> Result<Vec<TokenView>, ApiError> {
+        caller.require(Role::Viewer, "list API tokens")?;
+        let all = caller.role == Role::Admin;
+        let rows: Vec<(i64, String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT t.id, t.name, u.username, t.created_at, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE ? OR t.user_id = ? ORDER BY t.id",
+        )
+        .bind(all)
+        .bind(caller.user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, owner, created_at, last_used_at)| TokenView { id, name, owner, created_at, last_used_at })
+            .collect())
+    }
+
+    pub(crate) async fn revoke_token_impl(&self, caller: &Caller, id: i64) -> Result<(), ApiError> {
+        let object = format!("token/{id}");
+        let all = caller.role == Role::Admin;
+        let res = sqlx::query("DELETE FROM api_tokens WHERE id = ? AND (? OR user_id = ?)")
+            .bind(id)
+            .bind(all)
+            .bind(caller.user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        if res.rows_affected() == 0 {
+            return Err(ApiError::not_found(format!("The token {id}")));
+        }
+        self.record(AuditRecord::by(caller, "token.revoke", object, AuditResult::Success)).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,19 @@
+//! What every request handler can reach.
+
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use portico_app::service::SharedService;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: SharedService,
+    pub leptos_options: LeptosOptions,
+    /// Set the `Secure` attribute on cookies (the node is behind TLS).
+    pub secure_cookies: bool,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}

@@ -1,0 +1,61 @@
+//! The node's HTTP service: the dashboard (server-rendered Leptos pages and
+//! their server functions under `/rpc`), the REST API under `/api/v1`, and
+//! the static files of the site.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, handle_server_fns_with_context, LeptosRoutes};
+use portico_app::server_fns::ssr::SecureCookies;
+use portico_app::service::RequestOrigin;
+use portico_app::{shell, App};
+use tower_http::compression::CompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::state::AppState;
+
+/// Context every server function and page render gets.
+fn context(state: &AppState) -> impl Fn() + Clone + Send + Sync + 'static {
+    let service = state.service.clone();
+    let secure = state.secure_cookies;
+    move || {
+        provide_context(service.clone());
+        provide_context(SecureCookies(secure));
+    }
+}
+
+async fn server_fn_handler(State(state): State<AppState>, req: Request<Body>) -> impl IntoResponse {
+    handle_server_fns_with_context(context(&state), req).await
+}
+
+/// Records the client's address in the request for throttling and audit.
+async fn record_origin(mut req: Request, next: Next) -> Response {
+    let address = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    req.extensions_mut().insert(RequestOrigin { address });
+    next.run(req).await
+}
+
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let options = state.leptos_options.clone();
+    Router::new()
+        .nest("/api/v1", crate::api::router())
+        .route("/rpc/{*fn_name}", any(server_fn_handler))
+        .leptos_routes_with_context(&state, routes, context(&state), move || shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn(record_origin))
+        .layer(CompressionLayer::new())
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
