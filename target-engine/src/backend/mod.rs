@@ -45,3 +45,6 @@ pub trait BlockBackend: Send + Sync + std::fmt::Debug {
     /// Grows the backend to `new_size` bytes (never shrinks).
     async fn resize(&self, new_size: u64) -> Result<(), BackendError>;
 }
+
+pub mod file;
+pub mod memory;
