@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! Portico's dashboard: a Leptos application rendered on the server and
 //! hydrated in the browser.
 //!

@@ -60,8 +60,17 @@ pub mod ssr {
         }
     }
 
+    /// Secure cookies when the node says so, or when a TLS-terminating proxy
+    /// reports that the request came over HTTPS.
     pub fn secure_cookies() -> bool {
-        use_context::<SecureCookies>().map(|s| s.0).unwrap_or(false)
+        let configured = use_context::<SecureCookies>().map(|s| s.0).unwrap_or(false);
+        let forwarded_https = use_context::<http::request::Parts>().is_some_and(|p| {
+            p.headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+        });
+        configured || forwarded_https
     }
 
     pub fn set_cookie(value: String) {

@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage, RoleBadge};
+use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage};
 use crate::format;
 use crate::model::{Me, Role, UserView};
 use crate::server_fns::{list_users, CreateUser, DeleteUser, ResetPassword, SetUserEnabled, SetUserRole};
@@ -203,10 +203,10 @@ fn UserRow(user: UserView, is_me: bool, actions: UserActions) -> impl IntoView {
                 <strong>{name.clone()}</strong>
                 {is_me.then(|| view! { <span class="muted">" (you)"</span> })}
             </td>
-            <td><RoleBadge role=user.role/> " " {role_select}</td>
+            <td>{role_select}</td>
             <td>{state}</td>
-            <td>{format::timestamp(&user.created_at)}</td>
-            <td>{user.last_login_at.as_deref().map(format::timestamp).unwrap_or_else(|| "never".into())}</td>
+            <td class="nowrap">{format::timestamp(&user.created_at)}</td>
+            <td class="nowrap">{user.last_login_at.as_deref().map(format::timestamp).unwrap_or_else(|| "never".into())}</td>
             <td class="actions-col">
                 <div class="row-actions">
                     {toggle}
