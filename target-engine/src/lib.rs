@@ -8,3 +8,9 @@
 pub mod backend;
 pub mod iscsi;
 pub mod scsi;
+pub mod config;
+pub mod engine;
+pub mod portal;
+
+pub use config::EngineConfig;
+pub use engine::{run_standalone, Engine, EngineError, SessionInfo, VolumeStats};

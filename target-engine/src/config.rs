@@ -1,0 +1,447 @@
+//! The declarative engine configuration (TOML / serde) and its validation.
+//!
+//! A configuration is accepted or rejected as a whole: [`EngineConfig::validate`]
+//! reports the first problem found with enough context to fix it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::iscsi::registry::ChapPolicy;
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot parse configuration: {0}")]
+    Parse(String),
+    #[error("volume {0:?} is defined twice")]
+    DuplicateVolume(String),
+    #[error("target {0:?} is defined twice")]
+    DuplicateTarget(String),
+    #[error("volume name {0:?} is empty or has characters other than letters, digits, '-', '_' and '.'")]
+    BadVolumeName(String),
+    #[error("volume {0:?}: block_size must be 512 or 4096")]
+    BadBlockSize(String),
+    #[error("volume {0:?}: size must be a non-zero multiple of the block size")]
+    BadSize(String),
+    #[error("volume {0:?}: a file backend needs a path")]
+    MissingPath(String),
+    #[error("volume {0:?}: wwn must be 32 hexadecimal digits starting with 6 (NAA type 6)")]
+    BadWwn(String),
+    #[error("target name {0:?} is not a valid iqn./eui./naa. name")]
+    BadIqn(String),
+    #[error("target {target:?}: LUN {lun} is out of range (0-255)")]
+    LunOutOfRange { target: String, lun: u64 },
+    #[error("target {target:?}: LUN key {key:?} is not a number")]
+    BadLun { target: String, key: String },
+    #[error("target {target:?}: LUN {lun} refers to unknown volume {volume:?}")]
+    UnknownVolume { target: String, lun: u64, volume: String },
+    #[error("target {0:?} has no portal")]
+    NoPortal(String),
+    #[error("target {0:?}: tpg must be between 1 and 65535")]
+    BadTpg(String),
+    #[error("{0}: CHAP {1} must be 12 to 255 characters (user names 1 to 255)")]
+    BadChap(String, &'static str),
+    #[error("{0}: mutual CHAP secrets must differ")]
+    SameSecrets(String),
+    #[error("target {target:?}: ACL entry for {initiator:?} lists LUN {lun}, which the target does not map")]
+    AclUnknownLun { target: String, initiator: String, lun: u64 },
+    #[error("target {target:?}: initiator name {initiator:?} is not a valid iSCSI name")]
+    BadInitiator { target: String, initiator: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    #[default]
+    File,
+    Memory,
+}
+
+/// A size given as bytes or as a string such as "1GiB", "64MiB", "4096".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Size(n)),
+            Raw::S(s) => parse_size(&s).map(Size).ok_or_else(|| serde::de::Error::custom(format!("bad size {s:?}"))),
+        }
+    }
+}
+
+/// Parses "1GiB", "512MiB", "4KiB", "1TiB", "1G", "1000", "2 GiB".
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "T" | "TiB" => 1 << 40,
+        "KB" | "kB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn default_block() -> u32 {
+    512
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeConfig {
+    pub name: String,
+    #[serde(default)]
+    pub backend: BackendKind,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    pub size: Size,
+    #[serde(default = "default_block")]
+    pub block_size: u32,
+    #[serde(default)]
+    pub read_only: bool,
+    /// NAA type 6 identifier as 32 hex digits; derived from the name if absent.
+    #[serde(default)]
+    pub wwn: Option<String>,
+    /// Unit serial number; derived from the name if absent.
+    #[serde(default)]
+    pub serial: Option<String>,
+}
+
+impl VolumeConfig {
+    /// The NAA identifier: configured, or derived deterministically from the name.
+    pub fn naa(&self) -> [u8; 16] {
+        if let Some(w) = &self.wwn {
+            if let Some(b) = parse_wwn(w) {
+                return b;
+            }
+        }
+        let h = fnv128(self.name.as_bytes());
+        let mut b = h.to_be_bytes();
+        // NAA 6, then a 24-bit IEEE company id placeholder (locally administered), then vendor-specific bits.
+        b[0] = 0x60 | (b[0] & 0x0f);
+        b
+    }
+
+    pub fn serial(&self) -> String {
+        match &self.serial {
+            Some(s) => s.clone(),
+            None => format!("PRT{:016X}", fnv128(self.name.as_bytes()) as u64),
+        }
+    }
+}
+
+fn fnv128(data: &[u8]) -> u128 {
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for &b in data {
+        h ^= b as u128;
+        h = h.wrapping_mul(0x0000000001000000000000000000013B);
+    }
+    h
+}
+
+fn parse_wwn(s: &str) -> Option<[u8; 16]> {
+    let s = s.trim_start_matches("0x").replace(':', "");
+    if s.len() != 32 || !s.starts_with('6') {
+        return None;
+    }
+    let v = u128::from_str_radix(&s, 16).ok()?;
+    Some(v.to_be_bytes())
+}
+
+/// Authentication requirement, as written in the config.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ChapConfig {
+    pub mode: ChapMode,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub target_user: Option<String>,
+    #[serde(default)]
+    pub target_secret: Option<String>,
+}
+
+impl std::fmt::Debug for ChapConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChapConfig")
+            .field("mode", &self.mode)
+            .field("user", &self.user)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("target_user", &self.target_user)
+            .field("target_secret", &self.target_secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChapMode {
+    #[default]
+    None,
+    OneWay,
+    Mutual,
+}
+
+impl ChapConfig {
+    fn check(&self, what: &str) -> Result<ChapPolicy, ConfigError> {
+        let name_ok = |s: &Option<String>| s.as_ref().is_some_and(|s| !s.is_empty() && s.len() <= 255);
+        let secret_ok = |s: &Option<String>| s.as_ref().is_some_and(|s| (12..=255).contains(&s.len()));
+        let req = |ok: bool, f: &'static str| if ok { Ok(()) } else { Err(ConfigError::BadChap(what.to_string(), f)) };
+        match self.mode {
+            ChapMode::None => Ok(ChapPolicy::None),
+            ChapMode::OneWay => {
+                req(name_ok(&self.user), "user")?;
+                req(secret_ok(&self.secret), "secret")?;
+                Ok(ChapPolicy::OneWay { user: self.user.clone().unwrap(), secret: self.secret.clone().unwrap() })
+            }
+            ChapMode::Mutual => {
+                req(name_ok(&self.user), "user")?;
+                req(secret_ok(&self.secret), "secret")?;
+                req(name_ok(&self.target_user), "target_user")?;
+                req(secret_ok(&self.target_secret), "target_secret")?;
+                if self.secret == self.target_secret {
+                    return Err(ConfigError::SameSecrets(what.to_string()));
+                }
+                Ok(ChapPolicy::Mutual {
+                    user: self.user.clone().unwrap(),
+                    secret: self.secret.clone().unwrap(),
+                    target_user: self.target_user.clone().unwrap(),
+                    target_secret: self.target_secret.clone().unwrap(),
+                })
+            }
+        }
+    }
+
+    /// The policy the transport enforces (call after `validate`).
+    pub fn policy(&self) -> ChapPolicy {
+        self.check("").unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclEntry {
+    pub initiator: String,
+    pub luns: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub iqn: String,
+    pub portals: Vec<SocketAddr>,
+    #[serde(default = "default_tpg")]
+    pub tpg: u16,
+    /// LUN number (as a TOML key string) to volume name.
+    #[serde(default)]
+    pub luns: BTreeMap<String, String>,
+    #[serde(default)]
+    pub chap: Option<ChapConfig>,
+    #[serde(default)]
+    pub acl: Option<Vec<AclEntry>>,
+}
+
+fn default_tpg() -> u16 {
+    1
+}
+
+impl TargetConfig {
+    /// The LUN map with numeric keys (call after `validate`).
+    pub fn lun_map(&self) -> BTreeMap<u64, String> {
+        self.luns.iter().filter_map(|(k, v)| k.trim().parse().ok().map(|n| (n, v.clone()))).collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    #[serde(default)]
+    pub chap: Option<ChapConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    #[serde(default, rename = "volume")]
+    pub volumes: Vec<VolumeConfig>,
+    #[serde(default, rename = "target")]
+    pub targets: Vec<TargetConfig>,
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
+}
+
+/// RFC 7143 §4.2.7: iqn.YYYY-MM.reversed.domain[:anything], eui.16HEX, naa.16|32HEX.
+pub fn valid_iscsi_name(s: &str) -> bool {
+    if s.is_empty() || s.len() > 223 || s.chars().any(|c| c.is_ascii_uppercase() || c.is_whitespace()) {
+        return false;
+    }
+    if let Some(rest) = s.strip_prefix("iqn.") {
+        let b = rest.as_bytes();
+        b.len() > 8
+            && b[..4].iter().all(u8::is_ascii_digit)
+            && b[4] == b'-'
+            && b[5..7].iter().all(u8::is_ascii_digit)
+            && b[7] == b'.'
+            && rest[8..].chars().all(|c| c.is_ascii_alphanumeric() || "-.:_".contains(c))
+    } else if let Some(h) = s.strip_prefix("eui.") {
+        h.len() == 16 && h.chars().all(|c| c.is_ascii_hexdigit())
+    } else if let Some(h) = s.strip_prefix("naa.") {
+        (h.len() == 16 || h.len() == 32) && h.chars().all(|c| c.is_ascii_hexdigit())
+    } else {
+        false
+    }
+}
+
+impl EngineConfig {
+    pub fn from_toml(s: &str) -> Result<Self, ConfigError> {
+        let c: EngineConfig = toml::from_str(s).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        for v in &self.volumes {
+            if v.name.is_empty() || !v.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(ConfigError::BadVolumeName(v.name.clone()));
+            }
+            if !names.insert(v.name.as_str()) {
+                return Err(ConfigError::DuplicateVolume(v.name.clone()));
+            }
+            if v.block_size != 512 && v.block_size != 4096 {
+                return Err(ConfigError::BadBlockSize(v.name.clone()));
+            }
+            if v.size.0 == 0 || v.size.0 % v.block_size as u64 != 0 {
+                return Err(ConfigError::BadSize(v.name.clone()));
+            }
+            if v.backend == BackendKind::File && v.path.is_none() {
+                return Err(ConfigError::MissingPath(v.name.clone()));
+            }
+            if v.wwn.as_deref().is_some_and(|w| parse_wwn(w).is_none()) {
+                return Err(ConfigError::BadWwn(v.name.clone()));
+            }
+        }
+        let mut iqns = HashSet::new();
+        for t in &self.targets {
+            if !valid_iscsi_name(&t.iqn) {
+                return Err(ConfigError::BadIqn(t.iqn.clone()));
+            }
+            if !iqns.insert(t.iqn.as_str()) {
+                return Err(ConfigError::DuplicateTarget(t.iqn.clone()));
+            }
+            if t.portals.is_empty() {
+                return Err(ConfigError::NoPortal(t.iqn.clone()));
+            }
+            if t.tpg == 0 {
+                return Err(ConfigError::BadTpg(t.iqn.clone()));
+            }
+            let mut luns = HashSet::new();
+            for (k, vol) in &t.luns {
+                let lun: u64 =
+                    k.trim().parse().map_err(|_| ConfigError::BadLun { target: t.iqn.clone(), key: k.clone() })?;
+                if lun > 255 {
+                    return Err(ConfigError::LunOutOfRange { target: t.iqn.clone(), lun });
+                }
+                if !names.contains(vol.as_str()) {
+                    return Err(ConfigError::UnknownVolume { target: t.iqn.clone(), lun, volume: vol.clone() });
+                }
+                luns.insert(lun);
+            }
+            if let Some(c) = &t.chap {
+                c.check(&format!("target {:?}", t.iqn))?;
+            }
+            for a in t.acl.iter().flatten() {
+                if !valid_iscsi_name(&a.initiator) {
+                    return Err(ConfigError::BadInitiator { target: t.iqn.clone(), initiator: a.initiator.clone() });
+                }
+                if let Some(l) = a.luns.iter().find(|l| !luns.contains(l)) {
+                    return Err(ConfigError::AclUnknownLun { target: t.iqn.clone(), initiator: a.initiator.clone(), lun: *l });
+                }
+            }
+        }
+        if let Some(c) = &self.discovery.chap {
+            c.check("discovery")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+[[volume]]
+name = "vol1"
+backend = "file"
+path = "/dev/shm/vol1.img"
+size = "1GiB"
+block_size = 512
+read_only = false
+[[target]]
+iqn = "iqn.2026-11.local.portico:demo"
+portals = ["127.0.0.1:3260"]
+tpg = 1
+luns = { 0 = "vol1" }
+chap = { mode = "one-way", user = "alice", secret = "alicesecret1" }
+acl = [ { initiator = "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test", luns = [0] } ]
+[discovery]
+chap = { mode = "none" }
+"#;
+
+    #[test]
+    fn sample_parses() {
+        let c = EngineConfig::from_toml(SAMPLE).unwrap();
+        assert_eq!(c.volumes[0].size, Size(1 << 30));
+        assert_eq!(c.targets[0].lun_map().get(&0).map(String::as_str), Some("vol1"));
+        assert!(matches!(c.targets[0].chap.as_ref().unwrap().policy(), ChapPolicy::OneWay { .. }));
+        assert_eq!(c.volumes[0].naa(), c.volumes[0].clone().naa());
+        assert_eq!(c.volumes[0].naa()[0] >> 4, 6);
+        assert!(!format!("{c:?}").contains("alicesecret1"));
+        assert!(!format!("{:?}", c.targets[0].chap.as_ref().unwrap().policy()).contains("alicesecret1"));
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        let bad = |from: &str, to: &str| EngineConfig::from_toml(&SAMPLE.replace(from, to)).unwrap_err();
+        assert!(matches!(bad("{ 0 = \"vol1\" }", "{ 0 = \"nope\" }"), ConfigError::UnknownVolume { .. }));
+        assert!(matches!(bad("{ 0 = \"vol1\" }", "{ 300 = \"vol1\" }"), ConfigError::LunOutOfRange { .. }));
+        assert!(matches!(bad("iqn.2026-11.local.portico:demo", "bogus"), ConfigError::BadIqn(_)));
+        assert!(matches!(bad("block_size = 512", "block_size = 1000"), ConfigError::BadBlockSize(_)));
+        assert!(matches!(bad("\"1GiB\"", "\"1 parsec\""), ConfigError::Parse(_)));
+        assert!(matches!(bad("alicesecret1", "short"), ConfigError::BadChap(..)));
+        assert!(matches!(bad("luns = [0]", "luns = [3]"), ConfigError::AclUnknownLun { .. }));
+        let dup = format!("{SAMPLE}\n[[volume]]\nname = \"vol1\"\nbackend = \"memory\"\nsize = 4096\n");
+        let dup = dup.replace("[discovery]\nchap = { mode = \"none\" }\n", "");
+        let dup = format!("{dup}\n[discovery]\n");
+        assert!(matches!(EngineConfig::from_toml(&dup).unwrap_err(), ConfigError::DuplicateVolume(_)));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("2 GiB"), Some(2 << 30));
+        assert_eq!(parse_size("x"), None);
+    }
+}

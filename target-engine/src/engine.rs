@@ -1,0 +1,252 @@
+//! The live engine: applies an [`EngineConfig`] and keeps running what did
+//! not change.
+//!
+//! `apply` prepares everything that can fail (validation, opening new
+//! backends, binding new portals) before it changes anything, so a refused
+//! configuration leaves the running one untouched.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::backend::{file::FileBackend, memory::MemoryBackend, BackendError, BlockBackend};
+use crate::config::{BackendKind, ConfigError, EngineConfig, VolumeConfig};
+use crate::iscsi::registry::{Catalog, Registry, TargetEntry};
+use crate::portal::Portal;
+use crate::scsi::{LogicalUnit, LuCounters, LuSpec, LunMap};
+
+pub use crate::iscsi::registry::SessionInfo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("volume {volume:?}: {source}")]
+    Backend { volume: String, source: BackendError },
+    #[error("volume {0:?} cannot shrink")]
+    Shrink(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Per-volume activity for the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeStats {
+    pub volume: String,
+    pub size: u64,
+    pub counters: LuCounters,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    config: EngineConfig,
+    volumes: HashMap<String, (VolumeConfig, Arc<LogicalUnit>)>,
+    portals: HashMap<SocketAddr, Portal>,
+    relative_ports: HashMap<String, u16>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: Arc<Registry>,
+    state: tokio::sync::Mutex<State>,
+}
+
+/// The engine handle: cheap to clone, `Send + Sync`.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether a running volume can be kept (possibly grown) for a new config.
+fn same_volume(a: &VolumeConfig, b: &VolumeConfig) -> bool {
+    a.backend == b.backend
+        && a.path == b.path
+        && a.block_size == b.block_size
+        && a.read_only == b.read_only
+        && a.naa() == b.naa()
+        && a.serial() == b.serial()
+}
+
+fn open_volume(v: &VolumeConfig) -> Result<Arc<LogicalUnit>, EngineError> {
+    let backend: Arc<dyn BlockBackend> = match v.backend {
+        BackendKind::Memory => Arc::new(MemoryBackend::new(v.size.0)),
+        BackendKind::File => {
+            let path = v.path.as_ref().expect("validated: file volumes have a path");
+            Arc::new(
+                FileBackend::open(path, v.size.0, v.read_only)
+                    .map_err(|source| EngineError::Backend { volume: v.name.clone(), source })?,
+            )
+        }
+    };
+    let spec = LuSpec {
+        name: v.name.clone(),
+        naa: v.naa(),
+        serial: v.serial(),
+        block_size: v.block_size,
+        read_only: v.read_only,
+    };
+    Ok(LogicalUnit::new(spec, backend))
+}
+
+impl Engine {
+    pub fn new() -> Self {
+        Engine { inner: Arc::new(Inner { registry: Registry::new(), state: Default::default() }) }
+    }
+
+    /// Reconciles the running engine to `config`, or changes nothing and
+    /// returns why not.
+    pub async fn apply(&self, config: EngineConfig) -> Result<(), EngineError> {
+        config.validate()?;
+        let mut st = self.inner.state.lock().await;
+
+        // 1. Volumes: keep, grow, replace or open.
+        let mut volumes = HashMap::new();
+        let mut grow = Vec::new();
+        for v in &config.volumes {
+            match st.volumes.get(&v.name) {
+                Some((old, lu)) if same_volume(old, v) => {
+                    let cur = lu.backend().size();
+                    if v.size.0 < cur {
+                        return Err(EngineError::Shrink(v.name.clone()));
+                    }
+                    if v.size.0 > cur {
+                        grow.push((lu.clone(), v.size.0, v.name.clone()));
+                    }
+                    volumes.insert(v.name.clone(), (v.clone(), lu.clone()));
+                }
+                _ => {
+                    volumes.insert(v.name.clone(), (v.clone(), open_volume(v)?));
+                }
+            }
+        }
+
+        // 2. Portals: bind new addresses before anything is committed.
+        let wanted: Vec<SocketAddr> = {
+            let mut w: Vec<SocketAddr> = config.targets.iter().flat_map(|t| t.portals.iter().copied()).collect();
+            w.sort();
+            w.dedup();
+            w
+        };
+        let mut new_portals = HashMap::new();
+        for a in &wanted {
+            if !st.portals.contains_key(a) {
+                let p = Portal::open(*a, self.inner.registry.clone())
+                    .await
+                    .map_err(|source| EngineError::Bind { addr: *a, source })?;
+                new_portals.insert(*a, p);
+            }
+        }
+
+        // 3. Commit: grow volumes (raises CAPACITY DATA HAS CHANGED).
+        for (lu, size, name) in grow {
+            lu.resize(size).await.map_err(|source| EngineError::Backend { volume: name, source })?;
+        }
+        st.portals.retain(|a, _| wanted.contains(a));
+        st.portals.extend(new_portals);
+        st.volumes = volumes;
+
+        let mut next_rtp = st.relative_ports.values().copied().max().unwrap_or(0);
+        let mut targets = Vec::new();
+        for t in &config.targets {
+            let rtp = *st.relative_ports.entry(t.iqn.clone()).or_insert_with(|| {
+                next_rtp += 1;
+                next_rtp
+            });
+            let luns: LunMap = t
+                .lun_map()
+                .into_iter()
+                .filter_map(|(n, vol)| st.volumes.get(&vol).map(|(_, lu)| (n, lu.clone())))
+                .collect();
+            targets.push(Arc::new(TargetEntry {
+                iqn: t.iqn.clone(),
+                tpg: t.tpg,
+                portals: t.portals.iter().map(|p| st.portals.get(p).map(|x| x.bound).unwrap_or(*p)).collect(),
+                luns,
+                chap: t.chap.as_ref().map(|c| c.policy()).unwrap_or_default(),
+                acl: t.acl.as_ref().map(|l| l.iter().map(|a| (a.initiator.clone(), a.luns.clone())).collect()),
+                relative_port: rtp,
+            }));
+        }
+        let catalog = Catalog {
+            targets,
+            discovery_chap: config.discovery.chap.as_ref().map(|c| c.policy()).unwrap_or_default(),
+        };
+
+        // 4. Sessions: end those whose target or permission is gone, update LUN views.
+        for s in self.inner.registry.sessions() {
+            if s.info.discovery {
+                continue;
+            }
+            match catalog.target(&s.info.target) {
+                Some(t) if t.allows(&s.info.initiator) => s.update_luns(t.lun_view(&s.info.initiator)),
+                _ => {
+                    tracing::info!(tsih = s.info.tsih, target = %s.info.target, "target or access removed: closing session");
+                    s.close();
+                }
+            }
+        }
+        self.inner.registry.set_catalog(catalog);
+        st.config = config;
+        Ok(())
+    }
+
+    /// Live sessions, discovery ones included.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.inner.registry.sessions().iter().map(|s| s.info.clone()).collect()
+    }
+
+    /// Counters of every volume, by name.
+    pub async fn volume_stats(&self) -> Vec<VolumeStats> {
+        let st = self.inner.state.lock().await;
+        let mut v: Vec<VolumeStats> = st
+            .volumes
+            .iter()
+            .map(|(n, (_, lu))| VolumeStats { volume: n.clone(), size: lu.backend().size(), counters: lu.counters() })
+            .collect();
+        v.sort_by(|a, b| a.volume.cmp(&b.volume));
+        v
+    }
+
+    /// The configuration currently applied.
+    pub async fn config(&self) -> EngineConfig {
+        self.inner.state.lock().await.config.clone()
+    }
+
+    /// Addresses actually bound, by configured address (differs for port 0).
+    pub async fn portals(&self) -> BTreeMap<SocketAddr, SocketAddr> {
+        self.inner.state.lock().await.portals.iter().map(|(c, p)| (*c, p.bound)).collect()
+    }
+
+    /// Stops listening and ends every session.
+    pub async fn shutdown(&self) {
+        let mut st = self.inner.state.lock().await;
+        st.portals.clear();
+        for s in self.inner.registry.sessions() {
+            s.close();
+        }
+        self.inner.registry.set_catalog(Catalog::default());
+    }
+}
+
+/// Loads `config_path` (TOML), applies it and serves until `shutdown` resolves.
+pub async fn run_standalone(config_path: &Path, shutdown: impl Future<Output = ()>) -> Result<(), EngineError> {
+    let text = std::fs::read_to_string(config_path)
+        .map_err(|source| EngineError::Read { path: config_path.display().to_string(), source })?;
+    let config = EngineConfig::from_toml(&text)?;
+    let engine = Engine::new();
+    engine.apply(config).await?;
+    tracing::info!(config = %config_path.display(), "engine running");
+    shutdown.await;
+    engine.shutdown().await;
+    Ok(())
+}

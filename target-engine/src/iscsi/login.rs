@@ -1,0 +1,382 @@
+//! The login phase (RFC 7143 §6.3, §11.12, §11.13) as a sans-IO state
+//! machine: Login Request PDUs in, Login Response PDUs out.
+//!
+//! Stages: security negotiation (CSG 0, CHAP per §12.1.3), operational
+//! negotiation (CSG 1, keys per §13), then full feature phase (3).
+//! Status classes and details are those of §11.13.5.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::chap::{self, ChapAlg};
+use super::keys::{self, Answer, Params, TargetLimits};
+use super::pdu::{op, Bhs, Pdu};
+use super::registry::{Catalog, ChapPolicy, TargetEntry};
+
+/// Commands the initiator may have outstanding (MaxCmdSN - ExpCmdSN + 1).
+pub const CMD_WINDOW: u32 = 128;
+/// Bound on the text a login may accumulate over Continue PDUs.
+const MAX_LOGIN_TEXT: usize = 64 * 1024;
+
+/// Login status (class, detail), RFC 7143 §11.13.5.
+pub mod status {
+    pub const SUCCESS: (u8, u8) = (0, 0);
+    pub const INITIATOR_ERROR: (u8, u8) = (2, 0);
+    pub const AUTH_FAILED: (u8, u8) = (2, 1);
+    pub const FORBIDDEN: (u8, u8) = (2, 2);
+    pub const NOT_FOUND: (u8, u8) = (2, 3);
+    pub const UNSUPPORTED_VERSION: (u8, u8) = (2, 5);
+    pub const MISSING_PARAMETER: (u8, u8) = (2, 7);
+    pub const NO_SESSION: (u8, u8) = (2, 10);
+    pub const INVALID_REQUEST: (u8, u8) = (2, 11);
+}
+
+/// What a successful login produced.
+#[derive(Debug, Clone)]
+pub struct LoginResult {
+    pub params: Params,
+    pub initiator: String,
+    pub isid: [u8; 6],
+    pub target: Option<Arc<TargetEntry>>,
+    pub exp_cmd_sn: u32,
+    /// StatSN of the next response.
+    pub stat_sn: u32,
+}
+
+/// Outcome of one Login Request.
+#[derive(Debug)]
+pub enum Step {
+    Continue(Pdu),
+    /// Send this and close the connection.
+    Fail(Pdu),
+    /// Send this (after patching the TSIH in with [`set_tsih`]) and go to full feature phase.
+    Done(Pdu, Box<LoginResult>),
+}
+
+pub fn set_tsih(pdu: &mut Pdu, tsih: u16) {
+    pdu.bhs.set_u16(14, tsih);
+}
+
+#[derive(Debug)]
+enum Chap {
+    NotStarted,
+    /// AuthMethod=CHAP agreed, waiting for CHAP_A.
+    WantAlg,
+    /// Challenge sent, waiting for CHAP_N / CHAP_R.
+    WantResponse { alg: ChapAlg, id: u8, challenge: Vec<u8> },
+    Done,
+}
+
+/// One connection's login.
+#[derive(Debug)]
+pub struct Login {
+    catalog: Arc<Catalog>,
+    local: SocketAddr,
+    limits: TargetLimits,
+    params: Params,
+    first: bool,
+    initiator: Option<String>,
+    isid: [u8; 6],
+    discovery: bool,
+    target: Option<Arc<TargetEntry>>,
+    chap: Chap,
+    authenticated: bool,
+    stat_sn: u32,
+    exp_cmd_sn: u32,
+    text: Vec<u8>,
+    declared: bool,
+    peer: String,
+}
+
+impl Login {
+    pub fn new(catalog: Arc<Catalog>, local: SocketAddr, peer: SocketAddr, limits: TargetLimits) -> Self {
+        let mut params = Params::default();
+        params.target_mrdsl = limits.max_recv_data_segment_length;
+        Login {
+            catalog,
+            local,
+            limits,
+            params,
+            first: true,
+            initiator: None,
+            isid: [0; 6],
+            discovery: false,
+            target: None,
+            chap: Chap::NotStarted,
+            authenticated: false,
+            stat_sn: 0,
+            exp_cmd_sn: 0,
+            text: Vec::new(),
+            declared: false,
+            peer: peer.to_string(),
+        }
+    }
+
+    fn policy(&self) -> &ChapPolicy {
+        match &self.target {
+            Some(t) => &t.chap,
+            None => &self.catalog.discovery_chap,
+        }
+    }
+
+    fn response(&mut self, req: &Bhs, flags: u8, st: (u8, u8), kv: &[(String, String)]) -> Pdu {
+        let mut b = Bhs::new(op::LOGIN_RESP);
+        b.set_flags(flags);
+        b.0[8..14].copy_from_slice(&req.0[8..14]);
+        b.set_itt(req.itt());
+        b.set_u32(24, self.stat_sn);
+        self.stat_sn = self.stat_sn.wrapping_add(1);
+        b.set_u32(28, self.exp_cmd_sn);
+        b.set_u32(32, self.exp_cmd_sn.wrapping_add(CMD_WINDOW - 1));
+        b.0[36] = st.0;
+        b.0[37] = st.1;
+        Pdu::with_data(b, keys::encode_text(kv))
+    }
+
+    fn fail(&mut self, req: &Bhs, st: (u8, u8), why: &str) -> Step {
+        tracing::warn!(
+            initiator = self.initiator.as_deref().unwrap_or("?"),
+            peer = %self.peer,
+            target = self.target.as_ref().map(|t| t.iqn.as_str()).unwrap_or(""),
+            status = format!("{:02x}{:02x}", st.0, st.1),
+            "login refused: {why}"
+        );
+        let csg = (req.flags() >> 2) & 3;
+        Step::Fail(self.response(req, csg << 2, st, &[]))
+    }
+
+    /// Handles one Login Request PDU.
+    pub fn step(&mut self, req: &Pdu) -> Step {
+        let b = req.bhs;
+        if b.opcode() != op::LOGIN_REQ {
+            return self.fail(&b, status::INVALID_REQUEST, "non-login PDU during login");
+        }
+        let flags = b.flags();
+        let transit = flags & 0x80 != 0;
+        let cont = flags & 0x40 != 0;
+        let csg = (flags >> 2) & 3;
+        let nsg = flags & 3;
+        if self.first {
+            self.first = false;
+            // Version-max >= 0 >= version-min always holds for version 0.
+            if b.0[3] != 0 {
+                return self.fail(&b, status::UNSUPPORTED_VERSION, "unsupported version");
+            }
+            self.isid.copy_from_slice(&b.0[8..14]);
+            self.stat_sn = b.u32_at(28);
+            if b.u16_at(14) != 0 {
+                return self.fail(&b, status::NO_SESSION, "adding a connection to a session is not supported");
+            }
+        }
+        self.exp_cmd_sn = b.u32_at(24);
+        if self.text.len() + req.data.len() > MAX_LOGIN_TEXT {
+            return self.fail(&b, status::INITIATOR_ERROR, "login text too long");
+        }
+        self.text.extend_from_slice(&req.data);
+        if cont {
+            // More text follows; answer with an empty response (§6.6.1).
+            return Step::Continue(self.response(&b, csg << 2, status::SUCCESS, &[]));
+        }
+        let text = std::mem::take(&mut self.text);
+        let kv = match keys::parse_text(&text) {
+            Ok(kv) => kv,
+            Err(_) => return self.fail(&b, status::INITIATOR_ERROR, "malformed login text"),
+        };
+        let get = |k: &str| kv.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone());
+        let mut out: Vec<(String, String)> = Vec::new();
+
+        if self.initiator.is_none() {
+            let Some(name) = get("InitiatorName") else {
+                return self.fail(&b, status::MISSING_PARAMETER, "no InitiatorName");
+            };
+            self.initiator = Some(name.clone());
+            self.discovery = match get("SessionType").as_deref() {
+                None | Some("Normal") => false,
+                Some("Discovery") => true,
+                Some(_) => return self.fail(&b, status::INITIATOR_ERROR, "bad SessionType"),
+            };
+            if !self.discovery {
+                let Some(tn) = get("TargetName") else {
+                    return self.fail(&b, status::MISSING_PARAMETER, "no TargetName");
+                };
+                let Some(t) = self.catalog.target(&tn).filter(|t| t.served_at(self.local)).cloned() else {
+                    return self.fail(&b, status::NOT_FOUND, "unknown target");
+                };
+                if !t.allows(&name) {
+                    return self.fail(&b, status::FORBIDDEN, "initiator not in the target's ACL");
+                }
+                out.push(("TargetPortalGroupTag".into(), t.tpg.to_string()));
+                self.target = Some(t);
+            }
+        }
+        let needs_chap = *self.policy() != ChapPolicy::None;
+
+        if csg == 0 {
+            if let Err(st) = self.security(&kv, &mut out) {
+                return self.fail(&b, st, "authentication failed");
+            }
+        } else if needs_chap && !self.authenticated {
+            return self.fail(&b, status::AUTH_FAILED, "operational stage without authentication");
+        } else {
+            self.authenticated = self.authenticated || !needs_chap;
+        }
+        if csg == 3 || csg == 2 {
+            return self.fail(&b, status::INITIATOR_ERROR, "bad current stage");
+        }
+
+        for (k, v) in &kv {
+            if k.starts_with("CHAP_") || k == "AuthMethod" || k == "TargetName" {
+                continue;
+            }
+            if let Answer::Reply(r) = keys::negotiate(k, v, &self.limits, self.discovery, &mut self.params) {
+                out.push((k.clone(), r));
+            }
+        }
+        if csg == 1 && !self.declared {
+            self.declared = true;
+            out.push(("MaxRecvDataSegmentLength".into(), self.limits.max_recv_data_segment_length.to_string()));
+        }
+
+        let ready = match csg {
+            0 => self.authenticated,
+            _ => true,
+        };
+        if transit && ready {
+            if nsg == 3 {
+                let flags = 0x80 | (csg << 2) | 3;
+                if csg == 0 && !self.declared {
+                    self.declared = true;
+                    out.push(("MaxRecvDataSegmentLength".into(), self.limits.max_recv_data_segment_length.to_string()));
+                }
+                let resp = self.response(&b, flags, status::SUCCESS, &out);
+                let result = LoginResult {
+                    params: self.params,
+                    initiator: self.initiator.clone().unwrap_or_default(),
+                    isid: self.isid,
+                    target: self.target.clone(),
+                    exp_cmd_sn: self.exp_cmd_sn,
+                    stat_sn: self.stat_sn,
+                };
+                tracing::info!(initiator = %result.initiator, peer = %self.peer,
+                    target = self.target.as_ref().map(|t| t.iqn.as_str()).unwrap_or("(discovery)"), "login complete");
+                return Step::Done(resp, Box::new(result));
+            }
+            if nsg == 1 && csg == 0 {
+                return Step::Continue(self.response(&b, 0x80 | 1, status::SUCCESS, &out));
+            }
+            return self.fail(&b, status::INITIATOR_ERROR, "bad next stage");
+        }
+        Step::Continue(self.response(&b, csg << 2, status::SUCCESS, &out))
+    }
+
+    /// Security stage: AuthMethod, then CHAP_A, then CHAP_N/CHAP_R (+ mutual).
+    fn security(&mut self, kv: &[(String, String)], out: &mut Vec<(String, String)>) -> Result<(), (u8, u8)> {
+        let get = |k: &str| kv.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.as_str());
+        let policy = self.policy().clone();
+        if let Some(methods) = get("AuthMethod") {
+            let offered: Vec<&str> = methods.split(',').collect();
+            match policy {
+                ChapPolicy::None => {
+                    if offered.contains(&"None") {
+                        out.push(("AuthMethod".into(), "None".into()));
+                        self.authenticated = true;
+                    } else {
+                        out.push(("AuthMethod".into(), "Reject".into()));
+                        return Err(status::AUTH_FAILED);
+                    }
+                }
+                _ => {
+                    if offered.contains(&"CHAP") {
+                        out.push(("AuthMethod".into(), "CHAP".into()));
+                        self.chap = Chap::WantAlg;
+                    } else {
+                        return Err(status::AUTH_FAILED);
+                    }
+                }
+            }
+            return Ok(());
+        }
+        match std::mem::replace(&mut self.chap, Chap::Done) {
+            Chap::NotStarted => {
+                self.chap = Chap::NotStarted;
+                if policy == ChapPolicy::None {
+                    self.authenticated = true;
+                    return Ok(());
+                }
+                Err(status::AUTH_FAILED)
+            }
+            Chap::WantAlg => {
+                let alg = get("CHAP_A").and_then(ChapAlg::pick).ok_or(status::AUTH_FAILED)?;
+                let id = chap::random_bytes(1)[0];
+                let challenge = chap::random_bytes(chap::CHALLENGE_LEN);
+                out.push(("CHAP_A".into(), alg.code().to_string()));
+                out.push(("CHAP_I".into(), id.to_string()));
+                out.push(("CHAP_C".into(), chap::encode_hex(&challenge)));
+                self.chap = Chap::WantResponse { alg, id, challenge };
+                Ok(())
+            }
+            Chap::WantResponse { alg, id, challenge } => {
+                let (user, secret, mutual) = match &policy {
+                    ChapPolicy::OneWay { user, secret } => (user, secret, None),
+                    ChapPolicy::Mutual { user, secret, target_user, target_secret } => {
+                        (user, secret, Some((target_user, target_secret)))
+                    }
+                    ChapPolicy::None => return Err(status::AUTH_FAILED),
+                };
+                let name = get("CHAP_N").ok_or(status::AUTH_FAILED)?;
+                let resp = get("CHAP_R").and_then(chap::decode_binary).ok_or(status::AUTH_FAILED)?;
+                let expected = alg.response(id, secret.as_bytes(), &challenge);
+                let name_ok = chap::verify(user.as_bytes(), name.as_bytes());
+                if !(chap::verify(&expected, &resp) & name_ok) {
+                    return Err(status::AUTH_FAILED);
+                }
+                match (mutual, get("CHAP_I"), get("CHAP_C")) {
+                    (None, None, None) => {}
+                    (Some((tu, ts)), Some(i), Some(c)) => {
+                        let i: u8 = i.parse().map_err(|_| status::AUTH_FAILED)?;
+                        let c = chap::decode_binary(c).ok_or(status::AUTH_FAILED)?;
+                        // A reflected challenge would let an attacker use us as an oracle.
+                        if c.len() < 16 || c == challenge {
+                            return Err(status::AUTH_FAILED);
+                        }
+                        out.push(("CHAP_N".into(), tu.clone()));
+                        out.push(("CHAP_R".into(), chap::encode_hex(&alg.response(i, ts.as_bytes(), &c))));
+                    }
+                    // Mutual required but not asked for, or asked for but not configured.
+                    _ => return Err(status::AUTH_FAILED),
+                }
+                self.authenticated = true;
+                Ok(())
+            }
+            Chap::Done => {
+                self.chap = Chap::Done;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Builds the SendTargets answer (RFC 7143 Appendix C) for `initiator`.
+pub fn send_targets(catalog: &Catalog, initiator: &str, which: &str, local: SocketAddr) -> Bytes {
+    let mut kv = Vec::new();
+    for t in &catalog.targets {
+        if !t.allows(initiator) {
+            continue;
+        }
+        if which != "All" && which != t.iqn {
+            continue;
+        }
+        kv.push(("TargetName".to_string(), t.iqn.clone()));
+        for p in &t.portals {
+            let addr = if p.ip().is_unspecified() { SocketAddr::new(local.ip(), p.port()) } else { *p };
+            let host = match addr {
+                SocketAddr::V4(a) => a.to_string(),
+                SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+            };
+            kv.push(("TargetAddress".to_string(), format!("{host},{}", t.tpg)));
+        }
+    }
+    keys::encode_text(&kv)
+}

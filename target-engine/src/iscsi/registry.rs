@@ -1,0 +1,205 @@
+//! What the transport needs to know about the configured targets (the
+//! catalog) and the sessions that are logged in (RFC 7143 §4.4.3 session
+//! identity, §6.3.5 session reinstatement).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+
+use crate::scsi::{LunMap, Nexus};
+
+/// CHAP requirement for a target or for discovery. `Debug` hides secrets.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum ChapPolicy {
+    #[default]
+    None,
+    OneWay { user: String, secret: String },
+    Mutual { user: String, secret: String, target_user: String, target_secret: String },
+}
+
+impl std::fmt::Debug for ChapPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChapPolicy::None => write!(f, "None"),
+            ChapPolicy::OneWay { user, .. } => write!(f, "OneWay {{ user: {user:?}, secret: <redacted> }}"),
+            ChapPolicy::Mutual { user, target_user, .. } => write!(
+                f,
+                "Mutual {{ user: {user:?}, secret: <redacted>, target_user: {target_user:?}, target_secret: <redacted> }}"
+            ),
+        }
+    }
+}
+
+/// One target as the transport sees it.
+#[derive(Debug, Clone)]
+pub struct TargetEntry {
+    pub iqn: String,
+    pub tpg: u16,
+    pub portals: Vec<SocketAddr>,
+    pub luns: LunMap,
+    pub chap: ChapPolicy,
+    /// `None`: every initiator sees every LUN.
+    pub acl: Option<Vec<(String, Vec<u64>)>>,
+    /// Relative target port identifier (SPC-4 §7.8.6.5), unique per target.
+    pub relative_port: u16,
+}
+
+impl TargetEntry {
+    pub fn allows(&self, initiator: &str) -> bool {
+        match &self.acl {
+            None => true,
+            Some(list) => list.iter().any(|(i, _)| i == initiator),
+        }
+    }
+
+    /// The LUN map `initiator` may see (ACL-filtered).
+    pub fn lun_view(&self, initiator: &str) -> LunMap {
+        match &self.acl {
+            None => self.luns.clone(),
+            Some(list) => {
+                let allowed: Vec<u64> =
+                    list.iter().filter(|(i, _)| i == initiator).flat_map(|(_, l)| l.iter().copied()).collect();
+                self.luns.iter().filter(|(k, _)| allowed.contains(k)).map(|(k, v)| (*k, v.clone())).collect()
+            }
+        }
+    }
+
+    /// Whether this target is reachable through the portal a connection came in on.
+    pub fn served_at(&self, local: SocketAddr) -> bool {
+        self.portals.iter().any(|p| p.port() == local.port() && (p.ip() == local.ip() || p.ip().is_unspecified()))
+    }
+}
+
+/// Everything configured, replaced as a whole by `Engine::apply`.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub targets: Vec<Arc<TargetEntry>>,
+    pub discovery_chap: ChapPolicy,
+}
+
+impl Catalog {
+    pub fn target(&self, iqn: &str) -> Option<&Arc<TargetEntry>> {
+        self.targets.iter().find(|t| t.iqn == iqn)
+    }
+}
+
+/// Dashboard view of one session.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SessionInfo {
+    pub initiator: String,
+    /// Initiator's address (host:port).
+    pub address: String,
+    /// Target IQN; empty for a discovery session.
+    pub target: String,
+    /// Portal the session came in on.
+    pub portal: String,
+    pub tsih: u16,
+    pub isid: String,
+    pub discovery: bool,
+    pub since: SystemTime,
+}
+
+/// A live session: enough to report it, change its LUN view and end it.
+#[derive(Debug)]
+pub struct SessionHandle {
+    pub info: SessionInfo,
+    pub nexus: Option<Arc<Nexus>>,
+    pub luns: RwLock<Arc<LunMap>>,
+    close: watch::Sender<bool>,
+}
+
+impl SessionHandle {
+    pub fn close(&self) {
+        let _ = self.close.send(true);
+    }
+
+    pub fn current_luns(&self) -> Arc<LunMap> {
+        self.luns.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Installs a new LUN view; raises REPORTED LUNS DATA HAS CHANGED if the
+    /// set of LUNs or the unit behind one of them changed.
+    pub fn update_luns(&self, new: LunMap) {
+        let mut g = self.luns.write().unwrap_or_else(|e| e.into_inner());
+        let same = g.len() == new.len()
+            && g.iter().zip(new.iter()).all(|((a, x), (b, y))| a == b && Arc::ptr_eq(x, y));
+        if !same {
+            *g = Arc::new(new);
+            if let Some(n) = &self.nexus {
+                n.report_luns_changed();
+            }
+        }
+    }
+}
+
+/// Catalog plus session table, shared by listeners, connections and the engine.
+#[derive(Debug, Default)]
+pub struct Registry {
+    catalog: RwLock<Arc<Catalog>>,
+    sessions: Mutex<HashMap<u16, Arc<SessionHandle>>>,
+    next_tsih: AtomicU16,
+}
+
+impl Registry {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Registry { next_tsih: AtomicU16::new(1), ..Default::default() })
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_catalog(&self, c: Catalog) {
+        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(c);
+    }
+
+    pub fn sessions(&self) -> Vec<Arc<SessionHandle>> {
+        let mut v: Vec<_> = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        v.sort_by_key(|s| s.info.tsih);
+        v
+    }
+
+    /// Registers a new session, closing any session with the same initiator
+    /// port and target (reinstatement). Returns the handle and its close signal.
+    pub fn register(
+        &self,
+        mut info: SessionInfo,
+        nexus: Option<Arc<Nexus>>,
+        luns: LunMap,
+    ) -> (Arc<SessionHandle>, watch::Receiver<bool>) {
+        let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let old: Vec<u16> = map
+            .values()
+            .filter(|s| s.info.initiator == info.initiator && s.info.isid == info.isid && s.info.target == info.target)
+            .map(|s| s.info.tsih)
+            .collect();
+        for t in old {
+            if let Some(s) = map.remove(&t) {
+                tracing::info!(tsih = t, initiator = %s.info.initiator, "session reinstated: closing the old one");
+                s.close();
+            }
+        }
+        let tsih = loop {
+            let t = self.next_tsih.fetch_add(1, Ordering::Relaxed);
+            if t != 0 && !map.contains_key(&t) {
+                break t;
+            }
+        };
+        info.tsih = tsih;
+        let (tx, rx) = watch::channel(false);
+        let h = Arc::new(SessionHandle { info, nexus, luns: RwLock::new(Arc::new(luns)), close: tx });
+        map.insert(tsih, h.clone());
+        (h, rx)
+    }
+
+    pub fn unregister(&self, h: &Arc<SessionHandle>) {
+        let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(&h.info.tsih).is_some_and(|s| Arc::ptr_eq(s, h)) {
+            map.remove(&h.info.tsih);
+        }
+    }
+}

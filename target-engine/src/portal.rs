@@ -1,0 +1,56 @@
+//! Portal listeners (RFC 7143 §3.4.1 network portals).
+//!
+//! One listener per configured address, shared by every target that lists
+//! it; each accepted connection is served on its own task, so a misbehaving
+//! initiator only ever costs its own connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::iscsi::{conn, registry::Registry};
+
+/// A bound portal; dropping it stops accepting (live sessions carry on).
+#[derive(Debug)]
+pub struct Portal {
+    pub configured: SocketAddr,
+    pub bound: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Portal {
+    pub async fn open(addr: SocketAddr, registry: Arc<Registry>) -> std::io::Result<Portal> {
+        let sock = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        sock.set_reuseaddr(true)?;
+        sock.bind(addr)?;
+        let listener: TcpListener = sock.listen(1024)?;
+        let bound = listener.local_addr()?;
+        tracing::info!(portal = %bound, "listening");
+        let task = tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((s, peer)) => {
+                        let local = s.local_addr().unwrap_or(bound);
+                        tokio::spawn(conn::serve(s, peer, local, registry.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(portal = %bound, "accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+        Ok(Portal { configured: addr, bound, task })
+    }
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
