@@ -1,10 +1,17 @@
-//! A logical unit: its backend, counters and SCSI state (SAM-5 §4.5).
+//! A logical unit (SAM-5 §4.5) and the path every command takes through it:
+//! LUN lookup, CDB decoding, unit attention (SAM-5 §5.14), the pre-execution
+//! checks, execution, and the one place a [`SenseReason`] becomes sense data.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+use super::cdb::{Cdb, UaPolicy};
+use super::mode::ModeState;
+use super::sense::{SenseReason, UnitAttention};
+use super::ua::UaTable;
+use super::{cdb, sbc, spc};
 use super::{LuSpec, LunMap, Nexus, NexusId, ScsiCommand, ScsiResponse, ScsiStatus};
 use crate::backend::{BackendError, BlockBackend};
 
@@ -14,6 +21,7 @@ pub struct LuCounters {
     pub commands: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// Commands that ended in CHECK CONDITION, unit attentions not counted.
     pub errors: u64,
 }
 
@@ -25,26 +33,72 @@ struct Counters {
     errors: AtomicU64,
 }
 
+/// State shared by all nexuses that changes at run time.
+#[derive(Debug, Default)]
+pub(crate) struct LuState {
+    pub ua: UaTable,
+    pub mode: ModeState,
+}
+
 /// One logical unit as exported through one or more targets.
 #[derive(Debug)]
 pub struct LogicalUnit {
     pub spec: LuSpec,
     pub(crate) backend: Arc<dyn BlockBackend>,
     counters: Counters,
+    state: Mutex<LuState>,
+}
+
+/// A successful command's status and Data-In.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub status: ScsiStatus,
+    pub data: Bytes,
+}
+
+impl Reply {
+    pub fn good() -> Self {
+        Reply { status: ScsiStatus::Good, data: Bytes::new() }
+    }
+
+    pub fn bytes(data: Bytes) -> Self {
+        Reply { status: ScsiStatus::Good, data }
+    }
+
+    /// Parameter data cut to the initiator's ALLOCATION LENGTH (SPC-4 §4.2.5.6).
+    pub fn data(mut v: Vec<u8>, alloc_len: u32) -> Self {
+        v.truncate(alloc_len as usize);
+        Reply { status: ScsiStatus::Good, data: Bytes::from(v) }
+    }
 }
 
 impl LogicalUnit {
     pub fn new(spec: LuSpec, backend: Arc<dyn BlockBackend>) -> Arc<Self> {
-        Arc::new(LogicalUnit { spec, backend, counters: Counters::default() })
+        Arc::new(LogicalUnit { spec, backend, counters: Counters::default(), state: Mutex::new(LuState::default()) })
     }
 
     pub fn backend(&self) -> &Arc<dyn BlockBackend> {
         &self.backend
     }
 
-    /// Grows the unit to `new_bytes` and raises CAPACITY DATA HAS CHANGED.
+    /// Capacity in logical blocks.
+    pub fn blocks(&self) -> u64 {
+        self.backend.size() / u64::from(self.spec.block_size)
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, LuState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Grows the unit to `new_bytes` and, if its capacity changed, raises
+    /// CAPACITY DATA HAS CHANGED for every nexus (SBC-3 §4.9).
     pub async fn resize(&self, new_bytes: u64) -> Result<(), BackendError> {
-        self.backend.resize(new_bytes).await
+        let before = self.blocks();
+        self.backend.resize(new_bytes).await?;
+        if self.blocks() != before {
+            self.state().ua.raise_all(UnitAttention::CapacityChanged);
+        }
+        Ok(())
     }
 
     pub fn counters(&self) -> LuCounters {
@@ -56,15 +110,107 @@ impl LogicalUnit {
         }
     }
 
-    /// LOGICAL UNIT RESET received on nexus `from`.
-    pub fn reset(&self, _from: &NexusId) {}
+    /// LOGICAL UNIT RESET received on nexus `from` (SAM-5 §6.6): mode
+    /// parameters return to their defaults and every I_T nexus, the
+    /// requester's included, gets BUS DEVICE RESET FUNCTION OCCURRED.
+    /// Aborting the unit's running tasks is the transport's part.
+    pub fn reset(&self, from: &NexusId) {
+        let mut st = self.state();
+        st.mode = ModeState::default();
+        // Make sure the requester is known so it hears of the reset too.
+        let _ = st.ua.peek(from);
+        st.ua.raise_all(UnitAttention::BusDeviceReset);
+    }
+
+    /// Forgets a nexus whose session ended (I_T nexus loss). A later
+    /// session with the same identity starts with POWER ON, RESET.
+    pub fn forget_nexus(&self, id: &NexusId) {
+        self.state().ua.forget(id);
+    }
+
+    pub(crate) fn mode(&self) -> ModeState {
+        self.state().mode
+    }
+
+    pub(crate) fn count_read(&self, n: u64) {
+        self.counters.bytes_read.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_written(&self, n: u64) {
+        self.counters.bytes_written.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reports (and clears) the oldest unit attention for `nexus`: the unit's
+    /// own first, then the nexus's inventory change.
+    pub(crate) fn take_unit_attention(&self, nexus: &Nexus) -> Option<UnitAttention> {
+        if let Some(ua) = self.state().ua.take(&nexus.id) {
+            return Some(ua);
+        }
+        let mut ns = nexus.lock();
+        std::mem::take(&mut ns.luns_changed).then_some(UnitAttention::ReportedLunsChanged)
+    }
+
+    /// Checks that run after decoding and before execution. Persistent
+    /// reservations and ALUA access states slot in here.
+    fn pre_execute(&self, _nexus: &Nexus, cdb: &Cdb) -> Result<(), SenseReason> {
+        if cdb.writes_medium() && (self.spec.read_only || self.mode().swp) {
+            return Err(SenseReason::WriteProtected);
+        }
+        Ok(())
+    }
+
+    async fn run(&self, luns: &LunMap, nexus: &Nexus, cmd: &ScsiCommand) -> Result<Reply, SenseReason> {
+        let decoded = Cdb::decode(&cmd.cdb);
+        match cdb::ua_policy(&cmd.cdb) {
+            UaPolicy::Report => {
+                if let Some(ua) = self.take_unit_attention(nexus) {
+                    return Err(SenseReason::UnitAttention(ua));
+                }
+            }
+            UaPolicy::ClearLunsChanged => nexus.lock().luns_changed = false,
+            UaPolicy::Ignore | UaPolicy::AsSenseData => {}
+        }
+        let cdb = decoded?;
+        self.pre_execute(nexus, &cdb)?;
+        match cdb {
+            Cdb::Read { .. }
+            | Cdb::Write { .. }
+            | Cdb::WriteAndVerify { .. }
+            | Cdb::Verify { .. }
+            | Cdb::SynchronizeCache { .. }
+            | Cdb::PreFetch { .. }
+            | Cdb::ReadCapacity10
+            | Cdb::ReadCapacity16 { .. } => sbc::execute(self, cdb, &cmd.data_out).await,
+            _ => spc::execute(self, luns, nexus, cdb, &cmd.data_out).await,
+        }
+    }
 }
 
-pub(crate) async fn dispatch(_luns: &LunMap, _nexus: &Nexus, _cmd: ScsiCommand) -> ScsiResponse {
-    let mut sense = vec![0u8; 18];
-    sense[0] = 0x70;
-    sense[2] = 0x05;
-    sense[7] = 10;
-    sense[12] = 0x20;
-    ScsiResponse { status: ScsiStatus::CheckCondition, data_in: Bytes::new(), sense: Bytes::from(sense) }
+/// What running a command came to, before it is encoded for the wire.
+pub(crate) async fn outcome(luns: &LunMap, nexus: &Nexus, cmd: &ScsiCommand) -> Result<Reply, SenseReason> {
+    match luns.get(&cmd.lun) {
+        Some(lu) => lu.run(luns, nexus, cmd).await,
+        None => spc::without_unit(luns, nexus, cmd),
+    }
+}
+
+pub(crate) async fn dispatch(luns: &LunMap, nexus: &Nexus, cmd: ScsiCommand) -> ScsiResponse {
+    let lu = luns.get(&cmd.lun);
+    if let Some(lu) = lu {
+        lu.counters.commands.fetch_add(1, Ordering::Relaxed);
+    }
+    let result = outcome(luns, nexus, &cmd).await;
+    match result {
+        Ok(Reply { status, data }) => ScsiResponse { status, data_in: data, sense: Bytes::new() },
+        Err(reason) => {
+            let descriptor = lu.is_some_and(|lu| lu.mode().d_sense);
+            if let Some(lu) = lu {
+                if !matches!(reason, SenseReason::UnitAttention(_)) {
+                    lu.counters.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            tracing::debug!(lun = cmd.lun, opcode = cmd.cdb.first().copied().unwrap_or(0), %reason, "check condition");
+            ScsiResponse { status: ScsiStatus::CheckCondition, data_in: Bytes::new(), sense: reason.encode(descriptor) }
+        }
+    }
 }

@@ -111,16 +111,38 @@ pub struct LuSpec {
     pub read_only: bool,
 }
 
-pub mod nexus;
+pub mod cdb;
+mod inquiry;
 mod lu;
+mod mode;
+pub mod nexus;
+mod opcodes;
+mod sbc;
+pub mod sense;
+mod spc;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testkit;
+#[cfg(test)]
+mod tests;
+mod ua;
 
 pub use lu::{LogicalUnit, LuCounters};
+pub use sense::SenseReason;
 
 /// Runs one command on behalf of `nexus` against the units in `luns`.
 ///
 /// Never fails: every error becomes CHECK CONDITION with sense data.
 pub async fn execute(luns: &LunMap, nexus: &Nexus, cmd: ScsiCommand) -> ScsiResponse {
     lu::dispatch(luns, nexus, cmd).await
+}
+
+/// How many bytes of Data-Out `cdb` asks for when sent to `lun`, so the
+/// transport can report a residual when the Expected Data Transfer Length
+/// differs (RFC 7143 §11.4.5). `None` when the LUN or the CDB is unknown or
+/// invalid; the command itself then fails in [`execute`].
+pub fn expected_data_out(luns: &LunMap, lun: u64, cdb: &[u8]) -> Option<u64> {
+    let lu = luns.get(&lun)?;
+    cdb::Cdb::decode(cdb).ok().map(|c| c.data_out_len(lu.spec.block_size))
 }
 
 #[allow(unused_imports)]

@@ -1,0 +1,312 @@
+//! Command behaviour against a memory backend, asserting on `SenseReason`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::lu::{outcome, Reply};
+use super::sense::{Field, SenseReason, UnitAttention};
+use super::testkit::{self, lun_map, ready_nexus};
+use super::{expected_data_out, LunMap, Nexus, ScsiCommand, ScsiStatus, TaskAttr};
+
+const BLOCKS: u64 = 4096;
+
+async fn run(luns: &LunMap, nexus: &Nexus, cdb: &[u8], data: &[u8]) -> Result<Reply, SenseReason> {
+    run_lun(luns, nexus, 0, cdb, data).await
+}
+
+async fn run_lun(luns: &LunMap, nexus: &Nexus, lun: u64, cdb: &[u8], data: &[u8]) -> Result<Reply, SenseReason> {
+    let mut c = cdb.to_vec();
+    c.resize(c.len().max(16), 0);
+    let cmd = ScsiCommand {
+        lun,
+        cdb: Bytes::from(c),
+        attr: TaskAttr::Simple,
+        data_out: Bytes::copy_from_slice(data),
+        expected_in_len: u32::MAX,
+    };
+    outcome(luns, nexus, &cmd).await
+}
+
+fn read10(lba: u32, blocks: u16) -> Vec<u8> {
+    let mut c = vec![0x28, 0];
+    c.extend_from_slice(&lba.to_be_bytes());
+    c.push(0);
+    c.extend_from_slice(&blocks.to_be_bytes());
+    c.push(0);
+    c
+}
+
+fn with_op(mut c: Vec<u8>, op: u8) -> Vec<u8> {
+    c[0] = op;
+    c
+}
+
+fn rw16(op: u8, lba: u64, blocks: u32) -> Vec<u8> {
+    let mut c = vec![op, 0];
+    c.extend_from_slice(&lba.to_be_bytes());
+    c.extend_from_slice(&blocks.to_be_bytes());
+    c.extend_from_slice(&[0, 0]);
+    c
+}
+
+fn invalid_field(r: Result<Reply, SenseReason>) -> bool {
+    matches!(r, Err(SenseReason::InvalidFieldInCdb(_)))
+}
+
+#[tokio::test]
+async fn power_on_attention_is_reported_once_but_not_to_inquiry() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let n = Nexus::new(testkit::nexus_id(1));
+    assert!(run(&luns, &n, &[0x12, 0, 0, 0, 36, 0], &[]).await.is_ok());
+    assert_eq!(run(&luns, &n, &[0x00], &[]).await, Err(SenseReason::UnitAttention(UnitAttention::PowerOnReset)));
+    assert_eq!(run(&luns, &n, &[0x00], &[]).await, Ok(Reply::good()));
+}
+
+#[tokio::test]
+async fn request_sense_returns_and_clears_the_attention() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let n = Nexus::new(testkit::nexus_id(1));
+    let r = run(&luns, &n, &[0x03, 0, 0, 0, 252, 0], &[]).await.unwrap();
+    assert_eq!((r.data[2], r.data[12], r.data[13]), (0x06, 0x29, 0x00));
+    let r = run(&luns, &n, &[0x03, 1, 0, 0, 252, 0], &[]).await.unwrap();
+    assert_eq!(&r.data[..4], &[0x72, 0, 0, 0]);
+    assert!(run(&luns, &n, &[0x00], &[]).await.is_ok());
+}
+
+#[tokio::test]
+async fn write_then_read_round_trips_through_all_sizes() {
+    let (luns, lu) = lun_map(512, BLOCKS, false);
+    let n = ready_nexus(&luns, 1).await;
+    let data: Vec<u8> = (0..1024u32).map(|i| (i % 253) as u8).collect();
+    assert!(run(&luns, &n, &with_op(read10(10, 2), 0x2a), &data).await.is_ok());
+    let r = run(&luns, &n, &read10(10, 2), &[]).await.unwrap();
+    assert_eq!(&r.data[..], &data[..]);
+    let r = run(&luns, &n, &rw16(0x88, 10, 2), &[]).await.unwrap();
+    assert_eq!(&r.data[..], &data[..]);
+    let r = run(&luns, &n, &[0xa8, 0, 0, 0, 0, 10, 0, 0, 0, 2, 0, 0], &[]).await.unwrap();
+    assert_eq!(&r.data[..], &data[..]);
+    let r = run(&luns, &n, &[0x08, 0, 0, 10, 2, 0], &[]).await.unwrap();
+    assert_eq!(&r.data[..], &data[..]);
+    // READ(6) with a zero length reads 256 blocks.
+    let r = run(&luns, &n, &[0x08, 0, 0, 0, 0, 0], &[]).await.unwrap();
+    assert_eq!(r.data.len(), 256 * 512);
+    let c = lu.counters();
+    assert_eq!(c.bytes_written, 1024);
+    assert_eq!(c.bytes_read, 4 * 1024 + 256 * 512);
+}
+
+#[tokio::test]
+async fn lba_range_checks() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let n = ready_nexus(&luns, 1).await;
+    let last = (BLOCKS - 1) as u32;
+    assert!(run(&luns, &n, &read10(last, 1), &[]).await.is_ok());
+    assert_eq!(run(&luns, &n, &read10(last, 2), &[]).await, Err(SenseReason::LbaOutOfRange));
+    assert_eq!(run(&luns, &n, &read10(last + 2, 0), &[]).await, Err(SenseReason::LbaOutOfRange));
+    assert_eq!(run(&luns, &n, &read10(u32::MAX, 1), &[]).await, Err(SenseReason::LbaOutOfRange));
+    assert_eq!(run(&luns, &n, &rw16(0x88, u64::MAX, 1), &[]).await, Err(SenseReason::LbaOutOfRange));
+    assert_eq!(run(&luns, &n, &rw16(0x90, BLOCKS, 1), &[]).await, Err(SenseReason::LbaOutOfRange));
+    assert_eq!(run(&luns, &n, &with_op(read10(last, 2), 0x2f), &[]).await, Err(SenseReason::LbaOutOfRange));
+    assert!(run(&luns, &n, &read10(0, 0), &[]).await.unwrap().data.is_empty());
+}
+
+#[tokio::test]
+async fn writes_only_what_the_cdb_names_and_what_arrived() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let n = ready_nexus(&luns, 1).await;
+    run(&luns, &n, &with_op(read10(0, 2), 0x2a), &[b'a'; 1024]).await.unwrap();
+    // Data-Out longer than the CDB: only one block is written.
+    run(&luns, &n, &with_op(read10(0, 1), 0x2e), &[b'b'; 1024]).await.unwrap();
+    let r = run(&luns, &n, &read10(0, 2), &[]).await.unwrap();
+    assert!(r.data[..512].iter().all(|&b| b == b'b') && r.data[512..].iter().all(|&b| b == b'a'));
+    // Data-Out shorter than the CDB: only the blocks that arrived.
+    run(&luns, &n, &with_op(read10(0, 2), 0x2a), &[b'c'; 512]).await.unwrap();
+    let r = run(&luns, &n, &read10(0, 2), &[]).await.unwrap();
+    assert!(r.data[..512].iter().all(|&b| b == b'c') && r.data[512..].iter().all(|&b| b == b'a'));
+}
+
+#[tokio::test]
+async fn read_only_units_and_swp_refuse_writes() {
+    let (luns, _) = lun_map(512, BLOCKS, true);
+    let n = ready_nexus(&luns, 1).await;
+    for op in [0x2a, 0x2e] {
+        assert_eq!(run(&luns, &n, &with_op(read10(0, 1), op), &[0; 512]).await, Err(SenseReason::WriteProtected));
+    }
+    assert_eq!(run(&luns, &n, &rw16(0x8a, 0, 1), &[0; 512]).await, Err(SenseReason::WriteProtected));
+    assert!(run(&luns, &n, &read10(0, 1), &[]).await.is_ok());
+    let ms = run(&luns, &n, &[0x1a, 0x08, 0x3f, 0, 255, 0], &[]).await.unwrap();
+    assert_eq!(ms.data[2] & 0x80, 0x80, "WP bit");
+
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let a = ready_nexus(&luns, 1).await;
+    let b = ready_nexus(&luns, 2).await;
+    let ctl = run(&luns, &a, &[0x1a, 0x08, 0x0a, 0, 255, 0], &[]).await.unwrap();
+    let mut pl = vec![0u8, 0, 0, 0];
+    pl.extend_from_slice(&ctl.data[4..]);
+    pl[4 + 4] |= 0x08;
+    run(&luns, &a, &[0x15, 0x10, 0, 0, pl.len() as u8, 0], &pl).await.unwrap();
+    assert_eq!(run(&luns, &a, &with_op(read10(0, 1), 0x2a), &[0; 512]).await, Err(SenseReason::WriteProtected));
+    assert_eq!(run(&luns, &b, &[0x00], &[]).await, Err(SenseReason::UnitAttention(UnitAttention::ModeParametersChanged)));
+    assert_eq!(run(&luns, &a, &[0x00], &[]).await, Ok(Reply::good()));
+}
+
+#[tokio::test]
+async fn d_sense_switches_to_descriptor_format() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let n = ready_nexus(&luns, 1).await;
+    let mut pl = vec![0u8, 0, 0, 0];
+    let ctl = run(&luns, &n, &[0x1a, 0x08, 0x0a, 0, 255, 0], &[]).await.unwrap();
+    pl.extend_from_slice(&ctl.data[4..]);
+    pl[4 + 2] |= 0x04;
+    run(&luns, &n, &[0x15, 0x10, 0, 0, pl.len() as u8, 0], &pl).await.unwrap();
+    let resp = testkit::run(&luns, &n, 0, &rw16(0x88, u64::MAX, 1), &[]).await;
+    assert_eq!(resp.status, ScsiStatus::CheckCondition);
+    assert_eq!(&resp.sense[..4], &[0x72, 0x05, 0x21, 0x00]);
+}
+
+#[tokio::test]
+async fn verify_compares_bytes() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let n = ready_nexus(&luns, 1).await;
+    let data = vec![7u8; 1024];
+    run(&luns, &n, &with_op(read10(5, 2), 0x2a), &data).await.unwrap();
+    let mut v = with_op(read10(5, 2), 0x2f);
+    v[1] = 0x02;
+    assert!(run(&luns, &n, &v, &data).await.is_ok());
+    let mut bad = data.clone();
+    bad[700] = 8;
+    assert_eq!(run(&luns, &n, &v, &bad).await, Err(SenseReason::Miscompare { offset: 700 }));
+    v[1] = 0x00;
+    assert!(run(&luns, &n, &v, &[]).await.is_ok());
+    v[1] = 0x06;
+    assert!(run(&luns, &n, &v, &data[..512]).await.is_ok());
+    assert_eq!(run(&luns, &n, &v, &bad[200..712]).await, Err(SenseReason::Miscompare { offset: 500 }));
+}
+
+#[tokio::test]
+async fn capacity_change_and_reset_attentions() {
+    let (luns, lu) = lun_map(512, BLOCKS, false);
+    let a = ready_nexus(&luns, 1).await;
+    let b = ready_nexus(&luns, 2).await;
+    lu.resize(BLOCKS * 2 * 512).await.unwrap();
+    assert_eq!(run(&luns, &a, &[0x00], &[]).await, Err(SenseReason::UnitAttention(UnitAttention::CapacityChanged)));
+    let rc = run(&luns, &a, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]).await.unwrap();
+    assert_eq!(&rc.data[..], &[0, 0, 0x1f, 0xff, 0, 0, 2, 0]);
+    lu.reset(&a.id);
+    for n in [&a, &b] {
+        assert_eq!(run(&luns, n, &[0x00], &[]).await, Err(SenseReason::UnitAttention(UnitAttention::BusDeviceReset)));
+        assert_eq!(run(&luns, n, &[0x00], &[]).await, Ok(Reply::good()));
+    }
+}
+
+#[tokio::test]
+async fn reported_luns_change_is_cleared_by_report_luns() {
+    let (mut luns, _) = lun_map(512, BLOCKS, false);
+    let (other, _) = lun_map(4096, 16, false);
+    luns.insert(5, Arc::clone(&other[&0]));
+    luns.insert(300, Arc::clone(&other[&0]));
+    let n = ready_nexus(&luns, 1).await;
+    n.report_luns_changed();
+    let rl = [0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+    let r = run(&luns, &n, &rl, &[]).await.unwrap();
+    assert_eq!(&r.data[..8], &[0, 0, 0, 24, 0, 0, 0, 0]);
+    assert_eq!(&r.data[8..10], &[0, 0]);
+    assert_eq!(&r.data[16..18], &[0, 5]);
+    assert_eq!(&r.data[24..26], &[0x41, 0x2c]);
+    assert_eq!(run(&luns, &n, &[0x00], &[]).await, Ok(Reply::good()));
+    n.report_luns_changed();
+    assert_eq!(run(&luns, &n, &[0x00], &[]).await, Err(SenseReason::UnitAttention(UnitAttention::ReportedLunsChanged)));
+    assert!(invalid_field(run(&luns, &n, &[0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0], &[]).await));
+    let wk = run(&luns, &n, &[0xa0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0], &[]).await.unwrap();
+    assert_eq!(&wk.data[..4], &[0, 0, 0, 0]);
+}
+
+#[tokio::test]
+async fn absent_lun() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let n = ready_nexus(&luns, 1).await;
+    let inq = run_lun(&luns, &n, 9, &[0x12, 0, 0, 0, 96, 0], &[]).await.unwrap();
+    assert_eq!(inq.data[0], 0x7f);
+    assert_eq!(run_lun(&luns, &n, 9, &[0x00], &[]).await, Err(SenseReason::LunNotSupported));
+    let rs = run_lun(&luns, &n, 9, &[0x03, 0, 0, 0, 18, 0], &[]).await.unwrap();
+    assert_eq!((rs.data[2], rs.data[12]), (0x05, 0x25));
+}
+
+#[tokio::test]
+async fn supported_opcodes_all_and_one() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let n = ready_nexus(&luns, 1).await;
+    let all = run(&luns, &n, &[0xa3, 0x0c, 0x80, 0, 0, 0, 0, 0, 0x10, 0, 0, 0], &[]).await.unwrap();
+    let len = u32::from_be_bytes([all.data[0], all.data[1], all.data[2], all.data[3]]) as usize;
+    assert_eq!(len, all.data.len() - 4);
+    assert_eq!(len % 20, 0);
+    assert_eq!(&all.data[4 + 8..4 + 10], &[0x00, 0x0a]);
+    let one = run(&luns, &n, &[0xa3, 0x0c, 0x01, 0x28, 0, 0, 0, 0, 1, 0, 0, 0], &[]).await.unwrap();
+    assert_eq!(&one.data[..4], &[0, 0x03, 0, 10]);
+    assert_eq!(&one.data[4..6], &[0x28, 0x1a]);
+    assert!(invalid_field(run(&luns, &n, &[0xa3, 0x0c, 0x01, 0x9e, 0, 0x10, 0, 0, 1, 0, 0, 0], &[]).await));
+    assert!(invalid_field(run(&luns, &n, &[0xa3, 0x0c, 0x02, 0x28, 0, 0, 0, 0, 1, 0, 0, 0], &[]).await));
+    let rc16 = run(&luns, &n, &[0xa3, 0x0c, 0x82, 0x9e, 0, 0x10, 0, 0, 1, 0, 0, 0], &[]).await.unwrap();
+    assert_eq!(&rc16.data[..6], &[0, 0x83, 0, 16, 0x9e, 0x10]);
+    let none = run(&luns, &n, &[0xa3, 0x0c, 0x01, 0xc1, 0, 0, 0, 0, 1, 0, 0, 0], &[]).await.unwrap();
+    assert_eq!(none.data[1] & 0x07, 0x01);
+    let tmf = run(&luns, &n, &[0xa3, 0x0d, 0x80, 0, 0, 0, 0, 0, 0, 16, 0, 0], &[]).await.unwrap();
+    assert_eq!(tmf.data.len(), 16);
+}
+
+#[tokio::test]
+async fn mode_sense_allocation_and_page_control() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let n = ready_nexus(&luns, 1).await;
+    let r = run(&luns, &n, &[0x1a, 0, 0x3f, 0, 4, 0], &[]).await.unwrap();
+    assert_eq!(r.data.len(), 4);
+    assert_eq!(r.data[2], 0x10, "DPOFUA");
+    assert_eq!(run(&luns, &n, &[0x1a, 0, 0xff, 0, 255, 0], &[]).await, Err(SenseReason::SavingParametersNotSupported));
+    let ch = run(&luns, &n, &[0x5a, 0x08, 0x48, 0, 0, 0, 0, 0, 255, 0], &[]).await.unwrap();
+    assert_eq!(ch.data[8], 0x08);
+    assert_eq!(ch.data[10], 0x04, "WCE changeable");
+    assert!(invalid_field(run(&luns, &n, &[0x15, 0x11, 0, 0, 0, 0], &[]).await));
+}
+
+#[tokio::test]
+async fn inquiry_pages_and_allocation_lengths() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let n = ready_nexus(&luns, 1).await;
+    let a = run(&luns, &n, &[0x12, 0, 0, 0x01, 0xff, 0], &[]).await.unwrap();
+    let b = run(&luns, &n, &[0x12, 0, 0, 0x02, 0x00, 0], &[]).await.unwrap();
+    assert_eq!(a, b);
+    assert_eq!(run(&luns, &n, &[0x12, 0, 0, 0, 5, 0], &[]).await.unwrap().data.len(), 5);
+    assert!(invalid_field(run(&luns, &n, &[0x12, 0, 1, 1, 0, 0], &[]).await));
+    assert!(invalid_field(run(&luns, &n, &[0x12, 1, 0x99, 1, 0, 0], &[]).await));
+    let sn = run(&luns, &n, &[0x12, 1, 0x80, 1, 0, 0], &[]).await.unwrap();
+    assert_eq!(&sn.data[4..], b"PORTICO0001");
+}
+
+#[tokio::test]
+async fn misc_commands() {
+    let (luns, lu) = lun_map(512, BLOCKS, false);
+    let n = ready_nexus(&luns, 1).await;
+    assert_eq!(run(&luns, &n, &[0xc1], &[]).await, Err(SenseReason::InvalidOpcode));
+    assert_eq!(run(&luns, &n, &[0x1b, 0, 0, 0, 0x02, 0], &[]).await, Err(SenseReason::InvalidFieldInCdb(Field::bit(4, 1))));
+    assert!(run(&luns, &n, &[0x1b, 1, 0, 0, 0x01, 0], &[]).await.is_ok());
+    assert!(run(&luns, &n, &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]).await.is_ok());
+    assert_eq!(run(&luns, &n, &rw16(0x90, 0, 8), &[]).await.unwrap().status, ScsiStatus::ConditionMet);
+    let rc = run(&luns, &n, &[0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0], &[]).await.unwrap();
+    assert_eq!(&rc.data[..12], &[0, 0, 0, 0, 0, 0, 0x0f, 0xff, 0, 0, 2, 0]);
+    let rc = run(&luns, &n, &[0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]).await.unwrap();
+    assert!(rc.data.is_empty());
+    assert!(invalid_field(run(&luns, &n, &[0x28, 0xe0, 0, 0, 0, 0, 0, 0, 1, 0], &[]).await));
+    let (big, _) = lun_map(512, 1 << 17, false);
+    let nb = ready_nexus(&big, 1).await;
+    assert_eq!(
+        run(&big, &nb, &read10(0, 0xffff), &[]).await,
+        Err(SenseReason::InvalidFieldInCdb(Field::byte(7)))
+    );
+    assert_eq!(expected_data_out(&luns, 0, &with_op(read10(0, 3), 0x2a)), Some(1536));
+    assert_eq!(expected_data_out(&luns, 7, &with_op(read10(0, 3), 0x2a)), None);
+    let before = lu.counters();
+    let _ = testkit::run(&luns, &n, 0, &[0xc1], &[]).await;
+    let after = lu.counters();
+    assert_eq!((after.commands - before.commands, after.errors - before.errors), (1, 1));
+}

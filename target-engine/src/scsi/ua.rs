@@ -1,0 +1,124 @@
+//! Unit attention conditions per I_T nexus for one logical unit
+//! (SAM-5 §5.14, SPC-4 §4.5.6).
+//!
+//! A nexus the unit has never seen starts with POWER ON, RESET pending, so
+//! every initiator learns once that it is talking to a fresh unit. A reset
+//! condition supersedes everything queued before it (it tells the initiator
+//! to rediscover all state anyway); other conditions queue in order, once each.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::sense::UnitAttention;
+use super::NexusId;
+
+#[derive(Debug, Default)]
+pub(crate) struct UaTable {
+    pending: HashMap<NexusId, VecDeque<UnitAttention>>,
+}
+
+fn is_reset(ua: UnitAttention) -> bool {
+    matches!(ua, UnitAttention::PowerOnReset | UnitAttention::BusDeviceReset)
+}
+
+fn push(q: &mut VecDeque<UnitAttention>, ua: UnitAttention) {
+    if is_reset(ua) {
+        q.clear();
+    } else if q.contains(&ua) || q.front().is_some_and(|&f| f == UnitAttention::PowerOnReset) {
+        // Already pending, or implied by a pending power-on.
+        return;
+    }
+    q.push_back(ua);
+}
+
+impl UaTable {
+    fn entry(&mut self, id: &NexusId) -> &mut VecDeque<UnitAttention> {
+        self.pending.entry(id.clone()).or_insert_with(|| VecDeque::from([UnitAttention::PowerOnReset]))
+    }
+
+    /// The oldest pending condition for `id`, without clearing it.
+    pub fn peek(&mut self, id: &NexusId) -> Option<UnitAttention> {
+        self.entry(id).front().copied()
+    }
+
+    /// Reports and clears the oldest pending condition for `id`.
+    pub fn take(&mut self, id: &NexusId) -> Option<UnitAttention> {
+        self.entry(id).pop_front()
+    }
+
+    /// Raises `ua` for every nexus the unit has seen (unseen ones will get
+    /// POWER ON, RESET, which implies it).
+    pub fn raise_all(&mut self, ua: UnitAttention) {
+        for q in self.pending.values_mut() {
+            push(q, ua);
+        }
+    }
+
+    /// Raises `ua` for every nexus except `except`.
+    pub fn raise_others(&mut self, except: &NexusId, ua: UnitAttention) {
+        for (id, q) in self.pending.iter_mut() {
+            if id != except {
+                push(q, ua);
+            }
+        }
+    }
+
+    /// Forgets a nexus (after I_T nexus loss); if it returns it starts afresh.
+    pub fn forget(&mut self, id: &NexusId) {
+        self.pending.remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    pub(crate) fn nexus_id(n: u8) -> NexusId {
+        NexusId {
+            initiator_name: Arc::from(format!("iqn.2026-11.test:init{n}")),
+            isid: [0x80, 0, 0, 0, 0, n],
+            target_name: Arc::from("iqn.2026-11.test:target"),
+            tpgt: 1,
+            relative_target_port: 1,
+            target_port_group: 1,
+        }
+    }
+
+    #[test]
+    fn first_sight_reports_power_on_once() {
+        let mut t = UaTable::default();
+        let a = nexus_id(1);
+        assert_eq!(t.peek(&a), Some(UnitAttention::PowerOnReset));
+        assert_eq!(t.take(&a), Some(UnitAttention::PowerOnReset));
+        assert_eq!(t.take(&a), None);
+    }
+
+    #[test]
+    fn raise_all_and_others_queue_in_order_once() {
+        let mut t = UaTable::default();
+        let (a, b) = (nexus_id(1), nexus_id(2));
+        t.take(&a);
+        t.take(&b);
+        t.raise_all(UnitAttention::CapacityChanged);
+        t.raise_all(UnitAttention::CapacityChanged);
+        t.raise_others(&a, UnitAttention::ModeParametersChanged);
+        assert_eq!(t.take(&a), Some(UnitAttention::CapacityChanged));
+        assert_eq!(t.take(&a), None);
+        assert_eq!(t.take(&b), Some(UnitAttention::CapacityChanged));
+        assert_eq!(t.take(&b), Some(UnitAttention::ModeParametersChanged));
+        assert_eq!(t.take(&b), None);
+    }
+
+    #[test]
+    fn reset_supersedes_queued_conditions() {
+        let mut t = UaTable::default();
+        let a = nexus_id(1);
+        t.take(&a);
+        t.raise_all(UnitAttention::CapacityChanged);
+        t.raise_all(UnitAttention::BusDeviceReset);
+        assert_eq!(t.take(&a), Some(UnitAttention::BusDeviceReset));
+        assert_eq!(t.take(&a), None);
+        t.forget(&a);
+        assert_eq!(t.take(&a), Some(UnitAttention::PowerOnReset));
+    }
+}
