@@ -107,7 +107,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn engine(args: EngineArgs) -> anyhow::Result<()> {
-    // TEMP until the engine lands
-    let _ = shutdown_signal;
-    anyhow::bail!("engine not built yet: {}", args.config.display())
+    target_engine::run_standalone(&args.config, shutdown_signal())
+        .await
+        .with_context(|| format!("the engine stopped with an error (config {})", args.config.display()))
 }
