@@ -56,6 +56,16 @@ pub enum Cdb {
     ReportLuns { select: u8, alloc_len: u32 },
     ReportSupportedOpcodes { rctd: bool, options: u8, opcode: u8, service_action: u16, alloc_len: u32 },
     ReportSupportedTmfs { repd: bool, alloc_len: u32 },
+    PersistentReserveIn { action: PrInAction, alloc_len: u32 },
+}
+
+/// PERSISTENT RESERVE IN service actions (SPC-4 §6.15).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrInAction {
+    ReadKeys,
+    ReadReservation,
+    ReportCapabilities,
+    ReadFullStatus,
 }
 
 /// How a command treats pending unit attentions (SAM-5 §5.14, SPC-4 §4.5.6).
@@ -187,6 +197,15 @@ impl Cdb {
                         };
                         Cdb::Verify { ext, bytchk }
                     }
+                    0x5e => {
+                        let action = match c[1] & 0x1f {
+                            0 => PrInAction::ReadKeys,
+                            1 => PrInAction::ReadReservation,
+                            2 => PrInAction::ReportCapabilities,
+                            _ => PrInAction::ReadFullStatus,
+                        };
+                        Cdb::PersistentReserveIn { action, alloc_len: be(&c[7..9]) as u32 }
+                    }
                     0x34 | 0x90 => Cdb::PreFetch { ext, immed: b(1, 0x02) },
                     0x35 | 0x91 => Cdb::SynchronizeCache { ext },
                     0xa0 => Cdb::ReportLuns { select: c[2], alloc_len: be(&c[6..10]) as u32 },
@@ -281,6 +300,11 @@ mod tests {
     fn unknown_opcode_and_service_action() {
         assert_eq!(cdb(&[0xc0]).unwrap_err(), SenseReason::InvalidOpcode);
         assert_eq!(cdb(&[0x9e, 0x12]).unwrap_err(), SenseReason::InvalidFieldInCdb(Field::bit(1, 4)));
+        assert_eq!(cdb(&[0x5e, 0x04]).unwrap_err(), SenseReason::InvalidFieldInCdb(Field::bit(1, 4)));
+        assert_eq!(
+            cdb(&[0x5e, 0x02, 0, 0, 0, 0, 0, 0, 8, 0]).unwrap(),
+            Cdb::PersistentReserveIn { action: PrInAction::ReportCapabilities, alloc_len: 8 }
+        );
         assert_eq!(Cdb::decode(&[]).unwrap_err(), SenseReason::InvalidOpcode);
     }
 

@@ -117,6 +117,7 @@ mod lu;
 mod mode;
 pub mod nexus;
 mod opcodes;
+mod pr;
 mod sbc;
 pub mod sense;
 mod spc;
@@ -143,6 +144,12 @@ pub async fn execute(luns: &LunMap, nexus: &Nexus, cmd: ScsiCommand) -> ScsiResp
 pub fn expected_data_out(luns: &LunMap, lun: u64, cdb: &[u8]) -> Option<u64> {
     let lu = luns.get(&lun)?;
     cdb::Cdb::decode(cdb).ok().map(|c| c.data_out_len(lu.spec.block_size))
+}
+
+/// Bytes of Data-Out `cdb` asks for on a unit with `block_size`-byte blocks
+/// (0 for commands without Data-Out); `None` if the CDB does not decode.
+pub fn data_out_len(cdb: &[u8], block_size: u32) -> Option<u64> {
+    cdb::Cdb::decode(cdb).ok().map(|c| c.data_out_len(block_size))
 }
 
 #[allow(unused_imports)]

@@ -54,6 +54,10 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
     op!(0x35, None, 60, [0x06, X, X, X, X, 0x1f, X, X, 0]), // SYNCHRONIZE CACHE(10)
     op!(0x55, None, 10, [0x11, 0, 0, 0, 0, 0, X, X, 0]),   // MODE SELECT(10)
     op!(0x5a, None, 10, [0x18, X, X, 0, 0, 0, X, X, 0]),   // MODE SENSE(10)
+    op!(0x5e, Some(0x00), 10, [0x00, 0, 0, 0, 0, 0, X, X, 0]), // PERSISTENT RESERVE IN: READ KEYS
+    op!(0x5e, Some(0x01), 10, [0x01, 0, 0, 0, 0, 0, X, X, 0]), // READ RESERVATION
+    op!(0x5e, Some(0x02), 10, [0x02, 0, 0, 0, 0, 0, X, X, 0]), // REPORT CAPABILITIES
+    op!(0x5e, Some(0x03), 10, [0x03, 0, 0, 0, 0, 0, X, X, 0]), // READ FULL STATUS
     op!(0x88, None, 60, [0x1a, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // READ(16)
     op!(0x8a, None, 60, [0x1a, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE(16)
     op!(0x8e, None, 60, [0x12, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE AND VERIFY(16)
@@ -72,7 +76,7 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
 
 /// Opcodes whose command is selected by a service action in byte 1.
 pub(crate) fn has_service_actions(opcode: u8) -> bool {
-    matches!(opcode, 0x9e | 0xa3)
+    matches!(opcode, 0x5e | 0x9e | 0xa3)
 }
 
 pub(crate) fn lookup(opcode: u8, service_action: Option<u16>) -> Option<&'static OpInfo> {

@@ -1,7 +1,8 @@
 //! Primary commands (SPC-4 §6): TEST UNIT READY (§6.47), INQUIRY (§6.6),
 //! REQUEST SENSE (§6.39), REPORT LUNS (§6.33), MODE SENSE/SELECT
 //! (§6.9–6.14), REPORT SUPPORTED OPERATION CODES (§6.35), REPORT SUPPORTED
-//! TASK MANAGEMENT FUNCTIONS (§6.36), and SBC-3's START STOP UNIT (§5.25).
+//! TASK MANAGEMENT FUNCTIONS (§6.36), PERSISTENT RESERVE IN (§6.15, see
+//! [`super::pr`]) and SBC-3's START STOP UNIT (§5.25).
 
 use bytes::Bytes;
 
@@ -72,6 +73,7 @@ pub(crate) async fn execute(
             }
             Ok(Reply::data(d, alloc_len))
         }
+        Cdb::PersistentReserveIn { action, alloc_len } => Ok(Reply::data(super::pr::reserve_in(action), alloc_len)),
         other => unreachable!("{other:?} is a block command"),
     }
 }
