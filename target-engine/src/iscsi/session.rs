@@ -278,6 +278,12 @@ impl Session {
         let cmd = ScsiCommand { lun, cdb, attr, data_out: Bytes::new(), expected_in_len: if read { edtl } else { 0 } };
 
         if !write || edtl == 0 {
+            let wants = scsi::expected_data_out(&self.handle.current_luns(), lun, &cmd.cdb).unwrap_or(0);
+            if wants > 0 && p.data.is_empty() {
+                // A write-type CDB with no Data-Out expected: overflow residual.
+                self.start_write(cmd, cref, Bytes::new());
+                return Ok(());
+            }
             if !p.data.is_empty() {
                 self.send(vec![response::reject_pdu(reject::PROTOCOL_ERROR, &b)]);
                 return Ok(());
@@ -335,10 +341,24 @@ impl Session {
             // The task may have been aborted; its data is simply dropped.
             return Ok(());
         };
-        let burst_done = w
-            .collector
-            .data_out(ttt, b.u32_at(36), b.u32_at(40), &p.data)
-            .map_err(|e| Stop::Protocol(format!("Data-Out for ITT {itt:#x}: {e}")))?;
+        let burst_done = match w.collector.data_out(ttt, b.u32_at(36), b.u32_at(40), &p.data) {
+            Ok(d) => d,
+            Err(e) => {
+                // The command fails, the connection stays: later Data-Out for
+                // this ITT is ignored (DATA PHASE ERROR, SPC-4 Table 44).
+                tracing::warn!(itt = format_args!("{itt:#x}"), "bad Data-Out: {e}");
+                let w = self.writes.remove(&itt).expect("present");
+                let writes = &self.writes;
+                self.ttt_owner.retain(|_, i| writes.contains_key(i));
+                let resp = ScsiResponse {
+                    status: ScsiStatus::CheckCondition,
+                    data_in: Bytes::new(),
+                    sense: response::fixed_sense(0x0b, 0x4b, 0x00),
+                };
+                self.send(response::command_pdus(&w.cref, resp, Residual::None, 0, 0));
+                return Ok(());
+            }
+        };
         if ttt != UNSOLICITED_TTT && burst_done {
             self.ttt_owner.remove(&ttt);
         }
@@ -356,28 +376,19 @@ impl Session {
         Ok(())
     }
 
-    /// Reconciles EDTL with the transfer length the CDB asks for (the
-    /// iSCSIResiduals rules: overflow is refused, underflow is truncated).
-    fn start_write(&mut self, mut cmd: ScsiCommand, cref: CmdRef, data: Bytes) {
+    /// Reconciles EDTL with the Data-Out the CDB asks for (RFC 7143
+    /// §11.4.5.1): beyond EDTL nothing is transferred (overflow, the unit
+    /// writes what it got); beyond the CDB's length data is dropped (underflow).
+    fn start_write(&mut self, mut cmd: ScsiCommand, cref: CmdRef, mut data: Bytes) {
         let luns = self.handle.current_luns();
-        let block = luns.get(&cmd.lun).map(|l| l.spec.block_size).unwrap_or(512);
         let mut residual = Residual::None;
-        if let Some(want) = write_transfer_len(&cmd.cdb, block) {
-            if (cref.edtl as u64) < want {
-                let resp = ScsiResponse {
-                    status: ScsiStatus::CheckCondition,
-                    data_in: Bytes::new(),
-                    sense: response::fixed_sense(0x05, 0x0e, 0x03),
-                };
-                let r = Residual::Overflow((want - cref.edtl as u64).min(u32::MAX as u64) as u32);
-                self.send(response::command_pdus(&cref, resp, r, 0, 0));
-                return;
-            }
-            if (cref.edtl as u64) > want {
-                residual = Residual::Underflow(cref.edtl - want as u32);
-                cmd.data_out = data.slice(..want as usize);
-                self.execute(cmd, cref, residual);
-                return;
+        if let Some(want) = scsi::expected_data_out(&luns, cmd.lun, &cmd.cdb) {
+            let have = cref.edtl as u64;
+            if have < want {
+                residual = Residual::Overflow((want - have).min(u32::MAX as u64) as u32);
+            } else if have > want {
+                residual = Residual::Underflow((have - want) as u32);
+                data = data.slice(..want as usize);
             }
         }
         cmd.data_out = data;
@@ -578,22 +589,6 @@ pub fn encode_lun(lun: u64) -> u64 {
     }
 }
 
-/// Data-Out length a write-type CDB asks for, in bytes; `None` for opcodes
-/// whose Data-Out the transport does not reconcile with EDTL.
-// NEEDS(S): a `scsi::data_out_len(cdb, block_size) -> Option<u64>` would let
-// this live with the CDB decoder; this is the transport's stopgap.
-fn write_transfer_len(cdb: &[u8], block: u32) -> Option<u64> {
-    let b = block as u64;
-    let be = |r: std::ops::Range<usize>| cdb.get(r).map(|s| s.iter().fold(0u64, |a, &x| (a << 8) | x as u64));
-    match *cdb.first()? {
-        0x0a => be(4..5).map(|n| if n == 0 { 256 * b } else { n * b }),
-        0x2a | 0x2e => be(7..9).map(|n| n * b),
-        0xaa | 0xae => be(6..10).map(|n| n * b),
-        0x8a | 0x8e => be(10..14).map(|n| n * b),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -611,14 +606,5 @@ mod tests {
         assert!(sn_lt(u32::MAX, 0));
         assert!(!sn_lt(2, 2));
         assert!(!sn_lt(3, 2));
-    }
-
-    #[test]
-    fn write_lengths() {
-        let mut c = [0u8; 10];
-        c[0] = 0x2a;
-        c[8] = 2;
-        assert_eq!(write_transfer_len(&c, 512), Some(1024));
-        assert_eq!(write_transfer_len(&[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], 512), None);
     }
 }
