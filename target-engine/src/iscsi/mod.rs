@@ -19,5 +19,3 @@ pub mod response;
 pub mod session;
 pub mod writer;
 
-#[cfg(any(test, feature = "test-util"))]
-pub mod testkit;
