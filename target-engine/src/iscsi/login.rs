@@ -92,8 +92,7 @@ pub struct Login {
 
 impl Login {
     pub fn new(catalog: Arc<Catalog>, local: SocketAddr, peer: SocketAddr, limits: TargetLimits) -> Self {
-        let mut params = Params::default();
-        params.target_mrdsl = limits.max_recv_data_segment_length;
+        let params = Params { target_mrdsl: limits.max_recv_data_segment_length, ..Params::default() };
         Login {
             catalog,
             local,

@@ -243,7 +243,7 @@ pub fn parse(buf: &mut BytesMut, total: usize, framing: &Framing) -> Result<Pdu,
 /// The data segment itself is left to the caller so that large Data-In
 /// payloads go to the socket without being copied into a frame buffer.
 pub fn encode_header(pdu: &mut Pdu, framing: &Framing, out: &mut BytesMut) -> ([u8; 8], usize) {
-    debug_assert!(pdu.ahs.len() % 4 == 0);
+    debug_assert!(pdu.ahs.len().is_multiple_of(4));
     pdu.bhs.0[4] = (pdu.ahs.len() / 4) as u8;
     pdu.bhs.set_data_len(pdu.data.len());
     let start = out.len();

@@ -102,7 +102,7 @@ pub fn command_pdus(c: &CmdRef, resp: ScsiResponse, write_residual: Residual, mr
         datasn += 1;
         off += n;
     }
-    if !(collapse && !data.is_empty()) {
+    if !collapse || data.is_empty() {
         let mut b = Bhs::new(op::SCSI_RESP);
         b.set_flags(0x80);
         b.0[2] = 0; // command completed at target

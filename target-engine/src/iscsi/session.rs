@@ -78,6 +78,7 @@ enum Stop {
 }
 
 /// Runs the full feature phase until logout, error or close request.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     mut rd: OwnedReadHalf,
     mut buf: BytesMut,
@@ -131,8 +132,10 @@ pub async fn run(
             Ok(None) => {}
             Err(e) => break Stop::Protocol(e.to_string()),
         }
-        if buf.capacity() - buf.len() < 64 * 1024 {
-            buf.reserve(framing.max_data + 64 * 1024);
+        // Busy connections read in large chunks; idle ones keep a small buffer.
+        let (min_spare, grow) = if pinged { (512, 4096) } else { (64 * 1024, framing.max_data + 64 * 1024) };
+        if buf.capacity() - buf.len() < min_spare {
+            buf.reserve(grow);
         }
         let idle = last_rx.elapsed();
         let wait = if pinged { DEAD_AFTER.saturating_sub(idle) } else { PING_AFTER.saturating_sub(idle) };
@@ -146,6 +149,10 @@ pub async fn run(
                     break Stop::Protocol("no answer to NOP-In ping".into());
                 }
                 pinged = true;
+                if buf.is_empty() {
+                    // Idle: give back the receive buffer (memory per idle session stays small).
+                    buf = BytesMut::new();
+                }
                 s.ping();
             }
             _ = close.changed() => break Stop::Closed,
