@@ -3,6 +3,8 @@
 //! One definition for all three: the REST API serialises exactly these types,
 //! and the OpenAPI document is derived from them.
 
+pub mod storage;
+
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "ssr")]

@@ -7,5 +7,6 @@ pub mod db;
 pub mod secrets;
 pub mod service;
 pub mod state;
+pub mod storage;
 pub mod throttle;
 pub mod web;

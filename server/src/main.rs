@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use portico_app::model::EngineStatus;
 use portico_app::service::SharedService;
 use portico_server::cli::{Cli, Command, EngineArgs, ServeArgs};
-use portico_server::service::{Node, NodeSettings};
+use portico_server::service::{engine_status, Node, NodeSettings};
+use portico_server::storage::Storage;
 use portico_server::state::AppState;
 use tracing_subscriber::EnvFilter;
 
@@ -65,8 +65,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the database in {}", args.data_dir.display()))?;
     tracing::info!(data_dir = %args.data_dir.display(), node = %node_name, "database ready");
 
-    let engine_status = Arc::new(|| EngineStatus { state: "stopped".into(), targets: 0, portals: 0, sessions: 0 });
-    let node = Node::new(pool, NodeSettings::new(node_name.clone()), engine_status);
+    let engine = target_engine::engine::Engine::new();
+    let storage = Storage::start(pool.clone(), engine.clone(), args.data_dir.clone(), node_name.clone())
+        .await
+        .context("cannot bring up the stored storage configuration")?;
+    let node = Node::new(pool, NodeSettings::new(node_name.clone()), engine_status(engine.clone()));
     let (password, generated) = match std::env::var("PORTICO_ADMIN_PASSWORD") {
         Ok(p) if !p.is_empty() => (p, false),
         _ => (portico_server::secrets::random_password(), true),
@@ -93,7 +96,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .site_pkg_dir("pkg")
         .site_addr(args.http)
         .build();
-    let state = AppState { service: Arc::new(node) as SharedService, leptos_options, secure_cookies: args.secure_cookies };
+    let state = AppState {
+        service: Arc::new(node) as SharedService,
+        storage: Arc::new(storage),
+        leptos_options,
+        secure_cookies: args.secure_cookies,
+    };
     let app = portico_server::web::router(state);
 
     let listener = tokio::net::TcpListener::bind(args.http)
@@ -103,6 +111,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    engine.shutdown().await;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use portico_app::service::SharedService;
 #[derive(Clone)]
 pub struct AppState {
     pub service: SharedService,
+    pub storage: std::sync::Arc<crate::storage::Storage>,
     pub leptos_options: LeptosOptions,
     /// Set the `Secure` attribute on cookies (the node is behind TLS).
     pub secure_cookies: bool,

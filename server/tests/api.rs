@@ -10,9 +10,9 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use portico_app::model::EngineStatus;
 use portico_app::service::SharedService;
-use portico_server::service::{Node, NodeSettings};
+use portico_server::service::{engine_status, Node, NodeSettings};
+use portico_server::storage::Storage;
 use portico_server::state::AppState;
 use portico_server::throttle::LoginPolicy;
 use serde_json::{json, Value};
@@ -36,14 +36,15 @@ async fn node() -> TestNode {
     let pool = portico_server::db::open(dir.path()).await.unwrap();
     let mut settings = NodeSettings::new("test-node");
     settings.login_policy = LoginPolicy { delay_step: Duration::from_millis(1), ..LoginPolicy::default() };
-    let engine = Arc::new(|| EngineStatus { state: "stopped".into(), targets: 0, portals: 0, sessions: 0 });
-    let node = Node::new(pool, settings, engine);
+    let engine = target_engine::engine::Engine::new();
+    let storage = Storage::start(pool.clone(), engine.clone(), dir.path().to_path_buf(), "test-node".into()).await.unwrap();
+    let node = Node::new(pool, settings, engine_status(engine));
     assert!(node.ensure_first_admin(ADMIN_PASSWORD).await.unwrap());
     let leptos_options = leptos::config::LeptosOptions::builder()
         .output_name("portico")
         .site_root(dir.path().to_string_lossy().into_owned())
         .build();
-    let state = AppState { service: Arc::new(node) as SharedService, leptos_options, secure_cookies: false };
+    let state = AppState { service: Arc::new(node) as SharedService, storage: Arc::new(storage), leptos_options, secure_cookies: false };
     TestNode { app: portico_server::web::router(state), _dir: dir }
 }
 

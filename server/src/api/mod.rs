@@ -5,6 +5,7 @@
 mod extract;
 mod openapi;
 mod routes;
+mod storage;
 
 use axum::routing::{delete, get, patch, post};
 use axum::Router;
@@ -25,6 +26,23 @@ pub fn router() -> Router<AppState> {
         .route("/tokens", get(routes::list_tokens).post(routes::create_token))
         .route("/tokens/{id}", delete(routes::revoke_token))
         .route("/audit", get(routes::audit))
+        .route("/volumes", get(storage::list_volumes).post(storage::create_volume))
+        .route("/volumes/{name}", get(storage::get_volume).patch(storage::update_volume).delete(storage::delete_volume))
+        .route("/target-groups", get(storage::list_groups).post(storage::create_group))
+        .route("/target-groups/{name}", get(storage::get_group).patch(storage::update_group).delete(storage::delete_group))
+        .route("/target-groups/{name}/start", post(storage::start_group))
+        .route("/target-groups/{name}/stop", post(storage::stop_group))
+        .route("/target-groups/{name}/targets", post(storage::add_target))
+        .route("/target-groups/{name}/targets/{iqn}", delete(storage::remove_target))
+        .route("/target-groups/{name}/luns", get(storage::list_luns).post(storage::attach_lun))
+        .route("/target-groups/{name}/luns/{lun}", delete(storage::detach_lun))
+        .route("/target-groups/{name}/acl", get(storage::list_acl).post(storage::add_acl))
+        .route("/target-groups/{name}/acl/{initiator}", patch(storage::update_acl).delete(storage::delete_acl))
+        .route("/target-groups/{name}/connections", get(storage::connections))
+        .route("/chap-users", get(storage::list_chap_users).post(storage::create_chap_user))
+        .route("/chap-users/{name}", patch(storage::update_chap_user).delete(storage::delete_chap_user))
+        .route("/nodes", get(storage::list_nodes))
+        .route("/nodes/{name}", get(storage::get_node).patch(storage::update_node))
         .route("/openapi.json", get(openapi::document))
         .fallback(routes::not_found)
 }

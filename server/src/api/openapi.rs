@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::routes;
+use super::{routes, storage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,13 @@ use super::routes;
         routes::login, routes::logout, routes::me, routes::overview,
         routes::list_users, routes::create_user, routes::update_user, routes::delete_user,
         routes::create_token, routes::list_tokens, routes::revoke_token, routes::audit,
+        storage::list_volumes, storage::create_volume, storage::get_volume, storage::update_volume, storage::delete_volume,
+        storage::list_groups, storage::create_group, storage::get_group, storage::update_group, storage::delete_group,
+        storage::start_group, storage::stop_group, storage::add_target, storage::remove_target,
+        storage::list_luns, storage::attach_lun, storage::detach_lun,
+        storage::list_acl, storage::add_acl, storage::update_acl, storage::delete_acl, storage::connections,
+        storage::list_chap_users, storage::create_chap_user, storage::update_chap_user, storage::delete_chap_user,
+        storage::list_nodes, storage::get_node, storage::update_node,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),
@@ -23,6 +30,10 @@ use super::routes;
         (name = "users", description = "Dashboard users (admin)"),
         (name = "tokens", description = "API tokens for scripts"),
         (name = "audit", description = "Who did what, when"),
+        (name = "volumes", description = "Block volumes"),
+        (name = "target-groups", description = "Target groups: targets, LUNs, ACL, CHAP, connections"),
+        (name = "chap-users", description = "CHAP credentials (secrets are never returned)"),
+        (name = "nodes", description = "Nodes and their network interfaces"),
     )
 )]
 pub struct ApiDoc;

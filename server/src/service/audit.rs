@@ -46,10 +46,9 @@ impl AuditRecord {
     }
 }
 
-impl Node {
-    /// Appends to the audit log. A failure to audit is logged, never hidden.
-    pub(crate) async fn record(&self, r: AuditRecord) {
-        let res = sqlx::query(
+/// Appends to the audit log. A failure to audit is logged, never hidden.
+pub async fn write_audit(pool: &sqlx::SqlitePool, r: AuditRecord) {
+    let res = sqlx::query(
             "INSERT INTO audit_log (time, username, action, object, result, source, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(crate::db::now())
@@ -59,12 +58,17 @@ impl Node {
         .bind(r.result.as_str())
         .bind(&r.source)
         .bind(&r.detail)
-        .execute(&self.pool)
+        .execute(pool)
         .await;
-        if let Err(e) = res {
-            tracing::error!(error = %e, action = r.action, object = %r.object, "cannot write the audit log");
-        }
-        tracing::info!(user = %r.user, action = r.action, object = %r.object, result = r.result.as_str(), "audit");
+    if let Err(e) = res {
+        tracing::error!(error = %e, action = r.action, object = %r.object, "cannot write the audit log");
+    }
+    tracing::info!(user = %r.user, action = r.action, object = %r.object, result = r.result.as_str(), "audit");
+}
+
+impl Node {
+    pub(crate) async fn record(&self, r: AuditRecord) {
+        write_audit(&self.pool, r).await
     }
 
     /// Checks the caller's role for a change; a refusal is audited.

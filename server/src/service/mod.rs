@@ -16,12 +16,30 @@ use portico_app::model::*;
 use portico_app::service::{Caller, Credential, NewSession, NodeService, RequestOrigin};
 use sqlx::SqlitePool;
 
-pub use audit::AuditRecord;
+pub use audit::{write_audit, AuditRecord};
 
 use crate::throttle::{LoginPolicy, LoginThrottle};
 
 /// Reports the engine's state to the overview.
-pub type EngineStatusFn = Arc<dyn Fn() -> EngineStatus + Send + Sync>;
+pub type EngineStatusFn =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = EngineStatus> + Send>> + Send + Sync>;
+
+/// The overview's view of a running engine.
+pub fn engine_status(engine: target_engine::engine::Engine) -> EngineStatusFn {
+    Arc::new(move || {
+        let engine = engine.clone();
+        Box::pin(async move {
+            let config = engine.config().await;
+            let portals = engine.portals().await.len() as u32;
+            EngineStatus {
+                state: "running".into(),
+                targets: config.targets.len() as u32,
+                portals,
+                sessions: engine.sessions().iter().filter(|s| !s.discovery).count() as u32,
+            }
+        })
+    })
+}
 
 /// Settings of the service layer.
 #[derive(Clone, Debug)]
@@ -154,7 +172,7 @@ impl NodeService for Node {
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: crate::db::rfc3339(self.started_at),
             uptime_seconds: self.started.elapsed().as_secs(),
-            engine: (self.engine_status)(),
+            engine: (self.engine_status)().await,
             users: users as u32,
         })
     }

@@ -1,0 +1,498 @@
+//! Block storage objects as the API and the dashboard see them: nodes and
+//! their interfaces, volumes, target groups with their targets, LUNs and ACL
+//! rules, and CHAP users. Secrets never appear in a view type.
+
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "ssr")]
+use utoipa::ToSchema;
+
+/// A network interface of a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct InterfaceView {
+    pub name: String,
+    pub addresses: Vec<String>,
+    /// Traffic carried, e.g. `iscsi`, `management`.
+    pub traffic_types: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct NodeView {
+    pub name: String,
+    /// `online`, `offline` or `maintenance`.
+    pub state: String,
+    pub is_local: bool,
+    pub last_heartbeat: String,
+    pub interfaces: Vec<InterfaceView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct InterfacePatch {
+    pub name: String,
+    pub traffic_types: Vec<String>,
+}
+
+/// Body of `PATCH /api/v1/nodes/{name}`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct NodePatch {
+    #[serde(default)]
+    pub interfaces: Vec<InterfacePatch>,
+}
+
+/// A size as bytes or as text with a unit ("1GiB", "500MiB", "2TiB").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+#[serde(untagged)]
+pub enum SizeInput {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeInput {
+    /// Bytes, or a message saying what is wrong.
+    pub fn bytes(&self) -> Result<u64, String> {
+        match self {
+            SizeInput::Bytes(n) => Ok(*n),
+            SizeInput::Text(s) => parse_size(s).ok_or_else(|| format!("{s:?} is not a size: write bytes or a number with KiB, MiB, GiB or TiB.")),
+        }
+    }
+}
+
+/// Parses "1GiB", "512 MiB", "4096", "1TiB" (binary units; "GB" means 10^9).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "TiB" | "T" => 1 << 40,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// "1 GiB", "512 MiB", "1.5 TiB".
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if (v - v.round()).abs() < 0.05 { format!("{} {}", v.round() as u64, UNITS[i]) } else { format!("{v:.1} {}", UNITS[i]) }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct VolumeView {
+    pub name: String,
+    pub size: u64,
+    pub block_size: u32,
+    pub replicas: u8,
+    pub wwn: String,
+    pub serial: String,
+    pub thin: bool,
+    pub iops_limit: Option<u64>,
+    pub mbps_limit: Option<u64>,
+    /// `healthy`, `degraded`, `resyncing` or `offline`.
+    pub state: String,
+    /// The target group it is attached to, and as which LUN.
+    pub attached_to: Option<String>,
+    pub lun: Option<u8>,
+    pub created_at: String,
+}
+
+/// Body of `POST /api/v1/volumes`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct NewVolume {
+    pub name: String,
+    pub size: SizeInput,
+    #[serde(default = "default_block_size")]
+    pub block_size: u32,
+    #[serde(default = "default_replicas")]
+    pub replicas: u8,
+}
+
+fn default_block_size() -> u32 {
+    512
+}
+
+fn default_replicas() -> u8 {
+    1
+}
+
+/// Body of `PATCH /api/v1/volumes/{name}`: grow, set limits (0 removes a limit).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct VolumePatch {
+    #[serde(default)]
+    pub size: Option<SizeInput>,
+    #[serde(default)]
+    pub iops_limit: Option<u64>,
+    #[serde(default)]
+    pub mbps_limit: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum ChapMode {
+    None,
+    OneWay,
+    Mutual,
+}
+
+impl ChapMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChapMode::None => "none",
+            ChapMode::OneWay => "one-way",
+            ChapMode::Mutual => "mutual",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ChapMode> {
+        match s {
+            "none" => Some(ChapMode::None),
+            "one-way" => Some(ChapMode::OneWay),
+            "mutual" => Some(ChapMode::Mutual),
+            _ => None,
+        }
+    }
+}
+
+/// CHAP of a target group: which CHAP users authenticate whom (no secrets).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct ChapSetting {
+    pub mode: ChapMode,
+    /// The CHAP user initiators log in as.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// For mutual CHAP: the CHAP user the target answers as.
+    #[serde(default)]
+    pub mutual_user: Option<String>,
+}
+
+impl Default for ChapSetting {
+    fn default() -> Self {
+        ChapSetting { mode: ChapMode::None, user: None, mutual_user: None }
+    }
+}
+
+/// A target as requested: the node it runs on and its portals.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct TargetSpec {
+    pub node: String,
+    /// "ip:port" or "ip" (port 3260).
+    pub portals: Vec<String>,
+    /// Optional IQN; default `iqn.2026-11.local.portico:<group>.<node>`.
+    #[serde(default)]
+    pub iqn: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct TargetView {
+    pub node: String,
+    pub iqn: String,
+    pub portals: Vec<String>,
+    /// The ALUA target port group id of this target.
+    pub tpg: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct LunView {
+    pub lun: u8,
+    pub volume: String,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct AclRuleView {
+    pub initiator: String,
+    pub alias: Option<String>,
+    /// `None`: every LUN of the group.
+    pub luns: Option<Vec<u8>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct TargetGroupView {
+    pub name: String,
+    /// `running` or `stopped`.
+    pub state: String,
+    pub acl_enabled: bool,
+    pub chap: ChapSetting,
+    pub targets: Vec<TargetView>,
+    pub luns: Vec<LunView>,
+    pub acl: Vec<AclRuleView>,
+    pub created_at: String,
+}
+
+/// Body of `POST /api/v1/target-groups`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct NewTargetGroup {
+    pub name: String,
+    #[serde(default)]
+    pub targets: Vec<TargetSpec>,
+    #[serde(default)]
+    pub acl_enabled: bool,
+    #[serde(default)]
+    pub chap: ChapSetting,
+}
+
+/// Body of `PATCH /api/v1/target-groups/{name}`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct TargetGroupPatch {
+    #[serde(default)]
+    pub acl_enabled: Option<bool>,
+    #[serde(default)]
+    pub chap: Option<ChapSetting>,
+}
+
+/// Body of `POST /api/v1/target-groups/{name}/luns`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct NewLun {
+    pub volume: String,
+    #[serde(default)]
+    pub lun: Option<u8>,
+}
+
+/// Body of `POST /api/v1/target-groups/{name}/acl`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct NewAclRule {
+    pub initiator: String,
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// Omitted or null: all LUNs.
+    #[serde(default)]
+    pub luns: Option<Vec<u8>>,
+}
+
+/// Body of `PATCH /api/v1/target-groups/{name}/acl/{initiator}`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct AclPatch {
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// `Some(None)` (JSON null) means all LUNs.
+    #[serde(default, with = "double_option")]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<Vec<u8>>))]
+    pub luns: Option<Option<Vec<u8>>>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, T: Serialize>(v: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_none(),
+            Some(inner) => inner.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct ChapUserView {
+    pub name: String,
+    pub description: Option<String>,
+    /// Target groups that use it.
+    pub used_by: Vec<String>,
+    pub created_at: String,
+}
+
+/// Body of `POST /api/v1/chap-users`.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct NewChapUser {
+    pub name: String,
+    /// 12–16 characters. Never shown again.
+    pub secret: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl std::fmt::Debug for NewChapUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewChapUser").field("name", &self.name).field("description", &self.description).finish_non_exhaustive()
+    }
+}
+
+/// Body of `PATCH /api/v1/chap-users/{name}`.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct ChapUserPatch {
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl std::fmt::Debug for ChapUserPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChapUserPatch").field("description", &self.description).finish_non_exhaustive()
+    }
+}
+
+/// A live iSCSI connection to one of a group's targets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct ConnectionView {
+    pub initiator: String,
+    pub address: String,
+    pub target: String,
+    pub portal: String,
+    pub since: String,
+}
+
+/// Checks an iSCSI name (RFC 3720 §3.2.6): `iqn.yyyy-mm.reversed.domain[:id]`,
+/// `eui.` + 16 hex digits, or `naa.` + 16 or 32 hex digits; at most 223 bytes.
+pub fn check_iscsi_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("Enter an iSCSI name.".into());
+    }
+    if name.len() > 223 {
+        return Err("An iSCSI name has at most 223 bytes.".into());
+    }
+    let lower = name.to_ascii_lowercase();
+    if let Some(rest) = lower.strip_prefix("iqn.") {
+        let b = rest.as_bytes();
+        let date_ok = b.len() >= 7
+            && b[..4].iter().all(u8::is_ascii_digit)
+            && b[4] == b'-'
+            && b[5..7].iter().all(u8::is_ascii_digit)
+            && (1..=12).contains(&((b[5] - b'0') * 10 + (b[6] - b'0')));
+        if !date_ok {
+            return Err("An IQN starts with iqn.yyyy-mm. (the year and month the naming authority owned its domain).".into());
+        }
+        let after = &rest[7..];
+        let Some(authority) = after.strip_prefix('.') else {
+            return Err("Write iqn.yyyy-mm.reversed.domain, e.g. iqn.2026-11.com.example:storage.".into());
+        };
+        let (domain, _) = authority.split_once(':').unwrap_or((authority, ""));
+        if domain.is_empty() || domain.split('.').any(|l| l.is_empty()) {
+            return Err("The naming authority (reversed domain) is missing or has an empty label.".into());
+        }
+        if !lower.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':')) {
+            return Err("Use only letters, digits, '.', '-' and ':'.".into());
+        }
+        return Ok(());
+    }
+    if let Some(hex) = lower.strip_prefix("eui.") {
+        if hex.len() == 16 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(());
+        }
+        return Err("An EUI name is eui. followed by 16 hexadecimal digits.".into());
+    }
+    if let Some(hex) = lower.strip_prefix("naa.") {
+        if (hex.len() == 16 || hex.len() == 32) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(());
+        }
+        return Err("An NAA name is naa. followed by 16 or 32 hexadecimal digits.".into());
+    }
+    Err("An iSCSI name starts with iqn., eui. or naa.".into())
+}
+
+/// CHAP secrets: 12–16 printable ASCII characters (RFC 7143 §12.1.3 asks for
+/// at least 12; many initiators accept at most 16).
+pub fn check_chap_secret(secret: &str) -> Result<(), String> {
+    let n = secret.chars().count();
+    if !(12..=16).contains(&n) {
+        return Err("A CHAP secret has 12 to 16 characters.".into());
+    }
+    if !secret.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("Use printable characters without spaces.".into());
+    }
+    Ok(())
+}
+
+/// Names of volumes, groups and CHAP users: 1–63 of a-z, 0-9, '-', '_', '.', starting with a letter or digit.
+pub fn check_object_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 63 {
+        return Err("Use 1 to 63 characters.".into());
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        return Err("Start with a lower-case letter or a digit.".into());
+    }
+    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')) {
+        return Err("Use lower-case letters, digits, '-', '_' and '.'.".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("512 MiB"), Some(512 << 20));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("1GB"), Some(1_000_000_000));
+        assert_eq!(parse_size("1.5GiB"), None);
+        assert_eq!(parse_size("GiB"), None);
+        assert_eq!(parse_size("99999999999TiB"), None);
+        assert_eq!(format_size(1 << 30), "1 GiB");
+        assert_eq!(format_size(3 << 29), "1.5 GiB");
+    }
+
+    #[test]
+    fn iscsi_names() {
+        assert!(check_iscsi_name("iqn.2026-11.local.portico:demo").is_ok());
+        assert!(check_iscsi_name("iqn.1994-05.com.redhat:abc123").is_ok());
+        assert!(check_iscsi_name("eui.0123456789ABCDEF").is_ok());
+        assert!(check_iscsi_name("naa.60014050123456789abcdef012345678").is_ok());
+        assert!(check_iscsi_name("iqn.2026-13.com.x").is_err());
+        assert!(check_iscsi_name("iqn.26-11.com.x").is_err());
+        assert!(check_iscsi_name("iqn.2026-11").is_err());
+        assert!(check_iscsi_name("iqn.2026-11.com..x").is_err());
+        assert!(check_iscsi_name("iqn.2026-11.com.x:a b").is_err());
+        assert!(check_iscsi_name("target1").is_err());
+        assert!(check_iscsi_name(&format!("iqn.2026-11.com.x:{}", "a".repeat(220))).is_err());
+    }
+
+    #[test]
+    fn chap_secrets() {
+        assert!(check_chap_secret("alicesecret1").is_ok());
+        assert!(check_chap_secret("short").is_err());
+        assert!(check_chap_secret("seventeen-chars!!").is_err());
+        assert!(check_chap_secret("with space 12").is_err());
+    }
+
+    #[test]
+    fn object_names() {
+        assert!(check_object_name("vol1").is_ok());
+        assert!(check_object_name("db-01.data").is_ok());
+        assert!(check_object_name("Vol").is_err());
+        assert!(check_object_name("-x").is_err());
+        assert!(check_object_name("").is_err());
+    }
+}

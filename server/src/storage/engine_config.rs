@@ -1,0 +1,118 @@
+//! Derives the local engine's configuration from the database: every volume
+//! placed on this node, and every target of a running group that lives on
+//! this node, with its LUNs, CHAP and ACL.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use sqlx::SqliteConnection;
+use target_engine::config::{
+    AclEntry, BackendKind, ChapConfig, ChapMode, DiscoveryConfig, EngineConfig, Size, TargetConfig, VolumeConfig,
+};
+
+use super::secret_box::SecretBox;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeriveError {
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    #[error("stored data is damaged: {0}")]
+    Damaged(String),
+}
+
+/// Where the node keeps the file of a volume.
+pub fn volume_path(data_dir: &Path, volume: &str) -> std::path::PathBuf {
+    data_dir.join("volumes").join(format!("{volume}.img"))
+}
+
+pub async fn derive(
+    conn: &mut SqliteConnection,
+    node_id: i64,
+    data_dir: &Path,
+    secrets: &SecretBox,
+) -> Result<EngineConfig, DeriveError> {
+    let volumes: Vec<(i64, String, i64, i64, String, String)> =
+        sqlx::query_as("SELECT id, name, size, block_size, wwn, serial FROM volumes WHERE node_id = ? ORDER BY name")
+            .bind(node_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut volume_names = BTreeMap::new();
+    let mut config = EngineConfig { volumes: Vec::new(), targets: Vec::new(), discovery: DiscoveryConfig::default() };
+    for (id, name, size, block_size, wwn, serial) in volumes {
+        volume_names.insert(id, name.clone());
+        config.volumes.push(VolumeConfig {
+            path: Some(volume_path(data_dir, &name)),
+            name,
+            backend: BackendKind::File,
+            size: Size(size as u64),
+            block_size: block_size as u32,
+            read_only: false,
+            wwn: Some(wwn),
+            serial: Some(serial),
+        });
+    }
+
+    let targets: Vec<(i64, String, String, i64, bool, String, Option<Vec<u8>>, Option<String>, Option<Vec<u8>>, Option<String>)> =
+        sqlx::query_as(
+            "SELECT g.id, t.iqn, t.portals, t.tpg, g.acl_enabled, g.chap_mode, cu.secret, cu.name, mu.secret, mu.name \
+             FROM targets t JOIN target_groups g ON g.id = t.group_id \
+             LEFT JOIN chap_users cu ON cu.id = g.chap_user_id LEFT JOIN chap_users mu ON mu.id = g.mutual_chap_user_id \
+             WHERE t.node_id = ? AND g.state = 'running' ORDER BY t.tpg",
+        )
+        .bind(node_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    for (group_id, iqn, portals, tpg, acl_enabled, chap_mode, chap_secret, chap_user, mutual_secret, mutual_user) in targets {
+        let portals: Vec<SocketAddr> =
+            serde_json::from_str(&portals).map_err(|e| DeriveError::Damaged(format!("portals of {iqn}: {e}")))?;
+        let luns: Vec<(i64, i64)> = sqlx::query_as("SELECT lun, volume_id FROM luns WHERE group_id = ? ORDER BY lun")
+            .bind(group_id)
+            .fetch_all(&mut *conn)
+            .await?;
+        let lun_ids: Vec<u64> = luns.iter().map(|(l, _)| *l as u64).collect();
+        let luns: BTreeMap<String, String> = luns
+            .into_iter()
+            // A volume placed on another node is not served here (replication comes later).
+            .filter_map(|(lun, vol)| volume_names.get(&vol).map(|name| (lun.to_string(), name.clone())))
+            .collect();
+        let open = |sealed: Option<Vec<u8>>| -> Result<Option<String>, DeriveError> {
+            sealed.map(|s| secrets.open(&s).map_err(|e| DeriveError::Damaged(e.to_string()))).transpose()
+        };
+        let chap = match chap_mode.as_str() {
+            "one-way" => Some(ChapConfig { mode: ChapMode::OneWay, user: chap_user, secret: open(chap_secret)?, ..Default::default() }),
+            "mutual" => Some(ChapConfig {
+                mode: ChapMode::Mutual,
+                user: chap_user,
+                secret: open(chap_secret)?,
+                target_user: mutual_user,
+                target_secret: open(mutual_secret)?,
+            }),
+            _ => None,
+        };
+        let acl = if acl_enabled {
+            let rules: Vec<(String, Option<String>)> =
+                sqlx::query_as("SELECT initiator, luns FROM acl_rules WHERE group_id = ? ORDER BY initiator")
+                    .bind(group_id)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            let mut entries = Vec::new();
+            for (initiator, allowed) in rules {
+                let allowed: Vec<u64> = match allowed {
+                    None => lun_ids.clone(),
+                    Some(json) => {
+                        let list: Vec<u64> =
+                            serde_json::from_str(&json).map_err(|e| DeriveError::Damaged(format!("ACL of {initiator}: {e}")))?;
+                        list.into_iter().filter(|l| lun_ids.contains(l)).collect()
+                    }
+                };
+                entries.push(AclEntry { initiator, luns: allowed });
+            }
+            Some(entries)
+        } else {
+            None
+        };
+        config.targets.push(TargetConfig { iqn, portals, tpg: tpg as u16, luns, chap, acl });
+    }
+    Ok(config)
+}

@@ -1,0 +1,198 @@
+//! Block storage management: volumes, target groups, targets, LUNs, ACL
+//! rules, CHAP users and nodes.
+//!
+//! Every change is a typed [`Command`] handed to [`Storage::execute`], the
+//! one place that checks the caller's role, validates, writes the database in
+//! a transaction, derives the engine's configuration from the result, applies
+//! it to the running engine, and only then commits and audits. If the engine
+//! refuses, the transaction is rolled back and the caller gets the engine's
+//! reason. A later cluster release replicates these commands between nodes.
+
+mod commands;
+pub mod engine_config;
+pub mod nodes;
+pub mod secret_box;
+mod views;
+
+use std::path::PathBuf;
+
+use portico_app::error::ApiError;
+use portico_app::model::storage::*;
+use portico_app::model::{AuditResult, Role};
+use portico_app::service::Caller;
+use sqlx::SqlitePool;
+use target_engine::engine::Engine;
+
+pub use commands::Command;
+use secret_box::SecretBox;
+
+use crate::service::{write_audit, AuditRecord};
+
+/// The block storage service of one node.
+pub struct Storage {
+    pool: SqlitePool,
+    engine: Engine,
+    secrets: SecretBox,
+    data_dir: PathBuf,
+    node_id: i64,
+    node_name: String,
+    /// Commands run one at a time: derive + apply + commit is one step.
+    apply_lock: tokio::sync::Mutex<()>,
+}
+
+fn db_error(e: sqlx::Error) -> ApiError {
+    tracing::error!(error = %e, "database error");
+    ApiError::internal()
+}
+
+impl Storage {
+    /// Registers this node and its interfaces, and brings the stored
+    /// configuration back up in the engine.
+    pub async fn start(pool: SqlitePool, engine: Engine, data_dir: PathBuf, node_name: String) -> anyhow::Result<Self> {
+        let secrets = SecretBox::open_or_create(&data_dir)?;
+        std::fs::create_dir_all(data_dir.join("volumes"))?;
+        let node_id = nodes::register_local(&pool, &node_name, &nodes::local_interfaces()).await?;
+        let storage = Storage { pool, engine, secrets, data_dir, node_id, node_name, apply_lock: Default::default() };
+        let mut conn = storage.pool.acquire().await?;
+        let config = engine_config::derive(&mut conn, storage.node_id, &storage.data_dir, &storage.secrets).await?;
+        drop(conn);
+        let targets = config.targets.len();
+        storage.engine.apply(config).await.map_err(|e| anyhow::anyhow!("the stored configuration cannot be applied: {e}"))?;
+        tracing::info!(targets, "engine configured from the database");
+        Ok(storage)
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    /// Runs one command: role, validation, database, engine, audit.
+    pub async fn execute(&self, caller: &Caller, command: Command) -> Result<(), ApiError> {
+        let action = command.action();
+        let object = command.object();
+        if let Err(e) = caller.require(Role::Operator, "change storage objects") {
+            self.audit(caller, action, &object, AuditResult::Denied, Some(format!("role {}", caller.role))).await;
+            return Err(e);
+        }
+        let _one_at_a_time = self.apply_lock.lock().await;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let ctx = commands::Context { node_id: self.node_id, secrets: &self.secrets };
+        let effects = match command.apply(&mut tx, &ctx).await {
+            Ok(effects) => effects,
+            Err(e) => {
+                drop(tx);
+                self.audit(caller, action, &object, AuditResult::Failure, Some(e.message.clone())).await;
+                return Err(e);
+            }
+        };
+        let config = engine_config::derive(&mut tx, self.node_id, &self.data_dir, &self.secrets).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot derive the engine configuration");
+            ApiError::internal()
+        })?;
+        if let Err(e) = self.engine.apply(config).await {
+            drop(tx);
+            let message = format!("The iSCSI engine refused the change: {e}");
+            self.audit(caller, action, &object, AuditResult::Failure, Some(message.clone())).await;
+            return Err(ApiError::conflict(message));
+        }
+        if let Err(e) = tx.commit().await {
+            // The engine runs the new configuration but the database kept the
+            // old one: put the engine back to what is stored.
+            tracing::error!(error = %e, "commit failed after the engine applied a change; reverting the engine");
+            if let Ok(mut conn) = self.pool.acquire().await {
+                if let Ok(config) = engine_config::derive(&mut conn, self.node_id, &self.data_dir, &self.secrets).await {
+                    let _ = self.engine.apply(config).await;
+                }
+            }
+            return Err(ApiError::internal());
+        }
+        for path in effects.remove_files {
+            let path = engine_config::volume_path(&self.data_dir, &path);
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a deleted volume's file");
+            }
+        }
+        self.audit(caller, action, &object, AuditResult::Success, effects.detail).await;
+        Ok(())
+    }
+
+    async fn audit(&self, caller: &Caller, action: &'static str, object: &str, result: AuditResult, detail: Option<String>) {
+        let mut r = AuditRecord::by(caller, action, object, result);
+        r.detail = detail;
+        write_audit(&self.pool, r).await;
+    }
+
+    fn read(caller: &Caller) -> Result<(), ApiError> {
+        caller.require(Role::Viewer, "see storage objects")
+    }
+
+    pub async fn volumes(&self, caller: &Caller) -> Result<Vec<VolumeView>, ApiError> {
+        Self::read(caller)?;
+        views::volumes(&self.pool, None).await.map_err(db_error)
+    }
+
+    pub async fn volume(&self, caller: &Caller, name: &str) -> Result<VolumeView, ApiError> {
+        Self::read(caller)?;
+        views::volumes(&self.pool, Some(name))
+            .await
+            .map_err(db_error)?
+            .pop()
+            .ok_or_else(|| ApiError::not_found(format!("The volume {name}")))
+    }
+
+    pub async fn target_groups(&self, caller: &Caller) -> Result<Vec<TargetGroupView>, ApiError> {
+        Self::read(caller)?;
+        views::target_groups(&self.pool, None).await.map_err(db_error)
+    }
+
+    pub async fn target_group(&self, caller: &Caller, name: &str) -> Result<TargetGroupView, ApiError> {
+        Self::read(caller)?;
+        views::target_groups(&self.pool, Some(name))
+            .await
+            .map_err(db_error)?
+            .pop()
+            .ok_or_else(|| ApiError::not_found(format!("The target group {name}")))
+    }
+
+    pub async fn chap_users(&self, caller: &Caller) -> Result<Vec<ChapUserView>, ApiError> {
+        Self::read(caller)?;
+        views::chap_users(&self.pool).await.map_err(db_error)
+    }
+
+    pub async fn nodes(&self, caller: &Caller) -> Result<Vec<NodeView>, ApiError> {
+        Self::read(caller)?;
+        views::nodes(&self.pool, None).await.map_err(db_error)
+    }
+
+    pub async fn node(&self, caller: &Caller, name: &str) -> Result<NodeView, ApiError> {
+        Self::read(caller)?;
+        views::nodes(&self.pool, Some(name))
+            .await
+            .map_err(db_error)?
+            .pop()
+            .ok_or_else(|| ApiError::not_found(format!("The node {name}")))
+    }
+
+    /// Live iSCSI sessions on this node's targets of the group.
+    pub async fn connections(&self, caller: &Caller, group: &str) -> Result<Vec<ConnectionView>, ApiError> {
+        let g = self.target_group(caller, group).await?;
+        let iqns: std::collections::HashSet<&str> = g.targets.iter().map(|t| t.iqn.as_str()).collect();
+        Ok(self
+            .engine
+            .sessions()
+            .into_iter()
+            .filter(|s| !s.discovery && iqns.contains(s.target.as_str()))
+            .map(|s| ConnectionView {
+                initiator: s.initiator,
+                address: s.address,
+                target: s.target,
+                portal: s.portal,
+                since: crate::db::rfc3339(time::OffsetDateTime::from(s.since)),
+            })
+            .collect())
+    }
+}

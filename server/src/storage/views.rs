@@ -1,0 +1,151 @@
+//! Reading storage objects as API views (a fixed number of queries per call,
+//! whatever the number of objects).
+
+use std::collections::BTreeMap;
+
+use portico_app::model::storage::*;
+use sqlx::SqlitePool;
+
+type VolumeRow = (String, i64, i64, i64, String, String, Option<i64>, Option<i64>, String, String, Option<String>, Option<i64>);
+
+pub async fn volumes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<VolumeView>> {
+    let rows: Vec<VolumeRow> = sqlx::query_as(
+        "SELECT v.name, v.size, v.block_size, v.replicas, v.wwn, v.serial, v.iops_limit, v.mbps_limit, v.state, v.created_at, \
+                g.name, l.lun \
+         FROM volumes v LEFT JOIN luns l ON l.volume_id = v.id LEFT JOIN target_groups g ON g.id = l.group_id \
+         WHERE ? IS NULL OR v.name = ? ORDER BY v.name",
+    )
+    .bind(name)
+    .bind(name)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, size, block_size, replicas, wwn, serial, iops, mbps, state, created_at, group, lun)| VolumeView {
+            name,
+            size: size as u64,
+            block_size: block_size as u32,
+            replicas: replicas as u8,
+            wwn,
+            serial,
+            thin: true,
+            iops_limit: iops.map(|v| v as u64),
+            mbps_limit: mbps.map(|v| v as u64),
+            state,
+            attached_to: group,
+            lun: lun.map(|l| l as u8),
+            created_at,
+        })
+        .collect())
+}
+
+pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<TargetGroupView>> {
+    let groups: Vec<(i64, String, String, bool, String, Option<String>, Option<String>, String)> = sqlx::query_as(
+        "SELECT g.id, g.name, g.state, g.acl_enabled, g.chap_mode, cu.name, mu.name, g.created_at \
+         FROM target_groups g LEFT JOIN chap_users cu ON cu.id = g.chap_user_id LEFT JOIN chap_users mu ON mu.id = g.mutual_chap_user_id \
+         WHERE ? IS NULL OR g.name = ? ORDER BY g.name",
+    )
+    .bind(name)
+    .bind(name)
+    .fetch_all(pool)
+    .await?;
+    let targets: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
+        "SELECT t.group_id, n.name, t.iqn, t.portals, t.tpg FROM targets t JOIN nodes n ON n.id = t.node_id ORDER BY t.tpg",
+    )
+    .fetch_all(pool)
+    .await?;
+    let luns: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+        "SELECT l.group_id, l.lun, v.name, v.size FROM luns l JOIN volumes v ON v.id = l.volume_id ORDER BY l.lun",
+    )
+    .fetch_all(pool)
+    .await?;
+    let acl: Vec<(i64, String, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT group_id, initiator, alias, luns FROM acl_rules ORDER BY initiator").fetch_all(pool).await?;
+
+    let mut by_group: BTreeMap<i64, TargetGroupView> = BTreeMap::new();
+    let mut order = Vec::new();
+    for (id, name, state, acl_enabled, mode, user, mutual_user, created_at) in groups {
+        order.push(id);
+        by_group.insert(
+            id,
+            TargetGroupView {
+                name,
+                state,
+                acl_enabled,
+                chap: ChapSetting { mode: ChapMode::parse(&mode).unwrap_or(ChapMode::None), user, mutual_user },
+                targets: Vec::new(),
+                luns: Vec::new(),
+                acl: Vec::new(),
+                created_at,
+            },
+        );
+    }
+    for (gid, node, iqn, portals, tpg) in targets {
+        if let Some(g) = by_group.get_mut(&gid) {
+            let portals = serde_json::from_str(&portals).unwrap_or_default();
+            g.targets.push(TargetView { node, iqn, portals, tpg: tpg as u16 });
+        }
+    }
+    for (gid, lun, volume, size) in luns {
+        if let Some(g) = by_group.get_mut(&gid) {
+            g.luns.push(LunView { lun: lun as u8, volume, size: size as u64 });
+        }
+    }
+    for (gid, initiator, alias, luns) in acl {
+        if let Some(g) = by_group.get_mut(&gid) {
+            let luns = luns.and_then(|l| serde_json::from_str(&l).ok());
+            g.acl.push(AclRuleView { initiator, alias, luns });
+        }
+    }
+    Ok(order.into_iter().filter_map(|id| by_group.remove(&id)).collect())
+}
+
+pub async fn chap_users(pool: &SqlitePool) -> sqlx::Result<Vec<ChapUserView>> {
+    let users: Vec<(i64, String, Option<String>, String)> =
+        sqlx::query_as("SELECT id, name, description, created_at FROM chap_users ORDER BY name").fetch_all(pool).await?;
+    let uses: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT chap_user_id, name FROM target_groups WHERE chap_user_id IS NOT NULL \
+         UNION SELECT mutual_chap_user_id, name FROM target_groups WHERE mutual_chap_user_id IS NOT NULL ORDER BY 2",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(users
+        .into_iter()
+        .map(|(id, name, description, created_at)| ChapUserView {
+            name,
+            description,
+            used_by: uses.iter().filter(|(u, _)| *u == id).map(|(_, g)| g.clone()).collect(),
+            created_at,
+        })
+        .collect())
+}
+
+pub async fn nodes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<NodeView>> {
+    let nodes: Vec<(i64, String, String, bool, String)> = sqlx::query_as(
+        "SELECT id, name, state, is_local, last_heartbeat FROM nodes WHERE ? IS NULL OR name = ? ORDER BY name",
+    )
+    .bind(name)
+    .bind(name)
+    .fetch_all(pool)
+    .await?;
+    let ifaces: Vec<(i64, String, String, String)> =
+        sqlx::query_as("SELECT node_id, name, addresses, traffic_types FROM interfaces ORDER BY name").fetch_all(pool).await?;
+    Ok(nodes
+        .into_iter()
+        .map(|(id, name, state, is_local, last_heartbeat)| NodeView {
+            name,
+            state,
+            is_local,
+            last_heartbeat,
+            interfaces: ifaces
+                .iter()
+                .filter(|i| i.0 == id)
+                .map(|(_, n, a, t)| InterfaceView {
+                    name: n.clone(),
+                    addresses: serde_json::from_str(a).unwrap_or_default(),
+                    traffic_types: serde_json::from_str(t).unwrap_or_default(),
+                })
+                .collect(),
+        })
+        .collect())
+}
