@@ -294,3 +294,23 @@ async fn apply_reconciles_live() {
     assert_eq!(e.sessions().len(), 1);
     e.shutdown().await;
 }
+
+#[tokio::test]
+async fn idle_connection_is_pinged_then_dropped() {
+    let (e, addr) = start(&base_config("")).await;
+    let mut i = session(addr, vec![]).await;
+    // Silence: the target pings with a NOP-In that wants an answer.
+    let p = i.recv_timeout(Duration::from_secs(8)).await.expect("NOP-In ping");
+    assert_eq!(p.bhs.opcode(), op::NOP_IN);
+    assert_ne!(p.bhs.u32_at(20), 0xffff_ffff);
+    // No answer: the connection is dropped and the session disappears.
+    assert!(i.recv_timeout(Duration::from_secs(20)).await.is_none());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(e.sessions().is_empty());
+}
+
+#[test]
+fn engine_is_cheap_to_share() {
+    fn check<T: Send + Sync + Clone + 'static>() {}
+    check::<Engine>();
+}

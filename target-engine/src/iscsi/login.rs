@@ -379,3 +379,53 @@ pub fn send_targets(catalog: &Catalog, initiator: &str, which: &str, local: Sock
     }
     keys::encode_text(&kv)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    fn login() -> Login {
+        let a: SocketAddr = "127.0.0.1:3260".parse().unwrap();
+        Login::new(Arc::new(Catalog::default()), a, a, TargetLimits::default())
+    }
+
+    fn req(flags: u8, text: &str) -> Pdu {
+        let mut b = Bhs::new(op::LOGIN_REQ);
+        b.set_flags(flags);
+        Pdu::with_data(b, Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    #[test]
+    fn discovery_without_auth() {
+        let mut l = login();
+        let r = l.step(&req(0x80 | 0x04 | 3, "InitiatorName=iqn.2026-11.x:y\0SessionType=Discovery\0MaxRecvDataSegmentLength=4096\0"));
+        let Step::Done(p, res) = r else { panic!("{r:?}") };
+        assert_eq!(p.bhs.flags() & 0x83, 0x83);
+        assert!(res.target.is_none());
+        assert_eq!(res.params.initiator_mrdsl, 4096);
+    }
+
+    #[test]
+    fn missing_names_and_unknown_targets_fail() {
+        let mut l = login();
+        assert!(matches!(l.step(&req(0x81, "SessionType=Discovery\0")), Step::Fail(p) if p.bhs.0[36..38] == [2, 7]));
+        let mut l = login();
+        let r = l.step(&req(0x81, "InitiatorName=iqn.2026-11.x:y\0TargetName=iqn.2026-11.no:pe\0"));
+        assert!(matches!(r, Step::Fail(p) if p.bhs.0[36..38] == [2, 3]));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_login_pdus_never_panic(steps in prop::collection::vec((any::<u8>(), prop::collection::vec(any::<u8>(), 0..200)), 1..6)) {
+            let mut l = login();
+            for (flags, data) in steps {
+                let mut b = Bhs::new(op::LOGIN_REQ);
+                b.set_flags(flags);
+                let r = l.step(&Pdu::with_data(b, Bytes::from(data)));
+                if matches!(r, Step::Fail(_) | Step::Done(..)) { break; }
+            }
+        }
+    }
+}

@@ -27,7 +27,7 @@ use crate::scsi::{self, Nexus, ScsiCommand, ScsiResponse, ScsiStatus, TaskAttr};
 /// Idle time after which we ping the initiator with a NOP-In.
 pub const PING_AFTER: Duration = Duration::from_secs(5);
 /// Silence after which the connection is considered dead.
-pub const DEAD_AFTER: Duration = Duration::from_secs(20);
+pub const DEAD_AFTER: Duration = Duration::from_secs(15);
 /// Largest Expected Data Transfer Length accepted for one write.
 const MAX_WRITE: u32 = 64 << 20;
 
