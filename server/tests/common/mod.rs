@@ -1,0 +1,103 @@
+//! A throw-away node for HTTP-level tests: its own SQLite database, engine
+//! and data directory, and a way to send real HTTP requests through the same
+//! router `portico serve` uses.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use portico_app::service::SharedService;
+use portico_server::service::{engine_status, Node, NodeSettings};
+use portico_server::storage::Storage;
+use portico_server::state::AppState;
+use portico_server::throttle::LoginPolicy;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+
+pub struct TestNode {
+    pub app: Router,
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub set_cookie: Option<String>,
+}
+
+pub async fn node() -> TestNode {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = portico_server::db::open(dir.path()).await.unwrap();
+    let mut settings = NodeSettings::new("test-node");
+    settings.login_policy = LoginPolicy { delay_step: Duration::from_millis(1), ..LoginPolicy::default() };
+    let engine = target_engine::engine::Engine::new();
+    let storage = Storage::start(pool.clone(), engine.clone(), dir.path().to_path_buf(), "test-node".into()).await.unwrap();
+    let node = Node::new(pool, settings, engine_status(engine));
+    assert!(node.ensure_first_admin(ADMIN_PASSWORD).await.unwrap());
+    let leptos_options = leptos::config::LeptosOptions::builder()
+        .output_name("portico")
+        .site_root(dir.path().to_string_lossy().into_owned())
+        .build();
+    let state = AppState { service: Arc::new(node) as SharedService, storage: Arc::new(storage), leptos_options, secure_cookies: false };
+    TestNode { app: portico_server::web::router(state), dir }
+}
+
+impl TestNode {
+    pub async fn send(&self, method: Method, uri: &str, auth: Option<&str>, body: Option<Value>) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri);
+        match auth {
+            Some(a) if a.starts_with("ptk_") => req = req.header(header::AUTHORIZATION, format!("Bearer {a}")),
+            Some(cookie) => req = req.header(header::COOKIE, cookie),
+            None => {}
+        }
+        let req = match body {
+            Some(b) => req.header(header::CONTENT_TYPE, "application/json").body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let set_cookie = resp.headers().get(header::SET_COOKIE).map(|v| v.to_str().unwrap().to_string());
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
+        Reply { status, body, set_cookie }
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Reply {
+        self.send(Method::POST, "/api/v1/login", None, Some(json!({"username": username, "password": password}))).await
+    }
+
+    /// Logs in and returns the `Cookie` header value for later requests.
+    pub async fn session(&self, username: &str, password: &str) -> String {
+        let r = self.login(username, password).await;
+        assert_eq!(r.status, StatusCode::OK, "login of {username}: {:?}", r.body);
+        let cookie = r.set_cookie.expect("a session cookie");
+        cookie.split(';').next().unwrap().to_string()
+    }
+
+    pub async fn admin(&self) -> String {
+        self.session("admin", ADMIN_PASSWORD).await
+    }
+
+    pub async fn create_user(&self, admin: &str, name: &str, role: &str) -> String {
+        let password = format!("{name}-password");
+        let r = self
+            .send(Method::POST, "/api/v1/users", Some(admin), Some(json!({"username": name, "password": password, "role": role})))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        self.session(name, &password).await
+    }
+
+    pub async fn audit(&self, auth: &str) -> Vec<Value> {
+        let r = self.send(Method::GET, "/api/v1/audit?per_page=200", Some(auth), None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        r.body["entries"].as_array().unwrap().clone()
+    }
+}
+

@@ -1,0 +1,268 @@
+//! The block storage API: every rule of PRODUCT.md the service enforces, each
+//! role, and what an initiator sees afterwards (libiscsi's `iscsi-ls`,
+//! installed by the README's test command).
+
+mod common;
+
+use std::process::Command as Process;
+
+use axum::http::{Method, StatusCode};
+use common::{node, TestNode};
+use serde_json::{json, Value};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn post(n: &TestNode, auth: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    let r = n.send(Method::POST, path, Some(auth), Some(body)).await;
+    (r.status, r.body)
+}
+
+async fn get(n: &TestNode, auth: &str, path: &str) -> (StatusCode, Value) {
+    let r = n.send(Method::GET, path, Some(auth), None).await;
+    (r.status, r.body)
+}
+
+/// An operator's session on a fresh node.
+async fn operator(n: &TestNode) -> String {
+    let admin = n.admin().await;
+    n.create_user(&admin, "opal", "operator").await
+}
+
+fn iscsi_ls(url: &str) -> (bool, String) {
+    let out = Process::new("iscsi-ls")
+        .args(["-s", url])
+        .output()
+        .expect("iscsi-ls (Debian package libiscsi-bin) is needed; ./scripts/test.sh installs it");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success() && text.contains("Lun:0"), text)
+}
+
+#[tokio::test]
+async fn viewers_read_and_operators_change() {
+    let n = node().await;
+    let admin = n.admin().await;
+    let viewer = n.create_user(&admin, "vic", "viewer").await;
+    let op = n.create_user(&admin, "opal", "operator").await;
+    for path in ["/api/v1/volumes", "/api/v1/target-groups", "/api/v1/chap-users", "/api/v1/nodes"] {
+        assert_eq!(get(&n, &viewer, path).await.0, StatusCode::OK, "{path}");
+        assert_eq!(n.send(Method::GET, path, None, None).await.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let (s, _) = post(&n, &viewer, "/api/v1/volumes", json!({"name": "v1", "size": "1GiB"})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = post(&n, &viewer, "/api/v1/chap-users", json!({"name": "u", "secret": "abcdefghijkl"})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, body) = post(&n, &op, "/api/v1/volumes", json!({"name": "v1", "size": "1GiB"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, _) = post(&n, &admin, "/api/v1/volumes", json!({"name": "v2", "size": 4096})).await;
+    assert_eq!(s, StatusCode::CREATED, "admins may do everything");
+    let audit = n.audit(&admin).await;
+    assert!(audit.iter().any(|e| e["action"] == "volume.create" && e["result"] == "denied" && e["user"] == "vic"));
+    assert!(audit.iter().any(|e| e["action"] == "volume.create" && e["result"] == "success" && e["user"] == "opal"));
+}
+
+#[tokio::test]
+async fn volumes_are_validated_grow_online_and_never_shrink() {
+    let n = node().await;
+    let op = operator(&n).await;
+    let (s, v) = post(&n, &op, "/api/v1/volumes", json!({"name": "db", "size": "1GiB", "block_size": 4096})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(v["size"], 1u64 << 30);
+    assert_eq!(v["block_size"], 4096);
+    assert_eq!(v["wwn"].as_str().unwrap().len(), 32);
+    let file = n.dir.path().join("volumes/db.img");
+    let meta = std::fs::metadata(&file).expect("the engine created the volume's file");
+    assert_eq!(meta.len(), 1 << 30);
+    use std::os::unix::fs::MetadataExt;
+    assert!(meta.blocks() * 512 < 1 << 20, "the file is sparse");
+
+    let (s, e) = post(&n, &op, "/api/v1/volumes", json!({"name": "db", "size": "1GiB"})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    let (s, e) = post(&n, &op, "/api/v1/volumes", json!({"name": "Bad Name", "size": "lots", "block_size": 1000})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    for f in ["name", "size", "block_size"] {
+        assert!(e["fields"][f].is_string(), "{f}: {e}");
+    }
+    let (s, e) = post(&n, &op, "/api/v1/volumes", json!({"name": "r2", "size": "1GiB", "replicas": 2})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(e["fields"]["replicas"].as_str().unwrap().contains("the cluster has 1"), "{e}");
+
+    let r = n.send(Method::PATCH, "/api/v1/volumes/db", Some(&op), Some(json!({"size": "512MiB"}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "shrinking is refused");
+    let r = n.send(Method::PATCH, "/api/v1/volumes/db", Some(&op), Some(json!({"size": "2GiB", "iops_limit": 5000}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["size"], 2u64 << 30);
+    assert_eq!(r.body["iops_limit"], 5000);
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 2 << 30, "grown online");
+
+    let r = n.send(Method::DELETE, "/api/v1/volumes/db", Some(&op), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(!file.exists(), "a deleted volume's file is removed");
+    assert_eq!(get(&n, &op, "/api/v1/volumes/db").await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn chap_secrets_are_validated_sealed_and_never_returned() {
+    let n = node().await;
+    let op = operator(&n).await;
+    let (s, e) = post(&n, &op, "/api/v1/chap-users", json!({"name": "alice", "secret": "short"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(e["fields"]["secret"].is_string());
+    let (s, e) = post(&n, &op, "/api/v1/chap-users", json!({"name": "alice", "secret": "seventeen-chars!!"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    let (s, body) = post(&n, &op, "/api/v1/chap-users", json!({"name": "alice", "secret": "alicesecret1", "description": "ESXi hosts"})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert!(!body.to_string().contains("alicesecret1"));
+    let (_, list) = get(&n, &op, "/api/v1/chap-users").await;
+    assert!(!list.to_string().contains("alicesecret1"));
+    let r = n.send(Method::PATCH, "/api/v1/chap-users/alice", Some(&op), Some(json!({"secret": "newsecret1234"}))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!r.body.to_string().contains("newsecret1234"));
+
+    // At rest: sealed, not in clear, in the database file; the key file is private.
+    let db = std::fs::read(n.dir.path().join("portico.db")).unwrap();
+    let wal = std::fs::read(n.dir.path().join("portico.db-wal")).unwrap_or_default();
+    for secret in [b"alicesecret1".as_slice(), b"newsecret1234".as_slice()] {
+        assert!(!db.windows(secret.len()).any(|w| w == secret));
+        assert!(!wal.windows(secret.len()).any(|w| w == secret));
+    }
+    let audit = n.audit(&op).await;
+    assert!(audit.iter().all(|e| !e.to_string().contains("secret1")), "secrets never reach the audit log");
+}
+
+#[tokio::test]
+async fn target_groups_enforce_the_product_rules() {
+    let n = node().await;
+    let op = operator(&n).await;
+    let port = free_port();
+    let portal = format!("127.0.0.1:{port}");
+    for v in ["a", "b"] {
+        assert_eq!(post(&n, &op, "/api/v1/volumes", json!({"name": v, "size": "64MiB"})).await.0, StatusCode::CREATED);
+    }
+    // A portal must be on an iSCSI interface of the node.
+    let (s, e) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g1", "targets": [{"node": "test-node", "portals": ["192.0.2.7:3260"]}]})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(e["fields"]["targets[0].portals"].as_str().unwrap().contains("iSCSI"), "{e}");
+    let (s, e) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g1", "targets": [{"node": "nowhere", "portals": [portal]}]})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+
+    let (s, g) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g1", "targets": [{"node": "test-node", "portals": [portal]}]})).await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    let iqn = g["targets"][0]["iqn"].as_str().unwrap().to_string();
+    assert_eq!(iqn, "iqn.2026-11.local.portico:g1.test-node");
+    assert_eq!(g["state"], "running");
+
+    // One target of a group per node.
+    let (s, _) = post(&n, &op, "/api/v1/target-groups/g1/targets", json!({"node": "test-node", "portals": [portal]})).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    // LUN ids are unique in a group; a volume is in one group only.
+    assert_eq!(post(&n, &op, "/api/v1/target-groups/g1/luns", json!({"volume": "a", "lun": 0})).await.0, StatusCode::CREATED);
+    assert_eq!(post(&n, &op, "/api/v1/target-groups/g1/luns", json!({"volume": "b", "lun": 0})).await.0, StatusCode::CONFLICT);
+    let (s, l) = post(&n, &op, "/api/v1/target-groups/g1/luns", json!({"volume": "b"})).await;
+    assert_eq!((s, l["lun"].clone()), (StatusCode::CREATED, json!(1)), "the next free id is chosen");
+    let (s, g2) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g2", "targets": [{"node": "test-node", "portals": [portal]}]})).await;
+    assert_eq!(s, StatusCode::CREATED, "groups may share nodes and portals: {g2}");
+    assert_eq!(post(&n, &op, "/api/v1/target-groups/g2/luns", json!({"volume": "a"})).await.0, StatusCode::CONFLICT);
+
+    // Attached volumes cannot be deleted; groups with LUNs only with force.
+    assert_eq!(n.send(Method::DELETE, "/api/v1/volumes/a", Some(&op), None).await.status, StatusCode::CONFLICT);
+    assert_eq!(n.send(Method::DELETE, "/api/v1/target-groups/g1", Some(&op), None).await.status, StatusCode::CONFLICT);
+    // The target holding the Active/Optimized path is kept unless forced.
+    let path = format!("/api/v1/target-groups/g1/targets/{iqn}");
+    assert_eq!(n.send(Method::DELETE, &path, Some(&op), None).await.status, StatusCode::CONFLICT);
+    assert_eq!(n.send(Method::DELETE, &format!("{path}?force=true"), Some(&op), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(n.send(Method::DELETE, "/api/v1/target-groups/g1/luns/1", Some(&op), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(n.send(Method::DELETE, "/api/v1/target-groups/g1?force=true", Some(&op), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(n.send(Method::DELETE, "/api/v1/volumes/a", Some(&op), None).await.status, StatusCode::NO_CONTENT);
+
+    // CHAP users in use cannot be deleted; ACL initiators must be iSCSI names.
+    post(&n, &op, "/api/v1/chap-users", json!({"name": "bob", "secret": "bobsecret123"})).await;
+    let r = n.send(Method::PATCH, "/api/v1/target-groups/g2", Some(&op), Some(json!({"chap": {"mode": "one-way", "user": "bob"}}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(n.send(Method::DELETE, "/api/v1/chap-users/bob", Some(&op), None).await.status, StatusCode::CONFLICT);
+    let r = n.send(Method::PATCH, "/api/v1/target-groups/g2", Some(&op), Some(json!({"chap": {"mode": "mutual", "user": "bob"}}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "mutual needs a second user");
+    let (s, _) = post(&n, &op, "/api/v1/target-groups/g2/acl", json!({"initiator": "not-an-iqn"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = post(&n, &op, "/api/v1/target-groups/g2/acl", json!({"initiator": "iqn.1994-05.com.redhat:host1", "luns": [9]})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "LUN 9 is not attached");
+}
+
+#[tokio::test]
+async fn a_group_built_through_the_api_serves_its_lun_with_chap_and_acl() {
+    let n = node().await;
+    let op = operator(&n).await;
+    let port = free_port();
+    post(&n, &op, "/api/v1/chap-users", json!({"name": "alice", "secret": "alicesecret1"})).await;
+    post(&n, &op, "/api/v1/volumes", json!({"name": "vol1", "size": "1GiB"})).await;
+    let (s, g) = post(
+        &n,
+        &op,
+        "/api/v1/target-groups",
+        json!({"name": "esx", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}], "chap": {"mode": "one-way", "user": "alice"}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    let iqn = g["targets"][0]["iqn"].as_str().unwrap().to_string();
+    post(&n, &op, "/api/v1/target-groups/esx/luns", json!({"volume": "vol1", "lun": 0})).await;
+
+    let with = format!("iscsi://alice%alicesecret1@127.0.0.1:{port}/{iqn}/0");
+    let without = format!("iscsi://127.0.0.1:{port}/{iqn}/0");
+    let wrong = format!("iscsi://alice%wrongsecret1@127.0.0.1:{port}/{iqn}/0");
+    let ok = tokio::task::spawn_blocking(move || (iscsi_ls(&with), iscsi_ls(&without), iscsi_ls(&wrong))).await.unwrap();
+    assert!(ok.0 .0, "with the secret the LUN is listed: {}", ok.0 .1);
+    assert!(!ok.1 .0, "without the secret the login is refused: {}", ok.1 .1);
+    assert!(!ok.2 .0, "a wrong secret is refused: {}", ok.2 .1);
+
+    // ACL on, initiator not listed: refused; listed: served.
+    let r = n.send(Method::PATCH, "/api/v1/target-groups/esx", Some(&op), Some(json!({"acl_enabled": true, "chap": {"mode": "none"}}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let url = format!("iscsi://127.0.0.1:{port}/{iqn}/0");
+    let u = url.clone();
+    let (listed, text) = tokio::task::spawn_blocking(move || iscsi_ls(&u)).await.unwrap();
+    assert!(!listed, "an initiator outside the ACL cannot log in: {text}");
+    let (s, _) = post(&n, &op, "/api/v1/target-groups/esx/acl", json!({"initiator": "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-ls", "alias": "test"})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (listed, text) = tokio::task::spawn_blocking(move || iscsi_ls(&url)).await.unwrap();
+    assert!(listed, "an allowed initiator sees its LUN: {text}");
+
+    // Stopping the group closes its portal.
+    let r = n.send(Method::POST, "/api/v1/target-groups/esx/stop", Some(&op), None).await;
+    assert_eq!(r.body["state"], "stopped");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "no target listens once stopped");
+    let r = n.send(Method::POST, "/api/v1/target-groups/esx/start", Some(&op), None).await;
+    assert_eq!(r.body["state"], "running");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+}
+
+#[tokio::test]
+async fn a_portal_the_engine_cannot_open_rolls_the_change_back() {
+    let n = node().await;
+    let op = operator(&n).await;
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let (s, e) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("engine refused"), "{e}");
+    assert_eq!(get(&n, &op, "/api/v1/target-groups/g").await.0, StatusCode::NOT_FOUND, "rolled back");
+}
+
+#[tokio::test]
+async fn nodes_list_their_interfaces_and_traffic_types() {
+    let n = node().await;
+    let op = operator(&n).await;
+    let (s, nodes) = get(&n, &op, "/api/v1/nodes").await;
+    assert_eq!(s, StatusCode::OK);
+    let me = &nodes[0];
+    assert_eq!(me["name"], "test-node");
+    assert_eq!(me["is_local"], true);
+    let lo = me["interfaces"].as_array().unwrap().iter().find(|i| i["name"] == "lo").expect("loopback is registered");
+    assert!(lo["addresses"].to_string().contains("127.0.0.1"));
+    let r = n.send(Method::PATCH, "/api/v1/nodes/test-node", Some(&op), Some(json!({"interfaces": [{"name": "lo", "traffic_types": ["management"]}]}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let (s, e) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g", "targets": [{"node": "test-node", "portals": ["127.0.0.1:3260"]}]})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "lo no longer carries iSCSI: {e}");
+    let r = n.send(Method::PATCH, "/api/v1/nodes/test-node", Some(&op), Some(json!({"interfaces": [{"name": "lo", "traffic_types": ["teleport"]}]}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
