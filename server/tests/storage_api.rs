@@ -266,3 +266,29 @@ async fn nodes_list_their_interfaces_and_traffic_types() {
     let r = n.send(Method::PATCH, "/api/v1/nodes/test-node", Some(&op), Some(json!({"interfaces": [{"name": "lo", "traffic_types": ["teleport"]}]}))).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn after_a_restart_the_stored_configuration_comes_back() {
+    let n = node().await;
+    let op = operator(&n).await;
+    let port = free_port();
+    post(&n, &op, "/api/v1/volumes", json!({"name": "keep", "size": "64MiB"})).await;
+    let (s, g) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]})).await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    post(&n, &op, "/api/v1/target-groups/g/luns", json!({"volume": "keep", "lun": 3})).await;
+    let before = get(&n, &op, "/api/v1/target-groups/g").await.1;
+
+    let n = n.restart().await;
+    let op = n.session("opal", "opal-password").await;
+    let after = get(&n, &op, "/api/v1/target-groups/g").await.1;
+    assert_eq!(before, after, "the configuration survives");
+    let iqn = after["targets"][0]["iqn"].as_str().unwrap().to_string();
+    let url = format!("iscsi://127.0.0.1:{port}/{iqn}/3");
+    let out = tokio::task::spawn_blocking(move || {
+        Process::new("iscsi-ls").args(["-s", &url]).output().expect("iscsi-ls")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("Lun:3"), "the target is back after the restart: {text}");
+}

@@ -23,6 +23,7 @@ pub const ADMIN_PASSWORD: &str = "admin-password-1";
 pub struct TestNode {
     pub app: Router,
     pub dir: tempfile::TempDir,
+    pub engine: target_engine::engine::Engine,
 }
 
 pub struct Reply {
@@ -33,22 +34,35 @@ pub struct Reply {
 
 pub async fn node() -> TestNode {
     let dir = tempfile::tempdir().unwrap();
+    node_in(dir).await
+}
+
+/// A node over an existing data directory (first start or restart).
+async fn node_in(dir: tempfile::TempDir) -> TestNode {
     let pool = portico_server::db::open(dir.path()).await.unwrap();
     let mut settings = NodeSettings::new("test-node");
     settings.login_policy = LoginPolicy { delay_step: Duration::from_millis(1), ..LoginPolicy::default() };
     let engine = target_engine::engine::Engine::new();
     let storage = Storage::start(pool.clone(), engine.clone(), dir.path().to_path_buf(), "test-node".into()).await.unwrap();
-    let node = Node::new(pool, settings, engine_status(engine));
-    assert!(node.ensure_first_admin(ADMIN_PASSWORD).await.unwrap());
+    let node = Node::new(pool, settings, engine_status(engine.clone()));
+    node.ensure_first_admin(ADMIN_PASSWORD).await.unwrap();
     let leptos_options = leptos::config::LeptosOptions::builder()
         .output_name("portico")
         .site_root(dir.path().to_string_lossy().into_owned())
         .build();
     let state = AppState { service: Arc::new(node) as SharedService, storage: Arc::new(storage), leptos_options, secure_cookies: false };
-    TestNode { app: portico_server::web::router(state), dir }
+    TestNode { app: portico_server::web::router(state), dir, engine }
 }
 
 impl TestNode {
+    /// Stops this node's engine and starts a new node on the same data directory.
+    pub async fn restart(self) -> TestNode {
+        self.engine.shutdown().await;
+        let TestNode { dir, app, .. } = self;
+        drop(app);
+        node_in(dir).await
+    }
+
     pub async fn send(&self, method: Method, uri: &str, auth: Option<&str>, body: Option<Value>) -> Reply {
         let mut req = Request::builder().method(method).uri(uri);
         match auth {
