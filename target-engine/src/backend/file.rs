@@ -16,7 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use super::{BackendError, BlockBackend};
+use super::{BackendError, BlockBackend, Run};
 
 /// A volume stored in one file.
 #[derive(Debug)]
@@ -115,6 +115,49 @@ fn zero_fill(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `lseek` with SEEK_DATA / SEEK_HOLE; `None` when there is no more data.
+fn seek(file: &File, pos: u64, whence: libc::c_int) -> std::io::Result<Option<u64>> {
+    // SAFETY: lseek only reads its integer arguments; the descriptor is owned by `file`.
+    let r = unsafe { libc::lseek(file.as_raw_fd(), pos as libc::off_t, whence) };
+    if r >= 0 {
+        return Ok(Some(r as u64));
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENXIO) {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}
+
+fn allocation_runs(file: &File, offset: u64, len: u64, max_runs: usize) -> std::io::Result<Vec<Run>> {
+    let end = offset + len;
+    let mut runs = Vec::new();
+    let mut pos = offset;
+    while pos < end && runs.len() < max_runs {
+        let data = match seek(file, pos, libc::SEEK_DATA) {
+            Ok(d) => d.unwrap_or(end).min(end),
+            // No SEEK_DATA support: everything counts as allocated.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => pos,
+            Err(e) => return Err(e),
+        };
+        if data > pos {
+            runs.push(Run { len: data - pos, mapped: false });
+            pos = data;
+            continue;
+        }
+        let hole = match seek(file, pos, libc::SEEK_HOLE) {
+            Ok(h) => h.unwrap_or(end).min(end),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => end,
+            Err(e) => return Err(e),
+        };
+        let hole = hole.max(pos + 1);
+        runs.push(Run { len: hole - pos, mapped: true });
+        pos = hole;
+    }
+    Ok(runs)
+}
+
 #[async_trait]
 impl BlockBackend for FileBackend {
     fn size(&self) -> u64 {
@@ -162,6 +205,11 @@ impl BlockBackend for FileBackend {
             Err(e) => Err(e),
         })
         .await
+    }
+
+    async fn allocation(&self, offset: u64, len: u64, max_runs: usize) -> Result<Vec<Run>, BackendError> {
+        self.check(offset, len)?;
+        self.blocking(move |f| allocation_runs(f, offset, len, max_runs)).await
     }
 
     async fn resize(&self, new_size: u64) -> Result<(), BackendError> {
@@ -217,6 +265,22 @@ mod tests {
         assert!(back[..4096].iter().all(|&x| x == 1));
         assert!(back[4096..69632].iter().all(|&x| x == 0));
         assert!(back[69632..].iter().all(|&x| x == 1));
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[tokio::test]
+    async fn allocation_sees_holes() {
+        let p = temp_path("alloc");
+        let b = FileBackend::open(&p, 1 << 20, false).unwrap();
+        b.write(65536, Bytes::from(vec![1u8; 65536]), false).await.unwrap();
+        let runs = b.allocation(0, 1 << 20, 16).await.unwrap();
+        assert_eq!(runs.iter().map(|r| r.len).sum::<u64>(), 1 << 20);
+        // Where the file system reports holes, the written range is the mapped one.
+        if runs.len() > 1 {
+            assert!(!runs[0].mapped);
+            assert_eq!(runs[0].len, 65536);
+            assert!(runs[1].mapped);
+        }
         let _ = std::fs::remove_file(&p);
     }
 

@@ -9,7 +9,7 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use super::{BackendError, BlockBackend};
+use super::{BackendError, BlockBackend, Run};
 
 const CHUNK: usize = 64 * 1024;
 
@@ -123,6 +123,26 @@ impl BlockBackend for MemoryBackend {
         self.unmap_sync(offset, len)
     }
 
+    async fn allocation(&self, offset: u64, len: u64, max_runs: usize) -> Result<Vec<Run>, BackendError> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        Self::check(inner.size, offset, len)?;
+        let mut runs: Vec<Run> = Vec::new();
+        let (mut pos, end) = (offset, offset + len);
+        while pos < end {
+            let idx = (pos / CHUNK as u64) as usize;
+            let n = (CHUNK as u64 - pos % CHUNK as u64).min(end - pos);
+            let mapped = inner.chunks[idx].is_some();
+            let full = runs.len() == max_runs;
+            match runs.last_mut() {
+                Some(r) if r.mapped == mapped => r.len += n,
+                _ if full => break,
+                _ => runs.push(Run { len: n, mapped }),
+            }
+            pos += n;
+        }
+        Ok(runs)
+    }
+
     async fn resize(&self, new_size: u64) -> Result<(), BackendError> {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         if new_size < inner.size {
@@ -167,6 +187,19 @@ mod tests {
         assert!(back[10..10 + 2 * CHUNK].iter().all(|&x| x == 0));
         assert!(back[10 + 2 * CHUNK..].iter().all(|&x| x == 7));
         assert!(b.inner.read().unwrap().chunks[1].is_none());
+    }
+
+    #[tokio::test]
+    async fn allocation_reports_chunks() {
+        let b = MemoryBackend::new(4 * CHUNK as u64);
+        b.write(CHUNK as u64, Bytes::from(vec![1u8; 10]), false).await.unwrap();
+        let runs = b.allocation(0, 4 * CHUNK as u64, 8).await.unwrap();
+        let c = CHUNK as u64;
+        assert_eq!(
+            runs,
+            vec![Run { len: c, mapped: false }, Run { len: c, mapped: true }, Run { len: 2 * c, mapped: false }]
+        );
+        assert_eq!(b.allocation(0, 4 * c, 1).await.unwrap(), vec![Run { len: c, mapped: false }]);
     }
 
     #[tokio::test]

@@ -44,6 +44,21 @@ pub trait BlockBackend: Send + Sync + std::fmt::Debug {
 
     /// Grows the backend to `new_size` bytes (never shrinks).
     async fn resize(&self, new_size: u64) -> Result<(), BackendError>;
+
+    /// Which parts of `len` bytes at `offset` hold data and which are holes,
+    /// in order, as at most `max_runs` runs (the last may end early).
+    /// Backends that cannot tell report everything as mapped.
+    async fn allocation(&self, offset: u64, len: u64, max_runs: usize) -> Result<Vec<Run>, BackendError> {
+        let _ = (offset, max_runs);
+        Ok(vec![Run { len, mapped: true }])
+    }
+}
+
+/// A stretch of a backend that is either all allocated or all a hole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    pub len: u64,
+    pub mapped: bool,
 }
 
 pub mod file;

@@ -57,6 +57,11 @@ pub enum Cdb {
     ReportSupportedOpcodes { rctd: bool, options: u8, opcode: u8, service_action: u16, alloc_len: u32 },
     ReportSupportedTmfs { repd: bool, alloc_len: u32 },
     PersistentReserveIn { action: PrInAction, alloc_len: u32 },
+    /// WRITE SAME(10/16); a zero length means "to the last logical block".
+    WriteSame { ext: Extent, unmap: bool },
+    Unmap { param_len: u32 },
+    CompareAndWrite { ext: Extent, fua: bool },
+    GetLbaStatus { lba: u64, alloc_len: u32 },
 }
 
 /// PERSISTENT RESERVE IN service actions (SPC-4 §6.15).
@@ -170,7 +175,13 @@ impl Cdb {
                 }
                 Cdb::ReadCapacity10
             }
+            0x9e if c[1] & 0x1f == 0x12 => Cdb::GetLbaStatus { lba: be(&c[2..10]), alloc_len: be(&c[10..14]) as u32 },
             0x9e => Cdb::ReadCapacity16 { alloc_len: be(&c[10..14]) as u32 },
+            0x89 => {
+                let ext = Extent { lba: be(&c[2..10]), blocks: u32::from(c[13]), len_field: 13 };
+                Cdb::CompareAndWrite { ext, fua: b(1, 0x08) }
+            }
+            0x42 => Cdb::Unmap { param_len: be(&c[7..9]) as u32 },
             0x08 | 0x0a => {
                 let lba = be(&c[1..4]) & 0x1f_ffff;
                 // SBC-3 §5.10: a TRANSFER LENGTH of zero in READ(6)/WRITE(6) means 256 blocks.
@@ -206,6 +217,7 @@ impl Cdb {
                         };
                         Cdb::PersistentReserveIn { action, alloc_len: be(&c[7..9]) as u32 }
                     }
+                    0x41 | 0x93 => Cdb::WriteSame { ext, unmap: b(1, 0x08) },
                     0x34 | 0x90 => Cdb::PreFetch { ext, immed: b(1, 0x02) },
                     0x35 | 0x91 => Cdb::SynchronizeCache { ext },
                     0xa0 => Cdb::ReportLuns { select: c[2], alloc_len: be(&c[6..10]) as u32 },
@@ -237,14 +249,29 @@ impl Cdb {
             Cdb::Write { ext, .. } | Cdb::WriteAndVerify { ext, .. } => u64::from(ext.blocks) * bs,
             Cdb::Verify { ext, bytchk: ByteCheck::Each } => u64::from(ext.blocks) * bs,
             Cdb::Verify { ext, bytchk: ByteCheck::OneBlock } if ext.blocks > 0 => bs,
-            Cdb::ModeSelect { param_len, .. } => u64::from(*param_len),
+            Cdb::ModeSelect { param_len, .. } | Cdb::Unmap { param_len } => u64::from(*param_len),
+            Cdb::WriteSame { .. } => bs,
+            Cdb::CompareAndWrite { ext, .. } => 2 * u64::from(ext.blocks) * bs,
             _ => 0,
         }
     }
 
+    /// Whether a Data-Out size other than [`Cdb::data_out_len`] is an error
+    /// the unit must see, rather than a residual the transport reports.
+    pub fn data_out_exact(&self) -> bool {
+        matches!(self, Cdb::CompareAndWrite { .. } | Cdb::WriteSame { .. })
+    }
+
     /// Whether the command changes the medium (refused on write-protected units).
     pub fn writes_medium(&self) -> bool {
-        matches!(self, Cdb::Write { .. } | Cdb::WriteAndVerify { .. })
+        matches!(
+            self,
+            Cdb::Write { .. }
+                | Cdb::WriteAndVerify { .. }
+                | Cdb::WriteSame { .. }
+                | Cdb::Unmap { .. }
+                | Cdb::CompareAndWrite { .. }
+        )
     }
 }
 
@@ -299,7 +326,7 @@ mod tests {
     #[test]
     fn unknown_opcode_and_service_action() {
         assert_eq!(cdb(&[0xc0]).unwrap_err(), SenseReason::InvalidOpcode);
-        assert_eq!(cdb(&[0x9e, 0x12]).unwrap_err(), SenseReason::InvalidFieldInCdb(Field::bit(1, 4)));
+        assert_eq!(cdb(&[0x9e, 0x13]).unwrap_err(), SenseReason::InvalidFieldInCdb(Field::bit(1, 4)));
         assert_eq!(cdb(&[0x5e, 0x04]).unwrap_err(), SenseReason::InvalidFieldInCdb(Field::bit(1, 4)));
         assert_eq!(
             cdb(&[0x5e, 0x02, 0, 0, 0, 0, 0, 0, 8, 0]).unwrap(),
@@ -320,6 +347,21 @@ mod tests {
         assert!(matches!(ok(0x02).unwrap(), Cdb::Verify { bytchk: ByteCheck::Each, .. }));
         assert!(matches!(ok(0x06).unwrap(), Cdb::Verify { bytchk: ByteCheck::OneBlock, .. }));
         assert_eq!(ok(0x04).unwrap_err(), SenseReason::InvalidFieldInCdb(Field::bit(1, 2)));
+    }
+
+    #[test]
+    fn thin_provisioning_commands() {
+        let ws = cdb(&[0x41, 0x08, 0, 0, 0, 5, 0, 0, 0, 0]).unwrap();
+        assert_eq!(ws, Cdb::WriteSame { ext: Extent { lba: 5, blocks: 0, len_field: 7 }, unmap: true });
+        assert_eq!(ws.data_out_len(512), 512);
+        // ANCHOR is not supported.
+        assert_eq!(cdb(&[0x41, 0x18]).unwrap_err(), SenseReason::InvalidFieldInCdb(Field::bit(1, 4)));
+        assert_eq!(cdb(&[0x42, 0x01]).unwrap_err(), SenseReason::InvalidFieldInCdb(Field::bit(1, 0)));
+        let caw = cdb(&[0x89, 0x08, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 2, 0, 0]).unwrap();
+        assert_eq!(caw, Cdb::CompareAndWrite { ext: Extent { lba: 9, blocks: 2, len_field: 13 }, fua: true });
+        assert_eq!(caw.data_out_len(4096), 4 * 4096);
+        let gls = cdb(&[0x9e, 0x12, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 24, 0, 0]).unwrap();
+        assert_eq!(gls, Cdb::GetLbaStatus { lba: 1, alloc_len: 24 });
     }
 
     #[test]

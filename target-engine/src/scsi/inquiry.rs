@@ -5,6 +5,7 @@
 //! Provisioning (B2h, §6.5.4).
 
 use super::sense::{Field, SenseReason};
+use super::thin::{MAX_COMPARE_AND_WRITE, MAX_UNMAP_BYTES, MAX_UNMAP_DESCRIPTORS, MAX_WRITE_SAME_BYTES};
 use super::{LuSpec, NexusId};
 
 /// Largest transfer we accept in one command, in bytes (B0h MAXIMUM TRANSFER LENGTH).
@@ -97,7 +98,13 @@ fn block_limits(block_size: u32) -> Vec<u8> {
     b[4..8].copy_from_slice(&max_blocks.to_be_bytes()); // MAXIMUM TRANSFER LENGTH
     b[8..12].copy_from_slice(&((1u32 << 20) / block_size).to_be_bytes()); // OPTIMAL TRANSFER LENGTH
     b[12..16].copy_from_slice(&max_blocks.to_be_bytes()); // MAXIMUM PREFETCH LENGTH
-    // MAXIMUM UNMAP LBA COUNT and DESCRIPTOR COUNT stay 0: no UNMAP yet.
+    b[1] = MAX_COMPARE_AND_WRITE;
+    b[16..20].copy_from_slice(&((MAX_UNMAP_BYTES / u64::from(block_size)) as u32).to_be_bytes());
+    b[20..24].copy_from_slice(&MAX_UNMAP_DESCRIPTORS.to_be_bytes());
+    // OPTIMAL UNMAP GRANULARITY: a page, the unit holes are punched in.
+    b[24..28].copy_from_slice(&(4096 / block_size).max(1).to_be_bytes());
+    b[28..32].copy_from_slice(&0x8000_0000u32.to_be_bytes()); // UGAVALID, alignment 0
+    b[32..40].copy_from_slice(&(MAX_WRITE_SAME_BYTES / u64::from(block_size)).to_be_bytes());
     vpd(0xb0, &b)
 }
 
@@ -108,8 +115,8 @@ fn block_characteristics() -> Vec<u8> {
 }
 
 fn logical_block_provisioning() -> Vec<u8> {
-    // No UNMAP/WRITE SAME unmap support yet: LBPU/LBPWS clear, fully provisioned.
-    vpd(0xb2, &[0, 0, 0, 0])
+    // LBPU, LBPWS, LBPWS10 and LBPRZ; provisioning type 2 (thin).
+    vpd(0xb2, &[0, 0x80 | 0x40 | 0x20 | 0x04, 0x02, 0])
 }
 
 /// A VPD page, or INVALID FIELD IN CDB for one we do not have.

@@ -47,6 +47,9 @@ pub struct LogicalUnit {
     pub(crate) backend: Arc<dyn BlockBackend>,
     counters: Counters,
     state: Mutex<LuState>,
+    /// Medium access takes it shared; COMPARE AND WRITE takes it alone so
+    /// its read-compare-write is atomic (SBC-3 §5.2).
+    pub(crate) io: tokio::sync::RwLock<()>,
 }
 
 /// A successful command's status and Data-In.
@@ -74,7 +77,13 @@ impl Reply {
 
 impl LogicalUnit {
     pub fn new(spec: LuSpec, backend: Arc<dyn BlockBackend>) -> Arc<Self> {
-        Arc::new(LogicalUnit { spec, backend, counters: Counters::default(), state: Mutex::new(LuState::default()) })
+        Arc::new(LogicalUnit {
+            spec,
+            backend,
+            counters: Counters::default(),
+            state: Mutex::new(LuState::default()),
+            io: tokio::sync::RwLock::new(()),
+        })
     }
 
     pub fn backend(&self) -> &Arc<dyn BlockBackend> {
@@ -180,7 +189,11 @@ impl LogicalUnit {
             | Cdb::SynchronizeCache { .. }
             | Cdb::PreFetch { .. }
             | Cdb::ReadCapacity10
-            | Cdb::ReadCapacity16 { .. } => sbc::execute(self, cdb, &cmd.data_out).await,
+            | Cdb::ReadCapacity16 { .. }
+            | Cdb::WriteSame { .. }
+            | Cdb::Unmap { .. }
+            | Cdb::CompareAndWrite { .. }
+            | Cdb::GetLbaStatus { .. } => sbc::execute(self, cdb, &cmd.data_out).await,
             _ => spc::execute(self, luns, nexus, cdb, &cmd.data_out).await,
         }
     }

@@ -121,10 +121,11 @@ mod pr;
 mod sbc;
 pub mod sense;
 mod spc;
-#[cfg(any(test, feature = "test-util"))]
-pub mod testkit;
 #[cfg(test)]
 mod tests;
+mod thin;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testkit;
 mod ua;
 
 pub use lu::{LogicalUnit, LuCounters};
@@ -139,11 +140,16 @@ pub async fn execute(luns: &LunMap, nexus: &Nexus, cmd: ScsiCommand) -> ScsiResp
 
 /// How many bytes of Data-Out `cdb` asks for when sent to `lun`, so the
 /// transport can report a residual when the Expected Data Transfer Length
-/// differs (RFC 7143 §11.4.5). `None` when the LUN or the CDB is unknown or
-/// invalid; the command itself then fails in [`execute`].
+/// differs (RFC 7143 §11.4.5) and drop Data-Out beyond it.
+///
+/// `None` when the LUN or the CDB is unknown or invalid (the command then
+/// fails in [`execute`]), and for commands whose Data-Out must have exactly
+/// the size the CDB implies (COMPARE AND WRITE, WRITE SAME): hand those their
+/// Data-Out whole, the unit rejects a wrong size itself.
 pub fn expected_data_out(luns: &LunMap, lun: u64, cdb: &[u8]) -> Option<u64> {
     let lu = luns.get(&lun)?;
-    cdb::Cdb::decode(cdb).ok().map(|c| c.data_out_len(lu.spec.block_size))
+    let cdb = cdb::Cdb::decode(cdb).ok()?;
+    (!cdb.data_out_exact()).then(|| cdb.data_out_len(lu.spec.block_size))
 }
 
 /// Bytes of Data-Out `cdb` asks for on a unit with `block_size`-byte blocks

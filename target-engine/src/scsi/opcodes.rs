@@ -7,7 +7,8 @@
 //! apart. Group numbers are accepted and ignored (SBC-3 §4.27: a device
 //! without grouping functions treats every group alike); RDPROTECT,
 //! WRPROTECT and VRPROTECT are not allowed since we have no protection
-//! information; the control byte allows nothing (no NACA, SAM-5 §5.2).
+//! information; ANCHOR is not allowed (ANC_SUP=0); the control byte allows
+//! nothing (no NACA, SAM-5 §5.2).
 
 /// One supported operation code (and service action, where it has one).
 #[derive(Debug)]
@@ -52,6 +53,8 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
     op!(0x2f, None, 60, [0x16, X, X, X, X, 0x1f, X, X, 0]), // VERIFY(10)
     op!(0x34, None, 60, [0x02, X, X, X, X, 0x1f, X, X, 0]), // PRE-FETCH(10)
     op!(0x35, None, 60, [0x06, X, X, X, X, 0x1f, X, X, 0]), // SYNCHRONIZE CACHE(10)
+    op!(0x41, None, 60, [0x08, X, X, X, X, 0x1f, X, X, 0]), // WRITE SAME(10)
+    op!(0x42, None, 60, [0, 0, 0, 0, 0, 0x1f, X, X, 0]),    // UNMAP
     op!(0x55, None, 10, [0x11, 0, 0, 0, 0, 0, X, X, 0]),   // MODE SELECT(10)
     op!(0x5a, None, 10, [0x18, X, X, 0, 0, 0, X, X, 0]),   // MODE SENSE(10)
     op!(0x5e, Some(0x00), 10, [0x00, 0, 0, 0, 0, 0, X, X, 0]), // PERSISTENT RESERVE IN: READ KEYS
@@ -59,12 +62,15 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
     op!(0x5e, Some(0x02), 10, [0x02, 0, 0, 0, 0, 0, X, X, 0]), // REPORT CAPABILITIES
     op!(0x5e, Some(0x03), 10, [0x03, 0, 0, 0, 0, 0, X, X, 0]), // READ FULL STATUS
     op!(0x88, None, 60, [0x1a, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // READ(16)
+    op!(0x89, None, 60, [0x18, X, X, X, X, X, X, X, X, 0, 0, 0, X, 0x1f, 0]), // COMPARE AND WRITE
     op!(0x8a, None, 60, [0x1a, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE(16)
     op!(0x8e, None, 60, [0x12, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE AND VERIFY(16)
     op!(0x8f, None, 60, [0x16, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // VERIFY(16)
     op!(0x90, None, 60, [0x02, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // PRE-FETCH(16)
     op!(0x91, None, 60, [0x06, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // SYNCHRONIZE CACHE(16)
+    op!(0x93, None, 60, [0x08, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE SAME(16)
     op!(0x9e, Some(0x10), 10, [0x10, X, X, X, X, X, X, X, X, X, X, X, X, 0x01, 0]), // READ CAPACITY(16)
+    op!(0x9e, Some(0x12), 10, [0x12, X, X, X, X, X, X, X, X, X, X, X, X, 0, 0]), // GET LBA STATUS
     op!(0xa0, None, 10, [0, X, 0, 0, 0, X, X, X, X, 0, 0]), // REPORT LUNS
     op!(0xa3, Some(0x0c), 10, [0x0c, 0x87, X, X, X, X, X, X, X, 0, 0]), // REPORT SUPPORTED OPERATION CODES
     op!(0xa3, Some(0x0d), 10, [0x0d, 0x80, 0, 0, 0, X, X, X, X, 0, 0]), // REPORT SUPPORTED TMFS

@@ -1,7 +1,8 @@
 //! Block commands (SBC-3 §5): READ CAPACITY(10/16) (§5.16, §5.17),
 //! READ(6/10/12/16) (§5.8–5.11), WRITE(6/10/12/16) (§5.32–5.35), WRITE AND
 //! VERIFY(10/12/16) (§5.36–5.38), VERIFY(10/12/16) (§5.27–5.29),
-//! SYNCHRONIZE CACHE(10/16) (§5.22, §5.23) and PRE-FETCH(10/16) (§5.6, §5.7).
+//! SYNCHRONIZE CACHE(10/16) (§5.22, §5.23) and PRE-FETCH(10/16) (§5.6, §5.7);
+//! provisioning and COMPARE AND WRITE live in [`super::thin`].
 //!
 //! Durability: FUA, WRITE AND VERIFY and writes while the Caching page's WCE
 //! is zero are durable before status; SYNCHRONIZE CACHE makes every earlier
@@ -14,12 +15,13 @@ use super::inquiry::MAX_TRANSFER_BYTES;
 use super::lu::{LogicalUnit, Reply};
 use super::sense::{Field, SenseReason};
 use super::spc::condition_met;
+use super::thin;
 use crate::backend::BackendError;
 
 /// How much VERIFY without BYTCHK reads at a time.
 const VERIFY_CHUNK: u64 = 1 << 20;
 
-fn read_error(e: BackendError) -> SenseReason {
+pub(crate) fn read_error(e: BackendError) -> SenseReason {
     match e {
         BackendError::OutOfRange { .. } => SenseReason::LbaOutOfRange,
         BackendError::ReadOnly => SenseReason::WriteProtected,
@@ -28,7 +30,7 @@ fn read_error(e: BackendError) -> SenseReason {
     }
 }
 
-fn write_error(e: BackendError) -> SenseReason {
+pub(crate) fn write_error(e: BackendError) -> SenseReason {
     match e {
         BackendError::Io(_) => SenseReason::WriteError,
         other => read_error(other),
@@ -73,8 +75,9 @@ pub(crate) async fn execute(lu: &LogicalUnit, cdb: Cdb, data_out: &Bytes) -> Res
             let mut d = vec![0u8; 32];
             d[0..8].copy_from_slice(&lu.blocks().saturating_sub(1).to_be_bytes());
             d[8..12].copy_from_slice(&lu.spec.block_size.to_be_bytes());
-            // No protection information, one logical block per physical block,
-            // LBPME clear (no thin provisioning yet).
+            // No protection information, one logical block per physical block;
+            // thin provisioned (LBPME) with unmapped blocks reading zero (LBPRZ).
+            d[14] = 0x80 | 0x40;
             Ok(Reply::data(d, alloc_len))
         }
         Cdb::Read { ext, .. } => {
@@ -84,7 +87,10 @@ pub(crate) async fn execute(lu: &LogicalUnit, cdb: Cdb, data_out: &Bytes) -> Res
                 return Ok(Reply::good());
             }
             let (offset, len) = byte_range(lu, &ext);
-            let data = lu.backend.read(offset, len).await.map_err(read_error)?;
+            let data = {
+                let _io = lu.io.read().await;
+                lu.backend.read(offset, len).await.map_err(read_error)?
+            };
             lu.count_read(len as u64);
             Ok(Reply::bytes(data.freeze()))
         }
@@ -112,6 +118,10 @@ pub(crate) async fn execute(lu: &LogicalUnit, cdb: Cdb, data_out: &Bytes) -> Res
                 Ok(Reply::good())
             }
         }
+        Cdb::WriteSame { ext, unmap } => thin::write_same(lu, &ext, unmap, data_out).await,
+        Cdb::Unmap { param_len } => thin::unmap(lu, param_len, data_out).await,
+        Cdb::CompareAndWrite { ext, fua } => thin::compare_and_write(lu, &ext, fua, data_out).await,
+        Cdb::GetLbaStatus { lba, alloc_len } => thin::get_lba_status(lu, lba, alloc_len).await,
         other => unreachable!("{other:?} is not a block command"),
     }
 }
@@ -129,6 +139,7 @@ async fn write(lu: &LogicalUnit, ext: &Extent, fua: bool, data_out: &Bytes) -> R
         return Ok(Reply::good());
     }
     let durable = fua || !lu.mode().wce;
+    let _io = lu.io.read().await;
     lu.backend.write(offset, data_out.slice(..n), durable).await.map_err(write_error)?;
     lu.count_written(n as u64);
     Ok(Reply::good())

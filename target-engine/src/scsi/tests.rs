@@ -310,3 +310,100 @@ async fn misc_commands() {
     let after = lu.counters();
     assert_eq!((after.commands - before.commands, after.errors - before.errors), (1, 1));
 }
+
+fn unmap_list(ranges: &[(u64, u32)]) -> Vec<u8> {
+    let mut d = vec![0u8; 8];
+    for &(lba, n) in ranges {
+        d.extend_from_slice(&lba.to_be_bytes());
+        d.extend_from_slice(&n.to_be_bytes());
+        d.extend_from_slice(&[0; 4]);
+    }
+    let bdl = (d.len() - 8) as u16;
+    let total = d.len() as u16 - 2;
+    d[0..2].copy_from_slice(&total.to_be_bytes());
+    d[2..4].copy_from_slice(&bdl.to_be_bytes());
+    d
+}
+
+fn lba_status(data: &[u8]) -> Vec<(u64, u32, u8)> {
+    data[8..]
+        .chunks_exact(16)
+        .map(|c| (u64::from_be_bytes(c[0..8].try_into().unwrap()), u32::from_be_bytes(c[8..12].try_into().unwrap()), c[12]))
+        .collect()
+}
+
+#[tokio::test]
+async fn write_same_unmap_and_lba_status() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let n = ready_nexus(&luns, 1).await;
+    let ws = |lba: u8, blocks: u8, unmap: bool| vec![0x41, if unmap { 0x08 } else { 0 }, 0, 0, 0, lba, 0, 0, blocks, 0];
+    run(&luns, &n, &ws(0, 200, false), &[0xabu8; 512]).await.unwrap();
+    let r = run(&luns, &n, &read10(0, 200), &[]).await.unwrap();
+    assert!(r.data.iter().all(|&b| b == 0xab));
+    let gls = [0x9e, 0x12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0];
+    let st = run(&luns, &n, &gls, &[]).await.unwrap();
+    assert_eq!(lba_status(&st.data)[..2], [(0, 256, 0), (256, BLOCKS as u32 - 256, 1)], "two 64 KiB chunks mapped");
+    // Unmapping whole chunks frees them; they read back as zeros.
+    run(&luns, &n, &ws(0, 128, true), &[0u8; 512]).await.unwrap();
+    let st = run(&luns, &n, &gls, &[]).await.unwrap();
+    assert_eq!(lba_status(&st.data)[..2], [(0, 128, 1), (128, 128, 0)]);
+    assert!(run(&luns, &n, &read10(0, 128), &[]).await.unwrap().data.iter().all(|&b| b == 0));
+    assert!(invalid_field(run(&luns, &n, &ws(0, 1, false), &[0u8; 256]).await));
+    assert_eq!(run(&luns, &n, &ws(255, 0, false), &[1u8; 512]).await, Ok(Reply::good()));
+    assert_eq!(run(&luns, &n, &rw16(0x93, BLOCKS, 1), &[0u8; 512]).await, Err(SenseReason::LbaOutOfRange));
+    let mut gls_end = gls;
+    gls_end[2..10].copy_from_slice(&BLOCKS.to_be_bytes());
+    assert_eq!(run(&luns, &n, &gls_end, &[]).await, Err(SenseReason::LbaOutOfRange));
+}
+
+#[tokio::test]
+async fn unmap_descriptors() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let n = ready_nexus(&luns, 1).await;
+    run(&luns, &n, &with_op(read10(0, 16), 0x2a), &[9u8; 16 * 512]).await.unwrap();
+    let unmap = |len: u16| vec![0x42, 0, 0, 0, 0, 0, 0, (len >> 8) as u8, len as u8, 0];
+    let pl = unmap_list(&[(2, 3), (10, 0), (BLOCKS, 0)]);
+    run(&luns, &n, &unmap(pl.len() as u16), &pl).await.unwrap();
+    let r = run(&luns, &n, &read10(0, 16), &[]).await.unwrap();
+    assert!(r.data[..1024].iter().all(|&b| b == 9));
+    assert!(r.data[1024..2560].iter().all(|&b| b == 0));
+    assert!(r.data[2560..].iter().all(|&b| b == 9));
+    let pl = unmap_list(&[(BLOCKS - 1, 2)]);
+    assert_eq!(run(&luns, &n, &unmap(pl.len() as u16), &pl).await, Err(SenseReason::LbaOutOfRange));
+    assert_eq!(run(&luns, &n, &unmap(4), &[0; 4]).await, Err(SenseReason::ParameterListLength));
+    assert_eq!(run(&luns, &n, &unmap(0), &[]).await, Ok(Reply::good()));
+}
+
+#[tokio::test]
+async fn compare_and_write() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let n = ready_nexus(&luns, 1).await;
+    run(&luns, &n, &with_op(read10(4, 2), 0x2a), &[b'A'; 1024]).await.unwrap();
+    let caw = [0x89, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 2, 0, 0];
+    let mut data = vec![b'A'; 1024];
+    data.extend_from_slice(&[b'B'; 1024]);
+    run(&luns, &n, &caw, &data).await.unwrap();
+    assert!(run(&luns, &n, &read10(4, 2), &[]).await.unwrap().data.iter().all(|&b| b == b'B'));
+    assert_eq!(run(&luns, &n, &caw, &data).await, Err(SenseReason::Miscompare { offset: 0 }));
+    data[..1024].fill(b'B');
+    data[1000] = b'C';
+    assert_eq!(run(&luns, &n, &caw, &data).await, Err(SenseReason::Miscompare { offset: 1000 }));
+    assert!(run(&luns, &n, &read10(4, 2), &[]).await.unwrap().data.iter().all(|&b| b == b'B'));
+    assert!(invalid_field(run(&luns, &n, &caw, &data[..1024]).await));
+    // NUMBER OF LOGICAL BLOCKS 0 is no error, but Data-Out for it is.
+    let caw0 = [0x89, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0];
+    assert_eq!(run(&luns, &n, &caw0, &[]).await, Ok(Reply::good()));
+    assert!(invalid_field(run(&luns, &n, &caw0, &data).await));
+    assert_eq!(expected_data_out(&luns, 0, &caw), None);
+}
+
+#[tokio::test]
+async fn provisioning_writes_are_refused_on_read_only_units() {
+    let (luns, _) = lun_map(512, BLOCKS, true);
+    let n = ready_nexus(&luns, 1).await;
+    let pl = unmap_list(&[(0, 1)]);
+    assert_eq!(run(&luns, &n, &[0x42, 0, 0, 0, 0, 0, 0, 0, pl.len() as u8, 0], &pl).await, Err(SenseReason::WriteProtected));
+    assert_eq!(run(&luns, &n, &[0x41, 0x08, 0, 0, 0, 0, 0, 0, 1, 0], &[0; 512]).await, Err(SenseReason::WriteProtected));
+    let caw = [0x89, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0];
+    assert_eq!(run(&luns, &n, &caw, &[0; 1024]).await, Err(SenseReason::WriteProtected));
+}
