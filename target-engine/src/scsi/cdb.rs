@@ -61,6 +61,8 @@ pub enum Cdb {
     WriteSame { ext: Extent, unmap: bool },
     Unmap { param_len: u32 },
     CompareAndWrite { ext: Extent, fua: bool },
+    /// ORWRITE(16): OR Data-Out into the blocks, atomically (SBC-3 §5.14).
+    OrWrite { ext: Extent, fua: bool },
     GetLbaStatus { lba: u64, alloc_len: u32 },
 }
 
@@ -217,6 +219,7 @@ impl Cdb {
                         };
                         Cdb::PersistentReserveIn { action, alloc_len: be(&c[7..9]) as u32 }
                     }
+                    0x8b => Cdb::OrWrite { ext, fua: b(1, 0x08) },
                     0x41 | 0x93 => Cdb::WriteSame { ext, unmap: b(1, 0x08) },
                     0x34 | 0x90 => Cdb::PreFetch { ext, immed: b(1, 0x02) },
                     0x35 | 0x91 => Cdb::SynchronizeCache { ext },
@@ -246,7 +249,9 @@ impl Cdb {
     pub fn data_out_len(&self, block_size: u32) -> u64 {
         let bs = u64::from(block_size);
         match self {
-            Cdb::Write { ext, .. } | Cdb::WriteAndVerify { ext, .. } => u64::from(ext.blocks) * bs,
+            Cdb::Write { ext, .. } | Cdb::WriteAndVerify { ext, .. } | Cdb::OrWrite { ext, .. } => {
+                u64::from(ext.blocks) * bs
+            }
             Cdb::Verify { ext, bytchk: ByteCheck::Each } => u64::from(ext.blocks) * bs,
             Cdb::Verify { ext, bytchk: ByteCheck::OneBlock } if ext.blocks > 0 => bs,
             Cdb::ModeSelect { param_len, .. } | Cdb::Unmap { param_len } => u64::from(*param_len),
@@ -271,6 +276,7 @@ impl Cdb {
                 | Cdb::WriteSame { .. }
                 | Cdb::Unmap { .. }
                 | Cdb::CompareAndWrite { .. }
+                | Cdb::OrWrite { .. }
         )
     }
 }

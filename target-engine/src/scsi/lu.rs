@@ -193,6 +193,7 @@ impl LogicalUnit {
             | Cdb::WriteSame { .. }
             | Cdb::Unmap { .. }
             | Cdb::CompareAndWrite { .. }
+            | Cdb::OrWrite { .. }
             | Cdb::GetLbaStatus { .. } => sbc::execute(self, cdb, &cmd.data_out).await,
             _ => spc::execute(self, luns, nexus, cdb, &cmd.data_out).await,
         }

@@ -64,6 +64,7 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
     op!(0x88, None, 60, [0x1a, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // READ(16)
     op!(0x89, None, 60, [0x18, X, X, X, X, X, X, X, X, 0, 0, 0, X, 0x1f, 0]), // COMPARE AND WRITE
     op!(0x8a, None, 60, [0x1a, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE(16)
+    op!(0x8b, None, 60, [0x1a, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // ORWRITE(16)
     op!(0x8e, None, 60, [0x12, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE AND VERIFY(16)
     op!(0x8f, None, 60, [0x16, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // VERIFY(16)
     op!(0x90, None, 60, [0x02, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // PRE-FETCH(16)

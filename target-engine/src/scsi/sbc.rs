@@ -121,6 +121,11 @@ pub(crate) async fn execute(lu: &LogicalUnit, cdb: Cdb, data_out: &Bytes) -> Res
         Cdb::WriteSame { ext, unmap } => thin::write_same(lu, &ext, unmap, data_out).await,
         Cdb::Unmap { param_len } => thin::unmap(lu, param_len, data_out).await,
         Cdb::CompareAndWrite { ext, fua } => thin::compare_and_write(lu, &ext, fua, data_out).await,
+        Cdb::OrWrite { ext, fua } => {
+            check_range(lu, &ext)?;
+            check_transfer(lu, &ext)?;
+            thin::or_write(lu, &ext, fua, data_out).await
+        }
         Cdb::GetLbaStatus { lba, alloc_len } => thin::get_lba_status(lu, lba, alloc_len).await,
         other => unreachable!("{other:?} is not a block command"),
     }

@@ -398,6 +398,17 @@ async fn compare_and_write() {
 }
 
 #[tokio::test]
+async fn or_write_ors_into_the_medium() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let n = ready_nexus(&luns, 1).await;
+    run(&luns, &n, &with_op(read10(0, 1), 0x2a), &[0x0f; 512]).await.unwrap();
+    run(&luns, &n, &rw16(0x8b, 0, 1), &[0xf0; 512]).await.unwrap();
+    assert!(run(&luns, &n, &read10(0, 1), &[]).await.unwrap().data.iter().all(|&b| b == 0xff));
+    assert_eq!(run(&luns, &n, &rw16(0x8b, BLOCKS, 1), &[0; 512]).await, Err(SenseReason::LbaOutOfRange));
+    assert_eq!(run(&luns, &n, &rw16(0x8b, 0, 0), &[]).await, Ok(Reply::good()));
+}
+
+#[tokio::test]
 async fn provisioning_writes_are_refused_on_read_only_units() {
     let (luns, _) = lun_map(512, BLOCKS, true);
     let n = ready_nexus(&luns, 1).await;
@@ -406,4 +417,5 @@ async fn provisioning_writes_are_refused_on_read_only_units() {
     assert_eq!(run(&luns, &n, &[0x41, 0x08, 0, 0, 0, 0, 0, 0, 1, 0], &[0; 512]).await, Err(SenseReason::WriteProtected));
     let caw = [0x89, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0];
     assert_eq!(run(&luns, &n, &caw, &[0; 1024]).await, Err(SenseReason::WriteProtected));
+    assert_eq!(run(&luns, &n, &rw16(0x8b, 0, 1), &[0; 512]).await, Err(SenseReason::WriteProtected));
 }

@@ -1,6 +1,7 @@
 //! Logical block provisioning and the atomic commands (SBC-3 §4.7):
 //! WRITE SAME(10/16) (§5.41, §5.42), UNMAP (§5.28), GET LBA STATUS
-//! (§5.5) and COMPARE AND WRITE (§5.2).
+//! (§5.5), and the read-modify-write commands COMPARE AND WRITE (§5.2) and
+//! ORWRITE(16) (§5.14).
 //!
 //! Units are thin (provisioning type 2): UNMAP and WRITE SAME with UNMAP
 //! deallocate, and deallocated blocks read as zeros (LBPRZ=1), which both
@@ -181,5 +182,24 @@ pub(crate) async fn compare_and_write(lu: &LogicalUnit, ext: &Extent, fua: bool,
     }
     lu.backend.write(ext.lba * bs, data_out.slice(len..), durable(lu, fua)).await.map_err(write_error)?;
     lu.count_written(len as u64);
+    Ok(Reply::good())
+}
+
+/// ORs the whole blocks of Data-Out received into the medium, with no other
+/// command touching them in between. Range and length are checked by the caller.
+pub(crate) async fn or_write(lu: &LogicalUnit, ext: &Extent, fua: bool, data_out: &Bytes) -> Result<Reply, SenseReason> {
+    let bs = lu.spec.block_size as usize;
+    let n = (ext.blocks as usize * bs).min(data_out.len() / bs * bs);
+    if n == 0 {
+        return Ok(Reply::good());
+    }
+    let offset = ext.lba * bs as u64;
+    let _exclusive = lu.io.write().await;
+    let mut medium = lu.backend.read(offset, n).await.map_err(read_error)?;
+    for (m, d) in medium.iter_mut().zip(&data_out[..n]) {
+        *m |= d;
+    }
+    lu.backend.write(offset, medium.freeze(), durable(lu, fua)).await.map_err(write_error)?;
+    lu.count_written(n as u64);
     Ok(Reply::good())
 }
