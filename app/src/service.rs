@@ -48,7 +48,11 @@ pub struct Caller {
 impl Caller {
     /// Fails with 403 unless the caller's role grants `needed`.
     pub fn require(&self, needed: Role, what: &str) -> Result<(), ApiError> {
-        if self.role.allows(needed) { Ok(()) } else { Err(ApiError::forbidden(what)) }
+        if self.role.allows(needed) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(what))
+        }
     }
 
     pub fn me(&self) -> Me {

@@ -8,8 +8,8 @@ use clap::Parser;
 use portico_app::service::SharedService;
 use portico_server::cli::{Cli, Command, EngineArgs, ServeArgs};
 use portico_server::service::{engine_status, Node, NodeSettings};
-use portico_server::storage::Storage;
 use portico_server::state::AppState;
+use portico_server::storage::Storage;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
@@ -104,9 +104,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let app = portico_server::web::router(state);
 
-    let listener = tokio::net::TcpListener::bind(args.http)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.http))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("cannot listen on {}", args.http))?;
     tracing::info!(address = %listener.local_addr()?, node = %node_name, "portico is serving: open http://{}/", listener.local_addr()?);
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())

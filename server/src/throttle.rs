@@ -86,9 +86,8 @@ impl LoginThrottle {
     pub fn record_failure(&self, user: &str, address: Option<&str>, now: Instant) -> FailureOutcome {
         let p = &self.policy;
         let (user_failures, user_locked) = bump(&self.users, user, now, p, p.max_user_failures);
-        let address_locked = address
-            .map(|a| bump(&self.addresses, a, now, p, p.max_address_failures).1)
-            .unwrap_or(false);
+        let address_locked =
+            address.map(|a| bump(&self.addresses, a, now, p, p.max_address_failures).1).unwrap_or(false);
         let delay = (p.delay_step * user_failures.saturating_sub(1)).min(p.max_delay);
         let locked = if user_locked {
             Some(LockedKey::User)
@@ -116,7 +115,9 @@ fn bump(map: &Mutex<HashMap<String, Record>>, key: &str, now: Instant, p: &Login
     let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
     // Bounded memory: forget stale records when the map grows large.
     if map.len() > 10_000 {
-        map.retain(|_, r| r.first_failure.is_some_and(|t| now.duration_since(t) < p.window) || r.locked_until.is_some_and(|t| t > now));
+        map.retain(|_, r| {
+            r.first_failure.is_some_and(|t| now.duration_since(t) < p.window) || r.locked_until.is_some_and(|t| t > now)
+        });
     }
     let r = map.entry(key.to_string()).or_default();
     if r.first_failure.is_none_or(|t| now.duration_since(t) >= p.window) {

@@ -59,7 +59,10 @@ async fn wrong_passwords_and_malformed_bodies_are_clear_errors() {
     let r = n.send(Method::POST, "/api/v1/login", None, Some(json!({"username": "admin"}))).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.body["status"], 422);
-    let req = Request::post("/api/v1/login").header(header::CONTENT_TYPE, "application/json").body(Body::from("{\"user")).unwrap();
+    let req = Request::post("/api/v1/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{\"user"))
+        .unwrap();
     let resp = n.app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let r = n.send(Method::GET, "/api/v1/no-such-route", None, None).await;
@@ -102,18 +105,33 @@ async fn user_validation_and_conflicts() {
     let n = node().await;
     let admin = n.admin().await;
     let r = n
-        .send(Method::POST, "/api/v1/users", Some(&admin), Some(json!({"username": "Bad Name", "password": "short", "role": "viewer"})))
+        .send(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "Bad Name", "password": "short", "role": "viewer"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body["fields"]["username"].is_string());
     assert!(r.body["fields"]["password"].is_string());
     let r = n
-        .send(Method::POST, "/api/v1/users", Some(&admin), Some(json!({"username": "ok", "password": "long-enough", "role": "root"})))
+        .send(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "ok", "password": "long-enough", "role": "root"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "unknown role: {:?}", r.body);
     n.create_user(&admin, "dora", "viewer").await;
     let r = n
-        .send(Method::POST, "/api/v1/users", Some(&admin), Some(json!({"username": "dora", "password": "long-enough", "role": "viewer"})))
+        .send(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "dora", "password": "long-enough", "role": "viewer"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     let r = n.send(Method::PATCH, "/api/v1/users/ghost", Some(&admin), Some(json!({"enabled": false}))).await;
@@ -177,7 +195,8 @@ async fn five_wrong_passwords_lock_the_account_and_the_audit_shows_it() {
     let lock = audit.iter().find(|e| e["action"] == "login.lockout").expect("a lockout entry");
     assert_eq!(lock["user"], "vera");
     assert_eq!(lock["result"], "denied");
-    let failures = audit.iter().filter(|e| e["action"] == "login" && e["result"] == "failure" && e["user"] == "vera").count();
+    let failures =
+        audit.iter().filter(|e| e["action"] == "login" && e["result"] == "failure" && e["user"] == "vera").count();
     assert_eq!(failures, 5);
     assert!(audit.iter().all(|e| !e.to_string().contains("wrong-password")), "passwords never reach the audit log");
 }
@@ -196,7 +215,14 @@ async fn api_tokens_act_as_their_owner_and_can_be_revoked() {
 
     let me = n.send(Method::GET, "/api/v1/me", Some(&token), None).await;
     assert_eq!(me.body, json!({"username": "vic", "role": "viewer"}));
-    let r = n.send(Method::POST, "/api/v1/users", Some(&token), Some(json!({"username": "x", "password": "xxxxxxxxx", "role": "admin"}))).await;
+    let r = n
+        .send(
+            Method::POST,
+            "/api/v1/users",
+            Some(&token),
+            Some(json!({"username": "x", "password": "xxxxxxxxx", "role": "admin"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "a viewer's token cannot change anything");
 
     let list = n.send(Method::GET, "/api/v1/tokens", Some(&viewer), None).await;
@@ -248,7 +274,16 @@ async fn the_openapi_document_lists_every_route() {
     let r = n.send(Method::GET, "/api/v1/openapi.json", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     let paths = r.body["paths"].as_object().unwrap();
-    for p in ["/api/v1/login", "/api/v1/logout", "/api/v1/me", "/api/v1/users", "/api/v1/users/{username}", "/api/v1/tokens", "/api/v1/tokens/{id}", "/api/v1/audit"] {
+    for p in [
+        "/api/v1/login",
+        "/api/v1/logout",
+        "/api/v1/me",
+        "/api/v1/users",
+        "/api/v1/users/{username}",
+        "/api/v1/tokens",
+        "/api/v1/tokens/{id}",
+        "/api/v1/audit",
+    ] {
         assert!(paths.contains_key(p), "{p} missing");
     }
     assert!(r.body["components"]["schemas"]["UserView"].is_object());

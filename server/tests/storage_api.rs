@@ -79,7 +79,8 @@ async fn volumes_are_validated_grow_online_and_never_shrink() {
 
     let (s, e) = post(&n, &op, "/api/v1/volumes", json!({"name": "db", "size": "1GiB"})).await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
-    let (s, e) = post(&n, &op, "/api/v1/volumes", json!({"name": "Bad Name", "size": "lots", "block_size": 1000})).await;
+    let (s, e) =
+        post(&n, &op, "/api/v1/volumes", json!({"name": "Bad Name", "size": "lots", "block_size": 1000})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     for f in ["name", "size", "block_size"] {
         assert!(e["fields"][f].is_string(), "{f}: {e}");
@@ -90,7 +91,8 @@ async fn volumes_are_validated_grow_online_and_never_shrink() {
 
     let r = n.send(Method::PATCH, "/api/v1/volumes/db", Some(&op), Some(json!({"size": "512MiB"}))).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "shrinking is refused");
-    let r = n.send(Method::PATCH, "/api/v1/volumes/db", Some(&op), Some(json!({"size": "2GiB", "iops_limit": 5000}))).await;
+    let r =
+        n.send(Method::PATCH, "/api/v1/volumes/db", Some(&op), Some(json!({"size": "2GiB", "iops_limit": 5000}))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["size"], 2u64 << 30);
     assert_eq!(r.body["iops_limit"], 5000);
@@ -111,12 +113,19 @@ async fn chap_secrets_are_validated_sealed_and_never_returned() {
     assert!(e["fields"]["secret"].is_string());
     let (s, e) = post(&n, &op, "/api/v1/chap-users", json!({"name": "alice", "secret": "seventeen-chars!!"})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
-    let (s, body) = post(&n, &op, "/api/v1/chap-users", json!({"name": "alice", "secret": "alicesecret1", "description": "ESXi hosts"})).await;
+    let (s, body) = post(
+        &n,
+        &op,
+        "/api/v1/chap-users",
+        json!({"name": "alice", "secret": "alicesecret1", "description": "ESXi hosts"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED);
     assert!(!body.to_string().contains("alicesecret1"));
     let (_, list) = get(&n, &op, "/api/v1/chap-users").await;
     assert!(!list.to_string().contains("alicesecret1"));
-    let r = n.send(Method::PATCH, "/api/v1/chap-users/alice", Some(&op), Some(json!({"secret": "newsecret1234"}))).await;
+    let r =
+        n.send(Method::PATCH, "/api/v1/chap-users/alice", Some(&op), Some(json!({"secret": "newsecret1234"}))).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(!r.body.to_string().contains("newsecret1234"));
 
@@ -141,27 +150,58 @@ async fn target_groups_enforce_the_product_rules() {
         assert_eq!(post(&n, &op, "/api/v1/volumes", json!({"name": v, "size": "64MiB"})).await.0, StatusCode::CREATED);
     }
     // A portal must be on an iSCSI interface of the node.
-    let (s, e) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g1", "targets": [{"node": "test-node", "portals": ["192.0.2.7:3260"]}]})).await;
+    let (s, e) = post(
+        &n,
+        &op,
+        "/api/v1/target-groups",
+        json!({"name": "g1", "targets": [{"node": "test-node", "portals": ["192.0.2.7:3260"]}]}),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
     assert!(e["fields"]["targets[0].portals"].as_str().unwrap().contains("iSCSI"), "{e}");
-    let (s, e) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g1", "targets": [{"node": "nowhere", "portals": [portal]}]})).await;
+    let (s, e) = post(
+        &n,
+        &op,
+        "/api/v1/target-groups",
+        json!({"name": "g1", "targets": [{"node": "nowhere", "portals": [portal]}]}),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
 
-    let (s, g) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g1", "targets": [{"node": "test-node", "portals": [portal]}]})).await;
+    let (s, g) = post(
+        &n,
+        &op,
+        "/api/v1/target-groups",
+        json!({"name": "g1", "targets": [{"node": "test-node", "portals": [portal]}]}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{g}");
     let iqn = g["targets"][0]["iqn"].as_str().unwrap().to_string();
     assert_eq!(iqn, "iqn.2026-11.local.portico:g1.test-node");
     assert_eq!(g["state"], "running");
 
     // One target of a group per node.
-    let (s, _) = post(&n, &op, "/api/v1/target-groups/g1/targets", json!({"node": "test-node", "portals": [portal]})).await;
+    let (s, _) =
+        post(&n, &op, "/api/v1/target-groups/g1/targets", json!({"node": "test-node", "portals": [portal]})).await;
     assert_eq!(s, StatusCode::CONFLICT);
     // LUN ids are unique in a group; a volume is in one group only.
-    assert_eq!(post(&n, &op, "/api/v1/target-groups/g1/luns", json!({"volume": "a", "lun": 0})).await.0, StatusCode::CREATED);
-    assert_eq!(post(&n, &op, "/api/v1/target-groups/g1/luns", json!({"volume": "b", "lun": 0})).await.0, StatusCode::CONFLICT);
+    assert_eq!(
+        post(&n, &op, "/api/v1/target-groups/g1/luns", json!({"volume": "a", "lun": 0})).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        post(&n, &op, "/api/v1/target-groups/g1/luns", json!({"volume": "b", "lun": 0})).await.0,
+        StatusCode::CONFLICT
+    );
     let (s, l) = post(&n, &op, "/api/v1/target-groups/g1/luns", json!({"volume": "b"})).await;
     assert_eq!((s, l["lun"].clone()), (StatusCode::CREATED, json!(1)), "the next free id is chosen");
-    let (s, g2) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g2", "targets": [{"node": "test-node", "portals": [portal]}]})).await;
+    let (s, g2) = post(
+        &n,
+        &op,
+        "/api/v1/target-groups",
+        json!({"name": "g2", "targets": [{"node": "test-node", "portals": [portal]}]}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "groups may share nodes and portals: {g2}");
     assert_eq!(post(&n, &op, "/api/v1/target-groups/g2/luns", json!({"volume": "a"})).await.0, StatusCode::CONFLICT);
 
@@ -171,21 +211,50 @@ async fn target_groups_enforce_the_product_rules() {
     // The target holding the Active/Optimized path is kept unless forced.
     let path = format!("/api/v1/target-groups/g1/targets/{iqn}");
     assert_eq!(n.send(Method::DELETE, &path, Some(&op), None).await.status, StatusCode::CONFLICT);
-    assert_eq!(n.send(Method::DELETE, &format!("{path}?force=true"), Some(&op), None).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(n.send(Method::DELETE, "/api/v1/target-groups/g1/luns/1", Some(&op), None).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(n.send(Method::DELETE, "/api/v1/target-groups/g1?force=true", Some(&op), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        n.send(Method::DELETE, &format!("{path}?force=true"), Some(&op), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        n.send(Method::DELETE, "/api/v1/target-groups/g1/luns/1", Some(&op), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        n.send(Method::DELETE, "/api/v1/target-groups/g1?force=true", Some(&op), None).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(n.send(Method::DELETE, "/api/v1/volumes/a", Some(&op), None).await.status, StatusCode::NO_CONTENT);
 
     // CHAP users in use cannot be deleted; ACL initiators must be iSCSI names.
     post(&n, &op, "/api/v1/chap-users", json!({"name": "bob", "secret": "bobsecret123"})).await;
-    let r = n.send(Method::PATCH, "/api/v1/target-groups/g2", Some(&op), Some(json!({"chap": {"mode": "one-way", "user": "bob"}}))).await;
+    let r = n
+        .send(
+            Method::PATCH,
+            "/api/v1/target-groups/g2",
+            Some(&op),
+            Some(json!({"chap": {"mode": "one-way", "user": "bob"}})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(n.send(Method::DELETE, "/api/v1/chap-users/bob", Some(&op), None).await.status, StatusCode::CONFLICT);
-    let r = n.send(Method::PATCH, "/api/v1/target-groups/g2", Some(&op), Some(json!({"chap": {"mode": "mutual", "user": "bob"}}))).await;
+    let r = n
+        .send(
+            Method::PATCH,
+            "/api/v1/target-groups/g2",
+            Some(&op),
+            Some(json!({"chap": {"mode": "mutual", "user": "bob"}})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "mutual needs a second user");
     let (s, _) = post(&n, &op, "/api/v1/target-groups/g2/acl", json!({"initiator": "not-an-iqn"})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    let (s, _) = post(&n, &op, "/api/v1/target-groups/g2/acl", json!({"initiator": "iqn.1994-05.com.redhat:host1", "luns": [9]})).await;
+    let (s, _) = post(
+        &n,
+        &op,
+        "/api/v1/target-groups/g2/acl",
+        json!({"initiator": "iqn.1994-05.com.redhat:host1", "luns": [9]}),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "LUN 9 is not attached");
 }
 
@@ -210,19 +279,33 @@ async fn a_group_built_through_the_api_serves_its_lun_with_chap_and_acl() {
     let with = format!("iscsi://alice%alicesecret1@127.0.0.1:{port}/{iqn}/0");
     let without = format!("iscsi://127.0.0.1:{port}/{iqn}/0");
     let wrong = format!("iscsi://alice%wrongsecret1@127.0.0.1:{port}/{iqn}/0");
-    let ok = tokio::task::spawn_blocking(move || (iscsi_ls(&with), iscsi_ls(&without), iscsi_ls(&wrong))).await.unwrap();
+    let ok =
+        tokio::task::spawn_blocking(move || (iscsi_ls(&with), iscsi_ls(&without), iscsi_ls(&wrong))).await.unwrap();
     assert!(ok.0 .0, "with the secret the LUN is listed: {}", ok.0 .1);
     assert!(!ok.1 .0, "without the secret the login is refused: {}", ok.1 .1);
     assert!(!ok.2 .0, "a wrong secret is refused: {}", ok.2 .1);
 
     // ACL on, initiator not listed: refused; listed: served.
-    let r = n.send(Method::PATCH, "/api/v1/target-groups/esx", Some(&op), Some(json!({"acl_enabled": true, "chap": {"mode": "none"}}))).await;
+    let r = n
+        .send(
+            Method::PATCH,
+            "/api/v1/target-groups/esx",
+            Some(&op),
+            Some(json!({"acl_enabled": true, "chap": {"mode": "none"}})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let url = format!("iscsi://127.0.0.1:{port}/{iqn}/0");
     let u = url.clone();
     let (listed, text) = tokio::task::spawn_blocking(move || iscsi_ls(&u)).await.unwrap();
     assert!(!listed, "an initiator outside the ACL cannot log in: {text}");
-    let (s, _) = post(&n, &op, "/api/v1/target-groups/esx/acl", json!({"initiator": "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-ls", "alias": "test"})).await;
+    let (s, _) = post(
+        &n,
+        &op,
+        "/api/v1/target-groups/esx/acl",
+        json!({"initiator": "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-ls", "alias": "test"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED);
     let (listed, text) = tokio::task::spawn_blocking(move || iscsi_ls(&url)).await.unwrap();
     assert!(listed, "an allowed initiator sees its LUN: {text}");
@@ -242,7 +325,13 @@ async fn a_portal_the_engine_cannot_open_rolls_the_change_back() {
     let op = operator(&n).await;
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
-    let (s, e) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]})).await;
+    let (s, e) = post(
+        &n,
+        &op,
+        "/api/v1/target-groups",
+        json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
     assert!(e["message"].as_str().unwrap().contains("engine refused"), "{e}");
     assert_eq!(get(&n, &op, "/api/v1/target-groups/g").await.0, StatusCode::NOT_FOUND, "rolled back");
@@ -259,11 +348,31 @@ async fn nodes_list_their_interfaces_and_traffic_types() {
     assert_eq!(me["is_local"], true);
     let lo = me["interfaces"].as_array().unwrap().iter().find(|i| i["name"] == "lo").expect("loopback is registered");
     assert!(lo["addresses"].to_string().contains("127.0.0.1"));
-    let r = n.send(Method::PATCH, "/api/v1/nodes/test-node", Some(&op), Some(json!({"interfaces": [{"name": "lo", "traffic_types": ["management"]}]}))).await;
+    let r = n
+        .send(
+            Method::PATCH,
+            "/api/v1/nodes/test-node",
+            Some(&op),
+            Some(json!({"interfaces": [{"name": "lo", "traffic_types": ["management"]}]})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let (s, e) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g", "targets": [{"node": "test-node", "portals": ["127.0.0.1:3260"]}]})).await;
+    let (s, e) = post(
+        &n,
+        &op,
+        "/api/v1/target-groups",
+        json!({"name": "g", "targets": [{"node": "test-node", "portals": ["127.0.0.1:3260"]}]}),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "lo no longer carries iSCSI: {e}");
-    let r = n.send(Method::PATCH, "/api/v1/nodes/test-node", Some(&op), Some(json!({"interfaces": [{"name": "lo", "traffic_types": ["teleport"]}]}))).await;
+    let r = n
+        .send(
+            Method::PATCH,
+            "/api/v1/nodes/test-node",
+            Some(&op),
+            Some(json!({"interfaces": [{"name": "lo", "traffic_types": ["teleport"]}]})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -273,7 +382,13 @@ async fn after_a_restart_the_stored_configuration_comes_back() {
     let op = operator(&n).await;
     let port = free_port();
     post(&n, &op, "/api/v1/volumes", json!({"name": "keep", "size": "64MiB"})).await;
-    let (s, g) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]})).await;
+    let (s, g) = post(
+        &n,
+        &op,
+        "/api/v1/target-groups",
+        json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{g}");
     post(&n, &op, "/api/v1/target-groups/g/luns", json!({"volume": "keep", "lun": 3})).await;
     let before = get(&n, &op, "/api/v1/target-groups/g").await.1;
@@ -284,11 +399,10 @@ async fn after_a_restart_the_stored_configuration_comes_back() {
     assert_eq!(before, after, "the configuration survives");
     let iqn = after["targets"][0]["iqn"].as_str().unwrap().to_string();
     let url = format!("iscsi://127.0.0.1:{port}/{iqn}/3");
-    let out = tokio::task::spawn_blocking(move || {
-        Process::new("iscsi-ls").args(["-s", &url]).output().expect("iscsi-ls")
-    })
-    .await
-    .unwrap();
+    let out =
+        tokio::task::spawn_blocking(move || Process::new("iscsi-ls").args(["-s", &url]).output().expect("iscsi-ls"))
+            .await
+            .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("Lun:3"), "the target is back after the restart: {text}");
 }

@@ -57,7 +57,8 @@ impl SizeInput {
     pub fn bytes(&self) -> Result<u64, String> {
         match self {
             SizeInput::Bytes(n) => Ok(*n),
-            SizeInput::Text(s) => parse_size(s).ok_or_else(|| format!("{s:?} is not a size: write bytes or a number with KiB, MiB, GiB or TiB.")),
+            SizeInput::Text(s) => parse_size(s)
+                .ok_or_else(|| format!("{s:?} is not a size: write bytes or a number with KiB, MiB, GiB or TiB.")),
         }
     }
 }
@@ -92,7 +93,11 @@ pub fn format_size(bytes: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if (v - v.round()).abs() < 0.05 { format!("{} {}", v.round() as u64, UNITS[i]) } else { format!("{v:.1} {}", UNITS[i]) }
+    if (v - v.round()).abs() < 0.05 {
+        format!("{} {}", v.round() as u64, UNITS[i])
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,7 +346,10 @@ pub struct NewChapUser {
 
 impl std::fmt::Debug for NewChapUser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewChapUser").field("name", &self.name).field("description", &self.description).finish_non_exhaustive()
+        f.debug_struct("NewChapUser")
+            .field("name", &self.name)
+            .field("description", &self.description)
+            .finish_non_exhaustive()
     }
 }
 
@@ -372,6 +380,90 @@ pub struct ConnectionView {
     pub since: String,
 }
 
+/// A change to block storage. Each is validated and applied in one place on
+/// the server (`server/src/storage`), which also audits it; the cluster will
+/// replicate these values between nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    CreateVolume(NewVolume),
+    UpdateVolume { name: String, patch: VolumePatch },
+    DeleteVolume { name: String },
+    CreateChapUser(NewChapUser),
+    UpdateChapUser { name: String, patch: ChapUserPatch },
+    DeleteChapUser { name: String },
+    CreateTargetGroup(NewTargetGroup),
+    UpdateTargetGroup { name: String, patch: TargetGroupPatch },
+    DeleteTargetGroup { name: String, force: bool },
+    SetGroupRunning { name: String, running: bool },
+    AddTarget { group: String, target: TargetSpec },
+    RemoveTarget { group: String, iqn: String, force: bool },
+    AttachVolume { group: String, lun: NewLun },
+    DetachLun { group: String, lun: u8 },
+    AddAclRule { group: String, rule: NewAclRule },
+    UpdateAclRule { group: String, initiator: String, patch: AclPatch },
+    DeleteAclRule { group: String, initiator: String },
+    UpdateNode { name: String, patch: NodePatch },
+}
+
+impl Command {
+    pub fn action(&self) -> &'static str {
+        match self {
+            Command::CreateVolume(_) => "volume.create",
+            Command::UpdateVolume { .. } => "volume.update",
+            Command::DeleteVolume { .. } => "volume.delete",
+            Command::CreateChapUser(_) => "chap-user.create",
+            Command::UpdateChapUser { .. } => "chap-user.update",
+            Command::DeleteChapUser { .. } => "chap-user.delete",
+            Command::CreateTargetGroup(_) => "target-group.create",
+            Command::UpdateTargetGroup { .. } => "target-group.update",
+            Command::DeleteTargetGroup { .. } => "target-group.delete",
+            Command::SetGroupRunning { running: true, .. } => "target-group.start",
+            Command::SetGroupRunning { running: false, .. } => "target-group.stop",
+            Command::AddTarget { .. } => "target.add",
+            Command::RemoveTarget { .. } => "target.remove",
+            Command::AttachVolume { .. } => "lun.attach",
+            Command::DetachLun { .. } => "lun.detach",
+            Command::AddAclRule { .. } => "acl.add",
+            Command::UpdateAclRule { .. } => "acl.update",
+            Command::DeleteAclRule { .. } => "acl.delete",
+            Command::UpdateNode { .. } => "node.update",
+        }
+    }
+
+    /// What the command is about, for the audit log.
+    pub fn object(&self) -> String {
+        let short = |s: &str| s.chars().take(100).collect::<String>();
+        match self {
+            Command::CreateVolume(v) => format!("volume/{}", short(&v.name)),
+            Command::UpdateVolume { name, .. } | Command::DeleteVolume { name } => format!("volume/{}", short(name)),
+            Command::CreateChapUser(u) => format!("chap-user/{}", short(&u.name)),
+            Command::UpdateChapUser { name, .. } | Command::DeleteChapUser { name } => {
+                format!("chap-user/{}", short(name))
+            }
+            Command::CreateTargetGroup(g) => format!("target-group/{}", short(&g.name)),
+            Command::UpdateTargetGroup { name, .. }
+            | Command::DeleteTargetGroup { name, .. }
+            | Command::SetGroupRunning { name, .. } => {
+                format!("target-group/{}", short(name))
+            }
+            Command::AddTarget { group, target } => {
+                format!("target-group/{}/target@{}", short(group), short(&target.node))
+            }
+            Command::RemoveTarget { group, iqn, .. } => format!("target-group/{}/target/{}", short(group), short(iqn)),
+            Command::AttachVolume { group, lun } => format!("target-group/{}/lun/{}", short(group), short(&lun.volume)),
+            Command::DetachLun { group, lun } => format!("target-group/{}/lun/{lun}", short(group)),
+            Command::AddAclRule { group, rule } => {
+                format!("target-group/{}/acl/{}", short(group), short(&rule.initiator))
+            }
+            Command::UpdateAclRule { group, initiator, .. } | Command::DeleteAclRule { group, initiator } => {
+                format!("target-group/{}/acl/{}", short(group), short(initiator))
+            }
+            Command::UpdateNode { name, .. } => format!("node/{}", short(name)),
+        }
+    }
+}
+
 /// Checks an iSCSI name (RFC 3720 §3.2.6): `iqn.yyyy-mm.reversed.domain[:id]`,
 /// `eui.` + 16 hex digits, or `naa.` + 16 or 32 hex digits; at most 223 bytes.
 pub fn check_iscsi_name(name: &str) -> Result<(), String> {
@@ -390,7 +482,9 @@ pub fn check_iscsi_name(name: &str) -> Result<(), String> {
             && b[5..7].iter().all(u8::is_ascii_digit)
             && (1..=12).contains(&((b[5] - b'0') * 10 + (b[6] - b'0')));
         if !date_ok {
-            return Err("An IQN starts with iqn.yyyy-mm. (the year and month the naming authority owned its domain).".into());
+            return Err(
+                "An IQN starts with iqn.yyyy-mm. (the year and month the naming authority owned its domain).".into()
+            );
         }
         let after = &rest[7..];
         let Some(authority) = after.strip_prefix('.') else {

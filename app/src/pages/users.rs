@@ -198,36 +198,36 @@ fn UserRow(user: UserView, is_me: bool, actions: UserActions) -> impl IntoView {
     let reset_value = actions.reset.value();
     let hidden_name = name.clone();
     view! {
-        <tr data-user=name.clone()>
-            <td>
-                <strong>{name.clone()}</strong>
-                {is_me.then(|| view! { <span class="muted">" (you)"</span> })}
-            </td>
-            <td>{role_select}</td>
-            <td>{state}</td>
-            <td class="nowrap">{format::timestamp(&user.created_at)}</td>
-            <td class="nowrap">{user.last_login_at.as_deref().map(format::timestamp).unwrap_or_else(|| "never".into())}</td>
-            <td class="actions-col">
-                <div class="row-actions">
-                    {toggle}
-                    <button class="btn btn-small" on:click=open_reset>"Reset password"</button>
-                    {delete}
-                </div>
-                <Show when=reset_open.clone()>
-{
- let n = hidden_name.clone();
- view! {
-                    <ActionForm action=actions.reset attr:class="form inline-form">
-                        <input type="hidden" name="username" value=n/>
-                        <input type="password" name="password" placeholder="New password" minlength="8" required autocomplete="new-password"/>
-                        <button type="submit" class="btn btn-small btn-primary">"Set"</button>
-                        <button type="button" class="btn btn-small btn-ghost" on:click=move |_| actions.resetting.set(None)>"Cancel"</button>
-                        <FieldMessage value=reset_value field="password"/>
-                    </ActionForm>
-                }
-}
-</Show>
-            </td>
-        </tr>
+            <tr data-user=name.clone()>
+                <td>
+                    <strong>{name.clone()}</strong>
+                    {is_me.then(|| view! { <span class="muted">" (you)"</span> })}
+                </td>
+                <td>{role_select}</td>
+                <td>{state}</td>
+                <td class="nowrap">{format::timestamp(&user.created_at)}</td>
+                <td class="nowrap">{user.last_login_at.as_deref().map(format::timestamp).unwrap_or_else(|| "never".into())}</td>
+                <td class="actions-col">
+                    <div class="row-actions">
+                        {toggle}
+                        <button class="btn btn-small" on:click=open_reset>"Reset password"</button>
+                        {delete}
+                    </div>
+                    <Show when=reset_open.clone()>
+    {
+     let n = hidden_name.clone();
+     view! {
+                        <ActionForm action=actions.reset attr:class="form inline-form">
+                            <input type="hidden" name="username" value=n/>
+                            <input type="password" name="password" placeholder="New password" minlength="8" required autocomplete="new-password"/>
+                            <button type="submit" class="btn btn-small btn-primary">"Set"</button>
+                            <button type="button" class="btn btn-small btn-ghost" on:click=move |_| actions.resetting.set(None)>"Cancel"</button>
+                            <FieldMessage value=reset_value field="password"/>
+                        </ActionForm>
+                    }
     }
+    </Show>
+                </td>
+            </tr>
+        }
 }

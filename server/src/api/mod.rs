@@ -29,7 +29,10 @@ pub fn router() -> Router<AppState> {
         .route("/volumes", get(storage::list_volumes).post(storage::create_volume))
         .route("/volumes/{name}", get(storage::get_volume).patch(storage::update_volume).delete(storage::delete_volume))
         .route("/target-groups", get(storage::list_groups).post(storage::create_group))
-        .route("/target-groups/{name}", get(storage::get_group).patch(storage::update_group).delete(storage::delete_group))
+        .route(
+            "/target-groups/{name}",
+            get(storage::get_group).patch(storage::update_group).delete(storage::delete_group),
+        )
         .route("/target-groups/{name}/start", post(storage::start_group))
         .route("/target-groups/{name}/stop", post(storage::stop_group))
         .route("/target-groups/{name}/targets", post(storage::add_target))

@@ -17,7 +17,10 @@ type ApiResult<T> = Result<T, ApiFailure>;
 
 fn secure(state: &AppState, headers: &HeaderMap) -> bool {
     state.secure_cookies
-        || headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.eq_ignore_ascii_case("https"))
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
 fn with_cookie(mut resp: Response, cookie: String) -> Response {
@@ -138,7 +141,11 @@ pub async fn list_tokens(State(state): State<AppState>, Authed(caller): Authed) 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
     params(("id" = i64, Path, description = "Token id")),
     responses((status = 204, description = "Revoked"), (status = 404, body = ApiError)))]
-pub async fn revoke_token(State(state): State<AppState>, Authed(caller): Authed, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let id: i64 = id.parse().map_err(|_| ApiError::new(400, "A token id is a number."))?;
     state.service.revoke_token(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -35,7 +35,11 @@ pub async fn list_volumes(State(s): State<AppState>, Authed(c): Authed) -> ApiRe
 
 #[utoipa::path(post, path = "/api/v1/volumes", tag = "volumes", request_body = NewVolume,
     responses((status = 201, body = VolumeView), (status = 403, body = ApiError), (status = 409, body = ApiError), (status = 422, body = ApiError)))]
-pub async fn create_volume(State(s): State<AppState>, Authed(c): Authed, ApiJson(v): ApiJson<NewVolume>) -> Created<VolumeView> {
+pub async fn create_volume(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    ApiJson(v): ApiJson<NewVolume>,
+) -> Created<VolumeView> {
     let name = v.name.clone();
     s.storage.execute(&c, Command::CreateVolume(v)).await?;
     Ok((StatusCode::CREATED, Json(s.storage.volume(&c, &name).await?)))
@@ -43,21 +47,34 @@ pub async fn create_volume(State(s): State<AppState>, Authed(c): Authed, ApiJson
 
 #[utoipa::path(get, path = "/api/v1/volumes/{name}", tag = "volumes", params(("name" = String, Path)),
     responses((status = 200, body = VolumeView), (status = 404, body = ApiError)))]
-pub async fn get_volume(State(s): State<AppState>, Authed(c): Authed, Path(name): Path<String>) -> ApiResult<Json<VolumeView>> {
+pub async fn get_volume(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<VolumeView>> {
     Ok(Json(s.storage.volume(&c, &name).await?))
 }
 
 /// Grow a volume online (initiators see CAPACITY DATA HAS CHANGED) or set its limits.
 #[utoipa::path(patch, path = "/api/v1/volumes/{name}", tag = "volumes", params(("name" = String, Path)), request_body = VolumePatch,
     responses((status = 200, body = VolumeView), (status = 404, body = ApiError), (status = 422, body = ApiError, description = "Shrinking is refused")))]
-pub async fn update_volume(State(s): State<AppState>, Authed(c): Authed, Path(name): Path<String>, ApiJson(patch): ApiJson<VolumePatch>) -> ApiResult<Json<VolumeView>> {
+pub async fn update_volume(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+    ApiJson(patch): ApiJson<VolumePatch>,
+) -> ApiResult<Json<VolumeView>> {
     s.storage.execute(&c, Command::UpdateVolume { name: name.clone(), patch }).await?;
     Ok(Json(s.storage.volume(&c, &name).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/volumes/{name}", tag = "volumes", params(("name" = String, Path)),
     responses((status = 204), (status = 404, body = ApiError), (status = 409, body = ApiError, description = "Attached to a target group")))]
-pub async fn delete_volume(State(s): State<AppState>, Authed(c): Authed, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_volume(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     s.storage.execute(&c, Command::DeleteVolume { name }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -69,7 +86,11 @@ pub async fn list_groups(State(s): State<AppState>, Authed(c): Authed) -> ApiRes
 
 #[utoipa::path(post, path = "/api/v1/target-groups", tag = "target-groups", request_body = NewTargetGroup,
     responses((status = 201, body = TargetGroupView), (status = 409, body = ApiError), (status = 422, body = ApiError)))]
-pub async fn create_group(State(s): State<AppState>, Authed(c): Authed, ApiJson(g): ApiJson<NewTargetGroup>) -> Created<TargetGroupView> {
+pub async fn create_group(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    ApiJson(g): ApiJson<NewTargetGroup>,
+) -> Created<TargetGroupView> {
     let name = g.name.clone();
     s.storage.execute(&c, Command::CreateTargetGroup(g)).await?;
     Ok((StatusCode::CREATED, Json(s.storage.target_group(&c, &name).await?)))
@@ -77,13 +98,22 @@ pub async fn create_group(State(s): State<AppState>, Authed(c): Authed, ApiJson(
 
 #[utoipa::path(get, path = "/api/v1/target-groups/{name}", tag = "target-groups", params(("name" = String, Path)),
     responses((status = 200, body = TargetGroupView), (status = 404, body = ApiError)))]
-pub async fn get_group(State(s): State<AppState>, Authed(c): Authed, Path(name): Path<String>) -> ApiResult<Json<TargetGroupView>> {
+pub async fn get_group(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<TargetGroupView>> {
     Ok(Json(s.storage.target_group(&c, &name).await?))
 }
 
 #[utoipa::path(patch, path = "/api/v1/target-groups/{name}", tag = "target-groups", params(("name" = String, Path)), request_body = TargetGroupPatch,
     responses((status = 200, body = TargetGroupView), (status = 422, body = ApiError)))]
-pub async fn update_group(State(s): State<AppState>, Authed(c): Authed, Path(name): Path<String>, ApiJson(patch): ApiJson<TargetGroupPatch>) -> ApiResult<Json<TargetGroupView>> {
+pub async fn update_group(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+    ApiJson(patch): ApiJson<TargetGroupPatch>,
+) -> ApiResult<Json<TargetGroupView>> {
     s.storage.execute(&c, Command::UpdateTargetGroup { name: name.clone(), patch }).await?;
     Ok(Json(s.storage.target_group(&c, &name).await?))
 }
@@ -102,21 +132,34 @@ pub async fn delete_group(
 
 #[utoipa::path(post, path = "/api/v1/target-groups/{name}/start", tag = "target-groups", params(("name" = String, Path)),
     responses((status = 200, body = TargetGroupView)))]
-pub async fn start_group(State(s): State<AppState>, Authed(c): Authed, Path(name): Path<String>) -> ApiResult<Json<TargetGroupView>> {
+pub async fn start_group(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<TargetGroupView>> {
     s.storage.execute(&c, Command::SetGroupRunning { name: name.clone(), running: true }).await?;
     Ok(Json(s.storage.target_group(&c, &name).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/target-groups/{name}/stop", tag = "target-groups", params(("name" = String, Path)),
     responses((status = 200, body = TargetGroupView)))]
-pub async fn stop_group(State(s): State<AppState>, Authed(c): Authed, Path(name): Path<String>) -> ApiResult<Json<TargetGroupView>> {
+pub async fn stop_group(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<TargetGroupView>> {
     s.storage.execute(&c, Command::SetGroupRunning { name: name.clone(), running: false }).await?;
     Ok(Json(s.storage.target_group(&c, &name).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/target-groups/{name}/targets", tag = "target-groups", params(("name" = String, Path)), request_body = TargetSpec,
     responses((status = 201, body = TargetGroupView), (status = 409, body = ApiError), (status = 422, body = ApiError)))]
-pub async fn add_target(State(s): State<AppState>, Authed(c): Authed, Path(group): Path<String>, ApiJson(target): ApiJson<TargetSpec>) -> Created<TargetGroupView> {
+pub async fn add_target(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(group): Path<String>,
+    ApiJson(target): ApiJson<TargetSpec>,
+) -> Created<TargetGroupView> {
     s.storage.execute(&c, Command::AddTarget { group: group.clone(), target }).await?;
     Ok((StatusCode::CREATED, Json(s.storage.target_group(&c, &group).await?)))
 }
@@ -136,13 +179,22 @@ pub async fn remove_target(
 
 #[utoipa::path(get, path = "/api/v1/target-groups/{name}/luns", tag = "target-groups", params(("name" = String, Path)),
     responses((status = 200, body = Vec<LunView>)))]
-pub async fn list_luns(State(s): State<AppState>, Authed(c): Authed, Path(group): Path<String>) -> ApiResult<Json<Vec<LunView>>> {
+pub async fn list_luns(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(group): Path<String>,
+) -> ApiResult<Json<Vec<LunView>>> {
     Ok(Json(s.storage.target_group(&c, &group).await?.luns))
 }
 
 #[utoipa::path(post, path = "/api/v1/target-groups/{name}/luns", tag = "target-groups", params(("name" = String, Path)), request_body = NewLun,
     responses((status = 201, body = LunView), (status = 409, body = ApiError)))]
-pub async fn attach_lun(State(s): State<AppState>, Authed(c): Authed, Path(group): Path<String>, ApiJson(lun): ApiJson<NewLun>) -> Created<LunView> {
+pub async fn attach_lun(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(group): Path<String>,
+    ApiJson(lun): ApiJson<NewLun>,
+) -> Created<LunView> {
     let volume = lun.volume.clone();
     s.storage.execute(&c, Command::AttachVolume { group: group.clone(), lun }).await?;
     let g = s.storage.target_group(&c, &group).await?;
@@ -152,7 +204,11 @@ pub async fn attach_lun(State(s): State<AppState>, Authed(c): Authed, Path(group
 
 #[utoipa::path(delete, path = "/api/v1/target-groups/{name}/luns/{lun}", tag = "target-groups",
     params(("name" = String, Path), ("lun" = u8, Path)), responses((status = 204), (status = 404, body = ApiError)))]
-pub async fn detach_lun(State(s): State<AppState>, Authed(c): Authed, Path((group, lun)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn detach_lun(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path((group, lun)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let lun: u8 = lun.parse().map_err(|_| ApiError::new(400, "A LUN id is a number from 0 to 255."))?;
     s.storage.execute(&c, Command::DetachLun { group, lun }).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -160,13 +216,22 @@ pub async fn detach_lun(State(s): State<AppState>, Authed(c): Authed, Path((grou
 
 #[utoipa::path(get, path = "/api/v1/target-groups/{name}/acl", tag = "target-groups", params(("name" = String, Path)),
     responses((status = 200, body = Vec<AclRuleView>)))]
-pub async fn list_acl(State(s): State<AppState>, Authed(c): Authed, Path(group): Path<String>) -> ApiResult<Json<Vec<AclRuleView>>> {
+pub async fn list_acl(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(group): Path<String>,
+) -> ApiResult<Json<Vec<AclRuleView>>> {
     Ok(Json(s.storage.target_group(&c, &group).await?.acl))
 }
 
 #[utoipa::path(post, path = "/api/v1/target-groups/{name}/acl", tag = "target-groups", params(("name" = String, Path)), request_body = NewAclRule,
     responses((status = 201, body = AclRuleView), (status = 409, body = ApiError), (status = 422, body = ApiError)))]
-pub async fn add_acl(State(s): State<AppState>, Authed(c): Authed, Path(group): Path<String>, ApiJson(rule): ApiJson<NewAclRule>) -> Created<AclRuleView> {
+pub async fn add_acl(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(group): Path<String>,
+    ApiJson(rule): ApiJson<NewAclRule>,
+) -> Created<AclRuleView> {
     let initiator = rule.initiator.clone();
     s.storage.execute(&c, Command::AddAclRule { group: group.clone(), rule }).await?;
     let g = s.storage.target_group(&c, &group).await?;
@@ -190,14 +255,22 @@ pub async fn update_acl(
 
 #[utoipa::path(delete, path = "/api/v1/target-groups/{name}/acl/{initiator}", tag = "target-groups",
     params(("name" = String, Path), ("initiator" = String, Path)), responses((status = 204), (status = 404, body = ApiError)))]
-pub async fn delete_acl(State(s): State<AppState>, Authed(c): Authed, Path((group, initiator)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn delete_acl(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path((group, initiator)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     s.storage.execute(&c, Command::DeleteAclRule { group, initiator }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/target-groups/{name}/connections", tag = "target-groups", params(("name" = String, Path)),
     responses((status = 200, body = Vec<ConnectionView>)))]
-pub async fn connections(State(s): State<AppState>, Authed(c): Authed, Path(group): Path<String>) -> ApiResult<Json<Vec<ConnectionView>>> {
+pub async fn connections(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(group): Path<String>,
+) -> ApiResult<Json<Vec<ConnectionView>>> {
     Ok(Json(s.storage.connections(&c, &group).await?))
 }
 
@@ -212,7 +285,11 @@ async fn chap_user_view(s: &AppState, c: &portico_app::service::Caller, name: &s
 
 #[utoipa::path(post, path = "/api/v1/chap-users", tag = "chap-users", request_body = NewChapUser,
     responses((status = 201, body = ChapUserView), (status = 409, body = ApiError), (status = 422, body = ApiError)))]
-pub async fn create_chap_user(State(s): State<AppState>, Authed(c): Authed, ApiJson(u): ApiJson<NewChapUser>) -> Created<ChapUserView> {
+pub async fn create_chap_user(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    ApiJson(u): ApiJson<NewChapUser>,
+) -> Created<ChapUserView> {
     let name = u.name.clone();
     s.storage.execute(&c, Command::CreateChapUser(u)).await?;
     Ok((StatusCode::CREATED, Json(chap_user_view(&s, &c, &name).await?)))
@@ -220,14 +297,23 @@ pub async fn create_chap_user(State(s): State<AppState>, Authed(c): Authed, ApiJ
 
 #[utoipa::path(patch, path = "/api/v1/chap-users/{name}", tag = "chap-users", params(("name" = String, Path)), request_body = ChapUserPatch,
     responses((status = 200, body = ChapUserView), (status = 404, body = ApiError), (status = 422, body = ApiError)))]
-pub async fn update_chap_user(State(s): State<AppState>, Authed(c): Authed, Path(name): Path<String>, ApiJson(patch): ApiJson<ChapUserPatch>) -> ApiResult<Json<ChapUserView>> {
+pub async fn update_chap_user(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+    ApiJson(patch): ApiJson<ChapUserPatch>,
+) -> ApiResult<Json<ChapUserView>> {
     s.storage.execute(&c, Command::UpdateChapUser { name: name.clone(), patch }).await?;
     Ok(Json(chap_user_view(&s, &c, &name).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/chap-users/{name}", tag = "chap-users", params(("name" = String, Path)),
     responses((status = 204), (status = 409, body = ApiError, description = "Used by a target group")))]
-pub async fn delete_chap_user(State(s): State<AppState>, Authed(c): Authed, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_chap_user(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     s.storage.execute(&c, Command::DeleteChapUser { name }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -239,13 +325,22 @@ pub async fn list_nodes(State(s): State<AppState>, Authed(c): Authed) -> ApiResu
 
 #[utoipa::path(get, path = "/api/v1/nodes/{name}", tag = "nodes", params(("name" = String, Path)),
     responses((status = 200, body = NodeView), (status = 404, body = ApiError)))]
-pub async fn get_node(State(s): State<AppState>, Authed(c): Authed, Path(name): Path<String>) -> ApiResult<Json<NodeView>> {
+pub async fn get_node(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<NodeView>> {
     Ok(Json(s.storage.node(&c, &name).await?))
 }
 
 #[utoipa::path(patch, path = "/api/v1/nodes/{name}", tag = "nodes", params(("name" = String, Path)), request_body = NodePatch,
     responses((status = 200, body = NodeView), (status = 404, body = ApiError), (status = 422, body = ApiError)))]
-pub async fn update_node(State(s): State<AppState>, Authed(c): Authed, Path(name): Path<String>, ApiJson(patch): ApiJson<NodePatch>) -> ApiResult<Json<NodeView>> {
+pub async fn update_node(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+    ApiJson(patch): ApiJson<NodePatch>,
+) -> ApiResult<Json<NodeView>> {
     s.storage.execute(&c, Command::UpdateNode { name: name.clone(), patch }).await?;
     Ok(Json(s.storage.node(&c, &name).await?))
 }

@@ -49,17 +49,17 @@ impl AuditRecord {
 /// Appends to the audit log. A failure to audit is logged, never hidden.
 pub async fn write_audit(pool: &sqlx::SqlitePool, r: AuditRecord) {
     let res = sqlx::query(
-            "INSERT INTO audit_log (time, username, action, object, result, source, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(crate::db::now())
-        .bind(&r.user)
-        .bind(r.action)
-        .bind(&r.object)
-        .bind(r.result.as_str())
-        .bind(&r.source)
-        .bind(&r.detail)
-        .execute(pool)
-        .await;
+        "INSERT INTO audit_log (time, username, action, object, result, source, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(crate::db::now())
+    .bind(&r.user)
+    .bind(r.action)
+    .bind(&r.object)
+    .bind(r.result.as_str())
+    .bind(&r.source)
+    .bind(&r.detail)
+    .execute(pool)
+    .await;
     if let Err(e) = res {
         tracing::error!(error = %e, action = r.action, object = %r.object, "cannot write the audit log");
     }
@@ -72,10 +72,20 @@ impl Node {
     }
 
     /// Checks the caller's role for a change; a refusal is audited.
-    pub(crate) async fn authorize(&self, caller: &Caller, needed: Role, action: &'static str, object: &str, what: &str) -> Result<(), ApiError> {
+    pub(crate) async fn authorize(
+        &self,
+        caller: &Caller,
+        needed: Role,
+        action: &'static str,
+        object: &str,
+        what: &str,
+    ) -> Result<(), ApiError> {
         if let Err(e) = caller.require(needed, what) {
-            self.record(AuditRecord::by(caller, action, object, AuditResult::Denied).detail(format!("role {} lacks {}", caller.role, needed)))
-                .await;
+            self.record(
+                AuditRecord::by(caller, action, object, AuditResult::Denied)
+                    .detail(format!("role {} lacks {}", caller.role, needed)),
+            )
+            .await;
             return Err(e);
         }
         Ok(())
@@ -86,7 +96,8 @@ impl Node {
         let per_page = per_page.clamp(1, 200);
         let page = page.max(1);
         let offset = i64::from(page - 1) * i64::from(per_page);
-        let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_log").fetch_one(&self.pool).await.map_err(db_error)?;
+        let (total,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM audit_log").fetch_one(&self.pool).await.map_err(db_error)?;
         let rows: Vec<(i64, String, String, String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT id, time, username, action, object, result, source, detail FROM audit_log ORDER BY id DESC LIMIT ? OFFSET ?",
         )

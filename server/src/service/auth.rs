@@ -62,8 +62,11 @@ impl Node {
         let Some((user_id, _, role, enabled)) = row.filter(|_| ok) else {
             let outcome = self.throttle.record_failure(&username, address.as_deref(), Instant::now());
             tracing::warn!(user = %username, source = ?address, failures = outcome.user_failures, "failed login");
-            self.record(audit(AuditResult::Failure, format!("wrong user name or password (failure {} in a row)", outcome.user_failures)))
-                .await;
+            self.record(audit(
+                AuditResult::Failure,
+                format!("wrong user name or password (failure {} in a row)", outcome.user_failures),
+            ))
+            .await;
             if let Some(key) = outcome.locked {
                 let lock_min = minutes(self.throttle.policy().lock_for);
                 let (object, what) = match key {
@@ -97,15 +100,17 @@ impl Node {
         let token = secrets::random_token("");
         let now = time::OffsetDateTime::now_utc();
         let expires = now + self.settings.session_lifetime;
-        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at, source) VALUES (?, ?, ?, ?, ?)")
-            .bind(secrets::sha256_hex(&token))
-            .bind(user_id)
-            .bind(crate::db::rfc3339(now))
-            .bind(crate::db::rfc3339(expires))
-            .bind(&address)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, source) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(secrets::sha256_hex(&token))
+        .bind(user_id)
+        .bind(crate::db::rfc3339(now))
+        .bind(crate::db::rfc3339(expires))
+        .bind(&address)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
         sqlx::query("UPDATE users SET last_login_at = ? WHERE id = ?")
             .bind(crate::db::rfc3339(now))
             .bind(user_id)
@@ -136,7 +141,11 @@ impl Node {
         Ok(())
     }
 
-    pub(crate) async fn authenticate_impl(&self, credential: Credential, origin: RequestOrigin) -> Result<Caller, ApiError> {
+    pub(crate) async fn authenticate_impl(
+        &self,
+        credential: Credential,
+        origin: RequestOrigin,
+    ) -> Result<Caller, ApiError> {
         let now = crate::db::now();
         let row: Option<(i64, String, String)> = match &credential {
             Credential::Session(token) => {

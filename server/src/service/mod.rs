@@ -89,7 +89,8 @@ impl Node {
     /// Creates the first admin if there is no user at all. Returns whether it did.
     pub async fn ensure_first_admin(&self, password: &str) -> Result<bool, ApiError> {
         check_password(password).map_err(|m| ApiError::invalid_field("password", m))?;
-        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(db_error)?;
+        let (count,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(db_error)?;
         if count > 0 {
             return Ok(false);
         }
@@ -102,7 +103,13 @@ impl Node {
             .execute(&self.pool)
             .await
             .map_err(db_error)?;
-        self.record(AuditRecord::system("user.create", "user/admin", AuditResult::Success, Some("first start: initial administrator"))).await;
+        self.record(AuditRecord::system(
+            "user.create",
+            "user/admin",
+            AuditResult::Success,
+            Some("first start: initial administrator"),
+        ))
+        .await;
         Ok(true)
     }
 }
@@ -166,7 +173,8 @@ impl NodeService for Node {
 
     async fn overview(&self, caller: &Caller) -> Result<NodeOverview, ApiError> {
         caller.require(Role::Viewer, "see this node")?;
-        let (users,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(db_error)?;
+        let (users,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(db_error)?;
         Ok(NodeOverview {
             node_name: self.settings.node_name.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),

@@ -35,8 +35,11 @@ impl Node {
         .fetch_one(&self.pool)
         .await
         .map_err(db_error)?;
-        self.record(AuditRecord::by(caller, "token.create", format!("token/{id}"), AuditResult::Success).detail(format!("name {name}")))
-            .await;
+        self.record(
+            AuditRecord::by(caller, "token.create", format!("token/{id}"), AuditResult::Success)
+                .detail(format!("name {name}")),
+        )
+        .await;
         Ok(CreatedToken { id, name, token })
     }
 

@@ -66,16 +66,25 @@ impl Node {
         .await
         .map_err(db_error)?;
         if res.rows_affected() == 0 {
-            self.record(AuditRecord::by(caller, "user.create", &object, AuditResult::Failure).detail("name taken")).await;
+            self.record(AuditRecord::by(caller, "user.create", &object, AuditResult::Failure).detail("name taken"))
+                .await;
             let mut e = ApiError::conflict(format!("A user named {} already exists.", new.username));
             e.fields.insert("username".into(), "This name is taken.".into());
             return Err(e);
         }
-        self.record(AuditRecord::by(caller, "user.create", &object, AuditResult::Success).detail(format!("role {}", new.role))).await;
+        self.record(
+            AuditRecord::by(caller, "user.create", &object, AuditResult::Success).detail(format!("role {}", new.role)),
+        )
+        .await;
         self.find_user(&new.username).await
     }
 
-    pub(crate) async fn update_user_impl(&self, caller: &Caller, username: &str, patch: UserPatch) -> Result<UserView, ApiError> {
+    pub(crate) async fn update_user_impl(
+        &self,
+        caller: &Caller,
+        username: &str,
+        patch: UserPatch,
+    ) -> Result<UserView, ApiError> {
         let object = format!("user/{username}");
         self.authorize(caller, Role::Admin, "user.update", &object, "manage users").await?;
         if patch.role.is_none() && patch.password.is_none() && patch.enabled.is_none() {
@@ -95,9 +104,18 @@ impl Node {
             } else {
                 format!("UPDATE users SET role = ?, updated_at = ? WHERE username = ? AND {NOT_LAST_ADMIN}")
             };
-            let res = sqlx::query(&sql).bind(role.as_str()).bind(crate::db::now()).bind(username).execute(&self.pool).await.map_err(db_error)?;
+            let res = sqlx::query(&sql)
+                .bind(role.as_str())
+                .bind(crate::db::now())
+                .bind(username)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
             if res.rows_affected() == 0 {
-                self.record(AuditRecord::by(caller, "user.update", &object, AuditResult::Failure).detail("refused: last admin")).await;
+                self.record(
+                    AuditRecord::by(caller, "user.update", &object, AuditResult::Failure).detail("refused: last admin"),
+                )
+                .await;
                 return Err(ApiError::conflict(LAST_ADMIN));
             }
             changes.push(format!("role {} → {}", before.role, role));
@@ -108,9 +126,13 @@ impl Node {
             } else {
                 format!("UPDATE users SET enabled = 0, updated_at = ? WHERE username = ? AND {NOT_LAST_ADMIN}")
             };
-            let res = sqlx::query(&sql).bind(crate::db::now()).bind(username).execute(&self.pool).await.map_err(db_error)?;
+            let res =
+                sqlx::query(&sql).bind(crate::db::now()).bind(username).execute(&self.pool).await.map_err(db_error)?;
             if res.rows_affected() == 0 {
-                self.record(AuditRecord::by(caller, "user.update", &object, AuditResult::Failure).detail("refused: last admin")).await;
+                self.record(
+                    AuditRecord::by(caller, "user.update", &object, AuditResult::Failure).detail("refused: last admin"),
+                )
+                .await;
                 return Err(ApiError::conflict(LAST_ADMIN));
             }
             changes.push(if enabled { "enabled".into() } else { "disabled".into() });
@@ -149,7 +171,10 @@ impl Node {
             .await
             .map_err(db_error)?;
         if res.rows_affected() == 0 {
-            self.record(AuditRecord::by(caller, "user.delete", &object, AuditResult::Failure).detail("refused: last admin")).await;
+            self.record(
+                AuditRecord::by(caller, "user.delete", &object, AuditResult::Failure).detail("refused: last admin"),
+            )
+            .await;
             return Err(ApiError::conflict(LAST_ADMIN));
         }
         self.record(AuditRecord::by(caller, "user.delete", &object, AuditResult::Success)).await;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use portico_app::error::{ApiError, FieldErrors};
+pub use portico_app::model::storage::Command;
 use portico_app::model::storage::*;
 use rand::RngCore;
 use sqlx::{Sqlite, Transaction};
@@ -17,28 +18,6 @@ use super::secret_box::SecretBox;
 const MAX_VOLUME: u64 = 64 << 40;
 const DEFAULT_PORT: u16 = 3260;
 const IQN_PREFIX: &str = "iqn.2026-11.local.portico";
-
-#[derive(Debug, Clone)]
-pub enum Command {
-    CreateVolume(NewVolume),
-    UpdateVolume { name: String, patch: VolumePatch },
-    DeleteVolume { name: String },
-    CreateChapUser(NewChapUser),
-    UpdateChapUser { name: String, patch: ChapUserPatch },
-    DeleteChapUser { name: String },
-    CreateTargetGroup(NewTargetGroup),
-    UpdateTargetGroup { name: String, patch: TargetGroupPatch },
-    DeleteTargetGroup { name: String, force: bool },
-    SetGroupRunning { name: String, running: bool },
-    AddTarget { group: String, target: TargetSpec },
-    RemoveTarget { group: String, iqn: String, force: bool },
-    AttachVolume { group: String, lun: NewLun },
-    DetachLun { group: String, lun: u8 },
-    AddAclRule { group: String, rule: NewAclRule },
-    UpdateAclRule { group: String, initiator: String, patch: AclPatch },
-    DeleteAclRule { group: String, initiator: String },
-    UpdateNode { name: String, patch: NodePatch },
-}
 
 pub struct Context<'a> {
     pub node_id: i64,
@@ -69,79 +48,30 @@ fn field(name: &str, msg: impl Into<String>) -> ApiError {
     ApiError::invalid_field(name, msg)
 }
 
-impl Command {
-    pub fn action(&self) -> &'static str {
-        match self {
-            Command::CreateVolume(_) => "volume.create",
-            Command::UpdateVolume { .. } => "volume.update",
-            Command::DeleteVolume { .. } => "volume.delete",
-            Command::CreateChapUser(_) => "chap-user.create",
-            Command::UpdateChapUser { .. } => "chap-user.update",
-            Command::DeleteChapUser { .. } => "chap-user.delete",
-            Command::CreateTargetGroup(_) => "target-group.create",
-            Command::UpdateTargetGroup { .. } => "target-group.update",
-            Command::DeleteTargetGroup { .. } => "target-group.delete",
-            Command::SetGroupRunning { running: true, .. } => "target-group.start",
-            Command::SetGroupRunning { running: false, .. } => "target-group.stop",
-            Command::AddTarget { .. } => "target.add",
-            Command::RemoveTarget { .. } => "target.remove",
-            Command::AttachVolume { .. } => "lun.attach",
-            Command::DetachLun { .. } => "lun.detach",
-            Command::AddAclRule { .. } => "acl.add",
-            Command::UpdateAclRule { .. } => "acl.update",
-            Command::DeleteAclRule { .. } => "acl.delete",
-            Command::UpdateNode { .. } => "node.update",
+/// Runs one command against the database inside the caller's transaction.
+pub async fn apply(command: Command, tx: &mut Tx<'_>, ctx: &Context<'_>) -> Result<Effects, ApiError> {
+    match command {
+        Command::CreateVolume(v) => create_volume(tx, ctx, v).await,
+        Command::UpdateVolume { name, patch } => update_volume(tx, &name, patch).await,
+        Command::DeleteVolume { name } => delete_volume(tx, &name).await,
+        Command::CreateChapUser(u) => create_chap_user(tx, ctx, u).await,
+        Command::UpdateChapUser { name, patch } => update_chap_user(tx, ctx, &name, patch).await,
+        Command::DeleteChapUser { name } => delete_chap_user(tx, &name).await,
+        Command::CreateTargetGroup(g) => create_group(tx, g).await,
+        Command::UpdateTargetGroup { name, patch } => update_group(tx, &name, patch).await,
+        Command::DeleteTargetGroup { name, force } => delete_group(tx, &name, force).await,
+        Command::SetGroupRunning { name, running } => set_running(tx, &name, running).await,
+        Command::AddTarget { group, target } => {
+            let (gid, _) = group_id(tx, &group).await?;
+            add_target(tx, gid, &group, target, "target").await
         }
-    }
-
-    /// What the command is about, for the audit log.
-    pub fn object(&self) -> String {
-        let short = |s: &str| s.chars().take(100).collect::<String>();
-        match self {
-            Command::CreateVolume(v) => format!("volume/{}", short(&v.name)),
-            Command::UpdateVolume { name, .. } | Command::DeleteVolume { name } => format!("volume/{}", short(name)),
-            Command::CreateChapUser(u) => format!("chap-user/{}", short(&u.name)),
-            Command::UpdateChapUser { name, .. } | Command::DeleteChapUser { name } => format!("chap-user/{}", short(name)),
-            Command::CreateTargetGroup(g) => format!("target-group/{}", short(&g.name)),
-            Command::UpdateTargetGroup { name, .. } | Command::DeleteTargetGroup { name, .. } | Command::SetGroupRunning { name, .. } => {
-                format!("target-group/{}", short(name))
-            }
-            Command::AddTarget { group, target } => format!("target-group/{}/target@{}", short(group), short(&target.node)),
-            Command::RemoveTarget { group, iqn, .. } => format!("target-group/{}/target/{}", short(group), short(iqn)),
-            Command::AttachVolume { group, lun } => format!("target-group/{}/lun/{}", short(group), short(&lun.volume)),
-            Command::DetachLun { group, lun } => format!("target-group/{}/lun/{lun}", short(group)),
-            Command::AddAclRule { group, rule } => format!("target-group/{}/acl/{}", short(group), short(&rule.initiator)),
-            Command::UpdateAclRule { group, initiator, .. } | Command::DeleteAclRule { group, initiator } => {
-                format!("target-group/{}/acl/{}", short(group), short(initiator))
-            }
-            Command::UpdateNode { name, .. } => format!("node/{}", short(name)),
-        }
-    }
-
-    pub async fn apply(self, tx: &mut Tx<'_>, ctx: &Context<'_>) -> Result<Effects, ApiError> {
-        match self {
-            Command::CreateVolume(v) => create_volume(tx, ctx, v).await,
-            Command::UpdateVolume { name, patch } => update_volume(tx, &name, patch).await,
-            Command::DeleteVolume { name } => delete_volume(tx, &name).await,
-            Command::CreateChapUser(u) => create_chap_user(tx, ctx, u).await,
-            Command::UpdateChapUser { name, patch } => update_chap_user(tx, ctx, &name, patch).await,
-            Command::DeleteChapUser { name } => delete_chap_user(tx, &name).await,
-            Command::CreateTargetGroup(g) => create_group(tx, g).await,
-            Command::UpdateTargetGroup { name, patch } => update_group(tx, &name, patch).await,
-            Command::DeleteTargetGroup { name, force } => delete_group(tx, &name, force).await,
-            Command::SetGroupRunning { name, running } => set_running(tx, &name, running).await,
-            Command::AddTarget { group, target } => {
-                let (gid, _) = group_id(tx, &group).await?;
-                add_target(tx, gid, &group, target, "target").await
-            }
-            Command::RemoveTarget { group, iqn, force } => remove_target(tx, &group, &iqn, force).await,
-            Command::AttachVolume { group, lun } => attach(tx, &group, lun).await,
-            Command::DetachLun { group, lun } => detach(tx, &group, lun).await,
-            Command::AddAclRule { group, rule } => add_acl(tx, &group, rule).await,
-            Command::UpdateAclRule { group, initiator, patch } => update_acl(tx, &group, &initiator, patch).await,
-            Command::DeleteAclRule { group, initiator } => delete_acl(tx, &group, &initiator).await,
-            Command::UpdateNode { name, patch } => update_node(tx, &name, patch).await,
-        }
+        Command::RemoveTarget { group, iqn, force } => remove_target(tx, &group, &iqn, force).await,
+        Command::AttachVolume { group, lun } => attach(tx, &group, lun).await,
+        Command::DetachLun { group, lun } => detach(tx, &group, lun).await,
+        Command::AddAclRule { group, rule } => add_acl(tx, &group, rule).await,
+        Command::UpdateAclRule { group, initiator, patch } => update_acl(tx, &group, &initiator, patch).await,
+        Command::DeleteAclRule { group, initiator } => delete_acl(tx, &group, &initiator).await,
+        Command::UpdateNode { name, patch } => update_node(tx, &name, patch).await,
     }
 }
 
@@ -170,14 +100,18 @@ async fn create_volume(tx: &mut Tx<'_>, ctx: &Context<'_>, v: NewVolume) -> Resu
         if size == 0 || size > MAX_VOLUME {
             errors.check("size", Err("A volume has 1 byte to 64 TiB.".into()));
         } else if size % u64::from(v.block_size.max(1)) != 0 {
-            errors.check("size", Err(format!("The size must be a multiple of the block size ({} bytes).", v.block_size)));
+            errors
+                .check("size", Err(format!("The size must be a multiple of the block size ({} bytes).", v.block_size)));
         }
     }
     let (nodes,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM nodes").fetch_one(&mut **tx).await.map_err(db)?;
     if !(1..=3).contains(&v.replicas) {
         errors.check("replicas", Err("A volume has 1 to 3 replicas.".into()));
     } else if i64::from(v.replicas) > nodes {
-        errors.check("replicas", Err(format!("{} replicas need {} nodes; the cluster has {nodes}.", v.replicas, v.replicas)));
+        errors.check(
+            "replicas",
+            Err(format!("{} replicas need {} nodes; the cluster has {nodes}.", v.replicas, v.replicas)),
+        );
     }
     errors.into_result()?;
     let size = size.expect("validated");
@@ -229,14 +163,24 @@ async fn update_volume(tx: &mut Tx<'_>, name: &str, patch: VolumePatch) -> Resul
             return Err(field("size", format!("Up to 64 TiB, a multiple of the block size ({block_size} bytes).")));
         }
         if new != size as u64 {
-            sqlx::query("UPDATE volumes SET size = ? WHERE id = ?").bind(new as i64).bind(id).execute(&mut **tx).await.map_err(db)?;
+            sqlx::query("UPDATE volumes SET size = ? WHERE id = ?")
+                .bind(new as i64)
+                .bind(id)
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
             changes.push(format!("grown from {size} to {new} bytes"));
         }
     }
     for (column, value) in [("iops_limit", patch.iops_limit), ("mbps_limit", patch.mbps_limit)] {
         if let Some(v) = value {
             let v = if v == 0 { None } else { Some(v as i64) };
-            sqlx::query(&format!("UPDATE volumes SET {column} = ? WHERE id = ?")).bind(v).bind(id).execute(&mut **tx).await.map_err(db)?;
+            sqlx::query(&format!("UPDATE volumes SET {column} = ? WHERE id = ?"))
+                .bind(v)
+                .bind(id)
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
             changes.push(format!("{column} {}", v.map(|v| v.to_string()).unwrap_or_else(|| "none".into())));
         }
     }
@@ -256,7 +200,9 @@ async fn delete_volume(tx: &mut Tx<'_>, name: &str) -> Result<Effects, ApiError>
     .await
     .map_err(db)?;
     if let Some((group, lun)) = attached {
-        return Err(ApiError::conflict(format!("The volume {name} is attached to {group} as LUN {lun}: detach it first.")));
+        return Err(ApiError::conflict(format!(
+            "The volume {name} is attached to {group} as LUN {lun}: detach it first."
+        )));
     }
     sqlx::query("DELETE FROM volumes WHERE id = ?").bind(id).execute(&mut **tx).await.map_err(db)?;
     Ok(Effects { remove_files: vec![name.to_string()], ..Default::default() })
@@ -292,27 +238,48 @@ fn check_chap_name(name: &str) -> Result<(), String> {
 
 fn check_description(d: Option<&str>) -> Result<(), String> {
     match d {
-        Some(d) if d.chars().count() > 200 || d.chars().any(char::is_control) => Err("At most 200 characters, one line.".into()),
+        Some(d) if d.chars().count() > 200 || d.chars().any(char::is_control) => {
+            Err("At most 200 characters, one line.".into())
+        }
         _ => Ok(()),
     }
 }
 
 async fn chap_id(tx: &mut Tx<'_>, name: &str) -> Result<i64, ApiError> {
-    let row: Option<(i64,)> = sqlx::query_as("SELECT id FROM chap_users WHERE name = ?").bind(name).fetch_optional(&mut **tx).await.map_err(db)?;
+    let row: Option<(i64,)> = sqlx::query_as("SELECT id FROM chap_users WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
     row.map(|r| r.0).ok_or_else(|| ApiError::not_found(format!("The CHAP user {name}")))
 }
 
-async fn update_chap_user(tx: &mut Tx<'_>, ctx: &Context<'_>, name: &str, patch: ChapUserPatch) -> Result<Effects, ApiError> {
+async fn update_chap_user(
+    tx: &mut Tx<'_>,
+    ctx: &Context<'_>,
+    name: &str,
+    patch: ChapUserPatch,
+) -> Result<Effects, ApiError> {
     let id = chap_id(tx, name).await?;
     let mut changes = Vec::new();
     if let Some(secret) = &patch.secret {
         check_chap_secret(secret).map_err(|m| field("secret", m))?;
-        sqlx::query("UPDATE chap_users SET secret = ? WHERE id = ?").bind(ctx.secrets.seal(secret)).bind(id).execute(&mut **tx).await.map_err(db)?;
+        sqlx::query("UPDATE chap_users SET secret = ? WHERE id = ?")
+            .bind(ctx.secrets.seal(secret))
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
         changes.push("secret changed");
     }
     if let Some(d) = &patch.description {
         check_description(Some(d)).map_err(|m| field("description", m))?;
-        sqlx::query("UPDATE chap_users SET description = ? WHERE id = ?").bind(d).bind(id).execute(&mut **tx).await.map_err(db)?;
+        sqlx::query("UPDATE chap_users SET description = ? WHERE id = ?")
+            .bind(d)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
         changes.push("description changed");
     }
     if changes.is_empty() {
@@ -323,15 +290,20 @@ async fn update_chap_user(tx: &mut Tx<'_>, ctx: &Context<'_>, name: &str, patch:
 
 async fn delete_chap_user(tx: &mut Tx<'_>, name: &str) -> Result<Effects, ApiError> {
     let id = chap_id(tx, name).await?;
-    let users: Vec<(String,)> = sqlx::query_as("SELECT name FROM target_groups WHERE chap_user_id = ? OR mutual_chap_user_id = ? ORDER BY name")
-        .bind(id)
-        .bind(id)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(db)?;
+    let users: Vec<(String,)> = sqlx::query_as(
+        "SELECT name FROM target_groups WHERE chap_user_id = ? OR mutual_chap_user_id = ? ORDER BY name",
+    )
+    .bind(id)
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db)?;
     if !users.is_empty() {
         let names: Vec<_> = users.into_iter().map(|u| u.0).collect();
-        return Err(ApiError::conflict(format!("The CHAP user {name} is used by {}: change their CHAP setting first.", names.join(", "))));
+        return Err(ApiError::conflict(format!(
+            "The CHAP user {name} is used by {}: change their CHAP setting first.",
+            names.join(", ")
+        )));
     }
     sqlx::query("DELETE FROM chap_users WHERE id = ?").bind(id).execute(&mut **tx).await.map_err(db)?;
     Ok(Effects::default())
@@ -345,7 +317,9 @@ async fn resolve_chap(tx: &mut Tx<'_>, chap: &ChapSetting) -> Result<(Option<i64
         (_, Some(u)) => Some(chap_id(tx, u).await.map_err(|e| field("chap.user", e.message))?),
     };
     let mutual = match (chap.mode, &chap.mutual_user) {
-        (ChapMode::Mutual, None) => return Err(field("chap.mutual_user", "Mutual CHAP needs a second CHAP user for the target.")),
+        (ChapMode::Mutual, None) => {
+            return Err(field("chap.mutual_user", "Mutual CHAP needs a second CHAP user for the target."))
+        }
         (ChapMode::Mutual, Some(u)) => {
             let id = chap_id(tx, u).await.map_err(|e| field("chap.mutual_user", e.message))?;
             if Some(id) == user {
@@ -402,11 +376,18 @@ fn parse_portal(p: &str) -> Result<SocketAddr, String> {
 }
 
 fn sanitize_for_iqn(s: &str) -> String {
-    s.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' }).collect()
+    s.to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' })
+        .collect()
 }
 
 async fn add_target(tx: &mut Tx<'_>, gid: i64, group: &str, t: TargetSpec, at: &str) -> Result<Effects, ApiError> {
-    let node: Option<(i64,)> = sqlx::query_as("SELECT id FROM nodes WHERE name = ?").bind(&t.node).fetch_optional(&mut **tx).await.map_err(db)?;
+    let node: Option<(i64,)> = sqlx::query_as("SELECT id FROM nodes WHERE name = ?")
+        .bind(&t.node)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
     let Some((node_id,)) = node else {
         return Err(field(&format!("{at}.node"), format!("There is no node named {}.", t.node)));
     };
@@ -417,16 +398,20 @@ async fn add_target(tx: &mut Tx<'_>, gid: i64, group: &str, t: TargetSpec, at: &
         .await
         .map_err(db)?;
     if taken > 0 {
-        return Err(ApiError::conflict(format!("The group {group} already has a target on node {}: one per node.", t.node)));
+        return Err(ApiError::conflict(format!(
+            "The group {group} already has a target on node {}: one per node.",
+            t.node
+        )));
     }
     if t.portals.is_empty() {
         return Err(field(&format!("{at}.portals"), "Give at least one portal (ip:port)."));
     }
-    let ifaces: Vec<(String, String, String)> = sqlx::query_as("SELECT name, addresses, traffic_types FROM interfaces WHERE node_id = ?")
-        .bind(node_id)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(db)?;
+    let ifaces: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT name, addresses, traffic_types FROM interfaces WHERE node_id = ?")
+            .bind(node_id)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db)?;
     let mut portals = Vec::new();
     for p in &t.portals {
         let sa = parse_portal(p).map_err(|m| field(&format!("{at}.portals"), m))?;
@@ -450,7 +435,8 @@ async fn add_target(tx: &mut Tx<'_>, gid: i64, group: &str, t: TargetSpec, at: &
         None => format!("{IQN_PREFIX}:{}.{}", sanitize_for_iqn(group), sanitize_for_iqn(&t.node)),
     };
     check_iscsi_name(&iqn).map_err(|m| field(&format!("{at}.iqn"), m))?;
-    let (tpg,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(tpg), 0) + 1 FROM targets").fetch_one(&mut **tx).await.map_err(db)?;
+    let (tpg,): (i64,) =
+        sqlx::query_as("SELECT COALESCE(MAX(tpg), 0) + 1 FROM targets").fetch_one(&mut **tx).await.map_err(db)?;
     let portal_text: Vec<String> = portals.iter().map(ToString::to_string).collect();
     let res = sqlx::query("INSERT INTO targets (group_id, node_id, iqn, portals, tpg) VALUES (?, ?, ?, ?, ?) ON CONFLICT (iqn) DO NOTHING")
         .bind(gid)
@@ -471,7 +457,12 @@ async fn update_group(tx: &mut Tx<'_>, name: &str, patch: TargetGroupPatch) -> R
     let (gid, _) = group_id(tx, name).await?;
     let mut changes = Vec::new();
     if let Some(acl) = patch.acl_enabled {
-        sqlx::query("UPDATE target_groups SET acl_enabled = ? WHERE id = ?").bind(acl).bind(gid).execute(&mut **tx).await.map_err(db)?;
+        sqlx::query("UPDATE target_groups SET acl_enabled = ? WHERE id = ?")
+            .bind(acl)
+            .bind(gid)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
         changes.push(if acl { "ACL on".to_string() } else { "ACL off".to_string() });
     }
     if let Some(chap) = patch.chap {
@@ -494,9 +485,15 @@ async fn update_group(tx: &mut Tx<'_>, name: &str, patch: TargetGroupPatch) -> R
 
 async fn delete_group(tx: &mut Tx<'_>, name: &str, force: bool) -> Result<Effects, ApiError> {
     let (gid, _) = group_id(tx, name).await?;
-    let (luns,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM luns WHERE group_id = ?").bind(gid).fetch_one(&mut **tx).await.map_err(db)?;
+    let (luns,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM luns WHERE group_id = ?")
+        .bind(gid)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)?;
     if luns > 0 && !force {
-        return Err(ApiError::conflict(format!("The group {name} has {luns} LUN(s) attached: detach them first, or delete with force.")));
+        return Err(ApiError::conflict(format!(
+            "The group {name} has {luns} LUN(s) attached: detach them first, or delete with force."
+        )));
     }
     sqlx::query("DELETE FROM target_groups WHERE id = ?").bind(gid).execute(&mut **tx).await.map_err(db)?;
     Ok(Effects { detail: (luns > 0).then(|| format!("forced: {luns} LUN(s) detached")), ..Default::default() })
@@ -546,29 +543,47 @@ async fn remove_target(tx: &mut Tx<'_>, group: &str, iqn: &str, force: bool) -> 
 async fn attach(tx: &mut Tx<'_>, group: &str, new: NewLun) -> Result<Effects, ApiError> {
     let (gid, _) = group_id(tx, group).await?;
     let (vid, _, _) = volume_row(tx, &new.volume).await.map_err(|e| field("volume", e.message))?;
-    let attached: Option<(String, i64)> =
-        sqlx::query_as("SELECT g.name, l.lun FROM luns l JOIN target_groups g ON g.id = l.group_id WHERE l.volume_id = ?")
-            .bind(vid)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db)?;
+    let attached: Option<(String, i64)> = sqlx::query_as(
+        "SELECT g.name, l.lun FROM luns l JOIN target_groups g ON g.id = l.group_id WHERE l.volume_id = ?",
+    )
+    .bind(vid)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db)?;
     if let Some((other, lun)) = attached {
-        return Err(ApiError::conflict(format!("The volume {} is already attached to {other} as LUN {lun}.", new.volume)));
+        return Err(ApiError::conflict(format!(
+            "The volume {} is already attached to {other} as LUN {lun}.",
+            new.volume
+        )));
     }
-    let used: Vec<(i64,)> = sqlx::query_as("SELECT lun FROM luns WHERE group_id = ?").bind(gid).fetch_all(&mut **tx).await.map_err(db)?;
+    let used: Vec<(i64,)> =
+        sqlx::query_as("SELECT lun FROM luns WHERE group_id = ?").bind(gid).fetch_all(&mut **tx).await.map_err(db)?;
     let used: Vec<u8> = used.into_iter().map(|(l,)| l as u8).collect();
     let lun = match new.lun {
         Some(l) if used.contains(&l) => return Err(ApiError::conflict(format!("LUN {l} is already used in {group}."))),
         Some(l) => l,
-        None => (0..=255u8).find(|l| !used.contains(l)).ok_or_else(|| ApiError::conflict("All 256 LUN ids of the group are used."))?,
+        None => (0..=255u8)
+            .find(|l| !used.contains(l))
+            .ok_or_else(|| ApiError::conflict("All 256 LUN ids of the group are used."))?,
     };
-    sqlx::query("INSERT INTO luns (group_id, lun, volume_id) VALUES (?, ?, ?)").bind(gid).bind(i64::from(lun)).bind(vid).execute(&mut **tx).await.map_err(db)?;
+    sqlx::query("INSERT INTO luns (group_id, lun, volume_id) VALUES (?, ?, ?)")
+        .bind(gid)
+        .bind(i64::from(lun))
+        .bind(vid)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
     Ok(Effects { detail: Some(format!("{} as LUN {lun}", new.volume)), ..Default::default() })
 }
 
 async fn detach(tx: &mut Tx<'_>, group: &str, lun: u8) -> Result<Effects, ApiError> {
     let (gid, _) = group_id(tx, group).await?;
-    let res = sqlx::query("DELETE FROM luns WHERE group_id = ? AND lun = ?").bind(gid).bind(i64::from(lun)).execute(&mut **tx).await.map_err(db)?;
+    let res = sqlx::query("DELETE FROM luns WHERE group_id = ? AND lun = ?")
+        .bind(gid)
+        .bind(i64::from(lun))
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
     if res.rows_affected() == 0 {
         return Err(ApiError::not_found(format!("LUN {lun} of {group}")));
     }
@@ -577,7 +592,8 @@ async fn detach(tx: &mut Tx<'_>, group: &str, lun: u8) -> Result<Effects, ApiErr
 
 async fn check_acl_luns(tx: &mut Tx<'_>, gid: i64, luns: &Option<Vec<u8>>) -> Result<Option<String>, ApiError> {
     let Some(list) = luns else { return Ok(None) };
-    let used: Vec<(i64,)> = sqlx::query_as("SELECT lun FROM luns WHERE group_id = ?").bind(gid).fetch_all(&mut **tx).await.map_err(db)?;
+    let used: Vec<(i64,)> =
+        sqlx::query_as("SELECT lun FROM luns WHERE group_id = ?").bind(gid).fetch_all(&mut **tx).await.map_err(db)?;
     if let Some(missing) = list.iter().find(|l| !used.iter().any(|(u,)| *u == i64::from(**l))) {
         return Err(field("luns", format!("LUN {missing} is not attached to this group.")));
     }
@@ -592,14 +608,16 @@ async fn add_acl(tx: &mut Tx<'_>, group: &str, rule: NewAclRule) -> Result<Effec
     check_iscsi_name(&rule.initiator).map_err(|m| field("initiator", m))?;
     check_description(rule.alias.as_deref()).map_err(|m| field("alias", m))?;
     let luns = check_acl_luns(tx, gid, &rule.luns).await?;
-    let res = sqlx::query("INSERT INTO acl_rules (group_id, initiator, alias, luns) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
-        .bind(gid)
-        .bind(&rule.initiator)
-        .bind(&rule.alias)
-        .bind(&luns)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
+    let res = sqlx::query(
+        "INSERT INTO acl_rules (group_id, initiator, alias, luns) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(gid)
+    .bind(&rule.initiator)
+    .bind(&rule.alias)
+    .bind(&luns)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
     if res.rows_affected() == 0 {
         return Err(ApiError::conflict(format!("{} already has a rule in {group}.", rule.initiator)));
     }
@@ -608,29 +626,47 @@ async fn add_acl(tx: &mut Tx<'_>, group: &str, rule: NewAclRule) -> Result<Effec
 
 async fn update_acl(tx: &mut Tx<'_>, group: &str, initiator: &str, patch: AclPatch) -> Result<Effects, ApiError> {
     let (gid, _) = group_id(tx, group).await?;
-    let exists: Option<(String,)> = sqlx::query_as("SELECT initiator FROM acl_rules WHERE group_id = ? AND initiator = ?")
-        .bind(gid)
-        .bind(initiator)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db)?;
+    let exists: Option<(String,)> =
+        sqlx::query_as("SELECT initiator FROM acl_rules WHERE group_id = ? AND initiator = ?")
+            .bind(gid)
+            .bind(initiator)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db)?;
     if exists.is_none() {
         return Err(ApiError::not_found(format!("The ACL rule for {initiator} in {group}")));
     }
     if let Some(alias) = &patch.alias {
         check_description(Some(alias)).map_err(|m| field("alias", m))?;
-        sqlx::query("UPDATE acl_rules SET alias = ? WHERE group_id = ? AND initiator = ?").bind(alias).bind(gid).bind(initiator).execute(&mut **tx).await.map_err(db)?;
+        sqlx::query("UPDATE acl_rules SET alias = ? WHERE group_id = ? AND initiator = ?")
+            .bind(alias)
+            .bind(gid)
+            .bind(initiator)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
     }
     if let Some(luns) = &patch.luns {
         let luns = check_acl_luns(tx, gid, luns).await?;
-        sqlx::query("UPDATE acl_rules SET luns = ? WHERE group_id = ? AND initiator = ?").bind(luns).bind(gid).bind(initiator).execute(&mut **tx).await.map_err(db)?;
+        sqlx::query("UPDATE acl_rules SET luns = ? WHERE group_id = ? AND initiator = ?")
+            .bind(luns)
+            .bind(gid)
+            .bind(initiator)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
     }
     Ok(Effects::default())
 }
 
 async fn delete_acl(tx: &mut Tx<'_>, group: &str, initiator: &str) -> Result<Effects, ApiError> {
     let (gid, _) = group_id(tx, group).await?;
-    let res = sqlx::query("DELETE FROM acl_rules WHERE group_id = ? AND initiator = ?").bind(gid).bind(initiator).execute(&mut **tx).await.map_err(db)?;
+    let res = sqlx::query("DELETE FROM acl_rules WHERE group_id = ? AND initiator = ?")
+        .bind(gid)
+        .bind(initiator)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
     if res.rows_affected() == 0 {
         return Err(ApiError::not_found(format!("The ACL rule for {initiator} in {group}")));
     }
@@ -638,7 +674,8 @@ async fn delete_acl(tx: &mut Tx<'_>, group: &str, initiator: &str) -> Result<Eff
 }
 
 async fn update_node(tx: &mut Tx<'_>, name: &str, patch: NodePatch) -> Result<Effects, ApiError> {
-    let node: Option<(i64,)> = sqlx::query_as("SELECT id FROM nodes WHERE name = ?").bind(name).fetch_optional(&mut **tx).await.map_err(db)?;
+    let node: Option<(i64,)> =
+        sqlx::query_as("SELECT id FROM nodes WHERE name = ?").bind(name).fetch_optional(&mut **tx).await.map_err(db)?;
     let (node_id,) = node.ok_or_else(|| ApiError::not_found(format!("The node {name}")))?;
     if patch.interfaces.is_empty() {
         return Err(ApiError::new(422, "Nothing to change: give interfaces with their traffic_types."));
@@ -646,7 +683,10 @@ async fn update_node(tx: &mut Tx<'_>, name: &str, patch: NodePatch) -> Result<Ef
     let mut changes = BTreeMap::new();
     for i in patch.interfaces {
         if let Some(bad) = i.traffic_types.iter().find(|t| !TRAFFIC_TYPES.contains(&t.as_str())) {
-            return Err(field("interfaces", format!("Unknown traffic type {bad:?}; known: {}.", TRAFFIC_TYPES.join(", "))));
+            return Err(field(
+                "interfaces",
+                format!("Unknown traffic type {bad:?}; known: {}.", TRAFFIC_TYPES.join(", ")),
+            ));
         }
         let mut types = i.traffic_types.clone();
         types.sort();
@@ -664,8 +704,17 @@ async fn update_node(tx: &mut Tx<'_>, name: &str, patch: NodePatch) -> Result<Ef
         changes.insert(i.name, types.join("+"));
     }
     // A portal must stay on an iSCSI interface.
-    let portals: Vec<(String, String)> = sqlx::query_as("SELECT iqn, portals FROM targets WHERE node_id = ?").bind(node_id).fetch_all(&mut **tx).await.map_err(db)?;
-    let ifaces: Vec<(String, String)> = sqlx::query_as("SELECT addresses, traffic_types FROM interfaces WHERE node_id = ?").bind(node_id).fetch_all(&mut **tx).await.map_err(db)?;
+    let portals: Vec<(String, String)> = sqlx::query_as("SELECT iqn, portals FROM targets WHERE node_id = ?")
+        .bind(node_id)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db)?;
+    let ifaces: Vec<(String, String)> =
+        sqlx::query_as("SELECT addresses, traffic_types FROM interfaces WHERE node_id = ?")
+            .bind(node_id)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db)?;
     for (iqn, list) in portals {
         let list: Vec<String> = serde_json::from_str(&list).unwrap_or_default();
         for p in list {
@@ -676,7 +725,9 @@ async fn update_node(tx: &mut Tx<'_>, name: &str, patch: NodePatch) -> Result<Ef
                 t.iter().any(|t| t == "iscsi") && address_matches(&a, sa.ip())
             });
             if !ok {
-                return Err(ApiError::conflict(format!("The portal {p} of {iqn} needs an interface carrying iSCSI traffic.")));
+                return Err(ApiError::conflict(format!(
+                    "The portal {p} of {iqn} needs an interface carrying iSCSI traffic."
+                )));
             }
         }
     }

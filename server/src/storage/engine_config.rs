@@ -63,7 +63,9 @@ pub async fn derive(
         .bind(node_id)
         .fetch_all(&mut *conn)
         .await?;
-    for (group_id, iqn, portals, tpg, acl_enabled, chap_mode, chap_secret, chap_user, mutual_secret, mutual_user) in targets {
+    for (group_id, iqn, portals, tpg, acl_enabled, chap_mode, chap_secret, chap_user, mutual_secret, mutual_user) in
+        targets
+    {
         let portals: Vec<SocketAddr> =
             serde_json::from_str(&portals).map_err(|e| DeriveError::Damaged(format!("portals of {iqn}: {e}")))?;
         let luns: Vec<(i64, i64)> = sqlx::query_as("SELECT lun, volume_id FROM luns WHERE group_id = ? ORDER BY lun")
@@ -80,7 +82,12 @@ pub async fn derive(
             sealed.map(|s| secrets.open(&s).map_err(|e| DeriveError::Damaged(e.to_string()))).transpose()
         };
         let chap = match chap_mode.as_str() {
-            "one-way" => Some(ChapConfig { mode: ChapMode::OneWay, user: chap_user, secret: open(chap_secret)?, ..Default::default() }),
+            "one-way" => Some(ChapConfig {
+                mode: ChapMode::OneWay,
+                user: chap_user,
+                secret: open(chap_secret)?,
+                ..Default::default()
+            }),
             "mutual" => Some(ChapConfig {
                 mode: ChapMode::Mutual,
                 user: chap_user,
@@ -101,8 +108,8 @@ pub async fn derive(
                 let allowed: Vec<u64> = match allowed {
                     None => lun_ids.clone(),
                     Some(json) => {
-                        let list: Vec<u64> =
-                            serde_json::from_str(&json).map_err(|e| DeriveError::Damaged(format!("ACL of {initiator}: {e}")))?;
+                        let list: Vec<u64> = serde_json::from_str(&json)
+                            .map_err(|e| DeriveError::Damaged(format!("ACL of {initiator}: {e}")))?;
                         list.into_iter().filter(|l| lun_ids.contains(l)).collect()
                     }
                 };

@@ -57,7 +57,11 @@ impl Storage {
         let config = engine_config::derive(&mut conn, storage.node_id, &storage.data_dir, &storage.secrets).await?;
         drop(conn);
         let targets = config.targets.len();
-        storage.engine.apply(config).await.map_err(|e| anyhow::anyhow!("the stored configuration cannot be applied: {e}"))?;
+        storage
+            .engine
+            .apply(config)
+            .await
+            .map_err(|e| anyhow::anyhow!("the stored configuration cannot be applied: {e}"))?;
         tracing::info!(targets, "engine configured from the database");
         Ok(storage)
     }
@@ -81,7 +85,7 @@ impl Storage {
         let _one_at_a_time = self.apply_lock.lock().await;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let ctx = commands::Context { node_id: self.node_id, secrets: &self.secrets };
-        let effects = match command.apply(&mut tx, &ctx).await {
+        let effects = match commands::apply(command, &mut tx, &ctx).await {
             Ok(effects) => effects,
             Err(e) => {
                 drop(tx);
@@ -89,10 +93,11 @@ impl Storage {
                 return Err(e);
             }
         };
-        let config = engine_config::derive(&mut tx, self.node_id, &self.data_dir, &self.secrets).await.map_err(|e| {
-            tracing::error!(error = %e, "cannot derive the engine configuration");
-            ApiError::internal()
-        })?;
+        let config =
+            engine_config::derive(&mut tx, self.node_id, &self.data_dir, &self.secrets).await.map_err(|e| {
+                tracing::error!(error = %e, "cannot derive the engine configuration");
+                ApiError::internal()
+            })?;
         if let Err(e) = self.engine.apply(config).await {
             drop(tx);
             let message = format!("The iSCSI engine refused the change: {e}");
@@ -104,7 +109,8 @@ impl Storage {
             // old one: put the engine back to what is stored.
             tracing::error!(error = %e, "commit failed after the engine applied a change; reverting the engine");
             if let Ok(mut conn) = self.pool.acquire().await {
-                if let Ok(config) = engine_config::derive(&mut conn, self.node_id, &self.data_dir, &self.secrets).await {
+                if let Ok(config) = engine_config::derive(&mut conn, self.node_id, &self.data_dir, &self.secrets).await
+                {
                     let _ = self.engine.apply(config).await;
                 }
             }
@@ -120,7 +126,14 @@ impl Storage {
         Ok(())
     }
 
-    async fn audit(&self, caller: &Caller, action: &'static str, object: &str, result: AuditResult, detail: Option<String>) {
+    async fn audit(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        object: &str,
+        result: AuditResult,
+        detail: Option<String>,
+    ) {
         let mut r = AuditRecord::by(caller, action, object, result);
         r.detail = detail;
         write_audit(&self.pool, r).await;

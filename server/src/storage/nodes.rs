@@ -28,7 +28,11 @@ pub fn local_interfaces() -> BTreeMap<String, Vec<IpAddr>> {
 
 /// Registers (or refreshes) the local node and its interfaces. Addresses are
 /// refreshed at each start; traffic types chosen by an operator are kept.
-pub async fn register_local(pool: &SqlitePool, name: &str, interfaces: &BTreeMap<String, Vec<IpAddr>>) -> sqlx::Result<i64> {
+pub async fn register_local(
+    pool: &SqlitePool,
+    name: &str,
+    interfaces: &BTreeMap<String, Vec<IpAddr>>,
+) -> sqlx::Result<i64> {
     let now = crate::db::now();
     let mut tx = pool.begin().await?;
     sqlx::query("UPDATE nodes SET is_local = 0 WHERE name <> ?").bind(name).execute(&mut *tx).await?;

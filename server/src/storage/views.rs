@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use portico_app::model::storage::*;
 use sqlx::SqlitePool;
 
-type VolumeRow = (String, i64, i64, i64, String, String, Option<i64>, Option<i64>, String, String, Option<String>, Option<i64>);
+type VolumeRow =
+    (String, i64, i64, i64, String, String, Option<i64>, Option<i64>, String, String, Option<String>, Option<i64>);
 
 pub async fn volumes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<VolumeView>> {
     let rows: Vec<VolumeRow> = sqlx::query_as(
@@ -60,7 +61,9 @@ pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Resul
     .fetch_all(pool)
     .await?;
     let acl: Vec<(i64, String, Option<String>, Option<String>)> =
-        sqlx::query_as("SELECT group_id, initiator, alias, luns FROM acl_rules ORDER BY initiator").fetch_all(pool).await?;
+        sqlx::query_as("SELECT group_id, initiator, alias, luns FROM acl_rules ORDER BY initiator")
+            .fetch_all(pool)
+            .await?;
 
     let mut by_group: BTreeMap<i64, TargetGroupView> = BTreeMap::new();
     let mut order = Vec::new();
@@ -102,7 +105,9 @@ pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Resul
 
 pub async fn chap_users(pool: &SqlitePool) -> sqlx::Result<Vec<ChapUserView>> {
     let users: Vec<(i64, String, Option<String>, String)> =
-        sqlx::query_as("SELECT id, name, description, created_at FROM chap_users ORDER BY name").fetch_all(pool).await?;
+        sqlx::query_as("SELECT id, name, description, created_at FROM chap_users ORDER BY name")
+            .fetch_all(pool)
+            .await?;
     let uses: Vec<(i64, String)> = sqlx::query_as(
         "SELECT chap_user_id, name FROM target_groups WHERE chap_user_id IS NOT NULL \
          UNION SELECT mutual_chap_user_id, name FROM target_groups WHERE mutual_chap_user_id IS NOT NULL ORDER BY 2",
@@ -129,7 +134,9 @@ pub async fn nodes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<No
     .fetch_all(pool)
     .await?;
     let ifaces: Vec<(i64, String, String, String)> =
-        sqlx::query_as("SELECT node_id, name, addresses, traffic_types FROM interfaces ORDER BY name").fetch_all(pool).await?;
+        sqlx::query_as("SELECT node_id, name, addresses, traffic_types FROM interfaces ORDER BY name")
+            .fetch_all(pool)
+            .await?;
     Ok(nodes
         .into_iter()
         .map(|(id, name, state, is_local, last_heartbeat)| NodeView {

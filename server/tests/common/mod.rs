@@ -12,8 +12,8 @@ use axum::Router;
 use http_body_util::BodyExt;
 use portico_app::service::SharedService;
 use portico_server::service::{engine_status, Node, NodeSettings};
-use portico_server::storage::Storage;
 use portico_server::state::AppState;
+use portico_server::storage::Storage;
 use portico_server::throttle::LoginPolicy;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -43,14 +43,20 @@ async fn node_in(dir: tempfile::TempDir) -> TestNode {
     let mut settings = NodeSettings::new("test-node");
     settings.login_policy = LoginPolicy { delay_step: Duration::from_millis(1), ..LoginPolicy::default() };
     let engine = target_engine::engine::Engine::new();
-    let storage = Storage::start(pool.clone(), engine.clone(), dir.path().to_path_buf(), "test-node".into()).await.unwrap();
+    let storage =
+        Storage::start(pool.clone(), engine.clone(), dir.path().to_path_buf(), "test-node".into()).await.unwrap();
     let node = Node::new(pool, settings, engine_status(engine.clone()));
     node.ensure_first_admin(ADMIN_PASSWORD).await.unwrap();
     let leptos_options = leptos::config::LeptosOptions::builder()
         .output_name("portico")
         .site_root(dir.path().to_string_lossy().into_owned())
         .build();
-    let state = AppState { service: Arc::new(node) as SharedService, storage: Arc::new(storage), leptos_options, secure_cookies: false };
+    let state = AppState {
+        service: Arc::new(node) as SharedService,
+        storage: Arc::new(storage),
+        leptos_options,
+        secure_cookies: false,
+    };
     TestNode { app: portico_server::web::router(state), dir, engine }
 }
 
@@ -79,7 +85,11 @@ impl TestNode {
         let status = resp.status();
         let set_cookie = resp.headers().get(header::SET_COOKIE).map(|v| v.to_str().unwrap().to_string());
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
         Reply { status, body, set_cookie }
     }
 
@@ -102,7 +112,12 @@ impl TestNode {
     pub async fn create_user(&self, admin: &str, name: &str, role: &str) -> String {
         let password = format!("{name}-password");
         let r = self
-            .send(Method::POST, "/api/v1/users", Some(admin), Some(json!({"username": name, "password": password, "role": role})))
+            .send(
+                Method::POST,
+                "/api/v1/users",
+                Some(admin),
+                Some(json!({"username": name, "password": password, "role": role})),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         self.session(name, &password).await
@@ -114,4 +129,3 @@ impl TestNode {
         r.body["entries"].as_array().unwrap().clone()
     }
 }
-
