@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::AbortHandle;
 
 use super::dataout::{WriteCollector, UNSOLICITED_TTT};
@@ -30,6 +30,11 @@ pub const PING_AFTER: Duration = Duration::from_secs(5);
 pub const DEAD_AFTER: Duration = Duration::from_secs(15);
 /// Largest Expected Data Transfer Length accepted for one write.
 const MAX_WRITE: u32 = 64 << 20;
+/// Data-Out being collected at once per session; beyond it: TASK SET FULL.
+const WRITE_BUDGET: u64 = 128 << 20;
+/// Data-In allocated or queued at once per session (backpressure on reads
+/// when the initiator does not drain its socket).
+pub const READ_BUDGET: u32 = 64 << 20;
 
 fn sn_lt(a: u32, b: u32) -> bool {
     a != b && b.wrapping_sub(a) < 1 << 31
@@ -67,6 +72,7 @@ pub struct Session {
     next_ttt: u32,
     text_rest: Option<(u32, Bytes)>,
     ping_ttt: u32,
+    read_budget: Arc<Semaphore>,
 }
 
 /// Why the reader stopped.
@@ -113,6 +119,7 @@ pub async fn run(
         next_ttt: 1,
         text_rest: None,
         ping_ttt: 0x1000_0000,
+        read_budget: Arc::new(Semaphore::new(READ_BUDGET as usize)),
     };
     let mut last_rx = Instant::now();
     let mut pinged = false;
@@ -298,6 +305,12 @@ impl Session {
             self.execute(cmd, cref, Residual::None);
             return Ok(());
         }
+        let collecting: u64 = self.writes.values().map(|w| w.collector.edtl as u64).sum();
+        if collecting + edtl as u64 > WRITE_BUDGET {
+            let resp = ScsiResponse { status: ScsiStatus::TaskSetFull, data_in: Bytes::new(), sense: Bytes::new() };
+            self.send(response::command_pdus(&cref, resp, Residual::None, 0, 0));
+            return Ok(());
+        }
         if edtl > MAX_WRITE {
             let resp = ScsiResponse {
                 status: ScsiStatus::CheckCondition,
@@ -413,17 +426,20 @@ impl Session {
         let lun = cmd.lun;
         let itt = cref.itt;
         let span = tracing::debug_span!("cmd", itt = format_args!("{itt:#x}"), op = cmd.cdb.first().copied().unwrap_or(0));
+        let budget = self.read_budget.clone();
+        let need = if cref.read { cref.edtl.clamp(1, READ_BUDGET) } else { 1 };
         let mut g = tasks.lock().unwrap_or_else(|e| e.into_inner());
         let tasks2 = tasks.clone();
         let h = tokio::spawn(tracing::Instrument::instrument(
             async move {
+                let Ok(permit) = budget.acquire_many_owned(need).await else { return };
                 let resp = scsi::execute(&luns, &nexus, cmd).await;
                 let pdus = response::command_pdus(&cref, resp, residual, mrdsl, burst);
                 // Remove first so an ABORT TASK racing with us sees no task and
                 // answers "task does not exist" while the status goes out.
                 let still_ours = tasks2.lock().unwrap_or_else(|e| e.into_inner()).remove(&itt).is_some();
                 if still_ours {
-                    let _ = tx.send(Out::Pdus(pdus));
+                    let _ = tx.send(Out::Held(pdus, permit));
                 }
             },
             span,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use super::pdu::{encode_header, Framing};
 use super::response::OutPdu;
@@ -22,6 +22,8 @@ use super::response::OutPdu;
 #[derive(Debug)]
 pub enum Out {
     Pdus(Vec<OutPdu>),
+    /// PDUs whose memory counts against the session's budget until written.
+    Held(Vec<OutPdu>, OwnedSemaphorePermit),
     /// Write everything queued so far, then close the connection.
     Close,
 }
@@ -82,6 +84,7 @@ pub async fn run(
 ) {
     let mut q = Queue { segs: VecDeque::new(), bytes: 0 };
     let mut hdr = BytesMut::with_capacity(16 * 1024);
+    let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
     loop {
         let msg = match rx.try_recv() {
             Ok(m) => m,
@@ -89,6 +92,7 @@ pub async fn run(
                 if q.flush(&mut w).await.is_err() {
                     return;
                 }
+                held.clear();
                 match rx.recv().await {
                     Some(m) => m,
                     None => break,
@@ -96,31 +100,37 @@ pub async fn run(
             }
             Err(mpsc::error::TryRecvError::Disconnected) => break,
         };
-        match msg {
-            Out::Pdus(pdus) => {
-                for OutPdu { mut pdu, status } in pdus {
-                    let exp = sn.exp_cmd_sn.load(Ordering::Acquire);
-                    pdu.bhs.set_u32(24, stat_sn);
-                    if status {
-                        stat_sn = stat_sn.wrapping_add(1);
-                    }
-                    pdu.bhs.set_u32(28, exp);
-                    pdu.bhs.set_u32(32, exp.wrapping_add(sn.window - 1));
-                    if hdr.capacity() < 128 {
-                        hdr.reserve(16 * 1024);
-                    }
-                    let (trailer, tlen) = encode_header(&mut pdu, &framing, &mut hdr);
-                    q.push(hdr.split().freeze());
-                    q.push(pdu.data);
-                    if tlen > 0 {
-                        q.push(Bytes::copy_from_slice(&trailer[..tlen]));
-                    }
-                }
-                if q.bytes >= FLUSH_AT && q.flush(&mut w).await.is_err() {
-                    return;
-                }
+        let pdus = match msg {
+            Out::Pdus(p) => p,
+            Out::Held(p, permit) => {
+                held.push(permit);
+                p
             }
             Out::Close => break,
+        };
+        for OutPdu { mut pdu, status } in pdus {
+            let exp = sn.exp_cmd_sn.load(Ordering::Acquire);
+            pdu.bhs.set_u32(24, stat_sn);
+            if status {
+                stat_sn = stat_sn.wrapping_add(1);
+            }
+            pdu.bhs.set_u32(28, exp);
+            pdu.bhs.set_u32(32, exp.wrapping_add(sn.window - 1));
+            if hdr.capacity() < 128 {
+                hdr.reserve(16 * 1024);
+            }
+            let (trailer, tlen) = encode_header(&mut pdu, &framing, &mut hdr);
+            q.push(hdr.split().freeze());
+            q.push(pdu.data);
+            if tlen > 0 {
+                q.push(Bytes::copy_from_slice(&trailer[..tlen]));
+            }
+        }
+        if q.bytes >= FLUSH_AT {
+            if q.flush(&mut w).await.is_err() {
+                return;
+            }
+            held.clear();
         }
     }
     let _ = q.flush(&mut w).await;
