@@ -314,3 +314,33 @@ fn engine_is_cheap_to_share() {
     fn check<T: Send + Sync + Clone + 'static>() {}
     check::<Engine>();
 }
+
+#[tokio::test]
+async fn ordered_task_runs_after_earlier_and_before_later_tasks() {
+    let (_e, addr) = start(&base_config("")).await;
+    let mut i = session(addr, vec![("ImmediateData", "Yes"), ("InitialR2T", "Yes")]).await;
+    let _ = i.command_ok(0, &[0u8; 6], 0, &[]).await;
+    // Pipelined: SIMPLE write A, ORDERED write B, SIMPLE read; the read sees B.
+    let mut itts = Vec::new();
+    for (k, attr) in [(0xaau8, 1u8), (0xbb, 2)] {
+        let mut b = i.scsi_pdu(0, &write10(7, 1), false, true, 512);
+        b.set_flags((b.flags() & !7) | attr);
+        itts.push(b.itt());
+        i.send(target_engine::iscsi::pdu::Pdu::with_data(b, bytes::Bytes::from(vec![k; 512]))).await;
+    }
+    let b = i.scsi_pdu(0, &read10(7, 1), true, false, 512);
+    let read_itt = b.itt();
+    i.send(target_engine::iscsi::pdu::Pdu::new(b)).await;
+    let mut got = None;
+    let mut statuses = 0;
+    while got.is_none() || statuses < 2 {
+        let p = i.recv().await;
+        if p.bhs.itt() == read_itt && p.bhs.opcode() == op::DATA_IN {
+            got = Some(p.data.to_vec());
+        } else if p.bhs.opcode() == op::SCSI_RESP {
+            assert_eq!(p.bhs.0[3], 0);
+            statuses += 1;
+        }
+    }
+    assert_eq!(got.unwrap(), vec![0xbb; 512]);
+}

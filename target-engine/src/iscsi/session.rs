@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::AbortHandle;
 
 use super::dataout::{WriteCollector, UNSOLICITED_TTT};
@@ -73,6 +73,17 @@ pub struct Session {
     text_rest: Option<(u32, Bytes)>,
     ping_ttt: u32,
     read_budget: Arc<Semaphore>,
+    last_ordered: Option<u32>,
+    task_done: Arc<Notify>,
+}
+
+/// Wakes tasks waiting on task-set order when a task ends (or is aborted).
+struct NotifyOnDrop(Arc<Notify>);
+
+impl Drop for NotifyOnDrop {
+    fn drop(&mut self) {
+        self.0.notify_waiters();
+    }
 }
 
 /// Why the reader stopped.
@@ -120,6 +131,8 @@ pub async fn run(
         text_rest: None,
         ping_ttt: 0x1000_0000,
         read_budget: Arc::new(Semaphore::new(READ_BUDGET as usize)),
+        last_ordered: None,
+        task_done: Arc::new(Notify::new()),
     };
     let mut last_rx = Instant::now();
     let mut pinged = false;
@@ -429,9 +442,36 @@ impl Session {
         let budget = self.read_budget.clone();
         let need = if cref.read { cref.edtl.clamp(1, READ_BUDGET) } else { 1 };
         let mut g = tasks.lock().unwrap_or_else(|e| e.into_inner());
+        // SAM-5 §8.6: an ORDERED task waits for every earlier task; later
+        // SIMPLE tasks wait for the ORDERED one; HEAD OF QUEUE waits for none.
+        let wait_for: Vec<u32> = match cmd.attr {
+            TaskAttr::Ordered => g.keys().copied().collect(),
+            TaskAttr::HeadOfQueue => Vec::new(),
+            _ => self.last_ordered.filter(|o| g.contains_key(o)).into_iter().collect(),
+        };
+        if cmd.attr == TaskAttr::Ordered {
+            self.last_ordered = Some(itt);
+        }
+        let done = self.task_done.clone();
         let tasks2 = tasks.clone();
         let h = tokio::spawn(tracing::Instrument::instrument(
             async move {
+                let _finished = NotifyOnDrop(done.clone());
+                if !wait_for.is_empty() {
+                    loop {
+                        let n = done.notified();
+                        tokio::pin!(n);
+                        n.as_mut().enable();
+                        let pending = {
+                            let t = tasks2.lock().unwrap_or_else(|e| e.into_inner());
+                            wait_for.iter().any(|i| t.contains_key(i))
+                        };
+                        if !pending {
+                            break;
+                        }
+                        n.await;
+                    }
+                }
                 let Ok(permit) = budget.acquire_many_owned(need).await else { return };
                 let resp = scsi::execute(&luns, &nexus, cmd).await;
                 let pdus = response::command_pdus(&cref, resp, residual, mrdsl, burst);
