@@ -57,8 +57,9 @@ pub enum Cdb {
     ReportSupportedOpcodes { rctd: bool, options: u8, opcode: u8, service_action: u16, alloc_len: u32 },
     ReportSupportedTmfs { repd: bool, alloc_len: u32 },
     PersistentReserveIn { action: PrInAction, alloc_len: u32 },
-    /// WRITE SAME(10/16); a zero length means "to the last logical block".
-    WriteSame { ext: Extent, unmap: bool },
+    /// WRITE SAME(10/16); a zero length means "to the last logical block";
+    /// with NDOB (16 only) there is no Data-Out and the block is all zeros.
+    WriteSame { ext: Extent, unmap: bool, ndob: bool },
     Unmap { param_len: u32 },
     CompareAndWrite { ext: Extent, fua: bool },
     /// ORWRITE(16): OR Data-Out into the blocks, atomically (SBC-3 §5.14).
@@ -220,7 +221,7 @@ impl Cdb {
                         Cdb::PersistentReserveIn { action, alloc_len: be(&c[7..9]) as u32 }
                     }
                     0x8b => Cdb::OrWrite { ext, fua: b(1, 0x08) },
-                    0x41 | 0x93 => Cdb::WriteSame { ext, unmap: b(1, 0x08) },
+                    0x41 | 0x93 => Cdb::WriteSame { ext, unmap: b(1, 0x08), ndob: op == 0x93 && b(1, 0x01) },
                     0x34 | 0x90 => Cdb::PreFetch { ext, immed: b(1, 0x02) },
                     0x35 | 0x91 => Cdb::SynchronizeCache { ext },
                     0xa0 => Cdb::ReportLuns { select: c[2], alloc_len: be(&c[6..10]) as u32 },
@@ -255,7 +256,7 @@ impl Cdb {
             Cdb::Verify { ext, bytchk: ByteCheck::Each } => u64::from(ext.blocks) * bs,
             Cdb::Verify { ext, bytchk: ByteCheck::OneBlock } if ext.blocks > 0 => bs,
             Cdb::ModeSelect { param_len, .. } | Cdb::Unmap { param_len } => u64::from(*param_len),
-            Cdb::WriteSame { .. } => bs,
+            Cdb::WriteSame { ndob: false, .. } => bs,
             Cdb::CompareAndWrite { ext, .. } => 2 * u64::from(ext.blocks) * bs,
             _ => 0,
         }
@@ -358,7 +359,10 @@ mod tests {
     #[test]
     fn thin_provisioning_commands() {
         let ws = cdb(&[0x41, 0x08, 0, 0, 0, 5, 0, 0, 0, 0]).unwrap();
-        assert_eq!(ws, Cdb::WriteSame { ext: Extent { lba: 5, blocks: 0, len_field: 7 }, unmap: true });
+        assert_eq!(ws, Cdb::WriteSame { ext: Extent { lba: 5, blocks: 0, len_field: 7 }, unmap: true, ndob: false });
+        let ndob = cdb(&[0x93, 0x09, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]).unwrap();
+        assert_eq!(ndob.data_out_len(512), 0);
+        assert!(cdb(&[0x41, 0x09]).is_err());
         assert_eq!(ws.data_out_len(512), 512);
         // ANCHOR is not supported.
         assert_eq!(cdb(&[0x41, 0x18]).unwrap_err(), SenseReason::InvalidFieldInCdb(Field::bit(1, 4)));

@@ -102,7 +102,7 @@ fn block_limits(block_size: u32) -> Vec<u8> {
     b[16..20].copy_from_slice(&((MAX_UNMAP_BYTES / u64::from(block_size)) as u32).to_be_bytes());
     b[20..24].copy_from_slice(&MAX_UNMAP_DESCRIPTORS.to_be_bytes());
     // OPTIMAL UNMAP GRANULARITY: a page, the unit holes are punched in.
-    b[24..28].copy_from_slice(&(4096 / block_size).max(1).to_be_bytes());
+    b[24..28].copy_from_slice(&(super::sbc::PAGE / block_size).max(1).to_be_bytes());
     b[28..32].copy_from_slice(&0x8000_0000u32.to_be_bytes()); // UGAVALID, alignment 0
     b[32..40].copy_from_slice(&(MAX_WRITE_SAME_BYTES / u64::from(block_size)).to_be_bytes());
     vpd(0xb0, &b)

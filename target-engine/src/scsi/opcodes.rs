@@ -69,7 +69,7 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
     op!(0x8f, None, 60, [0x16, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // VERIFY(16)
     op!(0x90, None, 60, [0x02, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // PRE-FETCH(16)
     op!(0x91, None, 60, [0x06, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // SYNCHRONIZE CACHE(16)
-    op!(0x93, None, 60, [0x08, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE SAME(16)
+    op!(0x93, None, 60, [0x09, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE SAME(16)
     op!(0x9e, Some(0x10), 10, [0x10, X, X, X, X, X, X, X, X, X, X, X, X, 0x01, 0]), // READ CAPACITY(16)
     op!(0x9e, Some(0x12), 10, [0x12, X, X, X, X, X, X, X, X, X, X, X, X, 0, 0]), // GET LBA STATUS
     op!(0xa0, None, 10, [0, X, 0, 0, 0, X, X, X, X, 0, 0]), // REPORT LUNS

@@ -18,6 +18,9 @@ use super::spc::condition_met;
 use super::thin;
 use crate::backend::BackendError;
 
+/// The host page: the granule holes are punched in.
+pub(crate) const PAGE: u32 = 4096;
+
 /// How much VERIFY without BYTCHK reads at a time.
 const VERIFY_CHUNK: u64 = 1 << 20;
 
@@ -75,8 +78,10 @@ pub(crate) async fn execute(lu: &LogicalUnit, cdb: Cdb, data_out: &Bytes) -> Res
             let mut d = vec![0u8; 32];
             d[0..8].copy_from_slice(&lu.blocks().saturating_sub(1).to_be_bytes());
             d[8..12].copy_from_slice(&lu.spec.block_size.to_be_bytes());
-            // No protection information, one logical block per physical block;
-            // thin provisioned (LBPME) with unmapped blocks reading zero (LBPRZ).
+            // No protection information; one logical block per physical block
+            // (holes are punched in pages, which the Block Limits page's
+            // OPTIMAL UNMAP GRANULARITY says instead).
+            // Thin provisioned (LBPME) with unmapped blocks reading zero (LBPRZ).
             d[14] = 0x80 | 0x40;
             Ok(Reply::data(d, alloc_len))
         }
@@ -118,7 +123,7 @@ pub(crate) async fn execute(lu: &LogicalUnit, cdb: Cdb, data_out: &Bytes) -> Res
                 Ok(Reply::good())
             }
         }
-        Cdb::WriteSame { ext, unmap } => thin::write_same(lu, &ext, unmap, data_out).await,
+        Cdb::WriteSame { ext, unmap, ndob } => thin::write_same(lu, &ext, unmap, ndob, data_out).await,
         Cdb::Unmap { param_len } => thin::unmap(lu, param_len, data_out).await,
         Cdb::CompareAndWrite { ext, fua } => thin::compare_and_write(lu, &ext, fua, data_out).await,
         Cdb::OrWrite { ext, fua } => {

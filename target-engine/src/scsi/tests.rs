@@ -294,6 +294,7 @@ async fn misc_commands() {
     assert_eq!(run(&luns, &n, &rw16(0x90, 0, 8), &[]).await.unwrap().status, ScsiStatus::ConditionMet);
     let rc = run(&luns, &n, &[0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0], &[]).await.unwrap();
     assert_eq!(&rc.data[..12], &[0, 0, 0, 0, 0, 0, 0x0f, 0xff, 0, 0, 2, 0]);
+    assert_eq!(&rc.data[13..15], &[0, 0xc0], "LBPME, LBPRZ");
     let rc = run(&luns, &n, &[0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]).await.unwrap();
     assert!(rc.data.is_empty());
     assert!(invalid_field(run(&luns, &n, &[0x28, 0xe0, 0, 0, 0, 0, 0, 0, 1, 0], &[]).await));
@@ -351,6 +352,12 @@ async fn write_same_unmap_and_lba_status() {
     assert!(invalid_field(run(&luns, &n, &ws(0, 1, false), &[0u8; 256]).await));
     assert_eq!(run(&luns, &n, &ws(255, 0, false), &[1u8; 512]).await, Ok(Reply::good()));
     assert_eq!(run(&luns, &n, &rw16(0x93, BLOCKS, 1), &[0u8; 512]).await, Err(SenseReason::LbaOutOfRange));
+    let mut ndob = rw16(0x93, 300, 2);
+    ndob[1] = 0x01;
+    run(&luns, &n, &with_op(read10(300, 2), 0x2a), &[5u8; 1024]).await.unwrap();
+    run(&luns, &n, &ndob, &[]).await.unwrap();
+    assert!(run(&luns, &n, &read10(300, 2), &[]).await.unwrap().data.iter().all(|&b| b == 0));
+    assert!(invalid_field(run(&luns, &n, &ndob, &[0u8; 512]).await));
     let mut gls_end = gls;
     gls_end[2..10].copy_from_slice(&BLOCKS.to_be_bytes());
     assert_eq!(run(&luns, &n, &gls_end, &[]).await, Err(SenseReason::LbaOutOfRange));

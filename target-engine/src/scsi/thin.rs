@@ -33,7 +33,13 @@ fn durable(lu: &LogicalUnit, fua: bool) -> bool {
     fua || !lu.mode().wce
 }
 
-pub(crate) async fn write_same(lu: &LogicalUnit, ext: &Extent, unmap: bool, data_out: &Bytes) -> Result<Reply, SenseReason> {
+pub(crate) async fn write_same(
+    lu: &LogicalUnit,
+    ext: &Extent,
+    unmap: bool,
+    ndob: bool,
+    data_out: &Bytes,
+) -> Result<Reply, SenseReason> {
     let bs = u64::from(lu.spec.block_size);
     let capacity = lu.blocks();
     if ext.lba > capacity {
@@ -46,10 +52,19 @@ pub(crate) async fn write_same(lu: &LogicalUnit, ext: &Extent, unmap: bool, data
     if blocks * bs > MAX_WRITE_SAME_BYTES {
         return Err(SenseReason::InvalidFieldInCdb(Field::byte(ext.len_field)));
     }
-    if data_out.len() as u64 != bs {
-        // The Data-Out buffer of WRITE SAME is exactly one logical block.
+    // The Data-Out buffer of WRITE SAME is exactly one logical block, or
+    // nothing with NDOB (SBC-3 §5.42), which stands for a block of zeros.
+    let expected = if ndob { 0 } else { bs };
+    if data_out.len() as u64 != expected {
         return Err(SenseReason::InvalidFieldInCdb(Field::byte(ext.len_field)));
     }
+    let zeros;
+    let data_out = if ndob {
+        zeros = Bytes::from(vec![0u8; bs as usize]);
+        &zeros
+    } else {
+        data_out
+    };
     if blocks == 0 {
         return Ok(Reply::good());
     }
