@@ -375,7 +375,11 @@ impl EngineConfig {
                     return Err(ConfigError::BadInitiator { target: t.iqn.clone(), initiator: a.initiator.clone() });
                 }
                 if let Some(l) = a.luns.iter().find(|l| !luns.contains(l)) {
-                    return Err(ConfigError::AclUnknownLun { target: t.iqn.clone(), initiator: a.initiator.clone(), lun: *l });
+                    return Err(ConfigError::AclUnknownLun {
+                        target: t.iqn.clone(),
+                        initiator: a.initiator.clone(),
+                        lun: *l,
+                    });
                 }
             }
         }

@@ -177,10 +177,8 @@ impl Engine {
                 relative_port: rtp,
             }));
         }
-        let catalog = Catalog {
-            targets,
-            discovery_chap: config.discovery.chap.as_ref().map(|c| c.policy()).unwrap_or_default(),
-        };
+        let catalog =
+            Catalog { targets, discovery_chap: config.discovery.chap.as_ref().map(|c| c.policy()).unwrap_or_default() };
 
         // 4. Sessions: end those whose target or permission is gone, update LUN views.
         for s in self.inner.registry.sessions() {

@@ -77,7 +77,8 @@ async fn login_negotiates_and_rw_through_r2t() {
 #[tokio::test]
 async fn immediate_and_unsolicited_data() {
     let (_e, addr) = start(&base_config("")).await;
-    let mut i = session(addr, vec![("ImmediateData", "Yes"), ("InitialR2T", "No"), ("FirstBurstLength", "16384")]).await;
+    let mut i =
+        session(addr, vec![("ImmediateData", "Yes"), ("InitialR2T", "No"), ("FirstBurstLength", "16384")]).await;
     assert_eq!(i.key("InitialR2T").as_deref(), Some("No"));
     let _ = i.command_ok(0, &[0u8; 6], 0, &[]).await; // clear the power-on unit attention
     let data = pattern(40 * 1024, 9);
@@ -117,7 +118,8 @@ async fn chap_one_way_and_mutual() {
     assert_eq!(i.login(&opts(Some(IQN))).await, Err((2, 1)));
     // Wrong secret.
     let mut i = Initiator::connect(addr).await;
-    let o = LoginOpts { chap: Some(("alice", "wrongsecret0")), mutual: Some(("tgt", "targetsecret9")), ..opts(Some(IQN)) };
+    let o =
+        LoginOpts { chap: Some(("alice", "wrongsecret0")), mutual: Some(("tgt", "targetsecret9")), ..opts(Some(IQN)) };
     assert_eq!(i.login(&o).await, Err((2, 1)));
     // One-way only against a mutual target: refused.
     let mut i = Initiator::connect(addr).await;
@@ -125,11 +127,17 @@ async fn chap_one_way_and_mutual() {
     assert_eq!(i.login(&o).await, Err((2, 1)));
     // Reflected challenge: refused.
     let mut i = Initiator::connect(addr).await;
-    let o = LoginOpts { chap: Some(("alice", "alicesecret1")), mutual: Some(("tgt", "targetsecret9")), reflect: true, ..opts(Some(IQN)) };
+    let o = LoginOpts {
+        chap: Some(("alice", "alicesecret1")),
+        mutual: Some(("tgt", "targetsecret9")),
+        reflect: true,
+        ..opts(Some(IQN))
+    };
     assert_eq!(i.login(&o).await, Err((2, 1)));
     // Right secrets, and the target proves its own.
     let mut i = Initiator::connect(addr).await;
-    let o = LoginOpts { chap: Some(("alice", "alicesecret1")), mutual: Some(("tgt", "targetsecret9")), ..opts(Some(IQN)) };
+    let o =
+        LoginOpts { chap: Some(("alice", "alicesecret1")), mutual: Some(("tgt", "targetsecret9")), ..opts(Some(IQN)) };
     i.login(&o).await.unwrap();
     assert_eq!(i.command_ok(0, &[0u8; 6], 0, &[]).await.status, 0);
 }
@@ -272,7 +280,10 @@ async fn apply_reconciles_live() {
 
     // Drop LUN 1 and grow volume a; keep the portal bound to the same port.
     let port = addr.port();
-    let new = base_config("").replace(", 1 = \"b\"", "").replace("16MiB", "32MiB").replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let new = base_config("")
+        .replace(", 1 = \"b\"", "")
+        .replace("16MiB", "32MiB")
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
     // Same port but a different configured address string: the old listener
     // closes and a new one binds, so release first by going through port 0 mapping.
     let new = new.replace(&format!("127.0.0.1:{port}"), "127.0.0.1:0");

@@ -101,13 +101,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, local: SocketAddr, regis
 
     let span = tracing::info_span!("session", initiator = %initiator, tsih = handle.info.tsih, target = %target_name);
     let p = result.params;
-    let out_framing = Framing { header_digest: p.header_digest, data_digest: p.data_digest, max_data: p.initiator_mrdsl as usize };
+    let out_framing =
+        Framing { header_digest: p.header_digest, data_digest: p.data_digest, max_data: p.initiator_mrdsl as usize };
     let sn = Arc::new(SnState { exp_cmd_sn: AtomicU32::new(result.exp_cmd_sn), window: CMD_WINDOW });
     let (tx, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(writer::run(wr, rx, out_framing, result.stat_sn, sn.clone()).instrument(span.clone()));
-    super::session::run(rd, buf, tx, sn, result, handle.clone(), close, registry.clone(), local)
-        .instrument(span)
-        .await;
+    super::session::run(rd, buf, tx, sn, result, handle.clone(), close, registry.clone(), local).instrument(span).await;
     let _ = writer.await;
     registry.unregister(&handle);
 }

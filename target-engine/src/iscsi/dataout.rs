@@ -146,8 +146,14 @@ mod tests {
         let p = params(true, 1024, 1000, 2);
         let mut w = WriteCollector::new(3000, Bytes::from(vec![1u8; 512]), &p).unwrap();
         let mut t = 10;
-        let r = w.next_r2ts(&p, || { t += 1; t });
-        assert_eq!(r, vec![R2t { ttt: 11, r2tsn: 0, offset: 512, len: 1000 }, R2t { ttt: 12, r2tsn: 1, offset: 1512, len: 1000 }]);
+        let r = w.next_r2ts(&p, || {
+            t += 1;
+            t
+        });
+        assert_eq!(
+            r,
+            vec![R2t { ttt: 11, r2tsn: 0, offset: 512, len: 1000 }, R2t { ttt: 12, r2tsn: 1, offset: 1512, len: 1000 }]
+        );
         assert!(w.next_r2ts(&p, || 0).is_empty());
         assert!(!w.data_out(11, 0, 512, &[0; 500]).unwrap());
         assert_eq!(w.data_out(11, 0, 1012, &[0; 500]), Err(DataOutError::DataSn { got: 0, want: 1 }));
@@ -175,6 +181,9 @@ mod tests {
     #[test]
     fn immediate_too_long() {
         let p = params(true, 512, 4096, 1);
-        assert_eq!(WriteCollector::new(2048, Bytes::from(vec![0u8; 1024]), &p).unwrap_err(), DataOutError::BadImmediate);
+        assert_eq!(
+            WriteCollector::new(2048, Bytes::from(vec![0u8; 1024]), &p).unwrap_err(),
+            DataOutError::BadImmediate
+        );
     }
 }

@@ -150,7 +150,11 @@ pub fn negotiate(key: &str, value: &str, lim: &TargetLimits, discovery: bool, p:
             match pick {
                 Some(c) => {
                     let on = c == "CRC32C";
-                    if key == "HeaderDigest" { p.header_digest = on } else { p.data_digest = on }
+                    if key == "HeaderDigest" {
+                        p.header_digest = on
+                    } else {
+                        p.data_digest = on
+                    }
                     Answer::Reply(c.into())
                 }
                 None => reject(),
@@ -273,7 +277,10 @@ mod tests {
         assert_eq!(neg("MaxRecvDataSegmentLength", "65536", &mut p), Answer::Silent);
         assert_eq!(p.initiator_mrdsl, 65536);
         assert_eq!(neg("MaxOutstandingR2T", "64", &mut p), Answer::Reply("16".into()));
-        assert_eq!(negotiate("MaxBurstLength", "512", &TargetLimits::default(), true, &mut p), Answer::Reply("Irrelevant".into()));
+        assert_eq!(
+            negotiate("MaxBurstLength", "512", &TargetLimits::default(), true, &mut p),
+            Answer::Reply("Irrelevant".into())
+        );
     }
 
     proptest::proptest! {

@@ -65,7 +65,11 @@ enum Chap {
     /// AuthMethod=CHAP agreed, waiting for CHAP_A.
     WantAlg,
     /// Challenge sent, waiting for CHAP_N / CHAP_R.
-    WantResponse { alg: ChapAlg, id: u8, challenge: Vec<u8> },
+    WantResponse {
+        alg: ChapAlg,
+        id: u8,
+        challenge: Vec<u8>,
+    },
     Done,
 }
 
@@ -400,7 +404,10 @@ mod tests {
     #[test]
     fn discovery_without_auth() {
         let mut l = login();
-        let r = l.step(&req(0x80 | 0x04 | 3, "InitiatorName=iqn.2026-11.x:y\0SessionType=Discovery\0MaxRecvDataSegmentLength=4096\0"));
+        let r = l.step(&req(
+            0x80 | 0x04 | 3,
+            "InitiatorName=iqn.2026-11.x:y\0SessionType=Discovery\0MaxRecvDataSegmentLength=4096\0",
+        ));
         let Step::Done(p, res) = r else { panic!("{r:?}") };
         assert_eq!(p.bhs.flags() & 0x83, 0x83);
         assert!(res.target.is_none());

@@ -18,4 +18,3 @@ pub mod registry;
 pub mod response;
 pub mod session;
 pub mod writer;
-

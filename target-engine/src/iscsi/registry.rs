@@ -17,8 +17,16 @@ use crate::scsi::{LunMap, Nexus};
 pub enum ChapPolicy {
     #[default]
     None,
-    OneWay { user: String, secret: String },
-    Mutual { user: String, secret: String, target_user: String, target_secret: String },
+    OneWay {
+        user: String,
+        secret: String,
+    },
+    Mutual {
+        user: String,
+        secret: String,
+        target_user: String,
+        target_secret: String,
+    },
 }
 
 impl std::fmt::Debug for ChapPolicy {
@@ -125,8 +133,7 @@ impl SessionHandle {
     /// set of LUNs or the unit behind one of them changed.
     pub fn update_luns(&self, new: LunMap) {
         let mut g = self.luns.write().unwrap_or_else(|e| e.into_inner());
-        let same = g.len() == new.len()
-            && g.iter().zip(new.iter()).all(|((a, x), (b, y))| a == b && Arc::ptr_eq(x, y));
+        let same = g.len() == new.len() && g.iter().zip(new.iter()).all(|((a, x), (b, y))| a == b && Arc::ptr_eq(x, y));
         if !same {
             *g = Arc::new(new);
             if let Some(n) = &self.nexus {

@@ -61,7 +61,13 @@ pub struct CmdRef {
 
 /// Turns a SCSI response into Data-In PDUs and, unless the status could be
 /// collapsed into the last Data-In, a SCSI Response PDU.
-pub fn command_pdus(c: &CmdRef, resp: ScsiResponse, write_residual: Residual, mrdsl: u32, max_burst: u32) -> Vec<OutPdu> {
+pub fn command_pdus(
+    c: &CmdRef,
+    resp: ScsiResponse,
+    write_residual: Residual,
+    mrdsl: u32,
+    max_burst: u32,
+) -> Vec<OutPdu> {
     let mut out = Vec::new();
     let (data, residual) = if c.read {
         let r = Residual::of(c.edtl, resp.data_in.len() as u64);

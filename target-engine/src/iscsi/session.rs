@@ -438,7 +438,8 @@ impl Session {
         let burst = self.params.max_burst_length;
         let lun = cmd.lun;
         let itt = cref.itt;
-        let span = tracing::debug_span!("cmd", itt = format_args!("{itt:#x}"), op = cmd.cdb.first().copied().unwrap_or(0));
+        let span =
+            tracing::debug_span!("cmd", itt = format_args!("{itt:#x}"), op = cmd.cdb.first().copied().unwrap_or(0));
         let budget = self.read_budget.clone();
         let need = if cref.read { cref.edtl.clamp(1, READ_BUDGET) } else { 1 };
         let mut g = tasks.lock().unwrap_or_else(|e| e.into_inner());

@@ -87,8 +87,16 @@ impl Initiator {
         loop {
             if let Ok(Some(n)) = pdu::check(&self.buf, &self.rx_framing) {
                 let p = pdu::parse(&mut self.buf, n, &self.rx_framing).expect("valid PDU from target");
-                if matches!(p.bhs.opcode(), op::SCSI_RESP | op::NOP_IN | op::TMF_RESP | op::TEXT_RESP | op::LOGOUT_RESP | op::REJECT | op::LOGIN_RESP)
-                    || (p.bhs.opcode() == op::DATA_IN && p.bhs.flags() & 1 != 0)
+                if matches!(
+                    p.bhs.opcode(),
+                    op::SCSI_RESP
+                        | op::NOP_IN
+                        | op::TMF_RESP
+                        | op::TEXT_RESP
+                        | op::LOGOUT_RESP
+                        | op::REJECT
+                        | op::LOGIN_RESP
+                ) || (p.bhs.opcode() == op::DATA_IN && p.bhs.flags() & 1 != 0)
                 {
                     self.exp_stat_sn = p.bhs.u32_at(24).wrapping_add(1);
                 }
@@ -210,7 +218,15 @@ impl Initiator {
 
     /// Runs one command to completion, answering R2Ts. `immediate`/`unsolicited`
     /// say how much of `write` to send before any R2T.
-    pub async fn command(&mut self, lun: u64, cdb: &[u8], read_len: u32, write: &[u8], immediate: usize, unsolicited: usize) -> CmdResult {
+    pub async fn command(
+        &mut self,
+        lun: u64,
+        cdb: &[u8],
+        read_len: u32,
+        write: &[u8],
+        immediate: usize,
+        unsolicited: usize,
+    ) -> CmdResult {
         let edtl = if write.is_empty() { read_len } else { write.len() as u32 };
         let b = self.scsi_pdu(lun, cdb, read_len > 0, !write.is_empty(), edtl);
         let itt = b.itt();
@@ -247,12 +263,24 @@ impl Initiator {
                     assert_eq!(p.bhs.u32_at(40) as usize, data.len(), "Data-In in order");
                     data.extend_from_slice(&p.data);
                     if p.bhs.flags() & 1 != 0 {
-                        return CmdResult { status: p.bhs.0[3], data, sense: vec![], flags: p.bhs.flags(), residual: p.bhs.u32_at(44) };
+                        return CmdResult {
+                            status: p.bhs.0[3],
+                            data,
+                            sense: vec![],
+                            flags: p.bhs.flags(),
+                            residual: p.bhs.u32_at(44),
+                        };
                     }
                 }
                 op::SCSI_RESP => {
                     let sense = if p.data.len() >= 2 { p.data[2..].to_vec() } else { vec![] };
-                    return CmdResult { status: p.bhs.0[3], data, sense, flags: p.bhs.flags(), residual: p.bhs.u32_at(44) };
+                    return CmdResult {
+                        status: p.bhs.0[3],
+                        data,
+                        sense,
+                        flags: p.bhs.flags(),
+                        residual: p.bhs.u32_at(44),
+                    };
                 }
                 op::NOP_IN => {}
                 other => panic!("unexpected opcode {other:#x}"),
@@ -365,5 +393,9 @@ pub fn report_luns() -> [u8; 12] {
 /// LUN numbers from REPORT LUNS parameter data.
 pub fn parse_report_luns(d: &[u8]) -> Vec<u64> {
     let n = u32::from_be_bytes(d[0..4].try_into().unwrap()) as usize / 8;
-    (0..n).map(|i| target_engine::iscsi::session::decode_lun(u64::from_be_bytes(d[8 + i * 8..16 + i * 8].try_into().unwrap()))).collect()
+    (0..n)
+        .map(|i| {
+            target_engine::iscsi::session::decode_lun(u64::from_be_bytes(d[8 + i * 8..16 + i * 8].try_into().unwrap()))
+        })
+        .collect()
 }
