@@ -62,6 +62,10 @@ pub enum Cdb {
     WriteSame { ext: Extent, unmap: bool, ndob: bool },
     Unmap { param_len: u32 },
     CompareAndWrite { ext: Extent, fua: bool },
+    /// WRITE ATOMIC(16) (SBC-4 §5.48): a write no other command sees half done.
+    WriteAtomic { ext: Extent, fua: bool },
+    /// READ DEFECT DATA(10/12) (SBC-3 §5.12, §5.13).
+    ReadDefectData { ten: bool, list_format: u8, alloc_len: u32 },
     /// ORWRITE(16): OR Data-Out into the blocks, atomically (SBC-3 §5.14).
     OrWrite { ext: Extent, fua: bool },
     GetLbaStatus { lba: u64, alloc_len: u32 },
@@ -185,6 +189,12 @@ impl Cdb {
                 Cdb::CompareAndWrite { ext, fua: b(1, 0x08) }
             }
             0x42 => Cdb::Unmap { param_len: be(&c[7..9]) as u32 },
+            0x9c => {
+                let ext = Extent { lba: be(&c[2..10]), blocks: be(&c[12..14]) as u32, len_field: 12 };
+                Cdb::WriteAtomic { ext, fua: b(1, 0x08) }
+            }
+            0x37 => Cdb::ReadDefectData { ten: true, list_format: c[2] & 0x07, alloc_len: be(&c[7..9]) as u32 },
+            0xb7 => Cdb::ReadDefectData { ten: false, list_format: c[1] & 0x07, alloc_len: be(&c[6..10]) as u32 },
             0x08 | 0x0a => {
                 let lba = be(&c[1..4]) & 0x1f_ffff;
                 // SBC-3 §5.10: a TRANSFER LENGTH of zero in READ(6)/WRITE(6) means 256 blocks.
@@ -250,7 +260,10 @@ impl Cdb {
     pub fn data_out_len(&self, block_size: u32) -> u64 {
         let bs = u64::from(block_size);
         match self {
-            Cdb::Write { ext, .. } | Cdb::WriteAndVerify { ext, .. } | Cdb::OrWrite { ext, .. } => {
+            Cdb::Write { ext, .. }
+            | Cdb::WriteAndVerify { ext, .. }
+            | Cdb::OrWrite { ext, .. }
+            | Cdb::WriteAtomic { ext, .. } => {
                 u64::from(ext.blocks) * bs
             }
             Cdb::Verify { ext, bytchk: ByteCheck::Each } => u64::from(ext.blocks) * bs,
@@ -278,6 +291,7 @@ impl Cdb {
                 | Cdb::Unmap { .. }
                 | Cdb::CompareAndWrite { .. }
                 | Cdb::OrWrite { .. }
+                | Cdb::WriteAtomic { .. }
         )
     }
 }
@@ -372,6 +386,16 @@ mod tests {
         assert_eq!(caw.data_out_len(4096), 4 * 4096);
         let gls = cdb(&[0x9e, 0x12, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 24, 0, 0]).unwrap();
         assert_eq!(gls, Cdb::GetLbaStatus { lba: 1, alloc_len: 24 });
+    }
+
+    #[test]
+    fn write_atomic_and_defect_data() {
+        let wa = cdb(&[0x9c, 0x08, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 3, 0, 0]).unwrap();
+        assert_eq!(wa, Cdb::WriteAtomic { ext: Extent { lba: 7, blocks: 3, len_field: 12 }, fua: true });
+        // ATOMIC BOUNDARY must be zero: we report no boundary support.
+        assert!(cdb(&[0x9c, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 1, 0, 3, 0, 0]).is_err());
+        let rd = cdb(&[0x37, 0, 0x18 | 0x05, 0, 0, 0, 0, 0, 32, 0]).unwrap();
+        assert_eq!(rd, Cdb::ReadDefectData { ten: true, list_format: 5, alloc_len: 32 });
     }
 
     #[test]

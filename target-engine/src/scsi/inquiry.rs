@@ -105,6 +105,9 @@ fn block_limits(block_size: u32) -> Vec<u8> {
     b[24..28].copy_from_slice(&(super::sbc::PAGE / block_size).max(1).to_be_bytes());
     b[28..32].copy_from_slice(&0x8000_0000u32.to_be_bytes()); // UGAVALID, alignment 0
     b[32..40].copy_from_slice(&(MAX_WRITE_SAME_BYTES / u64::from(block_size)).to_be_bytes());
+    // MAXIMUM ATOMIC TRANSFER LENGTH (SBC-4): any write we accept can be atomic;
+    // no alignment, granularity or boundary constraints.
+    b[40..44].copy_from_slice(&max_blocks.to_be_bytes());
     vpd(0xb0, &b)
 }
 

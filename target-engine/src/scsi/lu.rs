@@ -194,6 +194,8 @@ impl LogicalUnit {
             | Cdb::Unmap { .. }
             | Cdb::CompareAndWrite { .. }
             | Cdb::OrWrite { .. }
+            | Cdb::WriteAtomic { .. }
+            | Cdb::ReadDefectData { .. }
             | Cdb::GetLbaStatus { .. } => sbc::execute(self, cdb, &cmd.data_out).await,
             _ => spc::execute(self, luns, nexus, cdb, &cmd.data_out).await,
         }

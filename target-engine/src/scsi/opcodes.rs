@@ -53,6 +53,7 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
     op!(0x2f, None, 60, [0x16, X, X, X, X, 0x1f, X, X, 0]), // VERIFY(10)
     op!(0x34, None, 60, [0x02, X, X, X, X, 0x1f, X, X, 0]), // PRE-FETCH(10)
     op!(0x35, None, 60, [0x06, X, X, X, X, 0x1f, X, X, 0]), // SYNCHRONIZE CACHE(10)
+    op!(0x37, None, 10, [0, 0x1f, 0, 0, 0, 0, X, X, 0]),   // READ DEFECT DATA(10)
     op!(0x41, None, 60, [0x08, X, X, X, X, 0x1f, X, X, 0]), // WRITE SAME(10)
     op!(0x42, None, 60, [0, 0, 0, 0, 0, 0x1f, X, X, 0]),    // UNMAP
     op!(0x55, None, 10, [0x11, 0, 0, 0, 0, 0, X, X, 0]),   // MODE SELECT(10)
@@ -70,6 +71,7 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
     op!(0x90, None, 60, [0x02, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // PRE-FETCH(16)
     op!(0x91, None, 60, [0x06, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // SYNCHRONIZE CACHE(16)
     op!(0x93, None, 60, [0x09, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE SAME(16)
+    op!(0x9c, None, 60, [0x18, X, X, X, X, X, X, X, X, 0, 0, X, X, 0x1f, 0]), // WRITE ATOMIC(16)
     op!(0x9e, Some(0x10), 10, [0x10, X, X, X, X, X, X, X, X, X, X, X, X, 0x01, 0]), // READ CAPACITY(16)
     op!(0x9e, Some(0x12), 10, [0x12, X, X, X, X, X, X, X, X, X, X, X, X, 0, 0]), // GET LBA STATUS
     op!(0xa0, None, 10, [0, X, 0, 0, 0, X, X, X, X, 0, 0]), // REPORT LUNS
@@ -79,6 +81,7 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
     op!(0xaa, None, 60, [0x1a, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE(12)
     op!(0xae, None, 60, [0x12, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE AND VERIFY(12)
     op!(0xaf, None, 60, [0x16, X, X, X, X, X, X, X, X, 0x1f, 0]), // VERIFY(12)
+    op!(0xb7, None, 10, [0x1f, 0, 0, 0, 0, X, X, X, X, 0, 0]), // READ DEFECT DATA(12)
 ];
 
 /// Opcodes whose command is selected by a service action in byte 1.

@@ -2,6 +2,7 @@
 //! READ(6/10/12/16) (§5.8–5.11), WRITE(6/10/12/16) (§5.32–5.35), WRITE AND
 //! VERIFY(10/12/16) (§5.36–5.38), VERIFY(10/12/16) (§5.27–5.29),
 //! SYNCHRONIZE CACHE(10/16) (§5.22, §5.23) and PRE-FETCH(10/16) (§5.6, §5.7);
+//! WRITE ATOMIC(16) (SBC-4 §5.48) and READ DEFECT DATA(10/12) (§5.12, §5.13);
 //! provisioning and COMPARE AND WRITE live in [`super::thin`].
 //!
 //! Durability: FUA, WRITE AND VERIFY and writes while the Caching page's WCE
@@ -100,6 +101,16 @@ pub(crate) async fn execute(lu: &LogicalUnit, cdb: Cdb, data_out: &Bytes) -> Res
             Ok(Reply::bytes(data.freeze()))
         }
         Cdb::Write { ext, fua } => write(lu, &ext, fua, data_out).await,
+        Cdb::WriteAtomic { ext, fua } => {
+            // The whole write happens while no other command reads or writes.
+            let _exclusive = lu.io.write().await;
+            write_locked(lu, &ext, fua, data_out).await
+        }
+        Cdb::ReadDefectData { ten, list_format, alloc_len } => {
+            // No defects: an empty list in the requested format (SBC-3 §5.12).
+            let d = if ten { vec![0, 0x18 | list_format, 0, 0] } else { vec![0, 0x18 | list_format, 0, 0, 0, 0, 0, 0] };
+            Ok(Reply::data(d, alloc_len))
+        }
         Cdb::WriteAndVerify { ext, .. } => {
             // What is written is what the medium holds once it is durable,
             // so the verification (with or without BYTCHK) cannot fail.
@@ -140,6 +151,12 @@ pub(crate) async fn execute(lu: &LogicalUnit, cdb: Cdb, data_out: &Bytes) -> Res
 /// names, and only whole blocks of the Data-Out received (the transport
 /// reports the residual).
 async fn write(lu: &LogicalUnit, ext: &Extent, fua: bool, data_out: &Bytes) -> Result<Reply, SenseReason> {
+    let _io = lu.io.read().await;
+    write_locked(lu, ext, fua, data_out).await
+}
+
+/// [`write`] for a caller that already holds the unit's I/O lock.
+async fn write_locked(lu: &LogicalUnit, ext: &Extent, fua: bool, data_out: &Bytes) -> Result<Reply, SenseReason> {
     check_range(lu, ext)?;
     check_transfer(lu, ext)?;
     let (offset, len) = byte_range(lu, ext);
@@ -149,7 +166,6 @@ async fn write(lu: &LogicalUnit, ext: &Extent, fua: bool, data_out: &Bytes) -> R
         return Ok(Reply::good());
     }
     let durable = fua || !lu.mode().wce;
-    let _io = lu.io.read().await;
     lu.backend.write(offset, data_out.slice(..n), durable).await.map_err(write_error)?;
     lu.count_written(n as u64);
     Ok(Reply::good())

@@ -426,3 +426,25 @@ async fn provisioning_writes_are_refused_on_read_only_units() {
     assert_eq!(run(&luns, &n, &caw, &[0; 1024]).await, Err(SenseReason::WriteProtected));
     assert_eq!(run(&luns, &n, &rw16(0x8b, 0, 1), &[0; 512]).await, Err(SenseReason::WriteProtected));
 }
+
+#[tokio::test]
+async fn write_atomic_and_read_defect_data() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let n = ready_nexus(&luns, 1).await;
+    let wa = |lba: u64, blocks: u16| {
+        let mut c = vec![0x9c, 0];
+        c.extend_from_slice(&lba.to_be_bytes());
+        c.extend_from_slice(&[0, 0]);
+        c.extend_from_slice(&blocks.to_be_bytes());
+        c.extend_from_slice(&[0, 0]);
+        c
+    };
+    run(&luns, &n, &wa(7, 2), &[3u8; 1024]).await.unwrap();
+    assert!(run(&luns, &n, &read10(7, 2), &[]).await.unwrap().data.iter().all(|&b| b == 3));
+    assert_eq!(run(&luns, &n, &wa(BLOCKS - 1, 2), &[3u8; 1024]).await, Err(SenseReason::LbaOutOfRange));
+    let rd = run(&luns, &n, &[0x37, 0, 0x05, 0, 0, 0, 0, 0, 32, 0], &[]).await.unwrap();
+    assert_eq!(&rd.data[..], &[0, 0x1d, 0, 0]);
+    let (ro, _) = lun_map(512, BLOCKS, true);
+    let n = ready_nexus(&ro, 1).await;
+    assert_eq!(run(&ro, &n, &wa(0, 1), &[0u8; 512]).await, Err(SenseReason::WriteProtected));
+}
