@@ -32,9 +32,7 @@ fn chunk_count(size: u64) -> usize {
 impl MemoryBackend {
     /// A zero-filled volume of `size` bytes.
     pub fn new(size: u64) -> Self {
-        MemoryBackend {
-            inner: RwLock::new(Inner { size, chunks: (0..chunk_count(size)).map(|_| None).collect() }),
-        }
+        MemoryBackend { inner: RwLock::new(Inner { size, chunks: (0..chunk_count(size)).map(|_| None).collect() }) }
     }
 
     fn check(size: u64, offset: u64, len: u64) -> Result<(), BackendError> {
@@ -174,7 +172,10 @@ mod tests {
     async fn out_of_range_is_refused() {
         let b = MemoryBackend::new(8192);
         assert!(matches!(b.read(8000, 200).await, Err(BackendError::OutOfRange { .. })));
-        assert!(matches!(b.write(u64::MAX, Bytes::from_static(b"x"), false).await, Err(BackendError::OutOfRange { .. })));
+        assert!(matches!(
+            b.write(u64::MAX, Bytes::from_static(b"x"), false).await,
+            Err(BackendError::OutOfRange { .. })
+        ));
     }
 
     #[tokio::test]

@@ -40,35 +40,117 @@ pub enum PageControl {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cdb {
     TestUnitReady,
-    RequestSense { descriptor: bool, alloc_len: u32 },
-    Inquiry { evpd: bool, page: u8, alloc_len: u32 },
-    ModeSense { ten: bool, dbd: bool, llbaa: bool, pc: PageControl, page: u8, subpage: u8, alloc_len: u32 },
-    ModeSelect { ten: bool, pf: bool, sp: bool, param_len: u32 },
-    StartStopUnit { immed: bool, power_condition: u8, no_flush: bool, loej: bool, start: bool },
+    RequestSense {
+        descriptor: bool,
+        alloc_len: u32,
+    },
+    Inquiry {
+        evpd: bool,
+        page: u8,
+        alloc_len: u32,
+    },
+    ModeSense {
+        ten: bool,
+        dbd: bool,
+        llbaa: bool,
+        pc: PageControl,
+        page: u8,
+        subpage: u8,
+        alloc_len: u32,
+    },
+    ModeSelect {
+        ten: bool,
+        pf: bool,
+        sp: bool,
+        param_len: u32,
+    },
+    StartStopUnit {
+        immed: bool,
+        power_condition: u8,
+        no_flush: bool,
+        loej: bool,
+        start: bool,
+    },
     ReadCapacity10,
-    ReadCapacity16 { alloc_len: u32 },
-    Read { ext: Extent, fua: bool },
-    Write { ext: Extent, fua: bool },
-    WriteAndVerify { ext: Extent, bytchk: bool },
-    Verify { ext: Extent, bytchk: ByteCheck },
-    SynchronizeCache { ext: Extent },
-    PreFetch { ext: Extent, immed: bool },
-    ReportLuns { select: u8, alloc_len: u32 },
-    ReportSupportedOpcodes { rctd: bool, options: u8, opcode: u8, service_action: u16, alloc_len: u32 },
-    ReportSupportedTmfs { repd: bool, alloc_len: u32 },
-    PersistentReserveIn { action: PrInAction, alloc_len: u32 },
+    ReadCapacity16 {
+        alloc_len: u32,
+    },
+    Read {
+        ext: Extent,
+        fua: bool,
+    },
+    Write {
+        ext: Extent,
+        fua: bool,
+    },
+    WriteAndVerify {
+        ext: Extent,
+        bytchk: bool,
+    },
+    Verify {
+        ext: Extent,
+        bytchk: ByteCheck,
+    },
+    SynchronizeCache {
+        ext: Extent,
+    },
+    PreFetch {
+        ext: Extent,
+        immed: bool,
+    },
+    ReportLuns {
+        select: u8,
+        alloc_len: u32,
+    },
+    ReportSupportedOpcodes {
+        rctd: bool,
+        options: u8,
+        opcode: u8,
+        service_action: u16,
+        alloc_len: u32,
+    },
+    ReportSupportedTmfs {
+        repd: bool,
+        alloc_len: u32,
+    },
+    PersistentReserveIn {
+        action: PrInAction,
+        alloc_len: u32,
+    },
     /// WRITE SAME(10/16); a zero length means "to the last logical block";
     /// with NDOB (16 only) there is no Data-Out and the block is all zeros.
-    WriteSame { ext: Extent, unmap: bool, ndob: bool },
-    Unmap { param_len: u32 },
-    CompareAndWrite { ext: Extent, fua: bool },
+    WriteSame {
+        ext: Extent,
+        unmap: bool,
+        ndob: bool,
+    },
+    Unmap {
+        param_len: u32,
+    },
+    CompareAndWrite {
+        ext: Extent,
+        fua: bool,
+    },
     /// WRITE ATOMIC(16) (SBC-4 §5.48): a write no other command sees half done.
-    WriteAtomic { ext: Extent, fua: bool },
+    WriteAtomic {
+        ext: Extent,
+        fua: bool,
+    },
     /// READ DEFECT DATA(10/12) (SBC-3 §5.12, §5.13).
-    ReadDefectData { ten: bool, list_format: u8, alloc_len: u32 },
+    ReadDefectData {
+        ten: bool,
+        list_format: u8,
+        alloc_len: u32,
+    },
     /// ORWRITE(16): OR Data-Out into the blocks, atomically (SBC-3 §5.14).
-    OrWrite { ext: Extent, fua: bool },
-    GetLbaStatus { lba: u64, alloc_len: u32 },
+    OrWrite {
+        ext: Extent,
+        fua: bool,
+    },
+    GetLbaStatus {
+        lba: u64,
+        alloc_len: u32,
+    },
 }
 
 /// PERSISTENT RESERVE IN service actions (SPC-4 §6.15).
@@ -161,7 +243,15 @@ impl Cdb {
                     _ => PageControl::Saved,
                 };
                 let alloc_len = if ten { be(&c[7..9]) } else { u64::from(c[4]) } as u32;
-                Cdb::ModeSense { ten, dbd: b(1, 0x08), llbaa: ten && b(1, 0x10), pc, page: c[2] & 0x3f, subpage: c[3], alloc_len }
+                Cdb::ModeSense {
+                    ten,
+                    dbd: b(1, 0x08),
+                    llbaa: ten && b(1, 0x10),
+                    pc,
+                    page: c[2] & 0x3f,
+                    subpage: c[3],
+                    alloc_len,
+                }
             }
             0x15 | 0x55 => {
                 let ten = c[0] == 0x55;
@@ -263,9 +353,7 @@ impl Cdb {
             Cdb::Write { ext, .. }
             | Cdb::WriteAndVerify { ext, .. }
             | Cdb::OrWrite { ext, .. }
-            | Cdb::WriteAtomic { ext, .. } => {
-                u64::from(ext.blocks) * bs
-            }
+            | Cdb::WriteAtomic { ext, .. } => u64::from(ext.blocks) * bs,
             Cdb::Verify { ext, bytchk: ByteCheck::Each } => u64::from(ext.blocks) * bs,
             Cdb::Verify { ext, bytchk: ByteCheck::OneBlock } if ext.blocks > 0 => bs,
             Cdb::ModeSelect { param_len, .. } | Cdb::Unmap { param_len } => u64::from(*param_len),

@@ -80,11 +80,25 @@ fn device_identification(spec: &LuSpec, nexus: &NexusId) -> Vec<u8> {
     // The logical unit: NAA IEEE Registered Extended (binary, association 00b, type 3).
     designator(&mut b, None, 0x1, 0b00, 0x3, &spec.naa);
     // The target port: relative target port (type 4) and its SCSI name string (type 8).
-    designator(&mut b, Some(ISCSI), 0x1, 0b01, 0x4, &[0, 0, (nexus.relative_target_port >> 8) as u8, nexus.relative_target_port as u8]);
+    designator(
+        &mut b,
+        Some(ISCSI),
+        0x1,
+        0b01,
+        0x4,
+        &[0, 0, (nexus.relative_target_port >> 8) as u8, nexus.relative_target_port as u8],
+    );
     let port = format!("{},t,0x{:04x}", nexus.target_name, nexus.tpgt);
     designator(&mut b, Some(ISCSI), 0x3, 0b01, 0x8, &name_string(&port));
     // The target port group (type 5), for ALUA.
-    designator(&mut b, None, 0x1, 0b01, 0x5, &[0, 0, (nexus.target_port_group >> 8) as u8, nexus.target_port_group as u8]);
+    designator(
+        &mut b,
+        None,
+        0x1,
+        0b01,
+        0x5,
+        &[0, 0, (nexus.target_port_group >> 8) as u8, nexus.target_port_group as u8],
+    );
     // The target device (association 10b): the target name.
     designator(&mut b, Some(ISCSI), 0x3, 0b10, 0x8, &name_string(&nexus.target_name));
     vpd(0x83, &b)

@@ -121,11 +121,11 @@ mod pr;
 mod sbc;
 pub mod sense;
 mod spc;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testkit;
 #[cfg(test)]
 mod tests;
 mod thin;
-#[cfg(any(test, feature = "test-util"))]
-pub mod testkit;
 mod ua;
 
 pub use lu::{LogicalUnit, LuCounters};

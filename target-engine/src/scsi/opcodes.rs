@@ -38,26 +38,26 @@ macro_rules! op {
 
 /// Sorted by opcode, then service action.
 pub(crate) static SUPPORTED: &[OpInfo] = &[
-    op!(0x00, None, 10, [0, 0, 0, 0, 0]),                  // TEST UNIT READY
-    op!(0x03, None, 10, [0x01, 0, 0, X, 0]),               // REQUEST SENSE
-    op!(0x08, None, 60, [0x1f, X, X, X, 0]),               // READ(6)
-    op!(0x0a, None, 60, [0x1f, X, X, X, 0]),               // WRITE(6)
-    op!(0x12, None, 10, [0x01, X, X, X, 0]),               // INQUIRY
-    op!(0x15, None, 10, [0x11, 0, 0, X, 0]),               // MODE SELECT(6)
-    op!(0x1a, None, 10, [0x08, X, X, X, 0]),               // MODE SENSE(6)
-    op!(0x1b, None, 60, [0x01, 0, 0x0f, 0xf7, 0]),         // START STOP UNIT
-    op!(0x25, None, 10, [0, X, X, X, X, 0, 0, 0x01, 0]),   // READ CAPACITY(10)
-    op!(0x28, None, 60, [0x1a, X, X, X, X, 0x1f, X, X, 0]), // READ(10)
-    op!(0x2a, None, 60, [0x1a, X, X, X, X, 0x1f, X, X, 0]), // WRITE(10)
-    op!(0x2e, None, 60, [0x12, X, X, X, X, 0x1f, X, X, 0]), // WRITE AND VERIFY(10)
-    op!(0x2f, None, 60, [0x16, X, X, X, X, 0x1f, X, X, 0]), // VERIFY(10)
-    op!(0x34, None, 60, [0x02, X, X, X, X, 0x1f, X, X, 0]), // PRE-FETCH(10)
-    op!(0x35, None, 60, [0x06, X, X, X, X, 0x1f, X, X, 0]), // SYNCHRONIZE CACHE(10)
-    op!(0x37, None, 10, [0, 0x1f, 0, 0, 0, 0, X, X, 0]),   // READ DEFECT DATA(10)
-    op!(0x41, None, 60, [0x08, X, X, X, X, 0x1f, X, X, 0]), // WRITE SAME(10)
-    op!(0x42, None, 60, [0, 0, 0, 0, 0, 0x1f, X, X, 0]),    // UNMAP
-    op!(0x55, None, 10, [0x11, 0, 0, 0, 0, 0, X, X, 0]),   // MODE SELECT(10)
-    op!(0x5a, None, 10, [0x18, X, X, 0, 0, 0, X, X, 0]),   // MODE SENSE(10)
+    op!(0x00, None, 10, [0, 0, 0, 0, 0]),                      // TEST UNIT READY
+    op!(0x03, None, 10, [0x01, 0, 0, X, 0]),                   // REQUEST SENSE
+    op!(0x08, None, 60, [0x1f, X, X, X, 0]),                   // READ(6)
+    op!(0x0a, None, 60, [0x1f, X, X, X, 0]),                   // WRITE(6)
+    op!(0x12, None, 10, [0x01, X, X, X, 0]),                   // INQUIRY
+    op!(0x15, None, 10, [0x11, 0, 0, X, 0]),                   // MODE SELECT(6)
+    op!(0x1a, None, 10, [0x08, X, X, X, 0]),                   // MODE SENSE(6)
+    op!(0x1b, None, 60, [0x01, 0, 0x0f, 0xf7, 0]),             // START STOP UNIT
+    op!(0x25, None, 10, [0, X, X, X, X, 0, 0, 0x01, 0]),       // READ CAPACITY(10)
+    op!(0x28, None, 60, [0x1a, X, X, X, X, 0x1f, X, X, 0]),    // READ(10)
+    op!(0x2a, None, 60, [0x1a, X, X, X, X, 0x1f, X, X, 0]),    // WRITE(10)
+    op!(0x2e, None, 60, [0x12, X, X, X, X, 0x1f, X, X, 0]),    // WRITE AND VERIFY(10)
+    op!(0x2f, None, 60, [0x16, X, X, X, X, 0x1f, X, X, 0]),    // VERIFY(10)
+    op!(0x34, None, 60, [0x02, X, X, X, X, 0x1f, X, X, 0]),    // PRE-FETCH(10)
+    op!(0x35, None, 60, [0x06, X, X, X, X, 0x1f, X, X, 0]),    // SYNCHRONIZE CACHE(10)
+    op!(0x37, None, 10, [0, 0x1f, 0, 0, 0, 0, X, X, 0]),       // READ DEFECT DATA(10)
+    op!(0x41, None, 60, [0x08, X, X, X, X, 0x1f, X, X, 0]),    // WRITE SAME(10)
+    op!(0x42, None, 60, [0, 0, 0, 0, 0, 0x1f, X, X, 0]),       // UNMAP
+    op!(0x55, None, 10, [0x11, 0, 0, 0, 0, 0, X, X, 0]),       // MODE SELECT(10)
+    op!(0x5a, None, 10, [0x18, X, X, 0, 0, 0, X, X, 0]),       // MODE SENSE(10)
     op!(0x5e, Some(0x00), 10, [0x00, 0, 0, 0, 0, 0, X, X, 0]), // PERSISTENT RESERVE IN: READ KEYS
     op!(0x5e, Some(0x01), 10, [0x01, 0, 0, 0, 0, 0, X, X, 0]), // READ RESERVATION
     op!(0x5e, Some(0x02), 10, [0x02, 0, 0, 0, 0, 0, X, X, 0]), // REPORT CAPABILITIES
@@ -74,7 +74,7 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
     op!(0x9c, None, 60, [0x18, X, X, X, X, X, X, X, X, 0, 0, X, X, 0x1f, 0]), // WRITE ATOMIC(16)
     op!(0x9e, Some(0x10), 10, [0x10, X, X, X, X, X, X, X, X, X, X, X, X, 0x01, 0]), // READ CAPACITY(16)
     op!(0x9e, Some(0x12), 10, [0x12, X, X, X, X, X, X, X, X, X, X, X, X, 0, 0]), // GET LBA STATUS
-    op!(0xa0, None, 10, [0, X, 0, 0, 0, X, X, X, X, 0, 0]), // REPORT LUNS
+    op!(0xa0, None, 10, [0, X, 0, 0, 0, X, X, X, X, 0, 0]),    // REPORT LUNS
     op!(0xa3, Some(0x0c), 10, [0x0c, 0x87, X, X, X, X, X, X, X, 0, 0]), // REPORT SUPPORTED OPERATION CODES
     op!(0xa3, Some(0x0d), 10, [0x0d, 0x80, 0, 0, 0, X, X, X, X, 0, 0]), // REPORT SUPPORTED TMFS
     op!(0xa8, None, 60, [0x1a, X, X, X, X, X, X, X, X, 0x1f, 0]), // READ(12)

@@ -147,7 +147,10 @@ async fn read_only_units_and_swp_refuse_writes() {
     pl[4 + 4] |= 0x08;
     run(&luns, &a, &[0x15, 0x10, 0, 0, pl.len() as u8, 0], &pl).await.unwrap();
     assert_eq!(run(&luns, &a, &with_op(read10(0, 1), 0x2a), &[0; 512]).await, Err(SenseReason::WriteProtected));
-    assert_eq!(run(&luns, &b, &[0x00], &[]).await, Err(SenseReason::UnitAttention(UnitAttention::ModeParametersChanged)));
+    assert_eq!(
+        run(&luns, &b, &[0x00], &[]).await,
+        Err(SenseReason::UnitAttention(UnitAttention::ModeParametersChanged))
+    );
     assert_eq!(run(&luns, &a, &[0x00], &[]).await, Ok(Reply::good()));
 }
 
@@ -288,7 +291,10 @@ async fn misc_commands() {
     let (luns, lu) = lun_map(512, BLOCKS, false);
     let n = ready_nexus(&luns, 1).await;
     assert_eq!(run(&luns, &n, &[0xc1], &[]).await, Err(SenseReason::InvalidOpcode));
-    assert_eq!(run(&luns, &n, &[0x1b, 0, 0, 0, 0x02, 0], &[]).await, Err(SenseReason::InvalidFieldInCdb(Field::bit(4, 1))));
+    assert_eq!(
+        run(&luns, &n, &[0x1b, 0, 0, 0, 0x02, 0], &[]).await,
+        Err(SenseReason::InvalidFieldInCdb(Field::bit(4, 1)))
+    );
     assert!(run(&luns, &n, &[0x1b, 1, 0, 0, 0x01, 0], &[]).await.is_ok());
     assert!(run(&luns, &n, &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]).await.is_ok());
     assert_eq!(run(&luns, &n, &rw16(0x90, 0, 8), &[]).await.unwrap().status, ScsiStatus::ConditionMet);
@@ -300,10 +306,7 @@ async fn misc_commands() {
     assert!(invalid_field(run(&luns, &n, &[0x28, 0xe0, 0, 0, 0, 0, 0, 0, 1, 0], &[]).await));
     let (big, _) = lun_map(512, 1 << 17, false);
     let nb = ready_nexus(&big, 1).await;
-    assert_eq!(
-        run(&big, &nb, &read10(0, 0xffff), &[]).await,
-        Err(SenseReason::InvalidFieldInCdb(Field::byte(7)))
-    );
+    assert_eq!(run(&big, &nb, &read10(0, 0xffff), &[]).await, Err(SenseReason::InvalidFieldInCdb(Field::byte(7))));
     assert_eq!(expected_data_out(&luns, 0, &with_op(read10(0, 3), 0x2a)), Some(1536));
     assert_eq!(expected_data_out(&luns, 7, &with_op(read10(0, 3), 0x2a)), None);
     let before = lu.counters();
@@ -329,7 +332,9 @@ fn unmap_list(ranges: &[(u64, u32)]) -> Vec<u8> {
 fn lba_status(data: &[u8]) -> Vec<(u64, u32, u8)> {
     data[8..]
         .chunks_exact(16)
-        .map(|c| (u64::from_be_bytes(c[0..8].try_into().unwrap()), u32::from_be_bytes(c[8..12].try_into().unwrap()), c[12]))
+        .map(|c| {
+            (u64::from_be_bytes(c[0..8].try_into().unwrap()), u32::from_be_bytes(c[8..12].try_into().unwrap()), c[12])
+        })
         .collect()
 }
 
@@ -420,8 +425,14 @@ async fn provisioning_writes_are_refused_on_read_only_units() {
     let (luns, _) = lun_map(512, BLOCKS, true);
     let n = ready_nexus(&luns, 1).await;
     let pl = unmap_list(&[(0, 1)]);
-    assert_eq!(run(&luns, &n, &[0x42, 0, 0, 0, 0, 0, 0, 0, pl.len() as u8, 0], &pl).await, Err(SenseReason::WriteProtected));
-    assert_eq!(run(&luns, &n, &[0x41, 0x08, 0, 0, 0, 0, 0, 0, 1, 0], &[0; 512]).await, Err(SenseReason::WriteProtected));
+    assert_eq!(
+        run(&luns, &n, &[0x42, 0, 0, 0, 0, 0, 0, 0, pl.len() as u8, 0], &pl).await,
+        Err(SenseReason::WriteProtected)
+    );
+    assert_eq!(
+        run(&luns, &n, &[0x41, 0x08, 0, 0, 0, 0, 0, 0, 1, 0], &[0; 512]).await,
+        Err(SenseReason::WriteProtected)
+    );
     let caw = [0x89, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0];
     assert_eq!(run(&luns, &n, &caw, &[0; 1024]).await, Err(SenseReason::WriteProtected));
     assert_eq!(run(&luns, &n, &rw16(0x8b, 0, 1), &[0; 512]).await, Err(SenseReason::WriteProtected));

@@ -174,7 +174,12 @@ pub(crate) async fn get_lba_status(lu: &LogicalUnit, lba: u64, alloc_len: u32) -
 
 /// Compares the medium with the first half of Data-Out and, if they match,
 /// writes the second half; no other command touches the blocks in between.
-pub(crate) async fn compare_and_write(lu: &LogicalUnit, ext: &Extent, fua: bool, data_out: &Bytes) -> Result<Reply, SenseReason> {
+pub(crate) async fn compare_and_write(
+    lu: &LogicalUnit,
+    ext: &Extent,
+    fua: bool,
+    data_out: &Bytes,
+) -> Result<Reply, SenseReason> {
     if ext.lba.checked_add(u64::from(ext.blocks)).is_none_or(|end| end > lu.blocks()) {
         return Err(SenseReason::LbaOutOfRange);
     }
@@ -202,7 +207,12 @@ pub(crate) async fn compare_and_write(lu: &LogicalUnit, ext: &Extent, fua: bool,
 
 /// ORs the whole blocks of Data-Out received into the medium, with no other
 /// command touching them in between. Range and length are checked by the caller.
-pub(crate) async fn or_write(lu: &LogicalUnit, ext: &Extent, fua: bool, data_out: &Bytes) -> Result<Reply, SenseReason> {
+pub(crate) async fn or_write(
+    lu: &LogicalUnit,
+    ext: &Extent,
+    fua: bool,
+    data_out: &Bytes,
+) -> Result<Reply, SenseReason> {
     let bs = lu.spec.block_size as usize;
     let n = (ext.blocks as usize * bs).min(data_out.len() / bs * bs);
     if n == 0 {
