@@ -137,13 +137,43 @@ impl Engine {
             w.dedup();
             w
         };
+        // Portals that go away are closed first so that a new address on the
+        // same port (0.0.0.0:3260 -> 127.0.0.1:3260) can bind; on failure
+        // they are reopened and nothing else changes.
+        let removed: Vec<SocketAddr> = st.portals.keys().filter(|a| !wanted.contains(a)).copied().collect();
+        let mut closed: Vec<(SocketAddr, SocketAddr)> = Vec::new();
+        for a in &removed {
+            if let Some(p) = st.portals.remove(a) {
+                let bound = p.bound;
+                p.close().await;
+                closed.push((*a, bound));
+            }
+        }
         let mut new_portals = HashMap::new();
         for a in &wanted {
             if !st.portals.contains_key(a) {
-                let p = Portal::open(*a, self.inner.registry.clone())
-                    .await
-                    .map_err(|source| EngineError::Bind { addr: *a, source })?;
-                new_portals.insert(*a, p);
+                match Portal::open(*a, self.inner.registry.clone()).await {
+                    Ok(p) => {
+                        new_portals.insert(*a, p);
+                    }
+                    Err(source) => {
+                        for (_, p) in new_portals.drain() {
+                            p.close().await;
+                        }
+                        for (addr, bound) in closed.drain(..) {
+                            match Portal::open(bound, self.inner.registry.clone()).await {
+                                Ok(mut p) => {
+                                    p.configured = addr;
+                                    st.portals.insert(addr, p);
+                                }
+                                Err(e) => {
+                                    tracing::error!(portal = %addr, "cannot reopen portal after a refused apply: {e}")
+                                }
+                            }
+                        }
+                        return Err(EngineError::Bind { addr: *a, source });
+                    }
+                }
             }
         }
 
@@ -151,7 +181,6 @@ impl Engine {
         for (lu, size, name) in grow {
             lu.resize(size).await.map_err(|source| EngineError::Backend { volume: name, source })?;
         }
-        st.portals.retain(|a, _| wanted.contains(a));
         st.portals.extend(new_portals);
         st.volumes = volumes;
 
@@ -228,7 +257,9 @@ impl Engine {
     /// Stops listening and ends every session.
     pub async fn shutdown(&self) {
         let mut st = self.inner.state.lock().await;
-        st.portals.clear();
+        for (_, p) in st.portals.drain() {
+            p.close().await;
+        }
         for s in self.inner.registry.sessions() {
             s.close();
         }

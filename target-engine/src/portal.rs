@@ -49,6 +49,15 @@ impl Portal {
     }
 }
 
+impl Portal {
+    /// Stops accepting and waits until the listening socket is closed, so
+    /// the address can be bound again right away.
+    pub async fn close(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
 impl Drop for Portal {
     fn drop(&mut self) {
         self.task.abort();

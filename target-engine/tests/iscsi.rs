@@ -278,15 +278,22 @@ async fn apply_reconciles_live() {
     let bad = base_config("").replace("1 = \"b\"", "1 = \"zzz\"");
     assert!(EngineConfig::from_toml(&bad).is_err());
 
-    // Drop LUN 1 and grow volume a; keep the portal bound to the same port.
+    // A port that is taken: the apply is refused and the old portal keeps serving.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let clash = base_config("").replace("127.0.0.1:0", &taken.local_addr().unwrap().to_string());
+    assert!(e.apply(EngineConfig::from_toml(&clash).unwrap()).await.is_err());
+    let mut probe = Initiator::connect(addr).await;
+    probe.isid = [0x80, 0, 0, 9, 9, 9];
+    probe.login(&opts(Some(IQN))).await.unwrap();
+    drop(probe);
+
+    // Drop LUN 1, grow volume a, and move the portal to 0.0.0.0 on the same
+    // port (the old listener must close before the new one binds).
     let port = addr.port();
     let new = base_config("")
         .replace(", 1 = \"b\"", "")
         .replace("16MiB", "32MiB")
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
-    // Same port but a different configured address string: the old listener
-    // closes and a new one binds, so release first by going through port 0 mapping.
-    let new = new.replace(&format!("127.0.0.1:{port}"), "127.0.0.1:0");
+        .replace("127.0.0.1:0", &format!("0.0.0.0:{port}"));
     e.apply(EngineConfig::from_toml(&new).unwrap()).await.unwrap();
     // The session is still there and sees a unit attention, then one LUN.
     let r = i.command(0, &[0u8; 6], 0, &[], 0, 0).await;
@@ -354,4 +361,19 @@ async fn ordered_task_runs_after_earlier_and_before_later_tasks() {
         }
     }
     assert_eq!(got.unwrap(), vec![0xbb; 512]);
+}
+
+#[tokio::test]
+async fn target_cold_reset_closes_every_session_of_the_target() {
+    let (e, addr) = start(&base_config("")).await;
+    let mut a = session(addr, vec![]).await;
+    let mut b = Initiator::connect(addr).await;
+    b.isid = [0x80, 0, 0, 0, 0, 2];
+    b.login(&opts(Some(IQN))).await.unwrap();
+    assert_eq!(e.sessions().len(), 2);
+    assert_eq!(a.tmf(7, 0, 0).await, 0);
+    assert!(a.recv_timeout(Duration::from_secs(2)).await.is_none());
+    assert!(b.recv_timeout(Duration::from_secs(2)).await.is_none());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(e.sessions().is_empty());
 }

@@ -573,8 +573,13 @@ impl Session {
         r.set_itt(b.itt());
         self.send(vec![OutPdu { pdu: Pdu::new(r), status: true }]);
         if function == 7 {
-            // TARGET COLD RESET ends the connection after the response (§11.5.1).
-            self.handle.close();
+            // TARGET COLD RESET: every connection to this target is closed
+            // once the response is out (RFC 7143 §11.5.1).
+            for h in self.registry.sessions() {
+                if !h.info.discovery && h.info.target == self.handle.info.target {
+                    h.close();
+                }
+            }
         }
     }
 
