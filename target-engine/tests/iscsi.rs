@@ -377,3 +377,20 @@ async fn target_cold_reset_closes_every_session_of_the_target() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(e.sessions().is_empty());
 }
+
+#[tokio::test]
+async fn snack_and_unknown_opcodes_are_rejected_and_session_continues() {
+    let (_e, addr) = start(&base_config("")).await;
+    let mut i = session(addr, vec![]).await;
+    for (opcode, reason) in [(op::SNACK, 0x04u8), (0x1c, 0x05)] {
+        let mut b = Bhs::new(opcode);
+        b.set_flags(0x80);
+        b.set_itt(0x77);
+        i.send(target_engine::iscsi::pdu::Pdu::new(b)).await;
+        let p = i.recv().await;
+        assert_eq!(p.bhs.opcode(), op::REJECT);
+        assert_eq!(p.bhs.0[2], reason);
+        assert_eq!(&p.data[..48], &b.0[..], "the rejected header comes back");
+    }
+    assert_eq!(i.command_ok(0, &read10(0, 1), 512, &[]).await.status, 0);
+}
