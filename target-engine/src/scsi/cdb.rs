@@ -113,6 +113,12 @@ pub enum Cdb {
         repd: bool,
         alloc_len: u32,
     },
+    PersistentReserveOut {
+        action: PrOutAction,
+        /// The TYPE field (SPC-4 table 171); checked by the action that uses it.
+        pr_type: u8,
+        param_len: u32,
+    },
     PersistentReserveIn {
         action: PrInAction,
         alloc_len: u32,
@@ -151,6 +157,18 @@ pub enum Cdb {
         lba: u64,
         alloc_len: u32,
     },
+}
+
+/// PERSISTENT RESERVE OUT service actions (SPC-4 §6.16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrOutAction {
+    Register,
+    Reserve,
+    Release,
+    Clear,
+    Preempt,
+    PreemptAndAbort,
+    RegisterAndIgnore,
 }
 
 /// PERSISTENT RESERVE IN service actions (SPC-4 §6.15).
@@ -322,6 +340,18 @@ impl Cdb {
                     }
                     0x8b => Cdb::OrWrite { ext, fua: b(1, 0x08) },
                     0x41 | 0x93 => Cdb::WriteSame { ext, unmap: b(1, 0x08), ndob: op == 0x93 && b(1, 0x01) },
+                    0x5f => {
+                        let action = match c[1] & 0x1f {
+                            0 => PrOutAction::Register,
+                            1 => PrOutAction::Reserve,
+                            2 => PrOutAction::Release,
+                            3 => PrOutAction::Clear,
+                            4 => PrOutAction::Preempt,
+                            5 => PrOutAction::PreemptAndAbort,
+                            _ => PrOutAction::RegisterAndIgnore,
+                        };
+                        Cdb::PersistentReserveOut { action, pr_type: c[2] & 0x0f, param_len: be(&c[5..9]) as u32 }
+                    }
                     0x34 | 0x90 => Cdb::PreFetch { ext, immed: b(1, 0x02) },
                     0x35 | 0x91 => Cdb::SynchronizeCache { ext },
                     0xa0 => Cdb::ReportLuns { select: c[2], alloc_len: be(&c[6..10]) as u32 },
@@ -356,7 +386,9 @@ impl Cdb {
             | Cdb::WriteAtomic { ext, .. } => u64::from(ext.blocks) * bs,
             Cdb::Verify { ext, bytchk: ByteCheck::Each } => u64::from(ext.blocks) * bs,
             Cdb::Verify { ext, bytchk: ByteCheck::OneBlock } if ext.blocks > 0 => bs,
-            Cdb::ModeSelect { param_len, .. } | Cdb::Unmap { param_len } => u64::from(*param_len),
+            Cdb::ModeSelect { param_len, .. }
+            | Cdb::Unmap { param_len }
+            | Cdb::PersistentReserveOut { param_len, .. } => u64::from(*param_len),
             Cdb::WriteSame { ndob: false, .. } => bs,
             Cdb::CompareAndWrite { ext, .. } => 2 * u64::from(ext.blocks) * bs,
             _ => 0,

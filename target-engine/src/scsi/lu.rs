@@ -38,6 +38,7 @@ struct Counters {
 pub(crate) struct LuState {
     pub ua: UaTable,
     pub mode: ModeState,
+    pub pr: super::pr::PrState,
 }
 
 /// One logical unit as exported through one or more targets.
@@ -161,8 +162,10 @@ impl LogicalUnit {
 
     /// Checks that run after decoding and before execution. Persistent
     /// reservations and ALUA access states slot in here.
-    fn pre_execute(&self, _nexus: &Nexus, cdb: &Cdb) -> Result<(), SenseReason> {
-        if cdb.writes_medium() && (self.spec.read_only || self.mode().swp) {
+    fn pre_execute(&self, nexus: &Nexus, cdb: &Cdb) -> Result<(), SenseReason> {
+        let st = self.state();
+        st.pr.check(&nexus.id, cdb)?;
+        if cdb.writes_medium() && (self.spec.read_only || st.mode.swp) {
             return Err(SenseReason::WriteProtected);
         }
         Ok(())
@@ -218,6 +221,9 @@ pub(crate) async fn dispatch(luns: &LunMap, nexus: &Nexus, cmd: ScsiCommand) -> 
     let result = outcome(luns, nexus, &cmd).await;
     match result {
         Ok(Reply { status, data }) => ScsiResponse { status, data_in: data, sense: Bytes::new() },
+        Err(SenseReason::ReservationConflict) => {
+            ScsiResponse { status: ScsiStatus::ReservationConflict, data_in: Bytes::new(), sense: Bytes::new() }
+        }
         Err(reason) => {
             let descriptor = lu.is_some_and(|lu| lu.mode().d_sense);
             if let Some(lu) = lu {

@@ -44,7 +44,7 @@ pub enum TaskAttr {
 }
 
 /// Identity of one I_T nexus.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NexusId {
     /// iSCSI initiator name (IQN or EUI), as sent in the login.
     pub initiator_name: Arc<str>,

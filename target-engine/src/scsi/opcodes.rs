@@ -38,30 +38,37 @@ macro_rules! op {
 
 /// Sorted by opcode, then service action.
 pub(crate) static SUPPORTED: &[OpInfo] = &[
-    op!(0x00, None, 10, [0, 0, 0, 0, 0]),                      // TEST UNIT READY
-    op!(0x03, None, 10, [0x01, 0, 0, X, 0]),                   // REQUEST SENSE
-    op!(0x08, None, 60, [0x1f, X, X, X, 0]),                   // READ(6)
-    op!(0x0a, None, 60, [0x1f, X, X, X, 0]),                   // WRITE(6)
-    op!(0x12, None, 10, [0x01, X, X, X, 0]),                   // INQUIRY
-    op!(0x15, None, 10, [0x11, 0, 0, X, 0]),                   // MODE SELECT(6)
-    op!(0x1a, None, 10, [0x08, X, X, X, 0]),                   // MODE SENSE(6)
-    op!(0x1b, None, 60, [0x01, 0, 0x0f, 0xf7, 0]),             // START STOP UNIT
-    op!(0x25, None, 10, [0, X, X, X, X, 0, 0, 0x01, 0]),       // READ CAPACITY(10)
-    op!(0x28, None, 60, [0x1a, X, X, X, X, 0x1f, X, X, 0]),    // READ(10)
-    op!(0x2a, None, 60, [0x1a, X, X, X, X, 0x1f, X, X, 0]),    // WRITE(10)
-    op!(0x2e, None, 60, [0x12, X, X, X, X, 0x1f, X, X, 0]),    // WRITE AND VERIFY(10)
-    op!(0x2f, None, 60, [0x16, X, X, X, X, 0x1f, X, X, 0]),    // VERIFY(10)
-    op!(0x34, None, 60, [0x02, X, X, X, X, 0x1f, X, X, 0]),    // PRE-FETCH(10)
-    op!(0x35, None, 60, [0x06, X, X, X, X, 0x1f, X, X, 0]),    // SYNCHRONIZE CACHE(10)
-    op!(0x37, None, 10, [0, 0x1f, 0, 0, 0, 0, X, X, 0]),       // READ DEFECT DATA(10)
-    op!(0x41, None, 60, [0x08, X, X, X, X, 0x1f, X, X, 0]),    // WRITE SAME(10)
-    op!(0x42, None, 60, [0, 0, 0, 0, 0, 0x1f, X, X, 0]),       // UNMAP
-    op!(0x55, None, 10, [0x11, 0, 0, 0, 0, 0, X, X, 0]),       // MODE SELECT(10)
-    op!(0x5a, None, 10, [0x18, X, X, 0, 0, 0, X, X, 0]),       // MODE SENSE(10)
-    op!(0x5e, Some(0x00), 10, [0x00, 0, 0, 0, 0, 0, X, X, 0]), // PERSISTENT RESERVE IN: READ KEYS
-    op!(0x5e, Some(0x01), 10, [0x01, 0, 0, 0, 0, 0, X, X, 0]), // READ RESERVATION
-    op!(0x5e, Some(0x02), 10, [0x02, 0, 0, 0, 0, 0, X, X, 0]), // REPORT CAPABILITIES
-    op!(0x5e, Some(0x03), 10, [0x03, 0, 0, 0, 0, 0, X, X, 0]), // READ FULL STATUS
+    op!(0x00, None, 10, [0, 0, 0, 0, 0]),                         // TEST UNIT READY
+    op!(0x03, None, 10, [0x01, 0, 0, X, 0]),                      // REQUEST SENSE
+    op!(0x08, None, 60, [0x1f, X, X, X, 0]),                      // READ(6)
+    op!(0x0a, None, 60, [0x1f, X, X, X, 0]),                      // WRITE(6)
+    op!(0x12, None, 10, [0x01, X, X, X, 0]),                      // INQUIRY
+    op!(0x15, None, 10, [0x11, 0, 0, X, 0]),                      // MODE SELECT(6)
+    op!(0x1a, None, 10, [0x08, X, X, X, 0]),                      // MODE SENSE(6)
+    op!(0x1b, None, 60, [0x01, 0, 0x0f, 0xf7, 0]),                // START STOP UNIT
+    op!(0x25, None, 10, [0, X, X, X, X, 0, 0, 0x01, 0]),          // READ CAPACITY(10)
+    op!(0x28, None, 60, [0x1a, X, X, X, X, 0x1f, X, X, 0]),       // READ(10)
+    op!(0x2a, None, 60, [0x1a, X, X, X, X, 0x1f, X, X, 0]),       // WRITE(10)
+    op!(0x2e, None, 60, [0x12, X, X, X, X, 0x1f, X, X, 0]),       // WRITE AND VERIFY(10)
+    op!(0x2f, None, 60, [0x16, X, X, X, X, 0x1f, X, X, 0]),       // VERIFY(10)
+    op!(0x34, None, 60, [0x02, X, X, X, X, 0x1f, X, X, 0]),       // PRE-FETCH(10)
+    op!(0x35, None, 60, [0x06, X, X, X, X, 0x1f, X, X, 0]),       // SYNCHRONIZE CACHE(10)
+    op!(0x37, None, 10, [0, 0x1f, 0, 0, 0, 0, X, X, 0]),          // READ DEFECT DATA(10)
+    op!(0x41, None, 60, [0x08, X, X, X, X, 0x1f, X, X, 0]),       // WRITE SAME(10)
+    op!(0x42, None, 60, [0, 0, 0, 0, 0, 0x1f, X, X, 0]),          // UNMAP
+    op!(0x55, None, 10, [0x11, 0, 0, 0, 0, 0, X, X, 0]),          // MODE SELECT(10)
+    op!(0x5a, None, 10, [0x18, X, X, 0, 0, 0, X, X, 0]),          // MODE SENSE(10)
+    op!(0x5e, Some(0x00), 10, [0x00, 0, 0, 0, 0, 0, X, X, 0]),    // PERSISTENT RESERVE IN: READ KEYS
+    op!(0x5e, Some(0x01), 10, [0x01, 0, 0, 0, 0, 0, X, X, 0]),    // READ RESERVATION
+    op!(0x5e, Some(0x02), 10, [0x02, 0, 0, 0, 0, 0, X, X, 0]),    // REPORT CAPABILITIES
+    op!(0x5e, Some(0x03), 10, [0x03, 0, 0, 0, 0, 0, X, X, 0]),    // READ FULL STATUS
+    op!(0x5f, Some(0x00), 10, [0x00, 0x0f, 0, 0, X, X, X, X, 0]), // PERSISTENT RESERVE OUT: REGISTER
+    op!(0x5f, Some(0x01), 10, [0x01, 0x0f, 0, 0, X, X, X, X, 0]), // RESERVE
+    op!(0x5f, Some(0x02), 10, [0x02, 0x0f, 0, 0, X, X, X, X, 0]), // RELEASE
+    op!(0x5f, Some(0x03), 10, [0x03, 0x0f, 0, 0, X, X, X, X, 0]), // CLEAR
+    op!(0x5f, Some(0x04), 10, [0x04, 0x0f, 0, 0, X, X, X, X, 0]), // PREEMPT
+    op!(0x5f, Some(0x05), 10, [0x05, 0x0f, 0, 0, X, X, X, X, 0]), // PREEMPT AND ABORT
+    op!(0x5f, Some(0x06), 10, [0x06, 0x0f, 0, 0, X, X, X, X, 0]), // REGISTER AND IGNORE EXISTING KEY
     op!(0x88, None, 60, [0x1a, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // READ(16)
     op!(0x89, None, 60, [0x18, X, X, X, X, X, X, X, X, 0, 0, 0, X, 0x1f, 0]), // COMPARE AND WRITE
     op!(0x8a, None, 60, [0x1a, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE(16)
@@ -74,19 +81,19 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
     op!(0x9c, None, 60, [0x18, X, X, X, X, X, X, X, X, 0, 0, X, X, 0x1f, 0]), // WRITE ATOMIC(16)
     op!(0x9e, Some(0x10), 10, [0x10, X, X, X, X, X, X, X, X, X, X, X, X, 0x01, 0]), // READ CAPACITY(16)
     op!(0x9e, Some(0x12), 10, [0x12, X, X, X, X, X, X, X, X, X, X, X, X, 0, 0]), // GET LBA STATUS
-    op!(0xa0, None, 10, [0, X, 0, 0, 0, X, X, X, X, 0, 0]),    // REPORT LUNS
+    op!(0xa0, None, 10, [0, X, 0, 0, 0, X, X, X, X, 0, 0]),       // REPORT LUNS
     op!(0xa3, Some(0x0c), 10, [0x0c, 0x87, X, X, X, X, X, X, X, 0, 0]), // REPORT SUPPORTED OPERATION CODES
     op!(0xa3, Some(0x0d), 10, [0x0d, 0x80, 0, 0, 0, X, X, X, X, 0, 0]), // REPORT SUPPORTED TMFS
     op!(0xa8, None, 60, [0x1a, X, X, X, X, X, X, X, X, 0x1f, 0]), // READ(12)
     op!(0xaa, None, 60, [0x1a, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE(12)
     op!(0xae, None, 60, [0x12, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE AND VERIFY(12)
     op!(0xaf, None, 60, [0x16, X, X, X, X, X, X, X, X, 0x1f, 0]), // VERIFY(12)
-    op!(0xb7, None, 10, [0x1f, 0, 0, 0, 0, X, X, X, X, 0, 0]), // READ DEFECT DATA(12)
+    op!(0xb7, None, 10, [0x1f, 0, 0, 0, 0, X, X, X, X, 0, 0]),    // READ DEFECT DATA(12)
 ];
 
 /// Opcodes whose command is selected by a service action in byte 1.
 pub(crate) fn has_service_actions(opcode: u8) -> bool {
-    matches!(opcode, 0x5e | 0x9e | 0xa3)
+    matches!(opcode, 0x5e | 0x5f | 0x9e | 0xa3)
 }
 
 pub(crate) fn lookup(opcode: u8, service_action: Option<u16>) -> Option<&'static OpInfo> {

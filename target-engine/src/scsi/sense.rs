@@ -36,6 +36,12 @@ pub enum UnitAttention {
     CapacityChanged,
     /// REPORTED LUNS DATA HAS CHANGED (3Fh/0Eh).
     ReportedLunsChanged,
+    /// RESERVATIONS PREEMPTED (2Ah/03h).
+    ReservationsPreempted,
+    /// RESERVATIONS RELEASED (2Ah/04h).
+    ReservationsReleased,
+    /// REGISTRATIONS PREEMPTED (2Ah/05h).
+    RegistrationsPreempted,
 }
 
 /// Where a bad field is: byte offset and, when known, the highest bad bit
@@ -87,6 +93,11 @@ pub enum SenseReason {
     WriteError,
     #[error("internal target failure")]
     InternalFailure,
+    #[error("invalid release of persistent reservation")]
+    InvalidRelease,
+    /// Not sense at all: RESERVATION CONFLICT status (SPC-4 §5.13.1).
+    #[error("reservation conflict")]
+    ReservationConflict,
 }
 
 /// Sense key, ASC and ASCQ.
@@ -120,12 +131,26 @@ impl SenseReason {
                 self::UnitAttention::ModeParametersChanged => (Ua, 0x2a, 0x01),
                 self::UnitAttention::CapacityChanged => (Ua, 0x2a, 0x09),
                 self::UnitAttention::ReportedLunsChanged => (Ua, 0x3f, 0x0e),
+                self::UnitAttention::ReservationsPreempted => (Ua, 0x2a, 0x03),
+                self::UnitAttention::ReservationsReleased => (Ua, 0x2a, 0x04),
+                self::UnitAttention::RegistrationsPreempted => (Ua, 0x2a, 0x05),
             },
             SenseReason::ReadError => (MediumError, 0x11, 0x00),
             SenseReason::WriteError => (MediumError, 0x0c, 0x00),
             SenseReason::InternalFailure => (HardwareError, 0x44, 0x00),
+            SenseReason::InvalidRelease => (IllegalRequest, 0x26, 0x04),
+            SenseReason::ReservationConflict => (NoSense, 0x00, 0x00),
         };
         SenseCode { key, asc, ascq }
+    }
+
+    /// The status a command failing for this reason ends with; only
+    /// CHECK CONDITION carries the sense data from [`SenseReason::encode`].
+    pub fn status(&self) -> super::ScsiStatus {
+        match self {
+            SenseReason::ReservationConflict => super::ScsiStatus::ReservationConflict,
+            _ => super::ScsiStatus::CheckCondition,
+        }
     }
 
     /// The INFORMATION field, where the reason has one.

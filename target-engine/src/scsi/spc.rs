@@ -1,8 +1,8 @@
 //! Primary commands (SPC-4 §6): TEST UNIT READY (§6.47), INQUIRY (§6.6),
 //! REQUEST SENSE (§6.39), REPORT LUNS (§6.33), MODE SENSE/SELECT
 //! (§6.9–6.14), REPORT SUPPORTED OPERATION CODES (§6.35), REPORT SUPPORTED
-//! TASK MANAGEMENT FUNCTIONS (§6.36), PERSISTENT RESERVE IN (§6.15, see
-//! [`super::pr`]) and SBC-3's START STOP UNIT (§5.25).
+//! TASK MANAGEMENT FUNCTIONS (§6.36), PERSISTENT RESERVE IN/OUT (§6.15,
+//! §6.16, see [`super::pr`]) and SBC-3's START STOP UNIT (§5.25).
 
 use bytes::Bytes;
 
@@ -73,7 +73,13 @@ pub(crate) async fn execute(
             }
             Ok(Reply::data(d, alloc_len))
         }
-        Cdb::PersistentReserveIn { action, alloc_len } => Ok(Reply::data(super::pr::reserve_in(action), alloc_len)),
+        Cdb::PersistentReserveIn { action, alloc_len } => Ok(Reply::data(lu.state().pr.reserve_in(action), alloc_len)),
+        Cdb::PersistentReserveOut { action, pr_type, param_len } => {
+            let mut guard = lu.state();
+            let st = &mut *guard;
+            st.pr.reserve_out(&nexus.id, action, pr_type, param_len, data_out, &mut st.ua)?;
+            Ok(Reply::good())
+        }
         other => unreachable!("{other:?} is a block command"),
     }
 }

@@ -459,3 +459,27 @@ async fn write_atomic_and_read_defect_data() {
     let n = ready_nexus(&ro, 1).await;
     assert_eq!(run(&ro, &n, &wa(0, 1), &[0u8; 512]).await, Err(SenseReason::WriteProtected));
 }
+
+#[tokio::test]
+async fn persistent_reservation_conflict_is_a_status_without_sense() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let a = ready_nexus(&luns, 1).await;
+    let b = ready_nexus(&luns, 2).await;
+    let prout = |sa: u8, t: u8| vec![0x5f, sa, t, 0, 0, 0, 0, 0, 24, 0];
+    let params = |key: u64, sa_key: u64| {
+        let mut p = vec![0u8; 24];
+        p[0..8].copy_from_slice(&key.to_be_bytes());
+        p[8..16].copy_from_slice(&sa_key.to_be_bytes());
+        p
+    };
+    run(&luns, &a, &prout(0x06, 0), &params(0, 0xab)).await.unwrap();
+    run(&luns, &a, &prout(0x01, 0x03), &params(0xab, 0)).await.unwrap();
+    assert_eq!(run(&luns, &b, &read10(0, 1), &[]).await, Err(SenseReason::ReservationConflict));
+    let resp = testkit::run(&luns, &b, 0, &read10(0, 1), &[]).await;
+    assert_eq!(resp.status, ScsiStatus::ReservationConflict);
+    assert!(resp.sense.is_empty());
+    assert!(run(&luns, &b, &[0x00], &[]).await.is_ok(), "TEST UNIT READY is allowed");
+    assert!(run(&luns, &a, &read10(0, 1), &[]).await.is_ok());
+    let rk = run(&luns, &b, &[0x5e, 0, 0, 0, 0, 0, 0, 0, 8, 0], &[]).await.unwrap();
+    assert_eq!(&rk.data[4..8], &[0, 0, 0, 8], "ADDITIONAL LENGTH is not cut by the allocation length");
+}

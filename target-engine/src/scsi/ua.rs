@@ -62,6 +62,11 @@ impl UaTable {
         }
     }
 
+    /// Raises `ua` for one nexus.
+    pub fn raise(&mut self, id: &NexusId, ua: UnitAttention) {
+        push(self.entry(id), ua);
+    }
+
     /// Forgets a nexus (after I_T nexus loss); if it returns it starts afresh.
     pub fn forget(&mut self, id: &NexusId) {
         self.pending.remove(id);
