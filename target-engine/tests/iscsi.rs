@@ -394,3 +394,26 @@ async fn snack_and_unknown_opcodes_are_rejected_and_session_continues() {
     }
     assert_eq!(i.command_ok(0, &read10(0, 1), 512, &[]).await.status, 0);
 }
+
+#[tokio::test]
+async fn window_is_at_least_64_and_reopens() {
+    let (_e, addr) = start(&base_config("")).await;
+    let mut i = session(addr, vec![]).await;
+    let _ = i.command_ok(0, &[0u8; 6], 0, &[]).await;
+    // Pipeline 100 reads without waiting, then collect every status.
+    let mut last_max = 0;
+    let first_sn = i.cmd_sn;
+    for k in 0..100u32 {
+        let b = i.scsi_pdu(0, &read10(k, 1), true, false, 512);
+        i.send(target_engine::iscsi::pdu::Pdu::new(b)).await;
+    }
+    let mut done = 0;
+    while done < 100 {
+        let p = i.recv().await;
+        if p.bhs.opcode() == op::DATA_IN && p.bhs.flags() & 1 != 0 {
+            done += 1;
+            last_max = p.bhs.u32_at(32);
+        }
+    }
+    assert!(last_max.wrapping_sub(first_sn) >= 100 + 63, "window after the burst: {}", last_max.wrapping_sub(first_sn));
+}

@@ -2,7 +2,6 @@
 //! session's reader loop and writer task (RFC 7143 §6 then §4.2).
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -103,7 +102,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, local: SocketAddr, regis
     let p = result.params;
     let out_framing =
         Framing { header_digest: p.header_digest, data_digest: p.data_digest, max_data: p.initiator_mrdsl as usize };
-    let sn = Arc::new(SnState { exp_cmd_sn: AtomicU32::new(result.exp_cmd_sn), window: CMD_WINDOW });
+    let sn = Arc::new(SnState::new(result.exp_cmd_sn, CMD_WINDOW));
     let (tx, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(writer::run(wr, rx, out_framing, result.stat_sn, sn.clone()).instrument(span.clone()));
     super::session::run(rd, buf, tx, sn, result, handle.clone(), close, registry.clone(), local).instrument(span).await;

@@ -77,12 +77,26 @@ pub struct Session {
     task_done: Arc<Notify>,
 }
 
-/// Wakes tasks waiting on task-set order when a task ends (or is aborted).
-struct NotifyOnDrop(Arc<Notify>);
+/// Ends a task's accounting however it ends (answered or aborted): frees
+/// its command-window slot and wakes tasks waiting on task-set order.
+struct TaskGuard {
+    done: Arc<Notify>,
+    sn: Arc<SnState>,
+    counted: bool,
+}
 
-impl Drop for NotifyOnDrop {
+impl TaskGuard {
+    fn release_slot(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.sn.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for TaskGuard {
     fn drop(&mut self) {
-        self.0.notify_waiters();
+        self.release_slot();
+        self.done.notify_waiters();
     }
 }
 
@@ -454,10 +468,12 @@ impl Session {
             self.last_ordered = Some(itt);
         }
         let done = self.task_done.clone();
+        self.sn.in_flight.fetch_add(1, Ordering::AcqRel);
+        let mut guard = TaskGuard { done: done.clone(), sn: self.sn.clone(), counted: true };
         let tasks2 = tasks.clone();
         let h = tokio::spawn(tracing::Instrument::instrument(
             async move {
-                let _finished = NotifyOnDrop(done.clone());
+                let _ = &guard;
                 if !wait_for.is_empty() {
                     loop {
                         let n = done.notified();
@@ -479,6 +495,9 @@ impl Session {
                 // Remove first so an ABORT TASK racing with us sees no task and
                 // answers "task does not exist" while the status goes out.
                 let still_ours = tasks2.lock().unwrap_or_else(|e| e.into_inner()).remove(&itt).is_some();
+                // The slot is free before the status goes out, so the status
+                // itself carries the reopened window.
+                guard.release_slot();
                 if still_ours {
                     let _ = tx.send(Out::Held(pdus, permit));
                 }

@@ -34,6 +34,15 @@ pub enum Out {
 pub struct SnState {
     pub exp_cmd_sn: AtomicU32,
     pub window: u32,
+    /// Commands received and not yet answered: they use up window slots, so
+    /// MaxCmdSN bounds the tasks an initiator can have in the target.
+    pub in_flight: AtomicU32,
+}
+
+impl SnState {
+    pub fn new(exp_cmd_sn: u32, window: u32) -> Self {
+        SnState { exp_cmd_sn: AtomicU32::new(exp_cmd_sn), window, in_flight: AtomicU32::new(0) }
+    }
 }
 
 const FLUSH_AT: usize = 512 * 1024;
@@ -85,6 +94,8 @@ pub async fn run(
     let mut q = Queue { segs: VecDeque::new(), bytes: 0 };
     let mut hdr = BytesMut::with_capacity(16 * 1024);
     let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
+    // MaxCmdSN never moves backwards (initiators ignore a decrease anyway).
+    let mut last_max = sn.exp_cmd_sn.load(Ordering::Acquire).wrapping_add(sn.window - 1);
     loop {
         let msg = match rx.try_recv() {
             Ok(m) => m,
@@ -114,8 +125,13 @@ pub async fn run(
             if status {
                 stat_sn = stat_sn.wrapping_add(1);
             }
+            let busy = sn.in_flight.load(Ordering::Acquire).min(sn.window - 1);
+            let max = exp.wrapping_add(sn.window - 1 - busy);
+            if max.wrapping_sub(last_max) as i32 > 0 {
+                last_max = max;
+            }
             pdu.bhs.set_u32(28, exp);
-            pdu.bhs.set_u32(32, exp.wrapping_add(sn.window - 1));
+            pdu.bhs.set_u32(32, last_max);
             if hdr.capacity() < 128 {
                 hdr.reserve(16 * 1024);
             }
