@@ -113,6 +113,9 @@ pub enum Cdb {
         repd: bool,
         alloc_len: u32,
     },
+    /// RESERVE(6) / RELEASE(6): SPC-2 reservations (SPC-2 §7.21, §7.17).
+    Reserve6,
+    Release6,
     PersistentReserveOut {
         action: PrOutAction,
         /// The TYPE field (SPC-4 table 171); checked by the action that uses it.
@@ -244,6 +247,8 @@ impl Cdb {
         let b = |i: usize, mask: u8| c[i] & mask != 0;
         let cdb = match c[0] {
             0x00 => Cdb::TestUnitReady,
+            0x16 => Cdb::Reserve6,
+            0x17 => Cdb::Release6,
             0x03 => Cdb::RequestSense { descriptor: b(1, 0x01), alloc_len: u32::from(c[4]) },
             0x12 => {
                 let (evpd, page) = (b(1, 0x01), c[2]);

@@ -120,22 +120,26 @@ impl LogicalUnit {
         }
     }
 
-    /// LOGICAL UNIT RESET received on nexus `from` (SAM-5 §6.6): mode
-    /// parameters return to their defaults and every I_T nexus, the
-    /// requester's included, gets BUS DEVICE RESET FUNCTION OCCURRED.
+    /// LOGICAL UNIT RESET received on nexus `from` (SAM-5 §6.3.3): mode
+    /// parameters return to their defaults, an SPC-2 reservation ends, and
+    /// every other I_T nexus gets BUS DEVICE RESET FUNCTION OCCURRED (the
+    /// requester learns of the reset from the task management response).
     /// Aborting the unit's running tasks is the transport's part.
     pub fn reset(&self, from: &NexusId) {
         let mut st = self.state();
         st.mode = ModeState::default();
-        // Make sure the requester is known so it hears of the reset too.
-        let _ = st.ua.peek(from);
-        st.ua.raise_all(UnitAttention::BusDeviceReset);
+        st.pr.drop_spc2(None);
+        st.ua.raise_others(from, UnitAttention::BusDeviceReset);
     }
 
-    /// Forgets a nexus whose session ended (I_T nexus loss). A later
-    /// session with the same identity starts with POWER ON, RESET.
+    /// I_T nexus loss (the session ended): the nexus's unit attentions are
+    /// forgotten (a later session with the same identity starts with POWER
+    /// ON, RESET) and an SPC-2 reservation it held ends. Dropping a [`Nexus`]
+    /// calls this for every unit it sent commands to.
     pub fn forget_nexus(&self, id: &NexusId) {
-        self.state().ua.forget(id);
+        let mut st = self.state();
+        st.ua.forget(id);
+        st.pr.drop_spc2(Some(id));
     }
 
     pub(crate) fn mode(&self) -> ModeState {
@@ -208,7 +212,10 @@ impl LogicalUnit {
 /// What running a command came to, before it is encoded for the wire.
 pub(crate) async fn outcome(luns: &LunMap, nexus: &Nexus, cmd: &ScsiCommand) -> Result<Reply, SenseReason> {
     match luns.get(&cmd.lun) {
-        Some(lu) => lu.run(luns, nexus, cmd).await,
+        Some(lu) => {
+            nexus.note_unit(lu);
+            lu.run(luns, nexus, cmd).await
+        }
         None => spc::without_unit(luns, nexus, cmd),
     }
 }

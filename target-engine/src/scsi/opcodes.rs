@@ -44,6 +44,8 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
     op!(0x0a, None, 60, [0x1f, X, X, X, 0]),                      // WRITE(6)
     op!(0x12, None, 10, [0x01, X, X, X, 0]),                      // INQUIRY
     op!(0x15, None, 10, [0x11, 0, 0, X, 0]),                      // MODE SELECT(6)
+    op!(0x16, None, 10, [0, 0, 0, 0, 0]),                         // RESERVE(6)
+    op!(0x17, None, 10, [0, 0, 0, 0, 0]),                         // RELEASE(6)
     op!(0x1a, None, 10, [0x08, X, X, X, 0]),                      // MODE SENSE(6)
     op!(0x1b, None, 60, [0x01, 0, 0x0f, 0xf7, 0]),                // START STOP UNIT
     op!(0x25, None, 10, [0, X, X, X, X, 0, 0, 0x01, 0]),          // READ CAPACITY(10)

@@ -1,6 +1,7 @@
-//! Persistent reservations (SPC-4 §5.13): PERSISTENT RESERVE IN (§6.15),
-//! PERSISTENT RESERVE OUT (§6.16) and the conflict check the unit runs
-//! before every command (SPC-4 table 45, SBC-3 table 13).
+//! Reservations: persistent ones (SPC-4 §5.13: PERSISTENT RESERVE IN
+//! §6.15, PERSISTENT RESERVE OUT §6.16), the older RESERVE(6)/RELEASE(6)
+//! kind (SPC-2 §5.5), and the conflict check the unit runs before every
+//! command (SPC-4 table 45, SBC-3 table 13, SPC-2 table 10).
 //!
 //! Scope is the logical unit; registrations are per I_T nexus (no
 //! ALL_TG_PT, no SPEC_I_PT) and live as long as the engine (no APTPL).
@@ -72,6 +73,8 @@ pub(crate) struct PrState {
     generation: u32,
     keys: BTreeMap<NexusId, u64>,
     reservation: Option<Reservation>,
+    /// The holder of an SPC-2 RESERVE(6) reservation.
+    spc2_holder: Option<NexusId>,
 }
 
 /// How a command fares under a reservation it does not hold.
@@ -114,6 +117,21 @@ impl PrState {
 
     /// RESERVATION CONFLICT unless `id` may run `cdb` under the current reservation.
     pub fn check(&self, id: &NexusId, cdb: &Cdb) -> Result<(), SenseReason> {
+        if let Some(holder) = &self.spc2_holder {
+            let allowed = matches!(
+                cdb,
+                Cdb::Inquiry { .. }
+                    | Cdb::ReportLuns { .. }
+                    | Cdb::RequestSense { .. }
+                    | Cdb::ReportSupportedOpcodes { .. }
+                    | Cdb::ReportSupportedTmfs { .. }
+                    | Cdb::PersistentReserveIn { .. }
+                    | Cdb::Release6
+            );
+            if holder != id && !allowed {
+                return Err(SenseReason::ReservationConflict);
+            }
+        }
         let Some(r) = &self.reservation else { return Ok(()) };
         if self.holds(id) || (r.pr_type.registrants_have_access() && self.keys.contains_key(id)) {
             return Ok(());
@@ -122,6 +140,36 @@ impl PrState {
             Access::Always => Ok(()),
             Access::Read if r.pr_type.others_may_read() => Ok(()),
             _ => Err(SenseReason::ReservationConflict),
+        }
+    }
+
+    /// RESERVE(6): refused while persistent reservations are in use or
+    /// another nexus holds the unit.
+    pub fn reserve6(&mut self, id: &NexusId) -> Result<(), SenseReason> {
+        if !self.keys.is_empty() || self.reservation.is_some() {
+            return Err(SenseReason::ReservationConflict);
+        }
+        match &self.spc2_holder {
+            Some(h) if h != id => Err(SenseReason::ReservationConflict),
+            _ => {
+                self.spc2_holder = Some(id.clone());
+                Ok(())
+            }
+        }
+    }
+
+    /// RELEASE(6): only the holder's release does anything.
+    pub fn release6(&mut self, id: &NexusId) {
+        if self.spc2_holder.as_ref() == Some(id) {
+            self.spc2_holder = None;
+        }
+    }
+
+    /// A LOGICAL UNIT RESET or the holder's I_T nexus loss ends an SPC-2
+    /// reservation (SPC-2 §5.5.1); persistent reservations survive both.
+    pub fn drop_spc2(&mut self, lost: Option<&NexusId>) {
+        if lost.is_none() || self.spc2_holder.as_ref() == lost {
+            self.spc2_holder = None;
         }
     }
 
@@ -416,6 +464,26 @@ mod tests {
         out(&mut pr, &b, PrOutAction::Clear, 0, 2, 0).unwrap();
         assert!(pr.check(&a, &WRITE).is_ok());
         assert_eq!(pr.reserve_in(PrInAction::ReadKeys)[4..8], [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn spc2_reservations() {
+        let (a, b) = (nexus_id(1), nexus_id(2));
+        let mut pr = PrState::default();
+        pr.reserve6(&a).unwrap();
+        pr.reserve6(&a).unwrap();
+        assert_eq!(pr.reserve6(&b), Err(SenseReason::ReservationConflict));
+        assert_eq!(pr.check(&b, &READ), Err(SenseReason::ReservationConflict));
+        assert!(pr.check(&b, &Cdb::Release6).is_ok());
+        pr.release6(&b);
+        assert!(pr.check(&a, &WRITE).is_ok());
+        pr.drop_spc2(Some(&b));
+        assert_eq!(pr.check(&b, &READ), Err(SenseReason::ReservationConflict));
+        pr.drop_spc2(Some(&a));
+        pr.reserve6(&b).unwrap();
+        pr.drop_spc2(None);
+        out(&mut pr, &a, PrOutAction::Register, 0, 0, 1).unwrap();
+        assert_eq!(pr.reserve6(&b), Err(SenseReason::ReservationConflict));
     }
 
     #[test]

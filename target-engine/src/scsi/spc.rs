@@ -2,7 +2,7 @@
 //! REQUEST SENSE (§6.39), REPORT LUNS (§6.33), MODE SENSE/SELECT
 //! (§6.9–6.14), REPORT SUPPORTED OPERATION CODES (§6.35), REPORT SUPPORTED
 //! TASK MANAGEMENT FUNCTIONS (§6.36), PERSISTENT RESERVE IN/OUT (§6.15,
-//! §6.16, see [`super::pr`]) and SBC-3's START STOP UNIT (§5.25).
+//! §6.16, see [`super::pr`]), RESERVE(6)/RELEASE(6) (SPC-2 §7.21, §7.17) and SBC-3's START STOP UNIT (§5.25).
 
 use bytes::Bytes;
 
@@ -74,6 +74,14 @@ pub(crate) async fn execute(
             Ok(Reply::data(d, alloc_len))
         }
         Cdb::PersistentReserveIn { action, alloc_len } => Ok(Reply::data(lu.state().pr.reserve_in(action), alloc_len)),
+        Cdb::Reserve6 => {
+            lu.state().pr.reserve6(&nexus.id)?;
+            Ok(Reply::good())
+        }
+        Cdb::Release6 => {
+            lu.state().pr.release6(&nexus.id);
+            Ok(Reply::good())
+        }
         Cdb::PersistentReserveOut { action, pr_type, param_len } => {
             let mut guard = lu.state();
             let st = &mut *guard;

@@ -197,10 +197,9 @@ async fn capacity_change_and_reset_attentions() {
     let rc = run(&luns, &a, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]).await.unwrap();
     assert_eq!(&rc.data[..], &[0, 0, 0x1f, 0xff, 0, 0, 2, 0]);
     lu.reset(&a.id);
-    for n in [&a, &b] {
-        assert_eq!(run(&luns, n, &[0x00], &[]).await, Err(SenseReason::UnitAttention(UnitAttention::BusDeviceReset)));
-        assert_eq!(run(&luns, n, &[0x00], &[]).await, Ok(Reply::good()));
-    }
+    assert_eq!(run(&luns, &a, &[0x00], &[]).await, Ok(Reply::good()));
+    assert_eq!(run(&luns, &b, &[0x00], &[]).await, Err(SenseReason::UnitAttention(UnitAttention::BusDeviceReset)));
+    assert_eq!(run(&luns, &b, &[0x00], &[]).await, Ok(Reply::good()));
 }
 
 #[tokio::test]
@@ -482,4 +481,19 @@ async fn persistent_reservation_conflict_is_a_status_without_sense() {
     assert!(run(&luns, &a, &read10(0, 1), &[]).await.is_ok());
     let rk = run(&luns, &b, &[0x5e, 0, 0, 0, 0, 0, 0, 0, 8, 0], &[]).await.unwrap();
     assert_eq!(&rk.data[4..8], &[0, 0, 0, 8], "ADDITIONAL LENGTH is not cut by the allocation length");
+}
+
+#[tokio::test]
+async fn dropping_a_nexus_ends_its_spc2_reservation() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let a = ready_nexus(&luns, 1).await;
+    let b = ready_nexus(&luns, 2).await;
+    run(&luns, &a, &[0x16, 0, 0, 0, 0, 0], &[]).await.unwrap();
+    assert_eq!(run(&luns, &b, &[0x1a, 0, 0x3f, 0, 255, 0], &[]).await, Err(SenseReason::ReservationConflict));
+    assert!(run(&luns, &b, &[0x17, 0, 0, 0, 0, 0], &[]).await.is_ok());
+    drop(a);
+    run(&luns, &b, &[0x16, 0, 0, 0, 0, 0], &[]).await.unwrap();
+    let a = Nexus::new(testkit::nexus_id(1));
+    assert_eq!(run(&luns, &a, &[0x00], &[]).await, Err(SenseReason::UnitAttention(UnitAttention::PowerOnReset)));
+    assert_eq!(run(&luns, &a, &[0x00], &[]).await, Err(SenseReason::ReservationConflict));
 }

@@ -35,11 +35,6 @@ impl UaTable {
         self.pending.entry(id.clone()).or_insert_with(|| VecDeque::from([UnitAttention::PowerOnReset]))
     }
 
-    /// The oldest pending condition for `id`, without clearing it.
-    pub fn peek(&mut self, id: &NexusId) -> Option<UnitAttention> {
-        self.entry(id).front().copied()
-    }
-
     /// Reports and clears the oldest pending condition for `id`.
     pub fn take(&mut self, id: &NexusId) -> Option<UnitAttention> {
         self.entry(id).pop_front()
@@ -93,7 +88,6 @@ mod tests {
     fn first_sight_reports_power_on_once() {
         let mut t = UaTable::default();
         let a = nexus_id(1);
-        assert_eq!(t.peek(&a), Some(UnitAttention::PowerOnReset));
         assert_eq!(t.take(&a), Some(UnitAttention::PowerOnReset));
         assert_eq!(t.take(&a), None);
     }
