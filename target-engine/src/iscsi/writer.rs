@@ -97,9 +97,16 @@ pub async fn run(
     // MaxCmdSN never moves backwards (initiators ignore a decrease anyway).
     let mut last_max = sn.exp_cmd_sn.load(Ordering::Acquire).wrapping_add(sn.window - 1);
     loop {
-        let msg = match rx.try_recv() {
-            Ok(m) => m,
-            Err(mpsc::error::TryRecvError::Empty) => {
+        let mut next = rx.try_recv().ok();
+        if next.is_none() && !q.segs.is_empty() {
+            // Give commands finishing right now a chance to join this write:
+            // fewer, larger writes under load.
+            tokio::task::yield_now().await;
+            next = rx.try_recv().ok();
+        }
+        let msg = match next {
+            Some(m) => m,
+            None => {
                 if q.flush(&mut w).await.is_err() {
                     return;
                 }
@@ -109,7 +116,6 @@ pub async fn run(
                     None => break,
                 }
             }
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
         };
         let pdus = match msg {
             Out::Pdus(p) => p,
