@@ -1,6 +1,6 @@
 //! Decoding a CDB, once, into a typed [`Cdb`] (SPC-4 §4.2, SBC-3 §5).
 //!
-//! Every bit the command's CDB USAGE DATA ([`super::opcodes`]) does not allow
+//! Every bit the command's CDB USAGE DATA (the `opcodes` table) does not allow
 //! is rejected with INVALID FIELD IN CDB pointing at that bit; after decoding
 //! no command looks at raw CDB bytes again.
 

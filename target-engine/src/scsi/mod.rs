@@ -8,9 +8,21 @@
 //!   session logs in, and a [`LunMap`] of the logical units that nexus may see
 //!   (the target's LUN map filtered by ACL).
 //! * Each SCSI command is handed over whole — CDB plus all Data-Out already
-//!   collected — to [`execute`], which answers with a [`ScsiResponse`].
+//!   collected — to [`execute`], which answers with a [`ScsiResponse`]
+//!   (CHECK CONDITION with sense, RESERVATION CONFLICT without, CONDITION
+//!   MET for PRE-FETCH). [`expected_data_out`] tells the transport how much
+//!   Data-Out a CDB asks for, to reconcile with the Expected Data Transfer
+//!   Length.
 //! * Task management functions that touch logical units call
 //!   [`LogicalUnit::reset`]; aborting running tasks is the transport's job.
+//! * Dropping a [`Nexus`] when its session ends is its I_T nexus loss: each
+//!   unit it used forgets its unit attentions and SPC-2 reservation.
+//!
+//! Inside, a command goes: LUN lookup → [`cdb::Cdb::decode`] (checked
+//! against the CDB usage data in `opcodes`) → unit attention (`ua`) →
+//! pre-execution checks (reservations in `pr`, write protection) → the
+//! command (`spc`, `sbc`, `thin`, `mode`, `inquiry`) → one mapping of
+//! [`SenseReason`] to sense data (`sense`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
