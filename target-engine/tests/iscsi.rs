@@ -417,3 +417,25 @@ async fn window_is_at_least_64_and_reopens() {
     }
     assert!(last_max.wrapping_sub(first_sn) >= 100 + 63, "window after the burst: {}", last_max.wrapping_sub(first_sn));
 }
+
+#[tokio::test]
+async fn target_warm_reset_aborts_tasks_of_other_sessions() {
+    let (_e, addr) = start(&base_config("")).await;
+    let mut a = session(addr, vec![]).await;
+    let mut b = Initiator::connect(addr).await;
+    b.isid = [0x80, 0, 0, 0, 0, 3];
+    let o = LoginOpts { keys: vec![("ImmediateData", "No"), ("InitialR2T", "Yes")], ..opts(Some(IQN)) };
+    b.login(&o).await.unwrap();
+    let _ = b.command_ok(0, &[0u8; 6], 0, &[]).await;
+    let cmd = b.scsi_pdu(0, &write10(0, 1), false, true, 512);
+    let itt = cmd.itt();
+    b.send(target_engine::iscsi::pdu::Pdu::new(cmd)).await;
+    let r2t = b.recv().await;
+    assert_eq!(r2t.bhs.opcode(), op::R2T);
+    assert_eq!(a.tmf(6, 0, 0).await, 0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.data_out(itt, r2t.bhs.u32_at(20), 0, 0, &[1u8; 512], true).await;
+    assert!(b.recv_timeout(Duration::from_millis(300)).await.is_none(), "aborted task gets no status");
+    // Session B carries on (after the reset's unit attention).
+    assert_eq!(b.command_ok(0, &read10(0, 1), 512, &[]).await.status, 0);
+}

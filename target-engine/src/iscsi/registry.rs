@@ -118,11 +118,22 @@ pub struct SessionHandle {
     pub nexus: Option<Arc<Nexus>>,
     pub luns: RwLock<Arc<LunMap>>,
     close: watch::Sender<bool>,
+    reset: watch::Sender<u64>,
 }
 
 impl SessionHandle {
     pub fn close(&self) {
         let _ = self.close.send(true);
+    }
+
+    /// Asks the session to abort all its tasks (TARGET WARM RESET from
+    /// another session of the same target, SAM-5 §7.10).
+    pub fn reset_tasks(&self) {
+        self.reset.send_modify(|n| *n += 1);
+    }
+
+    pub fn subscribe_reset(&self) -> watch::Receiver<u64> {
+        self.reset.subscribe()
     }
 
     pub fn current_luns(&self) -> Arc<LunMap> {
@@ -198,7 +209,13 @@ impl Registry {
         };
         info.tsih = tsih;
         let (tx, rx) = watch::channel(false);
-        let h = Arc::new(SessionHandle { info, nexus, luns: RwLock::new(Arc::new(luns)), close: tx });
+        let h = Arc::new(SessionHandle {
+            info,
+            nexus,
+            luns: RwLock::new(Arc::new(luns)),
+            close: tx,
+            reset: watch::channel(0).0,
+        });
         map.insert(tsih, h.clone());
         (h, rx)
     }

@@ -148,6 +148,7 @@ pub async fn run(
         last_ordered: None,
         task_done: Arc::new(Notify::new()),
     };
+    let mut reset = s.handle.subscribe_reset();
     let mut last_rx = Instant::now();
     let mut pinged = false;
     let stop = loop {
@@ -190,6 +191,10 @@ pub async fn run(
                 s.ping();
             }
             _ = close.changed() => break Stop::Closed,
+            _ = reset.changed() => {
+                tracing::info!("tasks aborted by a target reset from another session");
+                s.abort_all(None);
+            }
         }
     };
     match &stop {
@@ -575,6 +580,11 @@ impl Session {
             },
             6 | 7 => {
                 self.abort_all(None);
+                for h in self.registry.sessions() {
+                    if !Arc::ptr_eq(&h, &self.handle) && !h.info.discovery && h.info.target == self.handle.info.target {
+                        h.reset_tasks();
+                    }
+                }
                 if let Some(n) = &self.nexus {
                     for lu in luns.values() {
                         lu.reset(&n.id);
