@@ -13,7 +13,9 @@ cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/n
 trap cleanup EXIT
 
 export PORTICO_ADMIN_PASSWORD="e2e-admin-$RANDOM$RANDOM"
-"$portico" serve --http "127.0.0.1:$port" --data-dir "$work/data" --node-name e2e-node \
+export PORTICO_NODE_NAME=e2e-node
+export PORTICO_ISCSI_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$portico" serve --http "127.0.0.1:$port" --data-dir "$work/data" --node-name "$PORTICO_NODE_NAME" \
   --site-root "$here/target/site" >"$work/node.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do

@@ -10,6 +10,7 @@
 pub mod error;
 pub mod model;
 pub mod server_fns;
+pub mod storage_fns;
 #[cfg(feature = "ssr")]
 pub mod service;
 
@@ -22,7 +23,10 @@ use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 
-use crate::pages::{AuditPage, Layout, LoginPage, NotFound, OverviewPage, TokensPage, UsersPage};
+use crate::pages::{
+    AuditPage, ChapUsersPage, GroupPage, GroupsPage, Layout, LoginPage, NodesPage, NotFound, OverviewPage, TokensPage, UsersPage,
+    VolumesPage,
+};
 
 /// The HTML document around the application (server side).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -65,6 +69,11 @@ pub fn App() -> impl IntoView {
                 // anonymous visitor gets a real redirect to /login.
                 <ParentRoute path=path!("") view=Layout ssr=SsrMode::Async>
                     <Route path=path!("") view=OverviewPage/>
+                    <Route path=path!("volumes") view=VolumesPage/>
+                    <Route path=path!("target-groups") view=GroupsPage/>
+                    <Route path=path!("target-groups/:name") view=GroupPage/>
+                    <Route path=path!("chap-users") view=ChapUsersPage/>
+                    <Route path=path!("nodes") view=NodesPage/>
                     <Route path=path!("users") view=UsersPage/>
                     <Route path=path!("audit") view=AuditPage/>
                     <Route path=path!("tokens") view=TokensPage/>

@@ -96,3 +96,20 @@ pub type SharedService = Arc<dyn NodeService>;
 
 /// The name of the session cookie.
 pub const SESSION_COOKIE: &str = "portico_session";
+
+/// Block storage operations as the dashboard and the REST API see them.
+/// Every change is a [`Command`](crate::model::storage::Command) run through
+/// `execute`; the implementation in `server/` checks roles, validates,
+/// applies it to the engine and audits it.
+#[async_trait]
+pub trait StorageService: Send + Sync + 'static {
+    async fn execute(&self, caller: &Caller, command: crate::model::storage::Command) -> Result<(), ApiError>;
+    async fn volumes(&self, caller: &Caller) -> Result<Vec<crate::model::storage::VolumeView>, ApiError>;
+    async fn target_groups(&self, caller: &Caller) -> Result<Vec<crate::model::storage::TargetGroupView>, ApiError>;
+    async fn target_group(&self, caller: &Caller, name: &str) -> Result<crate::model::storage::TargetGroupView, ApiError>;
+    async fn chap_users(&self, caller: &Caller) -> Result<Vec<crate::model::storage::ChapUserView>, ApiError>;
+    async fn nodes(&self, caller: &Caller) -> Result<Vec<crate::model::storage::NodeView>, ApiError>;
+    async fn connections(&self, caller: &Caller, group: &str) -> Result<Vec<crate::model::storage::ConnectionView>, ApiError>;
+}
+
+pub type SharedStorage = Arc<dyn StorageService>;

@@ -33,7 +33,7 @@ test("an admin creates a viewer, and the viewer cannot make changes", async ({ p
   await logIn(page, "admin", adminPassword);
   await expect(page.getByTestId("node-name")).not.toBeEmpty();
 
-  await page.getByRole("link", { name: "Users" }).click();
+  await page.getByRole("link", { name: "Users", exact: true }).click();
   await expect(page).toHaveURL(/\/users$/);
   await hydrated(page);
   const form = page.locator("#create-user");
@@ -55,7 +55,7 @@ test("an admin creates a viewer, and the viewer cannot make changes", async ({ p
 
   await logIn(page, viewer, viewerPassword);
   // The viewer is not offered the Users page …
-  await expect(page.getByRole("link", { name: "Users" })).toHaveCount(0);
+  await expect(page.getByRole("link", { name: "Users", exact: true })).toHaveCount(0);
   // … and the server refuses it when asked directly.
   await page.goto("/users");
   await expect(page.getByRole("alert")).toContainText("does not allow");

@@ -14,7 +14,7 @@ use axum::Router;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, handle_server_fns_with_context, LeptosRoutes};
 use portico_app::server_fns::ssr::SecureCookies;
-use portico_app::service::RequestOrigin;
+use portico_app::service::{RequestOrigin, SharedStorage};
 use portico_app::{shell, App};
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -25,9 +25,11 @@ use crate::state::AppState;
 /// Context every server function and page render gets.
 fn context(state: &AppState) -> impl Fn() + Clone + Send + Sync + 'static {
     let service = state.service.clone();
+    let storage: SharedStorage = state.storage.clone();
     let secure = state.secure_cookies;
     move || {
         provide_context(service.clone());
+        provide_context(storage.clone());
         provide_context(SecureCookies(secure));
     }
 }

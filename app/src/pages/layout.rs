@@ -48,6 +48,10 @@ fn Frame(me: Me, logout: ServerAction<Logout>) -> impl IntoView {
                 </a>
                 <nav class="nav" aria-label="Main">
                     <A href="/" exact=true>"Overview"</A>
+                    <A href="/volumes">"Volumes"</A>
+                    <A href="/target-groups">"Target groups"</A>
+                    <A href="/chap-users">"CHAP users"</A>
+                    <A href="/nodes">"Nodes"</A>
                     {is_admin.then(|| view! { <A href="/users">"Users"</A> })}
                     <A href="/tokens">"API tokens"</A>
                     <A href="/audit">"Audit log"</A>

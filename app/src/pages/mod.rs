@@ -1,6 +1,11 @@
 //! The dashboard's pages.
 
 mod audit;
+mod chap_users;
+mod group;
+mod groups;
+mod nodes;
+mod volumes;
 mod layout;
 mod login;
 mod not_found;
@@ -9,6 +14,11 @@ mod tokens;
 mod users;
 
 pub use audit::AuditPage;
+pub use chap_users::ChapUsersPage;
+pub use group::GroupPage;
+pub use groups::GroupsPage;
+pub use nodes::NodesPage;
+pub use volumes::VolumesPage;
 pub use layout::Layout;
 pub use login::LoginPage;
 pub use not_found::NotFound;

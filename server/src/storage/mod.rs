@@ -209,3 +209,34 @@ impl Storage {
             .collect())
     }
 }
+
+#[async_trait::async_trait]
+impl portico_app::service::StorageService for Storage {
+    async fn execute(&self, caller: &Caller, command: Command) -> Result<(), ApiError> {
+        Storage::execute(self, caller, command).await
+    }
+
+    async fn volumes(&self, caller: &Caller) -> Result<Vec<VolumeView>, ApiError> {
+        Storage::volumes(self, caller).await
+    }
+
+    async fn target_groups(&self, caller: &Caller) -> Result<Vec<TargetGroupView>, ApiError> {
+        Storage::target_groups(self, caller).await
+    }
+
+    async fn target_group(&self, caller: &Caller, name: &str) -> Result<TargetGroupView, ApiError> {
+        Storage::target_group(self, caller, name).await
+    }
+
+    async fn chap_users(&self, caller: &Caller) -> Result<Vec<ChapUserView>, ApiError> {
+        Storage::chap_users(self, caller).await
+    }
+
+    async fn nodes(&self, caller: &Caller) -> Result<Vec<NodeView>, ApiError> {
+        Storage::nodes(self, caller).await
+    }
+
+    async fn connections(&self, caller: &Caller, group: &str) -> Result<Vec<ConnectionView>, ApiError> {
+        Storage::connections(self, caller, group).await
+    }
+}

@@ -1,0 +1,66 @@
+//! Nodes and the traffic their network interfaces carry.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use super::volumes::can_change;
+use crate::components::{ActionError, Badge, ErrorBanner};
+use crate::format;
+use crate::storage_fns::{list_nodes, SetTraffic};
+
+#[component]
+pub fn NodesPage() -> impl IntoView {
+    let traffic = ServerAction::<SetTraffic>::new();
+    let nodes = Resource::new(move || traffic.version().get(), |_| list_nodes());
+    let writer = can_change();
+    view! {
+        <Title text="Nodes"/>
+        <div class="page-head">
+            <h1>"Nodes"</h1>
+            <p class="muted">"A portal must be on an interface that carries iSCSI traffic."</p>
+        </div>
+        <ActionError value=traffic.value()/>
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match nodes.await {
+                    Err(e) => view! { <ErrorBanner error=e/> }.into_any(),
+                    Ok(list) => list.into_iter().map(|n| {
+                        let node = n.name.clone();
+                        let kind = if n.state == "online" { "ok" } else { "warn" };
+                        view! {
+                            <section class="card">
+                                <h2>{n.name.clone()} " " <Badge kind text=n.state.clone()/> {n.is_local.then(|| view! { " " <Badge kind="muted" text="this node"/> })}</h2>
+                                <p class="muted small">"last heartbeat " {format::timestamp(&n.last_heartbeat)}</p>
+                                <div class="table-wrap"><table class="table">
+                                    <thead><tr><th>"Interface"</th><th>"Addresses"</th><th>"Traffic"</th></tr></thead>
+                                    <tbody>{n.interfaces.into_iter().map(|i| {
+                                        let node = node.clone();
+                                        let types = i.traffic_types.join(", ");
+                                        view! {
+                                            <tr>
+                                                <td><strong>{i.name.clone()}</strong></td>
+                                                <td>{i.addresses.join(", ")}</td>
+                                                <td>{if writer {
+                                                    view! {
+                                                        <ActionForm action=traffic attr:class="form inline-form">
+                                                            <input type="hidden" name="node" value=node/>
+                                                            <input type="hidden" name="interface" value=i.name.clone()/>
+                                                            <input type="text" name="traffic_types" value=types aria-label="Traffic types"/>
+                                                            <button type="submit" class="btn btn-small">"Save"</button>
+                                                        </ActionForm>
+                                                    }.into_any()
+                                                } else {
+                                                    view! { <span>{types}</span> }.into_any()
+                                                }}</td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}</tbody>
+                                </table></div>
+                            </section>
+                        }
+                    }).collect_view().into_any(),
+                }
+            })}
+        </Transition>
+    }
+}

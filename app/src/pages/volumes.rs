@@ -1,0 +1,147 @@
+//! Volumes: create, grow, set limits, delete.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage};
+use crate::format;
+use crate::model::storage::{format_size, VolumeView};
+use crate::model::{Me, Role};
+use crate::storage_fns::{list_volumes, CreateVolume, DeleteVolume, UpdateVolume};
+
+/// Whether the current user may change storage objects (the server checks again).
+pub fn can_change() -> bool {
+    use_context::<Me>().is_some_and(|m| m.role.allows(Role::Operator))
+}
+
+#[component]
+pub fn VolumesPage() -> impl IntoView {
+    let create = ServerAction::<CreateVolume>::new();
+    let update = ServerAction::<UpdateVolume>::new();
+    let delete = ServerAction::<DeleteVolume>::new();
+    let volumes = Resource::new(
+        move || (create.version().get(), update.version().get(), delete.version().get()),
+        |_| list_volumes(),
+    );
+    let editing = RwSignal::new(None::<String>);
+    let writer = can_change();
+
+    view! {
+        <Title text="Volumes"/>
+        <div class="page-head">
+            <h1>"Volumes"</h1>
+            <p class="muted">"Block devices with their own redundancy, exported as LUNs of a target group."</p>
+        </div>
+        <ActionError value=delete.value()/>
+        <ActionError value=update.value()/>
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match volumes.await {
+                    Err(e) => view! { <ErrorBanner error=e/> }.into_any(),
+                    Ok(list) if list.is_empty() => view! { <p class="empty">"No volumes yet."</p> }.into_any(),
+                    Ok(list) => view! {
+                        <div class="table-wrap">
+                            <table class="table" data-testid="volumes-table">
+                                <thead><tr>
+                                    <th>"Name"</th><th>"Size"</th><th>"Block"</th><th>"State"</th><th>"Attached to"</th>
+                                    <th>"Limits"</th><th>"WWN"</th><th class="actions-col"></th>
+                                </tr></thead>
+                                <tbody>
+                                    {list.into_iter().map(|v| view! { <VolumeRow v writer update delete editing/> }).collect_view()}
+                                </tbody>
+                            </table>
+                        </div>
+                    }.into_any(),
+                }
+            })}
+        </Transition>
+        {writer.then(|| view! {
+            <section class="card">
+                <h2>"New volume"</h2>
+                <ActionForm action=create attr:class="form form-grid" attr:id="create-volume">
+                    <label>"Name"<input type="text" name="name" required maxlength="63" placeholder="vol1"/>
+                        <FieldMessage value=create.value() field="name"/></label>
+                    <label>"Size"<input type="text" name="size" required placeholder="1GiB"/>
+                        <FieldMessage value=create.value() field="size"/></label>
+                    <label>"Block size"
+                        <select name="block_size"><option value="512">"512 bytes"</option><option value="4096">"4096 bytes"</option></select>
+                        <FieldMessage value=create.value() field="block_size"/></label>
+                    <div class="form-actions"><button type="submit" class="btn btn-primary">"Create volume"</button></div>
+                </ActionForm>
+                <ActionError value=create.value()/>
+            </section>
+        })}
+    }
+}
+
+#[component]
+fn VolumeRow(
+    v: VolumeView,
+    writer: bool,
+    update: ServerAction<UpdateVolume>,
+    delete: ServerAction<DeleteVolume>,
+    editing: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let name = v.name.clone();
+    let attached = match (&v.attached_to, v.lun) {
+        (Some(g), Some(l)) => view! { <a href=format!("/target-groups/{g}")>{g.clone()}</a> " · LUN " {l} }.into_any(),
+        _ => view! { <span class="muted">"—"</span> }.into_any(),
+    };
+    let limits = match (v.iops_limit, v.mbps_limit) {
+        (None, None) => "none".to_string(),
+        (i, m) => format!(
+            "{} · {}",
+            i.map(|i| format!("{i} IOPS")).unwrap_or_else(|| "— IOPS".into()),
+            m.map(|m| format!("{m} MB/s")).unwrap_or_else(|| "— MB/s".into())
+        ),
+    };
+    let state_kind = if v.state == "healthy" { "ok" } else { "warn" };
+    let open_name = name.clone();
+    let is_open = {
+        let name = name.clone();
+        move || editing.get().as_deref() == Some(name.as_str())
+    };
+    let delete_name = name.clone();
+    let form_name = name.clone();
+    view! {
+        <tr data-volume=name.clone()>
+            <td><strong>{name.clone()}</strong><div class="muted small">"since " {format::timestamp(&v.created_at)}</div></td>
+            <td class="nowrap">{format_size(v.size)}</td>
+            <td>{v.block_size}</td>
+            <td><Badge kind=state_kind text=v.state.clone()/></td>
+            <td>{attached}</td>
+            <td class="nowrap">{limits}</td>
+            <td><code class="small">{v.wwn.clone()}</code></td>
+            <td class="actions-col">
+                {writer.then(|| view! {
+                    <div class="row-actions">
+                        <button class="btn btn-small" on:click=move |_| editing.set(Some(open_name.clone()))>"Grow / limits"</button>
+                        <button class="btn btn-small btn-danger" on:click=move |_| {
+                            let q = format!("Delete the volume {delete_name} and all its data?");
+                            if window().confirm_with_message(&q).unwrap_or(false) {
+                                delete.dispatch(DeleteVolume { name: delete_name.clone() });
+                            }
+                        }>"Delete"</button>
+                    </div>
+                    <Show when=is_open.clone()>
+                        {
+                            let n = form_name.clone();
+                            view! {
+                                <ActionForm action=update attr:class="form inline-form">
+                                    <input type="hidden" name="name" value=n/>
+                                    <input type="text" name="size" placeholder="new size, e.g. 2GiB" aria-label="New size"/>
+                                    <input type="text" name="iops_limit" placeholder="IOPS limit" aria-label="IOPS limit" size="8"/>
+                                    <input type="text" name="mbps_limit" placeholder="MB/s limit" aria-label="MB/s limit" size="8"/>
+                                    <button type="submit" class="btn btn-small btn-primary">"Apply"</button>
+                                    <button type="button" class="btn btn-small btn-ghost" on:click=move |_| editing.set(None)>"Close"</button>
+                                    <FieldMessage value=update.value() field="size"/>
+                                </ActionForm>
+                            }
+                        }
+                    </Show>
+                })}
+            </td>
+        </tr>
+    }
+    .into_any()
+}

@@ -1,0 +1,247 @@
+//! Server functions of the storage pages: each builds one storage command
+//! (or one read) and hands it to the shared [`StorageService`](crate::service::StorageService).
+
+use leptos::prelude::*;
+
+use crate::error::ApiError;
+use crate::model::storage::*;
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use leptos::prelude::*;
+
+    use crate::error::ApiError;
+    use crate::model::storage::Command;
+    use crate::server_fns::ssr::{caller, fail};
+    use crate::service::{Caller, SharedStorage};
+
+    pub async fn storage() -> Result<(SharedStorage, Caller), ApiError> {
+        let (_, caller) = caller().await?;
+        let storage = use_context::<SharedStorage>().ok_or_else(ApiError::internal)?;
+        Ok((storage, caller))
+    }
+
+    pub async fn run(command: Command) -> Result<(), ApiError> {
+        let go = async {
+            let (s, c) = storage().await?;
+            s.execute(&c, command).await
+        };
+        go.await.map_err(fail)
+    }
+
+    pub fn failed(e: ApiError) -> ApiError {
+        fail(e)
+    }
+}
+
+/// An empty text field means "not given".
+#[cfg(feature = "ssr")]
+fn opt(s: String) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/volumes")]
+pub async fn list_volumes() -> Result<Vec<VolumeView>, ApiError> {
+    let go = async {
+        let (s, c) = ssr::storage().await?;
+        s.volumes(&c).await
+    };
+    go.await.map_err(ssr::failed)
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/volumes/create")]
+pub async fn create_volume(name: String, size: String, block_size: u32) -> Result<(), ApiError> {
+    ssr::run(Command::CreateVolume(NewVolume {
+        name: name.trim().to_string(),
+        size: SizeInput::Text(size),
+        block_size,
+        replicas: 1,
+    }))
+    .await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/volumes/update")]
+pub async fn update_volume(name: String, size: String, iops_limit: String, mbps_limit: String) -> Result<(), ApiError> {
+    let number = |field: &str, v: String| -> Result<Option<u64>, ApiError> {
+        opt(v).map(|v| v.parse::<u64>().map_err(|_| ApiError::invalid_field(field, "A whole number; 0 removes the limit."))).transpose()
+    };
+    let patch = VolumePatch {
+        size: opt(size).map(SizeInput::Text),
+        iops_limit: number("iops_limit", iops_limit).map_err(ssr::failed)?,
+        mbps_limit: number("mbps_limit", mbps_limit).map_err(ssr::failed)?,
+    };
+    ssr::run(Command::UpdateVolume { name, patch }).await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/volumes/delete")]
+pub async fn delete_volume(name: String) -> Result<(), ApiError> {
+    ssr::run(Command::DeleteVolume { name }).await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/groups")]
+pub async fn list_groups() -> Result<Vec<TargetGroupView>, ApiError> {
+    let go = async {
+        let (s, c) = ssr::storage().await?;
+        s.target_groups(&c).await
+    };
+    go.await.map_err(ssr::failed)
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/group")]
+pub async fn get_group(name: String) -> Result<TargetGroupView, ApiError> {
+    let go = async {
+        let (s, c) = ssr::storage().await?;
+        s.target_group(&c, &name).await
+    };
+    go.await.map_err(ssr::failed)
+}
+
+/// Splits "a:3260, b:3260" or one per line.
+#[cfg(feature = "ssr")]
+fn portals(text: &str) -> Vec<String> {
+    text.split([',', '\n', ' ']).map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect()
+}
+
+#[cfg(feature = "ssr")]
+fn chap(mode: &str, user: String, mutual_user: String) -> Result<ChapSetting, ApiError> {
+    let mode = ChapMode::parse(mode).ok_or_else(|| ApiError::invalid_field("chap.mode", "Choose none, one-way or mutual."))?;
+    Ok(ChapSetting { mode, user: opt(user), mutual_user: opt(mutual_user) })
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/groups/create")]
+pub async fn create_group(
+    name: String,
+    node: String,
+    portals: String,
+    chap_mode: String,
+    chap_user: String,
+    mutual_user: String,
+) -> Result<(), ApiError> {
+    let chap = chap(&chap_mode, chap_user, mutual_user).map_err(ssr::failed)?;
+    let targets = if node.trim().is_empty() {
+        Vec::new()
+    } else {
+        vec![TargetSpec { node: node.trim().to_string(), portals: self::portals(&portals), iqn: None }]
+    };
+    ssr::run(Command::CreateTargetGroup(NewTargetGroup { name: name.trim().to_string(), targets, acl_enabled: false, chap }))
+        .await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/groups/delete")]
+pub async fn delete_group(name: String, force: bool) -> Result<(), ApiError> {
+    ssr::run(Command::DeleteTargetGroup { name, force }).await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/groups/running")]
+pub async fn set_group_running(name: String, running: bool) -> Result<(), ApiError> {
+    ssr::run(Command::SetGroupRunning { name, running }).await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/groups/chap")]
+pub async fn set_group_chap(group: String, chap_mode: String, chap_user: String, mutual_user: String) -> Result<(), ApiError> {
+    let chap = chap(&chap_mode, chap_user, mutual_user).map_err(ssr::failed)?;
+    ssr::run(Command::UpdateTargetGroup { name: group, patch: TargetGroupPatch { acl_enabled: None, chap: Some(chap) } }).await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/groups/acl-enabled")]
+pub async fn set_group_acl(group: String, enabled: bool) -> Result<(), ApiError> {
+    ssr::run(Command::UpdateTargetGroup { name: group, patch: TargetGroupPatch { acl_enabled: Some(enabled), chap: None } })
+        .await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/targets/add")]
+pub async fn add_target(group: String, node: String, portals: String) -> Result<(), ApiError> {
+    let target = TargetSpec { node: node.trim().to_string(), portals: self::portals(&portals), iqn: None };
+    ssr::run(Command::AddTarget { group, target }).await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/targets/remove")]
+pub async fn remove_target(group: String, iqn: String, force: bool) -> Result<(), ApiError> {
+    ssr::run(Command::RemoveTarget { group, iqn, force }).await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/luns/attach")]
+pub async fn attach_lun(group: String, volume: String, lun: String) -> Result<(), ApiError> {
+    let lun = opt(lun)
+        .map(|l| l.parse::<u8>().map_err(|_| ApiError::invalid_field("lun", "A LUN id is 0 to 255; leave empty for the next free one.")))
+        .transpose()
+        .map_err(ssr::failed)?;
+    ssr::run(Command::AttachVolume { group, lun: NewLun { volume, lun } }).await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/luns/detach")]
+pub async fn detach_lun(group: String, lun: u8) -> Result<(), ApiError> {
+    ssr::run(Command::DetachLun { group, lun }).await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/acl/add")]
+pub async fn add_acl_rule(group: String, initiator: String, alias: String, luns: String) -> Result<(), ApiError> {
+    let luns = match opt(luns) {
+        None => None,
+        Some(text) => Some(
+            text.split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(|s| s.trim().parse::<u8>())
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|_| ApiError::invalid_field("luns", "List LUN ids such as 0, 1, 4 — or leave empty for all."))
+                .map_err(ssr::failed)?,
+        ),
+    };
+    ssr::run(Command::AddAclRule { group, rule: NewAclRule { initiator: initiator.trim().to_string(), alias: opt(alias), luns } })
+        .await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/acl/delete")]
+pub async fn delete_acl_rule(group: String, initiator: String) -> Result<(), ApiError> {
+    ssr::run(Command::DeleteAclRule { group, initiator }).await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/groups/connections")]
+pub async fn group_connections(name: String) -> Result<Vec<ConnectionView>, ApiError> {
+    let go = async {
+        let (s, c) = ssr::storage().await?;
+        s.connections(&c, &name).await
+    };
+    go.await.map_err(ssr::failed)
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/chap-users")]
+pub async fn list_chap_users() -> Result<Vec<ChapUserView>, ApiError> {
+    let go = async {
+        let (s, c) = ssr::storage().await?;
+        s.chap_users(&c).await
+    };
+    go.await.map_err(ssr::failed)
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/chap-users/create")]
+pub async fn create_chap_user(name: String, secret: String, description: String) -> Result<(), ApiError> {
+    ssr::run(Command::CreateChapUser(NewChapUser { name: name.trim().to_string(), secret, description: opt(description) })).await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/chap-users/secret")]
+pub async fn set_chap_secret(name: String, secret: String) -> Result<(), ApiError> {
+    ssr::run(Command::UpdateChapUser { name, patch: ChapUserPatch { secret: Some(secret), description: None } }).await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/chap-users/delete")]
+pub async fn delete_chap_user(name: String) -> Result<(), ApiError> {
+    ssr::run(Command::DeleteChapUser { name }).await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/nodes")]
+pub async fn list_nodes() -> Result<Vec<NodeView>, ApiError> {
+    let go = async {
+        let (s, c) = ssr::storage().await?;
+        s.nodes(&c).await
+    };
+    go.await.map_err(ssr::failed)
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/nodes/traffic")]
+pub async fn set_traffic(node: String, interface: String, traffic_types: String) -> Result<(), ApiError> {
+    let types = traffic_types.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_string).collect();
+    ssr::run(Command::UpdateNode { name: node, patch: NodePatch { interfaces: vec![InterfacePatch { name: interface, traffic_types: types }] } })
+        .await
+}

@@ -1,0 +1,96 @@
+import { execFileSync } from "node:child_process";
+import { expect, Page, test } from "@playwright/test";
+
+const adminPassword = process.env.PORTICO_ADMIN_PASSWORD ?? "";
+const nodeName = process.env.PORTICO_NODE_NAME ?? "e2e-node";
+const iscsiPort = process.env.PORTICO_ISCSI_PORT ?? "3260";
+
+async function hydrated(page: Page) {
+  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
+}
+
+async function logIn(page: Page, username: string, password: string) {
+  await page.goto("/login");
+  await hydrated(page);
+  await page.getByLabel("User name", { exact: true }).fill(username);
+  await page.getByLabel("Password", { exact: true }).fill(password);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await expect(page.getByTestId("current-user")).toHaveText(username);
+}
+
+/** Runs iscsi-ls; true when it lists LUN 0. */
+function iscsiLs(url: string): boolean {
+  try {
+    const out = execFileSync("iscsi-ls", ["-s", url], { encoding: "utf8", timeout: 20_000, stdio: ["ignore", "pipe", "pipe"] });
+    return out.includes("Lun:0");
+  } catch {
+    return false;
+  }
+}
+
+test("an operator builds a CHAP-protected target group in the browser and an initiator sees it", async ({ page, request }) => {
+  // The admin creates the operator through the API.
+  const login = await request.post("/api/v1/login", { data: { username: "admin", password: adminPassword } });
+  expect(login.ok()).toBeTruthy();
+  const op = `op${Date.now() % 100000}`;
+  const created = await request.post("/api/v1/users", { data: { username: op, password: "operator-pass-1", role: "operator" } });
+  expect(created.status()).toBe(201);
+
+  await logIn(page, op, "operator-pass-1");
+  const suffix = Date.now() % 100000;
+  const chapUser = `esx${suffix}`;
+  const volume = `vol${suffix}`;
+  const group = `grp${suffix}`;
+
+  // A CHAP user; a too short secret is refused next to its field first.
+  await page.getByRole("link", { name: "CHAP users" }).click();
+  await hydrated(page);
+  const chapForm = page.locator("#create-chap");
+  await chapForm.locator("input[name=name]").fill(chapUser);
+  await chapForm.locator("input[name=secret]").fill("short");
+  await chapForm.locator("input[name=secret]").evaluate((e: HTMLInputElement) => e.removeAttribute("minlength"));
+  await chapForm.getByRole("button", { name: "Create CHAP user" }).click();
+  await expect(page.locator('.field-error[data-field="secret"]')).toBeVisible();
+  await chapForm.locator("input[name=secret]").fill("e2esecret1234");
+  await chapForm.getByRole("button", { name: "Create CHAP user" }).click();
+  await expect(page.locator(`tr[data-chap="${chapUser}"]`)).toBeVisible();
+
+  // A 1 GiB volume.
+  await page.getByRole("link", { name: "Volumes" }).click();
+  await hydrated(page);
+  const volForm = page.locator("#create-volume");
+  await volForm.locator("input[name=name]").fill(volume);
+  await volForm.locator("input[name=size]").fill("1GiB");
+  await volForm.getByRole("button", { name: "Create volume" }).click();
+  await expect(page.locator(`tr[data-volume="${volume}"]`)).toContainText("1 GiB");
+
+  // A target group with one target on this node.
+  await page.getByRole("link", { name: "Target groups" }).click();
+  await hydrated(page);
+  const groupForm = page.locator("#create-group");
+  await groupForm.locator("input[name=name]").fill(group);
+  await groupForm.locator("select[name=node]").selectOption(nodeName);
+  await groupForm.locator("input[name=portals]").fill(`127.0.0.1:${iscsiPort}`);
+  await groupForm.getByRole("button", { name: "Create group" }).click();
+  await page.locator(`tr[data-group="/target-groups/${group}"] a`).click();
+  await expect(page.getByTestId("targets-table")).toContainText(`iqn.2026-11.local.portico:${group}.${nodeName}`);
+  await hydrated(page);
+
+  // Attach the volume as LUN 0, then turn CHAP on.
+  const attach = page.locator("#attach-lun");
+  await attach.locator("input[name=volume]").fill(volume);
+  await attach.locator("input[name=lun]").fill("0");
+  await attach.getByRole("button", { name: "Attach" }).click();
+  await expect(page.getByTestId("luns-table")).toContainText(volume);
+  const chap = page.locator("#set-chap");
+  await chap.locator("select[name=chap_mode]").selectOption("one-way");
+  await chap.locator("input[name=chap_user]").fill(chapUser);
+  await chap.getByRole("button", { name: "Set CHAP" }).click();
+  await expect(page.getByTestId("chap-mode")).toHaveText("one-way");
+
+  // An initiator: listed with the secret, refused without it.
+  const iqn = `iqn.2026-11.local.portico:${group}.${nodeName}`;
+  expect(iscsiLs(`iscsi://${chapUser}%e2esecret1234@127.0.0.1:${iscsiPort}/${iqn}/0`)).toBe(true);
+  expect(iscsiLs(`iscsi://127.0.0.1:${iscsiPort}/${iqn}/0`)).toBe(false);
+  expect(iscsiLs(`iscsi://${chapUser}%wrongsecret12@127.0.0.1:${iscsiPort}/${iqn}/0`)).toBe(false);
+});
