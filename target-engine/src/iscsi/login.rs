@@ -90,6 +90,7 @@ pub struct Login {
     stat_sn: u32,
     exp_cmd_sn: u32,
     text: Vec<u8>,
+    seen: std::collections::HashSet<String>,
     declared: bool,
     peer: String,
 }
@@ -112,6 +113,7 @@ impl Login {
             stat_sn: 0,
             exp_cmd_sn: 0,
             text: Vec::new(),
+            seen: Default::default(),
             declared: false,
             peer: peer.to_string(),
         }
@@ -232,6 +234,11 @@ impl Login {
         for (k, v) in &kv {
             if k.starts_with("CHAP_") || k == "AuthMethod" || k == "TargetName" {
                 continue;
+            }
+            let identity = matches!(k.as_str(), "InitiatorName" | "InitiatorAlias" | "SessionType");
+            // A parameter is negotiated at most once per login (RFC 7143 §6.2).
+            if !identity && !self.seen.insert(k.clone()) {
+                return self.fail(&b, status::INITIATOR_ERROR, "key negotiated twice");
             }
             if let Answer::Reply(r) = keys::negotiate(k, v, &self.limits, self.discovery, &mut self.params) {
                 out.push((k.clone(), r));
@@ -412,6 +419,15 @@ mod tests {
         assert_eq!(p.bhs.flags() & 0x83, 0x83);
         assert!(res.target.is_none());
         assert_eq!(res.params.initiator_mrdsl, 4096);
+    }
+
+    #[test]
+    fn key_negotiated_twice_fails() {
+        let mut l = login();
+        let r = l.step(&req(0x04 | 3, "InitiatorName=iqn.2026-11.x:y\0SessionType=Discovery\0MaxBurstLength=4096\0"));
+        assert!(matches!(r, Step::Continue(_)));
+        let r = l.step(&req(0x80 | 0x04 | 3, "MaxBurstLength=8192\0"));
+        assert!(matches!(r, Step::Fail(p) if p.bhs.0[36..38] == [2, 0]));
     }
 
     #[test]

@@ -620,8 +620,13 @@ impl Session {
             _ => {
                 let kv = keys::parse_text(&p.data).unwrap_or_default();
                 let mut answer = Bytes::new();
+                let mut other = Vec::new();
                 for (k, v) in kv {
-                    if k == "SendTargets" {
+                    if k != "SendTargets" {
+                        other.push((k, "NotUnderstood".to_string()));
+                        continue;
+                    }
+                    {
                         let cat = self.registry.catalog();
                         let which = if v.is_empty() {
                             self.result.target.as_ref().map(|t| t.iqn.clone()).unwrap_or_default()
@@ -630,6 +635,12 @@ impl Session {
                         };
                         answer = login::send_targets(&cat, &self.result.initiator, &which, self.local);
                     }
+                }
+                if !other.is_empty() {
+                    // Renegotiation in full feature phase is not offered.
+                    let mut b = BytesMut::from(&answer[..]);
+                    b.extend_from_slice(&keys::encode_text(&other));
+                    answer = b.freeze();
                 }
                 answer
             }
@@ -662,6 +673,11 @@ impl Session {
         let mut r = Bhs::new(op::LOGOUT_RESP);
         r.set_flags(0x80);
         r.set_itt(p.bhs.itt());
+        // Reason 2 (remove the connection for recovery) needs ERL 2:
+        // "connection recovery is not supported".
+        if p.bhs.flags() & 0x7f == 2 {
+            r.0[2] = 2;
+        }
         r.set_u16(40, 2);
         self.send(vec![OutPdu { pdu: Pdu::new(r), status: true }]);
         Err(Stop::Logout)
