@@ -219,8 +219,8 @@ impl Login {
         let needs_chap = *self.policy() != ChapPolicy::None;
 
         if csg == 0 {
-            if let Err(st) = self.security(&kv, &mut out) {
-                return self.fail(&b, st, "authentication failed");
+            if let Err((st, why)) = self.security(&kv, &mut out) {
+                return self.fail(&b, st, why);
             }
         } else if needs_chap && !self.authenticated {
             return self.fail(&b, status::AUTH_FAILED, "operational stage without authentication");
@@ -282,7 +282,11 @@ impl Login {
     }
 
     /// Security stage: AuthMethod, then CHAP_A, then CHAP_N/CHAP_R (+ mutual).
-    fn security(&mut self, kv: &[(String, String)], out: &mut Vec<(String, String)>) -> Result<(), (u8, u8)> {
+    fn security(
+        &mut self,
+        kv: &[(String, String)],
+        out: &mut Vec<(String, String)>,
+    ) -> Result<(), ((u8, u8), &'static str)> {
         let get = |k: &str| kv.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.as_str());
         let policy = self.policy().clone();
         if let Some(methods) = get("AuthMethod") {
@@ -294,7 +298,7 @@ impl Login {
                         self.authenticated = true;
                     } else {
                         out.push(("AuthMethod".into(), "Reject".into()));
-                        return Err(status::AUTH_FAILED);
+                        return Err((status::AUTH_FAILED, "initiator offers no AuthMethod we accept"));
                     }
                 }
                 _ => {
@@ -302,7 +306,7 @@ impl Login {
                         out.push(("AuthMethod".into(), "CHAP".into()));
                         self.chap = Chap::WantAlg;
                     } else {
-                        return Err(status::AUTH_FAILED);
+                        return Err((status::AUTH_FAILED, "CHAP required but not offered"));
                     }
                 }
             }
@@ -315,10 +319,10 @@ impl Login {
                     self.authenticated = true;
                     return Ok(());
                 }
-                Err(status::AUTH_FAILED)
+                Err((status::AUTH_FAILED, "CHAP required but skipped"))
             }
             Chap::WantAlg => {
-                let alg = get("CHAP_A").and_then(ChapAlg::pick).ok_or(status::AUTH_FAILED)?;
+                let alg = get("CHAP_A").and_then(ChapAlg::pick).ok_or((status::AUTH_FAILED, "no supported CHAP_A"))?;
                 let id = chap::random_bytes(1)[0];
                 let challenge = chap::random_bytes(chap::CHALLENGE_LEN);
                 out.push(("CHAP_A".into(), alg.code().to_string()));
@@ -333,29 +337,31 @@ impl Login {
                     ChapPolicy::Mutual { user, secret, target_user, target_secret } => {
                         (user, secret, Some((target_user, target_secret)))
                     }
-                    ChapPolicy::None => return Err(status::AUTH_FAILED),
+                    ChapPolicy::None => return Err((status::AUTH_FAILED, "no CHAP policy")),
                 };
-                let name = get("CHAP_N").ok_or(status::AUTH_FAILED)?;
-                let resp = get("CHAP_R").and_then(chap::decode_binary).ok_or(status::AUTH_FAILED)?;
+                let name = get("CHAP_N").ok_or((status::AUTH_FAILED, "no CHAP_N"))?;
+                let resp = get("CHAP_R")
+                    .and_then(chap::decode_binary)
+                    .ok_or((status::AUTH_FAILED, "missing or malformed CHAP_R"))?;
                 let expected = alg.response(id, secret.as_bytes(), &challenge);
                 let name_ok = chap::verify(user.as_bytes(), name.as_bytes());
                 if !(chap::verify(&expected, &resp) & name_ok) {
-                    return Err(status::AUTH_FAILED);
+                    return Err((status::AUTH_FAILED, "wrong CHAP name or response"));
                 }
                 match (mutual, get("CHAP_I"), get("CHAP_C")) {
                     (None, None, None) => {}
                     (Some((tu, ts)), Some(i), Some(c)) => {
-                        let i: u8 = i.parse().map_err(|_| status::AUTH_FAILED)?;
-                        let c = chap::decode_binary(c).ok_or(status::AUTH_FAILED)?;
+                        let i: u8 = i.parse().map_err(|_| (status::AUTH_FAILED, "bad CHAP_I"))?;
+                        let c = chap::decode_binary(c).ok_or((status::AUTH_FAILED, "bad CHAP_C"))?;
                         // A reflected challenge would let an attacker use us as an oracle.
                         if c.len() < 16 || c == challenge {
-                            return Err(status::AUTH_FAILED);
+                            return Err((status::AUTH_FAILED, "short or reflected mutual challenge"));
                         }
                         out.push(("CHAP_N".into(), tu.clone()));
                         out.push(("CHAP_R".into(), chap::encode_hex(&alg.response(i, ts.as_bytes(), &c))));
                     }
                     // Mutual required but not asked for, or asked for but not configured.
-                    _ => return Err(status::AUTH_FAILED),
+                    _ => return Err((status::AUTH_FAILED, "mutual CHAP required by one side only")),
                 }
                 self.authenticated = true;
                 Ok(())
