@@ -186,4 +186,29 @@ mod tests {
             DataOutError::BadImmediate
         );
     }
+
+    proptest::proptest! {
+        /// Whatever Data-Out arrives, the collector never panics, never holds
+        /// more than EDTL and only completes with exactly EDTL bytes.
+        #[test]
+        fn arbitrary_data_out_is_safe(
+            edtl in 0u32..20_000,
+            imm in 0usize..5000,
+            initial_r2t in proptest::prelude::any::<bool>(),
+            pdus in proptest::collection::vec((0u32..4, 0u32..4, 0u32..20_000, 0usize..6000), 0..20),
+        ) {
+            let p = params(initial_r2t, 8192, 4096, 2);
+            let Ok(mut w) = WriteCollector::new(edtl, Bytes::from(vec![0u8; imm]), &p) else { return Ok(()) };
+            let mut ttts = vec![UNSOLICITED_TTT];
+            let mut next = 1;
+            for r in w.next_r2ts(&p, || { next += 1; next }) { ttts.push(r.ttt); }
+            for (t, sn, off, len) in pdus {
+                let ttt = ttts.get(t as usize).copied().unwrap_or(t);
+                if let Ok(true) = w.data_out(ttt, sn, off, &vec![1u8; len]) {
+                    for r in w.next_r2ts(&p, || { next += 1; next }) { ttts.push(r.ttt); }
+                }
+                proptest::prop_assert!(w.buf.len() as u32 <= edtl);
+            }
+        }
+    }
 }
