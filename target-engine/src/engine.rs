@@ -4,6 +4,22 @@
 //! `apply` prepares everything that can fail (validation, opening new
 //! backends, binding new portals) before it changes anything, so a refused
 //! configuration leaves the running one untouched.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), target_engine::EngineError> {
+//! use target_engine::{Engine, EngineConfig};
+//! let engine = Engine::new(); // cheap to clone, Send + Sync
+//! let config = EngineConfig::from_toml(&std::fs::read_to_string("engine.toml").unwrap())?;
+//! engine.apply(config).await?; // again with a new config to reconcile live
+//! for s in engine.sessions() {
+//!     println!("{} from {} on {} (TSIH {})", s.initiator, s.address, s.target, s.tsih);
+//! }
+//! for v in engine.volume_stats().await {
+//!     println!("{}: {} commands, {} bytes read", v.volume, v.counters.commands, v.counters.bytes_read);
+//! }
+//! engine.shutdown().await;
+//! # Ok(()) }
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
