@@ -439,3 +439,49 @@ async fn target_warm_reset_aborts_tasks_of_other_sessions() {
     // Session B carries on (after the reset's unit attention).
     assert_eq!(b.command_ok(0, &read10(0, 1), 512, &[]).await.status, 0);
 }
+
+#[tokio::test]
+async fn random_well_framed_pdus_do_not_hurt_the_engine() {
+    let (e, addr) = start(&base_config("")).await;
+    let mut good = session(addr, vec![]).await;
+    let _ = good.command_ok(0, &[0u8; 6], 0, &[]).await;
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..8u8 {
+        let mut s = Initiator::connect(addr).await;
+        s.isid = [0x80, 0, 0, 2, 0, round];
+        s.login(&opts(Some(IQN))).await.unwrap();
+        let mut sent = 0;
+        for _ in 0..200 {
+            let mut b = Bhs::default();
+            for k in 0..6 {
+                b.0[k * 8..k * 8 + 8].copy_from_slice(&rnd().to_be_bytes());
+            }
+            b.0[0] = [0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x10, 0x41, 0x42][(rnd() % 9) as usize];
+            b.0[4] = 0;
+            if b.0[0] & 0x3f == 0x02 {
+                // Target resets legitimately end or abort other sessions' work.
+                b.0[1] = 0x80 | (1 + (rnd() % 5) as u8);
+            }
+            let len = (rnd() % 2048) as usize;
+            let data = vec![0x5a; len];
+            let p = target_engine::iscsi::pdu::Pdu::with_data(b, bytes::Bytes::from(data));
+            let bytes = target_engine::iscsi::pdu::encode(p, &s.tx_framing);
+            if s.send_raw(&bytes).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        assert!(sent > 0);
+        let _ = s.recv_timeout(Duration::from_millis(50)).await;
+    }
+    let data = pattern(4096, 77);
+    assert_eq!(good.command_ok(0, &write10(50, 8), 0, &data).await.status, 0);
+    assert_eq!(good.command_ok(0, &read10(50, 8), 4096, &[]).await.data, data);
+    assert!(e.sessions().iter().any(|s| s.tsih == good.tsih));
+}
