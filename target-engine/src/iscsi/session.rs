@@ -180,7 +180,9 @@ pub async fn run(
                 Ok(_) => {}
             },
             _ = tokio::time::sleep(wait) => {
-                if pinged {
+                // Discovery sessions carry only Text and Logout (§4.3): no
+                // pings there, an idle one is simply closed.
+                if pinged || s.result.target.is_none() {
                     break Stop::Protocol("no answer to NOP-In ping".into());
                 }
                 pinged = true;
