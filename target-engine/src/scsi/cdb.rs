@@ -113,6 +113,17 @@ pub enum Cdb {
         repd: bool,
         alloc_len: u32,
     },
+    /// EXTENDED COPY(LID1) (SPC-4 §6.4).
+    ExtendedCopy {
+        param_len: u32,
+    },
+    /// RECEIVE COPY RESULTS (SPC-4 §6.18): COPY STATUS of `list_id`, or
+    /// the OPERATING PARAMETERS.
+    ReceiveCopyResults {
+        operating_parameters: bool,
+        list_id: u8,
+        alloc_len: u32,
+    },
     /// RESERVE(6) / RELEASE(6): SPC-2 reservations (SPC-2 §7.21, §7.17).
     Reserve6,
     Release6,
@@ -357,6 +368,12 @@ impl Cdb {
                         };
                         Cdb::PersistentReserveOut { action, pr_type: c[2] & 0x0f, param_len: be(&c[5..9]) as u32 }
                     }
+                    0x83 => Cdb::ExtendedCopy { param_len: be(&c[10..14]) as u32 },
+                    0x84 => Cdb::ReceiveCopyResults {
+                        operating_parameters: c[1] & 0x1f == 0x03,
+                        list_id: c[2],
+                        alloc_len: be(&c[10..14]) as u32,
+                    },
                     0x34 | 0x90 => Cdb::PreFetch { ext, immed: b(1, 0x02) },
                     0x35 | 0x91 => Cdb::SynchronizeCache { ext },
                     0xa0 => Cdb::ReportLuns { select: c[2], alloc_len: be(&c[6..10]) as u32 },
@@ -393,7 +410,8 @@ impl Cdb {
             Cdb::Verify { ext, bytchk: ByteCheck::OneBlock } if ext.blocks > 0 => bs,
             Cdb::ModeSelect { param_len, .. }
             | Cdb::Unmap { param_len }
-            | Cdb::PersistentReserveOut { param_len, .. } => u64::from(*param_len),
+            | Cdb::PersistentReserveOut { param_len, .. }
+            | Cdb::ExtendedCopy { param_len } => u64::from(*param_len),
             Cdb::WriteSame { ndob: false, .. } => bs,
             Cdb::CompareAndWrite { ext, .. } => 2 * u64::from(ext.blocks) * bs,
             _ => 0,
@@ -417,6 +435,7 @@ impl Cdb {
                 | Cdb::CompareAndWrite { .. }
                 | Cdb::OrWrite { .. }
                 | Cdb::WriteAtomic { .. }
+                | Cdb::ExtendedCopy { .. }
         )
     }
 }

@@ -39,6 +39,7 @@ pub(crate) struct LuState {
     pub ua: UaTable,
     pub mode: ModeState,
     pub pr: super::pr::PrState,
+    pub xcopy: super::xcopy::CopyLog,
 }
 
 /// One logical unit as exported through one or more targets.

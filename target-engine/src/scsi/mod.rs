@@ -139,6 +139,7 @@ pub mod testkit;
 mod tests;
 mod thin;
 mod ua;
+mod xcopy;
 
 pub use lu::{LogicalUnit, LuCounters};
 pub use sense::SenseReason;

@@ -71,6 +71,9 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
     op!(0x5f, Some(0x04), 10, [0x04, 0x0f, 0, 0, X, X, X, X, 0]), // PREEMPT
     op!(0x5f, Some(0x05), 10, [0x05, 0x0f, 0, 0, X, X, X, X, 0]), // PREEMPT AND ABORT
     op!(0x5f, Some(0x06), 10, [0x06, 0x0f, 0, 0, X, X, X, X, 0]), // REGISTER AND IGNORE EXISTING KEY
+    op!(0x83, Some(0x00), 60, [0x00, 0, 0, 0, 0, 0, 0, 0, 0, X, X, X, X, 0, 0]), // EXTENDED COPY(LID1)
+    op!(0x84, Some(0x00), 10, [0x00, X, 0, 0, 0, 0, 0, 0, 0, X, X, X, X, 0, 0]), // RECEIVE COPY RESULTS: COPY STATUS
+    op!(0x84, Some(0x03), 10, [0x03, 0, 0, 0, 0, 0, 0, 0, 0, X, X, X, X, 0, 0]), // OPERATING PARAMETERS
     op!(0x88, None, 60, [0x1a, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // READ(16)
     op!(0x89, None, 60, [0x18, X, X, X, X, X, X, X, X, 0, 0, 0, X, 0x1f, 0]), // COMPARE AND WRITE
     op!(0x8a, None, 60, [0x1a, X, X, X, X, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE(16)
@@ -95,7 +98,7 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
 
 /// Opcodes whose command is selected by a service action in byte 1.
 pub(crate) fn has_service_actions(opcode: u8) -> bool {
-    matches!(opcode, 0x5e | 0x5f | 0x9e | 0xa3)
+    matches!(opcode, 0x5e | 0x5f | 0x83 | 0x84 | 0x9e | 0xa3)
 }
 
 pub(crate) fn lookup(opcode: u8, service_action: Option<u16>) -> Option<&'static OpInfo> {

@@ -101,7 +101,8 @@ fn access(cdb: &Cdb) -> Access {
         | Cdb::Verify { .. }
         | Cdb::PreFetch { .. }
         | Cdb::ModeSense { .. }
-        | Cdb::ReadDefectData { .. } => Access::Read,
+        | Cdb::ReadDefectData { .. }
+        | Cdb::ReceiveCopyResults { .. } => Access::Read,
         _ => Access::Write,
     }
 }

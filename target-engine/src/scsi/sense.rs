@@ -19,6 +19,7 @@ pub enum SenseKey {
     IllegalRequest = 0x5,
     UnitAttention = 0x6,
     DataProtect = 0x7,
+    CopyAborted = 0xa,
     AbortedCommand = 0xb,
     Miscompare = 0xe,
 }
@@ -95,6 +96,18 @@ pub enum SenseReason {
     InternalFailure,
     #[error("invalid release of persistent reservation")]
     InvalidRelease,
+    #[error("too many target descriptors")]
+    TooManyTargetDescriptors,
+    #[error("too many segment descriptors")]
+    TooManySegmentDescriptors,
+    #[error("unsupported target descriptor type code")]
+    UnsupportedTargetDescriptor,
+    #[error("unsupported segment descriptor type code")]
+    UnsupportedSegmentDescriptor,
+    #[error("copy aborted: copy target device not reachable")]
+    CopyTargetNotReachable,
+    #[error("copy aborted")]
+    CopyAborted,
     /// Not sense at all: RESERVATION CONFLICT status (SPC-4 §5.13.1).
     #[error("reservation conflict")]
     ReservationConflict,
@@ -112,7 +125,8 @@ impl SenseReason {
     /// The one mapping from reason to sense key / ASC / ASCQ.
     pub fn code(&self) -> SenseCode {
         use SenseKey::{
-            DataProtect, HardwareError, IllegalRequest, MediumError, Miscompare, NoSense, UnitAttention as Ua,
+            CopyAborted, DataProtect, HardwareError, IllegalRequest, MediumError, Miscompare, NoSense,
+            UnitAttention as Ua,
         };
         let (key, asc, ascq) = match self {
             SenseReason::NoSense => (NoSense, 0x00, 0x00),
@@ -139,6 +153,12 @@ impl SenseReason {
             SenseReason::WriteError => (MediumError, 0x0c, 0x00),
             SenseReason::InternalFailure => (HardwareError, 0x44, 0x00),
             SenseReason::InvalidRelease => (IllegalRequest, 0x26, 0x04),
+            SenseReason::TooManyTargetDescriptors => (IllegalRequest, 0x26, 0x06),
+            SenseReason::UnsupportedTargetDescriptor => (IllegalRequest, 0x26, 0x07),
+            SenseReason::TooManySegmentDescriptors => (IllegalRequest, 0x26, 0x08),
+            SenseReason::UnsupportedSegmentDescriptor => (IllegalRequest, 0x26, 0x09),
+            SenseReason::CopyTargetNotReachable => (CopyAborted, 0x0d, 0x02),
+            SenseReason::CopyAborted => (CopyAborted, 0x00, 0x00),
             SenseReason::ReservationConflict => (NoSense, 0x00, 0x00),
         };
         SenseCode { key, asc, ascq }

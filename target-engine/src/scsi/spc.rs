@@ -2,7 +2,8 @@
 //! REQUEST SENSE (§6.39), REPORT LUNS (§6.33), MODE SENSE/SELECT
 //! (§6.9–6.14), REPORT SUPPORTED OPERATION CODES (§6.35), REPORT SUPPORTED
 //! TASK MANAGEMENT FUNCTIONS (§6.36), PERSISTENT RESERVE IN/OUT (§6.15,
-//! §6.16, see [`super::pr`]), RESERVE(6)/RELEASE(6) (SPC-2 §7.21, §7.17) and SBC-3's START STOP UNIT (§5.25).
+//! §6.16, see [`super::pr`]), RESERVE(6)/RELEASE(6) (SPC-2 §7.21, §7.17),
+//! EXTENDED COPY and RECEIVE COPY RESULTS (§6.4, §6.18, see [`super::xcopy`]) and SBC-3's START STOP UNIT (§5.25).
 
 use bytes::Bytes;
 
@@ -74,6 +75,10 @@ pub(crate) async fn execute(
             Ok(Reply::data(d, alloc_len))
         }
         Cdb::PersistentReserveIn { action, alloc_len } => Ok(Reply::data(lu.state().pr.reserve_in(action), alloc_len)),
+        Cdb::ExtendedCopy { param_len } => super::xcopy::extended_copy(lu, luns, &nexus.id, param_len, data_out).await,
+        Cdb::ReceiveCopyResults { operating_parameters, list_id, alloc_len } => {
+            super::xcopy::receive_copy_results(lu, &nexus.id, operating_parameters, list_id, alloc_len)
+        }
         Cdb::Reserve6 => {
             lu.state().pr.reserve6(&nexus.id)?;
             Ok(Reply::good())
