@@ -122,7 +122,7 @@ fn segments(list: &[u8]) -> Result<Vec<Segment>, SenseReason> {
 async fn copy(src: &LogicalUnit, dst: &LogicalUnit, s: &Segment) -> Result<u64, SenseReason> {
     let (sbs, dbs) = (u64::from(src.spec.block_size), u64::from(dst.spec.block_size));
     let bytes = s.blocks * if s.dc { dbs } else { sbs };
-    if bytes % sbs != 0 || bytes % dbs != 0 || bytes > MAX_SEGMENT_BYTES {
+    if !bytes.is_multiple_of(sbs) || !bytes.is_multiple_of(dbs) || bytes > MAX_SEGMENT_BYTES {
         return Err(SenseReason::CopyAborted);
     }
     let in_range =
