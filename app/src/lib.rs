@@ -14,6 +14,7 @@ pub mod storage_fns;
 #[cfg(feature = "ssr")]
 pub mod service;
 
+mod chart;
 mod components;
 mod format;
 mod pages;

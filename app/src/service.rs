@@ -110,6 +110,7 @@ pub trait StorageService: Send + Sync + 'static {
     async fn chap_users(&self, caller: &Caller) -> Result<Vec<crate::model::storage::ChapUserView>, ApiError>;
     async fn nodes(&self, caller: &Caller) -> Result<Vec<crate::model::storage::NodeView>, ApiError>;
     async fn connections(&self, caller: &Caller, group: &str) -> Result<Vec<crate::model::storage::ConnectionView>, ApiError>;
+    async fn volume_activity(&self, caller: &Caller, volume: &str) -> Result<crate::model::storage::VolumeActivity, ApiError>;
 }
 
 pub type SharedStorage = Arc<dyn StorageService>;

@@ -245,3 +245,12 @@ pub async fn set_traffic(node: String, interface: String, traffic_types: String)
     ssr::run(Command::UpdateNode { name: node, patch: NodePatch { interfaces: vec![InterfacePatch { name: interface, traffic_types: types }] } })
         .await
 }
+
+#[server(prefix = "/rpc", endpoint = "storage/volumes/activity")]
+pub async fn get_volume_activity(name: String) -> Result<VolumeActivity, ApiError> {
+    let go = async {
+        let (s, c) = ssr::storage().await?;
+        s.volume_activity(&c, &name).await
+    };
+    go.await.map_err(ssr::failed)
+}

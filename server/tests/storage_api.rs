@@ -406,3 +406,54 @@ async fn after_a_restart_the_stored_configuration_comes_back() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("Lun:3"), "the target is back after the restart: {text}");
 }
+
+/// The engine's own test initiator: real PDUs over TCP, one session kept open.
+#[path = "../../target-engine/tests/common/mod.rs"]
+mod initiator;
+
+fn read_capacity16() -> [u8; 16] {
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0x9e;
+    cdb[1] = 0x10;
+    cdb[13] = 32;
+    cdb
+}
+
+fn capacity_bytes(data: &[u8]) -> u64 {
+    let last_lba = u64::from_be_bytes(data[0..8].try_into().unwrap());
+    let block = u32::from_be_bytes(data[8..12].try_into().unwrap());
+    (last_lba + 1) * u64::from(block)
+}
+
+#[tokio::test]
+async fn growing_an_attached_volume_is_seen_by_a_connected_initiator() {
+    let n = node().await;
+    let op = operator(&n).await;
+    let port = free_port();
+    post(&n, &op, "/api/v1/volumes", json!({"name": "grow", "size": "64MiB"})).await;
+    let (_, g) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]})).await;
+    let iqn = g["targets"][0]["iqn"].as_str().unwrap().to_string();
+    post(&n, &op, "/api/v1/target-groups/g/luns", json!({"volume": "grow", "lun": 0})).await;
+
+    let mut ini = initiator::Initiator::connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let opts = initiator::LoginOpts { initiator: initiator::INITIATOR, target: Some(&iqn), ..Default::default() };
+    ini.login(&opts).await.expect("login");
+    // The first command after login reports the power-on unit attention.
+    let _ = ini.command(0, &[0u8; 6], 0, &[], 0, 0).await;
+    let before = ini.command(0, &read_capacity16(), 32, &[], 0, 0).await;
+    assert_eq!(before.status, 0);
+    assert_eq!(capacity_bytes(&before.data), 64 << 20);
+
+    let r = n.send(Method::PATCH, "/api/v1/volumes/grow", Some(&op), Some(json!({"size": "128MiB"}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // Same session: a unit attention CAPACITY DATA HAS CHANGED (2Ah/09h), then the new size.
+    let tur = ini.command(0, &[0u8; 6], 0, &[], 0, 0).await;
+    assert_eq!(tur.status, 2, "CHECK CONDITION with the unit attention");
+    let sense = &tur.sense;
+    let (key, asc, ascq) = if sense[0] & 0x7f >= 0x72 { (sense[1] & 0xf, sense[2], sense[3]) } else { (sense[2] & 0xf, sense[12], sense[13]) };
+    assert_eq!((key, asc, ascq), (6, 0x2a, 0x09), "UNIT ATTENTION, CAPACITY DATA HAS CHANGED");
+    let after = ini.command(0, &read_capacity16(), 32, &[], 0, 0).await;
+    assert_eq!(after.status, 0);
+    assert_eq!(capacity_bytes(&after.data), 128 << 20, "the connected initiator sees the new size");
+}

@@ -590,3 +590,30 @@ mod tests {
         assert!(check_object_name("").is_err());
     }
 }
+
+/// One sample of a volume's activity, averaged over the sampling interval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct VolumeSample {
+    /// RFC 3339, UTC: the end of the interval.
+    pub time: String,
+    /// SCSI commands per second.
+    pub iops: f64,
+    /// Megabytes (10^6 bytes) per second.
+    pub read_mbps: f64,
+    pub write_mbps: f64,
+}
+
+/// A volume's recent activity, oldest sample first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct VolumeActivity {
+    pub volume: String,
+    pub interval_seconds: u32,
+    pub samples: Vec<VolumeSample>,
+    /// Totals since the engine opened the volume.
+    pub commands: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub errors: u64,
+}

@@ -6,6 +6,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
 use super::volumes::can_change;
+use crate::chart::LiveActivity;
 use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage};
 use crate::format;
 use crate::model::storage::{format_size, TargetGroupView};
@@ -255,6 +256,16 @@ fn GroupView(g: TargetGroupView, a: GroupActions) -> impl IntoView {
                 </ActionForm>
                 <ActionError value=a.add_acl.value()/>
             }})}
+        </section>
+
+        <section class="card">
+            <h2>"Activity per LUN"</h2>
+            {if g.luns.is_empty() { view! { <p class="empty">"No LUNs attached."</p> }.into_any() } else {
+                g.luns.iter().map(|l| view! {
+                    <h3 class="small">"LUN " {l.lun} " · " {l.volume.clone()}</h3>
+                    <LiveActivity volume=l.volume.clone()/>
+                }).collect_view().into_any()
+            }}
         </section>
 
         <Connections group=name.clone()/>

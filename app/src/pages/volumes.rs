@@ -3,6 +3,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use crate::chart::LiveActivity;
 use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage};
 use crate::format;
 use crate::model::storage::{format_size, VolumeView};
@@ -39,7 +40,9 @@ pub fn VolumesPage() -> impl IntoView {
                 match volumes.await {
                     Err(e) => view! { <ErrorBanner error=e/> }.into_any(),
                     Ok(list) if list.is_empty() => view! { <p class="empty">"No volumes yet."</p> }.into_any(),
-                    Ok(list) => view! {
+                    Ok(list) => {
+                        let charts: Vec<String> = list.iter().map(|v| v.name.clone()).collect();
+                        view! {
                         <div class="table-wrap">
                             <table class="table" data-testid="volumes-table">
                                 <thead><tr>
@@ -51,7 +54,15 @@ pub fn VolumesPage() -> impl IntoView {
                                 </tbody>
                             </table>
                         </div>
-                    }.into_any(),
+                        <section class="card">
+                            <h2>"Activity"</h2>
+                            {charts.into_iter().map(|name| view! {
+                                <h3 class="small">{name.clone()}</h3>
+                                <LiveActivity volume=name/>
+                            }).collect_view()}
+                        </section>
+                    }.into_any()
+                    }
                 }
             })}
         </Transition>

@@ -79,6 +79,13 @@ pub async fn delete_volume(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The volume's IOPS and throughput over the last minutes (5-second samples).
+#[utoipa::path(get, path = "/api/v1/volumes/{name}/activity", tag = "volumes", params(("name" = String, Path)),
+    responses((status = 200, body = VolumeActivity), (status = 404, body = ApiError)))]
+pub async fn volume_activity(State(s): State<AppState>, Authed(c): Authed, Path(name): Path<String>) -> ApiResult<Json<VolumeActivity>> {
+    Ok(Json(s.storage.volume_activity(&c, &name).await?))
+}
+
 #[utoipa::path(get, path = "/api/v1/target-groups", tag = "target-groups", responses((status = 200, body = Vec<TargetGroupView>)))]
 pub async fn list_groups(State(s): State<AppState>, Authed(c): Authed) -> ApiResult<Json<Vec<TargetGroupView>>> {
     Ok(Json(s.storage.target_groups(&c).await?))

@@ -12,6 +12,7 @@ mod commands;
 pub mod engine_config;
 pub mod nodes;
 pub mod secret_box;
+pub mod stats;
 mod views;
 
 use std::path::PathBuf;
@@ -38,6 +39,7 @@ pub struct Storage {
     node_name: String,
     /// Commands run one at a time: derive + apply + commit is one step.
     apply_lock: tokio::sync::Mutex<()>,
+    activity: std::sync::Arc<stats::ActivityLog>,
 }
 
 fn db_error(e: sqlx::Error) -> ApiError {
@@ -52,7 +54,9 @@ impl Storage {
         let secrets = SecretBox::open_or_create(&data_dir)?;
         std::fs::create_dir_all(data_dir.join("volumes"))?;
         let node_id = nodes::register_local(&pool, &node_name, &nodes::local_interfaces()).await?;
-        let storage = Storage { pool, engine, secrets, data_dir, node_id, node_name, apply_lock: Default::default() };
+        let activity = std::sync::Arc::new(stats::ActivityLog::default());
+        stats::spawn_sampler(engine.clone(), std::sync::Arc::downgrade(&activity));
+        let storage = Storage { pool, engine, secrets, data_dir, node_id, node_name, apply_lock: Default::default(), activity };
         let mut conn = storage.pool.acquire().await?;
         let config = engine_config::derive(&mut conn, storage.node_id, &storage.data_dir, &storage.secrets).await?;
         drop(conn);
@@ -190,6 +194,12 @@ impl Storage {
             .ok_or_else(|| ApiError::not_found(format!("The node {name}")))
     }
 
+    /// The volume's recent IOPS and throughput.
+    pub async fn volume_activity(&self, caller: &Caller, name: &str) -> Result<VolumeActivity, ApiError> {
+        self.volume(caller, name).await?;
+        Ok(self.activity.activity(name))
+    }
+
     /// Live iSCSI sessions on this node's targets of the group.
     pub async fn connections(&self, caller: &Caller, group: &str) -> Result<Vec<ConnectionView>, ApiError> {
         let g = self.target_group(caller, group).await?;
@@ -238,5 +248,9 @@ impl portico_app::service::StorageService for Storage {
 
     async fn connections(&self, caller: &Caller, group: &str) -> Result<Vec<ConnectionView>, ApiError> {
         Storage::connections(self, caller, group).await
+    }
+
+    async fn volume_activity(&self, caller: &Caller, volume: &str) -> Result<VolumeActivity, ApiError> {
+        Storage::volume_activity(self, caller, volume).await
     }
 }
