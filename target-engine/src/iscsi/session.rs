@@ -173,7 +173,8 @@ pub async fn run(
             buf.reserve(grow);
         }
         let idle = last_rx.elapsed();
-        let wait = if pinged { DEAD_AFTER.saturating_sub(idle) } else { PING_AFTER.saturating_sub(idle) };
+        let discovery = s.result.target.is_none();
+        let wait = if pinged || discovery { DEAD_AFTER } else { PING_AFTER }.saturating_sub(idle);
         tokio::select! {
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) | Err(_) => break Stop::Closed,
