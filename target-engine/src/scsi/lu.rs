@@ -123,14 +123,17 @@ impl LogicalUnit {
 
     /// LOGICAL UNIT RESET received on nexus `from` (SAM-5 §6.3.3): mode
     /// parameters return to their defaults, an SPC-2 reservation ends, and
-    /// every other I_T nexus gets BUS DEVICE RESET FUNCTION OCCURRED (the
-    /// requester learns of the reset from the task management response).
-    /// Aborting the unit's running tasks is the transport's part.
+    /// every I_T nexus, the requester's included, gets BUS DEVICE RESET
+    /// FUNCTION OCCURRED (libiscsi's MultipathIO.Reset checks each path).
+    /// Persistent reservations survive. Aborting the unit's running tasks is
+    /// the transport's part.
     pub fn reset(&self, from: &NexusId) {
         let mut st = self.state();
         st.mode = ModeState::default();
         st.pr.drop_spc2(None);
-        st.ua.raise_others(from, UnitAttention::BusDeviceReset);
+        // Make sure the requester is known, so that it hears of the reset too.
+        st.ua.raise(from, UnitAttention::BusDeviceReset);
+        st.ua.raise_all(UnitAttention::BusDeviceReset);
     }
 
     /// I_T nexus loss (the session ended): the nexus's unit attentions are

@@ -197,9 +197,10 @@ async fn capacity_change_and_reset_attentions() {
     let rc = run(&luns, &a, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]).await.unwrap();
     assert_eq!(&rc.data[..], &[0, 0, 0x1f, 0xff, 0, 0, 2, 0]);
     lu.reset(&a.id);
-    assert_eq!(run(&luns, &a, &[0x00], &[]).await, Ok(Reply::good()));
-    assert_eq!(run(&luns, &b, &[0x00], &[]).await, Err(SenseReason::UnitAttention(UnitAttention::BusDeviceReset)));
-    assert_eq!(run(&luns, &b, &[0x00], &[]).await, Ok(Reply::good()));
+    for n in [&a, &b] {
+        assert_eq!(run(&luns, n, &[0x00], &[]).await, Err(SenseReason::UnitAttention(UnitAttention::BusDeviceReset)));
+        assert_eq!(run(&luns, n, &[0x00], &[]).await, Ok(Reply::good()));
+    }
 }
 
 #[tokio::test]
