@@ -229,7 +229,9 @@ pub(crate) async fn dispatch(luns: &LunMap, nexus: &Nexus, cmd: ScsiCommand) -> 
     if let Some(lu) = lu {
         lu.counters.commands.fetch_add(1, Ordering::Relaxed);
     }
-    let result = outcome(luns, nexus, &cmd).await;
+    let opcode = cmd.cdb.first().copied().unwrap_or(0);
+    let span = tracing::debug_span!("scsi", lun = cmd.lun, opcode);
+    let result = tracing::Instrument::instrument(outcome(luns, nexus, &cmd), span).await;
     match result {
         Ok(Reply { status, data }) => ScsiResponse { status, data_in: data, sense: Bytes::new() },
         Err(SenseReason::ReservationConflict) => {
@@ -242,7 +244,7 @@ pub(crate) async fn dispatch(luns: &LunMap, nexus: &Nexus, cmd: ScsiCommand) -> 
                     lu.counters.errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            tracing::debug!(lun = cmd.lun, opcode = cmd.cdb.first().copied().unwrap_or(0), %reason, "check condition");
+            tracing::debug!(lun = cmd.lun, opcode, %reason, "check condition");
             ScsiResponse { status: ScsiStatus::CheckCondition, data_in: Bytes::new(), sense: reason.encode(descriptor) }
         }
     }
