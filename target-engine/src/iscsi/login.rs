@@ -209,11 +209,12 @@ impl Login {
                 let Some(t) = self.catalog.target(&tn).filter(|t| t.served_at(self.local)).cloned() else {
                     return self.fail(&b, status::NOT_FOUND, "unknown target");
                 };
-                if !t.allows(&name) {
-                    return self.fail(&b, status::FORBIDDEN, "initiator not in the target's ACL");
-                }
+                let allowed = t.allows(&name);
                 out.push(("TargetPortalGroupTag".into(), t.tpg.to_string()));
                 self.target = Some(t);
+                if !allowed {
+                    return self.fail(&b, status::FORBIDDEN, "initiator not in the target's ACL");
+                }
             }
         }
         let needs_chap = *self.policy() != ChapPolicy::None;
