@@ -63,3 +63,4 @@ pub struct Run {
 
 pub mod file;
 pub mod memory;
+pub mod throttle;
