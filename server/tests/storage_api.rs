@@ -457,3 +457,34 @@ async fn growing_an_attached_volume_is_seen_by_a_connected_initiator() {
     assert_eq!(after.status, 0);
     assert_eq!(capacity_bytes(&after.data), 128 << 20, "the connected initiator sees the new size");
 }
+
+#[tokio::test]
+async fn an_iops_limit_slows_a_connected_initiator_down_live() {
+    let n = node().await;
+    let op = operator(&n).await;
+    let port = free_port();
+    post(&n, &op, "/api/v1/volumes", json!({"name": "slow", "size": "64MiB"})).await;
+    let (_, g) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]})).await;
+    let iqn = g["targets"][0]["iqn"].as_str().unwrap().to_string();
+    post(&n, &op, "/api/v1/target-groups/g/luns", json!({"volume": "slow", "lun": 0})).await;
+    let mut ini = initiator::Initiator::connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let opts = initiator::LoginOpts { initiator: initiator::INITIATOR, target: Some(&iqn), ..Default::default() };
+    ini.login(&opts).await.expect("login");
+    let _ = ini.command(0, &[0u8; 6], 0, &[], 0, 0).await;
+
+    let r = n.send(Method::PATCH, "/api/v1/volumes/slow", Some(&op), Some(json!({"iops_limit": 100}))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["iops_limit"], 100);
+    // 100 IOPS with one second of burst: 160 reads cannot finish in under 0.6 s
+    // (a lower bound, whatever else the machine is doing).
+    let start = std::time::Instant::now();
+    for i in 0..160u32 {
+        let res = ini.command(0, &initiator::read10(i, 1), 512, &[], 0, 0).await;
+        assert_eq!(res.status, 0);
+    }
+    assert!(start.elapsed() >= std::time::Duration::from_millis(550), "limited: {:?}", start.elapsed());
+
+    let r = n.send(Method::PATCH, "/api/v1/volumes/slow", Some(&op), Some(json!({"iops_limit": 0}))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body["iops_limit"].is_null(), "0 removes the limit");
+}

@@ -123,9 +123,23 @@ pub struct VolumeConfig {
     /// Unit serial number; derived from the name if absent.
     #[serde(default)]
     pub serial: Option<String>,
+    /// Most reads and writes per second; absent or 0: unlimited. Changes apply live.
+    #[serde(default)]
+    pub iops_limit: Option<u64>,
+    /// Most megabytes (10^6 bytes) per second read and written; absent or 0: unlimited.
+    #[serde(default)]
+    pub mbps_limit: Option<u64>,
 }
 
 impl VolumeConfig {
+    /// The volume's IOPS and throughput limits.
+    pub fn limits(&self) -> crate::backend::throttle::Limits {
+        crate::backend::throttle::Limits {
+            iops: self.iops_limit.filter(|v| *v > 0),
+            bytes_per_second: self.mbps_limit.filter(|v| *v > 0).map(|m| m.saturating_mul(1_000_000)),
+        }
+    }
+
     /// The NAA identifier: configured, or derived deterministically from the name.
     pub fn naa(&self) -> [u8; 16] {
         if let Some(w) = &self.wwn {

@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::backend::throttle::{Throttle, ThrottledBackend};
 use crate::backend::{file::FileBackend, memory::MemoryBackend, BackendError, BlockBackend};
 use crate::config::{BackendKind, ConfigError, EngineConfig, VolumeConfig};
 use crate::iscsi::registry::{Catalog, Registry, TargetEntry};
@@ -61,6 +62,8 @@ pub struct VolumeStats {
 struct State {
     config: EngineConfig,
     volumes: HashMap<String, (VolumeConfig, Arc<LogicalUnit>)>,
+    /// The IOPS/throughput limiter in front of each volume's backend.
+    throttles: HashMap<String, Arc<Throttle>>,
     portals: HashMap<SocketAddr, Portal>,
     relative_ports: HashMap<String, u16>,
 }
@@ -93,7 +96,7 @@ fn same_volume(a: &VolumeConfig, b: &VolumeConfig) -> bool {
         && a.serial() == b.serial()
 }
 
-fn open_volume(v: &VolumeConfig) -> Result<Arc<LogicalUnit>, EngineError> {
+fn open_volume(v: &VolumeConfig) -> Result<(Arc<LogicalUnit>, Arc<Throttle>), EngineError> {
     let backend: Arc<dyn BlockBackend> = match v.backend {
         BackendKind::Memory => Arc::new(MemoryBackend::new(v.size.0)),
         BackendKind::File => {
@@ -104,6 +107,8 @@ fn open_volume(v: &VolumeConfig) -> Result<Arc<LogicalUnit>, EngineError> {
             )
         }
     };
+    let throttle = Arc::new(Throttle::new(v.limits()));
+    let backend: Arc<dyn BlockBackend> = Arc::new(ThrottledBackend::new(backend, throttle.clone()));
     let spec = LuSpec {
         name: v.name.clone(),
         naa: v.naa(),
@@ -111,7 +116,7 @@ fn open_volume(v: &VolumeConfig) -> Result<Arc<LogicalUnit>, EngineError> {
         block_size: v.block_size,
         read_only: v.read_only,
     };
-    Ok(LogicalUnit::new(spec, backend))
+    Ok((LogicalUnit::new(spec, backend), throttle))
 }
 
 impl Engine {
@@ -127,6 +132,7 @@ impl Engine {
 
         // 1. Volumes: keep, grow, replace or open.
         let mut volumes = HashMap::new();
+        let mut throttles = HashMap::new();
         let mut grow = Vec::new();
         for v in &config.volumes {
             match st.volumes.get(&v.name) {
@@ -139,9 +145,14 @@ impl Engine {
                         grow.push((lu.clone(), v.size.0, v.name.clone()));
                     }
                     volumes.insert(v.name.clone(), (v.clone(), lu.clone()));
+                    if let Some(t) = st.throttles.get(&v.name) {
+                        throttles.insert(v.name.clone(), t.clone());
+                    }
                 }
                 _ => {
-                    volumes.insert(v.name.clone(), (v.clone(), open_volume(v)?));
+                    let (lu, throttle) = open_volume(v)?;
+                    volumes.insert(v.name.clone(), (v.clone(), lu));
+                    throttles.insert(v.name.clone(), throttle);
                 }
             }
         }
@@ -198,7 +209,13 @@ impl Engine {
             lu.resize(size).await.map_err(|source| EngineError::Backend { volume: name, source })?;
         }
         st.portals.extend(new_portals);
+        for v in &config.volumes {
+            if let Some(t) = throttles.get(&v.name) {
+                t.set_limits(v.limits());
+            }
+        }
         st.volumes = volumes;
+        st.throttles = throttles;
 
         let mut next_rtp = st.relative_ports.values().copied().max().unwrap_or(0);
         let mut targets = Vec::new();

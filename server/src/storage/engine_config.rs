@@ -32,14 +32,15 @@ pub async fn derive(
     data_dir: &Path,
     secrets: &SecretBox,
 ) -> Result<EngineConfig, DeriveError> {
-    let volumes: Vec<(i64, String, i64, i64, String, String)> =
-        sqlx::query_as("SELECT id, name, size, block_size, wwn, serial FROM volumes WHERE node_id = ? ORDER BY name")
+    let volumes: Vec<(i64, String, i64, i64, String, String, Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT id, name, size, block_size, wwn, serial, iops_limit, mbps_limit FROM volumes WHERE node_id = ? ORDER BY name",
+    )
             .bind(node_id)
             .fetch_all(&mut *conn)
             .await?;
     let mut volume_names = BTreeMap::new();
     let mut config = EngineConfig { volumes: Vec::new(), targets: Vec::new(), discovery: DiscoveryConfig::default() };
-    for (id, name, size, block_size, wwn, serial) in volumes {
+    for (id, name, size, block_size, wwn, serial, iops_limit, mbps_limit) in volumes {
         volume_names.insert(id, name.clone());
         config.volumes.push(VolumeConfig {
             path: Some(volume_path(data_dir, &name)),
@@ -50,6 +51,8 @@ pub async fn derive(
             read_only: false,
             wwn: Some(wwn),
             serial: Some(serial),
+            iops_limit: iops_limit.map(|v| v as u64),
+            mbps_limit: mbps_limit.map(|v| v as u64),
         });
     }
 
