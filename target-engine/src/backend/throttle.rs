@@ -4,6 +4,7 @@
 //! failed), so an initiator sees a slower disk, not errors. Buckets hold one
 //! second of credit, so short bursts above the limit pass unhindered.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,12 @@ struct State {
 #[derive(Debug)]
 pub struct Throttle {
     state: Mutex<State>,
+    /// False when both limits are off: requests pass without taking the lock.
+    limited: AtomicBool,
+}
+
+fn is_limited(l: &Limits) -> bool {
+    l.iops.is_some_and(|v| v > 0) || l.bytes_per_second.is_some_and(|v| v > 0)
 }
 
 impl Throttle {
@@ -49,6 +56,7 @@ impl Throttle {
                 bytes: full(limits.bytes_per_second),
                 refilled: Instant::now(),
             }),
+            limited: AtomicBool::new(is_limited(&limits)),
         }
     }
 
@@ -59,6 +67,7 @@ impl Throttle {
     pub fn set_limits(&self, limits: Limits) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.limits = limits;
+        self.limited.store(is_limited(&limits), Ordering::Release);
         st.ops.tokens = st.ops.tokens.min(limits.iops.unwrap_or(0) as f64);
         st.bytes.tokens = st.bytes.tokens.min(limits.bytes_per_second.unwrap_or(0) as f64);
     }
@@ -87,6 +96,9 @@ impl Throttle {
     }
 
     async fn admit(&self, bytes: u64) {
+        if !self.limited.load(Ordering::Acquire) {
+            return;
+        }
         let wait = self.reserve(bytes, Instant::now());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
