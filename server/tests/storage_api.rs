@@ -488,3 +488,69 @@ async fn an_iops_limit_slows_a_connected_initiator_down_live() {
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body["iops_limit"].is_null(), "0 removes the limit");
 }
+
+#[tokio::test]
+async fn every_storage_route_checks_the_role_on_the_server() {
+    let n = node().await;
+    let admin = n.admin().await;
+    let viewer = n.create_user(&admin, "vic", "viewer").await;
+    let op = n.create_user(&admin, "opal", "operator").await;
+    let port = free_port();
+    // Objects for the routes to act on.
+    post(&n, &op, "/api/v1/volumes", json!({"name": "v", "size": "64MiB"})).await;
+    post(&n, &op, "/api/v1/volumes", json!({"name": "w", "size": "64MiB"})).await;
+    post(&n, &op, "/api/v1/volumes", json!({"name": "u", "size": "64MiB"})).await;
+    post(&n, &op, "/api/v1/chap-users", json!({"name": "c", "secret": "csecret123456"})).await;
+    let (_, g) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]})).await;
+    let iqn = g["targets"][0]["iqn"].as_str().unwrap().to_string();
+    post(&n, &op, "/api/v1/target-groups/g/luns", json!({"volume": "v", "lun": 0})).await;
+    post(&n, &op, "/api/v1/target-groups/g/acl", json!({"initiator": "iqn.1994-05.com.redhat:h1"})).await;
+
+    let reads = [
+        "/api/v1/volumes", "/api/v1/volumes/v", "/api/v1/volumes/v/activity", "/api/v1/target-groups",
+        "/api/v1/target-groups/g", "/api/v1/target-groups/g/luns", "/api/v1/target-groups/g/acl",
+        "/api/v1/target-groups/g/connections", "/api/v1/chap-users", "/api/v1/nodes", "/api/v1/nodes/test-node",
+    ];
+    for path in reads {
+        assert_eq!(n.send(Method::GET, path, None, None).await.status, StatusCode::UNAUTHORIZED, "anonymous GET {path}");
+        assert_eq!(get(&n, &viewer, path).await.0, StatusCode::OK, "viewer GET {path}");
+    }
+    let acl = "/api/v1/target-groups/g/acl/iqn.1994-05.com.redhat:h1".to_string();
+    let target = format!("/api/v1/target-groups/g/targets/{iqn}?force=true");
+    let other_port = free_port();
+    let changes: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::POST, "/api/v1/volumes".into(), Some(json!({"name": "x", "size": "64MiB"}))),
+        (Method::PATCH, "/api/v1/volumes/v".into(), Some(json!({"iops_limit": 10}))),
+        (Method::DELETE, "/api/v1/volumes/u".into(), None),
+        (Method::POST, "/api/v1/target-groups".into(), Some(json!({"name": "h"}))),
+        (Method::PATCH, "/api/v1/target-groups/g".into(), Some(json!({"acl_enabled": true}))),
+        (Method::POST, "/api/v1/target-groups/g/stop".into(), None),
+        (Method::POST, "/api/v1/target-groups/g/start".into(), None),
+        (Method::DELETE, target, None),
+        (Method::POST, "/api/v1/target-groups/g/targets".into(), Some(json!({"node": "test-node", "portals": [format!("127.0.0.1:{other_port}")]}))),
+        (Method::POST, "/api/v1/target-groups/g/luns".into(), Some(json!({"volume": "w"}))),
+        (Method::DELETE, "/api/v1/target-groups/g/luns/0".into(), None),
+        (Method::POST, "/api/v1/target-groups/g/acl".into(), Some(json!({"initiator": "iqn.1994-05.com.redhat:h2"}))),
+        (Method::PATCH, acl.clone(), Some(json!({"luns": [1]}))),
+        (Method::DELETE, acl, None),
+        (Method::DELETE, "/api/v1/target-groups/g?force=true".into(), None),
+        (Method::POST, "/api/v1/chap-users".into(), Some(json!({"name": "d", "secret": "dsecret123456"}))),
+        (Method::PATCH, "/api/v1/chap-users/c".into(), Some(json!({"description": "x"}))),
+        (Method::DELETE, "/api/v1/chap-users/c".into(), None),
+        (Method::PATCH, "/api/v1/nodes/test-node".into(), Some(json!({"interfaces": [{"name": "lo", "traffic_types": ["iscsi"]}]}))),
+    ];
+    let before = get(&n, &op, "/api/v1/target-groups/g").await.1;
+    for (method, path, body) in &changes {
+        let r = n.send(method.clone(), path, None, body.clone()).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "anonymous {method} {path}");
+        let r = n.send(method.clone(), path, Some(&viewer), body.clone()).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "viewer {method} {path}: {}", r.body);
+    }
+    assert_eq!(before, get(&n, &op, "/api/v1/target-groups/g").await.1, "nothing changed");
+    assert_eq!(get(&n, &op, "/api/v1/volumes/u").await.0, StatusCode::OK);
+    // The operator may do each of them (in this order they all apply).
+    for (method, path, body) in &changes {
+        let r = n.send(method.clone(), path, Some(&op), body.clone()).await;
+        assert!(r.status.is_success(), "operator {method} {path}: {} {}", r.status, r.body);
+    }
+}
