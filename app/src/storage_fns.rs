@@ -103,6 +103,21 @@ fn portals(text: &str) -> Vec<String> {
     text.split([',', '\n', ' ']).map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect()
 }
 
+/// "0, 1 4" → the LUN ids; empty → all LUNs.
+#[cfg(feature = "ssr")]
+fn parse_luns(text: String) -> Result<Option<Vec<u8>>, ApiError> {
+    match opt(text) {
+        None => Ok(None),
+        Some(text) => text
+            .split([',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(|s| s.trim().parse::<u8>())
+            .collect::<Result<Vec<u8>, _>>()
+            .map(Some)
+            .map_err(|_| ApiError::invalid_field("luns", "List LUN ids such as 0, 1, 4 — or leave empty for all.")),
+    }
+}
+
 #[cfg(feature = "ssr")]
 fn chap(mode: &str, user: String, mutual_user: String) -> Result<ChapSetting, ApiError> {
     let mode = ChapMode::parse(mode).ok_or_else(|| ApiError::invalid_field("chap.mode", "Choose none, one-way or mutual."))?;
@@ -177,19 +192,15 @@ pub async fn detach_lun(group: String, lun: u8) -> Result<(), ApiError> {
 
 #[server(prefix = "/rpc", endpoint = "storage/acl/add")]
 pub async fn add_acl_rule(group: String, initiator: String, alias: String, luns: String) -> Result<(), ApiError> {
-    let luns = match opt(luns) {
-        None => None,
-        Some(text) => Some(
-            text.split([',', ' '])
-                .filter(|s| !s.is_empty())
-                .map(|s| s.trim().parse::<u8>())
-                .collect::<Result<Vec<u8>, _>>()
-                .map_err(|_| ApiError::invalid_field("luns", "List LUN ids such as 0, 1, 4 — or leave empty for all."))
-                .map_err(ssr::failed)?,
-        ),
-    };
+    let luns = parse_luns(luns).map_err(ssr::failed)?;
     ssr::run(Command::AddAclRule { group, rule: NewAclRule { initiator: initiator.trim().to_string(), alias: opt(alias), luns } })
         .await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/acl/update")]
+pub async fn update_acl_rule(group: String, initiator: String, luns: String) -> Result<(), ApiError> {
+    let luns = parse_luns(luns).map_err(ssr::failed)?;
+    ssr::run(Command::UpdateAclRule { group, initiator, patch: AclPatch { alias: None, luns: Some(luns) } }).await
 }
 
 #[server(prefix = "/rpc", endpoint = "storage/acl/delete")]

@@ -22,6 +22,7 @@ struct GroupActions {
     attach: ServerAction<AttachLun>,
     detach: ServerAction<DetachLun>,
     add_acl: ServerAction<AddAclRule>,
+    update_acl: ServerAction<UpdateAclRule>,
     delete_acl: ServerAction<DeleteAclRule>,
     delete: ServerAction<DeleteGroup>,
 }
@@ -39,6 +40,7 @@ pub fn GroupPage() -> impl IntoView {
         attach: ServerAction::new(),
         detach: ServerAction::new(),
         add_acl: ServerAction::new(),
+        update_acl: ServerAction::new(),
         delete_acl: ServerAction::new(),
         delete: ServerAction::new(),
     };
@@ -52,6 +54,7 @@ pub fn GroupPage() -> impl IntoView {
             a.attach.version().get(),
             a.detach.version().get(),
             a.add_acl.version().get(),
+            a.update_acl.version().get(),
             a.delete_acl.version().get(),
         )
     };
@@ -69,6 +72,7 @@ pub fn GroupPage() -> impl IntoView {
         <ActionError value=a.remove_target.value()/>
         <ActionError value=a.detach.value()/>
         <ActionError value=a.delete_acl.value()/>
+        <ActionError value=a.update_acl.value()/>
         <ActionError value=a.acl_enabled.value()/>
         <ActionError value=a.delete.value()/>
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
@@ -232,7 +236,22 @@ fn GroupView(g: TargetGroupView, a: GroupActions) -> impl IntoView {
                         <tr>
                             <td><code>{r.initiator.clone()}</code></td>
                             <td>{r.alias.clone().unwrap_or_default()}</td>
-                            <td>{r.luns.as_ref().map(|l| l.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")).unwrap_or_else(|| "all".into())}</td>
+                            <td>{
+                                let shown = r.luns.as_ref().map(|l| l.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+                                let (group, initiator) = (group.clone(), initiator.clone());
+                                if writer {
+                                    view! {
+                                        <ActionForm action=a.update_acl attr:class="form inline-form">
+                                            <input type="hidden" name="group" value=group.clone()/>
+                                            <input type="hidden" name="initiator" value=initiator.clone()/>
+                                            <input type="text" name="luns" value=shown.unwrap_or_default() placeholder="all" size="8" aria-label="Allowed LUNs"/>
+                                            <button type="submit" class="btn btn-small">"Set LUNs"</button>
+                                        </ActionForm>
+                                    }.into_any()
+                                } else {
+                                    view! { <span>{shown.unwrap_or_else(|| "all".into())}</span> }.into_any()
+                                }
+                            }</td>
                             <td class="actions-col">{writer.then(move || view! {
                                 <button class="btn btn-small btn-danger" on:click=move |_| {
                                     if window().confirm_with_message(&format!("Remove the rule for {initiator}?")).unwrap_or(false) {
