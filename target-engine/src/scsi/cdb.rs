@@ -171,6 +171,16 @@ pub enum Cdb {
         lba: u64,
         alloc_len: u32,
     },
+    /// REPORT TARGET PORT GROUPS (SPC-4 §6.27); `extended` asks for the
+    /// extended header parameter data format (PARAMETER DATA FORMAT 001b).
+    ReportTargetPortGroups {
+        extended: bool,
+        alloc_len: u32,
+    },
+    /// SET TARGET PORT GROUPS (SPC-4 §6.38).
+    SetTargetPortGroups {
+        param_len: u32,
+    },
 }
 
 /// PERSISTENT RESERVE OUT service actions (SPC-4 §6.16).
@@ -390,6 +400,15 @@ impl Cdb {
                             alloc_len: be(&c[6..10]) as u32,
                         }
                     }
+                    0xa3 if c[1] & 0x1f == 0x0a => {
+                        let extended = match c[1] >> 5 {
+                            0 => false,
+                            1 => true,
+                            _ => return Err(SenseReason::InvalidFieldInCdb(Field::bit(1, 7))),
+                        };
+                        Cdb::ReportTargetPortGroups { extended, alloc_len: be(&c[6..10]) as u32 }
+                    }
+                    0xa4 => Cdb::SetTargetPortGroups { param_len: be(&c[6..10]) as u32 },
                     0xa3 => Cdb::ReportSupportedTmfs { repd: b(2, 0x80), alloc_len: be(&c[6..10]) as u32 },
                     _ => return Err(SenseReason::InvalidOpcode),
                 }
@@ -411,7 +430,8 @@ impl Cdb {
             Cdb::ModeSelect { param_len, .. }
             | Cdb::Unmap { param_len }
             | Cdb::PersistentReserveOut { param_len, .. }
-            | Cdb::ExtendedCopy { param_len } => u64::from(*param_len),
+            | Cdb::ExtendedCopy { param_len }
+            | Cdb::SetTargetPortGroups { param_len } => u64::from(*param_len),
             Cdb::WriteSame { ndob: false, .. } => bs,
             Cdb::CompareAndWrite { ext, .. } => 2 * u64::from(ext.blocks) * bs,
             _ => 0,

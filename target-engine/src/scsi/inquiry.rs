@@ -26,7 +26,7 @@ pub(crate) fn standard() -> Vec<u8> {
     d[0] = 0x00; // peripheral qualifier 0, direct access block device
     d[2] = 0x06; // SPC-4
     d[3] = 0x12; // HISUP, RESPONSE DATA FORMAT 2
-    d[5] = 0x00; // no ALUA (TPGS 0) and no protection information yet
+    d[5] = 0x30; // TPGS 11b: implicit and explicit ALUA (SPC-4 §5.16); no protection information
     d[7] = 0x02; // CMDQUE
     d[8..16].copy_from_slice(VENDOR);
     d[16..32].copy_from_slice(PRODUCT);

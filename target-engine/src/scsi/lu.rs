@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+use super::alua::{self, AluaState, AluaTable};
 use super::cdb::{Cdb, UaPolicy};
 use super::mode::ModeState;
 use super::sense::{SenseReason, UnitAttention};
@@ -40,6 +41,7 @@ pub(crate) struct LuState {
     pub mode: ModeState,
     pub pr: super::pr::PrState,
     pub xcopy: super::xcopy::CopyLog,
+    pub alua: AluaTable,
 }
 
 /// One logical unit as exported through one or more targets.
@@ -168,10 +170,44 @@ impl LogicalUnit {
         std::mem::take(&mut ns.luns_changed).then_some(UnitAttention::ReportedLunsChanged)
     }
 
-    /// Checks that run after decoding and before execution. Persistent
-    /// reservations and ALUA access states slot in here.
+    /// The asymmetric access state of target port group `tpg` for this unit.
+    pub fn alua_state(&self, tpg: u16) -> AluaState {
+        self.state().alua.state(tpg)
+    }
+
+    /// Sets the asymmetric access state of target port group `tpg` (an
+    /// implicit transition, SPC-4 §5.16.2.6); if it changed, every I_T
+    /// nexus of the unit gets ASYMMETRIC ACCESS STATE CHANGED. Sessions
+    /// are not disturbed otherwise. Returns whether the state changed.
+    pub fn set_alua_state(&self, tpg: u16, state: AluaState) -> bool {
+        let mut st = self.state();
+        let changed = st.alua.set_state(tpg, state);
+        if changed {
+            st.ua.raise_all(UnitAttention::AsymmetricAccessStateChanged);
+        }
+        changed
+    }
+
+    /// Sets the PREF bit REPORT TARGET PORT GROUPS shows for group `tpg`.
+    pub fn set_alua_preferred(&self, tpg: u16, preferred: bool) {
+        self.state().alua.set_preferred(tpg, preferred);
+    }
+
+    /// Every target port exporting the unit, as (target port group,
+    /// relative target port identifier), for REPORT TARGET PORT GROUPS.
+    /// Groups that stay keep their state; a port that sends a command is
+    /// listed even if it was never announced here.
+    pub fn set_target_ports(&self, ports: &[(u16, u16)]) {
+        self.state().alua.set_ports(ports);
+    }
+
+    /// Checks that run after decoding and before execution: the ALUA
+    /// access state of the nexus's target port group (SPC-4 §5.16.2.4), then
+    /// reservations, then write protection.
     fn pre_execute(&self, nexus: &Nexus, cdb: &Cdb) -> Result<(), SenseReason> {
-        let st = self.state();
+        let mut st = self.state();
+        st.alua.add_port(nexus.id.target_port_group, nexus.id.relative_target_port);
+        alua::check(st.alua.state(nexus.id.target_port_group), cdb)?;
         st.pr.check(&nexus.id, cdb)?;
         if cdb.writes_medium() && (self.spec.read_only || st.mode.swp) {
             return Err(SenseReason::WriteProtected);

@@ -20,7 +20,8 @@
 //!
 //! Inside, a command goes: LUN lookup → [`cdb::Cdb::decode`] (checked
 //! against the CDB usage data in `opcodes`) → unit attention (`ua`) →
-//! pre-execution checks (reservations in `pr`, write protection) → the
+//! pre-execution checks (ALUA access state in `alua`, reservations in `pr`,
+//! write protection) → the
 //! command (`spc`, `sbc`, `thin`, `mode`, `inquiry`) → one mapping of
 //! [`SenseReason`] to sense data (`sense`).
 
@@ -123,6 +124,7 @@ pub struct LuSpec {
     pub read_only: bool,
 }
 
+pub mod alua;
 pub mod cdb;
 mod inquiry;
 mod lu;
@@ -141,6 +143,7 @@ mod thin;
 mod ua;
 mod xcopy;
 
+pub use alua::AluaState;
 pub use lu::{LogicalUnit, LuCounters};
 pub use sense::SenseReason;
 

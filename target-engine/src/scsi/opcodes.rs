@@ -87,8 +87,10 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
     op!(0x9e, Some(0x10), 10, [0x10, X, X, X, X, X, X, X, X, X, X, X, X, 0x01, 0]), // READ CAPACITY(16)
     op!(0x9e, Some(0x12), 10, [0x12, X, X, X, X, X, X, X, X, X, X, X, X, 0, 0]), // GET LBA STATUS
     op!(0xa0, None, 10, [0, X, 0, 0, 0, X, X, X, X, 0, 0]),       // REPORT LUNS
+    op!(0xa3, Some(0x0a), 10, [0xea, 0, 0, 0, 0, X, X, X, X, 0, 0]), // REPORT TARGET PORT GROUPS
     op!(0xa3, Some(0x0c), 10, [0x0c, 0x87, X, X, X, X, X, X, X, 0, 0]), // REPORT SUPPORTED OPERATION CODES
     op!(0xa3, Some(0x0d), 10, [0x0d, 0x80, 0, 0, 0, X, X, X, X, 0, 0]), // REPORT SUPPORTED TMFS
+    op!(0xa4, Some(0x0a), 10, [0x0a, 0, 0, 0, 0, X, X, X, X, 0, 0]), // SET TARGET PORT GROUPS
     op!(0xa8, None, 60, [0x1a, X, X, X, X, X, X, X, X, 0x1f, 0]), // READ(12)
     op!(0xaa, None, 60, [0x1a, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE(12)
     op!(0xae, None, 60, [0x12, X, X, X, X, X, X, X, X, 0x1f, 0]), // WRITE AND VERIFY(12)
@@ -98,7 +100,7 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
 
 /// Opcodes whose command is selected by a service action in byte 1.
 pub(crate) fn has_service_actions(opcode: u8) -> bool {
-    matches!(opcode, 0x5e | 0x5f | 0x83 | 0x84 | 0x9e | 0xa3)
+    matches!(opcode, 0x5e | 0x5f | 0x83 | 0x84 | 0x9e | 0xa3 | 0xa4)
 }
 
 pub(crate) fn lookup(opcode: u8, service_action: Option<u16>) -> Option<&'static OpInfo> {

@@ -91,6 +91,7 @@ fn access(cdb: &Cdb) -> Access {
         | Cdb::RequestSense { .. }
         | Cdb::ReportSupportedOpcodes { .. }
         | Cdb::ReportSupportedTmfs { .. }
+        | Cdb::ReportTargetPortGroups { .. }
         | Cdb::PersistentReserveIn { .. }
         | Cdb::PersistentReserveOut { .. }
         | Cdb::TestUnitReady

@@ -43,6 +43,8 @@ pub enum UnitAttention {
     ReservationsReleased,
     /// REGISTRATIONS PREEMPTED (2Ah/05h).
     RegistrationsPreempted,
+    /// ASYMMETRIC ACCESS STATE CHANGED (2Ah/06h).
+    AsymmetricAccessStateChanged,
 }
 
 /// Where a bad field is: byte offset and, when known, the highest bad bit
@@ -108,6 +110,15 @@ pub enum SenseReason {
     CopyTargetNotReachable,
     #[error("copy aborted")]
     CopyAborted,
+    /// NOT READY: the target port group is in standby (SPC-4 §5.16.2.4.4).
+    #[error("logical unit not accessible, target port in standby state")]
+    AluaStandby,
+    /// NOT READY: the target port group is unavailable (SPC-4 §5.16.2.4.5).
+    #[error("logical unit not accessible, target port in unavailable state")]
+    AluaUnavailable,
+    /// NOT READY: the target port group is transitioning (SPC-4 §5.16.2.4.6).
+    #[error("logical unit not accessible, asymmetric access state transition")]
+    AluaTransitioning,
     /// Not sense at all: RESERVATION CONFLICT status (SPC-4 §5.13.1).
     #[error("reservation conflict")]
     ReservationConflict,
@@ -125,7 +136,7 @@ impl SenseReason {
     /// The one mapping from reason to sense key / ASC / ASCQ.
     pub fn code(&self) -> SenseCode {
         use SenseKey::{
-            CopyAborted, DataProtect, HardwareError, IllegalRequest, MediumError, Miscompare, NoSense,
+            CopyAborted, DataProtect, HardwareError, IllegalRequest, MediumError, Miscompare, NoSense, NotReady,
             UnitAttention as Ua,
         };
         let (key, asc, ascq) = match self {
@@ -148,6 +159,7 @@ impl SenseReason {
                 self::UnitAttention::ReservationsPreempted => (Ua, 0x2a, 0x03),
                 self::UnitAttention::ReservationsReleased => (Ua, 0x2a, 0x04),
                 self::UnitAttention::RegistrationsPreempted => (Ua, 0x2a, 0x05),
+                self::UnitAttention::AsymmetricAccessStateChanged => (Ua, 0x2a, 0x06),
             },
             SenseReason::ReadError => (MediumError, 0x11, 0x00),
             SenseReason::WriteError => (MediumError, 0x0c, 0x00),
@@ -159,6 +171,9 @@ impl SenseReason {
             SenseReason::UnsupportedSegmentDescriptor => (IllegalRequest, 0x26, 0x09),
             SenseReason::CopyTargetNotReachable => (CopyAborted, 0x0d, 0x02),
             SenseReason::CopyAborted => (CopyAborted, 0x00, 0x00),
+            SenseReason::AluaStandby => (NotReady, 0x04, 0x0b),
+            SenseReason::AluaUnavailable => (NotReady, 0x04, 0x0c),
+            SenseReason::AluaTransitioning => (NotReady, 0x04, 0x0a),
             SenseReason::ReservationConflict => (NoSense, 0x00, 0x00),
         };
         SenseCode { key, asc, ascq }

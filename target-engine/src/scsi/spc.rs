@@ -3,7 +3,9 @@
 //! (§6.9–6.14), REPORT SUPPORTED OPERATION CODES (§6.35), REPORT SUPPORTED
 //! TASK MANAGEMENT FUNCTIONS (§6.36), PERSISTENT RESERVE IN/OUT (§6.15,
 //! §6.16, see [`super::pr`]), RESERVE(6)/RELEASE(6) (SPC-2 §7.21, §7.17),
-//! EXTENDED COPY and RECEIVE COPY RESULTS (§6.4, §6.18, see [`super::xcopy`]) and SBC-3's START STOP UNIT (§5.25).
+//! EXTENDED COPY and RECEIVE COPY RESULTS (§6.4, §6.18, see [`super::xcopy`]),
+//! REPORT/SET TARGET PORT GROUPS (§6.27, §6.38, see [`super::alua`]) and
+//! SBC-3's START STOP UNIT (§5.25).
 
 use bytes::Bytes;
 
@@ -91,6 +93,19 @@ pub(crate) async fn execute(
             let mut guard = lu.state();
             let st = &mut *guard;
             st.pr.reserve_out(&nexus.id, action, pr_type, param_len, data_out, &mut st.ua)?;
+            Ok(Reply::good())
+        }
+        Cdb::ReportTargetPortGroups { extended, alloc_len } => {
+            Ok(Reply::data(lu.state().alua.report(extended), alloc_len))
+        }
+        Cdb::SetTargetPortGroups { param_len } => {
+            let data = &data_out[..data_out.len().min(param_len as usize)];
+            let mut guard = lu.state();
+            let st = &mut *guard;
+            if st.alua.set_from_parameters(data)? {
+                // SPC-4 §5.16.2.6: every other nexus learns of the explicit transition.
+                st.ua.raise_others(&nexus.id, super::sense::UnitAttention::AsymmetricAccessStateChanged);
+            }
             Ok(Reply::good())
         }
         other => unreachable!("{other:?} is a block command"),

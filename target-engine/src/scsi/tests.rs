@@ -532,3 +532,60 @@ mod fuzz {
         }
     }
 }
+
+/// A nexus of test initiator `n` through relative port `rtp` of target port group `tpg`.
+async fn ready_nexus_on(luns: &LunMap, n: u8, tpg: u16, rtp: u16) -> Nexus {
+    let mut id = testkit::nexus_id(n);
+    id.target_port_group = tpg;
+    id.relative_target_port = rtp;
+    let nexus = Nexus::new(id);
+    let _ = run(luns, &nexus, &[0x00], &[]).await;
+    nexus
+}
+
+const RTPG: [u8; 12] = [0xa3, 0x0a, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+
+#[tokio::test]
+async fn alua_standby_path_refuses_media_access_and_state_changes_raise_attention() {
+    use super::AluaState;
+    let (luns, lu) = lun_map(512, BLOCKS, false);
+    lu.set_target_ports(&[(1, 1), (2, 2)]);
+    let a = ready_nexus_on(&luns, 1, 1, 1).await;
+    let b = ready_nexus_on(&luns, 2, 2, 2).await;
+    let inq = run(&luns, &a, &[0x12, 0, 0, 0, 36, 0], &[]).await.unwrap();
+    assert_eq!(inq.data[5] & 0x30, 0x30, "TPGS: implicit and explicit");
+
+    assert!(lu.set_alua_state(2, AluaState::Standby));
+    assert!(!lu.set_alua_state(2, AluaState::Standby));
+    let ua = Err(SenseReason::UnitAttention(UnitAttention::AsymmetricAccessStateChanged));
+    assert_eq!(run(&luns, &a, &read10(0, 1), &[]).await, ua);
+    assert_eq!(run(&luns, &b, &read10(0, 1), &[]).await, ua);
+    assert!(run(&luns, &a, &read10(0, 1), &[]).await.is_ok());
+    assert_eq!(run(&luns, &b, &read10(0, 1), &[]).await, Err(SenseReason::AluaStandby));
+    assert_eq!(run(&luns, &b, &[0x00], &[]).await, Err(SenseReason::AluaStandby));
+    assert!(run(&luns, &b, &[0x12, 0, 0, 0, 36, 0], &[]).await.is_ok());
+
+    // Both paths report both groups, with group 2 in standby.
+    for n in [&a, &b] {
+        let d = run(&luns, n, &RTPG, &[]).await.unwrap().data;
+        assert_eq!(u32::from_be_bytes(d[0..4].try_into().unwrap()), 24);
+        assert_eq!((d[4] & 0x0f, &d[6..8], d[11], &d[14..16]), (0, &[0u8, 1][..], 1, &[0u8, 1][..]));
+        assert_eq!((d[16] & 0x0f, &d[18..20], d[23], &d[26..28]), (2, &[0u8, 2][..], 1, &[0u8, 2][..]));
+    }
+
+    // SET TARGET PORT GROUPS through the standby path makes it active again;
+    // the other nexus hears of it, the requester does not.
+    let set = [0xa4, 0x0a, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0];
+    run(&luns, &b, &set, &[0, 0, 0, 0, 0x00, 0, 0, 2]).await.unwrap();
+    assert_eq!(lu.alua_state(2), AluaState::ActiveOptimized);
+    assert!(run(&luns, &b, &read10(0, 1), &[]).await.is_ok());
+    assert_eq!(run(&luns, &a, &read10(0, 1), &[]).await, ua);
+
+    lu.set_alua_state(1, AluaState::Unavailable);
+    let _ = run(&luns, &a, &[0x00], &[]).await;
+    assert_eq!(run(&luns, &a, &read10(0, 1), &[]).await, Err(SenseReason::AluaUnavailable));
+    lu.set_alua_state(1, AluaState::Transitioning);
+    assert_eq!(run(&luns, &a, &[0x03, 0, 0, 0, 18, 0], &[]).await.map(|r| r.data[12]), Ok(0x2a));
+    assert_eq!(run(&luns, &a, &read10(0, 1), &[]).await, Err(SenseReason::AluaTransitioning));
+    assert!(run(&luns, &a, &RTPG, &[]).await.is_ok());
+}

@@ -1,0 +1,374 @@
+//! Asymmetric logical unit access (SPC-4 §5.16): the access state of each
+//! target port group that exports a logical unit, the check each command
+//! passes before it runs (§5.16.2.4), REPORT TARGET PORT GROUPS (§6.27) and
+//! SET TARGET PORT GROUPS (§6.38).
+//!
+//! The unit keeps one [`AluaTable`]: for every target port group, its state,
+//! its PREF bit, and the relative target port identifiers of the ports in it
+//! that export the unit. We support implicit and explicit transitions
+//! (TPGS 11b); a transition is instantaneous, so TRANSITIONING is only seen
+//! when the engine sets it on purpose.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::cdb::Cdb;
+use super::sense::{Field, SenseReason};
+
+/// An asymmetric access state (SPC-4 table 203, the ASYMMETRIC ACCESS STATE field).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AluaState {
+    #[default]
+    ActiveOptimized,
+    ActiveNonOptimized,
+    Standby,
+    Unavailable,
+    Transitioning,
+}
+
+impl AluaState {
+    /// The ASYMMETRIC ACCESS STATE code.
+    pub fn code(self) -> u8 {
+        match self {
+            AluaState::ActiveOptimized => 0x0,
+            AluaState::ActiveNonOptimized => 0x1,
+            AluaState::Standby => 0x2,
+            AluaState::Unavailable => 0x3,
+            AluaState::Transitioning => 0xf,
+        }
+    }
+
+    /// The states SET TARGET PORT GROUPS may request (§6.38: TRANSITIONING
+    /// is never requested; OFFLINE and LBA DEPENDENT are not supported).
+    fn from_set_code(code: u8) -> Option<AluaState> {
+        Some(match code {
+            0x0 => AluaState::ActiveOptimized,
+            0x1 => AluaState::ActiveNonOptimized,
+            0x2 => AluaState::Standby,
+            0x3 => AluaState::Unavailable,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for AluaState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AluaState::ActiveOptimized => "active-optimized",
+            AluaState::ActiveNonOptimized => "active-non-optimized",
+            AluaState::Standby => "standby",
+            AluaState::Unavailable => "unavailable",
+            AluaState::Transitioning => "transitioning",
+        })
+    }
+}
+
+impl std::str::FromStr for AluaState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "active-optimized" => AluaState::ActiveOptimized,
+            "active-non-optimized" => AluaState::ActiveNonOptimized,
+            "standby" => AluaState::Standby,
+            "unavailable" => AluaState::Unavailable,
+            "transitioning" => AluaState::Transitioning,
+            _ => return Err(format!("unknown ALUA state {s:?}")),
+        })
+    }
+}
+
+/// Whether `cdb` may run through a target port group in `state`.
+///
+/// SPC-4 §5.16.2.4.2–.6: both active states allow everything. STANDBY
+/// allows INQUIRY, REPORT LUNS, REQUEST SENSE, MODE SENSE/SELECT, the
+/// persistent reservation commands, and REPORT/SET TARGET PORT GROUPS
+/// (LOG, DIAGNOSTIC and BUFFER commands are not implemented); TEST UNIT
+/// READY is not in the list, which is how multipath path checkers notice a
+/// standby path. UNAVAILABLE allows INQUIRY, REPORT LUNS, REQUEST SENSE and
+/// REPORT/SET TARGET PORT GROUPS; TRANSITIONING the same without SET.
+/// REPORT SUPPORTED OPERATION CODES and TASK MANAGEMENT FUNCTIONS describe
+/// the device server, not the medium, and are allowed everywhere, as LIO does.
+pub fn check(state: AluaState, cdb: &Cdb) -> Result<(), SenseReason> {
+    let always = matches!(
+        cdb,
+        Cdb::Inquiry { .. }
+            | Cdb::ReportLuns { .. }
+            | Cdb::RequestSense { .. }
+            | Cdb::ReportTargetPortGroups { .. }
+            | Cdb::ReportSupportedOpcodes { .. }
+            | Cdb::ReportSupportedTmfs { .. }
+    );
+    match state {
+        AluaState::ActiveOptimized | AluaState::ActiveNonOptimized => Ok(()),
+        _ if always => Ok(()),
+        AluaState::Standby => match cdb {
+            Cdb::ModeSense { .. }
+            | Cdb::ModeSelect { .. }
+            | Cdb::PersistentReserveIn { .. }
+            | Cdb::PersistentReserveOut { .. }
+            | Cdb::SetTargetPortGroups { .. } => Ok(()),
+            _ => Err(SenseReason::AluaStandby),
+        },
+        AluaState::Unavailable => match cdb {
+            Cdb::SetTargetPortGroups { .. } => Ok(()),
+            _ => Err(SenseReason::AluaUnavailable),
+        },
+        AluaState::Transitioning => Err(SenseReason::AluaTransitioning),
+    }
+}
+
+/// Why a group's state last changed (the STATUS CODE field, SPC-4 table 205).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum StatusCode {
+    #[default]
+    None = 0,
+    BySetTargetPortGroups = 1,
+    Implicit = 2,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Group {
+    state: AluaState,
+    preferred: bool,
+    status: StatusCode,
+    /// Relative target port identifiers of the ports in the group.
+    ports: BTreeSet<u16>,
+}
+
+/// The target port groups exporting one unit and their states.
+#[derive(Debug, Default)]
+pub(crate) struct AluaTable {
+    groups: BTreeMap<u16, Group>,
+}
+
+/// Supported states for the descriptor's second byte: T_SUP, U_SUP,
+/// S_SUP, AN_SUP, AO_SUP (no OFFLINE, no LBA DEPENDENT).
+const SUPPORTED_STATES: u8 = 0x80 | 0x08 | 0x04 | 0x02 | 0x01;
+
+impl AluaTable {
+    /// The state of `tpg`; a group the table does not know is active/optimized.
+    pub fn state(&self, tpg: u16) -> AluaState {
+        self.groups.get(&tpg).map(|g| g.state).unwrap_or_default()
+    }
+
+    /// Makes sure relative target port `rtp` of group `tpg` is listed.
+    pub fn add_port(&mut self, tpg: u16, rtp: u16) {
+        self.groups.entry(tpg).or_default().ports.insert(rtp);
+    }
+
+    /// Replaces the set of ports (group, relative port) exporting the unit;
+    /// groups that remain keep their state, new ones start active/optimized.
+    pub fn set_ports(&mut self, ports: &[(u16, u16)]) {
+        let mut groups: BTreeMap<u16, Group> = BTreeMap::new();
+        for &(tpg, rtp) in ports {
+            let g = groups.entry(tpg).or_insert_with(|| {
+                let mut g = self.groups.get(&tpg).cloned().unwrap_or_default();
+                g.ports.clear();
+                g
+            });
+            g.ports.insert(rtp);
+        }
+        self.groups = groups;
+    }
+
+    /// Sets `tpg`'s state by the target's own decision (an implicit
+    /// transition); returns whether it changed.
+    pub fn set_state(&mut self, tpg: u16, state: AluaState) -> bool {
+        let g = self.groups.entry(tpg).or_default();
+        let changed = g.state != state;
+        if changed {
+            g.state = state;
+            g.status = StatusCode::Implicit;
+        }
+        changed
+    }
+
+    pub fn set_preferred(&mut self, tpg: u16, preferred: bool) {
+        self.groups.entry(tpg).or_default().preferred = preferred;
+    }
+
+    /// REPORT TARGET PORT GROUPS parameter data (SPC-4 §6.27.2), in the
+    /// length-only format or, when `extended`, the extended header format
+    /// whose RETURN DATA LENGTH also counts the four header bytes after it.
+    pub fn report(&self, extended: bool) -> Vec<u8> {
+        let mut d = vec![0u8; if extended { 8 } else { 4 }];
+        if extended {
+            d[4] = 0x10; // FORMAT TYPE 001b
+            d[5] = 0; // IMPLICIT TRANSITION TIME: transitions are immediate
+        }
+        for (&id, g) in &self.groups {
+            d.push((u8::from(g.preferred) << 7) | g.state.code());
+            d.push(SUPPORTED_STATES);
+            d.extend_from_slice(&id.to_be_bytes());
+            d.push(0);
+            d.push(g.status as u8);
+            d.push(0);
+            d.push(g.ports.len().min(255) as u8);
+            for &rtp in g.ports.iter().take(255) {
+                d.extend_from_slice(&[0, 0]);
+                d.extend_from_slice(&rtp.to_be_bytes());
+            }
+        }
+        let n = (d.len() - 4) as u32;
+        d[..4].copy_from_slice(&n.to_be_bytes());
+        d
+    }
+
+    /// SET TARGET PORT GROUPS with its parameter list (SPC-4 §6.38.2); the
+    /// whole list is checked before any state changes. Returns whether any
+    /// group changed state.
+    pub fn set_from_parameters(&mut self, data: &[u8]) -> Result<bool, SenseReason> {
+        if data.len() < 4 && !data.is_empty() {
+            return Err(SenseReason::ParameterListLength);
+        }
+        let body = data.get(4..).unwrap_or(&[]);
+        if !body.len().is_multiple_of(4) {
+            return Err(SenseReason::ParameterListLength);
+        }
+        let mut wanted = Vec::new();
+        for (i, desc) in body.chunks_exact(4).enumerate() {
+            let at = 4 + 4 * i as u16;
+            let state = AluaState::from_set_code(desc[0] & 0x0f)
+                .ok_or(SenseReason::InvalidFieldInParameterList(Field::bit(at, 3)))?;
+            let tpg = u16::from_be_bytes([desc[2], desc[3]]);
+            if !self.groups.contains_key(&tpg) {
+                return Err(SenseReason::InvalidFieldInParameterList(Field::byte(at + 2)));
+            }
+            wanted.push((tpg, state));
+        }
+        let mut changed = false;
+        for (tpg, state) in wanted {
+            let g = self.groups.get_mut(&tpg).expect("checked above");
+            if g.state != state {
+                g.state = state;
+                changed = true;
+            }
+            g.status = StatusCode::BySetTargetPortGroups;
+        }
+        Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scsi::cdb::{Extent, PageControl, PrInAction};
+
+    const EXT: Extent = Extent { lba: 0, blocks: 1, len_field: 7 };
+
+    fn all_kinds() -> Vec<(Cdb, [bool; 3])> {
+        // Allowed in [standby, unavailable, transitioning].
+        vec![
+            (Cdb::Inquiry { evpd: false, page: 0, alloc_len: 36 }, [true, true, true]),
+            (Cdb::ReportLuns { select: 0, alloc_len: 16 }, [true, true, true]),
+            (Cdb::RequestSense { descriptor: false, alloc_len: 18 }, [true, true, true]),
+            (Cdb::ReportTargetPortGroups { extended: false, alloc_len: 16 }, [true, true, true]),
+            (Cdb::SetTargetPortGroups { param_len: 8 }, [true, true, false]),
+            (
+                Cdb::ModeSense {
+                    ten: false,
+                    dbd: false,
+                    llbaa: false,
+                    pc: PageControl::Current,
+                    page: 0x3f,
+                    subpage: 0,
+                    alloc_len: 255,
+                },
+                [true, false, false],
+            ),
+            (Cdb::ModeSelect { ten: false, pf: true, sp: false, param_len: 0 }, [true, false, false]),
+            (Cdb::PersistentReserveIn { action: PrInAction::ReadKeys, alloc_len: 8 }, [true, false, false]),
+            (Cdb::TestUnitReady, [false, false, false]),
+            (Cdb::ReadCapacity10, [false, false, false]),
+            (Cdb::Read { ext: EXT, fua: false }, [false, false, false]),
+            (Cdb::Write { ext: EXT, fua: false }, [false, false, false]),
+            (Cdb::SynchronizeCache { ext: EXT }, [false, false, false]),
+            (Cdb::Reserve6, [false, false, false]),
+        ]
+    }
+
+    #[test]
+    fn active_states_allow_everything() {
+        for (cdb, _) in all_kinds() {
+            assert_eq!(check(AluaState::ActiveOptimized, &cdb), Ok(()));
+            assert_eq!(check(AluaState::ActiveNonOptimized, &cdb), Ok(()));
+        }
+    }
+
+    #[test]
+    fn inaccessible_states_follow_spc4() {
+        let states = [
+            (AluaState::Standby, SenseReason::AluaStandby),
+            (AluaState::Unavailable, SenseReason::AluaUnavailable),
+            (AluaState::Transitioning, SenseReason::AluaTransitioning),
+        ];
+        for (cdb, allowed) in all_kinds() {
+            for (i, (state, reason)) in states.iter().enumerate() {
+                let want = if allowed[i] { Ok(()) } else { Err(reason.clone()) };
+                assert_eq!(check(*state, &cdb), want, "{cdb:?} in {state:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn not_ready_codes() {
+        let c = SenseReason::AluaStandby.code();
+        assert_eq!((c.key as u8, c.asc, c.ascq), (0x02, 0x04, 0x0b));
+        let c = SenseReason::AluaUnavailable.code();
+        assert_eq!((c.asc, c.ascq), (0x04, 0x0c));
+        let c = SenseReason::AluaTransitioning.code();
+        assert_eq!((c.asc, c.ascq), (0x04, 0x0a));
+    }
+
+    #[test]
+    fn report_lists_groups_ports_and_states() {
+        let mut t = AluaTable::default();
+        t.set_ports(&[(1, 1), (2, 2), (2, 3)]);
+        t.set_state(2, AluaState::Standby);
+        t.set_preferred(1, true);
+        let d = t.report(false);
+        assert_eq!(u32::from_be_bytes(d[0..4].try_into().unwrap()) as usize, d.len() - 4);
+        assert_eq!(&d[4..12], &[0x80, SUPPORTED_STATES, 0, 1, 0, 0, 0, 1]);
+        assert_eq!(&d[12..16], &[0, 0, 0, 1]);
+        assert_eq!(&d[16..24], &[0x02, SUPPORTED_STATES, 0, 2, 0, 2, 0, 2]);
+        assert_eq!(&d[24..32], &[0, 0, 0, 2, 0, 0, 0, 3]);
+        let e = t.report(true);
+        assert_eq!(e[4], 0x10);
+        assert_eq!(&e[8..], &d[4..]);
+        assert_eq!(u32::from_be_bytes(e[0..4].try_into().unwrap()) as usize, e.len() - 4);
+        // A group whose ports all went away is no longer listed; the others keep their state.
+        t.set_ports(&[(2, 2)]);
+        assert_eq!(t.state(2), AluaState::Standby);
+        assert_eq!(t.report(false).len(), 4 + 12);
+    }
+
+    #[test]
+    fn set_target_port_groups_checks_the_whole_list_first() {
+        let mut t = AluaTable::default();
+        t.set_ports(&[(1, 1), (2, 2)]);
+        let bad = [0, 0, 0, 0, 0x02, 0, 0, 1, 0x0f, 0, 0, 2];
+        assert!(matches!(t.set_from_parameters(&bad), Err(SenseReason::InvalidFieldInParameterList(_))));
+        assert_eq!(t.state(1), AluaState::ActiveOptimized);
+        let unknown = [0, 0, 0, 0, 0x02, 0, 0, 9];
+        assert!(t.set_from_parameters(&unknown).is_err());
+        assert_eq!(t.set_from_parameters(&[0, 0, 0, 0, 0x02, 0, 0, 2]), Ok(true));
+        assert_eq!(t.state(2), AluaState::Standby);
+        assert_eq!(t.report(false)[4 + 12 + 5], 1, "status: altered by SET TARGET PORT GROUPS");
+        assert_eq!(t.set_from_parameters(&[0, 0, 0, 0, 0x02, 0, 0, 2]), Ok(false));
+        assert_eq!(t.set_from_parameters(&[]), Ok(false));
+    }
+
+    #[test]
+    fn states_parse_from_config_names() {
+        for s in [
+            AluaState::ActiveOptimized,
+            AluaState::ActiveNonOptimized,
+            AluaState::Standby,
+            AluaState::Unavailable,
+            AluaState::Transitioning,
+        ] {
+            assert_eq!(s.to_string().parse::<AluaState>(), Ok(s));
+        }
+        assert!("offline".parse::<AluaState>().is_err());
+    }
+}
