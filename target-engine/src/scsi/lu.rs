@@ -54,6 +54,8 @@ pub struct LogicalUnit {
     /// Medium access takes it shared; COMPARE AND WRITE takes it alone so
     /// its read-compare-write is atomic (SBC-3 §5.2).
     pub(crate) io: tokio::sync::RwLock<()>,
+    /// Where reservations made with APTPL are saved (SPC-4 §5.13.5).
+    pr_file: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 /// A successful command's status and Data-In.
@@ -87,7 +89,30 @@ impl LogicalUnit {
             counters: Counters::default(),
             state: Mutex::new(LuState::default()),
             io: tokio::sync::RwLock::new(()),
+            pr_file: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Keeps reservations made with APTPL in the file at `path`, and takes
+    /// back the state saved there, if any (call once, right after opening
+    /// the unit; later calls fail).
+    pub fn persist_reservations(&self, path: std::path::PathBuf) -> std::io::Result<()> {
+        let saved = super::aptpl::load(&path)?;
+        self.pr_file.set(path).map_err(|_| std::io::Error::other("reservation file already set"))?;
+        if let Some(pr) = saved {
+            self.state().pr = pr;
+        }
+        Ok(())
+    }
+
+    /// After a PERSISTENT RESERVE OUT: saves the state if APTPL is or was set.
+    pub(crate) fn save_reservations(&self, pr: &super::pr::PrState, was_aptpl: bool) {
+        let Some(path) = self.pr_file.get() else { return };
+        if pr.aptpl || was_aptpl {
+            if let Err(e) = super::aptpl::save(path, pr) {
+                tracing::error!(volume = %self.spec.name, "cannot save persistent reservations: {e}");
+            }
+        }
     }
 
     pub fn backend(&self) -> &Arc<dyn BlockBackend> {

@@ -125,6 +125,7 @@ pub struct LuSpec {
 }
 
 pub mod alua;
+mod aptpl;
 pub mod cdb;
 mod inquiry;
 mod lu;

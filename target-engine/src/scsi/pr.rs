@@ -4,7 +4,9 @@
 //! command (SPC-4 table 45, SBC-3 table 13, SPC-2 table 10).
 //!
 //! Scope is the logical unit; registrations are per I_T nexus (no
-//! ALL_TG_PT, no SPEC_I_PT) and live as long as the engine (no APTPL).
+//! ALL_TG_PT, no SPEC_I_PT). With APTPL (§5.13.5) the last REGISTER's bit
+//! decides whether the state survives a restart; saving it is
+//! [`super::aptpl`]'s job.
 //! PREEMPT AND ABORT preempts like PREEMPT; aborting the preempted nexuses'
 //! tasks is left to the transport.
 
@@ -19,7 +21,7 @@ use super::NexusId;
 
 /// Reservation types (SPC-4 table 171).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PrType {
+pub(super) enum PrType {
     WriteExclusive = 1,
     ExclusiveAccess = 3,
     WriteExclusiveRegistrantsOnly = 5,
@@ -29,7 +31,7 @@ pub(crate) enum PrType {
 }
 
 impl PrType {
-    fn from_field(t: u8) -> Option<PrType> {
+    pub(super) fn from_field(t: u8) -> Option<PrType> {
         Some(match t {
             1 => PrType::WriteExclusive,
             3 => PrType::ExclusiveAccess,
@@ -61,18 +63,20 @@ impl PrType {
 }
 
 #[derive(Clone, Debug)]
-struct Reservation {
+pub(super) struct Reservation {
     /// The holder; for all-registrants types every registrant holds it.
-    holder: NexusId,
-    pr_type: PrType,
+    pub holder: NexusId,
+    pub pr_type: PrType,
 }
 
 /// Registrations and the reservation of one logical unit.
 #[derive(Debug, Default)]
 pub(crate) struct PrState {
-    generation: u32,
-    keys: BTreeMap<NexusId, u64>,
-    reservation: Option<Reservation>,
+    pub(super) generation: u32,
+    pub(super) keys: BTreeMap<NexusId, u64>,
+    pub(super) reservation: Option<Reservation>,
+    /// ACTIVATE PERSIST THROUGH POWER LOSS, from the last REGISTER.
+    pub(super) aptpl: bool,
     /// The holder of an SPC-2 RESERVE(6) reservation.
     spc2_holder: Option<NexusId>,
 }
@@ -227,10 +231,7 @@ impl PrState {
             return Err(SenseReason::InvalidFieldInParameterList(Field::bit(20, 2)));
             // ALL_TG_PT
         }
-        if flags & 0x01 != 0 {
-            return Err(SenseReason::InvalidFieldInParameterList(Field::bit(20, 0)));
-            // APTPL
-        }
+        let aptpl = flags & 0x01 != 0;
         let mine = self.keys.get(id).copied();
         if action == PrOutAction::RegisterAndIgnore || action == PrOutAction::Register {
             if action == PrOutAction::Register && mine.unwrap_or(0) != key {
@@ -245,6 +246,8 @@ impl PrState {
                 self.keys.insert(id.clone(), sa_key);
                 self.generation = self.generation.wrapping_add(1);
             }
+            // SPC-4 §5.13.5: the most recent REGISTER's APTPL applies to the whole state.
+            self.aptpl = aptpl;
             return Ok(());
         }
         // Every other action needs a registration under the given key.
@@ -343,8 +346,9 @@ impl PrState {
                 }
             }
             PrInAction::ReportCapabilities => {
-                // LENGTH 8, TMV with every type but no SIP_C/ATP_C/PTPL_C.
-                return vec![0x00, 0x08, 0x00, 0x80, 0xea, 0x01, 0x00, 0x00];
+                // LENGTH 8, PTPL_C, TMV with every type, PTPL_A as last
+                // registered; no SIP_C/ATP_C.
+                return vec![0x00, 0x08, 0x01, 0x80 | u8::from(self.aptpl), 0xea, 0x01, 0x00, 0x00];
             }
             PrInAction::ReadFullStatus => {
                 for (id, key) in &self.keys {
@@ -493,7 +497,7 @@ mod tests {
         let a = nexus_id(1);
         let mut pr = PrState::default();
         let mut p = params(0, 1).to_vec();
-        p[20] = 0x01;
+        p[20] = 0x08; // SPEC_I_PT
         assert!(matches!(
             pr.reserve_out(&a, PrOutAction::Register, 0, 24, &Bytes::from(p), &mut UaTable::default()),
             Err(SenseReason::InvalidFieldInParameterList(_))

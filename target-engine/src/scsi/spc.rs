@@ -92,7 +92,10 @@ pub(crate) async fn execute(
         Cdb::PersistentReserveOut { action, pr_type, param_len } => {
             let mut guard = lu.state();
             let st = &mut *guard;
+            let was_aptpl = st.pr.aptpl;
             st.pr.reserve_out(&nexus.id, action, pr_type, param_len, data_out, &mut st.ua)?;
+            // Small and rare: written under the unit's lock so saves stay in order.
+            lu.save_reservations(&st.pr, was_aptpl);
             Ok(Reply::good())
         }
         Cdb::ReportTargetPortGroups { extended, alloc_len } => {

@@ -589,3 +589,34 @@ async fn alua_standby_path_refuses_media_access_and_state_changes_raise_attentio
     assert_eq!(run(&luns, &a, &read10(0, 1), &[]).await, Err(SenseReason::AluaTransitioning));
     assert!(run(&luns, &a, &RTPG, &[]).await.is_ok());
 }
+
+#[tokio::test]
+async fn aptpl_reservations_come_back_on_a_reopened_unit() {
+    let dir = std::env::temp_dir().join(format!("portico-lu-aptpl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("vol.img.pr.toml");
+    let prout = |sa: u8, t: u8| vec![0x5f, sa, t, 0, 0, 0, 0, 0, 24, 0];
+    let params = |key: u64, sa_key: u64, aptpl: bool| {
+        let mut p = vec![0u8; 24];
+        p[0..8].copy_from_slice(&key.to_be_bytes());
+        p[8..16].copy_from_slice(&sa_key.to_be_bytes());
+        p[20] = u8::from(aptpl);
+        p
+    };
+    let read_keys = [0x5e, 0, 0, 0, 0, 0, 0, 0x10, 0, 0];
+    let before = {
+        let (luns, lu) = lun_map(512, BLOCKS, false);
+        lu.persist_reservations(path.clone()).unwrap();
+        let n = ready_nexus(&luns, 1).await;
+        run(&luns, &n, &prout(0x06, 0), &params(0, 0xabc, true)).await.unwrap();
+        run(&luns, &n, &prout(0x01, 1), &params(0xabc, 0, false)).await.unwrap();
+        run(&luns, &n, &read_keys, &[]).await.unwrap().data
+    };
+    assert!(path.exists());
+    let (luns, lu) = lun_map(512, BLOCKS, false);
+    lu.persist_reservations(path.clone()).unwrap();
+    let other = ready_nexus(&luns, 2).await;
+    assert_eq!(run(&luns, &other, &read_keys, &[]).await.unwrap().data, before);
+    assert_eq!(run(&luns, &other, &rw16(0x8a, 0, 1), &[0; 512]).await, Err(SenseReason::ReservationConflict));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
