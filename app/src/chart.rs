@@ -58,18 +58,26 @@ fn ActivityCharts(a: VolumeActivity) -> impl IntoView {
     }
 }
 
-/// A volume's activity, refreshed every five seconds without reloading the page.
-#[component]
-pub fn LiveActivity(volume: String) -> impl IntoView {
+/// A counter that goes up every `seconds` in the browser (never on the
+/// server), for resources that refresh themselves; stops with its owner.
+pub fn use_ticker(seconds: u64) -> RwSignal<u32> {
     let tick = RwSignal::new(0u32);
     Effect::new(move |_| {
-        let handle = set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(5));
+        let handle =
+            set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(seconds));
         on_cleanup(move || {
             if let Ok(h) = handle {
                 h.clear();
             }
         });
     });
+    tick
+}
+
+/// A volume's activity, refreshed every five seconds without reloading the page.
+#[component]
+pub fn LiveActivity(volume: String) -> impl IntoView {
+    let tick = use_ticker(5);
     let activity = Resource::new(move || (volume.clone(), tick.get()), |(v, _)| get_volume_activity(v));
     view! {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>

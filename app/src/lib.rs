@@ -10,9 +10,9 @@
 pub mod error;
 pub mod model;
 pub mod server_fns;
-pub mod storage_fns;
 #[cfg(feature = "ssr")]
 pub mod service;
+pub mod storage_fns;
 
 mod chart;
 mod components;
@@ -25,8 +25,8 @@ use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 
 use crate::pages::{
-    AuditPage, ChapUsersPage, GroupPage, GroupsPage, Layout, LoginPage, NodesPage, NotFound, OverviewPage, TokensPage, UsersPage,
-    VolumesPage,
+    AuditPage, ChapUsersPage, GroupPage, GroupsPage, Layout, LoginPage, NodesPage, NotFound, OverviewPage, TokensPage,
+    UsersPage, VolumesPage,
 };
 
 /// The HTML document around the application (server side).

@@ -106,11 +106,23 @@ pub trait StorageService: Send + Sync + 'static {
     async fn execute(&self, caller: &Caller, command: crate::model::storage::Command) -> Result<(), ApiError>;
     async fn volumes(&self, caller: &Caller) -> Result<Vec<crate::model::storage::VolumeView>, ApiError>;
     async fn target_groups(&self, caller: &Caller) -> Result<Vec<crate::model::storage::TargetGroupView>, ApiError>;
-    async fn target_group(&self, caller: &Caller, name: &str) -> Result<crate::model::storage::TargetGroupView, ApiError>;
+    async fn target_group(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<crate::model::storage::TargetGroupView, ApiError>;
     async fn chap_users(&self, caller: &Caller) -> Result<Vec<crate::model::storage::ChapUserView>, ApiError>;
     async fn nodes(&self, caller: &Caller) -> Result<Vec<crate::model::storage::NodeView>, ApiError>;
-    async fn connections(&self, caller: &Caller, group: &str) -> Result<Vec<crate::model::storage::ConnectionView>, ApiError>;
-    async fn volume_activity(&self, caller: &Caller, volume: &str) -> Result<crate::model::storage::VolumeActivity, ApiError>;
+    async fn connections(
+        &self,
+        caller: &Caller,
+        group: &str,
+    ) -> Result<Vec<crate::model::storage::ConnectionView>, ApiError>;
+    async fn volume_activity(
+        &self,
+        caller: &Caller,
+        volume: &str,
+    ) -> Result<crate::model::storage::VolumeActivity, ApiError>;
 }
 
 pub type SharedStorage = Arc<dyn StorageService>;

@@ -64,7 +64,11 @@ pub async fn create_volume(name: String, size: String, block_size: u32) -> Resul
 #[server(prefix = "/rpc", endpoint = "storage/volumes/update")]
 pub async fn update_volume(name: String, size: String, iops_limit: String, mbps_limit: String) -> Result<(), ApiError> {
     let number = |field: &str, v: String| -> Result<Option<u64>, ApiError> {
-        opt(v).map(|v| v.parse::<u64>().map_err(|_| ApiError::invalid_field(field, "A whole number; 0 removes the limit."))).transpose()
+        opt(v)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| ApiError::invalid_field(field, "A whole number; 0 removes the limit."))
+            })
+            .transpose()
     };
     let patch = VolumePatch {
         size: opt(size).map(SizeInput::Text),
@@ -120,7 +124,8 @@ fn parse_luns(text: String) -> Result<Option<Vec<u8>>, ApiError> {
 
 #[cfg(feature = "ssr")]
 fn chap(mode: &str, user: String, mutual_user: String) -> Result<ChapSetting, ApiError> {
-    let mode = ChapMode::parse(mode).ok_or_else(|| ApiError::invalid_field("chap.mode", "Choose none, one-way or mutual."))?;
+    let mode =
+        ChapMode::parse(mode).ok_or_else(|| ApiError::invalid_field("chap.mode", "Choose none, one-way or mutual."))?;
     Ok(ChapSetting { mode, user: opt(user), mutual_user: opt(mutual_user) })
 }
 
@@ -139,8 +144,13 @@ pub async fn create_group(
     } else {
         vec![TargetSpec { node: node.trim().to_string(), portals: self::portals(&portals), iqn: None }]
     };
-    ssr::run(Command::CreateTargetGroup(NewTargetGroup { name: name.trim().to_string(), targets, acl_enabled: false, chap }))
-        .await
+    ssr::run(Command::CreateTargetGroup(NewTargetGroup {
+        name: name.trim().to_string(),
+        targets,
+        acl_enabled: false,
+        chap,
+    }))
+    .await
 }
 
 #[server(prefix = "/rpc", endpoint = "storage/groups/delete")]
@@ -154,15 +164,27 @@ pub async fn set_group_running(name: String, running: bool) -> Result<(), ApiErr
 }
 
 #[server(prefix = "/rpc", endpoint = "storage/groups/chap")]
-pub async fn set_group_chap(group: String, chap_mode: String, chap_user: String, mutual_user: String) -> Result<(), ApiError> {
+pub async fn set_group_chap(
+    group: String,
+    chap_mode: String,
+    chap_user: String,
+    mutual_user: String,
+) -> Result<(), ApiError> {
     let chap = chap(&chap_mode, chap_user, mutual_user).map_err(ssr::failed)?;
-    ssr::run(Command::UpdateTargetGroup { name: group, patch: TargetGroupPatch { acl_enabled: None, chap: Some(chap) } }).await
+    ssr::run(Command::UpdateTargetGroup {
+        name: group,
+        patch: TargetGroupPatch { acl_enabled: None, chap: Some(chap) },
+    })
+    .await
 }
 
 #[server(prefix = "/rpc", endpoint = "storage/groups/acl-enabled")]
 pub async fn set_group_acl(group: String, enabled: bool) -> Result<(), ApiError> {
-    ssr::run(Command::UpdateTargetGroup { name: group, patch: TargetGroupPatch { acl_enabled: Some(enabled), chap: None } })
-        .await
+    ssr::run(Command::UpdateTargetGroup {
+        name: group,
+        patch: TargetGroupPatch { acl_enabled: Some(enabled), chap: None },
+    })
+    .await
 }
 
 #[server(prefix = "/rpc", endpoint = "storage/targets/add")]
@@ -179,7 +201,10 @@ pub async fn remove_target(group: String, iqn: String, force: bool) -> Result<()
 #[server(prefix = "/rpc", endpoint = "storage/luns/attach")]
 pub async fn attach_lun(group: String, volume: String, lun: String) -> Result<(), ApiError> {
     let lun = opt(lun)
-        .map(|l| l.parse::<u8>().map_err(|_| ApiError::invalid_field("lun", "A LUN id is 0 to 255; leave empty for the next free one.")))
+        .map(|l| {
+            l.parse::<u8>()
+                .map_err(|_| ApiError::invalid_field("lun", "A LUN id is 0 to 255; leave empty for the next free one."))
+        })
         .transpose()
         .map_err(ssr::failed)?;
     ssr::run(Command::AttachVolume { group, lun: NewLun { volume, lun } }).await
@@ -193,8 +218,11 @@ pub async fn detach_lun(group: String, lun: u8) -> Result<(), ApiError> {
 #[server(prefix = "/rpc", endpoint = "storage/acl/add")]
 pub async fn add_acl_rule(group: String, initiator: String, alias: String, luns: String) -> Result<(), ApiError> {
     let luns = parse_luns(luns).map_err(ssr::failed)?;
-    ssr::run(Command::AddAclRule { group, rule: NewAclRule { initiator: initiator.trim().to_string(), alias: opt(alias), luns } })
-        .await
+    ssr::run(Command::AddAclRule {
+        group,
+        rule: NewAclRule { initiator: initiator.trim().to_string(), alias: opt(alias), luns },
+    })
+    .await
 }
 
 #[server(prefix = "/rpc", endpoint = "storage/acl/update")]
@@ -228,7 +256,12 @@ pub async fn list_chap_users() -> Result<Vec<ChapUserView>, ApiError> {
 
 #[server(prefix = "/rpc", endpoint = "storage/chap-users/create")]
 pub async fn create_chap_user(name: String, secret: String, description: String) -> Result<(), ApiError> {
-    ssr::run(Command::CreateChapUser(NewChapUser { name: name.trim().to_string(), secret, description: opt(description) })).await
+    ssr::run(Command::CreateChapUser(NewChapUser {
+        name: name.trim().to_string(),
+        secret,
+        description: opt(description),
+    }))
+    .await
 }
 
 #[server(prefix = "/rpc", endpoint = "storage/chap-users/secret")]
@@ -253,8 +286,11 @@ pub async fn list_nodes() -> Result<Vec<NodeView>, ApiError> {
 #[server(prefix = "/rpc", endpoint = "storage/nodes/traffic")]
 pub async fn set_traffic(node: String, interface: String, traffic_types: String) -> Result<(), ApiError> {
     let types = traffic_types.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_string).collect();
-    ssr::run(Command::UpdateNode { name: node, patch: NodePatch { interfaces: vec![InterfacePatch { name: interface, traffic_types: types }] } })
-        .await
+    ssr::run(Command::UpdateNode {
+        name: node,
+        patch: NodePatch { interfaces: vec![InterfacePatch { name: interface, traffic_types: types }] },
+    })
+    .await
 }
 
 #[server(prefix = "/rpc", endpoint = "storage/volumes/activity")]

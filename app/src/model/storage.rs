@@ -52,38 +52,6 @@ pub enum SizeInput {
     Text(String),
 }
 
-impl SizeInput {
-    /// Bytes, or a message saying what is wrong.
-    pub fn bytes(&self) -> Result<u64, String> {
-        match self {
-            SizeInput::Bytes(n) => Ok(*n),
-            SizeInput::Text(s) => parse_size(s)
-                .ok_or_else(|| format!("{s:?} is not a size: write bytes or a number with KiB, MiB, GiB or TiB.")),
-        }
-    }
-}
-
-/// Parses "1GiB", "512 MiB", "4096", "1TiB" (binary units; "GB" means 10^9).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" | "K" => 1 << 10,
-        "MiB" | "M" => 1 << 20,
-        "GiB" | "G" => 1 << 30,
-        "TiB" | "T" => 1 << 40,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
 /// "1 GiB", "512 MiB", "1.5 TiB".
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -547,13 +515,6 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("1GiB"), Some(1 << 30));
-        assert_eq!(parse_size("512 MiB"), Some(512 << 20));
-        assert_eq!(parse_size("4096"), Some(4096));
-        assert_eq!(parse_size("1GB"), Some(1_000_000_000));
-        assert_eq!(parse_size("1.5GiB"), None);
-        assert_eq!(parse_size("GiB"), None);
-        assert_eq!(parse_size("99999999999TiB"), None);
         assert_eq!(format_size(1 << 30), "1 GiB");
         assert_eq!(format_size(3 << 29), "1.5 GiB");
     }

@@ -6,7 +6,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
 use super::volumes::can_change;
-use crate::chart::LiveActivity;
+use crate::chart::{use_ticker, LiveActivity};
 use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage};
 use crate::format;
 use crate::model::storage::{format_size, TargetGroupView};
@@ -91,7 +91,11 @@ fn GroupView(g: TargetGroupView, a: GroupActions) -> impl IntoView {
     let writer = can_change();
     let name = g.name.clone();
     let running = g.state == "running";
-    let state_badge = if running { view! { <Badge kind="ok" text="running"/> } } else { view! { <Badge kind="muted" text="stopped"/> } };
+    let state_badge = if running {
+        view! { <Badge kind="ok" text="running"/> }
+    } else {
+        view! { <Badge kind="muted" text="stopped"/> }
+    };
     let toggle_name = name.clone();
     let delete_name = name.clone();
     let has_luns = !g.luns.is_empty();
@@ -294,15 +298,7 @@ fn GroupView(g: TargetGroupView, a: GroupActions) -> impl IntoView {
 /// Live sessions, refreshed every five seconds without reloading the page.
 #[component]
 fn Connections(group: String) -> impl IntoView {
-    let tick = RwSignal::new(0u32);
-    Effect::new(move |_| {
-        let handle = set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(5));
-        on_cleanup(move || {
-            if let Ok(h) = handle {
-                h.clear();
-            }
-        });
-    });
+    let tick = use_ticker(5);
     let conns = Resource::new(move || (group.clone(), tick.get()), |(g, _)| group_connections(g));
     view! {
         <section class="card">

@@ -82,7 +82,11 @@ pub async fn delete_volume(
 /// The volume's IOPS and throughput over the last minutes (5-second samples).
 #[utoipa::path(get, path = "/api/v1/volumes/{name}/activity", tag = "volumes", params(("name" = String, Path)),
     responses((status = 200, body = VolumeActivity), (status = 404, body = ApiError)))]
-pub async fn volume_activity(State(s): State<AppState>, Authed(c): Authed, Path(name): Path<String>) -> ApiResult<Json<VolumeActivity>> {
+pub async fn volume_activity(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<VolumeActivity>> {
     Ok(Json(s.storage.volume_activity(&c, &name).await?))
 }
 

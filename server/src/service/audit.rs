@@ -6,6 +6,9 @@ use portico_app::service::Caller;
 
 use super::{db_error, Node};
 
+/// id, time, user, action, object, result, source, detail.
+type AuditRow = (i64, String, String, String, String, String, Option<String>, Option<String>);
+
 /// One entry to write.
 #[derive(Debug, Clone)]
 pub struct AuditRecord {
@@ -98,7 +101,7 @@ impl Node {
         let offset = i64::from(page - 1) * i64::from(per_page);
         let (total,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM audit_log").fetch_one(&self.pool).await.map_err(db_error)?;
-        let rows: Vec<(i64, String, String, String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT id, time, username, action, object, result, source, detail FROM audit_log ORDER BY id DESC LIMIT ? OFFSET ?",
         )
         .bind(i64::from(per_page))

@@ -24,6 +24,12 @@ fn view((username, role, enabled, created_at, last_login_at): UserRow) -> Result
 }
 
 impl Node {
+    /// Audits and returns the refusal of a change that would leave no enabled admin.
+    async fn refuse_last_admin(&self, caller: &Caller, action: &'static str, object: &str) -> ApiError {
+        self.record(AuditRecord::by(caller, action, object, AuditResult::Failure).detail("refused: last admin")).await;
+        ApiError::conflict(LAST_ADMIN)
+    }
+
     async fn find_user(&self, username: &str) -> Result<UserView, ApiError> {
         let row: Option<UserRow> =
             sqlx::query_as("SELECT username, role, enabled, created_at, last_login_at FROM users WHERE username = ?")
@@ -112,11 +118,7 @@ impl Node {
                 .await
                 .map_err(db_error)?;
             if res.rows_affected() == 0 {
-                self.record(
-                    AuditRecord::by(caller, "user.update", &object, AuditResult::Failure).detail("refused: last admin"),
-                )
-                .await;
-                return Err(ApiError::conflict(LAST_ADMIN));
+                return Err(self.refuse_last_admin(caller, "user.update", &object).await);
             }
             changes.push(format!("role {} → {}", before.role, role));
         }
@@ -129,11 +131,7 @@ impl Node {
             let res =
                 sqlx::query(&sql).bind(crate::db::now()).bind(username).execute(&self.pool).await.map_err(db_error)?;
             if res.rows_affected() == 0 {
-                self.record(
-                    AuditRecord::by(caller, "user.update", &object, AuditResult::Failure).detail("refused: last admin"),
-                )
-                .await;
-                return Err(ApiError::conflict(LAST_ADMIN));
+                return Err(self.refuse_last_admin(caller, "user.update", &object).await);
             }
             changes.push(if enabled { "enabled".into() } else { "disabled".into() });
         }
@@ -171,11 +169,7 @@ impl Node {
             .await
             .map_err(db_error)?;
         if res.rows_affected() == 0 {
-            self.record(
-                AuditRecord::by(caller, "user.delete", &object, AuditResult::Failure).detail("refused: last admin"),
-            )
-            .await;
-            return Err(ApiError::conflict(LAST_ADMIN));
+            return Err(self.refuse_last_admin(caller, "user.delete", &object).await);
         }
         self.record(AuditRecord::by(caller, "user.delete", &object, AuditResult::Success)).await;
         Ok(())

@@ -75,6 +75,16 @@ pub async fn apply(command: Command, tx: &mut Tx<'_>, ctx: &Context<'_>) -> Resu
     }
 }
 
+/// Bytes from a size given as a number or as text with a unit (the engine's
+/// own parser, so the API and `portico engine` read sizes the same way).
+fn size_bytes(size: &SizeInput) -> Result<u64, String> {
+    match size {
+        SizeInput::Bytes(n) => Ok(*n),
+        SizeInput::Text(s) => target_engine::config::parse_size(s)
+            .ok_or_else(|| format!("{s:?} is not a size: write bytes or a number with KiB, MiB, GiB or TiB.")),
+    }
+}
+
 fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     rand::rngs::OsRng.fill_bytes(&mut b);
@@ -89,7 +99,7 @@ fn new_wwn() -> String {
 async fn create_volume(tx: &mut Tx<'_>, ctx: &Context<'_>, v: NewVolume) -> Result<Effects, ApiError> {
     let mut errors = FieldErrors::default();
     errors.check("name", check_object_name(&v.name));
-    let size = v.size.bytes();
+    let size = size_bytes(&v.size);
     if let Err(msg) = &size {
         errors.check("size", Err(msg.clone()));
     }
@@ -155,7 +165,7 @@ async fn update_volume(tx: &mut Tx<'_>, name: &str, patch: VolumePatch) -> Resul
     let (id, size, block_size) = volume_row(tx, name).await?;
     let mut changes = Vec::new();
     if let Some(new) = &patch.size {
-        let new = new.bytes().map_err(|m| field("size", m))?;
+        let new = size_bytes(new).map_err(|m| field("size", m))?;
         if new < size as u64 {
             return Err(field("size", "Volumes can only grow: shrinking would destroy data."));
         }

@@ -26,6 +26,10 @@ pub fn volume_path(data_dir: &Path, volume: &str) -> std::path::PathBuf {
     data_dir.join("volumes").join(format!("{volume}.img"))
 }
 
+/// group id, IQN, portals, TPG, ACL on, CHAP mode, CHAP secret and user, mutual secret and user.
+type TargetRow =
+    (i64, String, String, i64, bool, String, Option<Vec<u8>>, Option<String>, Option<Vec<u8>>, Option<String>);
+
 pub async fn derive(
     conn: &mut SqliteConnection,
     node_id: i64,
@@ -56,8 +60,7 @@ pub async fn derive(
         });
     }
 
-    let targets: Vec<(i64, String, String, i64, bool, String, Option<Vec<u8>>, Option<String>, Option<Vec<u8>>, Option<String>)> =
-        sqlx::query_as(
+    let targets: Vec<TargetRow> = sqlx::query_as(
             "SELECT g.id, t.iqn, t.portals, t.tpg, g.acl_enabled, g.chap_mode, cu.secret, cu.name, mu.secret, mu.name \
              FROM targets t JOIN target_groups g ON g.id = t.group_id \
              LEFT JOIN chap_users cu ON cu.id = g.chap_user_id LEFT JOIN chap_users mu ON mu.id = g.mutual_chap_user_id \

@@ -56,7 +56,8 @@ impl Storage {
         let node_id = nodes::register_local(&pool, &node_name, &nodes::local_interfaces()).await?;
         let activity = std::sync::Arc::new(stats::ActivityLog::default());
         stats::spawn_sampler(engine.clone(), std::sync::Arc::downgrade(&activity));
-        let storage = Storage { pool, engine, secrets, data_dir, node_id, node_name, apply_lock: Default::default(), activity };
+        let storage =
+            Storage { pool, engine, secrets, data_dir, node_id, node_name, apply_lock: Default::default(), activity };
         let mut conn = storage.pool.acquire().await?;
         let config = engine_config::derive(&mut conn, storage.node_id, &storage.data_dir, &storage.secrets).await?;
         drop(conn);

@@ -40,8 +40,11 @@ pub async fn volumes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<
         .collect())
 }
 
+/// id, name, state, ACL on, CHAP mode, CHAP user, mutual user, created.
+type GroupRow = (i64, String, String, bool, String, Option<String>, Option<String>, String);
+
 pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<TargetGroupView>> {
-    let groups: Vec<(i64, String, String, bool, String, Option<String>, Option<String>, String)> = sqlx::query_as(
+    let groups: Vec<GroupRow> = sqlx::query_as(
         "SELECT g.id, g.name, g.state, g.acl_enabled, g.chap_mode, cu.name, mu.name, g.created_at \
          FROM target_groups g LEFT JOIN chap_users cu ON cu.id = g.chap_user_id LEFT JOIN chap_users mu ON mu.id = g.mutual_chap_user_id \
          WHERE ? IS NULL OR g.name = ? ORDER BY g.name",
