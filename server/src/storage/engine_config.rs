@@ -26,6 +26,9 @@ pub fn volume_path(data_dir: &Path, volume: &str) -> std::path::PathBuf {
     data_dir.join("volumes").join(format!("{volume}.img"))
 }
 
+/// id, name, size, block size, WWN, serial, IOPS limit, MB/s limit.
+type VolumeRow = (i64, String, i64, i64, String, String, Option<i64>, Option<i64>);
+
 /// group id, IQN, portals, TPG, ACL on, CHAP mode, CHAP secret and user, mutual secret and user.
 type TargetRow =
     (i64, String, String, i64, bool, String, Option<Vec<u8>>, Option<String>, Option<Vec<u8>>, Option<String>);
@@ -36,7 +39,7 @@ pub async fn derive(
     data_dir: &Path,
     secrets: &SecretBox,
 ) -> Result<EngineConfig, DeriveError> {
-    let volumes: Vec<(i64, String, i64, i64, String, String, Option<i64>, Option<i64>)> = sqlx::query_as(
+    let volumes: Vec<VolumeRow> = sqlx::query_as(
         "SELECT id, name, size, block_size, wwn, serial, iops_limit, mbps_limit FROM volumes WHERE node_id = ? ORDER BY name",
     )
             .bind(node_id)
