@@ -107,6 +107,12 @@ fn portals(text: &str) -> Vec<String> {
     text.split([',', '\n', ' ']).map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect()
 }
 
+/// The full IQN for a suffix typed in a form; empty → Portico's default.
+#[cfg(feature = "ssr")]
+fn iqn_from_suffix(suffix: String) -> Option<String> {
+    opt(suffix).map(|s| format!("{IQN_PREFIX}:{s}"))
+}
+
 /// "0, 1 4" → the LUN ids; empty → all LUNs.
 #[cfg(feature = "ssr")]
 fn parse_luns(text: String) -> Result<Option<Vec<u8>>, ApiError> {
@@ -134,6 +140,7 @@ pub async fn create_group(
     name: String,
     node: String,
     portals: String,
+    iqn_suffix: String,
     chap_mode: String,
     chap_user: String,
     mutual_user: String,
@@ -142,7 +149,7 @@ pub async fn create_group(
     let targets = if node.trim().is_empty() {
         Vec::new()
     } else {
-        vec![TargetSpec { node: node.trim().to_string(), portals: self::portals(&portals), iqn: None }]
+        vec![TargetSpec { node: node.trim().to_string(), portals: self::portals(&portals), iqn: iqn_from_suffix(iqn_suffix) }]
     };
     ssr::run(Command::CreateTargetGroup(NewTargetGroup {
         name: name.trim().to_string(),
@@ -188,8 +195,8 @@ pub async fn set_group_acl(group: String, enabled: bool) -> Result<(), ApiError>
 }
 
 #[server(prefix = "/rpc", endpoint = "storage/targets/add")]
-pub async fn add_target(group: String, node: String, portals: String) -> Result<(), ApiError> {
-    let target = TargetSpec { node: node.trim().to_string(), portals: self::portals(&portals), iqn: None };
+pub async fn add_target(group: String, node: String, portals: String, iqn_suffix: String) -> Result<(), ApiError> {
+    let target = TargetSpec { node: node.trim().to_string(), portals: self::portals(&portals), iqn: iqn_from_suffix(iqn_suffix) };
     ssr::run(Command::AddTarget { group, target }).await
 }
 

@@ -167,6 +167,10 @@ impl Default for ChapSetting {
     }
 }
 
+/// The prefix of the IQNs Portico gives its targets; the suffix is the
+/// administrator's (by default `<group>.<node>`).
+pub const IQN_PREFIX: &str = "iqn.2026-11.local.portico";
+
 /// A target as requested: the node it runs on and its portals.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]

@@ -157,6 +157,7 @@ fn GroupView(g: TargetGroupView, a: GroupActions) -> impl IntoView {
                     <input type="hidden" name="group" value=name.clone()/>
                     <label>"Node"<input type="text" name="node" required/></label>
                     <label>"Portals"<input type="text" name="portals" placeholder="ip:3260" required/></label>
+                    <label>"IQN suffix"<input type="text" name="iqn_suffix" placeholder="default: <group>.<node>"/></label>
                     <button type="submit" class="btn">"Add target"</button>
                 </ActionForm>
                 <ActionError value=a.add_target.value()/>

@@ -6,6 +6,7 @@ use leptos_router::components::A;
 
 use super::volumes::can_change;
 use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage};
+use crate::model::storage::IQN_PREFIX;
 use crate::storage_fns::{list_chap_users, list_groups, list_nodes, CreateGroup};
 
 #[component]
@@ -65,6 +66,8 @@ pub fn GroupsPage() -> impl IntoView {
                         <FieldMessage value=create.value() field="targets[0].node"/></label>
                     <label>"Portals (ip:port, comma separated)"<input type="text" name="portals" placeholder="127.0.0.1:3260"/>
                         <FieldMessage value=create.value() field="targets[0].portals"/></label>
+                    <label>{format!("IQN suffix (after {IQN_PREFIX}:)")}<input type="text" name="iqn_suffix" placeholder="default: <group>.<node>"/>
+                        <FieldMessage value=create.value() field="targets[0].iqn"/></label>
                     <label>"CHAP"
                         <select name="chap_mode">
                             <option value="none">"none"</option>

@@ -17,7 +17,6 @@ use super::secret_box::SecretBox;
 /// Largest volume we create: 64 TiB.
 const MAX_VOLUME: u64 = 64 << 40;
 const DEFAULT_PORT: u16 = 3260;
-const IQN_PREFIX: &str = "iqn.2026-11.local.portico";
 
 pub struct Context<'a> {
     pub node_id: i64,
