@@ -149,7 +149,11 @@ pub async fn create_group(
     let targets = if node.trim().is_empty() {
         Vec::new()
     } else {
-        vec![TargetSpec { node: node.trim().to_string(), portals: self::portals(&portals), iqn: iqn_from_suffix(iqn_suffix) }]
+        vec![TargetSpec {
+            node: node.trim().to_string(),
+            portals: self::portals(&portals),
+            iqn: iqn_from_suffix(iqn_suffix),
+        }]
     };
     ssr::run(Command::CreateTargetGroup(NewTargetGroup {
         name: name.trim().to_string(),
@@ -196,7 +200,11 @@ pub async fn set_group_acl(group: String, enabled: bool) -> Result<(), ApiError>
 
 #[server(prefix = "/rpc", endpoint = "storage/targets/add")]
 pub async fn add_target(group: String, node: String, portals: String, iqn_suffix: String) -> Result<(), ApiError> {
-    let target = TargetSpec { node: node.trim().to_string(), portals: self::portals(&portals), iqn: iqn_from_suffix(iqn_suffix) };
+    let target = TargetSpec {
+        node: node.trim().to_string(),
+        portals: self::portals(&portals),
+        iqn: iqn_from_suffix(iqn_suffix),
+    };
     ssr::run(Command::AddTarget { group, target }).await
 }
 

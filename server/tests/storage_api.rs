@@ -431,7 +431,13 @@ async fn growing_an_attached_volume_is_seen_by_a_connected_initiator() {
     let op = operator(&n).await;
     let port = free_port();
     post(&n, &op, "/api/v1/volumes", json!({"name": "grow", "size": "64MiB"})).await;
-    let (_, g) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]})).await;
+    let (_, g) = post(
+        &n,
+        &op,
+        "/api/v1/target-groups",
+        json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]}),
+    )
+    .await;
     let iqn = g["targets"][0]["iqn"].as_str().unwrap().to_string();
     post(&n, &op, "/api/v1/target-groups/g/luns", json!({"volume": "grow", "lun": 0})).await;
 
@@ -451,7 +457,11 @@ async fn growing_an_attached_volume_is_seen_by_a_connected_initiator() {
     let tur = ini.command(0, &[0u8; 6], 0, &[], 0, 0).await;
     assert_eq!(tur.status, 2, "CHECK CONDITION with the unit attention");
     let sense = &tur.sense;
-    let (key, asc, ascq) = if sense[0] & 0x7f >= 0x72 { (sense[1] & 0xf, sense[2], sense[3]) } else { (sense[2] & 0xf, sense[12], sense[13]) };
+    let (key, asc, ascq) = if sense[0] & 0x7f >= 0x72 {
+        (sense[1] & 0xf, sense[2], sense[3])
+    } else {
+        (sense[2] & 0xf, sense[12], sense[13])
+    };
     assert_eq!((key, asc, ascq), (6, 0x2a, 0x09), "UNIT ATTENTION, CAPACITY DATA HAS CHANGED");
     let after = ini.command(0, &read_capacity16(), 32, &[], 0, 0).await;
     assert_eq!(after.status, 0);
@@ -464,7 +474,13 @@ async fn an_iops_limit_slows_a_connected_initiator_down_live() {
     let op = operator(&n).await;
     let port = free_port();
     post(&n, &op, "/api/v1/volumes", json!({"name": "slow", "size": "64MiB"})).await;
-    let (_, g) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]})).await;
+    let (_, g) = post(
+        &n,
+        &op,
+        "/api/v1/target-groups",
+        json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]}),
+    )
+    .await;
     let iqn = g["targets"][0]["iqn"].as_str().unwrap().to_string();
     post(&n, &op, "/api/v1/target-groups/g/luns", json!({"volume": "slow", "lun": 0})).await;
     let mut ini = initiator::Initiator::connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
@@ -501,18 +517,36 @@ async fn every_storage_route_checks_the_role_on_the_server() {
     post(&n, &op, "/api/v1/volumes", json!({"name": "w", "size": "64MiB"})).await;
     post(&n, &op, "/api/v1/volumes", json!({"name": "u", "size": "64MiB"})).await;
     post(&n, &op, "/api/v1/chap-users", json!({"name": "c", "secret": "csecret123456"})).await;
-    let (_, g) = post(&n, &op, "/api/v1/target-groups", json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]})).await;
+    let (_, g) = post(
+        &n,
+        &op,
+        "/api/v1/target-groups",
+        json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]}),
+    )
+    .await;
     let iqn = g["targets"][0]["iqn"].as_str().unwrap().to_string();
     post(&n, &op, "/api/v1/target-groups/g/luns", json!({"volume": "v", "lun": 0})).await;
     post(&n, &op, "/api/v1/target-groups/g/acl", json!({"initiator": "iqn.1994-05.com.redhat:h1"})).await;
 
     let reads = [
-        "/api/v1/volumes", "/api/v1/volumes/v", "/api/v1/volumes/v/activity", "/api/v1/target-groups",
-        "/api/v1/target-groups/g", "/api/v1/target-groups/g/luns", "/api/v1/target-groups/g/acl",
-        "/api/v1/target-groups/g/connections", "/api/v1/chap-users", "/api/v1/nodes", "/api/v1/nodes/test-node",
+        "/api/v1/volumes",
+        "/api/v1/volumes/v",
+        "/api/v1/volumes/v/activity",
+        "/api/v1/target-groups",
+        "/api/v1/target-groups/g",
+        "/api/v1/target-groups/g/luns",
+        "/api/v1/target-groups/g/acl",
+        "/api/v1/target-groups/g/connections",
+        "/api/v1/chap-users",
+        "/api/v1/nodes",
+        "/api/v1/nodes/test-node",
     ];
     for path in reads {
-        assert_eq!(n.send(Method::GET, path, None, None).await.status, StatusCode::UNAUTHORIZED, "anonymous GET {path}");
+        assert_eq!(
+            n.send(Method::GET, path, None, None).await.status,
+            StatusCode::UNAUTHORIZED,
+            "anonymous GET {path}"
+        );
         assert_eq!(get(&n, &viewer, path).await.0, StatusCode::OK, "viewer GET {path}");
     }
     let acl = "/api/v1/target-groups/g/acl/iqn.1994-05.com.redhat:h1".to_string();
@@ -527,7 +561,11 @@ async fn every_storage_route_checks_the_role_on_the_server() {
         (Method::POST, "/api/v1/target-groups/g/stop".into(), None),
         (Method::POST, "/api/v1/target-groups/g/start".into(), None),
         (Method::DELETE, target, None),
-        (Method::POST, "/api/v1/target-groups/g/targets".into(), Some(json!({"node": "test-node", "portals": [format!("127.0.0.1:{other_port}")]}))),
+        (
+            Method::POST,
+            "/api/v1/target-groups/g/targets".into(),
+            Some(json!({"node": "test-node", "portals": [format!("127.0.0.1:{other_port}")]})),
+        ),
         (Method::POST, "/api/v1/target-groups/g/luns".into(), Some(json!({"volume": "w"}))),
         (Method::DELETE, "/api/v1/target-groups/g/luns/0".into(), None),
         (Method::POST, "/api/v1/target-groups/g/acl".into(), Some(json!({"initiator": "iqn.1994-05.com.redhat:h2"}))),
@@ -537,7 +575,11 @@ async fn every_storage_route_checks_the_role_on_the_server() {
         (Method::POST, "/api/v1/chap-users".into(), Some(json!({"name": "d", "secret": "dsecret123456"}))),
         (Method::PATCH, "/api/v1/chap-users/c".into(), Some(json!({"description": "x"}))),
         (Method::DELETE, "/api/v1/chap-users/c".into(), None),
-        (Method::PATCH, "/api/v1/nodes/test-node".into(), Some(json!({"interfaces": [{"name": "lo", "traffic_types": ["iscsi"]}]}))),
+        (
+            Method::PATCH,
+            "/api/v1/nodes/test-node".into(),
+            Some(json!({"interfaces": [{"name": "lo", "traffic_types": ["iscsi"]}]})),
+        ),
     ];
     let before = get(&n, &op, "/api/v1/target-groups/g").await.1;
     for (method, path, body) in &changes {
