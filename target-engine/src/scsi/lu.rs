@@ -230,8 +230,7 @@ impl LogicalUnit {
     /// access state of the nexus's target port group (SPC-4 §5.16.2.4), then
     /// reservations, then write protection.
     fn pre_execute(&self, nexus: &Nexus, cdb: &Cdb) -> Result<(), SenseReason> {
-        let mut st = self.state();
-        st.alua.add_port(nexus.id.target_port_group, nexus.id.relative_target_port);
+        let st = self.state();
         alua::check(st.alua.state(nexus.id.target_port_group), cdb)?;
         st.pr.check(&nexus.id, cdb)?;
         if cdb.writes_medium() && (self.spec.read_only || st.mode.swp) {
@@ -278,7 +277,10 @@ impl LogicalUnit {
 pub(crate) async fn outcome(luns: &LunMap, nexus: &Nexus, cmd: &ScsiCommand) -> Result<Reply, SenseReason> {
     match luns.get(&cmd.lun) {
         Some(lu) => {
-            nexus.note_unit(lu);
+            if nexus.note_unit(lu) {
+                // REPORT TARGET PORT GROUPS lists the port even if the engine never announced it.
+                lu.state().alua.add_port(nexus.id.target_port_group, nexus.id.relative_target_port);
+            }
             lu.run(luns, nexus, cmd).await
         }
         None => spc::without_unit(luns, nexus, cmd),

@@ -29,13 +29,15 @@ impl Nexus {
         self.lock().luns_changed = true;
     }
 
-    /// Remembers that this nexus has addressed `lu`.
-    pub(crate) fn note_unit(&self, lu: &Arc<LogicalUnit>) {
+    /// Remembers that this nexus has addressed `lu`; true the first time.
+    pub(crate) fn note_unit(&self, lu: &Arc<LogicalUnit>) -> bool {
         let mut st = self.lock();
-        if !st.units.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(lu))) {
-            st.units.retain(|w| w.strong_count() > 0);
-            st.units.push(Arc::downgrade(lu));
+        if st.units.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(lu))) {
+            return false;
         }
+        st.units.retain(|w| w.strong_count() > 0);
+        st.units.push(Arc::downgrade(lu));
+        true
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, NexusState> {
