@@ -8,36 +8,44 @@
 //! renamed over the old one, so a crash leaves either the old or the new
 //! state. When APTPL is cleared the file is removed. SPC-2 reservations are
 //! never persisted.
+//!
+//! Each registration is saved as its initiator port (name, and ISID unless
+//! it was registered by a name-only TransportID) and its target port (a
+//! relative target port identifier, or `all_target_ports`). Files written
+//! before registrations could cover all target ports also name the nexus's
+//! target, TPGT and target port group; those are ignored on loading.
 
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::pr::{PrState, PrType, Reservation};
-use super::NexusId;
+use super::pr::{isid_hex, parse_isid, Holder, InitiatorPort, PrState, PrType, Registration, Reservation};
 
 #[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Snapshot {
     generation: u32,
     #[serde(default, rename = "registration")]
-    registrations: Vec<Registration>,
+    registrations: Vec<SavedRegistration>,
     #[serde(default)]
     reservation: Option<Held>,
 }
 
+/// An initiator port on one target port or all of them.
 #[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Port {
     initiator: String,
-    /// The ISID as 12 hex digits.
-    isid: String,
-    target: String,
-    tpgt: u16,
-    relative_target_port: u16,
-    target_port_group: u16,
+    /// The ISID as 12 hex digits; absent for every ISID of the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    isid: Option<String>,
+    /// Absent with `all_target_ports`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    relative_target_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    all_target_ports: bool,
 }
 
 #[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct Registration {
+struct SavedRegistration {
     #[serde(flatten)]
     port: Port,
     /// The reservation key, as 16 hex digits (TOML integers are signed).
@@ -50,44 +58,46 @@ struct Held {
     pr_type: u8,
 }
 
-fn port(id: &NexusId) -> Port {
+fn port(initiator: &InitiatorPort, target_port: Option<u16>) -> Port {
     Port {
-        initiator: id.initiator_name.to_string(),
-        isid: id.isid.iter().map(|b| format!("{b:02x}")).collect(),
-        target: id.target_name.to_string(),
-        tpgt: id.tpgt,
-        relative_target_port: id.relative_target_port,
-        target_port_group: id.target_port_group,
+        initiator: initiator.name.to_string(),
+        isid: initiator.isid.as_ref().map(isid_hex),
+        relative_target_port: target_port,
+        all_target_ports: target_port.is_none(),
     }
 }
 
-fn nexus(p: &Port) -> Option<NexusId> {
-    if p.isid.len() != 12 {
-        return None;
+/// The initiator port and target port (`None`: all) `p` names.
+fn ports(p: &Port) -> Result<(InitiatorPort, Option<u16>), String> {
+    let bad = || format!("bad port {p:?}");
+    if p.initiator.is_empty() {
+        return Err(bad());
     }
-    let mut isid = [0u8; 6];
-    for (i, b) in isid.iter_mut().enumerate() {
-        *b = u8::from_str_radix(p.isid.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(NexusId {
-        initiator_name: Arc::from(p.initiator.as_str()),
-        isid,
-        target_name: Arc::from(p.target.as_str()),
-        tpgt: p.tpgt,
-        relative_target_port: p.relative_target_port,
-        target_port_group: p.target_port_group,
-    })
+    let isid = match &p.isid {
+        Some(hex) if hex.len() == 12 => Some(parse_isid(hex).ok_or_else(bad)?),
+        Some(_) => return Err(bad()),
+        None => None,
+    };
+    let target_port = match (p.all_target_ports, p.relative_target_port) {
+        (true, _) => None,
+        (false, Some(rtp)) if rtp != 0 => Some(rtp),
+        (false, _) => return Err(bad()),
+    };
+    Ok((InitiatorPort { name: Arc::from(p.initiator.as_str()), isid }, target_port))
 }
 
 fn snapshot(pr: &PrState) -> Snapshot {
     Snapshot {
         generation: pr.generation,
         registrations: pr
-            .keys
+            .registrations
             .iter()
-            .map(|(id, k)| Registration { port: port(id), key: format!("{k:016x}") })
+            .map(|r| SavedRegistration { port: port(&r.initiator, r.target_port), key: format!("{:016x}", r.key) })
             .collect(),
-        reservation: pr.reservation.as_ref().map(|r| Held { holder: port(&r.holder), pr_type: r.pr_type as u8 }),
+        reservation: pr
+            .reservation
+            .as_ref()
+            .map(|r| Held { holder: port(&r.holder.initiator, Some(r.holder.target_port)), pr_type: r.pr_type as u8 }),
     }
 }
 
@@ -97,15 +107,17 @@ fn restore(s: &Snapshot) -> Result<PrState, String> {
     pr.generation = s.generation;
     pr.aptpl = true;
     for r in &s.registrations {
-        let id = nexus(&r.port).ok_or_else(|| format!("bad port {:?}", r.port))?;
+        let (initiator, target_port) = ports(&r.port)?;
         let key = u64::from_str_radix(&r.key, 16).map_err(|e| format!("bad key {:?}: {e}", r.key))?;
-        pr.keys.insert(id, key);
+        pr.registrations.push(Registration { initiator, target_port, key });
     }
     if let Some(h) = &s.reservation {
-        let holder = nexus(&h.holder).ok_or_else(|| format!("bad holder {:?}", h.holder))?;
+        let (initiator, target_port) = ports(&h.holder)?;
+        let target_port = target_port.ok_or_else(|| format!("holder on all target ports {:?}", h.holder))?;
         let pr_type = PrType::from_field(h.pr_type).ok_or_else(|| format!("bad type {}", h.pr_type))?;
-        pr.reservation = Some(Reservation { holder, pr_type });
+        pr.reservation = Some(Reservation { holder: Holder { initiator, target_port }, pr_type });
     }
+    pr.validate()?;
     Ok(pr)
 }
 
@@ -152,6 +164,7 @@ mod tests {
     use crate::scsi::cdb::{PrInAction, PrOutAction};
     use crate::scsi::testkit::nexus_id;
     use crate::scsi::ua::UaTable;
+    use crate::scsi::NexusId;
     use bytes::Bytes;
 
     fn register(pr: &mut PrState, id: &NexusId, key: u64, aptpl: bool) {
@@ -192,6 +205,89 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("x.pr.toml");
         std::fs::write(&path, "generation = 1\n[[registration]]\ninitiator='i'\nisid='zz'\ntarget='t'\ntpgt=1\nrelative_target_port=1\ntarget_port_group=1\nkey='1'\n").unwrap();
+        assert!(load(&path).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn out(pr: &mut PrState, id: &NexusId, action: PrOutAction, pr_type: u8, p: &[u8]) {
+        let data = Bytes::copy_from_slice(p);
+        pr.reserve_out(id, action, pr_type, p.len() as u32, &data, &mut UaTable::default()).unwrap();
+    }
+
+    #[test]
+    fn spec_i_pt_all_tg_pt_and_moved_state_round_trips() {
+        let dir = std::env::temp_dir().join(format!("portico-aptpl-rt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vol.img.pr.toml");
+        let (a, b, c, d) = (nexus_id(1), nexus_id(2), nexus_id(3), nexus_id(4));
+        let mut pr = PrState::default();
+        // a on all target ports, with c (every ISID) named by SPEC_I_PT.
+        let c_tid = InitiatorPort { name: c.initiator_name.clone(), isid: None }.transport_id();
+        let mut p = vec![0u8; 24];
+        p[8..16].copy_from_slice(&0x11u64.to_be_bytes());
+        p[20] = 0x08 | 0x04 | 0x01;
+        p.extend_from_slice(&(c_tid.len() as u32).to_be_bytes());
+        p.extend_from_slice(&c_tid);
+        out(&mut pr, &a, PrOutAction::Register, 0, &p);
+        register(&mut pr, &b, 0x22, true);
+        let mut p = vec![0u8; 24];
+        p[0..8].copy_from_slice(&0x11u64.to_be_bytes());
+        out(&mut pr, &a, PrOutAction::Reserve, 1, &p);
+        // Moved to d on target port 3.
+        let d_tid = InitiatorPort { name: d.initiator_name.clone(), isid: Some(d.isid) }.transport_id();
+        let mut p = vec![0u8; 24];
+        p[0..8].copy_from_slice(&0x11u64.to_be_bytes());
+        p[8..16].copy_from_slice(&0x44u64.to_be_bytes());
+        p[17] = 0x01;
+        p[18..20].copy_from_slice(&3u16.to_be_bytes());
+        p[20..24].copy_from_slice(&(d_tid.len() as u32).to_be_bytes());
+        p.extend_from_slice(&d_tid);
+        out(&mut pr, &a, PrOutAction::RegisterAndMove, 0, &p);
+
+        let text = toml::to_string(&snapshot(&pr)).unwrap();
+        assert_eq!(toml::from_str::<Snapshot>(&text).unwrap(), snapshot(&pr));
+        assert!(text.contains("all_target_ports = true"), "{text}");
+        save(&path, &pr).unwrap();
+        let back = load(&path).unwrap().expect("saved");
+        for action in [
+            PrInAction::ReadKeys,
+            PrInAction::ReadReservation,
+            PrInAction::ReadFullStatus,
+            PrInAction::ReportCapabilities,
+        ] {
+            assert_eq!(back.reserve_in(action), pr.reserve_in(action), "{action:?}");
+        }
+        let write = crate::scsi::cdb::Cdb::decode(&[0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0]).unwrap();
+        let d3 = NexusId { relative_target_port: 3, ..d.clone() };
+        let c9 = NexusId { isid: [0x80, 0, 0, 0, 9, 9], ..c.clone() };
+        assert!(back.check(&d3, &write).is_ok());
+        assert!(back.check(&d, &write).is_err());
+        assert!(back.check(&NexusId { relative_target_port: 5, ..a.clone() }, &write).is_err());
+        assert_eq!(back.registrations, pr.registrations);
+        assert!(back.registrations.iter().any(|r| r.initiator.name == c9.initiator_name && r.initiator.isid.is_none()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn files_from_before_all_target_ports_still_load() {
+        let dir = std::env::temp_dir().join(format!("portico-aptpl-old-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.pr.toml");
+        let port = "initiator = 'iqn.2026-11.test:init1'\nisid = '800000000001'\ntarget = 'iqn.2026-11.test:target'\n\
+                    tpgt = 1\nrelative_target_port = 1\ntarget_port_group = 1\n";
+        let text = format!(
+            "generation = 4\n[[registration]]\n{port}key = '0000000000000011'\n\
+             [reservation]\npr_type = 1\n[reservation.holder]\n{port}"
+        );
+        std::fs::write(&path, text).unwrap();
+        let back = load(&path).unwrap().expect("saved");
+        assert_eq!(back.generation, 4);
+        let write = crate::scsi::cdb::Cdb::decode(&[0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0]).unwrap();
+        assert!(back.check(&nexus_id(1), &write).is_ok());
+        assert!(back.check(&nexus_id(2), &write).is_err());
+        assert_eq!(&back.reserve_in(PrInAction::ReadReservation)[8..16], &0x11u64.to_be_bytes());
+        // A registration with neither a target port nor all of them is refused.
+        std::fs::write(&path, "generation = 1\n[[registration]]\ninitiator = 'i'\nkey = '1'\n").unwrap();
         assert!(load(&path).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

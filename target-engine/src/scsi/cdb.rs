@@ -193,6 +193,8 @@ pub enum PrOutAction {
     Preempt,
     PreemptAndAbort,
     RegisterAndIgnore,
+    /// REGISTER AND MOVE (07h): its own parameter list (SPC-4 §6.16.4).
+    RegisterAndMove,
 }
 
 /// PERSISTENT RESERVE IN service actions (SPC-4 §6.15).
@@ -374,7 +376,9 @@ impl Cdb {
                             3 => PrOutAction::Clear,
                             4 => PrOutAction::Preempt,
                             5 => PrOutAction::PreemptAndAbort,
-                            _ => PrOutAction::RegisterAndIgnore,
+                            6 => PrOutAction::RegisterAndIgnore,
+                            7 => PrOutAction::RegisterAndMove,
+                            _ => return Err(SenseReason::InvalidFieldInCdb(Field::bit(1, 4))),
                         };
                         Cdb::PersistentReserveOut { action, pr_type: c[2] & 0x0f, param_len: be(&c[5..9]) as u32 }
                     }
@@ -442,6 +446,15 @@ impl Cdb {
     /// the unit must see, rather than a residual the transport reports.
     pub fn data_out_exact(&self) -> bool {
         matches!(self, Cdb::CompareAndWrite { .. } | Cdb::WriteSame { .. })
+    }
+
+    /// Whether the command belongs to the reservation feature (persistent
+    /// and SPC-2 reservations), which a unit may be configured without.
+    pub fn is_reservation_command(&self) -> bool {
+        matches!(
+            self,
+            Cdb::PersistentReserveIn { .. } | Cdb::PersistentReserveOut { .. } | Cdb::Reserve6 | Cdb::Release6
+        )
     }
 
     /// Whether the command changes the medium (refused on write-protected units).

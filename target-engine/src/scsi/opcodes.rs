@@ -71,6 +71,7 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
     op!(0x5f, Some(0x04), 10, [0x04, 0x0f, 0, 0, X, X, X, X, 0]), // PREEMPT
     op!(0x5f, Some(0x05), 10, [0x05, 0x0f, 0, 0, X, X, X, X, 0]), // PREEMPT AND ABORT
     op!(0x5f, Some(0x06), 10, [0x06, 0x0f, 0, 0, X, X, X, X, 0]), // REGISTER AND IGNORE EXISTING KEY
+    op!(0x5f, Some(0x07), 10, [0x07, 0x0f, 0, 0, X, X, X, X, 0]), // REGISTER AND MOVE
     op!(0x83, Some(0x00), 60, [0x00, 0, 0, 0, 0, 0, 0, 0, 0, X, X, X, X, 0, 0]), // EXTENDED COPY(LID1)
     op!(0x84, Some(0x00), 10, [0x00, X, 0, 0, 0, 0, 0, 0, 0, X, X, X, X, 0, 0]), // RECEIVE COPY RESULTS: COPY STATUS
     op!(0x84, Some(0x03), 10, [0x03, 0, 0, 0, 0, 0, 0, 0, 0, X, X, X, X, 0, 0]), // OPERATING PARAMETERS
@@ -105,6 +106,11 @@ pub(crate) fn has_service_actions(opcode: u8) -> bool {
 
 pub(crate) fn lookup(opcode: u8, service_action: Option<u16>) -> Option<&'static OpInfo> {
     SUPPORTED.iter().find(|o| o.opcode == opcode && o.service_action == service_action)
+}
+
+/// The reservation commands (RESERVE/RELEASE(6), PERSISTENT RESERVE IN/OUT).
+pub(crate) fn is_reservation(opcode: u8) -> bool {
+    matches!(opcode, 0x16 | 0x17 | 0x5e | 0x5f)
 }
 
 pub(crate) fn is_known_opcode(opcode: u8) -> bool {

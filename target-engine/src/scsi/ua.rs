@@ -48,6 +48,15 @@ impl UaTable {
         }
     }
 
+    /// Raises `ua` for every nexus the unit has seen that `pick` selects.
+    pub fn raise_where(&mut self, ua: UnitAttention, pick: impl Fn(&NexusId) -> bool) {
+        for (id, q) in self.pending.iter_mut() {
+            if pick(id) {
+                push(q, ua);
+            }
+        }
+    }
+
     /// Raises `ua` for every nexus except `except`.
     pub fn raise_others(&mut self, except: &NexusId, ua: UnitAttention) {
         for (id, q) in self.pending.iter_mut() {
