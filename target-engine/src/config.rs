@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::iscsi::registry::ChapPolicy;
+pub use crate::scsi::alua::AluaState;
 
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +51,10 @@ pub enum ConfigError {
     AclUnknownLun { target: String, initiator: String, lun: u64 },
     #[error("target {target:?}: initiator name {initiator:?} is not a valid iSCSI name")]
     BadInitiator { target: String, initiator: String },
+    #[error("target {target:?}: alua names LUN {key:?}, which the target does not map")]
+    AluaUnknownLun { target: String, key: String },
+    #[error("volume {volume:?}: target port group {tpg} is given two ALUA states ({first} and {second})")]
+    AluaConflict { volume: String, tpg: u16, first: AluaState, second: AluaState },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -129,6 +134,18 @@ pub struct VolumeConfig {
     /// Most megabytes (10^6 bytes) per second read and written; absent or 0: unlimited.
     #[serde(default)]
     pub mbps_limit: Option<u64>,
+    /// Whether the unit takes reservations (persistent ones and RESERVE/RELEASE(6)).
+    #[serde(default = "enabled")]
+    pub reservations: bool,
+    /// Where reservations made with APTPL are kept across restarts; absent:
+    /// next to a file volume's image (`<path>.reservations.toml`), nowhere for
+    /// a memory volume.
+    #[serde(default)]
+    pub reservation_file: Option<PathBuf>,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 impl VolumeConfig {
@@ -152,6 +169,19 @@ impl VolumeConfig {
         // NAA 6, then a 24-bit IEEE company id placeholder (locally administered), then vendor-specific bits.
         b[0] = 0x60 | (b[0] & 0x0f);
         b
+    }
+
+    /// The file that keeps APTPL reservations, if any.
+    pub fn reservation_path(&self) -> Option<PathBuf> {
+        if !self.reservations {
+            return None;
+        }
+        self.reservation_file.clone().or_else(|| {
+            let image = self.path.as_ref().filter(|_| self.backend == BackendKind::File)?;
+            let mut name = image.file_name()?.to_os_string();
+            name.push(".reservations.toml");
+            Some(image.with_file_name(name))
+        })
     }
 
     pub fn serial(&self) -> String {
@@ -273,6 +303,11 @@ pub struct TargetConfig {
     pub chap: Option<ChapConfig>,
     #[serde(default)]
     pub acl: Option<Vec<AclEntry>>,
+    /// The asymmetric access state (SPC-4 §5.16) of this target's port group
+    /// for each of its LUNs (LUN number as a TOML key string); a LUN not
+    /// listed is active/optimized through this target.
+    #[serde(default)]
+    pub alua: BTreeMap<String, AluaState>,
 }
 
 fn default_tpg() -> u16 {
@@ -283,6 +318,11 @@ impl TargetConfig {
     /// The LUN map with numeric keys (call after `validate`).
     pub fn lun_map(&self) -> BTreeMap<u64, String> {
         self.luns.iter().filter_map(|(k, v)| k.trim().parse().ok().map(|n| (n, v.clone()))).collect()
+    }
+
+    /// The access state of this target's port group for `lun`.
+    pub fn alua_state(&self, lun: u64) -> AluaState {
+        self.alua.iter().find(|(k, _)| k.trim().parse() == Ok(lun)).map(|(_, s)| *s).unwrap_or_default()
     }
 }
 
@@ -399,6 +439,34 @@ impl EngineConfig {
         }
         if let Some(c) = &self.discovery.chap {
             c.check("discovery")?;
+        }
+        self.check_alua()
+    }
+
+    /// ALUA states name mapped LUNs, and one target port group has one
+    /// state per volume even when several of its targets export it.
+    fn check_alua(&self) -> Result<(), ConfigError> {
+        let mut seen: BTreeMap<(String, u16), AluaState> = BTreeMap::new();
+        for t in &self.targets {
+            let map = t.lun_map();
+            for key in t.alua.keys() {
+                if !key.trim().parse().is_ok_and(|l: u64| map.contains_key(&l)) {
+                    return Err(ConfigError::AluaUnknownLun { target: t.iqn.clone(), key: key.clone() });
+                }
+            }
+            for (lun, volume) in &map {
+                let state = t.alua_state(*lun);
+                if let Some(first) = seen.insert((volume.clone(), t.tpg), state) {
+                    if first != state {
+                        return Err(ConfigError::AluaConflict {
+                            volume: volume.clone(),
+                            tpg: t.tpg,
+                            first,
+                            second: state,
+                        });
+                    }
+                }
+            }
         }
         Ok(())
     }

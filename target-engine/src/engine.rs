@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use crate::backend::throttle::{Throttle, ThrottledBackend};
 use crate::backend::{file::FileBackend, memory::MemoryBackend, BackendError, BlockBackend};
-use crate::config::{BackendKind, ConfigError, EngineConfig, VolumeConfig};
+use crate::config::{AluaState, BackendKind, ConfigError, EngineConfig, VolumeConfig};
 use crate::iscsi::registry::{Catalog, Registry, TargetEntry};
 use crate::portal::Portal;
 use crate::scsi::{LogicalUnit, LuCounters, LuSpec, LunMap};
@@ -48,6 +48,12 @@ pub enum EngineError {
     Shrink(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("volume {volume:?}: cannot load saved reservations: {source}")]
+    Reservations { volume: String, source: std::io::Error },
+    #[error("no target {0:?}")]
+    UnknownTarget(String),
+    #[error("target {target:?} has no LUN {lun}")]
+    UnknownLun { target: String, lun: u64 },
 }
 
 /// Per-volume activity for the dashboard.
@@ -94,6 +100,8 @@ fn same_volume(a: &VolumeConfig, b: &VolumeConfig) -> bool {
         && a.read_only == b.read_only
         && a.naa() == b.naa()
         && a.serial() == b.serial()
+        && a.reservations == b.reservations
+        && a.reservation_path() == b.reservation_path()
 }
 
 fn open_volume(v: &VolumeConfig) -> Result<(Arc<LogicalUnit>, Arc<Throttle>), EngineError> {
@@ -115,8 +123,13 @@ fn open_volume(v: &VolumeConfig) -> Result<(Arc<LogicalUnit>, Arc<Throttle>), En
         serial: v.serial(),
         block_size: v.block_size,
         read_only: v.read_only,
+        reservations: v.reservations,
     };
-    Ok((LogicalUnit::new(spec, backend), throttle))
+    let lu = LogicalUnit::new(spec, backend);
+    if let Some(path) = v.reservation_path() {
+        lu.persist_reservations(path).map_err(|source| EngineError::Reservations { volume: v.name.clone(), source })?;
+    }
+    Ok((lu, throttle))
 }
 
 impl Engine {
@@ -127,8 +140,29 @@ impl Engine {
     /// Reconciles the running engine to `config`, or changes nothing and
     /// returns why not.
     pub async fn apply(&self, config: EngineConfig) -> Result<(), EngineError> {
-        config.validate()?;
         let mut st = self.inner.state.lock().await;
+        self.apply_locked(&mut st, config).await
+    }
+
+    /// Sets the asymmetric access state of `target`'s port group for its
+    /// LUN `lun` (SPC-4 §5.16.2.6, an implicit transition), as a change of
+    /// the configuration: every nexus of the unit then gets ASYMMETRIC
+    /// ACCESS STATE CHANGED, and sessions carry on.
+    pub async fn set_alua_state(&self, target: &str, lun: u64, state: AluaState) -> Result<(), EngineError> {
+        let mut st = self.inner.state.lock().await;
+        let mut config = st.config.clone();
+        let t = config.targets.iter_mut().find(|t| t.iqn == target);
+        let t = t.ok_or_else(|| EngineError::UnknownTarget(target.to_string()))?;
+        if !t.lun_map().contains_key(&lun) {
+            return Err(EngineError::UnknownLun { target: target.to_string(), lun });
+        }
+        t.alua.retain(|k, _| k.trim().parse() != Ok(lun));
+        t.alua.insert(lun.to_string(), state);
+        self.apply_locked(&mut st, config).await
+    }
+
+    async fn apply_locked(&self, st: &mut State, config: EngineConfig) -> Result<(), EngineError> {
+        config.validate()?;
 
         // 1. Volumes: keep, grow, replace or open.
         let mut volumes = HashMap::new();
@@ -239,10 +273,28 @@ impl Engine {
                 relative_port: rtp,
             }));
         }
+        // 4. ALUA: the ports through which each unit is exported, and the
+        // state of their groups (a change raises ASYMMETRIC ACCESS STATE CHANGED).
+        let mut ports: HashMap<&str, Vec<(u16, u16)>> = HashMap::new();
+        for (t, entry) in config.targets.iter().zip(&targets) {
+            for volume in t.luns.values() {
+                ports.entry(volume.as_str()).or_default().push((t.tpg, entry.relative_port));
+            }
+        }
+        for (name, (_, lu)) in &st.volumes {
+            lu.set_target_ports(ports.get(name.as_str()).map(Vec::as_slice).unwrap_or_default());
+        }
+        for t in &config.targets {
+            for (lun, volume) in t.lun_map() {
+                if let Some((_, lu)) = st.volumes.get(&volume) {
+                    lu.set_alua_state(t.tpg, t.alua_state(lun));
+                }
+            }
+        }
         let catalog =
             Catalog { targets, discovery_chap: config.discovery.chap.as_ref().map(|c| c.policy()).unwrap_or_default() };
 
-        // 4. Sessions: end those whose target or permission is gone, update LUN views.
+        // 5. Sessions: end those whose target or permission is gone, update LUN views.
         for s in self.inner.registry.sessions() {
             if s.info.discovery {
                 continue;

@@ -228,8 +228,12 @@ impl LogicalUnit {
 
     /// Checks that run after decoding and before execution: the ALUA
     /// access state of the nexus's target port group (SPC-4 §5.16.2.4), then
-    /// reservations, then write protection.
+    /// reservations, then write protection. A unit configured without
+    /// reservations answers their commands as unsupported operation codes.
     fn pre_execute(&self, nexus: &Nexus, cdb: &Cdb) -> Result<(), SenseReason> {
+        if !self.spec.reservations && cdb.is_reservation_command() {
+            return Err(SenseReason::InvalidOpcode);
+        }
         let st = self.state();
         alua::check(st.alua.state(nexus.id.target_port_group), cdb)?;
         st.pr.check(&nexus.id, cdb)?;

@@ -122,6 +122,9 @@ pub struct LuSpec {
     /// 512 or 4096.
     pub block_size: u32,
     pub read_only: bool,
+    /// Whether the unit takes reservations (PERSISTENT RESERVE IN/OUT,
+    /// RESERVE/RELEASE); without them those commands are not supported.
+    pub reservations: bool,
 }
 
 pub mod alua;

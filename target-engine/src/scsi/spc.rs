@@ -65,7 +65,8 @@ pub(crate) async fn execute(
             Ok(Reply::good())
         }
         Cdb::ReportSupportedOpcodes { rctd, options, opcode, service_action, alloc_len } => {
-            Ok(Reply::data(supported_opcodes(rctd, options, opcode, service_action)?, alloc_len))
+            let offered = |op: &OpInfo| lu.spec.reservations || !opcodes::is_reservation(op.opcode);
+            Ok(Reply::data(supported_opcodes(rctd, options, opcode, service_action, offered)?, alloc_len))
         }
         Cdb::ReportSupportedTmfs { repd, alloc_len } => {
             // ABORT TASK, ABORT TASK SET, CLEAR TASK SET, LOGICAL UNIT RESET, TARGET RESET.
@@ -175,10 +176,17 @@ fn timeouts(out: &mut Vec<u8>, op: &OpInfo) {
     out.extend_from_slice(&op.timeout_secs.to_be_bytes());
 }
 
-fn supported_opcodes(rctd: bool, options: u8, opcode: u8, sa: u16) -> Result<Vec<u8>, SenseReason> {
+/// REPORT SUPPORTED OPERATION CODES data for the operations `offered` lets through.
+fn supported_opcodes(
+    rctd: bool,
+    options: u8,
+    opcode: u8,
+    sa: u16,
+    offered: impl Fn(&OpInfo) -> bool,
+) -> Result<Vec<u8>, SenseReason> {
     if options == 0 {
         let mut d = vec![0u8; 4];
-        for op in opcodes::SUPPORTED {
+        for op in opcodes::SUPPORTED.iter().filter(|op| offered(op)) {
             d.push(op.opcode);
             d.push(0);
             d.extend_from_slice(&op.service_action.unwrap_or(0).to_be_bytes());
@@ -201,7 +209,7 @@ fn supported_opcodes(rctd: bool, options: u8, opcode: u8, sa: u16) -> Result<Vec
         _ => opcodes::lookup(opcode, with_sa.then_some(sa)),
     };
     let ctdp = if rctd { 0x80 } else { 0 };
-    let Some(op) = found else {
+    let Some(op) = found.filter(|op| offered(op)) else {
         // SUPPORT 001b: not supported.
         return Ok(vec![0, ctdp | 0x01, 0, 0]);
     };

@@ -16,6 +16,7 @@ pub fn spec(block_size: u32, read_only: bool) -> LuSpec {
         serial: "PORTICO0001".into(),
         block_size,
         read_only,
+        reservations: true,
     }
 }
 
