@@ -108,7 +108,9 @@ fn block_limits(block_size: u32) -> Vec<u8> {
     let mut b = vec![0u8; 0x3c];
     let max_blocks = MAX_TRANSFER_BYTES / block_size;
     // Offsets below are of the page (4-byte header already accounted for).
-    b[2..4].copy_from_slice(&1u16.to_be_bytes()); // OPTIMAL TRANSFER LENGTH GRANULARITY
+    // OPTIMAL TRANSFER LENGTH GRANULARITY: a physical block (a page).
+    let per_page = 1u16 << super::sbc::physical_block_exponent(block_size);
+    b[2..4].copy_from_slice(&per_page.to_be_bytes());
     b[4..8].copy_from_slice(&max_blocks.to_be_bytes()); // MAXIMUM TRANSFER LENGTH
     b[8..12].copy_from_slice(&((1u32 << 20) / block_size).to_be_bytes()); // OPTIMAL TRANSFER LENGTH
     b[12..16].copy_from_slice(&max_blocks.to_be_bytes()); // MAXIMUM PREFETCH LENGTH

@@ -79,9 +79,10 @@ pub(crate) async fn execute(lu: &LogicalUnit, cdb: Cdb, data_out: &Bytes) -> Res
             let mut d = vec![0u8; 32];
             d[0..8].copy_from_slice(&lu.blocks().saturating_sub(1).to_be_bytes());
             d[8..12].copy_from_slice(&lu.spec.block_size.to_be_bytes());
-            // No protection information; one logical block per physical block
-            // (holes are punched in pages, which the Block Limits page's
-            // OPTIMAL UNMAP GRANULARITY says instead).
+            // No protection information. The medium's physical block is a
+            // page, the unit the backends allocate, punch and cache in: a
+            // 512-byte volume is 512e, with the page aligned at LBA 0.
+            d[13] = physical_block_exponent(lu.spec.block_size);
             // Thin provisioned (LBPME) with unmapped blocks reading zero (LBPRZ).
             d[14] = 0x80 | 0x40;
             Ok(Reply::data(d, alloc_len))
@@ -214,4 +215,10 @@ async fn verify(lu: &LogicalUnit, ext: &Extent, bytchk: ByteCheck, data_out: &By
             Ok(Reply::good())
         }
     }
+}
+
+/// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (SBC-3 §5.16.2): log2 of the
+/// logical blocks in one page.
+pub(crate) fn physical_block_exponent(block_size: u32) -> u8 {
+    (PAGE / block_size).max(1).trailing_zeros() as u8
 }

@@ -300,7 +300,7 @@ async fn misc_commands() {
     assert_eq!(run(&luns, &n, &rw16(0x90, 0, 8), &[]).await.unwrap().status, ScsiStatus::ConditionMet);
     let rc = run(&luns, &n, &[0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0], &[]).await.unwrap();
     assert_eq!(&rc.data[..12], &[0, 0, 0, 0, 0, 0, 0x0f, 0xff, 0, 0, 2, 0]);
-    assert_eq!(&rc.data[13..15], &[0, 0xc0], "LBPME, LBPRZ");
+    assert_eq!(&rc.data[13..15], &[3, 0xc0], "eight logical blocks per physical block; LBPME, LBPRZ");
     let rc = run(&luns, &n, &[0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]).await.unwrap();
     assert!(rc.data.is_empty());
     assert!(invalid_field(run(&luns, &n, &[0x28, 0xe0, 0, 0, 0, 0, 0, 0, 1, 0], &[]).await));
