@@ -392,6 +392,10 @@ async fn after_a_restart_the_stored_configuration_comes_back() {
     assert_eq!(s, StatusCode::CREATED, "{g}");
     post(&n, &op, "/api/v1/target-groups/g/luns", json!({"volume": "keep", "lun": 3})).await;
     let before = get(&n, &op, "/api/v1/target-groups/g").await.1;
+    // The volume lives on this node, so its path through this node's target is the optimized one.
+    assert_eq!(before["targets"][0]["paths"], json!([{"lun": 3, "state": "active-optimized"}]));
+    let engine = n.engine.config().await;
+    assert_eq!(engine.targets[0].alua_state(3), target_engine::config::AluaState::ActiveOptimized);
 
     let n = n.restart().await;
     let op = n.session("opal", "opal-password").await;

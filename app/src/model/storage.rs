@@ -191,6 +191,35 @@ pub struct TargetView {
     pub portals: Vec<String>,
     /// The ALUA target port group id of this target.
     pub tpg: u16,
+    /// The state of the path through this target to each LUN of the group.
+    pub paths: Vec<PathView>,
+}
+
+/// The ALUA state of one path (a target's port group, for one LUN).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum PathState {
+    /// Initiators send I/O here.
+    ActiveOptimized,
+    /// Takes over when the Active/Optimized path fails.
+    Standby,
+}
+
+impl PathState {
+    pub fn label(self) -> &'static str {
+        match self {
+            PathState::ActiveOptimized => "Active/Optimized",
+            PathState::Standby => "Standby",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct PathView {
+    pub lun: u8,
+    pub state: PathState,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use super::volumes::can_change;
 use crate::chart::{use_ticker, LiveActivity};
 use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage};
 use crate::format;
-use crate::model::storage::{format_size, TargetGroupView};
+use crate::model::storage::{format_size, PathState, TargetGroupView};
 use crate::storage_fns::*;
 
 #[derive(Clone, Copy)]
@@ -99,9 +99,6 @@ fn GroupView(g: TargetGroupView, a: GroupActions) -> impl IntoView {
     let toggle_name = name.clone();
     let delete_name = name.clone();
     let has_luns = !g.luns.is_empty();
-    // A LUN's Active/Optimized path is the target on the node of its volume's
-    // primary replica; on one node that is the target on this node.
-    let first_node = g.targets.first().map(|t| t.node.clone());
     view! {
         <div class="page-head page-head-row">
             <div>
@@ -130,9 +127,11 @@ fn GroupView(g: TargetGroupView, a: GroupActions) -> impl IntoView {
                 <tbody>{g.targets.iter().map(|t| {
                     let iqn = t.iqn.clone();
                     let group = name.clone();
-                    let optimized = Some(&t.node) == first_node.as_ref();
-                    let states = if g.luns.is_empty() { "—".to_string() } else {
-                        g.luns.iter().map(|l| format!("LUN {}: {}", l.lun, if optimized { "Active/Optimized" } else { "Standby" })).collect::<Vec<_>>().join(", ")
+                    let states = if t.paths.is_empty() { view! { <span class="muted">"—"</span> }.into_any() } else {
+                        t.paths.iter().map(|p| {
+                            let kind = if p.state == PathState::ActiveOptimized { "ok" } else { "muted" };
+                            view! { <span class="path-state">"LUN " {p.lun} " " <Badge kind=kind text=p.state.label()/></span> }
+                        }).collect_view().into_any()
                     };
                     view! {
                         <tr>

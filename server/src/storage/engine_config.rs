@@ -8,9 +8,11 @@ use std::path::Path;
 
 use sqlx::SqliteConnection;
 use target_engine::config::{
-    AclEntry, BackendKind, ChapConfig, ChapMode, DiscoveryConfig, EngineConfig, Size, TargetConfig, VolumeConfig,
+    AclEntry, AluaState, BackendKind, ChapConfig, ChapMode, DiscoveryConfig, EngineConfig, Size, TargetConfig,
+    VolumeConfig,
 };
 
+use super::paths::{engine_state, path_state};
 use super::secret_box::SecretBox;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,9 @@ pub async fn derive(
             serial: Some(serial),
             iops_limit: iops_limit.map(|v| v as u64),
             mbps_limit: mbps_limit.map(|v| v as u64),
+            reservations: true,
+            // APTPL reservations are kept next to the image.
+            reservation_file: None,
         });
     }
 
@@ -77,16 +82,22 @@ pub async fn derive(
     {
         let portals: Vec<SocketAddr> =
             serde_json::from_str(&portals).map_err(|e| DeriveError::Damaged(format!("portals of {iqn}: {e}")))?;
-        let luns: Vec<(i64, i64)> = sqlx::query_as("SELECT lun, volume_id FROM luns WHERE group_id = ? ORDER BY lun")
-            .bind(group_id)
-            .fetch_all(&mut *conn)
-            .await?;
-        let lun_ids: Vec<u64> = luns.iter().map(|(l, _)| *l as u64).collect();
-        let luns: BTreeMap<String, String> = luns
-            .into_iter()
-            // A volume placed on another node is not served here (replication comes later).
-            .filter_map(|(lun, vol)| volume_names.get(&vol).map(|name| (lun.to_string(), name.clone())))
+        let luns: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT l.lun, l.volume_id, v.node_id FROM luns l JOIN volumes v ON v.id = l.volume_id \
+             WHERE l.group_id = ? ORDER BY l.lun",
+        )
+        .bind(group_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let lun_ids: Vec<u64> = luns.iter().map(|(l, _, _)| *l as u64).collect();
+        // A volume placed on another node is not served here (replication comes later).
+        let served: Vec<&(i64, i64, i64)> = luns.iter().filter(|(_, vol, _)| volume_names.contains_key(vol)).collect();
+        let alua: BTreeMap<String, AluaState> = served
+            .iter()
+            .map(|&&(lun, _, volume_node)| (lun.to_string(), engine_state(path_state(node_id, volume_node))))
             .collect();
+        let luns: BTreeMap<String, String> =
+            served.iter().map(|&&(lun, vol, _)| (lun.to_string(), volume_names[&vol].clone())).collect();
         let open = |sealed: Option<Vec<u8>>| -> Result<Option<String>, DeriveError> {
             sealed.map(|s| secrets.open(&s).map_err(|e| DeriveError::Damaged(e.to_string()))).transpose()
         };
@@ -128,7 +139,7 @@ pub async fn derive(
         } else {
             None
         };
-        config.targets.push(TargetConfig { iqn, portals, tpg: tpg as u16, luns, chap, acl });
+        config.targets.push(TargetConfig { iqn, portals, tpg: tpg as u16, luns, chap, acl, alua });
     }
     Ok(config)
 }

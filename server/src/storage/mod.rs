@@ -11,6 +11,7 @@
 mod commands;
 pub mod engine_config;
 pub mod nodes;
+pub mod paths;
 pub mod secret_box;
 pub mod stats;
 mod views;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::paths::path_state;
 use portico_app::model::storage::*;
 use sqlx::SqlitePool;
 
@@ -53,13 +54,13 @@ pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Resul
     .bind(name)
     .fetch_all(pool)
     .await?;
-    let targets: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
-        "SELECT t.group_id, n.name, t.iqn, t.portals, t.tpg FROM targets t JOIN nodes n ON n.id = t.node_id ORDER BY t.tpg",
+    let targets: Vec<(i64, i64, String, String, String, i64)> = sqlx::query_as(
+        "SELECT t.group_id, t.node_id, n.name, t.iqn, t.portals, t.tpg FROM targets t JOIN nodes n ON n.id = t.node_id ORDER BY t.tpg",
     )
     .fetch_all(pool)
     .await?;
-    let luns: Vec<(i64, i64, String, i64)> = sqlx::query_as(
-        "SELECT l.group_id, l.lun, v.name, v.size FROM luns l JOIN volumes v ON v.id = l.volume_id ORDER BY l.lun",
+    let luns: Vec<(i64, i64, String, i64, i64)> = sqlx::query_as(
+        "SELECT l.group_id, l.lun, v.name, v.size, v.node_id FROM luns l JOIN volumes v ON v.id = l.volume_id ORDER BY l.lun",
     )
     .fetch_all(pool)
     .await?;
@@ -86,13 +87,21 @@ pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Resul
             },
         );
     }
-    for (gid, node, iqn, portals, tpg) in targets {
+    for (gid, node_id, node, iqn, portals, tpg) in targets {
         if let Some(g) = by_group.get_mut(&gid) {
             let portals = serde_json::from_str(&portals).unwrap_or_default();
-            g.targets.push(TargetView { node, iqn, portals, tpg: tpg as u16 });
+            let paths = luns
+                .iter()
+                .filter(|l| l.0 == gid)
+                .map(|&(_, lun, _, _, volume_node)| PathView {
+                    lun: lun as u8,
+                    state: path_state(node_id, volume_node),
+                })
+                .collect();
+            g.targets.push(TargetView { node, iqn, portals, tpg: tpg as u16, paths });
         }
     }
-    for (gid, lun, volume, size) in luns {
+    for (gid, lun, volume, size, _) in luns {
         if let Some(g) = by_group.get_mut(&gid) {
             g.luns.push(LunView { lun: lun as u8, volume, size: size as u64 });
         }
