@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Runs libiscsi's conformance suite (through ../shared/tools/iscsi-conformance,
-# the project's scorer) twice, and fails if any test of a family we claim fails:
+# the project's scorer) twice:
 #
-#  1. against `portico engine` serving a thin file-backed 1 GiB LUN from
-#     /dev/shm (plus a read-only LUN for the ReadOnly family);
+#  1. `-t ALL` against `portico engine` serving a thin file-backed 1 GiB LUN
+#     from /dev/shm. The only tests allowed to skip are those for features a
+#     disk does not have (PreventAllow.* and StartStopUnit.Simple: the medium
+#     is not removable; Sanitize.*) and those that need their own runs, which
+#     follow: MultipathIO.*, through a second target (another portal and
+#     target port group) exporting the same volume, and ReadOnly.*, against a
+#     read-only LUN. No test may fail, with the exceptions listed below.
 #  2. against `portico serve`, with the volume and target group built only
-#     through the REST API.
+#     through the REST API: no test of the issue-3 families may fail.
 #
 # usage: scripts/conformance.sh PORTICO_BINARY
 set -euo pipefail
@@ -40,7 +45,21 @@ wait_port() { # port pid log
   echo "conformance: nothing listens on $1" >&2; exit 1
 }
 
+# Skips allowed in the -t ALL run (see the header).
+allowed_skips='^(PreventAllow\..*|StartStopUnit\.Simple|Sanitize\..*|ReadOnly\..*|MultipathIO\..*)$'
+
+# Tests whose expectation contradicts the standard; each is reported, not hidden:
+#  GetLBAStatus.UnmapSingle: with more than one logical block per physical
+#  block it asks for the status from LBA i+1 and expects the first descriptor
+#  to start at i+LBPPB, but SBC-4 (GET LBA STATUS parameter data, "LBA status
+#  descriptor relationships") requires the first descriptor to start at the
+#  STARTING LOGICAL BLOCK ADDRESS of the CDB, which is what the engine returns.
+#  With one logical block per physical block (4096-byte volumes) it passes;
+#  that run is below.
+contradicts_standard='GetLBAStatus.UnmapSingle'
+
 # check URL JSON_ALL [JSON_READONLY]: every claimed family ran and none failed.
+# With CLAIM=all every family is claimed and skips must match $allowed_skips.
 #
 # The scorer counts a test as failed when any "[FAILED]" text appears in its
 # output. Some libiscsi tests print such lines for failures they provoke on
@@ -51,11 +70,20 @@ wait_port() { # port pid log
 check() {
   local url=$1; shift
   local flagged
-  flagged=$(python3 - "$@" $families <<'PY'
-import json, sys
+  flagged=$(CLAIM="${CLAIM:-families}" ALLOWED_SKIPS="$allowed_skips" python3 - "$@" $families <<'PY'
+import json, os, re, sys
 all_tests = json.load(open(sys.argv[1]))["tests"]
 ro_file = sys.argv[2] if sys.argv[2].endswith(".json") else None
 claimed = set(sys.argv[3:] if ro_file else sys.argv[2:])
+if os.environ["CLAIM"] == "all":
+    claimed = {t.split(".")[0] for t in all_tests}
+    skipped = sorted(t for t, r in all_tests.items() if r == "skipped")
+    print("skipped:", " ".join(skipped) or "none", file=sys.stderr)
+    unexpected = [t for t in skipped if not re.match(os.environ["ALLOWED_SKIPS"], t)]
+    for t in unexpected:
+        print("skipped but should run:", t, file=sys.stderr)
+    if unexpected:
+        sys.exit(1)
 missing = [f for f in claimed if not any(t.split(".")[0] == f for t in all_tests)]
 for f in sorted(missing):
     print("claimed family never ran:", f, file=sys.stderr)
@@ -73,9 +101,13 @@ PY
 ) || return 1
   local bad=0 t summary
   for t in $flagged; do
-    summary=$(iscsi-test-cu -d -t "ALL.$t" "$url" 2>&1 | awk '$1 == "tests" {print $2, $3, $4, $5}')
+    if [ "$t" = "$contradicts_standard" ]; then
+      echo "failed as expected: $t (its expectation contradicts SBC-4; see the header of this script)"
+      continue
+    fi
+    summary=$(iscsi-test-cu -d -t "ALL.$t" "$url" ${MULTIPATH_URL:-} 2>&1 | awk '$1 == "tests" {print $2, $3, $4, $5}')
     if [ "$summary" = "1 1 1 0" ]; then
-      echo "scorer flagged $t; iscsi-test-cu alone: ran 1, passed 1, failed 0 (its [FAILED] lines are failures the test provokes)"
+      echo "scorer flagged $t; iscsi-test-cu alone: ran 1, passed 1, failed 0 (the scorer counted [FAILED] text printed outside the test's own assertions: provoked failures, or the suite clean-up meeting the unit attention of the test's reset)"
     else
       echo "claimed family failed: $t (iscsi-test-cu alone: total/ran/passed/failed = ${summary:-no summary})"
       bad=1
@@ -86,7 +118,7 @@ PY
 
 status=0
 
-echo "-- 1. portico engine --config (file-backed 1 GiB LUN in /dev/shm)"
+echo "-- 1. portico engine --config (file-backed 1 GiB LUN in /dev/shm, two paths)"
 port=$(free_port)
 cat > "$work/engine.toml" <<TOML
 [[volume]]
@@ -110,6 +142,27 @@ portals = ["127.0.0.1:$port"]
 tpg = 1
 luns = { 0 = "conf" }
 
+# A second path to the same volume, through another portal and port group.
+[[target]]
+iqn = "iqn.2026-11.local.portico:conformance-b"
+portals = ["127.0.0.2:$port"]
+tpg = 3
+luns = { 0 = "conf" }
+
+# A volume of 4096-byte blocks: one logical block per physical block.
+[[volume]]
+name = "conf-4k"
+backend = "file"
+path = "$work/conf-4k.img"
+size = "256MiB"
+block_size = 4096
+
+[[target]]
+iqn = "iqn.2026-11.local.portico:conformance-4k"
+portals = ["127.0.0.1:$port"]
+tpg = 4
+luns = { 0 = "conf-4k" }
+
 [[target]]
 iqn = "iqn.2026-11.local.portico:conformance-ro"
 portals = ["127.0.0.1:$port"]
@@ -121,9 +174,28 @@ truncate -s 64M "$work/conf-ro.img"
 "$portico" engine --config "$work/engine.toml" >"$work/engine.log" 2>&1 &
 pids+=($!)
 wait_port "$port" "${pids[-1]}" "$work/engine.log"
-"$scorer" "iscsi://127.0.0.1:$port/iqn.2026-11.local.portico:conformance/0" --json "$work/all.json" | tail -n 1
-"$scorer" "iscsi://127.0.0.1:$port/iqn.2026-11.local.portico:conformance-ro/0" --tests 'SCSI.ReadOnly.*' --json "$work/ro.json" | tail -n 1
-check "iscsi://127.0.0.1:$port/iqn.2026-11.local.portico:conformance/0" "$work/all.json" "$work/ro.json" || status=1
+url_a="iscsi://127.0.0.1:$port/iqn.2026-11.local.portico:conformance/0"
+url_b="iscsi://127.0.0.2:$port/iqn.2026-11.local.portico:conformance-b/0"
+url_4k="iscsi://127.0.0.1:$port/iqn.2026-11.local.portico:conformance-4k/0"
+echo "-- 1a. -t ALL"
+"$scorer" "$url_a" --json "$work/all.json" | tail -n 1
+echo "-- 1b. ReadOnly against the read-only LUN"
+"$scorer" "iscsi://127.0.0.1:$port/iqn.2026-11.local.portico:conformance-ro/0" --tests 'ALL.ReadOnly' --json "$work/ro.json" | tail -n 1
+CLAIM=all check "$url_a" "$work/all.json" "$work/ro.json" || status=1
+echo "-- 1c. MultipathIO through both targets"
+"$scorer" "$url_a" --multipath "$url_b" --tests 'ALL.MultipathIO' --json "$work/mp.json" | tail -n 1
+echo "-- 1d. GetLBAStatus against a 4096-byte-block volume"
+"$scorer" "$url_4k" --tests 'ALL.GetLBAStatus' --json "$work/4k.json" | tail -n 1
+python3 - "$work/mp.json" "$work/4k.json" <<'PY' || status=1
+import json, sys
+ok = True
+for f, want in ((sys.argv[1], 4), (sys.argv[2], 3)):
+    c = json.load(open(f))["counts"]
+    if c["passed"] != want or c["failed"] or c["skipped"]:
+        print(f"expected {want} passed and nothing else in {f}: {c}", file=sys.stderr)
+        ok = False
+sys.exit(0 if ok else 1)
+PY
 
 echo "-- 2. portico serve, group built through the REST API"
 http=$(free_port)
