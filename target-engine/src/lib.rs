@@ -6,11 +6,11 @@
 //! [`scsi::ScsiResponse`]s back; the SCSI layer never touches a socket.
 
 pub mod backend;
-pub mod iscsi;
-pub mod scsi;
 pub mod config;
 pub mod engine;
+pub mod iscsi;
 pub mod portal;
+pub mod scsi;
 
 pub use config::EngineConfig;
 pub use engine::{run_standalone, Engine, EngineError, SessionInfo, VolumeStats};

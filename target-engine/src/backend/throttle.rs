@@ -206,7 +206,8 @@ mod tests {
     #[tokio::test]
     async fn the_wrapper_passes_data_through() {
         let inner: Arc<dyn BlockBackend> = Arc::new(super::super::memory::MemoryBackend::new(1 << 20));
-        let b = ThrottledBackend::new(inner, Arc::new(Throttle::new(Limits { iops: Some(1000), bytes_per_second: None })));
+        let b =
+            ThrottledBackend::new(inner, Arc::new(Throttle::new(Limits { iops: Some(1000), bytes_per_second: None })));
         b.write(4096, Bytes::from(vec![7u8; 512]), false).await.unwrap();
         assert_eq!(&b.read(4096, 512).await.unwrap()[..], &[7u8; 512][..]);
         assert_eq!(b.size(), 1 << 20);
