@@ -21,7 +21,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -168,6 +168,7 @@ impl Engine {
         let mut volumes = HashMap::new();
         let mut throttles = HashMap::new();
         let mut grow = Vec::new();
+        let mut opened = HashSet::new();
         for v in &config.volumes {
             match st.volumes.get(&v.name) {
                 Some((old, lu)) if same_volume(old, v) => {
@@ -187,6 +188,7 @@ impl Engine {
                     let (lu, throttle) = open_volume(v)?;
                     volumes.insert(v.name.clone(), (v.clone(), lu));
                     throttles.insert(v.name.clone(), throttle);
+                    opened.insert(v.name.clone());
                 }
             }
         }
@@ -274,7 +276,19 @@ impl Engine {
             }));
         }
         // 4. ALUA: the ports through which each unit is exported, and the
-        // state of their groups (a change raises ASYMMETRIC ACCESS STATE CHANGED).
+        // state of their groups (a change raises ASYMMETRIC ACCESS STATE
+        // CHANGED). A state the configuration did not change is left alone,
+        // so that one an initiator set with SET TARGET PORT GROUPS stays.
+        let configured = |c: &EngineConfig| -> HashMap<(String, u16), AluaState> {
+            let mut m = HashMap::new();
+            for t in &c.targets {
+                for (lun, volume) in t.lun_map() {
+                    m.insert((volume, t.tpg), t.alua_state(lun));
+                }
+            }
+            m
+        };
+        let before = configured(&st.config);
         let mut ports: HashMap<&str, Vec<(u16, u16)>> = HashMap::new();
         for (t, entry) in config.targets.iter().zip(&targets) {
             for volume in t.luns.values() {
@@ -284,11 +298,10 @@ impl Engine {
         for (name, (_, lu)) in &st.volumes {
             lu.set_target_ports(ports.get(name.as_str()).map(Vec::as_slice).unwrap_or_default());
         }
-        for t in &config.targets {
-            for (lun, volume) in t.lun_map() {
-                if let Some((_, lu)) = st.volumes.get(&volume) {
-                    lu.set_alua_state(t.tpg, t.alua_state(lun));
-                }
+        for ((volume, tpg), state) in configured(&config) {
+            let changed = opened.contains(&volume) || before.get(&(volume.clone(), tpg)) != Some(&state);
+            if let (true, Some((_, lu))) = (changed, st.volumes.get(&volume)) {
+                lu.set_alua_state(tpg, state);
             }
         }
         let catalog =

@@ -232,3 +232,28 @@ async fn a_unit_without_reservations_does_not_offer_them() {
     assert_eq!(r.data[1] & 0x07, 0x01);
     engine.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_state_set_by_an_initiator_outlives_unrelated_changes() {
+    let (engine, addr) = start(&two_paths(MEMORY_VOLUME, "standby")).await;
+    let mut a = login(addr, A, 1).await;
+    let mut b = login(addr, B, 2).await;
+    // SET TARGET PORT GROUPS through A: group 2 (B's) becomes active/optimized.
+    let params = [0, 0, 0, 0, 0x00, 0, 0, 2];
+    let set = [0xa4, 0x0a, 0, 0, 0, 0, 0, 0, 0, params.len() as u8, 0, 0];
+    assert_eq!(a.command_ok(0, &set, 0, &params).await.status, 0);
+    assert_eq!(b.command_ok(0, &TEST_UNIT_READY, 0, &[]).await.status, 0);
+
+    // A change elsewhere in the configuration (a new volume) keeps it.
+    let grown = two_paths(
+        &format!("{MEMORY_VOLUME}\n[[volume]]\nname = \"other\"\nbackend = \"memory\"\nsize = \"1MiB\""),
+        "standby",
+    );
+    engine.apply(EngineConfig::from_toml(&grown).unwrap()).await.unwrap();
+    assert_eq!(b.command_ok(0, &TEST_UNIT_READY, 0, &[]).await.status, 0);
+
+    // A change of that state in the configuration applies.
+    engine.apply(EngineConfig::from_toml(&grown.replace("\"standby\"", "\"unavailable\"")).unwrap()).await.unwrap();
+    assert_eq!(sense(&b.command_ok(0, &TEST_UNIT_READY, 0, &[]).await), (0x2, 0x04, 0x0c));
+    engine.shutdown().await;
+}

@@ -22,6 +22,7 @@ use super::pdu::{self, op, Framing, Pdu};
 use super::registry::{Registry, SessionHandle};
 use super::response::{self, reject, CmdRef, OutPdu, Residual};
 use super::writer::{Out, SnState};
+use crate::scsi::nexus::AbortMailbox;
 use crate::scsi::{self, Nexus, ScsiCommand, ScsiResponse, ScsiStatus, TaskAttr};
 
 mod control;
@@ -151,6 +152,7 @@ pub async fn run(
         task_done: Arc::new(Notify::new()),
     };
     let mut reset = s.handle.subscribe_reset();
+    let aborts = s.nexus.as_ref().map(|n| n.aborts.clone());
     let mut last_rx = Instant::now();
     let mut pinged = false;
     let stop = loop {
@@ -199,6 +201,20 @@ pub async fn run(
             _ = reset.changed() => {
                 tracing::info!("tasks aborted by a target reset from another session");
                 s.abort_all(None);
+            }
+            units = async {
+                match &aborts {
+                    Some(m) => m.requested().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let luns = s.handle.current_luns();
+                for (lun, lu) in luns.iter() {
+                    if units.iter().any(|&u| AbortMailbox::is(u, lu)) {
+                        tracing::info!(lun, "tasks aborted by a reset or PREEMPT AND ABORT from another nexus");
+                        s.abort_all(Some(*lun));
+                    }
+                }
             }
         }
     };

@@ -3,13 +3,14 @@
 //! checks, execution, and the one place a [`SenseReason`] becomes sense data.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 
 use super::alua::{self, AluaState, AluaTable};
 use super::cdb::{Cdb, UaPolicy};
 use super::mode::ModeState;
+use super::nexus::AbortMailbox;
 use super::sense::{SenseReason, UnitAttention};
 use super::ua::UaTable;
 use super::{cdb, sbc, spc};
@@ -56,6 +57,8 @@ pub struct LogicalUnit {
     pub(crate) io: tokio::sync::RwLock<()>,
     /// Where reservations made with APTPL are saved (SPC-4 §5.13.5).
     pr_file: std::sync::OnceLock<std::path::PathBuf>,
+    /// The abort mailbox of every nexus that has addressed the unit.
+    nexuses: Mutex<Vec<(NexusId, Weak<AbortMailbox>)>>,
 }
 
 /// A successful command's status and Data-In.
@@ -90,6 +93,7 @@ impl LogicalUnit {
             state: Mutex::new(LuState::default()),
             io: tokio::sync::RwLock::new(()),
             pr_file: std::sync::OnceLock::new(),
+            nexuses: Mutex::default(),
         })
     }
 
@@ -148,19 +152,41 @@ impl LogicalUnit {
         }
     }
 
+    /// Remembers the abort mailbox of a nexus that addressed the unit.
+    pub(crate) fn attach(&self, id: &NexusId, mailbox: &Arc<AbortMailbox>) {
+        let mut list = self.nexuses.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|(_, m)| m.strong_count() > 0);
+        list.push((id.clone(), Arc::downgrade(mailbox)));
+    }
+
+    /// Asks the transport to abort the tasks on this unit of every nexus
+    /// `pick` selects (they end without a response, as with ABORT TASK SET).
+    pub(crate) fn abort_tasks_where(&self, pick: impl Fn(&NexusId) -> bool) {
+        let list = self.nexuses.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, mailbox) in list.iter() {
+            if let (true, Some(m)) = (pick(id), mailbox.upgrade()) {
+                m.request(self);
+            }
+        }
+    }
+
     /// LOGICAL UNIT RESET received on nexus `from` (SAM-5 §6.3.3): mode
     /// parameters return to their defaults, an SPC-2 reservation ends, and
     /// every I_T nexus, the requester's included, gets BUS DEVICE RESET
     /// FUNCTION OCCURRED (libiscsi's MultipathIO.Reset checks each path).
-    /// Persistent reservations survive. Aborting the unit's running tasks is
-    /// the transport's part.
+    /// Persistent reservations survive. The requester's own session aborts
+    /// its tasks; those of every other nexus are aborted through their
+    /// transports.
     pub fn reset(&self, from: &NexusId) {
-        let mut st = self.state();
-        st.mode = ModeState::default();
-        st.pr.drop_spc2(None);
-        // Make sure the requester is known, so that it hears of the reset too.
-        st.ua.raise(from, UnitAttention::BusDeviceReset);
-        st.ua.raise_all(UnitAttention::BusDeviceReset);
+        {
+            let mut st = self.state();
+            st.mode = ModeState::default();
+            st.pr.drop_spc2(None);
+            // Make sure the requester is known, so that it hears of the reset too.
+            st.ua.raise(from, UnitAttention::BusDeviceReset);
+            st.ua.raise_all(UnitAttention::BusDeviceReset);
+        }
+        self.abort_tasks_where(|id| id != from);
     }
 
     /// I_T nexus loss (the session ended): the nexus's unit attentions are

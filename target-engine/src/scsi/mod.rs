@@ -79,6 +79,8 @@ pub struct NexusId {
 pub struct Nexus {
     pub id: NexusId,
     pub(crate) state: std::sync::Mutex<nexus::NexusState>,
+    /// Where the units it uses ask for its tasks to be aborted.
+    pub aborts: Arc<nexus::AbortMailbox>,
 }
 
 /// One SCSI command as received from the transport.

@@ -2,12 +2,48 @@
 //!
 //! That is the pending REPORTED LUNS DATA HAS CHANGED unit attention
 //! (SPC-4 §6.33, SAM-5 §5.14), since the inventory belongs to the nexus's
-//! LUN map, not to any unit in it; and the units the nexus has used, so that
-//! dropping the nexus is its I_T nexus loss for each of them (SAM-5 §6.3.4).
+//! LUN map, not to any unit in it; the units the nexus has used, so that
+//! dropping the nexus is its I_T nexus loss for each of them (SAM-5 §6.3.4);
+//! and the mailbox through which a unit asks the transport to abort the
+//! nexus's tasks (a LOGICAL UNIT RESET from another nexus, SAM-5 §6.3.3, or
+//! PREEMPT AND ABORT, SPC-4 §5.13.11.2.6).
 
 use std::sync::{Arc, Weak};
 
+use tokio::sync::Notify;
+
 use super::{LogicalUnit, Nexus, NexusId};
+
+/// Requests to abort this nexus's tasks on some units.
+#[derive(Debug, Default)]
+pub struct AbortMailbox {
+    /// The units (by address, compared only) whose tasks are to be aborted.
+    units: std::sync::Mutex<Vec<usize>>,
+    notify: Notify,
+}
+
+impl AbortMailbox {
+    pub(crate) fn request(&self, lu: &LogicalUnit) {
+        let addr = lu as *const LogicalUnit as usize;
+        let mut units = self.units.lock().unwrap_or_else(|e| e.into_inner());
+        if !units.contains(&addr) {
+            units.push(addr);
+        }
+        drop(units);
+        self.notify.notify_one();
+    }
+
+    /// Waits for requests, then returns the units to abort tasks on.
+    pub async fn requested(&self) -> Vec<usize> {
+        self.notify.notified().await;
+        std::mem::take(&mut *self.units.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Whether `lu` is the unit at `addr`.
+    pub fn is(addr: usize, lu: &Arc<LogicalUnit>) -> bool {
+        Arc::as_ptr(lu) as usize == addr
+    }
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct NexusState {
@@ -19,7 +55,7 @@ pub(crate) struct NexusState {
 impl Nexus {
     /// State for a freshly logged-in nexus.
     pub fn new(id: NexusId) -> Self {
-        Nexus { id, state: std::sync::Mutex::new(NexusState::default()) }
+        Nexus { id, state: std::sync::Mutex::new(NexusState::default()), aborts: Arc::default() }
     }
 
     /// Raises REPORTED LUNS DATA HAS CHANGED for this nexus: the next command
@@ -37,6 +73,7 @@ impl Nexus {
         }
         st.units.retain(|w| w.strong_count() > 0);
         st.units.push(Arc::downgrade(lu));
+        lu.attach(&self.id, &self.aborts);
         true
     }
 

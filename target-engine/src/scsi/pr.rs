@@ -46,8 +46,9 @@
 //!
 //! With APTPL (§5.13.5) the last REGISTER's (or REGISTER AND MOVE's) bit
 //! decides whether the state survives a restart; saving it is
-//! [`super::aptpl`]'s job. PREEMPT AND ABORT preempts like PREEMPT; aborting
-//! the preempted nexuses' tasks is left to the transport.
+//! [`super::aptpl`]'s job. PREEMPT AND ABORT preempts like PREEMPT; the
+//! unit then has the preempted nexuses' tasks aborted through their
+//! transports (`LogicalUnit::abort_tasks_where`, §5.13.11.2.6).
 //!
 //! Unit attentions about registrations go to every nexus of the unit that
 //! they cover, including those registered by another initiator's SPEC_I_PT
@@ -187,7 +188,7 @@ pub(super) struct Registration {
 
 impl Registration {
     /// Whether `id` is registered by this.
-    fn takes_in(&self, id: &NexusId) -> bool {
+    pub(super) fn takes_in(&self, id: &NexusId) -> bool {
         self.initiator.takes_in(id) && self.target_port.is_none_or(|p| p == id.relative_target_port)
     }
 
