@@ -283,7 +283,7 @@ mod tests {
             (Cdb::Read { ext: EXT, fua: false }, [false, false, false]),
             (Cdb::Write { ext: EXT, fua: false }, [false, false, false]),
             (Cdb::SynchronizeCache { ext: EXT }, [false, false, false]),
-            (Cdb::Reserve6, [false, false, false]),
+            (Cdb::Reserve, [false, false, false]),
         ]
     }
 

@@ -124,9 +124,9 @@ pub enum Cdb {
         list_id: u8,
         alloc_len: u32,
     },
-    /// RESERVE(6) / RELEASE(6): SPC-2 reservations (SPC-2 §7.21, §7.17).
-    Reserve6,
-    Release6,
+    /// RESERVE(6)/(10) and RELEASE(6)/(10): SPC-2 reservations (SPC-2 §7.16-7.17, §7.21-7.22).
+    Reserve,
+    Release,
     PersistentReserveOut {
         action: PrOutAction,
         /// The TYPE field (SPC-4 table 171); checked by the action that uses it.
@@ -270,8 +270,10 @@ impl Cdb {
         let b = |i: usize, mask: u8| c[i] & mask != 0;
         let cdb = match c[0] {
             0x00 => Cdb::TestUnitReady,
-            0x16 => Cdb::Reserve6,
-            0x17 => Cdb::Release6,
+            // RESERVE/RELEASE(10) without third-party reservations (their
+            // 3RDPTY and LONGID bits are not in the usage mask) are the (6) ones.
+            0x16 | 0x56 => Cdb::Reserve,
+            0x17 | 0x57 => Cdb::Release,
             0x03 => Cdb::RequestSense { descriptor: b(1, 0x01), alloc_len: u32::from(c[4]) },
             0x12 => {
                 let (evpd, page) = (b(1, 0x01), c[2]);
@@ -451,10 +453,7 @@ impl Cdb {
     /// Whether the command belongs to the reservation feature (persistent
     /// and SPC-2 reservations), which a unit may be configured without.
     pub fn is_reservation_command(&self) -> bool {
-        matches!(
-            self,
-            Cdb::PersistentReserveIn { .. } | Cdb::PersistentReserveOut { .. } | Cdb::Reserve6 | Cdb::Release6
-        )
+        matches!(self, Cdb::PersistentReserveIn { .. } | Cdb::PersistentReserveOut { .. } | Cdb::Reserve | Cdb::Release)
     }
 
     /// Whether the command changes the medium (refused on write-protected units).

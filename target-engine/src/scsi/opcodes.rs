@@ -59,6 +59,8 @@ pub(crate) static SUPPORTED: &[OpInfo] = &[
     op!(0x41, None, 60, [0x08, X, X, X, X, 0x1f, X, X, 0]),       // WRITE SAME(10)
     op!(0x42, None, 60, [0, 0, 0, 0, 0, 0x1f, X, X, 0]),          // UNMAP
     op!(0x55, None, 10, [0x11, 0, 0, 0, 0, 0, X, X, 0]),          // MODE SELECT(10)
+    op!(0x56, None, 10, [0, 0, 0, 0, 0, 0, X, X, 0]),             // RESERVE(10)
+    op!(0x57, None, 10, [0, 0, 0, 0, 0, 0, X, X, 0]),             // RELEASE(10)
     op!(0x5a, None, 10, [0x18, X, X, 0, 0, 0, X, X, 0]),          // MODE SENSE(10)
     op!(0x5e, Some(0x00), 10, [0x00, 0, 0, 0, 0, 0, X, X, 0]),    // PERSISTENT RESERVE IN: READ KEYS
     op!(0x5e, Some(0x01), 10, [0x01, 0, 0, 0, 0, 0, X, X, 0]),    // READ RESERVATION
@@ -108,9 +110,9 @@ pub(crate) fn lookup(opcode: u8, service_action: Option<u16>) -> Option<&'static
     SUPPORTED.iter().find(|o| o.opcode == opcode && o.service_action == service_action)
 }
 
-/// The reservation commands (RESERVE/RELEASE(6), PERSISTENT RESERVE IN/OUT).
+/// The reservation commands (RESERVE/RELEASE(6) and (10), PERSISTENT RESERVE IN/OUT).
 pub(crate) fn is_reservation(opcode: u8) -> bool {
-    matches!(opcode, 0x16 | 0x17 | 0x5e | 0x5f)
+    matches!(opcode, 0x16 | 0x17 | 0x56 | 0x57 | 0x5e | 0x5f)
 }
 
 pub(crate) fn is_known_opcode(opcode: u8) -> bool {

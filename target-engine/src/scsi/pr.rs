@@ -400,7 +400,7 @@ impl PrState {
                     | Cdb::ReportSupportedOpcodes { .. }
                     | Cdb::ReportSupportedTmfs { .. }
                     | Cdb::PersistentReserveIn { .. }
-                    | Cdb::Release6
+                    | Cdb::Release
             );
             if holder != id && !allowed {
                 return Err(SenseReason::ReservationConflict);
@@ -846,7 +846,7 @@ mod tests {
         pr.reserve6(&a).unwrap();
         assert_eq!(pr.reserve6(&b), Err(SenseReason::ReservationConflict));
         assert_eq!(pr.check(&b, &READ), Err(SenseReason::ReservationConflict));
-        assert!(pr.check(&b, &Cdb::Release6).is_ok());
+        assert!(pr.check(&b, &Cdb::Release).is_ok());
         pr.release6(&b);
         assert!(pr.check(&a, &WRITE).is_ok());
         pr.drop_spc2(Some(&b));

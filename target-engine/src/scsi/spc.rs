@@ -82,11 +82,11 @@ pub(crate) async fn execute(
         Cdb::ReceiveCopyResults { operating_parameters, list_id, alloc_len } => {
             super::xcopy::receive_copy_results(lu, &nexus.id, operating_parameters, list_id, alloc_len)
         }
-        Cdb::Reserve6 => {
+        Cdb::Reserve => {
             lu.state().pr.reserve6(&nexus.id)?;
             Ok(Reply::good())
         }
-        Cdb::Release6 => {
+        Cdb::Release => {
             lu.state().pr.release6(&nexus.id);
             Ok(Reply::good())
         }

@@ -499,6 +499,29 @@ async fn dropping_a_nexus_ends_its_spc2_reservation() {
     assert_eq!(run(&luns, &a, &[0x00], &[]).await, Err(SenseReason::ReservationConflict));
 }
 
+#[tokio::test]
+async fn reserve_and_release_10_are_the_spc2_reservation() {
+    let (luns, _) = lun_map(512, BLOCKS, false);
+    let a = ready_nexus(&luns, 1).await;
+    let b = ready_nexus(&luns, 2).await;
+    let reserve10 = [0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let release10 = [0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    run(&luns, &a, &reserve10, &[]).await.unwrap();
+    assert_eq!(run(&luns, &b, &reserve10, &[]).await, Err(SenseReason::ReservationConflict));
+    assert_eq!(run(&luns, &b, &[0x16, 0, 0, 0, 0, 0], &[]).await, Err(SenseReason::ReservationConflict));
+    assert_eq!(run(&luns, &b, &read10(0, 1), &[]).await, Err(SenseReason::ReservationConflict));
+    // RELEASE from another nexus does nothing; the holder's ends it.
+    assert!(run(&luns, &b, &release10, &[]).await.is_ok());
+    assert_eq!(run(&luns, &b, &read10(0, 1), &[]).await, Err(SenseReason::ReservationConflict));
+    assert!(run(&luns, &a, &release10, &[]).await.is_ok());
+    assert!(run(&luns, &b, &read10(0, 1), &[]).await.is_ok());
+    // Third-party reservations are not supported: 3RDPTY is an invalid field.
+    assert_eq!(
+        run(&luns, &a, &[0x56, 0x10, 0, 0, 0, 0, 0, 0, 0, 0], &[]).await,
+        Err(SenseReason::InvalidFieldInCdb(Field::bit(1, 4)))
+    );
+}
+
 mod fuzz {
     use super::*;
     use proptest::prelude::*;
