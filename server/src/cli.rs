@@ -20,7 +20,7 @@ pub enum Command {
     /// user exists, the user `admin` with the password from
     /// PORTICO_ADMIN_PASSWORD (or a random one, printed once).
     Serve(ServeArgs),
-    /// Run the iSCSI target engine alone, configured from a TOML file.
+    /// Run the iSCSI target engine alone, configured from a TOML file (SIGHUP reloads it).
     Engine(EngineArgs),
 }
 

@@ -115,7 +115,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn engine(args: EngineArgs) -> anyhow::Result<()> {
-    target_engine::run_standalone(&args.config, shutdown_signal())
+    // SIGHUP reloads the configuration file.
+    let (reload, reloads) = tokio::sync::mpsc::channel(1);
+    let mut hangups =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            // A reload already queued covers this one too.
+            let _ = reload.try_send(());
+        }
+    });
+    target_engine::run_standalone(&args.config, shutdown_signal(), reloads)
         .await
         .with_context(|| format!("the engine stopped with an error (config {})", args.config.display()))
 }

@@ -365,15 +365,40 @@ impl Engine {
     }
 }
 
-/// Loads `config_path` (TOML), applies it and serves until `shutdown` resolves.
-pub async fn run_standalone(config_path: &Path, shutdown: impl Future<Output = ()>) -> Result<(), EngineError> {
+fn load(config_path: &Path) -> Result<EngineConfig, EngineError> {
     let text = std::fs::read_to_string(config_path)
         .map_err(|source| EngineError::Read { path: config_path.display().to_string(), source })?;
-    let config = EngineConfig::from_toml(&text)?;
+    Ok(EngineConfig::from_toml(&text)?)
+}
+
+/// Loads `config_path` (TOML), applies it and serves until `shutdown`
+/// resolves. Each message on `reload` reads the file again and applies it
+/// live (what did not change keeps running, changed ALUA states raise their
+/// unit attention); a file that cannot be read or is refused is logged and
+/// the running configuration stays.
+pub async fn run_standalone(
+    config_path: &Path,
+    shutdown: impl Future<Output = ()>,
+    mut reload: tokio::sync::mpsc::Receiver<()>,
+) -> Result<(), EngineError> {
     let engine = Engine::new();
-    engine.apply(config).await?;
+    engine.apply(load(config_path)?).await?;
     tracing::info!(config = %config_path.display(), "engine running");
-    shutdown.await;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(()) = reload.recv() => {
+                match load(config_path) {
+                    Ok(config) => match engine.apply(config).await {
+                        Ok(()) => tracing::info!(config = %config_path.display(), "configuration reloaded"),
+                        Err(e) => tracing::error!("reload refused, the running configuration stays: {e}"),
+                    },
+                    Err(e) => tracing::error!("reload refused, the running configuration stays: {e}"),
+                }
+            }
+        }
+    }
     engine.shutdown().await;
     Ok(())
 }

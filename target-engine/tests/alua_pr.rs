@@ -257,3 +257,54 @@ async fn a_state_set_by_an_initiator_outlives_unrelated_changes() {
     assert_eq!(sense(&b.command_ok(0, &TEST_UNIT_READY, 0, &[]).await), (0x2, 0x04, 0x0c));
     engine.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_standalone_engine_reloads_its_file() {
+    let dir = std::env::temp_dir().join(format!("portico-reload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = two_paths(MEMORY_VOLUME, "standby").replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let file = dir.join("engine.toml");
+    std::fs::write(&file, &config).unwrap();
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (reload, reloads) = tokio::sync::mpsc::channel(1);
+    let path = file.clone();
+    let engine = tokio::spawn(async move {
+        target_engine::run_standalone(&path, async move { stopped.await.unwrap_or(()) }, reloads).await
+    });
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut tries = 0;
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        tries += 1;
+        assert!(tries < 100, "the engine never listened");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut b = login(addr, B, 2).await;
+    assert_eq!(sense(&b.command_ok(0, &TEST_UNIT_READY, 0, &[]).await), (0x2, 0x04, 0x0b));
+
+    // A broken file is refused and the engine keeps serving as before.
+    std::fs::write(&file, "this is not toml").unwrap();
+    reload.send(()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(sense(&b.command_ok(0, &TEST_UNIT_READY, 0, &[]).await), (0x2, 0x04, 0x0b));
+
+    // Fail over to B by editing the file.
+    std::fs::write(&file, config.replace("\"standby\"", "\"active-optimized\"")).unwrap();
+    reload.send(()).await.unwrap();
+    let mut changed = false;
+    for _ in 0..100 {
+        let r = b.command(0, &TEST_UNIT_READY, 0, &[], 0, 0).await;
+        if r.status == 0 {
+            break;
+        }
+        changed |= sense(&r) == (0x6, 0x2a, 0x06);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(changed, "ASYMMETRIC ACCESS STATE CHANGED was reported");
+    assert_eq!(b.command_ok(0, &read10(0, 1), 512, &[]).await.status, 0);
+    stop.send(()).unwrap();
+    engine.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
