@@ -55,8 +55,6 @@
 //! or ALL_TG_PT; a nexus the unit has not seen yet gets POWER ON, RESET
 //! first, which implies them.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 
 use super::cdb::{Cdb, PrInAction, PrOutAction};

@@ -1,5 +1,7 @@
 //! Unit tests of the reservation state machine against SPC-4's tables.
 
+use std::sync::Arc;
+
 use super::*;
 use crate::scsi::cdb::Extent;
 use crate::scsi::testkit::nexus_id;
