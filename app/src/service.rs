@@ -123,6 +123,8 @@ pub trait StorageService: Send + Sync + 'static {
         caller: &Caller,
         volume: &str,
     ) -> Result<crate::model::storage::VolumeActivity, ApiError>;
+    /// Reservations of every volume this node serves.
+    async fn reservations(&self, caller: &Caller) -> Result<Vec<crate::model::storage::VolumeReservations>, ApiError>;
 }
 
 pub type SharedStorage = Arc<dyn StorageService>;

@@ -308,6 +308,15 @@ pub async fn set_traffic(node: String, interface: String, traffic_types: String)
     .await
 }
 
+#[server(prefix = "/rpc", endpoint = "storage/reservations")]
+pub async fn list_reservations() -> Result<Vec<VolumeReservations>, ApiError> {
+    let go = async {
+        let (s, c) = ssr::storage().await?;
+        s.reservations(&c).await
+    };
+    go.await.map_err(ssr::failed)
+}
+
 #[server(prefix = "/rpc", endpoint = "storage/volumes/activity")]
 pub async fn get_volume_activity(name: String) -> Result<VolumeActivity, ApiError> {
     let go = async {

@@ -63,6 +63,7 @@ test("an operator builds a CHAP-protected target group in the browser and an ini
   await volForm.locator("input[name=size]").fill("1GiB");
   await volForm.getByRole("button", { name: "Create volume" }).click();
   await expect(page.locator(`tr[data-volume="${volume}"]`)).toContainText("1 GiB");
+  await expect(page.getByTestId("reservations")).toContainText("No initiator has registered or reserved a volume.");
 
   // A target group with one target on this node.
   await page.getByRole("link", { name: "Target groups" }).click();
@@ -82,6 +83,8 @@ test("an operator builds a CHAP-protected target group in the browser and an ini
   await attach.locator("input[name=lun]").fill("0");
   await attach.getByRole("button", { name: "Attach" }).click();
   await expect(page.getByTestId("luns-table")).toContainText(volume);
+  await expect(page.getByTestId("targets-table")).toContainText("LUN 0");
+  await expect(page.getByTestId("targets-table")).toContainText("active/optimized", { ignoreCase: true });
   const chap = page.locator("#set-chap");
   await chap.locator("select[name=chap_mode]").selectOption("one-way");
   await chap.locator("input[name=chap_user]").fill(chapUser);

@@ -600,3 +600,54 @@ async fn every_storage_route_checks_the_role_on_the_server() {
         assert!(r.status.is_success(), "operator {method} {path}: {} {}", r.status, r.body);
     }
 }
+
+#[tokio::test]
+async fn reservations_made_by_an_initiator_are_shown() {
+    let n = node().await;
+    let op = operator(&n).await;
+    let port = free_port();
+    post(&n, &op, "/api/v1/volumes", json!({"name": "shared", "size": "64MiB"})).await;
+    let (_, g) = post(
+        &n,
+        &op,
+        "/api/v1/target-groups",
+        json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]}),
+    )
+    .await;
+    let iqn = g["targets"][0]["iqn"].as_str().unwrap().to_string();
+    post(&n, &op, "/api/v1/target-groups/g/luns", json!({"volume": "shared", "lun": 0})).await;
+    let (s, none) = get(&n, &op, "/api/v1/volumes/shared/reservations").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(none["registrations"], json!([]));
+    assert_eq!(none["reservation"], Value::Null);
+
+    // A cluster node registers key 0x1234 and takes Write Exclusive, Registrants Only.
+    let mut ini = initiator::Initiator::connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let opts = initiator::LoginOpts { initiator: initiator::INITIATOR, target: Some(&iqn), ..Default::default() };
+    ini.login(&opts).await.expect("login");
+    let mut params = vec![0u8; 24];
+    params[8..16].copy_from_slice(&0x1234u64.to_be_bytes());
+    assert_eq!(ini.command_ok(0, &[0x5f, 0x00, 0, 0, 0, 0, 0, 0, 24, 0], 0, &params).await.status, 0);
+    let mut params = vec![0u8; 24];
+    params[0..8].copy_from_slice(&0x1234u64.to_be_bytes());
+    assert_eq!(ini.command_ok(0, &[0x5f, 0x01, 0x05, 0, 0, 0, 0, 0, 24, 0], 0, &params).await.status, 0);
+
+    let (s, r) = get(&n, &op, "/api/v1/volumes/shared/reservations").await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["reservation"], "write-exclusive-registrants-only");
+    assert_eq!(r["persistent"], false);
+    assert_eq!(r["registrations"][0]["initiator"], initiator::INITIATOR);
+    assert_eq!(r["registrations"][0]["key"], "0000000000001234");
+    assert_eq!(r["registrations"][0]["holder"], true);
+
+    // Viewers may read it; anonymous callers and unknown volumes get clear errors.
+    let admin = n.admin().await;
+    let viewer = n.create_user(&admin, "vicky", "viewer").await;
+    assert_eq!(get(&n, &viewer, "/api/v1/volumes/shared/reservations").await.0, StatusCode::OK);
+    assert_eq!(
+        n.send(Method::GET, "/api/v1/volumes/shared/reservations", None, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let (s, e) = get(&n, &op, "/api/v1/volumes/nope/reservations").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
+}

@@ -32,7 +32,7 @@ use crate::backend::{file::FileBackend, memory::MemoryBackend, BackendError, Blo
 use crate::config::{AluaState, BackendKind, ConfigError, EngineConfig, VolumeConfig};
 use crate::iscsi::registry::{Catalog, Registry, TargetEntry};
 use crate::portal::Portal;
-use crate::scsi::{LogicalUnit, LuCounters, LuSpec, LunMap};
+use crate::scsi::{LogicalUnit, LuCounters, LuSpec, LunMap, ReservationStatus};
 
 pub use crate::iscsi::registry::SessionInfo;
 
@@ -339,6 +339,14 @@ impl Engine {
             .map(|(n, (_, lu))| VolumeStats { volume: n.clone(), size: lu.backend().size(), counters: lu.counters() })
             .collect();
         v.sort_by(|a, b| a.volume.cmp(&b.volume));
+        v
+    }
+
+    /// The reservations of every volume, by name.
+    pub async fn reservations(&self) -> Vec<(String, ReservationStatus)> {
+        let st = self.inner.state.lock().await;
+        let mut v: Vec<_> = st.volumes.iter().map(|(n, (_, lu))| (n.clone(), lu.reservations())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 

@@ -204,6 +204,17 @@ async fn aptpl_reservations_survive_a_restart() {
     assert_eq!(u64::from_be_bytes(r.data[8..16].try_into().unwrap()), 0xabc, "holder's key");
     assert_eq!(r.data[21] & 0x0f, 1, "Write Exclusive");
     assert_eq!(b.command_ok(0, &write10(0, 1), 0, &[1; 512]).await.status, 0x18, "still reserved");
+    // The engine's snapshot, as the dashboard shows it.
+    let status = engine.reservations().await;
+    let (volume, status) = &status[0];
+    assert_eq!(volume, "shared");
+    assert!(status.persistent);
+    assert_eq!(status.reservation, Some("write-exclusive"));
+    let holders: Vec<(u64, bool, Option<u16>)> =
+        status.registrations.iter().map(|r| (r.key, r.holder, r.relative_target_port)).collect();
+    assert_eq!(holders, vec![(0xabc, true, Some(1)), (0xdef, false, Some(2))]);
+    assert_eq!(status.registrations[0].initiator, INITIATOR);
+    assert_eq!(status.registrations[0].isid.as_deref(), Some("800000000701"));
     // The holder comes back through its own path and still holds it.
     let mut a = login(addr, A, 1).await;
     assert_eq!(a.command_ok(0, &write10(0, 1), 0, &[1; 512]).await.status, 0);

@@ -611,3 +611,47 @@ pub struct VolumeActivity {
     pub bytes_written: u64,
     pub errors: u64,
 }
+
+/// A volume's SCSI reservations as its engine holds them (SPC-4 §5.13):
+/// what clustered hosts (ESXi, Windows failover clusters, pacemaker) have
+/// registered and reserved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct VolumeReservations {
+    pub volume: String,
+    /// Bumped by every change of registrations (PRGENERATION).
+    pub generation: u32,
+    /// Whether the state survives a restart (the initiators asked for APTPL).
+    pub persistent: bool,
+    pub registrations: Vec<RegistrationView>,
+    /// The persistent reservation's type, e.g. `write-exclusive-registrants-only`.
+    pub reservation: Option<String>,
+    /// The initiator holding an old-style RESERVE(6)/(10), if any.
+    pub spc2_holder: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct RegistrationView {
+    pub initiator: String,
+    /// 12 hex digits; absent: every session of the initiator.
+    pub isid: Option<String>,
+    /// Absent: registered through every target port.
+    pub relative_target_port: Option<u16>,
+    /// The reservation key, 16 hex digits.
+    pub key: String,
+    pub holder: bool,
+}
+
+/// A reservation type's name for people.
+pub fn reservation_label(kind: &str) -> &'static str {
+    match kind {
+        "write-exclusive" => "Write Exclusive",
+        "exclusive-access" => "Exclusive Access",
+        "write-exclusive-registrants-only" => "Write Exclusive, registrants only",
+        "exclusive-access-registrants-only" => "Exclusive Access, registrants only",
+        "write-exclusive-all-registrants" => "Write Exclusive, all registrants",
+        "exclusive-access-all-registrants" => "Exclusive Access, all registrants",
+        _ => "unknown type",
+    }
+}

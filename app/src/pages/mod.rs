@@ -9,6 +9,7 @@ mod login;
 mod nodes;
 mod not_found;
 mod overview;
+mod reservations;
 mod tokens;
 mod users;
 mod volumes;

@@ -3,6 +3,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use super::reservations::ReservationsCard;
 use crate::chart::LiveActivity;
 use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage};
 use crate::format;
@@ -54,6 +55,7 @@ pub fn VolumesPage() -> impl IntoView {
                                 </tbody>
                             </table>
                         </div>
+                        <ReservationsCard/>
                         <section class="card">
                             <h2>"Activity"</h2>
                             {charts.into_iter().map(|name| view! {

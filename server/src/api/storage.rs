@@ -90,6 +90,18 @@ pub async fn volume_activity(
     Ok(Json(s.storage.volume_activity(&c, &name).await?))
 }
 
+/// The volume's SCSI reservations: registrations, the persistent
+/// reservation and its holder, and an SPC-2 reservation if any.
+#[utoipa::path(get, path = "/api/v1/volumes/{name}/reservations", tag = "volumes", params(("name" = String, Path)),
+    responses((status = 200, body = VolumeReservations), (status = 404, body = ApiError)))]
+pub async fn volume_reservations(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<VolumeReservations>> {
+    Ok(Json(s.storage.volume_reservations(&c, &name).await?))
+}
+
 #[utoipa::path(get, path = "/api/v1/target-groups", tag = "target-groups", responses((status = 200, body = Vec<TargetGroupView>)))]
 pub async fn list_groups(State(s): State<AppState>, Authed(c): Authed) -> ApiResult<Json<Vec<TargetGroupView>>> {
     Ok(Json(s.storage.target_groups(&c).await?))

@@ -202,6 +202,20 @@ impl Storage {
         Ok(self.activity.activity(name))
     }
 
+    /// The reservations of every volume this node serves.
+    pub async fn reservations(&self, caller: &Caller) -> Result<Vec<VolumeReservations>, ApiError> {
+        Self::read(caller)?;
+        Ok(self.engine.reservations().await.into_iter().map(|(volume, s)| views::reservations(volume, s)).collect())
+    }
+
+    /// One volume's reservations.
+    pub async fn volume_reservations(&self, caller: &Caller, name: &str) -> Result<VolumeReservations, ApiError> {
+        self.volume(caller, name).await?;
+        let found = self.engine.reservations().await.into_iter().find(|(v, _)| v == name);
+        // A volume the engine does not serve (yet) has no reservations.
+        Ok(views::reservations(name.to_string(), found.map(|(_, s)| s).unwrap_or_default()))
+    }
+
     /// Live iSCSI sessions on this node's targets of the group.
     pub async fn connections(&self, caller: &Caller, group: &str) -> Result<Vec<ConnectionView>, ApiError> {
         let g = self.target_group(caller, group).await?;
@@ -254,5 +268,9 @@ impl portico_app::service::StorageService for Storage {
 
     async fn volume_activity(&self, caller: &Caller, volume: &str) -> Result<VolumeActivity, ApiError> {
         Storage::volume_activity(self, caller, volume).await
+    }
+
+    async fn reservations(&self, caller: &Caller) -> Result<Vec<VolumeReservations>, ApiError> {
+        Storage::reservations(self, caller).await
     }
 }

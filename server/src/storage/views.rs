@@ -168,3 +168,25 @@ pub async fn nodes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<No
         })
         .collect())
 }
+
+/// The engine's snapshot of a volume's reservations, for the API.
+pub fn reservations(volume: String, s: target_engine::scsi::ReservationStatus) -> VolumeReservations {
+    VolumeReservations {
+        volume,
+        generation: s.generation,
+        persistent: s.persistent,
+        registrations: s
+            .registrations
+            .into_iter()
+            .map(|r| RegistrationView {
+                initiator: r.initiator,
+                isid: r.isid,
+                relative_target_port: r.relative_target_port,
+                key: format!("{:016x}", r.key),
+                holder: r.holder,
+            })
+            .collect(),
+        reservation: s.reservation.map(str::to_string),
+        spc2_holder: s.spc2_holder,
+    }
+}

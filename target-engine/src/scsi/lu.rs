@@ -221,6 +221,11 @@ impl LogicalUnit {
         std::mem::take(&mut ns.luns_changed).then_some(UnitAttention::ReportedLunsChanged)
     }
 
+    /// A snapshot of the unit's reservations.
+    pub fn reservations(&self) -> super::ReservationStatus {
+        self.state().pr.status()
+    }
+
     /// The asymmetric access state of target port group `tpg` for this unit.
     pub fn alua_state(&self, tpg: u16) -> AluaState {
         self.state().alua.state(tpg)

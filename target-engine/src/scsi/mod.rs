@@ -151,6 +151,7 @@ mod xcopy;
 
 pub use alua::AluaState;
 pub use lu::{LogicalUnit, LuCounters};
+pub use pr::{RegistrationStatus, ReservationStatus};
 pub use sense::SenseReason;
 
 /// Runs one command on behalf of `nexus` against the units in `luns`.

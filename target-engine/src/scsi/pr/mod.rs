@@ -62,7 +62,10 @@ use super::sense::{Field, SenseReason, UnitAttention};
 use super::ua::UaTable;
 use super::NexusId;
 
+mod status;
 mod transport_id;
+
+pub use status::{RegistrationStatus, ReservationStatus};
 
 pub(super) use transport_id::{isid_hex, parse_isid, InitiatorPort};
 use transport_id::{parse_transport_id, parse_transport_ids};
