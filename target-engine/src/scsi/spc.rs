@@ -94,15 +94,13 @@ pub(crate) async fn execute(
             let mut guard = lu.state();
             let st = &mut *guard;
             let was_aptpl = st.pr.aptpl;
-            let before = (action == PrOutAction::PreemptAndAbort).then(|| st.pr.registrations.clone());
-            st.pr.reserve_out(&nexus.id, action, pr_type, param_len, data_out, &mut st.ua)?;
+            let preempted = st.pr.reserve_out(&nexus.id, action, pr_type, param_len, data_out, &mut st.ua)?;
             // Small and rare: written under the unit's lock so saves stay in order.
             lu.save_reservations(&st.pr, was_aptpl);
+            drop(guard);
             // PREEMPT AND ABORT also aborts the tasks of the nexuses whose
             // registrations it removed (SPC-4 §5.13.11.2.6).
-            let preempted: Vec<_> = before.into_iter().flatten().filter(|r| !st.pr.registrations.contains(r)).collect();
-            drop(guard);
-            if !preempted.is_empty() {
+            if action == PrOutAction::PreemptAndAbort && !preempted.is_empty() {
                 lu.abort_tasks_where(|id| id != &nexus.id && preempted.iter().any(|r| r.takes_in(id)));
             }
             Ok(Reply::good())

@@ -357,18 +357,20 @@ impl PrState {
     }
 
     /// Removes the registrations `doomed` picks, telling their nexuses;
-    /// returns whether any was removed.
-    fn preempt(&mut self, doomed: impl Fn(&Registration) -> bool, ua: &mut UaTable) -> bool {
+    /// returns them.
+    fn preempt(&mut self, doomed: impl Fn(&Registration) -> bool, ua: &mut UaTable) -> Vec<Registration> {
         let (victims, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.registrations).into_iter().partition(doomed);
         self.registrations = kept;
         for v in &victims {
             self.notify(ua, UnitAttention::RegistrationsPreempted, |n| v.takes_in(n));
         }
-        !victims.is_empty()
+        victims
     }
 
-    /// PERSISTENT RESERVE OUT with its parameter list.
-    pub fn reserve_out(
+    /// PERSISTENT RESERVE OUT with its parameter list. Returns the
+    /// registrations PREEMPT or PREEMPT AND ABORT removed (whose nexuses'
+    /// tasks PREEMPT AND ABORT also aborts, §5.13.11.2.6); empty otherwise.
+    pub(super) fn reserve_out(
         &mut self,
         id: &NexusId,
         action: PrOutAction,
@@ -376,10 +378,10 @@ impl PrState {
         param_len: u32,
         data: &Bytes,
         ua: &mut UaTable,
-    ) -> Result<(), SenseReason> {
+    ) -> Result<Vec<Registration>, SenseReason> {
         let data = &data[..data.len().min(param_len as usize)];
         if action == PrOutAction::RegisterAndMove {
-            return self.register_and_move(id, data, ua);
+            return self.register_and_move(id, data, ua).map(|()| Vec::new());
         }
         if data.len() < 24 {
             return Err(SenseReason::ParameterListLength);
@@ -409,8 +411,8 @@ impl PrState {
             transport_ids,
         };
         match action {
-            PrOutAction::Register => return self.register(id, false, &p, ua),
-            PrOutAction::RegisterAndIgnore => return self.register(id, true, &p, ua),
+            PrOutAction::Register => return self.register(id, false, &p, ua).map(|()| Vec::new()),
+            PrOutAction::RegisterAndIgnore => return self.register(id, true, &p, ua).map(|()| Vec::new()),
             _ => {}
         }
         // Every other action needs a registration under the given key.
@@ -429,9 +431,9 @@ impl PrState {
                 }
             }
             PrOutAction::Release => {
-                let Some(r) = &self.reservation else { return Ok(()) };
+                let Some(r) = &self.reservation else { return Ok(Vec::new()) };
                 if !self.holds(id) {
-                    return Ok(());
+                    return Ok(Vec::new());
                 }
                 if PrType::from_field(pr_type) != Some(r.pr_type) {
                     return Err(SenseReason::InvalidRelease);
@@ -451,36 +453,41 @@ impl PrState {
             PrOutAction::Preempt | PrOutAction::PreemptAndAbort => {
                 let t = typed()?;
                 let sa_key = p.sa_key;
-                match self.reservation.as_ref().map(|r| r.pr_type) {
+                let preempted = match self.reservation.as_ref().map(|r| r.pr_type) {
                     Some(old) if old.all_registrants() => {
                         if sa_key == 0 {
                             // Everyone else loses; the preempter reserves anew.
-                            self.preempt(|r| !r.takes_in(id), ua);
+                            let gone = self.preempt(|r| !r.takes_in(id), ua);
                             self.reservation = Some(Reservation { holder: Holder::of(id), pr_type: t });
+                            gone
                         } else {
-                            self.preempt(|r| r.key == sa_key && !r.takes_in(id), ua);
+                            self.preempt(|r| r.key == sa_key && !r.takes_in(id), ua)
                         }
                     }
                     Some(_) if self.holder_registration().map(|r| r.key) == Some(sa_key) => {
-                        self.preempt(|r| r.key == sa_key && !r.takes_in(id), ua);
+                        let gone = self.preempt(|r| r.key == sa_key && !r.takes_in(id), ua);
                         self.reservation = Some(Reservation { holder: Holder::of(id), pr_type: t });
+                        gone
                     }
                     _ => {
                         if sa_key == 0 {
                             return Err(bad_param(8));
                         }
-                        if !self.preempt(|r| r.key == sa_key && !r.takes_in(id), ua) {
+                        let gone = self.preempt(|r| r.key == sa_key && !r.takes_in(id), ua);
+                        if gone.is_empty() {
                             return Err(SenseReason::ReservationConflict);
                         }
+                        gone
                     }
-                }
+                };
                 self.generation = self.generation.wrapping_add(1);
+                return Ok(preempted);
             }
             PrOutAction::Register | PrOutAction::RegisterAndIgnore | PrOutAction::RegisterAndMove => {
                 unreachable!("handled above")
             }
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     /// REGISTER and REGISTER AND IGNORE EXISTING KEY (SPC-4 §5.13.7,

@@ -14,7 +14,7 @@ fn params(key: u64, sa_key: u64) -> Bytes {
 }
 
 fn out(pr: &mut PrState, id: &NexusId, a: PrOutAction, t: u8, key: u64, sa_key: u64) -> Result<(), SenseReason> {
-    pr.reserve_out(id, a, t, 24, &params(key, sa_key), &mut UaTable::default())
+    pr.reserve_out(id, a, t, 24, &params(key, sa_key), &mut UaTable::default()).map(drop)
 }
 
 const READ: Cdb = Cdb::Read { ext: Extent { lba: 0, blocks: 1, len_field: 7 }, fua: false };
@@ -157,7 +157,7 @@ fn move_params(key: u64, sa_key: u64, unreg: bool, port: u16, tid: &[u8]) -> Vec
 }
 
 fn send(pr: &mut PrState, id: &NexusId, a: PrOutAction, p: &[u8]) -> Result<(), SenseReason> {
-    pr.reserve_out(id, a, 0, p.len() as u32, &Bytes::copy_from_slice(p), &mut UaTable::default())
+    pr.reserve_out(id, a, 0, p.len() as u32, &Bytes::copy_from_slice(p), &mut UaTable::default()).map(drop)
 }
 
 fn key_count(pr: &PrState) -> u32 {
