@@ -415,6 +415,26 @@ async fn after_a_restart_the_stored_configuration_comes_back() {
 #[path = "../../target-engine/tests/common/mod.rs"]
 mod initiator;
 
+/// A 64 MiB volume attached as LUN 0 of group `g` on a free port, and the
+/// engine's test initiator logged in to it.
+async fn served_volume(n: &TestNode, op: &str, volume: &str) -> initiator::Initiator {
+    let port = free_port();
+    post(n, op, "/api/v1/volumes", json!({"name": volume, "size": "64MiB"})).await;
+    let (_, g) = post(
+        n,
+        op,
+        "/api/v1/target-groups",
+        json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]}),
+    )
+    .await;
+    let iqn = g["targets"][0]["iqn"].as_str().unwrap().to_string();
+    post(n, op, "/api/v1/target-groups/g/luns", json!({"volume": volume, "lun": 0})).await;
+    let mut ini = initiator::Initiator::connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let opts = initiator::LoginOpts { initiator: initiator::INITIATOR, target: Some(&iqn), ..Default::default() };
+    ini.login(&opts).await.expect("login");
+    ini
+}
+
 fn read_capacity16() -> [u8; 16] {
     let mut cdb = [0u8; 16];
     cdb[0] = 0x9e;
@@ -433,21 +453,7 @@ fn capacity_bytes(data: &[u8]) -> u64 {
 async fn growing_an_attached_volume_is_seen_by_a_connected_initiator() {
     let n = node().await;
     let op = operator(&n).await;
-    let port = free_port();
-    post(&n, &op, "/api/v1/volumes", json!({"name": "grow", "size": "64MiB"})).await;
-    let (_, g) = post(
-        &n,
-        &op,
-        "/api/v1/target-groups",
-        json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]}),
-    )
-    .await;
-    let iqn = g["targets"][0]["iqn"].as_str().unwrap().to_string();
-    post(&n, &op, "/api/v1/target-groups/g/luns", json!({"volume": "grow", "lun": 0})).await;
-
-    let mut ini = initiator::Initiator::connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
-    let opts = initiator::LoginOpts { initiator: initiator::INITIATOR, target: Some(&iqn), ..Default::default() };
-    ini.login(&opts).await.expect("login");
+    let mut ini = served_volume(&n, &op, "grow").await;
     // The first command after login reports the power-on unit attention.
     let _ = ini.command(0, &[0u8; 6], 0, &[], 0, 0).await;
     let before = ini.command(0, &read_capacity16(), 32, &[], 0, 0).await;
@@ -476,20 +482,7 @@ async fn growing_an_attached_volume_is_seen_by_a_connected_initiator() {
 async fn an_iops_limit_slows_a_connected_initiator_down_live() {
     let n = node().await;
     let op = operator(&n).await;
-    let port = free_port();
-    post(&n, &op, "/api/v1/volumes", json!({"name": "slow", "size": "64MiB"})).await;
-    let (_, g) = post(
-        &n,
-        &op,
-        "/api/v1/target-groups",
-        json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]}),
-    )
-    .await;
-    let iqn = g["targets"][0]["iqn"].as_str().unwrap().to_string();
-    post(&n, &op, "/api/v1/target-groups/g/luns", json!({"volume": "slow", "lun": 0})).await;
-    let mut ini = initiator::Initiator::connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
-    let opts = initiator::LoginOpts { initiator: initiator::INITIATOR, target: Some(&iqn), ..Default::default() };
-    ini.login(&opts).await.expect("login");
+    let mut ini = served_volume(&n, &op, "slow").await;
     let _ = ini.command(0, &[0u8; 6], 0, &[], 0, 0).await;
 
     let r = n.send(Method::PATCH, "/api/v1/volumes/slow", Some(&op), Some(json!({"iops_limit": 100}))).await;
@@ -605,26 +598,13 @@ async fn every_storage_route_checks_the_role_on_the_server() {
 async fn reservations_made_by_an_initiator_are_shown() {
     let n = node().await;
     let op = operator(&n).await;
-    let port = free_port();
-    post(&n, &op, "/api/v1/volumes", json!({"name": "shared", "size": "64MiB"})).await;
-    let (_, g) = post(
-        &n,
-        &op,
-        "/api/v1/target-groups",
-        json!({"name": "g", "targets": [{"node": "test-node", "portals": [format!("127.0.0.1:{port}")]}]}),
-    )
-    .await;
-    let iqn = g["targets"][0]["iqn"].as_str().unwrap().to_string();
-    post(&n, &op, "/api/v1/target-groups/g/luns", json!({"volume": "shared", "lun": 0})).await;
+    let mut ini = served_volume(&n, &op, "shared").await;
     let (s, none) = get(&n, &op, "/api/v1/volumes/shared/reservations").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(none["registrations"], json!([]));
     assert_eq!(none["reservation"], Value::Null);
 
     // A cluster node registers key 0x1234 and takes Write Exclusive, Registrants Only.
-    let mut ini = initiator::Initiator::connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
-    let opts = initiator::LoginOpts { initiator: initiator::INITIATOR, target: Some(&iqn), ..Default::default() };
-    ini.login(&opts).await.expect("login");
     let mut params = vec![0u8; 24];
     params[8..16].copy_from_slice(&0x1234u64.to_be_bytes());
     assert_eq!(ini.command_ok(0, &[0x5f, 0x00, 0, 0, 0, 0, 0, 0, 24, 0], 0, &params).await.status, 0);
