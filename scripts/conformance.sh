@@ -141,6 +141,9 @@ iqn = "iqn.2026-11.local.portico:conformance"
 portals = ["127.0.0.1:$port"]
 tpg = 1
 luns = { 0 = "conf" }
+# The suite also tests the commands that reach every host of a target
+# (TARGET COLD RESET, software write protection), which are off by default.
+privileges = { target_cold_reset = true, software_write_protect = true }
 
 # A second path to the same volume, through another portal and port group.
 [[target]]

@@ -9,8 +9,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::iscsi::admission::Limits;
+use crate::iscsi::name;
 use crate::iscsi::registry::ChapPolicy;
 pub use crate::scsi::alua::AluaState;
+pub use crate::scsi::Privileges;
 
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +54,10 @@ pub enum ConfigError {
     AclUnknownLun { target: String, initiator: String, lun: u64 },
     #[error("target {target:?}: initiator name {initiator:?} is not a valid iSCSI name")]
     BadInitiator { target: String, initiator: String },
+    #[error("target {target:?}: initiator {initiator:?} has two ACL entries")]
+    DuplicateAclEntry { target: String, initiator: String },
+    #[error("limits: {0}")]
+    BadLimits(&'static str),
     #[error("target {target:?}: alua names LUN {key:?}, which the target does not map")]
     AluaUnknownLun { target: String, key: String },
     #[error("volume {volume:?}: target port group {tpg} is given two ALUA states ({first} and {second})")]
@@ -285,8 +292,15 @@ impl ChapConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AclEntry {
+    /// An iSCSI name in any case; it matches the same name in any case.
     pub initiator: String,
     pub luns: Vec<u64>,
+    /// CHAP credentials of this initiator alone, instead of the target's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chap: Option<ChapConfig>,
+    /// Privileges of this initiator alone, instead of the target's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileges: Option<Privileges>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -308,6 +322,9 @@ pub struct TargetConfig {
     /// listed is active/optimized through this target.
     #[serde(default)]
     pub alua: BTreeMap<String, AluaState>,
+    /// Which commands that reach every host its initiators may send.
+    #[serde(default)]
+    pub privileges: Privileges,
 }
 
 fn default_tpg() -> u16 {
@@ -342,28 +359,9 @@ pub struct EngineConfig {
     pub targets: Vec<TargetConfig>,
     #[serde(default)]
     pub discovery: DiscoveryConfig,
-}
-
-/// RFC 7143 §4.2.7: iqn.YYYY-MM.reversed.domain[:anything], eui.16HEX, naa.16|32HEX.
-pub fn valid_iscsi_name(s: &str) -> bool {
-    if s.is_empty() || s.len() > 223 || s.chars().any(|c| c.is_ascii_uppercase() || c.is_whitespace()) {
-        return false;
-    }
-    if let Some(rest) = s.strip_prefix("iqn.") {
-        let b = rest.as_bytes();
-        b.len() > 8
-            && b[..4].iter().all(u8::is_ascii_digit)
-            && b[4] == b'-'
-            && b[5..7].iter().all(u8::is_ascii_digit)
-            && b[7] == b'.'
-            && rest[8..].chars().all(|c| c.is_ascii_alphanumeric() || "-.:_".contains(c))
-    } else if let Some(h) = s.strip_prefix("eui.") {
-        h.len() == 16 && h.chars().all(|c| c.is_ascii_hexdigit())
-    } else if let Some(h) = s.strip_prefix("naa.") {
-        (h.len() == 16 || h.len() == 32) && h.chars().all(|c| c.is_ascii_hexdigit())
-    } else {
-        false
-    }
+    /// Caps on sessions, logins and memory (see [`crate::iscsi::admission`]).
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 impl EngineConfig {
@@ -395,9 +393,11 @@ impl EngineConfig {
                 return Err(ConfigError::BadWwn(v.name.clone()));
             }
         }
+        self.limits.check().map_err(ConfigError::BadLimits)?;
         let mut iqns = HashSet::new();
         for t in &self.targets {
-            if !valid_iscsi_name(&t.iqn) {
+            // Target names are looked up as initiators send them: in normal form.
+            if name::normalize(&t.iqn).as_deref() != Ok(t.iqn.as_str()) {
                 return Err(ConfigError::BadIqn(t.iqn.clone()));
             }
             if !iqns.insert(t.iqn.as_str()) {
@@ -424,9 +424,19 @@ impl EngineConfig {
             if let Some(c) = &t.chap {
                 c.check(&format!("target {:?}", t.iqn))?;
             }
+            let mut initiators = HashSet::new();
             for a in t.acl.iter().flatten() {
-                if !valid_iscsi_name(&a.initiator) {
+                let Ok(normal) = name::normalize(&a.initiator) else {
                     return Err(ConfigError::BadInitiator { target: t.iqn.clone(), initiator: a.initiator.clone() });
+                };
+                if !initiators.insert(normal) {
+                    return Err(ConfigError::DuplicateAclEntry {
+                        target: t.iqn.clone(),
+                        initiator: a.initiator.clone(),
+                    });
+                }
+                if let Some(c) = &a.chap {
+                    c.check(&format!("target {:?}, ACL entry {:?}", t.iqn, a.initiator))?;
                 }
                 if let Some(l) = a.luns.iter().find(|l| !luns.contains(l)) {
                     return Err(ConfigError::AclUnknownLun {

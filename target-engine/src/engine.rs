@@ -30,7 +30,8 @@ use std::sync::Arc;
 use crate::backend::throttle::{Throttle, ThrottledBackend};
 use crate::backend::{file::FileBackend, memory::MemoryBackend, BackendError, BlockBackend};
 use crate::config::{AluaState, BackendKind, ConfigError, EngineConfig, VolumeConfig};
-use crate::iscsi::registry::{Catalog, Registry, TargetEntry};
+use crate::iscsi::name;
+use crate::iscsi::registry::{AclEntry, Catalog, Registry, TargetEntry};
 use crate::portal::Portal;
 use crate::scsi::{LogicalUnit, LuCounters, LuSpec, LunMap, ReservationStatus};
 
@@ -271,8 +272,18 @@ impl Engine {
                 portals: t.portals.iter().map(|p| st.portals.get(p).map(|x| x.bound).unwrap_or(*p)).collect(),
                 luns,
                 chap: t.chap.as_ref().map(|c| c.policy()).unwrap_or_default(),
-                acl: t.acl.as_ref().map(|l| l.iter().map(|a| (a.initiator.clone(), a.luns.clone())).collect()),
+                acl: t.acl.as_ref().map(|l| {
+                    l.iter()
+                        .map(|a| AclEntry {
+                            initiator: name::normalize(&a.initiator).expect("validated"),
+                            luns: a.luns.clone(),
+                            chap: a.chap.as_ref().map(|c| c.policy()),
+                            privileges: a.privileges,
+                        })
+                        .collect()
+                }),
                 relative_port: rtp,
+                privileges: t.privileges,
             }));
         }
         // 4. ALUA: the ports through which each unit is exported, and the
@@ -313,7 +324,12 @@ impl Engine {
                 continue;
             }
             match catalog.target(&s.info.target) {
-                Some(t) if t.allows(&s.info.initiator) => s.update_luns(t.lun_view(&s.info.initiator)),
+                Some(t) if t.allows(&s.info.initiator) => {
+                    s.update_luns(t.lun_view(&s.info.initiator));
+                    if let Some(n) = &s.nexus {
+                        n.set_privileges(t.privileges_for(&s.info.initiator));
+                    }
+                }
                 _ => {
                     tracing::info!(tsih = s.info.tsih, target = %s.info.target, "target or access removed: closing session");
                     s.close();
@@ -321,6 +337,7 @@ impl Engine {
             }
         }
         self.inner.registry.set_catalog(catalog);
+        self.inner.registry.admission().set_limits(config.limits);
         st.config = config;
         Ok(())
     }

@@ -63,3 +63,25 @@ impl Drop for Portal {
         self.task.abort();
     }
 }
+
+/// Raises this process's soft limit on open files to its hard limit, so
+/// that a flood of connections runs into the engine's own caps
+/// ([`crate::iscsi::admission::Limits`]) long before the process runs out
+/// of descriptors for its database, its HTTP listener or its files.
+/// Returns the (old, new) soft limit.
+pub fn raise_open_file_limit() -> std::io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read or write the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let old = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((old, lim.rlim_cur))
+}

@@ -3,12 +3,10 @@
 //! persistent reservations that survive an engine restart with APTPL
 //! (SPC-4 §5.13.5).
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::*;
 use target_engine::config::AluaState;
+use target_engine::testkit::initiator::*;
 use target_engine::{Engine, EngineConfig, EngineError};
 
 const A: &str = "iqn.2026-11.test.portico:path-a";

@@ -1,12 +1,10 @@
 //! End-to-end tests of the engine over real TCP on 127.0.0.1.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
 use target_engine::iscsi::pdu::{op, Bhs};
+use target_engine::testkit::initiator::*;
 use target_engine::{Engine, EngineConfig};
 
 const IQN: &str = "iqn.2026-11.test.portico:t1";
@@ -364,8 +362,21 @@ async fn ordered_task_runs_after_earlier_and_before_later_tasks() {
 }
 
 #[tokio::test]
-async fn target_cold_reset_closes_every_session_of_the_target() {
+async fn target_cold_reset_is_refused_unless_allowed() {
     let (e, addr) = start(&base_config("")).await;
+    let mut a = session(addr, vec![]).await;
+    let mut b = Initiator::connect(addr).await;
+    b.isid = [0x80, 0, 0, 0, 0, 2];
+    b.login(&opts(Some(IQN))).await.unwrap();
+    // Function authorization failed (RFC 7143 §11.6.1): both sessions carry on.
+    assert_eq!(a.tmf(7, 0, 0).await, 6);
+    assert_eq!(b.nop(&[]).await.bhs.opcode(), op::NOP_IN);
+    assert_eq!(e.sessions().len(), 2);
+}
+
+#[tokio::test]
+async fn target_cold_reset_closes_every_session_of_the_target() {
+    let (e, addr) = start(&base_config("privileges = { target_cold_reset = true }")).await;
     let mut a = session(addr, vec![]).await;
     let mut b = Initiator::connect(addr).await;
     b.isid = [0x80, 0, 0, 0, 0, 2];

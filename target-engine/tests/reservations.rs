@@ -4,11 +4,9 @@
 //! PREEMPT between initiators; and COMPARE AND WRITE racing from two
 //! sessions (SBC-3 §5.2: the compare and the write are one atomic operation).
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::*;
+use target_engine::testkit::initiator::*;
 use target_engine::{Engine, EngineConfig};
 
 const TARGET: &str = "iqn.2026-11.test.portico:reservations";
@@ -240,4 +238,86 @@ async fn a_logical_unit_reset_aborts_other_initiators_tasks() {
     let tags = answered(&mut other, std::time::Duration::from_secs(3)).await;
     assert!(!tags.contains(&second), "the waiting read was aborted: {tags:?}");
     engine.shutdown().await;
+}
+
+/// A target with two volumes, LUN 0 and LUN 1, of known NAA identifiers.
+async fn start_two() -> (Engine, SocketAddr) {
+    let toml = format!(
+        "[[volume]]\nname = \"v\"\nbackend = \"memory\"\nsize = \"4MiB\"\nwwn = \"{V_WWN}\"\n\
+         [[volume]]\nname = \"w\"\nbackend = \"memory\"\nsize = \"4MiB\"\nwwn = \"{W_WWN}\"\n\
+         [[target]]\niqn = \"{TARGET}\"\nportals = [\"127.0.0.1:0\"]\nluns = {{ 0 = \"v\", 1 = \"w\" }}\n"
+    );
+    let engine = Engine::new();
+    engine.apply(EngineConfig::from_toml(&toml).unwrap()).await.unwrap();
+    let addr = *engine.portals().await.values().next().unwrap();
+    (engine, addr)
+}
+
+const V_WWN: &str = "6001405aaaaaaaaaaaaaaaaaaaaaaaaa";
+const W_WWN: &str = "6001405bbbbbbbbbbbbbbbbbbbbbbbbb";
+
+/// EXTENDED COPY(LID1) of `blocks` blocks from LBA 0 of target
+/// descriptor `src` to LBA 0 of `dst`, over descriptors for `wwns`.
+fn xcopy(wwns: &[&str], src: u16, dst: u16, blocks: u16) -> ([u8; 16], Vec<u8>) {
+    let mut targets = Vec::new();
+    for w in wwns {
+        let naa: Vec<u8> = (0..16).map(|k| u8::from_str_radix(&w[2 * k..2 * k + 2], 16).unwrap()).collect();
+        let mut d = vec![0u8; 32];
+        d[0] = 0xe4;
+        d[4..8].copy_from_slice(&[0x01, 0x03, 0x00, 0x10]);
+        d[8..24].copy_from_slice(&naa);
+        d[30] = 2; // 512-byte blocks
+        targets.extend(d);
+    }
+    let mut seg = vec![0x02, 0, 0, 24];
+    seg.extend_from_slice(&src.to_be_bytes());
+    seg.extend_from_slice(&dst.to_be_bytes());
+    seg.extend_from_slice(&[0, 0]);
+    seg.extend_from_slice(&blocks.to_be_bytes());
+    seg.extend_from_slice(&0u64.to_be_bytes());
+    seg.extend_from_slice(&0u64.to_be_bytes());
+    let mut list = vec![0u8; 16];
+    list[2..4].copy_from_slice(&(targets.len() as u16).to_be_bytes());
+    list[8..12].copy_from_slice(&(seg.len() as u32).to_be_bytes());
+    list.extend(targets);
+    list.extend(seg);
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0x83;
+    cdb[10..14].copy_from_slice(&(list.len() as u32).to_be_bytes());
+    (cdb, list)
+}
+
+#[tokio::test]
+async fn extended_copy_obeys_the_reservations_of_both_units() {
+    let (_engine, addr) = start_two().await;
+    let mut holder = login(addr, HOLDER).await;
+    let mut copier = login(addr, STRANGER).await;
+    let reserve_w = |pr_type: u8| (pr_out(0x01, pr_type), params(0x1, 0));
+    // The holder registers on LUN 1 ("w") and holds Write Exclusive.
+    assert_eq!(holder.command_ok(1, &pr_out(0x06, 0), 0, &params(0, 0x1)).await.status, GOOD);
+    let (cdb, p) = reserve_w(1);
+    assert_eq!(holder.command_ok(1, &cdb, 0, &p).await.status, GOOD);
+
+    // Sent to LUN 0, which nobody reserved: copying into LUN 1 conflicts...
+    let (cdb, list) = xcopy(&[V_WWN, W_WWN], 0, 1, 8);
+    assert_eq!(copier.command_ok(0, &cdb, 0, &list).await.status, CONFLICT);
+    // ...reading from it does not (Write Exclusive lets others read)...
+    let (cdb, list) = xcopy(&[V_WWN, W_WWN], 1, 0, 8);
+    assert_eq!(copier.command_ok(0, &cdb, 0, &list).await.status, GOOD);
+    // ...until the reservation becomes Exclusive Access.
+    let (cdb, p) = (pr_out(0x02, 1), params(0x1, 0));
+    assert_eq!(holder.command_ok(1, &cdb, 0, &p).await.status, GOOD);
+    let (cdb, p) = reserve_w(3);
+    assert_eq!(holder.command_ok(1, &cdb, 0, &p).await.status, GOOD);
+    let (cdb, list) = xcopy(&[V_WWN, W_WWN], 1, 0, 8);
+    assert_eq!(copier.command_ok(0, &cdb, 0, &list).await.status, CONFLICT);
+    // The holder itself may copy both ways.
+    let (cdb, list) = xcopy(&[V_WWN, W_WWN], 1, 0, 8);
+    assert_eq!(holder.command_ok(0, &cdb, 0, &list).await.status, GOOD);
+    let (cdb, list) = xcopy(&[V_WWN, W_WWN], 0, 1, 8);
+    assert_eq!(holder.command_ok(0, &cdb, 0, &list).await.status, GOOD);
+    // Within one unit nothing changes: LUN 0 to LUN 0 is fine for the copier.
+    let (cdb, list) = xcopy(&[V_WWN], 0, 0, 8);
+    let r = copier.command_ok(0, &cdb, 0, &list).await;
+    assert_eq!(r.status, GOOD, "{:?}", r.sense);
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use sqlx::SqliteConnection;
 use target_engine::config::{
-    AclEntry, AluaState, BackendKind, ChapConfig, ChapMode, DiscoveryConfig, EngineConfig, Size, TargetConfig,
+    AclEntry, AluaState, BackendKind, ChapConfig, ChapMode, EngineConfig, Size, TargetConfig,
     VolumeConfig,
 };
 
@@ -48,7 +48,7 @@ pub async fn derive(
             .fetch_all(&mut *conn)
             .await?;
     let mut volume_names = BTreeMap::new();
-    let mut config = EngineConfig { volumes: Vec::new(), targets: Vec::new(), discovery: DiscoveryConfig::default() };
+    let mut config = EngineConfig::default();
     for (id, name, size, block_size, wwn, serial, iops_limit, mbps_limit) in volumes {
         volume_names.insert(id, name.clone());
         config.volumes.push(VolumeConfig {
@@ -133,13 +133,13 @@ pub async fn derive(
                         list.into_iter().filter(|l| lun_ids.contains(l)).collect()
                     }
                 };
-                entries.push(AclEntry { initiator, luns: allowed });
+                entries.push(AclEntry { initiator, luns: allowed, chap: None, privileges: None });
             }
             Some(entries)
         } else {
             None
         };
-        config.targets.push(TargetConfig { iqn, portals, tpg: tpg as u16, luns, chap, acl, alua });
+        config.targets.push(TargetConfig { iqn, portals, tpg: tpg as u16, luns, chap, acl, alua, privileges: Default::default() });
     }
     Ok(config)
 }

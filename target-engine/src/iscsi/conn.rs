@@ -1,28 +1,51 @@
-//! One TCP connection from accept to close: the login exchange, then the
-//! session's reader loop and writer task (RFC 7143 §6 then §4.2).
+//! One TCP connection from accept to close: admission, the login exchange,
+//! then the session's reader loop and writer task (RFC 7143 §6 then §4.2).
+//!
+//! Whatever happens, the connection ends with its session unregistered and
+//! its memory given back: the login has one deadline for all its reads and
+//! writes, and a writer that cannot drain its queue within
+//! [`DRAIN_TIMEOUT`] after the session ended is stopped
+//! (see [`super::admission`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::admission::{Refusal, DRAIN_TIMEOUT, LOGIN_TIMEOUT};
 use super::keys::TargetLimits;
 use super::login::{self, Login, Step, CMD_WINDOW};
 use super::pdu::{self, Framing};
 use super::registry::{Registry, SessionInfo};
-use super::writer::{self, SnState};
+use super::writer::{self, Outbox, SnState};
 use crate::scsi::{Nexus, NexusId};
-
-/// The login must finish within this time.
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, local: SocketAddr, registry: Arc<Registry>) {
+    let admission = registry.admission().clone();
+    let login_permit = match admission.admit_login(peer.ip()) {
+        Ok(p) => p,
+        Err(refusal) => {
+            if admission.may_warn() {
+                match refusal {
+                    Refusal::LoginsTotal(cap) => {
+                        tracing::warn!(%peer, cap, "connection refused: {cap} connections are logging in already")
+                    }
+                    Refusal::LoginsFromAddress(cap) => tracing::warn!(
+                        %peer,
+                        cap,
+                        "connection refused: {cap} connections from {} are logging in already",
+                        peer.ip()
+                    ),
+                }
+            }
+            return;
+        }
+    };
     let _ = stream.set_nodelay(true);
     let limits = TargetLimits::default();
     let (mut rd, mut wr) = stream.into_split();
@@ -30,6 +53,15 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, local: SocketAddr, regis
     let framing = Framing::default();
     let mut login = Login::new(registry.catalog(), local, peer, limits);
     let deadline = tokio::time::Instant::now() + LOGIN_TIMEOUT;
+    // Every write of the login counts against the same deadline as its reads.
+    macro_rules! send_or_end {
+        ($pdu:expr) => {
+            match tokio::time::timeout_at(deadline, wr.write_all(&pdu::encode($pdu, &framing))).await {
+                Ok(Ok(())) => {}
+                _ => return,
+            }
+        };
+    }
 
     let (resp, result) = loop {
         let pdu = loop {
@@ -50,14 +82,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, local: SocketAddr, regis
             }
         };
         match login.step(&pdu) {
-            Step::Continue(r) => {
-                if wr.write_all(&pdu::encode(r, &framing)).await.is_err() {
-                    return;
-                }
-            }
+            Step::Continue(r) => send_or_end!(r),
             Step::Fail(r) => {
-                let _ = wr.write_all(&pdu::encode(r, &framing)).await;
-                let _ = wr.shutdown().await;
+                send_or_end!(r);
+                let _ = tokio::time::timeout_at(deadline, wr.shutdown()).await;
                 return;
             }
             Step::Done(r, res) => break (r, res),
@@ -76,7 +104,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, local: SocketAddr, regis
                 relative_target_port: t.relative_port,
                 target_port_group: t.tpg,
             };
-            (Some(Arc::new(Nexus::new(id))), t.lun_view(&initiator), t.iqn.clone())
+            let nexus = Nexus::with_privileges(id, t.privileges_for(&initiator));
+            (Some(Arc::new(nexus)), t.lun_view(&initiator), t.iqn.clone())
         }
         None => (None, Default::default(), String::new()),
     };
@@ -90,22 +119,41 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, local: SocketAddr, regis
         discovery: result.target.is_none(),
         since: SystemTime::now(),
     };
-    let (handle, close) = registry.register(info, nexus, luns);
+    let (handle, close) = match registry.register(info, nexus, luns) {
+        Ok(registered) => registered,
+        Err(e) => {
+            if admission.may_warn() {
+                tracing::warn!(%peer, initiator = %initiator, "login refused: {e}");
+            }
+            let mut resp = resp;
+            login::refuse(&mut resp, login::status::OUT_OF_RESOURCES);
+            send_or_end!(resp);
+            return;
+        }
+    };
     let mut resp = resp;
     login::set_tsih(&mut resp, handle.info.tsih);
-    if wr.write_all(&pdu::encode(resp, &framing)).await.is_err() {
+    let sent = tokio::time::timeout_at(deadline, wr.write_all(&pdu::encode(resp, &framing))).await;
+    if !matches!(sent, Ok(Ok(()))) {
         registry.unregister(&handle);
         return;
     }
+    drop(login_permit);
 
     let span = tracing::info_span!("session", initiator = %initiator, tsih = handle.info.tsih, target = %target_name);
     let p = result.params;
     let out_framing =
         Framing { header_digest: p.header_digest, data_digest: p.data_digest, max_data: p.initiator_mrdsl as usize };
     let sn = Arc::new(SnState::new(result.exp_cmd_sn, CMD_WINDOW));
-    let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(writer::run(wr, rx, out_framing, result.stat_sn, sn.clone()).instrument(span.clone()));
-    super::session::run(rd, buf, tx, sn, result, handle.clone(), close, registry.clone(), local).instrument(span).await;
-    let _ = writer.await;
+    let (outbox, rx) = Outbox::new();
+    let mut writer =
+        tokio::spawn(writer::run(wr, rx, out_framing, result.stat_sn, sn.clone()).instrument(span.clone()));
+    super::session::run(rd, buf, outbox, sn, result, handle.clone(), close, registry.clone(), local)
+        .instrument(span)
+        .await;
+    if tokio::time::timeout(DRAIN_TIMEOUT, &mut writer).await.is_err() {
+        tracing::info!(initiator = %initiator, "the initiator is not reading: dropping what was queued for it");
+        writer.abort();
+    }
     registry.unregister(&handle);
 }

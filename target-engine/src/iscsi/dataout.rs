@@ -7,6 +7,11 @@
 //! restarts at 0 for each sequence. Any violation is a protocol error, which
 //! at ErrorRecoveryLevel 0 ends the connection.
 
+//!
+//! The data is kept as the `Bytes` the PDUs arrived in (no copy, and no
+//! memory before it arrives); a command whose data came in one PDU gets
+//! that buffer itself, others get one contiguous copy when complete.
+
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
@@ -49,7 +54,8 @@ struct Burst {
 #[derive(Debug)]
 pub struct WriteCollector {
     pub edtl: u32,
-    buf: BytesMut,
+    chunks: Vec<Bytes>,
+    received: u32,
     /// Bursts in flight, in offset order (the unsolicited one first, if any).
     bursts: VecDeque<Burst>,
     next_r2t_offset: u32,
@@ -64,18 +70,22 @@ impl WriteCollector {
         if imm > 0 && (!p.immediate_data || imm > p.first_burst_length || imm > edtl) {
             return Err(DataOutError::BadImmediate);
         }
-        let mut buf = BytesMut::with_capacity(edtl as usize);
-        buf.extend_from_slice(&immediate);
+        let chunks = if imm > 0 { vec![immediate] } else { Vec::new() };
         let unsolicited_end = if p.initial_r2t { imm } else { p.first_burst_length.min(edtl) };
         let mut bursts = VecDeque::new();
         if unsolicited_end > imm {
             bursts.push_back(Burst { ttt: UNSOLICITED_TTT, end: unsolicited_end, next_datasn: 0 });
         }
-        Ok(WriteCollector { edtl, buf, bursts, next_r2t_offset: unsolicited_end.max(imm), r2tsn: 0 })
+        Ok(WriteCollector { edtl, chunks, received: imm, bursts, next_r2t_offset: unsolicited_end.max(imm), r2tsn: 0 })
     }
 
     pub fn complete(&self) -> bool {
-        self.buf.len() as u32 == self.edtl
+        self.received == self.edtl
+    }
+
+    /// Bytes of Data-Out received so far.
+    pub fn received(&self) -> u32 {
+        self.received
     }
 
     /// R2Ts to send now; `next_ttt` hands out fresh target transfer tags.
@@ -97,14 +107,14 @@ impl WriteCollector {
 
     /// Accepts one Data-Out PDU. Returns true when a solicited burst finished
     /// (so more R2Ts may be sent).
-    pub fn data_out(&mut self, ttt: u32, datasn: u32, offset: u32, data: &[u8]) -> Result<bool, DataOutError> {
+    pub fn data_out(&mut self, ttt: u32, datasn: u32, offset: u32, data: &Bytes) -> Result<bool, DataOutError> {
         let Some(b) = self.bursts.iter_mut().find(|b| b.ttt == ttt) else {
             return Err(DataOutError::UnknownTtt(ttt));
         };
         if datasn != b.next_datasn {
             return Err(DataOutError::DataSn { got: datasn, want: b.next_datasn });
         }
-        let want = self.buf.len() as u32;
+        let want = self.received;
         if offset != want {
             return Err(DataOutError::Offset { got: offset, want });
         }
@@ -113,7 +123,10 @@ impl WriteCollector {
         }
         b.next_datasn += 1;
         let done = offset + data.len() as u32 == b.end;
-        self.buf.extend_from_slice(data);
+        if !data.is_empty() {
+            self.chunks.push(data.clone());
+            self.received += data.len() as u32;
+        }
         if done {
             let solicited = b.ttt != UNSOLICITED_TTT;
             self.bursts.retain(|x| x.end != offset + data.len() as u32);
@@ -122,14 +135,28 @@ impl WriteCollector {
         Ok(false)
     }
 
-    pub fn into_data(self) -> Bytes {
-        self.buf.freeze()
+    pub fn into_data(mut self) -> Bytes {
+        match self.chunks.len() {
+            0 => Bytes::new(),
+            1 => self.chunks.pop().expect("one chunk"),
+            _ => {
+                let mut all = BytesMut::with_capacity(self.received as usize);
+                for c in &self.chunks {
+                    all.extend_from_slice(c);
+                }
+                all.freeze()
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn z(n: usize) -> Bytes {
+        Bytes::from(vec![0u8; n])
+    }
 
     fn params(initial_r2t: bool, fb: u32, mb: u32, maxr2t: u32) -> Params {
         Params {
@@ -155,14 +182,14 @@ mod tests {
             vec![R2t { ttt: 11, r2tsn: 0, offset: 512, len: 1000 }, R2t { ttt: 12, r2tsn: 1, offset: 1512, len: 1000 }]
         );
         assert!(w.next_r2ts(&p, || 0).is_empty());
-        assert!(!w.data_out(11, 0, 512, &[0; 500]).unwrap());
-        assert_eq!(w.data_out(11, 0, 1012, &[0; 500]), Err(DataOutError::DataSn { got: 0, want: 1 }));
-        assert!(w.data_out(11, 1, 1012, &[0; 500]).unwrap());
+        assert!(!w.data_out(11, 0, 512, &z(500)).unwrap());
+        assert_eq!(w.data_out(11, 0, 1012, &z(500)), Err(DataOutError::DataSn { got: 0, want: 1 }));
+        assert!(w.data_out(11, 1, 1012, &z(500)).unwrap());
         let r = w.next_r2ts(&p, || 13);
         assert_eq!(r, vec![R2t { ttt: 13, r2tsn: 2, offset: 2512, len: 488 }]);
-        assert_eq!(w.data_out(13, 0, 2512, &[0; 488]), Err(DataOutError::Offset { got: 2512, want: 1512 }));
-        assert!(w.data_out(12, 0, 1512, &[0; 1000]).unwrap());
-        assert!(w.data_out(13, 0, 2512, &[0; 488]).unwrap());
+        assert_eq!(w.data_out(13, 0, 2512, &z(488)), Err(DataOutError::Offset { got: 2512, want: 1512 }));
+        assert!(w.data_out(12, 0, 1512, &z(1000)).unwrap());
+        assert!(w.data_out(13, 0, 2512, &z(488)).unwrap());
         assert!(w.complete());
     }
 
@@ -172,9 +199,9 @@ mod tests {
         let mut w = WriteCollector::new(2048, Bytes::from(vec![1u8; 100]), &p).unwrap();
         let r = w.next_r2ts(&p, || 5);
         assert_eq!(r, vec![R2t { ttt: 5, r2tsn: 0, offset: 1024, len: 1024 }]);
-        assert!(!w.data_out(UNSOLICITED_TTT, 0, 100, &[0; 924]).unwrap());
-        assert_eq!(w.data_out(UNSOLICITED_TTT, 1, 1024, &[0; 4]), Err(DataOutError::UnknownTtt(UNSOLICITED_TTT)));
-        assert!(w.data_out(5, 0, 1024, &[0; 1024]).unwrap());
+        assert!(!w.data_out(UNSOLICITED_TTT, 0, 100, &z(924)).unwrap());
+        assert_eq!(w.data_out(UNSOLICITED_TTT, 1, 1024, &z(4)), Err(DataOutError::UnknownTtt(UNSOLICITED_TTT)));
+        assert!(w.data_out(5, 0, 1024, &z(1024)).unwrap());
         assert!(w.complete());
     }
 
@@ -204,10 +231,11 @@ mod tests {
             for r in w.next_r2ts(&p, || { next += 1; next }) { ttts.push(r.ttt); }
             for (t, sn, off, len) in pdus {
                 let ttt = ttts.get(t as usize).copied().unwrap_or(t);
-                if let Ok(true) = w.data_out(ttt, sn, off, &vec![1u8; len]) {
+                if let Ok(true) = w.data_out(ttt, sn, off, &Bytes::from(vec![1u8; len])) {
                     for r in w.next_r2ts(&p, || { next += 1; next }) { ttts.push(r.ttt); }
                 }
-                proptest::prop_assert!(w.buf.len() as u32 <= edtl);
+                proptest::prop_assert!(w.received() <= edtl);
+                proptest::prop_assert_eq!(w.chunks.iter().map(|c| c.len() as u32).sum::<u32>(), w.received());
             }
         }
     }

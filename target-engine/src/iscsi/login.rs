@@ -10,15 +10,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::admission::{MAX_LOGIN_KEYS, MAX_LOGIN_PDUS, MAX_LOGIN_TEXT};
 use super::chap::{self, ChapAlg};
 use super::keys::{self, Answer, Params, TargetLimits};
+use super::name;
 use super::pdu::{op, Bhs, Pdu};
 use super::registry::{Catalog, ChapPolicy, TargetEntry};
 
 /// Commands the initiator may have outstanding (MaxCmdSN - ExpCmdSN + 1).
 pub const CMD_WINDOW: u32 = 128;
-/// Bound on the text a login may accumulate over Continue PDUs.
-const MAX_LOGIN_TEXT: usize = 64 * 1024;
 
 /// Login status (class, detail), RFC 7143 §11.13.5.
 pub mod status {
@@ -31,6 +31,7 @@ pub mod status {
     pub const MISSING_PARAMETER: (u8, u8) = (2, 7);
     pub const NO_SESSION: (u8, u8) = (2, 10);
     pub const INVALID_REQUEST: (u8, u8) = (2, 11);
+    pub const OUT_OF_RESOURCES: (u8, u8) = (3, 2);
 }
 
 /// What a successful login produced.
@@ -57,6 +58,18 @@ pub enum Step {
 
 pub fn set_tsih(pdu: &mut Pdu, tsih: u16) {
     pdu.bhs.set_u16(14, tsih);
+}
+
+/// Turns the final response of a login that succeeded into a refusal with
+/// `st` (the target could not admit the session after all): no transit,
+/// no keys; the connection is closed after it is sent.
+pub fn refuse(pdu: &mut Pdu, st: (u8, u8)) {
+    let csg = (pdu.bhs.flags() >> 2) & 3;
+    pdu.bhs.set_flags(csg << 2);
+    pdu.bhs.0[36] = st.0;
+    pdu.bhs.0[37] = st.1;
+    pdu.data = Bytes::new();
+    pdu.bhs.set_data_len(0);
 }
 
 #[derive(Debug)]
@@ -93,6 +106,8 @@ pub struct Login {
     seen: std::collections::HashSet<String>,
     declared: bool,
     peer: String,
+    /// Login Request PDUs received so far.
+    pdus: u32,
 }
 
 impl Login {
@@ -116,13 +131,17 @@ impl Login {
             seen: Default::default(),
             declared: false,
             peer: peer.to_string(),
+            pdus: 0,
         }
     }
 
+    /// The CHAP this login must pass: discovery's, or the target's for this
+    /// initiator (its ACL entry's own credentials, if it has them).
     fn policy(&self) -> &ChapPolicy {
-        match &self.target {
-            Some(t) => &t.chap,
-            None => &self.catalog.discovery_chap,
+        match (&self.target, &self.initiator) {
+            (Some(t), Some(i)) => t.chap_for(i),
+            (Some(t), None) => &t.chap,
+            (None, _) => &self.catalog.discovery_chap,
         }
     }
 
@@ -158,6 +177,10 @@ impl Login {
         if b.opcode() != op::LOGIN_REQ {
             return self.fail(&b, status::INVALID_REQUEST, "non-login PDU during login");
         }
+        self.pdus += 1;
+        if self.pdus > MAX_LOGIN_PDUS {
+            return self.fail(&b, status::INITIATOR_ERROR, "too many Login PDUs");
+        }
         let flags = b.flags();
         let transit = flags & 0x80 != 0;
         let cont = flags & 0x40 != 0;
@@ -189,12 +212,19 @@ impl Login {
             Ok(kv) => kv,
             Err(_) => return self.fail(&b, status::INITIATOR_ERROR, "malformed login text"),
         };
+        if kv.len() > MAX_LOGIN_KEYS {
+            return self.fail(&b, status::INITIATOR_ERROR, "too many keys");
+        }
         let get = |k: &str| kv.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone());
         let mut out: Vec<(String, String)> = Vec::new();
 
         if self.initiator.is_none() {
-            let Some(name) = get("InitiatorName") else {
+            let Some(given) = get("InitiatorName") else {
                 return self.fail(&b, status::MISSING_PARAMETER, "no InitiatorName");
+            };
+            // Checked before it reaches a log line, an ACL or a TransportID.
+            let Ok(name) = name::normalize(&given) else {
+                return self.fail(&b, status::INITIATOR_ERROR, "InitiatorName is not a valid iSCSI name");
             };
             self.initiator = Some(name.clone());
             self.discovery = match get("SessionType").as_deref() {
@@ -240,6 +270,9 @@ impl Login {
             // A parameter is negotiated at most once per login (RFC 7143 §6.2).
             if !identity && !self.seen.insert(k.clone()) {
                 return self.fail(&b, status::INITIATOR_ERROR, "key negotiated twice");
+            }
+            if self.seen.len() > MAX_LOGIN_KEYS {
+                return self.fail(&b, status::INITIATOR_ERROR, "too many keys");
             }
             if let Answer::Reply(r) = keys::negotiate(k, v, &self.limits, self.discovery, &mut self.params) {
                 out.push((k.clone(), r));
@@ -444,6 +477,52 @@ mod tests {
         let mut l = login();
         let r = l.step(&req(0x81, "InitiatorName=iqn.2026-11.x:y\0TargetName=iqn.2026-11.no:pe\0"));
         assert!(matches!(r, Step::Fail(p) if p.bhs.0[36..38] == [2, 3]));
+    }
+
+    #[test]
+    fn initiator_names_are_checked_and_normalised() {
+        let mut l = login();
+        let r = l.step(&req(0x81, "InitiatorName=iqn.2026-11.x:evil\nforged log line\0SessionType=Discovery\0"));
+        assert!(matches!(r, Step::Fail(p) if p.bhs.0[36..38] == [2, 0]));
+        let mut l = login();
+        let r = l.step(&req(0x80 | 0x04 | 3, "InitiatorName=IQN.2026-11.X:Host\0SessionType=Discovery\0"));
+        let Step::Done(_, res) = r else { panic!("{r:?}") };
+        assert_eq!(res.initiator, "iqn.2026-11.x:host");
+    }
+
+    #[test]
+    fn a_login_has_a_bounded_number_of_pdus_and_keys() {
+        let mut l = login();
+        let mut steps = 0;
+        let last = loop {
+            // Each request only continues the text: the login never ends on its own.
+            let r = l.step(&req(0x40 | 0x04 | 3, "X-Filler=1\0"));
+            steps += 1;
+            if !matches!(r, Step::Continue(_)) {
+                break r;
+            }
+            assert!(steps <= MAX_LOGIN_PDUS, "still going after {steps} PDUs");
+        };
+        assert!(matches!(last, Step::Fail(p) if p.bhs.0[36..38] == [2, 0]));
+
+        let mut l = login();
+        let r = l.step(&req(0x04 | 3, "InitiatorName=iqn.2026-11.x:y\0SessionType=Discovery\0"));
+        assert!(matches!(r, Step::Continue(_)));
+        let mut failed = false;
+        for round in 0..MAX_LOGIN_PDUS {
+            let text: String = (0..40).map(|i| format!("X-K{round}-{i}=v\0")).collect();
+            match l.step(&req(0x04 | 3, &text)) {
+                Step::Continue(_) => {}
+                Step::Fail(p) => {
+                    assert_eq!(p.bhs.0[36..38], [2, 0]);
+                    failed = true;
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(l.seen.len() <= MAX_LOGIN_KEYS);
+        }
+        assert!(failed, "a flood of distinct keys must end the login");
     }
 
     proptest! {

@@ -1,6 +1,11 @@
 //! What the transport needs to know about the configured targets (the
 //! catalog) and the sessions that are logged in (RFC 7143 §4.4.3 session
-//! identity, §6.3.5 session reinstatement).
+//! identity, §6.3.5 session reinstatement), and the [`Admission`] gates
+//! every connection passes.
+//!
+//! Initiator names in the catalog are in their normal form
+//! ([`super::name::normalize`]), as are the names logins present, so an ACL
+//! entry written in capitals still matches.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,7 +15,8 @@ use std::time::SystemTime;
 
 use tokio::sync::watch;
 
-use crate::scsi::{LunMap, Nexus};
+use super::admission::Admission;
+use crate::scsi::{LunMap, Nexus, Privileges};
 
 /// CHAP requirement for a target or for discovery. `Debug` hides secrets.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -42,6 +48,18 @@ impl std::fmt::Debug for ChapPolicy {
     }
 }
 
+/// One initiator an ACL lets in.
+#[derive(Debug, Clone)]
+pub struct AclEntry {
+    /// The initiator's name, in its normal form.
+    pub initiator: String,
+    pub luns: Vec<u64>,
+    /// Its own CHAP credentials; `None`: the target's.
+    pub chap: Option<ChapPolicy>,
+    /// Its own privileges; `None`: the target's.
+    pub privileges: Option<Privileges>,
+}
+
 /// One target as the transport sees it.
 #[derive(Debug, Clone)]
 pub struct TargetEntry {
@@ -51,29 +69,42 @@ pub struct TargetEntry {
     pub luns: LunMap,
     pub chap: ChapPolicy,
     /// `None`: every initiator sees every LUN.
-    pub acl: Option<Vec<(String, Vec<u64>)>>,
+    pub acl: Option<Vec<AclEntry>>,
     /// Relative target port identifier (SPC-4 §7.8.6.5), unique per target.
     pub relative_port: u16,
+    /// What initiators of this target may do to every host (see [`Privileges`]).
+    pub privileges: Privileges,
 }
 
 impl TargetEntry {
+    fn acl_entry(&self, initiator: &str) -> Option<&AclEntry> {
+        self.acl.as_ref()?.iter().find(|e| e.initiator == initiator)
+    }
+
     pub fn allows(&self, initiator: &str) -> bool {
-        match &self.acl {
-            None => true,
-            Some(list) => list.iter().any(|(i, _)| i == initiator),
-        }
+        self.acl.is_none() || self.acl_entry(initiator).is_some()
+    }
+
+    /// The CHAP credentials `initiator` must log in with: its ACL entry's
+    /// own, if it has them, else the target's. A host that knows the
+    /// target's secret cannot log in under the name of an entry that has
+    /// its own.
+    pub fn chap_for(&self, initiator: &str) -> &ChapPolicy {
+        self.acl_entry(initiator).and_then(|e| e.chap.as_ref()).unwrap_or(&self.chap)
+    }
+
+    /// The privileges of `initiator`'s nexuses on this target.
+    pub fn privileges_for(&self, initiator: &str) -> Privileges {
+        self.acl_entry(initiator).and_then(|e| e.privileges).unwrap_or(self.privileges)
     }
 
     /// The LUN map `initiator` may see (ACL-filtered).
     pub fn lun_view(&self, initiator: &str) -> LunMap {
-        match &self.acl {
-            None => self.luns.clone(),
-            Some(list) => {
-                let allowed: Vec<u64> =
-                    list.iter().filter(|(i, _)| i == initiator).flat_map(|(_, l)| l.iter().copied()).collect();
-                self.luns.iter().filter(|(k, _)| allowed.contains(k)).map(|(k, v)| (*k, v.clone())).collect()
-            }
+        if self.acl.is_none() {
+            return self.luns.clone();
         }
+        let allowed = self.acl_entry(initiator).map(|e| e.luns.as_slice()).unwrap_or_default();
+        self.luns.iter().filter(|(k, _)| allowed.contains(k)).map(|(k, v)| (*k, v.clone())).collect()
     }
 
     /// Whether this target is reachable through the portal a connection came in on.
@@ -154,17 +185,30 @@ impl SessionHandle {
     }
 }
 
+/// Why a session could not be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("the engine already has {0} sessions, its cap")]
+    SessionsFull(usize),
+}
+
 /// Catalog plus session table, shared by listeners, connections and the engine.
 #[derive(Debug, Default)]
 pub struct Registry {
     catalog: RwLock<Arc<Catalog>>,
     sessions: Mutex<HashMap<u16, Arc<SessionHandle>>>,
     next_tsih: AtomicU16,
+    admission: Arc<Admission>,
 }
 
 impl Registry {
     pub fn new() -> Arc<Self> {
         Arc::new(Registry { next_tsih: AtomicU16::new(1), ..Default::default() })
+    }
+
+    /// The gates every connection and session passes.
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
@@ -182,19 +226,26 @@ impl Registry {
     }
 
     /// Registers a new session, closing any session with the same initiator
-    /// port and target (reinstatement). Returns the handle and its close signal.
+    /// port and target (reinstatement). Returns the handle and its close
+    /// signal, or refuses when the engine is at its session cap.
+    ///
+    /// The cap is below 65535, so a free TSIH is found within cap + 2 tries.
     pub fn register(
         &self,
         mut info: SessionInfo,
         nexus: Option<Arc<Nexus>>,
         luns: LunMap,
-    ) -> (Arc<SessionHandle>, watch::Receiver<bool>) {
+    ) -> Result<(Arc<SessionHandle>, watch::Receiver<bool>), RegisterError> {
         let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let old: Vec<u16> = map
             .values()
             .filter(|s| s.info.initiator == info.initiator && s.info.isid == info.isid && s.info.target == info.target)
             .map(|s| s.info.tsih)
             .collect();
+        let cap = self.admission.max_sessions().min(65_535);
+        if map.len() - old.len() >= cap {
+            return Err(RegisterError::SessionsFull(cap));
+        }
         for t in old {
             if let Some(s) = map.remove(&t) {
                 tracing::info!(tsih = t, initiator = %s.info.initiator, "session reinstated: closing the old one");
@@ -217,7 +268,7 @@ impl Registry {
             reset: watch::channel(0).0,
         });
         map.insert(tsih, h.clone());
-        (h, rx)
+        Ok((h, rx))
     }
 
     pub fn unregister(&self, h: &Arc<SessionHandle>) {

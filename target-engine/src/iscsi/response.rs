@@ -72,7 +72,14 @@ pub fn command_pdus(
     let (data, residual) = if c.read {
         let r = Residual::of(c.edtl, resp.data_in.len() as u64);
         let n = resp.data_in.len().min(c.edtl as usize);
-        (resp.data_in.slice(..n), r)
+        // A few bytes of a large buffer are copied, so that the buffer is
+        // not held while they wait for the socket.
+        let data = if n < resp.data_in.len() / 2 {
+            Bytes::copy_from_slice(&resp.data_in[..n])
+        } else {
+            resp.data_in.slice(..n)
+        };
+        (data, r)
     } else {
         (Bytes::new(), write_residual)
     };
@@ -158,6 +165,7 @@ pub mod reject {
     pub const SNACK: u8 = 0x03;
     pub const PROTOCOL_ERROR: u8 = 0x04;
     pub const NOT_SUPPORTED: u8 = 0x05;
+    pub const IMMEDIATE_COMMAND: u8 = 0x06;
     pub const INVALID_FIELD: u8 = 0x09;
 }
 

@@ -2,6 +2,14 @@
 //! §11): command numbering and window (§4.2.2.1), SCSI commands run
 //! concurrently, Data-Out collection, task management (§11.5), NOP
 //! (§11.18, §11.19), Text/SendTargets (§11.10), Logout (§11.14), Reject.
+//!
+//! What one session may hold is bounded as [`super::admission`] says:
+//! a command numbered beyond the last MaxCmdSN announced is ignored (as
+//! §4.2.2.1 requires), an immediate command beyond the window is rejected
+//! ("too many immediate commands", §11.17.1), early commands have a byte
+//! budget, control PDUs wait for room in the connection's control budget
+//! (and so does the reading of the socket), and discovery sessions are
+//! rate-limited.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -12,16 +20,20 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
+use super::admission::{
+    Admission, RateLimit, DATA_OUT_TIMEOUT, DISCOVERY_BURST, DISCOVERY_REQUESTS_PER_SECOND, EARLY_COMMANDS_BUDGET,
+    MAX_WRITE, READ_BUDGET, WRITE_BUDGET,
+};
 use super::dataout::{WriteCollector, UNSOLICITED_TTT};
 use super::keys::Params;
 use super::login::LoginResult;
 use super::pdu::{self, op, Framing, Pdu};
 use super::registry::{Registry, SessionHandle};
 use super::response::{self, reject, CmdRef, OutPdu, Residual};
-use super::writer::{Out, SnState};
+use super::writer::{Outbox, Permits, SnState};
 use crate::scsi::nexus::AbortMailbox;
 use crate::scsi::{self, Nexus, ScsiCommand, ScsiResponse, ScsiStatus, TaskAttr};
 
@@ -31,13 +43,6 @@ mod control;
 pub const PING_AFTER: Duration = Duration::from_secs(5);
 /// Silence after which the connection is considered dead.
 pub const DEAD_AFTER: Duration = Duration::from_secs(15);
-/// Largest Expected Data Transfer Length accepted for one write.
-const MAX_WRITE: u32 = 64 << 20;
-/// Data-Out being collected at once per session; beyond it: TASK SET FULL.
-const WRITE_BUDGET: u64 = 128 << 20;
-/// Data-In allocated or queued at once per session (backpressure on reads
-/// when the initiator does not drain its socket).
-pub const READ_BUDGET: u32 = 64 << 20;
 
 fn sn_lt(a: u32, b: u32) -> bool {
     a != b && b.wrapping_sub(a) < 1 << 31
@@ -55,6 +60,10 @@ struct PendingWrite {
     cmd: ScsiCommand,
     cref: CmdRef,
     collector: WriteCollector,
+    /// Its share of the engine-wide data budget, until the command ends.
+    budget: OwnedSemaphorePermit,
+    /// When Data-Out last arrived (or the command, if none has).
+    progress: Instant,
 }
 
 /// Everything the reader loop needs.
@@ -65,10 +74,14 @@ pub struct Session {
     pub nexus: Option<Arc<Nexus>>,
     pub registry: Arc<Registry>,
     pub local: SocketAddr,
-    tx: mpsc::UnboundedSender<Out>,
+    out: Outbox,
+    /// Control PDUs produced while handling one PDU, sent after it.
+    unsent: Vec<OutPdu>,
     sn: Arc<SnState>,
     exp_cmd_sn: u32,
+    /// Commands that arrived before an earlier CmdSN, and their bytes.
     queued: BTreeMap<u32, Pdu>,
+    queued_bytes: usize,
     tasks: Tasks,
     writes: HashMap<u32, PendingWrite>,
     ttt_owner: HashMap<u32, u32>,
@@ -76,6 +89,8 @@ pub struct Session {
     text_rest: Option<(u32, Bytes)>,
     ping_ttt: u32,
     read_budget: Arc<Semaphore>,
+    admission: Arc<Admission>,
+    discovery_rate: RateLimit,
     last_ordered: Option<u32>,
     task_done: Arc<Notify>,
 }
@@ -116,7 +131,7 @@ enum Stop {
 pub async fn run(
     mut rd: OwnedReadHalf,
     mut buf: BytesMut,
-    tx: mpsc::UnboundedSender<Out>,
+    out: Outbox,
     sn: Arc<SnState>,
     result: LoginResult,
     handle: Arc<SessionHandle>,
@@ -136,11 +151,14 @@ pub async fn run(
         exp_cmd_sn: result.exp_cmd_sn,
         result,
         handle,
+        admission: registry.admission().clone(),
         registry,
         local,
-        tx,
+        out,
+        unsent: Vec::new(),
         sn,
         queued: BTreeMap::new(),
+        queued_bytes: 0,
         tasks: Arc::new(Mutex::new(HashMap::new())),
         writes: HashMap::new(),
         ttt_owner: HashMap::new(),
@@ -148,6 +166,7 @@ pub async fn run(
         text_rest: None,
         ping_ttt: 0x1000_0000,
         read_budget: Arc::new(Semaphore::new(READ_BUDGET as usize)),
+        discovery_rate: RateLimit::new(DISCOVERY_REQUESTS_PER_SECOND, DISCOVERY_BURST, Instant::now()),
         last_ordered: None,
         task_done: Arc::new(Notify::new()),
     };
@@ -161,7 +180,11 @@ pub async fn run(
                 Ok(p) => {
                     last_rx = Instant::now();
                     pinged = false;
-                    match s.dispatch(p).await {
+                    let handled = s.dispatch(p).await;
+                    // Waits while the control budget is spent: the socket
+                    // is not read again until the peer reads what we sent.
+                    s.flush_unsent().await;
+                    match handled {
                         Ok(()) => continue,
                         Err(e) => break e,
                     }
@@ -179,6 +202,7 @@ pub async fn run(
         let idle = last_rx.elapsed();
         let discovery = s.result.target.is_none();
         let wait = if pinged || discovery { DEAD_AFTER } else { PING_AFTER }.saturating_sub(idle);
+        let data_out_due = s.writes.values().map(|w| w.progress).min().map(|t| t + DATA_OUT_TIMEOUT);
         tokio::select! {
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) | Err(_) => break Stop::Closed,
@@ -196,8 +220,18 @@ pub async fn run(
                     buf = BytesMut::new();
                 }
                 s.ping();
+                s.flush_unsent().await;
             }
             _ = close.changed() => break Stop::Closed,
+            _ = s.out.closed() => break Stop::Closed,
+            _ = async {
+                match data_out_due {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                break Stop::Protocol(format!("solicited Data-Out did not arrive within {DATA_OUT_TIMEOUT:?}"));
+            }
             _ = reset.changed() => {
                 tracing::info!("tasks aborted by a target reset from another session");
                 s.abort_all(None);
@@ -224,12 +258,20 @@ pub async fn run(
         Stop::Closed => tracing::debug!("connection closed"),
     }
     s.abort_all(None);
-    let _ = s.tx.send(Out::Close);
+    s.flush_unsent().await;
+    s.out.close();
 }
 
 impl Session {
-    fn send(&self, pdus: Vec<OutPdu>) {
-        let _ = self.tx.send(Out::Pdus(pdus));
+    /// Queues control PDUs; they go out after the PDU being handled.
+    fn send(&mut self, pdus: Vec<OutPdu>) {
+        self.unsent.extend(pdus);
+    }
+
+    async fn flush_unsent(&mut self) {
+        if !self.unsent.is_empty() {
+            self.out.send(std::mem::take(&mut self.unsent)).await;
+        }
     }
 
     fn set_exp(&mut self, v: u32) {
@@ -242,30 +284,56 @@ impl Session {
     async fn dispatch(&mut self, p: Pdu) -> Result<(), Stop> {
         let opc = p.bhs.opcode();
         let numbered = matches!(opc, op::NOP_OUT | op::SCSI_CMD | op::TMF_REQ | op::TEXT_REQ | op::LOGOUT_REQ);
-        if !numbered || p.bhs.immediate() {
+        if !numbered {
+            return self.handle_pdu(p).await;
+        }
+        if p.bhs.immediate() {
+            // Immediate commands bypass the window (§3.2.2.1), so they are
+            // counted against it here: beyond it they are rejected.
+            if opc == op::SCSI_CMD && self.sn.in_flight.load(Ordering::Acquire) >= self.sn.window {
+                self.send(vec![response::reject_pdu(reject::IMMEDIATE_COMMAND, &p.bhs)]);
+                return Ok(());
+            }
             return self.handle_pdu(p).await;
         }
         let cmd_sn = p.bhs.u32_at(24);
-        let max = self.exp_cmd_sn.wrapping_add(self.sn.window - 1);
+        // Only up to the MaxCmdSN the initiator was told (§4.2.2.1).
+        let max = self.sn.max_cmd_sn.load(Ordering::Acquire);
         if cmd_sn == self.exp_cmd_sn {
             self.set_exp(cmd_sn.wrapping_add(1));
             self.handle_pdu(p).await?;
             while let Some(next) = self.queued.remove(&self.exp_cmd_sn) {
+                self.queued_bytes -= pdu_bytes(&next);
                 self.set_exp(self.exp_cmd_sn.wrapping_add(1));
                 self.handle_pdu(next).await?;
             }
             Ok(())
         } else if sn_lt(self.exp_cmd_sn, cmd_sn) && !sn_lt(max, cmd_sn) {
-            self.queued.insert(cmd_sn, p);
+            let bytes = pdu_bytes(&p);
+            if self.queued_bytes + bytes > EARLY_COMMANDS_BUDGET {
+                tracing::debug!(cmd_sn, exp = self.exp_cmd_sn, "early command beyond the budget: ignored");
+                return Ok(());
+            }
+            if let Some(old) = self.queued.insert(cmd_sn, p) {
+                self.queued_bytes -= pdu_bytes(&old);
+            }
+            self.queued_bytes += bytes;
             Ok(())
         } else {
-            tracing::debug!(cmd_sn, exp = self.exp_cmd_sn, "CmdSN outside the window: ignored");
+            tracing::debug!(cmd_sn, exp = self.exp_cmd_sn, max, "CmdSN outside the window: ignored");
             Ok(())
         }
     }
 
     async fn handle_pdu(&mut self, p: Pdu) -> Result<(), Stop> {
-        match p.bhs.opcode() {
+        let opc = p.bhs.opcode();
+        if self.result.target.is_none() && matches!(opc, op::TEXT_REQ | op::NOP_OUT) {
+            let wait = self.discovery_rate.take(Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        match opc {
             op::SCSI_CMD => self.scsi_command(p),
             op::DATA_OUT => self.data_out(p),
             op::NOP_OUT => {
@@ -339,20 +407,14 @@ impl Session {
             let wants = scsi::expected_data_out(&self.handle.current_luns(), lun, &cmd.cdb).unwrap_or(0);
             if wants > 0 && p.data.is_empty() {
                 // A write-type CDB with no Data-Out expected: overflow residual.
-                self.start_write(cmd, cref, Bytes::new());
+                self.start_write(cmd, cref, Bytes::new(), None);
                 return Ok(());
             }
             if !p.data.is_empty() {
                 self.send(vec![response::reject_pdu(reject::PROTOCOL_ERROR, &b)]);
                 return Ok(());
             }
-            self.execute(cmd, cref, Residual::None);
-            return Ok(());
-        }
-        let collecting: u64 = self.writes.values().map(|w| w.collector.edtl as u64).sum();
-        if collecting + edtl as u64 > WRITE_BUDGET {
-            let resp = ScsiResponse { status: ScsiStatus::TaskSetFull, data_in: Bytes::new(), sense: Bytes::new() };
-            self.send(response::command_pdus(&cref, resp, Residual::None, 0, 0));
+            self.execute(cmd, cref, Residual::None, None);
             return Ok(());
         }
         if edtl > MAX_WRITE {
@@ -364,18 +426,27 @@ impl Session {
             self.send(response::command_pdus(&cref, resp, Residual::None, 0, 0));
             return Ok(());
         }
+        // The session's and the engine's budgets for Data-Out: beyond
+        // either, TASK SET FULL (the initiator retries with fewer commands).
+        let collecting: u64 = self.writes.values().map(|w| w.collector.edtl as u64).sum();
+        let budget = (collecting + edtl as u64 <= WRITE_BUDGET).then(|| self.admission.try_data(edtl)).flatten();
+        let Some(budget) = budget else {
+            let resp = ScsiResponse { status: ScsiStatus::TaskSetFull, data_in: Bytes::new(), sense: Bytes::new() };
+            self.send(response::command_pdus(&cref, resp, Residual::None, 0, 0));
+            return Ok(());
+        };
         let mut collector = match WriteCollector::new(edtl, p.data, &self.params) {
             Ok(c) => c,
             Err(e) => return Err(Stop::Protocol(e.to_string())),
         };
         if collector.complete() {
             let data = collector.into_data();
-            self.start_write(cmd, cref, data);
+            self.start_write(cmd, cref, data, Some(budget));
             return Ok(());
         }
         let r2ts = self.issue_r2ts(itt, &mut collector);
         let lun_raw = cref.lun_raw;
-        self.writes.insert(itt, PendingWrite { cmd, cref, collector });
+        self.writes.insert(itt, PendingWrite { cmd, cref, collector, budget, progress: Instant::now() });
         self.send(r2ts.into_iter().map(|r| response::r2t_pdu(itt, lun_raw, &r)).collect());
         Ok(())
     }
@@ -405,6 +476,7 @@ impl Session {
             // The task may have been aborted; its data is simply dropped.
             return Ok(());
         };
+        w.progress = Instant::now();
         let burst_done = match w.collector.data_out(ttt, b.u32_at(36), b.u32_at(40), &p.data) {
             Ok(d) => d,
             Err(e) => {
@@ -429,7 +501,7 @@ impl Session {
         if w.collector.complete() {
             let w = self.writes.remove(&itt).expect("present");
             let data = w.collector.into_data();
-            self.start_write(w.cmd, w.cref, data);
+            self.start_write(w.cmd, w.cref, data, Some(w.budget));
         } else if burst_done {
             let mut w = self.writes.remove(&itt).expect("present");
             let r2ts = self.issue_r2ts(itt, &mut w.collector);
@@ -443,7 +515,13 @@ impl Session {
     /// Reconciles EDTL with the Data-Out the CDB asks for (RFC 7143
     /// §11.4.5.1): beyond EDTL nothing is transferred (overflow, the unit
     /// writes what it got); beyond the CDB's length data is dropped (underflow).
-    fn start_write(&mut self, mut cmd: ScsiCommand, cref: CmdRef, mut data: Bytes) {
+    fn start_write(
+        &mut self,
+        mut cmd: ScsiCommand,
+        cref: CmdRef,
+        mut data: Bytes,
+        budget: Option<OwnedSemaphorePermit>,
+    ) {
         let luns = self.handle.current_luns();
         let mut residual = Residual::None;
         if let Some(want) = scsi::expected_data_out(&luns, cmd.lun, &cmd.cdb) {
@@ -456,14 +534,20 @@ impl Session {
             }
         }
         cmd.data_out = data;
-        self.execute(cmd, cref, residual);
+        self.execute(cmd, cref, residual, budget);
     }
 
     /// Runs a command on its own task; its PDUs go to the writer in one batch.
-    fn execute(&mut self, cmd: ScsiCommand, cref: CmdRef, residual: Residual) {
+    ///
+    /// A write brings its share of the engine's data budget (`written`),
+    /// given back when the command ends. Every command takes room in the
+    /// session's read budget, and a read as much of the engine's, for the
+    /// larger of its CDB's transfer length and its Expected Data Transfer
+    /// Length, until its Data-In is written.
+    fn execute(&mut self, cmd: ScsiCommand, cref: CmdRef, residual: Residual, written: Option<OwnedSemaphorePermit>) {
         let luns = self.handle.current_luns();
         let Some(nexus) = self.nexus.clone() else { return };
-        let tx = self.tx.clone();
+        let out = self.out.clone();
         let tasks = self.tasks.clone();
         let mrdsl = self.params.initiator_mrdsl;
         let burst = self.params.max_burst_length;
@@ -472,7 +556,11 @@ impl Session {
         let span =
             tracing::debug_span!("cmd", itt = format_args!("{itt:#x}"), op = cmd.cdb.first().copied().unwrap_or(0));
         let budget = self.read_budget.clone();
-        let need = if cref.read { cref.edtl.clamp(1, READ_BUDGET) } else { 1 };
+        let engine_budget = self.admission.data_budget().clone();
+        let media = scsi::media_data_in(&luns, lun, &cmd.cdb);
+        let asked = if cref.read { u64::from(cref.edtl) } else { 0 };
+        let need = asked.max(media).clamp(1, u64::from(READ_BUDGET)) as u32;
+        let reads = need > 1;
         let mut g = tasks.lock().unwrap_or_else(|e| e.into_inner());
         // SAM-5 §8.6: an ORDERED task waits for every earlier task; later
         // SIMPLE tasks wait for the ORDERED one; HEAD OF QUEUE waits for none.
@@ -507,7 +595,14 @@ impl Session {
                     }
                 }
                 let Ok(permit) = budget.acquire_many_owned(need).await else { return };
+                let engine = if reads {
+                    let Ok(p) = engine_budget.acquire_many_owned(need).await else { return };
+                    Some(p)
+                } else {
+                    None
+                };
                 let resp = scsi::execute(&luns, &nexus, cmd).await;
+                drop(written);
                 let pdus = response::command_pdus(&cref, resp, residual, mrdsl, burst);
                 // Remove first so an ABORT TASK racing with us sees no task and
                 // answers "task does not exist" while the status goes out.
@@ -516,13 +611,18 @@ impl Session {
                 // itself carries the reopened window.
                 guard.release_slot();
                 if still_ours {
-                    let _ = tx.send(Out::Held(pdus, permit));
+                    out.send_held(pdus, Permits { connection: Some(permit), engine });
                 }
             },
             span,
         ));
         g.insert(itt, Running { abort: h.abort_handle(), lun });
     }
+}
+
+/// Bytes a PDU held in memory takes, near enough for budgeting.
+fn pdu_bytes(p: &Pdu) -> usize {
+    pdu::BHS_LEN + p.ahs.len() + p.data.len()
 }
 
 /// LUN field to LUN number (SAM-5 §4.7: peripheral and flat space addressing).

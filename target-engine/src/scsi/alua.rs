@@ -225,16 +225,19 @@ impl AluaTable {
         if !body.len().is_multiple_of(4) {
             return Err(SenseReason::ParameterListLength);
         }
-        let mut wanted = Vec::new();
+        // One entry per known group however long the list (the last
+        // descriptor for a group wins); byte offsets past 65535 are
+        // reported as 65535, the largest a sense key specific field holds.
+        let mut wanted = BTreeMap::new();
         for (i, desc) in body.chunks_exact(4).enumerate() {
-            let at = 4 + 4 * i as u16;
+            let at = |delta: usize| u16::try_from(4 + 4 * i + delta).unwrap_or(u16::MAX);
             let state = AluaState::from_set_code(desc[0] & 0x0f)
-                .ok_or(SenseReason::InvalidFieldInParameterList(Field::bit(at, 3)))?;
+                .ok_or(SenseReason::InvalidFieldInParameterList(Field::bit(at(0), 3)))?;
             let tpg = u16::from_be_bytes([desc[2], desc[3]]);
             if !self.groups.contains_key(&tpg) {
-                return Err(SenseReason::InvalidFieldInParameterList(Field::byte(at + 2)));
+                return Err(SenseReason::InvalidFieldInParameterList(Field::byte(at(2))));
             }
-            wanted.push((tpg, state));
+            wanted.insert(tpg, state);
         }
         let mut changed = false;
         for (tpg, state) in wanted {
@@ -356,6 +359,22 @@ mod tests {
         assert_eq!(t.report(false)[4 + 12 + 5], 1, "status: altered by SET TARGET PORT GROUPS");
         assert_eq!(t.set_from_parameters(&[0, 0, 0, 0, 0x02, 0, 0, 2]), Ok(false));
         assert_eq!(t.set_from_parameters(&[]), Ok(false));
+    }
+
+    #[test]
+    fn set_target_port_groups_with_a_huge_list_points_past_the_u16_range() {
+        let mut t = AluaTable::default();
+        t.set_ports(&[(1, 1), (2, 2)]);
+        // 20,000 valid descriptors, then one naming an unknown group at byte 80,004.
+        let mut list = vec![0u8; 4];
+        for _ in 0..20_000 {
+            list.extend_from_slice(&[0x02, 0, 0, 2]);
+        }
+        list.extend_from_slice(&[0x02, 0, 0, 9]);
+        assert_eq!(t.set_from_parameters(&list), Err(SenseReason::InvalidFieldInParameterList(Field::byte(u16::MAX))));
+        list.truncate(list.len() - 4);
+        assert_eq!(t.set_from_parameters(&list), Ok(true));
+        assert_eq!(t.state(2), AluaState::Standby);
     }
 
     #[test]

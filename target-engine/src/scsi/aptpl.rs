@@ -83,7 +83,8 @@ fn ports(p: &Port) -> Result<(InitiatorPort, Option<u16>), String> {
         (false, Some(rtp)) if rtp != 0 => Some(rtp),
         (false, _) => return Err(bad()),
     };
-    Ok((InitiatorPort { name: Arc::from(p.initiator.as_str()), isid }, target_port))
+    let name = crate::iscsi::name::normalize(&p.initiator).map_err(|_| bad())?;
+    Ok((InitiatorPort { name: Arc::from(name), isid }, target_port))
 }
 
 fn snapshot(pr: &PrState) -> Snapshot {
@@ -133,20 +134,38 @@ pub(crate) fn load(path: &Path) -> std::io::Result<Option<PrState>> {
     restore(&snap).map(Some).map_err(bad)
 }
 
-/// Saves `pr` at `path` if APTPL is set, else removes any saved state.
-pub(crate) fn save(path: &Path, pr: &PrState) -> std::io::Result<()> {
+/// What [`write`] should leave at the path for `pr`: the file's text if
+/// APTPL is set, `None` (no file) if not. Cheap, so it runs under the
+/// unit's lock; the writing does not.
+pub(crate) fn render(pr: &PrState) -> std::io::Result<Option<String>> {
     if !pr.aptpl {
+        return Ok(None);
+    }
+    toml::to_string(&snapshot(pr)).map(Some).map_err(std::io::Error::other)
+}
+
+/// Saves `pr` at `path` if APTPL is set, else removes any saved state.
+#[cfg(test)]
+pub(crate) fn save(path: &Path, pr: &PrState) -> std::io::Result<()> {
+    write(path, render(pr)?.as_deref())
+}
+
+/// Puts `text` at `path` durably (a temporary file, synced, renamed over
+/// the old one), or removes the file when `text` is `None`. Blocking I/O:
+/// callers on the async runtime run it on the blocking pool.
+pub(crate) fn write(path: &Path, text: Option<&str>) -> std::io::Result<()> {
+    let Some(text) = text else {
         return match std::fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         };
-    }
-    let text = toml::to_string(&snapshot(pr)).map_err(std::io::Error::other)?;
+    };
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
     }

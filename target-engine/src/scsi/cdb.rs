@@ -444,6 +444,15 @@ impl Cdb {
         }
     }
 
+    /// Bytes of the medium this command reads into its Data-In, given the
+    /// unit's block size (0 for commands that do not read the medium).
+    pub fn media_data_in_len(&self, block_size: u32) -> u64 {
+        match self {
+            Cdb::Read { ext, .. } => u64::from(ext.blocks) * u64::from(block_size),
+            _ => 0,
+        }
+    }
+
     /// Whether a Data-Out size other than [`Cdb::data_out_len`] is an error
     /// the unit must see, rather than a residual the transport reports.
     pub fn data_out_exact(&self) -> bool {

@@ -20,13 +20,16 @@ const VERSION_DESCRIPTORS: [u16; 4] = [0x00a0, 0x0960, 0x0460, 0x04c0];
 
 const SUPPORTED_VPD: [u8; 6] = [0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2];
 
-/// Standard INQUIRY data for a logical unit that exists.
-pub(crate) fn standard() -> Vec<u8> {
+/// Standard INQUIRY data for a logical unit that exists, as seen by a nexus
+/// that may (`explicit_alua`) or may not send SET TARGET PORT GROUPS.
+pub(crate) fn standard(explicit_alua: bool) -> Vec<u8> {
     let mut d = vec![0u8; 74];
     d[0] = 0x00; // peripheral qualifier 0, direct access block device
     d[2] = 0x06; // SPC-4
     d[3] = 0x12; // HISUP, RESPONSE DATA FORMAT 2
-    d[5] = 0x30; // TPGS 11b: implicit and explicit ALUA (SPC-4 §5.16); no protection information
+                 // TPGS (SPC-4 §5.16): 11b implicit and explicit ALUA, 01b implicit only;
+                 // no protection information.
+    d[5] = if explicit_alua { 0x30 } else { 0x10 };
     d[7] = 0x02; // CMDQUE
     d[8..16].copy_from_slice(VENDOR);
     d[16..32].copy_from_slice(PRODUCT);
@@ -41,7 +44,7 @@ pub(crate) fn standard() -> Vec<u8> {
 /// Standard INQUIRY data for a LUN with no logical unit behind it
 /// (SPC-4 §6.4.2: peripheral qualifier 011b, device type 1Fh).
 pub(crate) fn not_present() -> Vec<u8> {
-    let mut d = standard();
+    let mut d = standard(true);
     d[0] = 0x7f;
     d
 }
@@ -158,7 +161,9 @@ mod tests {
 
     #[test]
     fn standard_data_shape() {
-        let d = standard();
+        let d = standard(true);
+        assert_eq!(d[5], 0x30);
+        assert_eq!(standard(false)[5], 0x10);
         assert_eq!(d[4] as usize, d.len() - 5);
         assert_eq!(d[2], 6);
         assert_eq!(d[3] & 0x0f, 2);

@@ -57,6 +57,8 @@ pub struct LogicalUnit {
     pub(crate) io: tokio::sync::RwLock<()>,
     /// Where reservations made with APTPL are saved (SPC-4 §5.13.5).
     pr_file: std::sync::OnceLock<std::path::PathBuf>,
+    /// Reservation changes run one at a time (see [`Self::persistent_reserve_out`]).
+    reservation_changes: tokio::sync::Mutex<()>,
     /// The abort mailbox of every nexus that has addressed the unit.
     nexuses: Mutex<Vec<(NexusId, Weak<AbortMailbox>)>>,
 }
@@ -93,6 +95,7 @@ impl LogicalUnit {
             state: Mutex::new(LuState::default()),
             io: tokio::sync::RwLock::new(()),
             pr_file: std::sync::OnceLock::new(),
+            reservation_changes: tokio::sync::Mutex::new(()),
             nexuses: Mutex::default(),
         })
     }
@@ -109,13 +112,64 @@ impl LogicalUnit {
         Ok(())
     }
 
-    /// After a PERSISTENT RESERVE OUT: saves the state if APTPL is or was set.
-    pub(crate) fn save_reservations(&self, pr: &super::pr::PrState, was_aptpl: bool) {
-        let Some(path) = self.pr_file.get() else { return };
-        if pr.aptpl || was_aptpl {
-            if let Err(e) = super::aptpl::save(path, pr) {
-                tracing::error!(volume = %self.spec.name, "cannot save persistent reservations: {e}");
-            }
+    /// PERSISTENT RESERVE OUT (SPC-4 §6.16) sent by `nexus`.
+    ///
+    /// The commands of one unit run one at a time. Each works on a copy of
+    /// the state, away from the unit's lock; if APTPL is or was set, the
+    /// result is saved on the blocking pool before anything changes, and a
+    /// save that fails leaves the state as it was and answers INSUFFICIENT
+    /// REGISTRATION RESOURCES (as LIO does), never GOOD. Only then are the
+    /// new state and its unit attentions committed, and PREEMPT AND ABORT
+    /// aborts the preempted nexuses' tasks (SPC-4 §5.13.11.2.6).
+    pub(crate) async fn persistent_reserve_out(
+        &self,
+        nexus: &Nexus,
+        action: cdb::PrOutAction,
+        pr_type: u8,
+        param_len: u32,
+        data: &Bytes,
+    ) -> Result<(), SenseReason> {
+        let _one_at_a_time = self.reservation_changes.lock().await;
+        let (mut next, mut raised, was_aptpl) = {
+            let st = self.state();
+            (st.pr.clone(), st.ua.scratch(), st.pr.aptpl)
+        };
+        let preempted = next.reserve_out(&nexus.id, action, pr_type, param_len, data, &mut raised)?;
+        if let (Some(path), true) = (self.pr_file.get(), next.aptpl || was_aptpl) {
+            let text = super::aptpl::render(&next).map_err(|e| self.save_failed(e))?;
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || super::aptpl::write(&path, text.as_deref()))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                .map_err(|e| self.save_failed(e))?;
+        }
+        {
+            let mut st = self.state();
+            st.pr.commit(next);
+            st.ua.merge(raised);
+        }
+        if action == cdb::PrOutAction::PreemptAndAbort && !preempted.is_empty() {
+            self.abort_tasks_where(|id| id != &nexus.id && preempted.iter().any(|r| r.takes_in(id)));
+        }
+        Ok(())
+    }
+
+    fn save_failed(&self, e: std::io::Error) -> SenseReason {
+        tracing::error!(volume = %self.spec.name, "cannot save persistent reservations, the command fails: {e}");
+        SenseReason::InsufficientRegistrationResources
+    }
+
+    /// RESERVE(6) or RELEASE(6) (SPC-2 §7.21, §7.17), in turn with
+    /// PERSISTENT RESERVE OUT so that neither slips between the other's
+    /// copy and commit.
+    pub(crate) async fn spc2_reservation(&self, nexus: &Nexus, reserve: bool) -> Result<(), SenseReason> {
+        let _one_at_a_time = self.reservation_changes.lock().await;
+        let mut st = self.state();
+        if reserve {
+            st.pr.reserve6(&nexus.id)
+        } else {
+            st.pr.release6(&nexus.id);
+            Ok(())
         }
     }
 
@@ -265,13 +319,33 @@ impl LogicalUnit {
         if !self.spec.reservations && cdb.is_reservation_command() {
             return Err(SenseReason::InvalidOpcode);
         }
+        if matches!(cdb, Cdb::SetTargetPortGroups { .. }) && !nexus.privileges().set_target_port_groups {
+            // INQUIRY told this nexus that only implicit ALUA is supported.
+            return Err(SenseReason::InvalidOpcode);
+        }
+        self.check_access(&nexus.id, cdb)
+    }
+
+    /// The access checks of [`Self::pre_execute`] for `cdb` sent by `id`:
+    /// ALUA state, reservations, write protection.
+    fn check_access(&self, id: &NexusId, cdb: &Cdb) -> Result<(), SenseReason> {
         let st = self.state();
-        alua::check(st.alua.state(nexus.id.target_port_group), cdb)?;
-        st.pr.check(&nexus.id, cdb)?;
+        alua::check(st.alua.state(id.target_port_group), cdb)?;
+        st.pr.check(id, cdb)?;
         if cdb.writes_medium() && (self.spec.read_only || st.mode.swp) {
             return Err(SenseReason::WriteProtected);
         }
         Ok(())
+    }
+
+    /// Whether `id` may read (`write` false) or write the medium now: the
+    /// checks a READ or WRITE from that nexus would pass. A copy manager
+    /// acting for the nexus (EXTENDED COPY) asks this of every unit it
+    /// reads from or writes to.
+    pub(crate) fn check_medium_access(&self, id: &NexusId, write: bool) -> Result<(), SenseReason> {
+        let ext = cdb::Extent { lba: 0, blocks: 1, len_field: 0 };
+        let probe = if write { Cdb::Write { ext, fua: false } } else { Cdb::Read { ext, fua: false } };
+        self.check_access(id, &probe)
     }
 
     async fn run(&self, luns: &LunMap, nexus: &Nexus, cmd: &ScsiCommand) -> Result<Reply, SenseReason> {

@@ -81,6 +81,8 @@ pub struct Nexus {
     pub(crate) state: std::sync::Mutex<nexus::NexusState>,
     /// Where the units it uses ask for its tasks to be aborted.
     pub aborts: Arc<nexus::AbortMailbox>,
+    /// [`Privileges`] as bits, changed live.
+    privileges: std::sync::atomic::AtomicU8,
 }
 
 /// One SCSI command as received from the transport.
@@ -151,6 +153,7 @@ mod xcopy;
 
 pub use alua::AluaState;
 pub use lu::{LogicalUnit, LuCounters};
+pub use nexus::Privileges;
 pub use pr::{RegistrationStatus, ReservationStatus};
 pub use sense::SenseReason;
 
@@ -173,6 +176,18 @@ pub fn expected_data_out(luns: &LunMap, lun: u64, cdb: &[u8]) -> Option<u64> {
     let lu = luns.get(&lun)?;
     let cdb = cdb::Cdb::decode(cdb).ok()?;
     (!cdb.data_out_exact()).then(|| cdb.data_out_len(lu.spec.block_size))
+}
+
+/// Bytes of Data-In reading the medium for `cdb` produces on `lun`, at most
+/// the Block Limits page's MAXIMUM TRANSFER LENGTH (longer reads are refused
+/// before anything is read); 0 for other commands and unknown LUNs. The
+/// transport budgets a command's memory by the larger of this and its
+/// Expected Data Transfer Length.
+pub fn media_data_in(luns: &LunMap, lun: u64, cdb: &[u8]) -> u64 {
+    let Some(lu) = luns.get(&lun) else { return 0 };
+    cdb::Cdb::decode(cdb)
+        .map(|c| c.media_data_in_len(lu.spec.block_size).min(u64::from(inquiry::MAX_TRANSFER_BYTES)))
+        .unwrap_or(0)
 }
 
 /// Bytes of Data-Out `cdb` asks for on a unit with `block_size`-byte blocks

@@ -37,10 +37,12 @@ pub(crate) struct UnitShape {
     pub blocks: u64,
     pub block_size: u32,
     pub write_protected: bool,
+    /// Whether this nexus may change SWP (see [`super::Privileges`]).
+    pub swp_changeable: bool,
 }
 
 /// The bytes of one page as `pc` asks for it.
-fn page(code: u8, pc: PageControl, st: &ModeState) -> Vec<u8> {
+fn page(code: u8, pc: PageControl, st: &ModeState, unit: &UnitShape) -> Vec<u8> {
     let st = match pc {
         PageControl::Default => ModeState::default(),
         _ => *st,
@@ -60,7 +62,7 @@ fn page(code: u8, pc: PageControl, st: &ModeState) -> Vec<u8> {
             p[1] = 0x0a;
             if changeable {
                 p[2] = 0x04;
-                p[4] = 0x08;
+                p[4] = if unit.swp_changeable { 0x08 } else { 0 };
             } else {
                 // GLTSD: no log parameters are saved.
                 p[2] = 0x02 | if st.d_sense { 0x04 } else { 0 };
@@ -133,7 +135,7 @@ pub(crate) fn sense(
     };
     out.extend_from_slice(&bd);
     for c in codes {
-        out.extend_from_slice(&page(c, pc, st));
+        out.extend_from_slice(&page(c, pc, st, unit));
     }
     if ten {
         let n = (out.len() - 2) as u16;
@@ -200,8 +202,8 @@ pub(crate) fn select(
         if !PAGES.contains(&code) {
             return Err(SenseReason::InvalidFieldInParameterList(Field::byte(pos as u16)));
         }
-        let current = page(code, PageControl::Current, &next);
-        let changeable = page(code, PageControl::Changeable, &next);
+        let current = page(code, PageControl::Current, &next, unit);
+        let changeable = page(code, PageControl::Changeable, &next, unit);
         if usize::from(data[pos + 1]) != current.len() - 2 {
             return Err(SenseReason::InvalidFieldInParameterList(Field::byte(pos as u16 + 1)));
         }
@@ -234,7 +236,7 @@ pub(crate) fn select(
 mod tests {
     use super::*;
 
-    const UNIT: UnitShape = UnitShape { blocks: 2048, block_size: 512, write_protected: false };
+    const UNIT: UnitShape = UnitShape { blocks: 2048, block_size: 512, write_protected: false, swp_changeable: true };
 
     #[test]
     fn all_pages_six_byte_layout() {
@@ -274,7 +276,7 @@ mod tests {
     fn select_sets_d_sense_and_swp_and_rejects_unchangeable_bits() {
         let st = ModeState::default();
         let mut pl = vec![0, 0, 0, 0];
-        let mut ctl = page(PAGE_CONTROL, PageControl::Current, &st);
+        let mut ctl = page(PAGE_CONTROL, PageControl::Current, &st, &UNIT);
         ctl[2] |= 0x04;
         ctl[4] |= 0x08;
         pl.extend_from_slice(&ctl);

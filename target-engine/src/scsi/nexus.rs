@@ -7,7 +7,11 @@
 //! and the mailbox through which a unit asks the transport to abort the
 //! nexus's tasks (a LOGICAL UNIT RESET from another nexus, SAM-5 §6.3.3, or
 //! PREEMPT AND ABORT, SPC-4 §5.13.11.2.6).
+//!
+//! A nexus also carries its [`Privileges`]: whether its initiator may send
+//! the commands whose effect reaches every other host of the target.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 
 use tokio::sync::Notify;
@@ -45,6 +49,49 @@ impl AbortMailbox {
     }
 }
 
+/// Commands one initiator may send that change what every other host
+/// sees. The defaults are what a cautious administrator chooses:
+///
+/// * TARGET COLD RESET (RFC 7143 §11.5.1) closes every session of the
+///   target: refused (task management response "function authorization
+///   failed"). TARGET WARM RESET, which Linux sends in error recovery, and
+///   LOGICAL UNIT RESET stay allowed.
+/// * SET TARGET PORT GROUPS (SPC-4 §6.38) is explicit ALUA, how Linux
+///   dm-multipath (scsi_dh_alua) and Windows MPIO activate a standby path
+///   when the active one fails: allowed. Where it is not, INQUIRY reports
+///   implicit ALUA only (TPGS 01b) and the command is not supported.
+/// * Software write protection (SWP in the Control mode page, SPC-4
+///   §7.5.8) would make the volume read-only for every host: not changeable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Privileges {
+    pub target_cold_reset: bool,
+    pub set_target_port_groups: bool,
+    pub software_write_protect: bool,
+}
+
+impl Default for Privileges {
+    fn default() -> Self {
+        Privileges { target_cold_reset: false, set_target_port_groups: true, software_write_protect: false }
+    }
+}
+
+impl Privileges {
+    fn bits(self) -> u8 {
+        u8::from(self.target_cold_reset)
+            | u8::from(self.set_target_port_groups) << 1
+            | u8::from(self.software_write_protect) << 2
+    }
+
+    fn from_bits(b: u8) -> Self {
+        Privileges {
+            target_cold_reset: b & 1 != 0,
+            set_target_port_groups: b & 2 != 0,
+            software_write_protect: b & 4 != 0,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct NexusState {
     /// REPORTED LUNS DATA HAS CHANGED is pending for this nexus.
@@ -53,9 +100,29 @@ pub(crate) struct NexusState {
 }
 
 impl Nexus {
-    /// State for a freshly logged-in nexus.
+    /// State for a freshly logged-in nexus with the default privileges.
     pub fn new(id: NexusId) -> Self {
-        Nexus { id, state: std::sync::Mutex::new(NexusState::default()), aborts: Arc::default() }
+        Nexus::with_privileges(id, Privileges::default())
+    }
+
+    /// State for a freshly logged-in nexus.
+    pub fn with_privileges(id: NexusId, privileges: Privileges) -> Self {
+        Nexus {
+            id,
+            state: std::sync::Mutex::new(NexusState::default()),
+            aborts: Arc::default(),
+            privileges: AtomicU8::new(privileges.bits()),
+        }
+    }
+
+    /// What this nexus's initiator may do to every host.
+    pub fn privileges(&self) -> Privileges {
+        Privileges::from_bits(self.privileges.load(Ordering::Relaxed))
+    }
+
+    /// Changes the privileges live (the configuration changed).
+    pub fn set_privileges(&self, p: Privileges) {
+        self.privileges.store(p.bits(), Ordering::Relaxed);
     }
 
     /// Raises REPORTED LUNS DATA HAS CHANGED for this nexus: the next command

@@ -115,6 +115,11 @@ pub(crate) fn is_reservation(opcode: u8) -> bool {
     matches!(opcode, 0x16 | 0x17 | 0x56 | 0x57 | 0x5e | 0x5f)
 }
 
+/// Whether `op` is SET TARGET PORT GROUPS.
+pub(crate) fn is_set_target_port_groups(op: &OpInfo) -> bool {
+    op.opcode == 0xa4 && op.service_action == Some(0x0a)
+}
+
 pub(crate) fn is_known_opcode(opcode: u8) -> bool {
     SUPPORTED.iter().any(|o| o.opcode == opcode)
 }

@@ -119,6 +119,10 @@ pub enum SenseReason {
     /// NOT READY: the target port group is transitioning (SPC-4 §5.16.2.4.6).
     #[error("logical unit not accessible, asymmetric access state transition")]
     AluaTransitioning,
+    /// PERSISTENT RESERVE OUT could not record a registration: the unit is
+    /// at its cap, or saving the state (APTPL) failed (SPC-4 §5.13.7).
+    #[error("insufficient registration resources")]
+    InsufficientRegistrationResources,
     /// Not sense at all: RESERVATION CONFLICT status (SPC-4 §5.13.1).
     #[error("reservation conflict")]
     ReservationConflict,
@@ -174,6 +178,7 @@ impl SenseReason {
             SenseReason::AluaStandby => (NotReady, 0x04, 0x0b),
             SenseReason::AluaUnavailable => (NotReady, 0x04, 0x0c),
             SenseReason::AluaTransitioning => (NotReady, 0x04, 0x0a),
+            SenseReason::InsufficientRegistrationResources => (IllegalRequest, 0x55, 0x04),
             SenseReason::ReservationConflict => (NoSense, 0x00, 0x00),
         };
         SenseCode { key, asc, ascq }

@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 
-use super::cdb::{Cdb, PrOutAction, UaPolicy};
+use super::cdb::{Cdb, UaPolicy};
 use super::lu::{LogicalUnit, Reply};
 use super::mode::{self, UnitShape};
 use super::opcodes::{self, OpInfo};
@@ -26,7 +26,9 @@ pub(crate) async fn execute(
 ) -> Result<Reply, SenseReason> {
     match cdb {
         Cdb::TestUnitReady => Ok(Reply::good()),
-        Cdb::Inquiry { evpd: false, alloc_len, .. } => Ok(Reply::data(inquiry::standard(), alloc_len)),
+        Cdb::Inquiry { evpd: false, alloc_len, .. } => {
+            Ok(Reply::data(inquiry::standard(nexus.privileges().set_target_port_groups), alloc_len))
+        }
         Cdb::Inquiry { evpd: true, page, alloc_len } => {
             Ok(Reply::data(inquiry::vpd_page(page, &lu.spec, &nexus.id)?, alloc_len))
         }
@@ -36,13 +38,13 @@ pub(crate) async fn execute(
         }
         Cdb::ReportLuns { select, alloc_len } => report_luns(luns, select, alloc_len),
         Cdb::ModeSense { ten, dbd, llbaa, pc, page, subpage, alloc_len } => {
-            let data = mode::sense(&lu.mode(), &shape(lu), ten, dbd, llbaa, pc, page, subpage)?;
+            let data = mode::sense(&lu.mode(), &shape(lu, nexus), ten, dbd, llbaa, pc, page, subpage)?;
             Ok(Reply::data(data, alloc_len))
         }
         Cdb::ModeSelect { ten, sp, param_len, .. } => {
             let data = &data_out[..data_out.len().min(param_len as usize)];
             let mut st = lu.state();
-            let next = mode::select(&st.mode, &shape(lu), ten, sp, data)?;
+            let next = mode::select(&st.mode, &shape(lu, nexus), ten, sp, data)?;
             if next != st.mode {
                 st.mode = next;
                 // SPC-4 §7.5.1: other nexuses learn that shared parameters changed.
@@ -65,7 +67,11 @@ pub(crate) async fn execute(
             Ok(Reply::good())
         }
         Cdb::ReportSupportedOpcodes { rctd, options, opcode, service_action, alloc_len } => {
-            let offered = |op: &OpInfo| lu.spec.reservations || !opcodes::is_reservation(op.opcode);
+            let explicit_alua = nexus.privileges().set_target_port_groups;
+            let offered = |op: &OpInfo| {
+                (lu.spec.reservations || !opcodes::is_reservation(op.opcode))
+                    && (explicit_alua || !opcodes::is_set_target_port_groups(op))
+            };
             Ok(Reply::data(supported_opcodes(rctd, options, opcode, service_action, offered)?, alloc_len))
         }
         Cdb::ReportSupportedTmfs { repd, alloc_len } => {
@@ -82,27 +88,12 @@ pub(crate) async fn execute(
         Cdb::ReceiveCopyResults { operating_parameters, list_id, alloc_len } => {
             super::xcopy::receive_copy_results(lu, &nexus.id, operating_parameters, list_id, alloc_len)
         }
-        Cdb::Reserve => {
-            lu.state().pr.reserve6(&nexus.id)?;
-            Ok(Reply::good())
-        }
-        Cdb::Release => {
-            lu.state().pr.release6(&nexus.id);
+        Cdb::Reserve | Cdb::Release => {
+            lu.spc2_reservation(nexus, matches!(cdb, Cdb::Reserve)).await?;
             Ok(Reply::good())
         }
         Cdb::PersistentReserveOut { action, pr_type, param_len } => {
-            let mut guard = lu.state();
-            let st = &mut *guard;
-            let was_aptpl = st.pr.aptpl;
-            let preempted = st.pr.reserve_out(&nexus.id, action, pr_type, param_len, data_out, &mut st.ua)?;
-            // Small and rare: written under the unit's lock so saves stay in order.
-            lu.save_reservations(&st.pr, was_aptpl);
-            drop(guard);
-            // PREEMPT AND ABORT also aborts the tasks of the nexuses whose
-            // registrations it removed (SPC-4 §5.13.11.2.6).
-            if action == PrOutAction::PreemptAndAbort && !preempted.is_empty() {
-                lu.abort_tasks_where(|id| id != &nexus.id && preempted.iter().any(|r| r.takes_in(id)));
-            }
+            lu.persistent_reserve_out(nexus, action, pr_type, param_len, data_out).await?;
             Ok(Reply::good())
         }
         Cdb::ReportTargetPortGroups { extended, alloc_len } => {
@@ -122,8 +113,13 @@ pub(crate) async fn execute(
     }
 }
 
-fn shape(lu: &LogicalUnit) -> UnitShape {
-    UnitShape { blocks: lu.blocks(), block_size: lu.spec.block_size, write_protected: lu.spec.read_only }
+fn shape(lu: &LogicalUnit, nexus: &Nexus) -> UnitShape {
+    UnitShape {
+        blocks: lu.blocks(),
+        block_size: lu.spec.block_size,
+        write_protected: lu.spec.read_only,
+        swp_changeable: nexus.privileges().software_write_protect,
+    }
 }
 
 /// Commands addressed to a LUN with no unit behind it (SPC-4 §6.6.2, §6.39, SAM-5 §5.9.6).

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::lu::{outcome, Reply};
 use super::sense::{Field, SenseReason, UnitAttention};
 use super::testkit::{self, lun_map, ready_nexus};
-use super::{expected_data_out, LunMap, Nexus, ScsiCommand, ScsiStatus, TaskAttr};
+use super::{expected_data_out, LunMap, Nexus, Privileges, ScsiCommand, ScsiStatus, TaskAttr};
 
 const BLOCKS: u64 = 4096;
 
@@ -145,6 +145,14 @@ async fn read_only_units_and_swp_refuse_writes() {
     let mut pl = vec![0u8, 0, 0, 0];
     pl.extend_from_slice(&ctl.data[4..]);
     pl[4 + 4] |= 0x08;
+    // By default no initiator may write-protect the unit for everyone.
+    assert!(matches!(
+        run(&luns, &a, &[0x15, 0x10, 0, 0, pl.len() as u8, 0], &pl).await,
+        Err(SenseReason::InvalidFieldInParameterList(_))
+    ));
+    let changeable = run(&luns, &a, &[0x1a, 0x08, 0x4a, 0, 255, 0], &[]).await.unwrap();
+    assert_eq!(changeable.data[4 + 4] & 0x08, 0, "SWP is not changeable");
+    a.set_privileges(Privileges { software_write_protect: true, ..Privileges::default() });
     run(&luns, &a, &[0x15, 0x10, 0, 0, pl.len() as u8, 0], &pl).await.unwrap();
     assert_eq!(run(&luns, &a, &with_op(read10(0, 1), 0x2a), &[0; 512]).await, Err(SenseReason::WriteProtected));
     assert_eq!(
@@ -642,4 +650,42 @@ async fn aptpl_reservations_come_back_on_a_reopened_unit() {
     assert_eq!(run(&luns, &other, &read_keys, &[]).await.unwrap().data, before);
     assert_eq!(run(&luns, &other, &rw16(0x8a, 0, 1), &[0; 512]).await, Err(SenseReason::ReservationConflict));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_aptpl_save_changes_nothing_and_is_not_good() {
+    let dir = std::env::temp_dir().join(format!("portico-lu-aptpl-fail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The file's directory disappears: the save cannot happen.
+    let path = dir.join("gone").join("vol.img.reservations.toml");
+    let (luns, lu) = lun_map(512, BLOCKS, false);
+    lu.persist_reservations(path.clone()).unwrap();
+    let n = ready_nexus(&luns, 1).await;
+    let mut p = vec![0u8; 24];
+    p[8..16].copy_from_slice(&0xabcu64.to_be_bytes());
+    p[20] = 0x01; // APTPL
+    let register = [0x5f, 0x06, 0, 0, 0, 0, 0, 0, 24, 0];
+    assert_eq!(run(&luns, &n, &register, &p).await, Err(SenseReason::InsufficientRegistrationResources));
+    let keys = run(&luns, &n, &[0x5e, 0, 0, 0, 0, 0, 0, 0x10, 0, 0], &[]).await.unwrap().data;
+    assert_eq!(&keys[4..8], &[0, 0, 0, 0], "nothing was registered");
+    // Without APTPL nothing needs saving: the same registration succeeds.
+    p[20] = 0;
+    run(&luns, &n, &register, &p).await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_nexus_without_the_privilege_sees_implicit_alua_only() {
+    let (luns, lu) = lun_map(512, BLOCKS, false);
+    lu.set_target_ports(&[(1, 1), (2, 2)]);
+    let n = ready_nexus(&luns, 1).await;
+    assert_eq!(run(&luns, &n, &[0x12, 0, 0, 0, 96, 0], &[]).await.unwrap().data[5] & 0x30, 0x30);
+    n.set_privileges(Privileges { set_target_port_groups: false, ..Privileges::default() });
+    assert_eq!(run(&luns, &n, &[0x12, 0, 0, 0, 96, 0], &[]).await.unwrap().data[5] & 0x30, 0x10, "TPGS 01b");
+    let set = [0xa4, 0x0a, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0];
+    assert_eq!(run(&luns, &n, &set, &[0, 0, 0, 0, 0x02, 0, 0, 2]).await, Err(SenseReason::InvalidOpcode));
+    assert_eq!(lu.alua_state(2), super::AluaState::ActiveOptimized);
+    // REPORT SUPPORTED OPERATION CODES no longer lists it either.
+    let all = run(&luns, &n, &[0xa3, 0x0c, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0], &[]).await.unwrap().data;
+    assert!(!all[4..].chunks(8).any(|d| d[0] == 0xa4 && d[2..4] == [0, 0x0a]));
 }

@@ -71,6 +71,25 @@ impl UaTable {
         push(self.entry(id), ua);
     }
 
+    /// An empty table that knows the same nexuses: what a change worked out
+    /// away from the unit's lock raises goes here, to be [`Self::merge`]d
+    /// into the real table once the change is committed.
+    pub fn scratch(&self) -> UaTable {
+        UaTable { pending: self.pending.keys().map(|id| (id.clone(), VecDeque::new())).collect() }
+    }
+
+    /// Raises what `scratch` collected for every nexus still known here
+    /// (one that appeared since gets POWER ON, RESET, which implies it).
+    pub fn merge(&mut self, scratch: UaTable) {
+        for (id, raised) in scratch.pending {
+            if let Some(q) = self.pending.get_mut(&id) {
+                for ua in raised {
+                    push(q, ua);
+                }
+            }
+        }
+    }
+
     /// Forgets a nexus (after I_T nexus loss); if it returns it starts afresh.
     pub fn forget(&mut self, id: &NexusId) {
         self.pending.remove(id);

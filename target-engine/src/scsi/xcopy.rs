@@ -6,6 +6,16 @@
 //! Copies run to completion before status (no background copies), so COPY
 //! STATUS only ever reports finished operations; the last few list IDs per
 //! nexus are remembered unless LIST ID USAGE says not to.
+//!
+//! The copy manager acts for the nexus that sent the command: before any
+//! block moves, every source must allow that nexus to read and every
+//! destination to write, exactly as a READ or WRITE from it would be
+//! checked (ALUA state, persistent and SPC-2 reservations, write
+//! protection), not only the unit the command was sent to. A reservation
+//! another host holds ends the command with RESERVATION CONFLICT; a copy
+//! target whose port group is not accessible with COPY ABORTED, COPY TARGET
+//! DEVICE NOT REACHABLE (SPC-4 §5.17.4.3, errors found while processing
+//! segment descriptors); a write-protected destination with DATA PROTECT.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -118,6 +128,17 @@ fn segments(list: &[u8]) -> Result<Vec<Segment>, SenseReason> {
     Ok(out)
 }
 
+/// A copy target the nexus may not reach through its port group is not
+/// reachable for the copy manager either; other refusals stand as they are.
+fn reachable(access: Result<(), SenseReason>) -> Result<(), SenseReason> {
+    access.map_err(|e| match e {
+        SenseReason::AluaStandby | SenseReason::AluaUnavailable | SenseReason::AluaTransitioning => {
+            SenseReason::CopyTargetNotReachable
+        }
+        other => other,
+    })
+}
+
 /// Copies one segment, a chunk at a time.
 async fn copy(src: &LogicalUnit, dst: &LogicalUnit, s: &Segment) -> Result<u64, SenseReason> {
     let (sbs, dbs) = (u64::from(src.spec.block_size), u64::from(dst.spec.block_size));
@@ -166,16 +187,17 @@ pub(crate) async fn extended_copy(
     let units: Vec<Arc<LogicalUnit>> =
         targets.chunks_exact(TARGET_DESCRIPTOR).map(|d| target(d, luns)).collect::<Result<_, _>>()?;
     let segments = segments(segs)?;
-    let mut done = (0u16, 0u64);
+    let mut pairs = Vec::with_capacity(segments.len());
     for s in &segments {
         let (Some(src), Some(dst)) = (units.get(s.src), units.get(s.dst)) else {
             return Err(SenseReason::CopyTargetNotReachable);
         };
-        // The unit the command was sent to passed the pre-execution checks;
-        // another destination must at least be writable.
-        if dst.spec.read_only || dst.mode().swp {
-            return Err(SenseReason::WriteProtected);
-        }
+        reachable(src.check_medium_access(nexus, false))?;
+        reachable(dst.check_medium_access(nexus, true))?;
+        pairs.push((src, dst, s));
+    }
+    let mut done = (0u16, 0u64);
+    for (src, dst, s) in pairs {
         done.1 += copy(src, dst, s).await?;
         done.0 += 1;
     }

@@ -88,6 +88,9 @@ impl Session {
                 }
                 None => 2,
             },
+            // TARGET COLD RESET closes every session of the target: only an
+            // initiator the administrator allowed may send it.
+            7 if !self.nexus.as_ref().is_some_and(|n| n.privileges().target_cold_reset) => 6,
             6 | 7 => {
                 self.abort_all(None);
                 for h in self.registry.sessions() {
@@ -111,7 +114,7 @@ impl Session {
         r.0[2] = resp_code;
         r.set_itt(b.itt());
         self.send(vec![OutPdu { pdu: Pdu::new(r), status: true }]);
-        if function == 7 {
+        if function == 7 && resp_code == 0 {
             // TARGET COLD RESET: every connection to this target is closed
             // once the response is out (RFC 7143 §11.5.1).
             for h in self.registry.sessions() {

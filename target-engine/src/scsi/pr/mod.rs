@@ -50,10 +50,19 @@
 //! unit then has the preempted nexuses' tasks aborted through their
 //! transports (`LogicalUnit::abort_tasks_where`, §5.13.11.2.6).
 //!
+//! Resources are bounded whatever a parameter list says: a unit keeps at
+//! most [`MAX_REGISTRATIONS`] registrations and one SPEC_I_PT list names at
+//! most [`MAX_SPEC_I_PT`] initiator ports; beyond either the command is
+//! INSUFFICIENT REGISTRATION RESOURCES and nothing changes. New
+//! registrations are checked for overlap through an index by initiator
+//! name, so a long list costs linear time.
+//!
 //! Unit attentions about registrations go to every nexus of the unit that
 //! they cover, including those registered by another initiator's SPEC_I_PT
 //! or ALL_TG_PT; a nexus the unit has not seen yet gets POWER ON, RESET
 //! first, which implies them.
+
+use std::collections::HashMap;
 
 use bytes::Bytes;
 
@@ -69,6 +78,11 @@ pub use status::{RegistrationStatus, ReservationStatus};
 
 pub(super) use transport_id::{isid_hex, parse_isid, InitiatorPort};
 use transport_id::{parse_transport_id, parse_transport_ids};
+
+/// Registrations one unit keeps (a 64-host cluster with 8 paths each needs 512).
+pub(crate) const MAX_REGISTRATIONS: usize = 1024;
+/// Initiator ports one REGISTER with SPEC_I_PT may name.
+pub(crate) const MAX_SPEC_I_PT: usize = 256;
 
 /// Reservation types (SPC-4 table 171).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,6 +155,39 @@ impl Registration {
     }
 }
 
+/// The registrations of a unit by initiator name (in its normal form, so
+/// case does not matter), for overlap checks in time linear in a list.
+struct RegistrationIndex {
+    /// For each name, the (ISID, target port) of its registrations.
+    by_name: HashMap<String, Vec<PortPair>>,
+}
+
+/// An ISID (or any) and a relative target port identifier (or all).
+type PortPair = (Option<[u8; 6]>, Option<u16>);
+
+impl RegistrationIndex {
+    fn of<'a>(regs: impl Iterator<Item = &'a Registration>) -> Self {
+        let mut index = RegistrationIndex { by_name: HashMap::new() };
+        for r in regs {
+            index.add(r);
+        }
+        index
+    }
+
+    fn add(&mut self, r: &Registration) {
+        self.by_name.entry(r.initiator.name.to_ascii_lowercase()).or_default().push((r.initiator.isid, r.target_port));
+    }
+
+    /// Whether some registration in the index shares a nexus with `r`.
+    fn overlaps(&self, r: &Registration) -> bool {
+        let Some(same_name) = self.by_name.get(&r.initiator.name.to_ascii_lowercase()) else { return false };
+        same_name.iter().any(|&(isid, port)| {
+            (isid.is_none() || r.initiator.isid.is_none() || isid == r.initiator.isid)
+                && (port.is_none() || r.target_port.is_none() || port == r.target_port)
+        })
+    }
+}
+
 /// The I_T nexus that holds a reservation: an initiator port (or, moved
 /// there by a name-only TransportID, every port of that name) on one target port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,7 +214,7 @@ pub(super) struct Reservation {
 }
 
 /// Registrations and the reservation of one logical unit.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct PrState {
     pub(super) generation: u32,
     /// In registration order; no two overlap.
@@ -310,6 +357,15 @@ impl PrState {
             Access::Read if r.pr_type.others_may_read() => Ok(()),
             _ => Err(SenseReason::ReservationConflict),
         }
+    }
+
+    /// Takes the persistent part of `next` (worked out from a copy of this
+    /// state by [`Self::reserve_out`]); the SPC-2 reservation stays as it
+    /// is now, since PERSISTENT RESERVE OUT never changes it.
+    pub(crate) fn commit(&mut self, next: PrState) {
+        let spc2 = self.spc2_holder.take();
+        *self = next;
+        self.spc2_holder = spc2;
     }
 
     /// RESERVE(6): refused while persistent reservations are in use or
@@ -526,13 +582,21 @@ impl PrState {
                 if self.registrations.iter().any(|r| !absorbed(r) && r.overlaps(&mine)) {
                     return Err(SenseReason::ReservationConflict);
                 }
+                let named = parse_transport_ids(p.transport_ids, 28, MAX_SPEC_I_PT)?;
+                let kept = self.registrations.iter().filter(|r| !absorbed(r)).count();
+                if kept + 1 + named.len() > MAX_REGISTRATIONS {
+                    return Err(SenseReason::InsufficientRegistrationResources);
+                }
+                let mut index = RegistrationIndex::of(self.registrations.iter().filter(|r| !absorbed(r)));
+                index.add(&mine);
                 let mut new = vec![mine];
-                for (initiator, at) in parse_transport_ids(p.transport_ids, 28)? {
+                for (initiator, at) in named {
                     let reg = Registration { initiator, target_port, key: p.sa_key };
                     // Table 67, footnote b; naming one port twice, or the sender, is as bad.
-                    if self.registrations.iter().chain(&new).any(|r| r.overlaps(&reg)) {
+                    if index.overlaps(&reg) {
                         return Err(bad_param(at));
                     }
+                    index.add(&reg);
                     new.push(reg);
                 }
                 self.registrations.retain(|r| !absorbed(r));
@@ -590,6 +654,9 @@ impl PrState {
         let reg = Registration { initiator: dest.clone(), target_port: Some(target_port), key: sa_key };
         if existing.is_none() && self.registrations.iter().any(|r| r.overlaps(&reg)) {
             return Err(bad_param(24));
+        }
+        if existing.is_none() && self.registrations.len() >= MAX_REGISTRATIONS {
+            return Err(SenseReason::InsufficientRegistrationResources);
         }
         match existing {
             Some(j) => self.registrations[j].key = sa_key,

@@ -201,7 +201,8 @@ fn spec_i_pt_registers_the_named_initiator_ports() {
     let full = pr.reserve_in(PrInAction::ReadFullStatus);
     let text = String::from_utf8_lossy(&full);
     assert!(text.contains("iqn.2026-11.test:init2,i,0x800000000002"));
-    assert!(text.contains("IQN.2026-11.TEST:INIT3\0"));
+    // Names are kept in their normal form (RFC 3722 folds case).
+    assert!(text.contains("iqn.2026-11.test:init3\0"));
     // SPEC_I_PT naming a registered port: INVALID FIELD IN PARAMETER LIST, nothing changes.
     let before = pr.reserve_in(PrInAction::ReadFullStatus);
     let p = spec_i_pt(5, 0, &[tid(&b.initiator_name, Some(b.isid))]);
@@ -423,7 +424,71 @@ fn report_capabilities_bits() {
     assert_eq!(pr.reserve_in(PrInAction::ReportCapabilities)[3], 0x81);
 }
 
+#[test]
+fn spec_i_pt_lists_and_registrations_are_capped() {
+    let mut pr = PrState::default();
+    let a = nexus_id(1);
+    // One TransportID too many: nothing is registered, not even the sender.
+    let many: Vec<Vec<u8>> = (0..=MAX_SPEC_I_PT).map(|k| tid(&format!("iqn.2026-11.test:many{k}"), None)).collect();
+    let p = spec_i_pt(7, 0, &many);
+    assert_eq!(send(&mut pr, &a, PrOutAction::Register, &p), Err(SenseReason::InsufficientRegistrationResources));
+    assert!(pr.registrations.is_empty());
+    // Exactly the cap is fine, and it is checked in linear time.
+    let p = spec_i_pt(7, 0, &many[..MAX_SPEC_I_PT]);
+    send(&mut pr, &a, PrOutAction::Register, &p).unwrap();
+    assert_eq!(pr.registrations.len(), MAX_SPEC_I_PT + 1);
+    // Fill the unit up to its cap with registrations of their own.
+    let mut k = 0u32;
+    while pr.registrations.len() < MAX_REGISTRATIONS {
+        let mut id = nexus_id(2);
+        id.initiator_name = Arc::from(format!("iqn.2026-11.test:filler{k}"));
+        out(&mut pr, &id, PrOutAction::Register, 0, 0, 9).unwrap();
+        k += 1;
+    }
+    let mut one_more = nexus_id(3);
+    one_more.initiator_name = Arc::from("iqn.2026-11.test:one-more");
+    assert_eq!(
+        out(&mut pr, &one_more, PrOutAction::Register, 0, 0, 9),
+        Err(SenseReason::InsufficientRegistrationResources)
+    );
+    assert_eq!(pr.registrations.len(), MAX_REGISTRATIONS);
+    // A registered nexus may still change or drop its key.
+    out(&mut pr, &a, PrOutAction::Register, 0, 7, 8).unwrap();
+}
+
+#[test]
+fn transport_ids_must_carry_iscsi_names() {
+    let mut pr = PrState::default();
+    let a = nexus_id(1);
+    for bad in ["not-a-name", "iqn.2026-11.test:a b", "iqn.2026-11.test:\u{1b}[2J"] {
+        let p = spec_i_pt(7, 0, &[tid(bad, None)]);
+        assert!(matches!(
+            send(&mut pr, &a, PrOutAction::Register, &p),
+            Err(SenseReason::InvalidFieldInParameterList(_))
+        ));
+    }
+    assert!(pr.registrations.is_empty());
+}
+
 proptest::proptest! {
+    /// Whatever SPEC_I_PT list arrives, the registrations stay within their
+    /// cap and never overlap.
+    #[test]
+    fn spec_i_pt_lists_keep_the_rules(
+        names in proptest::collection::vec((0u8..40, proptest::option::of(0u8..4)), 0..80),
+        all_tg_pt in proptest::prelude::any::<bool>(),
+    ) {
+        let mut pr = PrState::default();
+        let tids: Vec<Vec<u8>> = names
+            .iter()
+            .map(|(n, isid)| tid(&format!("iqn.2026-11.test:p{n}"), isid.map(|i| [0x80, 0, 0, 0, 0, i])))
+            .collect();
+        let p = spec_i_pt(5, if all_tg_pt { 0x04 } else { 0 }, &tids);
+        let _ = send(&mut pr, &nexus_id(1), PrOutAction::Register, &p);
+        proptest::prop_assert!(pr.validate().is_ok());
+        proptest::prop_assert!(pr.registrations.len() <= MAX_REGISTRATIONS);
+    }
+
     #[test]
     fn odd_parameter_lists_never_panic(
         action in 0usize..8,

@@ -99,18 +99,25 @@ pub(super) fn parse_transport_id(b: &[u8]) -> Result<(InitiatorPort, usize), usi
         let at = text.to_ascii_lowercase().find(",i,0x").ok_or(4usize)?;
         (&text[..at], Some(parse_isid(&text[at + 5..]).ok_or(4usize)?))
     };
-    if name.is_empty() || name.contains(',') {
-        return Err(4);
-    }
+    // Only a valid iSCSI name, in its normal form, becomes an initiator port.
+    let name = crate::iscsi::name::normalize(name).map_err(|_| 4usize)?;
     Ok((InitiatorPort { name: Arc::from(name), isid }, 4 + len))
 }
 
 /// The TransportIDs filling `list`, which starts at byte `base` of the
-/// parameter list, each with its offset there.
-pub(super) fn parse_transport_ids(list: &[u8], base: usize) -> Result<Vec<(InitiatorPort, usize)>, SenseReason> {
+/// parameter list, each with its offset there. More than `max` of them is
+/// INSUFFICIENT REGISTRATION RESOURCES, found before the rest is parsed.
+pub(super) fn parse_transport_ids(
+    list: &[u8],
+    base: usize,
+    max: usize,
+) -> Result<Vec<(InitiatorPort, usize)>, SenseReason> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < list.len() {
+        if out.len() == max {
+            return Err(SenseReason::InsufficientRegistrationResources);
+        }
         let (port, len) = parse_transport_id(&list[at..]).map_err(|off| bad_param(base + at + off))?;
         out.push((port, base + at));
         at += len;

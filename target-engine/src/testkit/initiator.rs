@@ -1,14 +1,14 @@
-//! A tiny iSCSI initiator for integration tests: real PDUs over real TCP,
-//! built on the engine's own sans-IO codec.
-#![allow(dead_code)]
+//! A tiny iSCSI initiator for tests and tools: real PDUs over real TCP,
+//! built on the engine's own sans-IO codec. It panics on what a correct
+//! target never sends, which is what a test wants.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::iscsi::chap::{self, ChapAlg};
+use crate::iscsi::keys;
+use crate::iscsi::pdu::{self, op, Bhs, Framing, Pdu};
 use bytes::{Bytes, BytesMut};
-use target_engine::iscsi::chap::{self, ChapAlg};
-use target_engine::iscsi::keys;
-use target_engine::iscsi::pdu::{self, op, Bhs, Framing, Pdu};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -54,6 +54,21 @@ impl Initiator {
     pub async fn connect(addr: SocketAddr) -> Initiator {
         let stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).unwrap();
+        Initiator::connect_stream(stream)
+    }
+
+    /// Connects from a chosen source address (any of 127.0.0.0/8 on loopback).
+    pub async fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> std::io::Result<Initiator> {
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        sock.bind(SocketAddr::new(source, 0))?;
+        let stream = sock.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let mut i = Initiator::connect_stream(stream);
+        i.isid[5] = source.to_string().len() as u8;
+        Ok(i)
+    }
+
+    fn connect_stream(stream: TcpStream) -> Initiator {
         Initiator {
             stream,
             buf: BytesMut::new(),
@@ -65,6 +80,19 @@ impl Initiator {
             negotiated: Vec::new(),
             tsih: 0,
             isid: [0x80, 0, 0, 0, 0x12, 0x34],
+        }
+    }
+
+    /// Whether the target closed the connection: end of stream within `t`
+    /// (PDUs that arrive first are skipped).
+    pub async fn closed_within(&mut self, t: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + t;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => self.buf.clear(),
+                Err(_) => return false,
+            }
         }
     }
 
@@ -205,7 +233,7 @@ impl Initiator {
     pub fn scsi_pdu(&mut self, lun: u64, cdb: &[u8], read: bool, write: bool, edtl: u32) -> Bhs {
         let mut b = Bhs::new(op::SCSI_CMD);
         b.set_flags(0x80 | if read { 0x40 } else { 0 } | if write { 0x20 } else { 0 } | 1);
-        b.set_u64(8, target_engine::iscsi::session::encode_lun(lun));
+        b.set_u64(8, crate::iscsi::session::encode_lun(lun));
         let itt = self.next_itt();
         b.set_itt(itt);
         b.set_u32(20, edtl);
@@ -315,7 +343,7 @@ impl Initiator {
         let mut b = Bhs::new(op::TMF_REQ);
         b.set_immediate(true);
         b.set_flags(0x80 | function);
-        b.set_u64(8, target_engine::iscsi::session::encode_lun(lun));
+        b.set_u64(8, crate::iscsi::session::encode_lun(lun));
         let itt = self.next_itt();
         b.set_itt(itt);
         b.set_u32(20, rtt);
@@ -369,6 +397,11 @@ impl Initiator {
     }
 }
 
+/// The MaxCmdSN a target PDU announces.
+pub fn max_cmd_sn(p: &Pdu) -> u32 {
+    p.bhs.u32_at(32)
+}
+
 pub fn read10(lba: u32, blocks: u16) -> [u8; 10] {
     let mut c = [0u8; 10];
     c[0] = 0x28;
@@ -394,8 +427,6 @@ pub fn report_luns() -> [u8; 12] {
 pub fn parse_report_luns(d: &[u8]) -> Vec<u64> {
     let n = u32::from_be_bytes(d[0..4].try_into().unwrap()) as usize / 8;
     (0..n)
-        .map(|i| {
-            target_engine::iscsi::session::decode_lun(u64::from_be_bytes(d[8 + i * 8..16 + i * 8].try_into().unwrap()))
-        })
+        .map(|i| crate::iscsi::session::decode_lun(u64::from_be_bytes(d[8 + i * 8..16 + i * 8].try_into().unwrap())))
         .collect()
 }
