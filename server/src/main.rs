@@ -18,6 +18,13 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
+    // A flood of connections must meet the engine's caps, not the
+    // process's descriptor limit (which the database and files need too).
+    match target_engine::portal::raise_open_file_limit() {
+        Ok((old, new)) if new > old => tracing::info!(from = old, to = new, "raised the open-file limit"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),

@@ -465,54 +465,11 @@ impl Command {
     }
 }
 
-/// Checks an iSCSI name (RFC 3720 §3.2.6): `iqn.yyyy-mm.reversed.domain[:id]`,
-/// `eui.` + 16 hex digits, or `naa.` + 16 or 32 hex digits; at most 223 bytes.
-pub fn check_iscsi_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("Enter an iSCSI name.".into());
-    }
-    if name.len() > 223 {
-        return Err("An iSCSI name has at most 223 bytes.".into());
-    }
-    let lower = name.to_ascii_lowercase();
-    if let Some(rest) = lower.strip_prefix("iqn.") {
-        let b = rest.as_bytes();
-        let date_ok = b.len() >= 7
-            && b[..4].iter().all(u8::is_ascii_digit)
-            && b[4] == b'-'
-            && b[5..7].iter().all(u8::is_ascii_digit)
-            && (1..=12).contains(&((b[5] - b'0') * 10 + (b[6] - b'0')));
-        if !date_ok {
-            return Err(
-                "An IQN starts with iqn.yyyy-mm. (the year and month the naming authority owned its domain).".into()
-            );
-        }
-        let after = &rest[7..];
-        let Some(authority) = after.strip_prefix('.') else {
-            return Err("Write iqn.yyyy-mm.reversed.domain, e.g. iqn.2026-11.com.example:storage.".into());
-        };
-        let (domain, _) = authority.split_once(':').unwrap_or((authority, ""));
-        if domain.is_empty() || domain.split('.').any(|l| l.is_empty()) {
-            return Err("The naming authority (reversed domain) is missing or has an empty label.".into());
-        }
-        if !lower.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':')) {
-            return Err("Use only letters, digits, '.', '-' and ':'.".into());
-        }
-        return Ok(());
-    }
-    if let Some(hex) = lower.strip_prefix("eui.") {
-        if hex.len() == 16 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Ok(());
-        }
-        return Err("An EUI name is eui. followed by 16 hexadecimal digits.".into());
-    }
-    if let Some(hex) = lower.strip_prefix("naa.") {
-        if (hex.len() == 16 || hex.len() == 32) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Ok(());
-        }
-        return Err("An NAA name is naa. followed by 16 or 32 hexadecimal digits.".into());
-    }
-    Err("An iSCSI name starts with iqn., eui. or naa.".into())
+/// An iSCSI name in its normal form, or a message saying how to write one.
+/// The rule is the engine's own (`target_engine::iscsi::name`), so a name
+/// the API accepts is one the engine accepts, in the same form.
+pub fn normalize_iscsi_name(name: &str) -> Result<String, String> {
+    target_engine::iscsi::name::normalize(name.trim()).map_err(|e| e.to_string())
 }
 
 /// CHAP secrets: 12–16 printable ASCII characters (RFC 7143 §12.1.3 asks for
@@ -553,18 +510,15 @@ mod tests {
     }
 
     #[test]
-    fn iscsi_names() {
-        assert!(check_iscsi_name("iqn.2026-11.local.portico:demo").is_ok());
-        assert!(check_iscsi_name("iqn.1994-05.com.redhat:abc123").is_ok());
-        assert!(check_iscsi_name("eui.0123456789ABCDEF").is_ok());
-        assert!(check_iscsi_name("naa.60014050123456789abcdef012345678").is_ok());
-        assert!(check_iscsi_name("iqn.2026-13.com.x").is_err());
-        assert!(check_iscsi_name("iqn.26-11.com.x").is_err());
-        assert!(check_iscsi_name("iqn.2026-11").is_err());
-        assert!(check_iscsi_name("iqn.2026-11.com..x").is_err());
-        assert!(check_iscsi_name("iqn.2026-11.com.x:a b").is_err());
-        assert!(check_iscsi_name("target1").is_err());
-        assert!(check_iscsi_name(&format!("iqn.2026-11.com.x:{}", "a".repeat(220))).is_err());
+    fn iscsi_names_follow_the_engine_rule() {
+        assert_eq!(
+            normalize_iscsi_name("IQN.2026-11.Local.Portico:Demo").as_deref(),
+            Ok("iqn.2026-11.local.portico:demo")
+        );
+        assert!(normalize_iscsi_name("eui.0123456789ABCDEF").is_ok());
+        assert!(normalize_iscsi_name("iqn.2026-13.com.x").unwrap_err().contains("yyyy-mm"));
+        assert!(normalize_iscsi_name("iqn.2026-11.com.x:a b").is_err());
+        assert!(normalize_iscsi_name("target1").is_err());
     }
 
     #[test]

@@ -255,7 +255,8 @@ pub async fn add_acl(
     Path(group): Path<String>,
     ApiJson(rule): ApiJson<NewAclRule>,
 ) -> Created<AclRuleView> {
-    let initiator = rule.initiator.clone();
+    // The rule is stored under the normal form of the name (case folded).
+    let initiator = normalize_iscsi_name(&rule.initiator).unwrap_or_else(|_| rule.initiator.clone());
     s.storage.execute(&c, Command::AddAclRule { group: group.clone(), rule }).await?;
     let g = s.storage.target_group(&c, &group).await?;
     let view = g.acl.into_iter().find(|r| r.initiator == initiator).ok_or_else(ApiError::internal)?;
@@ -272,6 +273,7 @@ pub async fn update_acl(
     ApiJson(patch): ApiJson<AclPatch>,
 ) -> ApiResult<Json<AclRuleView>> {
     s.storage.execute(&c, Command::UpdateAclRule { group: group.clone(), initiator: initiator.clone(), patch }).await?;
+    let initiator = normalize_iscsi_name(&initiator).unwrap_or(initiator);
     let g = s.storage.target_group(&c, &group).await?;
     Ok(Json(g.acl.into_iter().find(|r| r.initiator == initiator).ok_or_else(ApiError::internal)?))
 }

@@ -443,7 +443,7 @@ async fn add_target(tx: &mut Tx<'_>, gid: i64, group: &str, t: TargetSpec, at: &
         Some(iqn) => iqn,
         None => format!("{IQN_PREFIX}:{}.{}", sanitize_for_iqn(group), sanitize_for_iqn(&t.node)),
     };
-    check_iscsi_name(&iqn).map_err(|m| field(&format!("{at}.iqn"), m))?;
+    let iqn = normalize_iscsi_name(&iqn).map_err(|m| field(&format!("{at}.iqn"), m))?;
     let (tpg,): (i64,) =
         sqlx::query_as("SELECT COALESCE(MAX(tpg), 0) + 1 FROM targets").fetch_one(&mut **tx).await.map_err(db)?;
     let portal_text: Vec<String> = portals.iter().map(ToString::to_string).collect();
@@ -614,26 +614,28 @@ async fn check_acl_luns(tx: &mut Tx<'_>, gid: i64, luns: &Option<Vec<u8>>) -> Re
 
 async fn add_acl(tx: &mut Tx<'_>, group: &str, rule: NewAclRule) -> Result<Effects, ApiError> {
     let (gid, _) = group_id(tx, group).await?;
-    check_iscsi_name(&rule.initiator).map_err(|m| field("initiator", m))?;
+    let initiator = normalize_iscsi_name(&rule.initiator).map_err(|m| field("initiator", m))?;
     check_description(rule.alias.as_deref()).map_err(|m| field("alias", m))?;
     let luns = check_acl_luns(tx, gid, &rule.luns).await?;
     let res = sqlx::query(
         "INSERT INTO acl_rules (group_id, initiator, alias, luns) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
     )
     .bind(gid)
-    .bind(&rule.initiator)
+    .bind(&initiator)
     .bind(&rule.alias)
     .bind(&luns)
     .execute(&mut **tx)
     .await
     .map_err(db)?;
     if res.rows_affected() == 0 {
-        return Err(ApiError::conflict(format!("{} already has a rule in {group}.", rule.initiator)));
+        return Err(ApiError::conflict(format!("{initiator} already has a rule in {group}.")));
     }
     Ok(Effects { detail: Some(format!("LUNs {}", luns.unwrap_or_else(|| "all".into()))), ..Default::default() })
 }
 
 async fn update_acl(tx: &mut Tx<'_>, group: &str, initiator: &str, patch: AclPatch) -> Result<Effects, ApiError> {
+    // The rule is stored under the normal form of the name.
+    let initiator = &normalize_iscsi_name(initiator).unwrap_or_else(|_| initiator.to_string());
     let (gid, _) = group_id(tx, group).await?;
     let exists: Option<(String,)> =
         sqlx::query_as("SELECT initiator FROM acl_rules WHERE group_id = ? AND initiator = ?")
@@ -669,6 +671,7 @@ async fn update_acl(tx: &mut Tx<'_>, group: &str, initiator: &str, patch: AclPat
 }
 
 async fn delete_acl(tx: &mut Tx<'_>, group: &str, initiator: &str) -> Result<Effects, ApiError> {
+    let initiator = &normalize_iscsi_name(initiator).unwrap_or_else(|_| initiator.to_string());
     let (gid, _) = group_id(tx, group).await?;
     let res = sqlx::query("DELETE FROM acl_rules WHERE group_id = ? AND initiator = ?")
         .bind(gid)

@@ -8,8 +8,7 @@ use std::path::Path;
 
 use sqlx::SqliteConnection;
 use target_engine::config::{
-    AclEntry, AluaState, BackendKind, ChapConfig, ChapMode, EngineConfig, Size, TargetConfig,
-    VolumeConfig,
+    AclEntry, AluaState, BackendKind, ChapConfig, ChapMode, EngineConfig, Size, TargetConfig, VolumeConfig,
 };
 
 use super::paths::{engine_state, path_state};
@@ -139,7 +138,16 @@ pub async fn derive(
         } else {
             None
         };
-        config.targets.push(TargetConfig { iqn, portals, tpg: tpg as u16, luns, chap, acl, alua, privileges: Default::default() });
+        config.targets.push(TargetConfig {
+            iqn,
+            portals,
+            tpg: tpg as u16,
+            luns,
+            chap,
+            acl,
+            alua,
+            privileges: Default::default(),
+        });
     }
     Ok(config)
 }
