@@ -13,7 +13,7 @@ pub use crate::iscsi::admission::Limits;
 use crate::iscsi::name;
 use crate::iscsi::registry::ChapPolicy;
 pub use crate::scsi::alua::AluaState;
-pub use crate::scsi::Privileges;
+pub use crate::scsi::{Privileges, WriteCache};
 
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,11 +144,15 @@ pub struct VolumeConfig {
     /// Whether the unit takes reservations (persistent ones and RESERVE/RELEASE(6)).
     #[serde(default = "enabled")]
     pub reservations: bool,
-    /// Where reservations made with APTPL are kept across restarts; absent:
-    /// next to a file volume's image (`<path>.reservations.toml`), nowhere for
-    /// a memory volume.
+    /// Where the unit's state is kept across restarts (reservations made
+    /// with APTPL, mode parameters); absent: next to a file volume's image
+    /// (`<path>.reservations.toml`), nowhere for a memory volume.
+    #[serde(default, alias = "reservation_file")]
+    pub state_file: Option<PathBuf>,
+    /// Who decides whether writes are cached: `write-through` (default),
+    /// `write-back` or `initiator`. Changes apply live.
     #[serde(default)]
-    pub reservation_file: Option<PathBuf>,
+    pub write_cache: WriteCache,
 }
 
 fn enabled() -> bool {
@@ -178,12 +182,9 @@ impl VolumeConfig {
         b
     }
 
-    /// The file that keeps APTPL reservations, if any.
-    pub fn reservation_path(&self) -> Option<PathBuf> {
-        if !self.reservations {
-            return None;
-        }
-        self.reservation_file.clone().or_else(|| {
+    /// The file that keeps the unit's state, if any.
+    pub fn state_path(&self) -> Option<PathBuf> {
+        self.state_file.clone().or_else(|| {
             let image = self.path.as_ref().filter(|_| self.backend == BackendKind::File)?;
             let mut name = image.file_name()?.to_os_string();
             name.push(".reservations.toml");

@@ -28,7 +28,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::backend::throttle::{Throttle, ThrottledBackend};
-use crate::backend::{file::FileBackend, memory::MemoryBackend, BackendError, BlockBackend};
+use crate::backend::{file::FileBackend, group_commit::GroupCommit, memory::MemoryBackend, BackendError, BlockBackend};
 use crate::config::{AluaState, BackendKind, ConfigError, EngineConfig, VolumeConfig};
 use crate::iscsi::name;
 use crate::iscsi::registry::{AclEntry, Catalog, Registry, TargetEntry};
@@ -49,7 +49,7 @@ pub enum EngineError {
     Shrink(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("volume {volume:?}: cannot load saved reservations: {source}")]
+    #[error("volume {volume:?}: cannot load its saved state (reservations, mode parameters): {source}")]
     Reservations { volume: String, source: std::io::Error },
     #[error("no target {0:?}")]
     UnknownTarget(String),
@@ -102,7 +102,7 @@ fn same_volume(a: &VolumeConfig, b: &VolumeConfig) -> bool {
         && a.naa() == b.naa()
         && a.serial() == b.serial()
         && a.reservations == b.reservations
-        && a.reservation_path() == b.reservation_path()
+        && a.state_path() == b.state_path()
 }
 
 fn open_volume(v: &VolumeConfig) -> Result<(Arc<LogicalUnit>, Arc<Throttle>), EngineError> {
@@ -110,10 +110,10 @@ fn open_volume(v: &VolumeConfig) -> Result<(Arc<LogicalUnit>, Arc<Throttle>), En
         BackendKind::Memory => Arc::new(MemoryBackend::new(v.size.0)),
         BackendKind::File => {
             let path = v.path.as_ref().expect("validated: file volumes have a path");
-            Arc::new(
-                FileBackend::open(path, v.size.0, v.read_only)
-                    .map_err(|source| EngineError::Backend { volume: v.name.clone(), source })?,
-            )
+            let file = FileBackend::open(path, v.size.0, v.read_only)
+                .map_err(|source| EngineError::Backend { volume: v.name.clone(), source })?;
+            // Durable writes share their flushes (write-through at speed).
+            Arc::new(GroupCommit::new(Arc::new(file)))
         }
     };
     let throttle = Arc::new(Throttle::new(v.limits()));
@@ -127,9 +127,8 @@ fn open_volume(v: &VolumeConfig) -> Result<(Arc<LogicalUnit>, Arc<Throttle>), En
         reservations: v.reservations,
     };
     let lu = LogicalUnit::new(spec, backend);
-    if let Some(path) = v.reservation_path() {
-        lu.persist_reservations(path).map_err(|source| EngineError::Reservations { volume: v.name.clone(), source })?;
-    }
+    lu.open_state(v.state_path(), v.write_cache)
+        .map_err(|source| EngineError::Reservations { volume: v.name.clone(), source })?;
     Ok((lu, throttle))
 }
 
@@ -241,9 +240,15 @@ impl Engine {
             }
         }
 
-        // 3. Commit: grow volumes (raises CAPACITY DATA HAS CHANGED).
+        // 3. Commit: grow volumes (raises CAPACITY DATA HAS CHANGED), apply
+        // write-cache policies (MODE PARAMETERS CHANGED where WCE changes).
         for (lu, size, name) in grow {
             lu.resize(size).await.map_err(|source| EngineError::Backend { volume: name, source })?;
+        }
+        for v in &config.volumes {
+            if let (false, Some((_, lu))) = (opened.contains(&v.name), volumes.get(&v.name)) {
+                lu.set_write_cache(v.write_cache).await;
+            }
         }
         st.portals.extend(new_portals);
         for v in &config.volumes {

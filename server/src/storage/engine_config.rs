@@ -63,7 +63,8 @@ pub async fn derive(
             mbps_limit: mbps_limit.map(|v| v as u64),
             reservations: true,
             // APTPL reservations are kept next to the image.
-            reservation_file: None,
+            state_file: None,
+            write_cache: Default::default(),
         });
     }
 

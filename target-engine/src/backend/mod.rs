@@ -62,5 +62,8 @@ pub struct Run {
 }
 
 pub mod file;
+pub mod group_commit;
 pub mod memory;
+#[cfg(any(test, feature = "test-util"))]
+pub mod power_cut;
 pub mod throttle;

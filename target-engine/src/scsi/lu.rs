@@ -40,6 +40,8 @@ struct Counters {
 pub(crate) struct LuState {
     pub ua: UaTable,
     pub mode: ModeState,
+    /// The volume's write-cache policy, which decides WCE.
+    pub write_cache: super::mode::WriteCache,
     pub pr: super::pr::PrState,
     pub xcopy: super::xcopy::CopyLog,
     pub alua: AluaTable,
@@ -55,10 +57,11 @@ pub struct LogicalUnit {
     /// Medium access takes it shared; COMPARE AND WRITE takes it alone so
     /// its read-compare-write is atomic (SBC-3 §5.2).
     pub(crate) io: tokio::sync::RwLock<()>,
-    /// Where reservations made with APTPL are saved (SPC-4 §5.13.5).
-    pr_file: std::sync::OnceLock<std::path::PathBuf>,
-    /// Reservation changes run one at a time (see [`Self::persistent_reserve_out`]).
-    reservation_changes: tokio::sync::Mutex<()>,
+    /// Where the unit's state is saved (see [`super::unit_state`]).
+    pub(super) state_file: std::sync::OnceLock<std::path::PathBuf>,
+    /// Changes of saved state run one at a time, each saved before it is
+    /// committed (see [`super::unit_state`]).
+    pub(super) state_changes: tokio::sync::Mutex<()>,
     /// The abort mailbox of every nexus that has addressed the unit.
     nexuses: Mutex<Vec<(NexusId, Weak<AbortMailbox>)>>,
 }
@@ -94,83 +97,10 @@ impl LogicalUnit {
             counters: Counters::default(),
             state: Mutex::new(LuState::default()),
             io: tokio::sync::RwLock::new(()),
-            pr_file: std::sync::OnceLock::new(),
-            reservation_changes: tokio::sync::Mutex::new(()),
+            state_file: std::sync::OnceLock::new(),
+            state_changes: tokio::sync::Mutex::new(()),
             nexuses: Mutex::default(),
         })
-    }
-
-    /// Keeps reservations made with APTPL in the file at `path`, and takes
-    /// back the state saved there, if any (call once, right after opening
-    /// the unit; later calls fail).
-    pub fn persist_reservations(&self, path: std::path::PathBuf) -> std::io::Result<()> {
-        let saved = super::aptpl::load(&path)?;
-        self.pr_file.set(path).map_err(|_| std::io::Error::other("reservation file already set"))?;
-        if let Some(pr) = saved {
-            self.state().pr = pr;
-        }
-        Ok(())
-    }
-
-    /// PERSISTENT RESERVE OUT (SPC-4 §6.16) sent by `nexus`.
-    ///
-    /// The commands of one unit run one at a time. Each works on a copy of
-    /// the state, away from the unit's lock; if APTPL is or was set, the
-    /// result is saved on the blocking pool before anything changes, and a
-    /// save that fails leaves the state as it was and answers INSUFFICIENT
-    /// REGISTRATION RESOURCES (as LIO does), never GOOD. Only then are the
-    /// new state and its unit attentions committed, and PREEMPT AND ABORT
-    /// aborts the preempted nexuses' tasks (SPC-4 §5.13.11.2.6).
-    pub(crate) async fn persistent_reserve_out(
-        &self,
-        nexus: &Nexus,
-        action: cdb::PrOutAction,
-        pr_type: u8,
-        param_len: u32,
-        data: &Bytes,
-    ) -> Result<(), SenseReason> {
-        let _one_at_a_time = self.reservation_changes.lock().await;
-        let (mut next, mut raised, was_aptpl) = {
-            let st = self.state();
-            (st.pr.clone(), st.ua.scratch(), st.pr.aptpl)
-        };
-        let preempted = next.reserve_out(&nexus.id, action, pr_type, param_len, data, &mut raised)?;
-        if let (Some(path), true) = (self.pr_file.get(), next.aptpl || was_aptpl) {
-            let text = super::aptpl::render(&next).map_err(|e| self.save_failed(e))?;
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || super::aptpl::write(&path, text.as_deref()))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-                .map_err(|e| self.save_failed(e))?;
-        }
-        {
-            let mut st = self.state();
-            st.pr.commit(next);
-            st.ua.merge(raised);
-        }
-        if action == cdb::PrOutAction::PreemptAndAbort && !preempted.is_empty() {
-            self.abort_tasks_where(|id| id != &nexus.id && preempted.iter().any(|r| r.takes_in(id)));
-        }
-        Ok(())
-    }
-
-    fn save_failed(&self, e: std::io::Error) -> SenseReason {
-        tracing::error!(volume = %self.spec.name, "cannot save persistent reservations, the command fails: {e}");
-        SenseReason::InsufficientRegistrationResources
-    }
-
-    /// RESERVE(6) or RELEASE(6) (SPC-2 §7.21, §7.17), in turn with
-    /// PERSISTENT RESERVE OUT so that neither slips between the other's
-    /// copy and commit.
-    pub(crate) async fn spc2_reservation(&self, nexus: &Nexus, reserve: bool) -> Result<(), SenseReason> {
-        let _one_at_a_time = self.reservation_changes.lock().await;
-        let mut st = self.state();
-        if reserve {
-            st.pr.reserve6(&nexus.id)
-        } else {
-            st.pr.release6(&nexus.id);
-            Ok(())
-        }
     }
 
     pub fn backend(&self) -> &Arc<dyn BlockBackend> {
@@ -225,16 +155,15 @@ impl LogicalUnit {
     }
 
     /// LOGICAL UNIT RESET received on nexus `from` (SAM-5 §6.3.3): mode
-    /// parameters return to their defaults, an SPC-2 reservation ends, and
-    /// every I_T nexus, the requester's included, gets BUS DEVICE RESET
-    /// FUNCTION OCCURRED (libiscsi's MultipathIO.Reset checks each path).
-    /// Persistent reservations survive. The requester's own session aborts
-    /// its tasks; those of every other nexus are aborted through their
-    /// transports.
+    /// parameters return to their saved values, which are the current ones
+    /// (every change is saved), an SPC-2 reservation ends, and every I_T
+    /// nexus, the requester's included, gets BUS DEVICE RESET FUNCTION
+    /// OCCURRED (libiscsi's MultipathIO.Reset checks each path). Persistent
+    /// reservations survive. The requester's own session aborts its tasks;
+    /// those of every other nexus are aborted through their transports.
     pub fn reset(&self, from: &NexusId) {
         {
             let mut st = self.state();
-            st.mode = ModeState::default();
             st.pr.drop_spc2(None);
             // Make sure the requester is known, so that it hears of the reset too.
             st.ua.raise(from, UnitAttention::BusDeviceReset);

@@ -132,7 +132,6 @@ pub struct LuSpec {
 }
 
 pub mod alua;
-mod aptpl;
 pub mod cdb;
 mod inquiry;
 mod lu;
@@ -149,10 +148,14 @@ pub mod testkit;
 mod tests;
 mod thin;
 mod ua;
+mod unit_state;
+#[cfg(test)]
+mod write_cache_tests;
 mod xcopy;
 
 pub use alua::AluaState;
 pub use lu::{LogicalUnit, LuCounters};
+pub use mode::WriteCache;
 pub use nexus::Privileges;
 pub use pr::{RegistrationStatus, ReservationStatus};
 pub use sense::SenseReason;

@@ -2,11 +2,16 @@
 //! §6.13, §6.9, §6.10) over the Caching (SBC-3 §6.4.5), Control
 //! (SPC-4 §7.5.8) and Informational Exceptions Control (SPC-4 §7.5.11) pages.
 //!
-//! Parameters are shared by every I_T nexus and are not saveable: page
-//! control "saved" answers SAVING PARAMETERS NOT SUPPORTED and SP=1 is an
-//! invalid field. What can change: WCE (write-back caching; with WCE=0 every
-//! write is made durable before status), D_SENSE (descriptor sense) and SWP
-//! (software write protect).
+//! Parameters are shared by every I_T nexus and every change is saved with
+//! the volume (a restart or a failover must not silently change what an
+//! initiator chose): saved values are the current ones, and SP is accepted
+//! either way. What can change: D_SENSE (descriptor sense), SWP (software
+//! write protect, a [`super::Privileges`] matter) and, under the
+//! [`WriteCache::Initiator`] policy only, WCE.
+//!
+//! WCE is what the volume's write-cache policy says: with WCE zero every
+//! write is durable before status (SBC-3 §4.15), so a host that never
+//! flushes (VMware ESXi) loses nothing on a power cut.
 
 use super::cdb::PageControl;
 use super::sense::{Field, SenseReason};
@@ -18,6 +23,57 @@ pub(crate) const PAGE_ALL: u8 = 0x3f;
 
 const PAGES: [u8; 3] = [PAGE_CACHING, PAGE_CONTROL, PAGE_INFO_EXCEPTIONS];
 
+/// Who decides whether a volume caches writes (the Caching page's WCE).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteCache {
+    /// WCE=0, not changeable: a write is acknowledged once it is on stable
+    /// storage (flushes shared by group commit). Nothing acknowledged is
+    /// lost when the node loses power.
+    #[default]
+    WriteThrough,
+    /// WCE=1, not changeable: writes are durable on FUA or SYNCHRONIZE
+    /// CACHE only; for initiators that flush (Linux, Windows) or hardware
+    /// with power protection.
+    WriteBack,
+    /// WCE starts at 1 and the initiator may change it with MODE SELECT;
+    /// its choice is saved with the volume.
+    Initiator,
+}
+
+impl WriteCache {
+    /// WCE under this policy, given the value saved for the volume, if any.
+    pub fn wce(self, saved: Option<bool>) -> bool {
+        match self {
+            WriteCache::WriteThrough => false,
+            WriteCache::WriteBack => true,
+            WriteCache::Initiator => saved.unwrap_or(true),
+        }
+    }
+}
+
+impl std::fmt::Display for WriteCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WriteCache::WriteThrough => "write-through",
+            WriteCache::WriteBack => "write-back",
+            WriteCache::Initiator => "initiator",
+        })
+    }
+}
+
+impl std::str::FromStr for WriteCache {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "write-through" => Ok(WriteCache::WriteThrough),
+            "write-back" => Ok(WriteCache::WriteBack),
+            "initiator" => Ok(WriteCache::Initiator),
+            _ => Err(format!("unknown write-cache policy {s:?} (write-through, write-back or initiator)")),
+        }
+    }
+}
+
 /// The changeable mode parameters of one logical unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ModeState {
@@ -26,9 +82,16 @@ pub(crate) struct ModeState {
     pub swp: bool,
 }
 
+impl ModeState {
+    /// The values a unit under `policy` starts with (the default values).
+    pub fn initial(policy: WriteCache) -> Self {
+        ModeState { wce: policy.wce(None), d_sense: false, swp: false }
+    }
+}
+
 impl Default for ModeState {
     fn default() -> Self {
-        ModeState { wce: true, d_sense: false, swp: false }
+        ModeState::initial(WriteCache::default())
     }
 }
 
@@ -39,12 +102,14 @@ pub(crate) struct UnitShape {
     pub write_protected: bool,
     /// Whether this nexus may change SWP (see [`super::Privileges`]).
     pub swp_changeable: bool,
+    /// The volume's write-cache policy (whether WCE is changeable).
+    pub write_cache: WriteCache,
 }
 
 /// The bytes of one page as `pc` asks for it.
 fn page(code: u8, pc: PageControl, st: &ModeState, unit: &UnitShape) -> Vec<u8> {
     let st = match pc {
-        PageControl::Default => ModeState::default(),
+        PageControl::Default => ModeState::initial(unit.write_cache),
         _ => *st,
     };
     let changeable = pc == PageControl::Changeable;
@@ -53,7 +118,8 @@ fn page(code: u8, pc: PageControl, st: &ModeState, unit: &UnitShape) -> Vec<u8> 
             let mut p = vec![0u8; 20];
             p[0] = PAGE_CACHING;
             p[1] = 0x12;
-            p[2] = if changeable || st.wce { 0x04 } else { 0 };
+            let wce = if changeable { unit.write_cache == WriteCache::Initiator } else { st.wce };
+            p[2] = if wce { 0x04 } else { 0 };
             p
         }
         PAGE_CONTROL => {
@@ -99,9 +165,6 @@ pub(crate) fn sense(
     page_code: u8,
     subpage: u8,
 ) -> Result<Vec<u8>, SenseReason> {
-    if pc == PageControl::Saved {
-        return Err(SenseReason::SavingParametersNotSupported);
-    }
     let codes: Vec<u8> = match (page_code, subpage) {
         (PAGE_ALL, 0x00 | 0xff) => PAGES.to_vec(),
         (c, 0x00) if PAGES.contains(&c) => vec![c],
@@ -147,17 +210,9 @@ pub(crate) fn sense(
 }
 
 /// Applies a MODE SELECT parameter list; returns the new state. Nothing is
-/// applied unless the whole list is valid.
-pub(crate) fn select(
-    st: &ModeState,
-    unit: &UnitShape,
-    ten: bool,
-    sp: bool,
-    data: &[u8],
-) -> Result<ModeState, SenseReason> {
-    if sp {
-        return Err(SenseReason::InvalidFieldInCdb(Field::bit(1, 0)));
-    }
+/// applied unless the whole list is valid. Every change is saved, so SP
+/// makes no difference.
+pub(crate) fn select(st: &ModeState, unit: &UnitShape, ten: bool, data: &[u8]) -> Result<ModeState, SenseReason> {
     if data.is_empty() {
         return Ok(*st);
     }
@@ -236,7 +291,13 @@ pub(crate) fn select(
 mod tests {
     use super::*;
 
-    const UNIT: UnitShape = UnitShape { blocks: 2048, block_size: 512, write_protected: false, swp_changeable: true };
+    const UNIT: UnitShape = UnitShape {
+        blocks: 2048,
+        block_size: 512,
+        write_protected: false,
+        swp_changeable: true,
+        write_cache: WriteCache::Initiator,
+    };
 
     #[test]
     fn all_pages_six_byte_layout() {
@@ -260,11 +321,11 @@ mod tests {
     }
 
     #[test]
-    fn saved_values_and_unknown_pages_are_refused() {
-        let st = ModeState::default();
+    fn saved_values_are_the_current_ones_and_unknown_pages_are_refused() {
+        let st = ModeState { wce: false, d_sense: true, swp: false };
         assert_eq!(
             sense(&st, &UNIT, false, true, false, PageControl::Saved, PAGE_ALL, 0),
-            Err(SenseReason::SavingParametersNotSupported)
+            sense(&st, &UNIT, false, true, false, PageControl::Current, PAGE_ALL, 0)
         );
         assert!(matches!(
             sense(&st, &UNIT, false, true, false, PageControl::Current, 0x19, 0),
@@ -280,22 +341,42 @@ mod tests {
         ctl[2] |= 0x04;
         ctl[4] |= 0x08;
         pl.extend_from_slice(&ctl);
-        let next = select(&st, &UNIT, false, false, &pl).unwrap();
-        assert!(next.d_sense && next.swp && next.wce);
+        let next = select(&st, &UNIT, false, &pl).unwrap();
+        assert!(next.d_sense && next.swp && !next.wce);
         pl[4 + 3] ^= 0x10; // QAM is not changeable
-        assert_eq!(
-            select(&st, &UNIT, false, false, &pl),
-            Err(SenseReason::InvalidFieldInParameterList(Field::bit(7, 4)))
-        );
-        assert!(matches!(select(&st, &UNIT, false, true, &[]), Err(SenseReason::InvalidFieldInCdb(_))));
+        assert_eq!(select(&st, &UNIT, false, &pl), Err(SenseReason::InvalidFieldInParameterList(Field::bit(7, 4))));
     }
 
     #[test]
     fn select_checks_block_descriptor_and_lengths() {
         let st = ModeState::default();
         let pl = [0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0x10, 0];
-        assert!(matches!(select(&st, &UNIT, false, false, &pl), Err(SenseReason::InvalidFieldInParameterList(_))));
+        assert!(matches!(select(&st, &UNIT, false, &pl), Err(SenseReason::InvalidFieldInParameterList(_))));
         let pl = [0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0x02, 0, PAGE_CACHING, 0x12, 0];
-        assert_eq!(select(&st, &UNIT, false, false, &pl), Err(SenseReason::ParameterListLength));
+        assert_eq!(select(&st, &UNIT, false, &pl), Err(SenseReason::ParameterListLength));
+    }
+
+    #[test]
+    fn wce_follows_the_policy_and_only_the_initiator_policy_lets_it_change() {
+        let caching = |policy: WriteCache, st: &ModeState, pc: PageControl| {
+            let unit = UnitShape { write_cache: policy, ..UNIT };
+            sense(st, &unit, false, true, false, pc, PAGE_CACHING, 0).unwrap()[4 + 2] & 0x04
+        };
+        for (policy, wce) in
+            [(WriteCache::WriteThrough, 0), (WriteCache::WriteBack, 0x04), (WriteCache::Initiator, 0x04)]
+        {
+            let st = ModeState::initial(policy);
+            assert_eq!(caching(policy, &st, PageControl::Current), wce, "{policy}");
+            assert_eq!(caching(policy, &st, PageControl::Default), wce, "{policy}");
+            let changeable = caching(policy, &st, PageControl::Changeable);
+            assert_eq!(changeable != 0, policy == WriteCache::Initiator, "{policy}");
+            // Turning WCE over is refused unless the policy lets the initiator choose.
+            let unit = UnitShape { write_cache: policy, ..UNIT };
+            let mut pl = vec![0, 0, 0, 0];
+            let mut cache = page(PAGE_CACHING, PageControl::Current, &st, &unit);
+            cache[2] ^= 0x04;
+            pl.extend_from_slice(&cache);
+            assert_eq!(select(&st, &unit, false, &pl).is_ok(), policy == WriteCache::Initiator, "{policy}");
+        }
     }
 }

@@ -82,8 +82,6 @@ pub enum SenseReason {
     LbaOutOfRange,
     #[error("logical unit not supported")]
     LunNotSupported,
-    #[error("saving parameters not supported")]
-    SavingParametersNotSupported,
     #[error("write protected")]
     WriteProtected,
     #[error("miscompare during verify at offset {offset}")]
@@ -151,7 +149,6 @@ impl SenseReason {
             SenseReason::ParameterListLength => (IllegalRequest, 0x1a, 0x00),
             SenseReason::LbaOutOfRange => (IllegalRequest, 0x21, 0x00),
             SenseReason::LunNotSupported => (IllegalRequest, 0x25, 0x00),
-            SenseReason::SavingParametersNotSupported => (IllegalRequest, 0x39, 0x00),
             SenseReason::WriteProtected => (DataProtect, 0x27, 0x00),
             SenseReason::Miscompare { .. } => (Miscompare, 0x1d, 0x00),
             SenseReason::UnitAttention(ua) => match ua {

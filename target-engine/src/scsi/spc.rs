@@ -41,15 +41,9 @@ pub(crate) async fn execute(
             let data = mode::sense(&lu.mode(), &shape(lu, nexus), ten, dbd, llbaa, pc, page, subpage)?;
             Ok(Reply::data(data, alloc_len))
         }
-        Cdb::ModeSelect { ten, sp, param_len, .. } => {
+        Cdb::ModeSelect { ten, param_len, .. } => {
             let data = &data_out[..data_out.len().min(param_len as usize)];
-            let mut st = lu.state();
-            let next = mode::select(&st.mode, &shape(lu, nexus), ten, sp, data)?;
-            if next != st.mode {
-                st.mode = next;
-                // SPC-4 §7.5.1: other nexuses learn that shared parameters changed.
-                st.ua.raise_others(&nexus.id, super::sense::UnitAttention::ModeParametersChanged);
-            }
+            lu.mode_select(nexus, &shape(lu, nexus), ten, data).await?;
             Ok(Reply::good())
         }
         Cdb::StartStopUnit { power_condition, no_flush, loej, start, .. } => {
@@ -119,6 +113,7 @@ fn shape(lu: &LogicalUnit, nexus: &Nexus) -> UnitShape {
         block_size: lu.spec.block_size,
         write_protected: lu.spec.read_only,
         swp_changeable: nexus.privileges().software_write_protect,
+        write_cache: lu.write_cache().0,
     }
 }
 

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use super::{execute, LogicalUnit, LuSpec, LunMap, Nexus, NexusId, ScsiCommand, ScsiResponse, TaskAttr};
 use crate::backend::memory::MemoryBackend;
+use crate::backend::BlockBackend;
 
 /// A unit description with a fixed identity.
 pub fn spec(block_size: u32, read_only: bool) -> LuSpec {
@@ -41,6 +42,14 @@ pub fn lun_map(block_size: u32, blocks: u64, read_only: bool) -> (LunMap, Arc<Lo
     (map, lu)
 }
 
+/// A writable unit on `backend`, mapped at LUN 0.
+pub fn unit_on(backend: Arc<dyn BlockBackend>, block_size: u32) -> (LunMap, Arc<LogicalUnit>) {
+    let lu = LogicalUnit::new(spec(block_size, false), backend);
+    let mut map = LunMap::new();
+    map.insert(0, Arc::clone(&lu));
+    (map, lu)
+}
+
 /// Runs `cdb` with `data_out` against LUN `lun`.
 pub async fn run(luns: &LunMap, nexus: &Nexus, lun: u64, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
     let mut c = cdb.to_vec();
@@ -62,4 +71,25 @@ pub async fn ready_nexus(luns: &LunMap, n: u8) -> Nexus {
     let nexus = Nexus::new(nexus_id(n));
     let _ = run(luns, &nexus, 0, &[0x00], &[]).await;
     nexus
+}
+
+/// Runs `cdb` against LUN `lun` and returns the reply or the reason it failed.
+#[cfg(test)]
+pub(crate) async fn outcome(
+    luns: &LunMap,
+    nexus: &Nexus,
+    lun: u64,
+    cdb: &[u8],
+    data_out: &[u8],
+) -> Result<super::lu::Reply, super::SenseReason> {
+    let mut c = cdb.to_vec();
+    c.resize(c.len().max(16), 0);
+    let cmd = ScsiCommand {
+        lun,
+        cdb: Bytes::from(c),
+        attr: TaskAttr::Simple,
+        data_out: Bytes::copy_from_slice(data_out),
+        expected_in_len: u32::MAX,
+    };
+    super::lu::outcome(luns, nexus, &cmd).await
 }

@@ -2,12 +2,10 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
-use super::lu::{outcome, Reply};
+use super::lu::Reply;
 use super::sense::{Field, SenseReason, UnitAttention};
 use super::testkit::{self, lun_map, ready_nexus};
-use super::{expected_data_out, LunMap, Nexus, Privileges, ScsiCommand, ScsiStatus, TaskAttr};
+use super::{expected_data_out, LunMap, Nexus, Privileges, ScsiStatus, WriteCache};
 
 const BLOCKS: u64 = 4096;
 
@@ -16,16 +14,7 @@ async fn run(luns: &LunMap, nexus: &Nexus, cdb: &[u8], data: &[u8]) -> Result<Re
 }
 
 async fn run_lun(luns: &LunMap, nexus: &Nexus, lun: u64, cdb: &[u8], data: &[u8]) -> Result<Reply, SenseReason> {
-    let mut c = cdb.to_vec();
-    c.resize(c.len().max(16), 0);
-    let cmd = ScsiCommand {
-        lun,
-        cdb: Bytes::from(c),
-        attr: TaskAttr::Simple,
-        data_out: Bytes::copy_from_slice(data),
-        expected_in_len: u32::MAX,
-    };
-    outcome(luns, nexus, &cmd).await
+    testkit::outcome(luns, nexus, lun, cdb, data).await
 }
 
 fn read10(lba: u32, blocks: u16) -> Vec<u8> {
@@ -273,11 +262,14 @@ async fn mode_sense_allocation_and_page_control() {
     let r = run(&luns, &n, &[0x1a, 0, 0x3f, 0, 4, 0], &[]).await.unwrap();
     assert_eq!(r.data.len(), 4);
     assert_eq!(r.data[2], 0x10, "DPOFUA");
-    assert_eq!(run(&luns, &n, &[0x1a, 0, 0xff, 0, 255, 0], &[]).await, Err(SenseReason::SavingParametersNotSupported));
+    // Saved values are the current ones: every change is saved.
+    let saved = run(&luns, &n, &[0x1a, 0, 0xff, 0, 255, 0], &[]).await.unwrap();
+    assert_eq!(saved.data, run(&luns, &n, &[0x1a, 0, 0x3f, 0, 255, 0], &[]).await.unwrap().data);
     let ch = run(&luns, &n, &[0x5a, 0x08, 0x48, 0, 0, 0, 0, 0, 255, 0], &[]).await.unwrap();
     assert_eq!(ch.data[8], 0x08);
-    assert_eq!(ch.data[10], 0x04, "WCE changeable");
-    assert!(invalid_field(run(&luns, &n, &[0x15, 0x11, 0, 0, 0, 0], &[]).await));
+    assert_eq!(ch.data[10], 0, "WCE is not changeable under the default policy (write-through)");
+    // SP is accepted (changes are saved anyway); an empty list changes nothing.
+    assert!(run(&luns, &n, &[0x15, 0x11, 0, 0, 0, 0], &[]).await.is_ok());
 }
 
 #[tokio::test]
@@ -637,7 +629,7 @@ async fn aptpl_reservations_come_back_on_a_reopened_unit() {
     let read_keys = [0x5e, 0, 0, 0, 0, 0, 0, 0x10, 0, 0];
     let before = {
         let (luns, lu) = lun_map(512, BLOCKS, false);
-        lu.persist_reservations(path.clone()).unwrap();
+        lu.open_state(Some(path.clone()), WriteCache::default()).unwrap();
         let n = ready_nexus(&luns, 1).await;
         run(&luns, &n, &prout(0x06, 0), &params(0, 0xabc, true)).await.unwrap();
         run(&luns, &n, &prout(0x01, 1), &params(0xabc, 0, false)).await.unwrap();
@@ -645,7 +637,7 @@ async fn aptpl_reservations_come_back_on_a_reopened_unit() {
     };
     assert!(path.exists());
     let (luns, lu) = lun_map(512, BLOCKS, false);
-    lu.persist_reservations(path.clone()).unwrap();
+    lu.open_state(Some(path.clone()), WriteCache::default()).unwrap();
     let other = ready_nexus(&luns, 2).await;
     assert_eq!(run(&luns, &other, &read_keys, &[]).await.unwrap().data, before);
     assert_eq!(run(&luns, &other, &rw16(0x8a, 0, 1), &[0; 512]).await, Err(SenseReason::ReservationConflict));
@@ -659,7 +651,7 @@ async fn a_failed_aptpl_save_changes_nothing_and_is_not_good() {
     // The file's directory disappears: the save cannot happen.
     let path = dir.join("gone").join("vol.img.reservations.toml");
     let (luns, lu) = lun_map(512, BLOCKS, false);
-    lu.persist_reservations(path.clone()).unwrap();
+    lu.open_state(Some(path.clone()), WriteCache::default()).unwrap();
     let n = ready_nexus(&luns, 1).await;
     let mut p = vec![0u8; 24];
     p[8..16].copy_from_slice(&0xabcu64.to_be_bytes());

@@ -1,13 +1,17 @@
-//! Persist through power loss (SPC-4 §5.13.5): when the last REGISTER set
-//! APTPL, the registrations and the persistent reservation of a unit are
-//! kept in a small TOML file (next to the volume) and restored when the unit
-//! is opened again.
+//! The state of a unit that outlives the process, in a small TOML file next
+//! to the volume, restored when the unit is opened again:
 //!
-//! The file is rewritten after every PERSISTENT RESERVE OUT that changes
-//! anything while APTPL is set: written to a temporary name, synced, then
+//! * persist through power loss (SPC-4 §5.13.5): when the last REGISTER set
+//!   APTPL, the registrations and the persistent reservation;
+//! * the mode parameters (WCE, D_SENSE, SWP), whose changes are all saved
+//!   (see [`super::mode`]).
+//!
+//! The file is rewritten after every change of either, before the command
+//! that made it returns GOOD: written to a temporary name, synced, then
 //! renamed over the old one, so a crash leaves either the old or the new
-//! state. When APTPL is cleared the file is removed. SPC-2 reservations are
-//! never persisted.
+//! state. When nothing is left to keep (APTPL cleared, mode parameters at
+//! their initial values) the file is removed. SPC-2 reservations are never
+//! persisted.
 //!
 //! Each registration is saved as its initiator port (name, and ISID unless
 //! it was registered by a name-only TransportID) and its target port (a
@@ -16,18 +20,45 @@
 //! target, TPGT and target port group; those are ignored on loading.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
+use super::cdb::PrOutAction;
+use super::lu::LogicalUnit;
+use super::mode::{self, ModeState, UnitShape, WriteCache};
 use super::pr::{isid_hex, parse_isid, Holder, InitiatorPort, PrState, PrType, Registration, Reservation};
+use super::sense::{SenseReason, UnitAttention};
+use super::Nexus;
 
 #[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Snapshot {
-    generation: u32,
+    /// Absent when only mode parameters are kept (no APTPL).
+    #[serde(default)]
+    generation: Option<u32>,
     #[serde(default, rename = "registration")]
     registrations: Vec<SavedRegistration>,
     #[serde(default)]
     reservation: Option<Held>,
+    #[serde(default)]
+    mode: Option<SavedMode>,
+}
+
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct SavedMode {
+    wce: bool,
+    d_sense: bool,
+    swp: bool,
+}
+
+/// What a unit takes back when it is opened: its reservations if they were
+/// kept with APTPL, and its mode parameters (WCE as saved; the policy
+/// decides whether it applies).
+#[derive(Debug, Default)]
+pub(crate) struct Saved {
+    pub pr: Option<PrState>,
+    pub mode: Option<ModeState>,
 }
 
 /// An initiator port on one target port or all of them.
@@ -87,25 +118,26 @@ fn ports(p: &Port) -> Result<(InitiatorPort, Option<u16>), String> {
     Ok((InitiatorPort { name: Arc::from(name), isid }, target_port))
 }
 
-fn snapshot(pr: &PrState) -> Snapshot {
+fn snapshot(pr: &PrState, mode: Option<&ModeState>) -> Snapshot {
+    let kept = pr.aptpl.then_some(pr);
     Snapshot {
-        generation: pr.generation,
-        registrations: pr
-            .registrations
+        generation: kept.map(|pr| pr.generation),
+        registrations: kept
             .iter()
+            .flat_map(|pr| &pr.registrations)
             .map(|r| SavedRegistration { port: port(&r.initiator, r.target_port), key: format!("{:016x}", r.key) })
             .collect(),
-        reservation: pr
-            .reservation
-            .as_ref()
+        reservation: kept
+            .and_then(|pr| pr.reservation.as_ref())
             .map(|r| Held { holder: port(&r.holder.initiator, Some(r.holder.target_port)), pr_type: r.pr_type as u8 }),
+        mode: mode.map(|m| SavedMode { wce: m.wce, d_sense: m.d_sense, swp: m.swp }),
     }
 }
 
-/// The state a saved file describes (with APTPL set), or why it cannot be read.
+/// The reservations a saved file describes (with APTPL set), or why they cannot be read.
 fn restore(s: &Snapshot) -> Result<PrState, String> {
     let mut pr = PrState::default();
-    pr.generation = s.generation;
+    pr.generation = s.generation.unwrap_or(0);
     pr.aptpl = true;
     for r in &s.registrations {
         let (initiator, target_port) = ports(&r.port)?;
@@ -122,32 +154,37 @@ fn restore(s: &Snapshot) -> Result<PrState, String> {
     Ok(pr)
 }
 
-/// Reads the state saved at `path`; `Ok(None)` if there is none.
-pub(crate) fn load(path: &Path) -> std::io::Result<Option<PrState>> {
+/// Reads the state saved at `path`; nothing if there is no file.
+pub(crate) fn load(path: &Path) -> std::io::Result<Saved> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Saved::default()),
         Err(e) => return Err(e),
     };
     let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {m}", path.display()));
     let snap: Snapshot = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    restore(&snap).map(Some).map_err(bad)
+    let pr = if snap.generation.is_some() { Some(restore(&snap).map_err(bad)?) } else { None };
+    let mode = snap.mode.map(|m| ModeState { wce: m.wce, d_sense: m.d_sense, swp: m.swp });
+    Ok(Saved { pr, mode })
 }
 
-/// What [`write`] should leave at the path for `pr`: the file's text if
-/// APTPL is set, `None` (no file) if not. Cheap, so it runs under the
-/// unit's lock; the writing does not.
-pub(crate) fn render(pr: &PrState) -> std::io::Result<Option<String>> {
-    if !pr.aptpl {
+/// What [`write`] should leave at the path: the file's text, or `None` (no
+/// file) when neither the reservations (no APTPL) nor the mode parameters
+/// (as a unit under `policy` starts) need keeping. Cheap, so it runs under
+/// the unit's lock; the writing does not.
+pub(crate) fn render(pr: &PrState, mode: &ModeState, policy: WriteCache) -> std::io::Result<Option<String>> {
+    let mode = (*mode != ModeState::initial(policy)).then_some(mode);
+    if !pr.aptpl && mode.is_none() {
         return Ok(None);
     }
-    toml::to_string(&snapshot(pr)).map(Some).map_err(std::io::Error::other)
+    toml::to_string(&snapshot(pr, mode)).map(Some).map_err(std::io::Error::other)
 }
 
 /// Saves `pr` at `path` if APTPL is set, else removes any saved state.
 #[cfg(test)]
 pub(crate) fn save(path: &Path, pr: &PrState) -> std::io::Result<()> {
-    write(path, render(pr)?.as_deref())
+    let policy = WriteCache::default();
+    write(path, render(pr, &ModeState::initial(policy), policy)?.as_deref())
 }
 
 /// Puts `text` at `path` durably (a temporary file, synced, renamed over
@@ -175,6 +212,148 @@ pub(crate) fn write(path: &Path, text: Option<&str>) -> std::io::Result<()> {
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     }
     Ok(())
+}
+
+/// Changing what is saved: each change of a unit's saved state runs alone
+/// (`state_changes`), is worked out on a copy away from the unit's lock,
+/// is written on the blocking pool, and only then committed; a save that
+/// fails changes nothing and the command does not end GOOD.
+impl LogicalUnit {
+    /// Keeps the unit's state in the file at `path` (none for a volume with
+    /// nowhere to keep it) and takes back what was saved there, under the
+    /// write-cache `policy`. Call once, right after opening the unit.
+    pub fn open_state(&self, path: Option<PathBuf>, policy: WriteCache) -> std::io::Result<()> {
+        let saved = match &path {
+            Some(p) => load(p)?,
+            None => Saved::default(),
+        };
+        if let Some(p) = path {
+            self.state_file.set(p).map_err(|_| std::io::Error::other("the unit's state file is set already"))?;
+        }
+        let mut st = self.state();
+        if let Some(pr) = saved.pr {
+            st.pr = pr;
+        }
+        let mut mode = saved.mode.unwrap_or(ModeState::initial(policy));
+        mode.wce = policy.wce(saved.mode.map(|m| m.wce));
+        st.mode = mode;
+        st.write_cache = policy;
+        Ok(())
+    }
+
+    /// Writes `pr` and `mode` to the unit's state file, if it has one.
+    async fn save(&self, pr: &PrState, mode: &ModeState, policy: WriteCache) -> std::io::Result<()> {
+        let Some(path) = self.state_file.get() else { return Ok(()) };
+        let text = render(pr, mode, policy)?;
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || write(&path, text.as_deref()))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .inspect_err(|e| tracing::error!(volume = %self.spec.name, "cannot save the unit's state: {e}"))
+    }
+
+    /// PERSISTENT RESERVE OUT (SPC-4 §6.16) sent by `nexus`. A save that
+    /// fails answers INSUFFICIENT REGISTRATION RESOURCES (as LIO does).
+    /// Once committed, PREEMPT AND ABORT aborts the preempted nexuses'
+    /// tasks (SPC-4 §5.13.11.2.6).
+    pub(crate) async fn persistent_reserve_out(
+        &self,
+        nexus: &Nexus,
+        action: PrOutAction,
+        pr_type: u8,
+        param_len: u32,
+        data: &Bytes,
+    ) -> Result<(), SenseReason> {
+        let _one_at_a_time = self.state_changes.lock().await;
+        let (mut next, mut raised, mode, policy, was_aptpl) = {
+            let st = self.state();
+            (st.pr.clone(), st.ua.scratch(), st.mode, st.write_cache, st.pr.aptpl)
+        };
+        let preempted = next.reserve_out(&nexus.id, action, pr_type, param_len, data, &mut raised)?;
+        if next.aptpl || was_aptpl {
+            self.save(&next, &mode, policy).await.map_err(|_| SenseReason::InsufficientRegistrationResources)?;
+        }
+        {
+            let mut st = self.state();
+            st.pr.commit(next);
+            st.ua.merge(raised);
+        }
+        if action == PrOutAction::PreemptAndAbort && !preempted.is_empty() {
+            self.abort_tasks_where(|id| id != &nexus.id && preempted.iter().any(|r| r.takes_in(id)));
+        }
+        Ok(())
+    }
+
+    /// MODE SELECT (SPC-4 §6.9) with its parameter list: the new values are
+    /// saved, then the other nexuses get MODE PARAMETERS CHANGED (§7.5.1).
+    /// A save that fails is INTERNAL TARGET FAILURE and changes nothing.
+    pub(crate) async fn mode_select(
+        &self,
+        nexus: &Nexus,
+        unit: &UnitShape,
+        ten: bool,
+        data: &[u8],
+    ) -> Result<(), SenseReason> {
+        let _one_at_a_time = self.state_changes.lock().await;
+        let (current, pr, policy) = {
+            let st = self.state();
+            (st.mode, st.pr.clone(), st.write_cache)
+        };
+        let next = mode::select(&current, unit, ten, data)?;
+        if next == current {
+            return Ok(());
+        }
+        self.save(&pr, &next, policy).await.map_err(|_| SenseReason::InternalFailure)?;
+        let mut st = self.state();
+        st.mode = next;
+        st.ua.raise_others(&nexus.id, UnitAttention::ModeParametersChanged);
+        Ok(())
+    }
+
+    /// Applies a new write-cache policy live. When WCE changes, every nexus
+    /// gets MODE PARAMETERS CHANGED. The policy is the administrator's: it
+    /// applies even if the saved state cannot be written (that is logged).
+    /// Returns whether WCE changed.
+    pub async fn set_write_cache(&self, policy: WriteCache) -> bool {
+        let _one_at_a_time = self.state_changes.lock().await;
+        let (mut next, pr, old) = {
+            let st = self.state();
+            (st.mode, st.pr.clone(), st.write_cache)
+        };
+        if old == policy {
+            return false;
+        }
+        // Under the initiator policy WCE starts at 1 (SBC-3's default).
+        next.wce = policy.wce(None);
+        let _ = self.save(&pr, &next, policy).await;
+        let mut st = self.state();
+        let changed = st.mode.wce != next.wce;
+        st.mode = next;
+        st.write_cache = policy;
+        if changed {
+            st.ua.raise_all(UnitAttention::ModeParametersChanged);
+        }
+        changed
+    }
+
+    /// The write-cache policy and the WCE initiators see now.
+    pub fn write_cache(&self) -> (WriteCache, bool) {
+        let st = self.state();
+        (st.write_cache, st.mode.wce)
+    }
+
+    /// RESERVE(6) or RELEASE(6) (SPC-2 §7.21, §7.17), in turn with the
+    /// other changes so that neither slips between a copy and its commit.
+    pub(crate) async fn spc2_reservation(&self, nexus: &Nexus, reserve: bool) -> Result<(), SenseReason> {
+        let _one_at_a_time = self.state_changes.lock().await;
+        let mut st = self.state();
+        if reserve {
+            st.pr.reserve6(&nexus.id)
+        } else {
+            st.pr.release6(&nexus.id);
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -207,14 +386,15 @@ mod tests {
         pr.reserve_out(&a, PrOutAction::Reserve, 3, 24, &Bytes::from(p), &mut UaTable::default()).unwrap();
         save(&path, &pr).unwrap();
 
-        let back = load(&path).unwrap().expect("saved");
+        let back = load(&path).unwrap().pr.expect("saved");
         assert_eq!(back.reserve_in(PrInAction::ReadKeys), pr.reserve_in(PrInAction::ReadKeys));
         assert_eq!(back.reserve_in(PrInAction::ReadReservation), pr.reserve_in(PrInAction::ReadReservation));
         assert_eq!(back.reserve_in(PrInAction::ReportCapabilities)[3] & 0x01, 1, "PTPL_A");
 
         register(&mut pr, &b, 2, false);
         save(&path, &pr).unwrap();
-        assert!(load(&path).unwrap().is_none());
+        assert!(load(&path).unwrap().pr.is_none());
+        assert!(!path.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -263,11 +443,11 @@ mod tests {
         p.extend_from_slice(&d_tid);
         out(&mut pr, &a, PrOutAction::RegisterAndMove, 0, &p);
 
-        let text = toml::to_string(&snapshot(&pr)).unwrap();
-        assert_eq!(toml::from_str::<Snapshot>(&text).unwrap(), snapshot(&pr));
+        let text = toml::to_string(&snapshot(&pr, None)).unwrap();
+        assert_eq!(toml::from_str::<Snapshot>(&text).unwrap(), snapshot(&pr, None));
         assert!(text.contains("all_target_ports = true"), "{text}");
         save(&path, &pr).unwrap();
-        let back = load(&path).unwrap().expect("saved");
+        let back = load(&path).unwrap().pr.expect("saved");
         for action in [
             PrInAction::ReadKeys,
             PrInAction::ReadReservation,
@@ -299,7 +479,7 @@ mod tests {
              [reservation]\npr_type = 1\n[reservation.holder]\n{port}"
         );
         std::fs::write(&path, text).unwrap();
-        let back = load(&path).unwrap().expect("saved");
+        let back = load(&path).unwrap().pr.expect("saved");
         assert_eq!(back.generation, 4);
         let write = crate::scsi::cdb::Cdb::decode(&[0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0]).unwrap();
         assert!(back.check(&nexus_id(1), &write).is_ok());
