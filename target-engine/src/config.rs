@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use crate::iscsi::admission::Limits;
+pub use crate::iscsi::keys::{DigestPolicy, TargetLimits};
 use crate::iscsi::name;
 use crate::iscsi::registry::ChapPolicy;
 pub use crate::scsi::alua::AluaState;
@@ -58,6 +59,8 @@ pub enum ConfigError {
     DuplicateAclEntry { target: String, initiator: String },
     #[error("limits: {0}")]
     BadLimits(&'static str),
+    #[error("target {target:?}: session setting {setting} {why}")]
+    BadSession { target: String, setting: &'static str, why: String },
     #[error("target {target:?}: alua names LUN {key:?}, which the target does not map")]
     AluaUnknownLun { target: String, key: String },
     #[error("volume {volume:?}: target port group {tpg} is given two ALUA states ({first} and {second})")]
@@ -326,6 +329,10 @@ pub struct TargetConfig {
     /// Which commands that reach every host its initiators may send.
     #[serde(default)]
     pub privileges: Privileges,
+    /// What the target offers in login negotiation (RFC 7143 §13) and its
+    /// NOP-In timing; changes apply to new sessions.
+    #[serde(default)]
+    pub session: TargetLimits,
 }
 
 fn default_tpg() -> u16 {
@@ -410,6 +417,11 @@ impl EngineConfig {
             if t.tpg == 0 {
                 return Err(ConfigError::BadTpg(t.iqn.clone()));
             }
+            t.session.check().map_err(|(setting, why)| ConfigError::BadSession {
+                target: t.iqn.clone(),
+                setting,
+                why,
+            })?;
             let mut luns = HashSet::new();
             for (k, vol) in &t.luns {
                 let lun: u64 =

@@ -289,6 +289,7 @@ impl Engine {
                 }),
                 relative_port: rtp,
                 privileges: t.privileges,
+                session: t.session,
             }));
         }
         // 4. ALUA: the ports through which each unit is exported, and the

@@ -496,3 +496,47 @@ async fn random_well_framed_pdus_do_not_hurt_the_engine() {
     assert_eq!(good.command_ok(0, &read10(50, 8), 4096, &[]).await.data, data);
     assert!(e.sessions().iter().any(|s| s.tsih == good.tsih));
 }
+
+#[tokio::test]
+async fn session_settings_reach_new_sessions_and_leave_old_ones_alone() {
+    let (e, addr) = start(&base_config("")).await;
+    let offer = vec![("MaxBurstLength", "16776192"), ("FirstBurstLength", "16776192"), ("InitialR2T", "No")];
+    let mut old = session(addr, offer.clone()).await;
+    assert_eq!(old.key("MaxBurstLength").as_deref(), Some("1048576"));
+    let tuned = base_config(
+        "session = { max_burst_length = 65536, first_burst_length = 16384, initial_r2t = true, nop_in_interval = 1 }",
+    );
+    e.apply(EngineConfig::from_toml(&tuned).unwrap()).await.unwrap();
+    let mut new = Initiator::connect(addr).await;
+    new.isid[5] = 9;
+    let mut o = opts(Some(IQN));
+    o.keys = offer;
+    new.login(&o).await.unwrap();
+    assert_eq!(new.key("MaxBurstLength").as_deref(), Some("65536"));
+    assert_eq!(new.key("FirstBurstLength").as_deref(), Some("16384"));
+    assert_eq!(new.key("InitialR2T").as_deref(), Some("Yes"));
+    // The old session keeps what it negotiated and carries on.
+    assert_eq!(old.nop(b"ok").await.bhs.opcode(), op::NOP_IN);
+    assert_eq!(old.command_ok(0, &read10(0, 8), 4096, &[]).await.status, 0);
+    // The new session is pinged after a second of silence.
+    let ping = new.recv_timeout(Duration::from_secs(4)).await.expect("a NOP-In ping");
+    assert_eq!(ping.bhs.opcode(), op::NOP_IN);
+    assert_eq!(e.sessions().len(), 2);
+}
+
+#[tokio::test]
+async fn a_digest_policy_is_enforced_at_login() {
+    let (_e, addr) = start(&base_config(r#"session = { header_digest = "crc32c", data_digest = "none" }"#)).await;
+    let mut plain = Initiator::connect(addr).await;
+    assert_eq!(plain.login(&opts(Some(IQN))).await, Err((2, 0)), "CRC32C header digests are required");
+    let mut crc = Initiator::connect(addr).await;
+    let mut o = opts(Some(IQN));
+    o.keys = vec![("HeaderDigest", "CRC32C,None"), ("DataDigest", "CRC32C,None")];
+    crc.login(&o).await.unwrap();
+    assert_eq!(crc.key("HeaderDigest").as_deref(), Some("CRC32C"));
+    assert_eq!(crc.key("DataDigest").as_deref(), Some("None"));
+    assert_eq!(crc.nop(b"x").await.bhs.opcode(), op::NOP_IN);
+    // Out-of-range settings are refused as a whole, naming the setting.
+    let err = EngineConfig::from_toml(&base_config("session = { max_recv_data_segment_length = 100 }")).unwrap_err();
+    assert!(err.to_string().contains("max_recv_data_segment_length"), "{err}");
+}

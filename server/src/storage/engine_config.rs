@@ -148,6 +148,7 @@ pub async fn derive(
             acl,
             alua,
             privileges: Default::default(),
+            session: Default::default(),
         });
     }
     Ok(config)

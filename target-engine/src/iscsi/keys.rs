@@ -47,8 +47,33 @@ pub fn encode_text(pairs: &[(String, String)]) -> Bytes {
     b.freeze()
 }
 
-/// The limits this target offers (what it is willing to accept at most).
-#[derive(Debug, Clone, Copy)]
+/// Which digest a target accepts (RFC 7143 §13.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DigestPolicy {
+    /// No digest.
+    None,
+    /// CRC32C required: a login that does not agree to it fails.
+    Crc32c,
+    /// Whichever the initiator offers first.
+    #[default]
+    Either,
+}
+
+impl DigestPolicy {
+    fn allows(self, value: &str) -> bool {
+        match self {
+            DigestPolicy::None => value == "None",
+            DigestPolicy::Crc32c => value == "CRC32C",
+            DigestPolicy::Either => value == "None" || value == "CRC32C",
+        }
+    }
+}
+
+/// What a target offers its sessions (what it is willing to accept at
+/// most), set per target group; changes apply to new sessions only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TargetLimits {
     pub max_recv_data_segment_length: u32,
     pub max_burst_length: u32,
@@ -56,6 +81,13 @@ pub struct TargetLimits {
     pub max_outstanding_r2t: u32,
     pub initial_r2t: bool,
     pub immediate_data: bool,
+    pub header_digest: DigestPolicy,
+    pub data_digest: DigestPolicy,
+    /// Idle seconds after which the target pings with a NOP-In.
+    pub nop_in_interval: u32,
+    /// Seconds the initiator has to answer a ping before the connection is
+    /// considered dead.
+    pub nop_in_timeout: u32,
 }
 
 impl Default for TargetLimits {
@@ -67,7 +99,39 @@ impl Default for TargetLimits {
             max_outstanding_r2t: 16,
             initial_r2t: false,
             immediate_data: true,
+            header_digest: DigestPolicy::Either,
+            data_digest: DigestPolicy::Either,
+            nop_in_interval: 5,
+            nop_in_timeout: 10,
         }
+    }
+}
+
+/// The largest MaxRecvDataSegmentLength the engine declares: a PDU's data
+/// is read whole, so this bounds every connection's receive buffer.
+pub const MAX_RECV_DATA_SEGMENT_LENGTH: u32 = 1 << 20;
+
+impl TargetLimits {
+    /// Why these settings cannot be offered (RFC 7143 §13 ranges, and the
+    /// engine's own bounds), naming the setting.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let within = |name: &'static str, v: u32, lo: u32, hi: u32| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err((name, format!("must be between {lo} and {hi}")))
+            }
+        };
+        within("max_recv_data_segment_length", self.max_recv_data_segment_length, 512, MAX_RECV_DATA_SEGMENT_LENGTH)?;
+        within("max_burst_length", self.max_burst_length, 512, (1 << 24) - 1)?;
+        within("first_burst_length", self.first_burst_length, 512, (1 << 24) - 1)?;
+        if self.first_burst_length > self.max_burst_length {
+            return Err(("first_burst_length", "must not exceed max_burst_length".into()));
+        }
+        within("max_outstanding_r2t", self.max_outstanding_r2t, 1, 65_535)?;
+        within("nop_in_interval", self.nop_in_interval, 1, 3600)?;
+        within("nop_in_timeout", self.nop_in_timeout, 1, 3600)?;
+        Ok(())
     }
 }
 
@@ -146,7 +210,8 @@ pub fn negotiate(key: &str, value: &str, lim: &TargetLimits, discovery: bool, p:
     let numeric = |lo: u64, hi: u64| num(value).filter(|n| (lo..=hi).contains(n));
     match key {
         "HeaderDigest" | "DataDigest" => {
-            let pick = value.split(',').find(|c| *c == "None" || *c == "CRC32C");
+            let policy = if key == "HeaderDigest" { lim.header_digest } else { lim.data_digest };
+            let pick = value.split(',').find(|c| policy.allows(c));
             match pick {
                 Some(c) => {
                     let on = c == "CRC32C";
@@ -272,6 +337,14 @@ mod tests {
         assert_eq!(neg("HeaderDigest", "CRC32C,None", &mut p), Answer::Reply("CRC32C".into()));
         assert!(p.header_digest);
         assert_eq!(neg("DataDigest", "MD5", &mut p), Answer::Reply("Reject".into()));
+        let only = |h, d| TargetLimits { header_digest: h, data_digest: d, ..TargetLimits::default() };
+        let mut q = Params::default();
+        let none = only(DigestPolicy::None, DigestPolicy::None);
+        assert_eq!(negotiate("HeaderDigest", "CRC32C,None", &none, false, &mut q), Answer::Reply("None".into()));
+        assert_eq!(negotiate("DataDigest", "CRC32C", &none, false, &mut q), Answer::Reply("Reject".into()));
+        let crc = only(DigestPolicy::Crc32c, DigestPolicy::Crc32c);
+        assert_eq!(negotiate("HeaderDigest", "None,CRC32C", &crc, false, &mut q), Answer::Reply("CRC32C".into()));
+        assert!(q.header_digest);
         assert_eq!(neg("X-Vendor", "1", &mut p), Answer::Reply("NotUnderstood".into()));
         assert_eq!(neg("MaxRecvDataSegmentLength", "100", &mut p), Answer::Reply("Reject".into()));
         assert_eq!(neg("MaxRecvDataSegmentLength", "65536", &mut p), Answer::Silent);
@@ -281,6 +354,18 @@ mod tests {
             negotiate("MaxBurstLength", "512", &TargetLimits::default(), true, &mut p),
             Answer::Reply("Irrelevant".into())
         );
+    }
+
+    #[test]
+    fn settings_are_checked_against_the_rfc_ranges() {
+        assert!(TargetLimits::default().check().is_ok());
+        let bad = |t: TargetLimits| t.check().unwrap_err().0;
+        let d = TargetLimits::default();
+        assert_eq!(bad(TargetLimits { max_recv_data_segment_length: 100, ..d }), "max_recv_data_segment_length");
+        assert_eq!(bad(TargetLimits { max_recv_data_segment_length: 4 << 20, ..d }), "max_recv_data_segment_length");
+        assert_eq!(bad(TargetLimits { max_burst_length: 1 << 24, ..d }), "max_burst_length");
+        assert_eq!(bad(TargetLimits { first_burst_length: 2 << 20, ..d }), "first_burst_length");
+        assert_eq!(bad(TargetLimits { nop_in_interval: 0, ..d }), "nop_in_interval");
     }
 
     proptest::proptest! {

@@ -240,6 +240,9 @@ impl Login {
                     return self.fail(&b, status::NOT_FOUND, "unknown target");
                 };
                 let allowed = t.allows(&name);
+                // From here on the target's own session settings apply.
+                self.limits = t.session;
+                self.params.target_mrdsl = t.session.max_recv_data_segment_length;
                 out.push(("TargetPortalGroupTag".into(), t.tpg.to_string()));
                 self.target = Some(t);
                 if !allowed {
@@ -289,6 +292,13 @@ impl Login {
         };
         if transit && ready {
             if nsg == 3 {
+                use super::keys::DigestPolicy::Crc32c;
+                if self.limits.header_digest == Crc32c && !self.params.header_digest {
+                    return self.fail(&b, status::INITIATOR_ERROR, "the target requires HeaderDigest=CRC32C");
+                }
+                if self.limits.data_digest == Crc32c && !self.params.data_digest {
+                    return self.fail(&b, status::INITIATOR_ERROR, "the target requires DataDigest=CRC32C");
+                }
                 let flags = 0x80 | (csg << 2) | 3;
                 if csg == 0 && !self.declared {
                     self.declared = true;

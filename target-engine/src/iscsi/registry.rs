@@ -74,6 +74,8 @@ pub struct TargetEntry {
     pub relative_port: u16,
     /// What initiators of this target may do to every host (see [`Privileges`]).
     pub privileges: Privileges,
+    /// What the target offers in login negotiation, and its NOP-In timing.
+    pub session: super::keys::TargetLimits,
 }
 
 impl TargetEntry {

@@ -39,11 +39,6 @@ use crate::scsi::{self, Nexus, ScsiCommand, ScsiResponse, ScsiStatus, TaskAttr};
 
 mod control;
 
-/// Idle time after which we ping the initiator with a NOP-In.
-pub const PING_AFTER: Duration = Duration::from_secs(5);
-/// Silence after which the connection is considered dead.
-pub const DEAD_AFTER: Duration = Duration::from_secs(15);
-
 fn sn_lt(a: u32, b: u32) -> bool {
     a != b && b.wrapping_sub(a) < 1 << 31
 }
@@ -170,6 +165,11 @@ pub async fn run(
         last_ordered: None,
         task_done: Arc::new(Notify::new()),
     };
+    // NOP-In timing: the target's settings (RFC 7143 §11.18); a discovery
+    // session gets no pings, only the same time to live while idle.
+    let timing = s.result.target.as_ref().map(|t| t.session).unwrap_or_default();
+    let ping_after = Duration::from_secs(timing.nop_in_interval.into());
+    let dead_after = ping_after + Duration::from_secs(timing.nop_in_timeout.into());
     let mut reset = s.handle.subscribe_reset();
     let aborts = s.nexus.as_ref().map(|n| n.aborts.clone());
     let mut last_rx = Instant::now();
@@ -201,7 +201,7 @@ pub async fn run(
         }
         let idle = last_rx.elapsed();
         let discovery = s.result.target.is_none();
-        let wait = if pinged || discovery { DEAD_AFTER } else { PING_AFTER }.saturating_sub(idle);
+        let wait = if pinged || discovery { dead_after } else { ping_after }.saturating_sub(idle);
         let data_out_due = s.writes.values().map(|w| w.progress).min().map(|t| t + DATA_OUT_TIMEOUT);
         tokio::select! {
             r = rd.read_buf(&mut buf) => match r {

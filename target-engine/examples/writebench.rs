@@ -1,0 +1,151 @@
+//! Write load over one iSCSI session, as `iscsi-perf` does for reads: a
+//! fixed number of WRITE(16)s in flight, each carrying its data as
+//! immediate data, for a fixed time. Prints throughput, IOPS and the
+//! median and 99th-percentile latency.
+//!
+//! ```text
+//! cargo run --release --features test-util --example writebench -- \
+//!     --portal 127.0.0.1:3260 --target IQN [--lun 0] [--block-size 512] \
+//!     [--size 4096] [--depth 32] [--seconds 10] [--random] [--span-mib 1024]
+//! ```
+//!
+//! `scripts/bench-durability.sh` runs it against each write-cache policy.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use target_engine::iscsi::pdu::{op, Pdu};
+use target_engine::testkit::initiator::{Initiator, LoginOpts, INITIATOR};
+
+struct Args {
+    portal: SocketAddr,
+    target: String,
+    lun: u64,
+    block_size: u64,
+    size: usize,
+    depth: usize,
+    seconds: u64,
+    random: bool,
+    span: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        portal: "127.0.0.1:3260".parse().unwrap(),
+        target: String::new(),
+        lun: 0,
+        block_size: 512,
+        size: 4096,
+        depth: 32,
+        seconds: 10,
+        random: false,
+        span: 1 << 30,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut v = || it.next().expect("a value after each flag");
+        match k.as_str() {
+            "--portal" => a.portal = v().parse().expect("--portal ADDR"),
+            "--target" => a.target = v(),
+            "--lun" => a.lun = v().parse().expect("--lun N"),
+            "--block-size" => a.block_size = v().parse().expect("--block-size 512|4096"),
+            "--size" => a.size = v().parse().expect("--size BYTES"),
+            "--depth" => a.depth = v().parse().expect("--depth N"),
+            "--seconds" => a.seconds = v().parse().expect("--seconds N"),
+            "--span-mib" => a.span = v().parse::<u64>().expect("--span-mib N") << 20,
+            "--random" => a.random = true,
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    assert!(!a.target.is_empty(), "--target IQN is required");
+    assert!(a.size as u64 % a.block_size == 0 && a.size <= 256 * 1024, "--size: whole blocks, at most 256 KiB");
+    a
+}
+
+/// A small xorshift generator: the same sequence every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn write16(lba: u64, blocks: u32) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = 0x8a;
+    c[2..10].copy_from_slice(&lba.to_be_bytes());
+    c[10..14].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let a = args();
+    let mut i = Initiator::connect(a.portal).await;
+    let keys = vec![
+        ("ImmediateData", "Yes"),
+        ("InitialR2T", "No"),
+        ("FirstBurstLength", "262144"),
+        ("MaxBurstLength", "1048576"),
+        ("MaxRecvDataSegmentLength", "262144"),
+    ];
+    let o = LoginOpts { initiator: INITIATOR, target: Some(&a.target), keys, ..Default::default() };
+    i.login(&o).await.expect("login");
+    i.tx_framing.max_data = i.tx_framing.max_data.max(a.size.min(256 * 1024));
+    let data = Bytes::from((0..a.size).map(|k| (k * 7 % 251) as u8).collect::<Vec<u8>>());
+    let blocks = (a.size as u64 / a.block_size) as u32;
+    let slots = (a.span / a.size as u64).max(1);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut next_slot = 0u64;
+    let mut in_flight: HashMap<u32, Instant> = HashMap::new();
+    let mut latencies: Vec<Duration> = Vec::new();
+    let (mut errors, mut retries) = (0u64, 0u64);
+    let start = Instant::now();
+    let end = start + Duration::from_secs(a.seconds);
+    loop {
+        while in_flight.len() < a.depth && Instant::now() < end {
+            let slot = if a.random { rng.next() % slots } else { next_slot % slots };
+            next_slot += 1;
+            let lba = slot * a.size as u64 / a.block_size;
+            let b = i.scsi_pdu(a.lun, &write16(lba, blocks), false, true, a.size as u32);
+            in_flight.insert(b.itt(), Instant::now());
+            i.send(Pdu::with_data(b, data.clone())).await;
+        }
+        if in_flight.is_empty() {
+            break;
+        }
+        let p = i.recv().await;
+        if p.bhs.opcode() != op::SCSI_RESP {
+            continue;
+        }
+        if let Some(t) = in_flight.remove(&p.bhs.itt()) {
+            match p.bhs.0[3] {
+                0 => latencies.push(t.elapsed()),
+                0x28 | 0x08 => retries += 1, // TASK SET FULL, BUSY
+                _ => errors += 1,
+            }
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort();
+    let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p) as usize).copied().unwrap_or_default();
+    let n = latencies.len() as f64;
+    println!(
+        "writes of {} KiB, {} in flight, {}: {:.0} IOPS, {:.1} MB/s, latency median {:.3} ms, p99 {:.3} ms ({} errors, {} refused for lack of room)",
+        a.size / 1024,
+        a.depth,
+        if a.random { "random" } else { "sequential" },
+        n / elapsed,
+        n * a.size as f64 / elapsed / 1e6,
+        pct(0.5).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        errors,
+        retries
+    );
+}
