@@ -3,6 +3,9 @@
 //! router `portico serve` uses.
 #![allow(dead_code)]
 
+pub mod http;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,11 +37,11 @@ pub struct Reply {
 
 pub async fn node() -> TestNode {
     let dir = tempfile::tempdir().unwrap();
-    node_in(dir).await
+    node_in_dir(dir).await
 }
 
 /// A node over an existing data directory (first start or restart).
-async fn node_in(dir: tempfile::TempDir) -> TestNode {
+pub async fn node_in_dir(dir: tempfile::TempDir) -> TestNode {
     let pool = portico_server::db::open(dir.path()).await.unwrap();
     let mut settings = NodeSettings::new("test-node");
     settings.login_policy = LoginPolicy { delay_step: Duration::from_millis(1), ..LoginPolicy::default() };
@@ -61,12 +64,22 @@ async fn node_in(dir: tempfile::TempDir) -> TestNode {
 }
 
 impl TestNode {
+    /// Serves the node over TCP on a free loopback port, as `portico serve`
+    /// does (with the peer address of each connection).
+    pub async fn serve(&self) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = self.app.clone().into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
     /// Stops this node's engine and starts a new node on the same data directory.
     pub async fn restart(self) -> TestNode {
         self.engine.shutdown().await;
         let TestNode { dir, app, .. } = self;
         drop(app);
-        node_in(dir).await
+        node_in_dir(dir).await
     }
 
     pub async fn send(&self, method: Method, uri: &str, auth: Option<&str>, body: Option<Value>) -> Reply {

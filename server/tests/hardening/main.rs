@@ -1,0 +1,6 @@
+//! Issue 9, "Hardening", on the management side: each module holds the
+//! tests of one item, run against a throw-away node; network cases go over
+//! real HTTP on a loopback port.
+
+#[path = "../common/mod.rs"]
+mod common;
