@@ -27,8 +27,10 @@ pub struct Context<'a> {
 #[derive(Default)]
 pub struct Effects {
     pub detail: Option<String>,
-    /// Volume files to delete once the change is committed.
-    pub remove_files: Vec<String>,
+    /// A new volume (name, size) whose image is created before the engine opens it.
+    pub create_image: Option<(String, u64)>,
+    /// A deleted volume whose files go once the engine has let go of it.
+    pub remove_volume: Option<String>,
 }
 
 type Tx<'t> = Transaction<'t, Sqlite>;
@@ -142,7 +144,11 @@ async fn create_volume(tx: &mut Tx<'_>, ctx: &Context<'_>, v: NewVolume) -> Resu
     if res.rows_affected() == 0 {
         return Err(name_taken("volume", &v.name));
     }
-    Ok(Effects { detail: Some(format!("{} bytes, {}-byte blocks", size, v.block_size)), ..Default::default() })
+    Ok(Effects {
+        detail: Some(format!("{} bytes, {}-byte blocks", size, v.block_size)),
+        create_image: Some((v.name, size)),
+        ..Default::default()
+    })
 }
 
 fn name_taken(kind: &str, name: &str) -> ApiError {
@@ -214,7 +220,7 @@ async fn delete_volume(tx: &mut Tx<'_>, name: &str) -> Result<Effects, ApiError>
         )));
     }
     sqlx::query("DELETE FROM volumes WHERE id = ?").bind(id).execute(&mut **tx).await.map_err(db)?;
-    Ok(Effects { remove_files: vec![name.to_string()], ..Default::default() })
+    Ok(Effects { remove_volume: Some(name.to_string()), ..Default::default() })
 }
 
 async fn create_chap_user(tx: &mut Tx<'_>, ctx: &Context<'_>, u: NewChapUser) -> Result<Effects, ApiError> {

@@ -14,6 +14,7 @@ use target_engine::config::{
 
 use super::paths::{engine_state, path_state};
 use super::secret_box::SecretBox;
+use super::volume_files;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeriveError {
@@ -21,11 +22,6 @@ pub enum DeriveError {
     Db(#[from] sqlx::Error),
     #[error("stored data is damaged: {0}")]
     Damaged(String),
-}
-
-/// Where the node keeps the file of a volume.
-pub fn volume_path(data_dir: &Path, volume: &str) -> std::path::PathBuf {
-    data_dir.join("volumes").join(format!("{volume}.img"))
 }
 
 /// id, name, size, block size, WWN, serial, IOPS limit, MB/s limit.
@@ -51,8 +47,10 @@ pub async fn derive(
     let mut config = EngineConfig { volumes: Vec::new(), targets: Vec::new(), discovery: DiscoveryConfig::default() };
     for (id, name, size, block_size, wwn, serial, iops_limit, mbps_limit) in volumes {
         volume_names.insert(id, name.clone());
+        // Named here, with the image, so that a delete finds every file.
+        let reservation_file = Some(volume_files::reservation_path(data_dir, &name));
         config.volumes.push(VolumeConfig {
-            path: Some(volume_path(data_dir, &name)),
+            path: Some(volume_files::image_path(data_dir, &name)),
             name,
             backend: BackendKind::File,
             size: Size(size as u64),
@@ -63,8 +61,7 @@ pub async fn derive(
             iops_limit: iops_limit.map(|v| v as u64),
             mbps_limit: mbps_limit.map(|v| v as u64),
             reservations: true,
-            // APTPL reservations are kept next to the image.
-            reservation_file: None,
+            reservation_file,
         });
     }
 

@@ -15,6 +15,7 @@ pub mod paths;
 pub mod secret_box;
 pub mod stats;
 mod views;
+pub mod volume_files;
 
 use std::path::PathBuf;
 
@@ -48,12 +49,29 @@ fn db_error(e: sqlx::Error) -> ApiError {
     ApiError::internal()
 }
 
+/// A volume file problem as the caller sees it: leftovers of an earlier
+/// volume are a conflict on the name; anything else is the node's failure,
+/// told as it is (paths and the system's reason, nothing secret).
+fn file_error(e: volume_files::VolumeFileError) -> ApiError {
+    match e {
+        volume_files::VolumeFileError::Leftovers { .. } => {
+            let mut api = ApiError::conflict(format!("{e}. Remove or move them first."));
+            api.fields.insert("name".into(), "Files of an earlier volume with this name are in the way.".into());
+            api
+        }
+        _ => {
+            tracing::error!(error = %e, "volume files");
+            ApiError::new(500, format!("{e}; nothing was changed."))
+        }
+    }
+}
+
 impl Storage {
     /// Registers this node and its interfaces, and brings the stored
     /// configuration back up in the engine.
     pub async fn start(pool: SqlitePool, engine: Engine, data_dir: PathBuf, node_name: String) -> anyhow::Result<Self> {
         let secrets = SecretBox::open_or_create(&data_dir)?;
-        std::fs::create_dir_all(data_dir.join("volumes"))?;
+        std::fs::create_dir_all(volume_files::volumes_dir(&data_dir))?;
         let node_id = nodes::register_local(&pool, &node_name, &nodes::local_interfaces()).await?;
         let activity = std::sync::Arc::new(stats::ActivityLog::default());
         stats::spawn_sampler(engine.clone(), std::sync::Arc::downgrade(&activity));
@@ -80,7 +98,11 @@ impl Storage {
         &self.node_name
     }
 
-    /// Runs one command: role, validation, database, engine, audit.
+    /// Runs one command: role, validation, database, volume files, engine,
+    /// audit. A new volume's image is created before the engine opens it and
+    /// removed again if the change does not go through; a deleted volume's
+    /// image is removed before the commit (so a failure keeps the volume) and
+    /// its other files after it.
     pub async fn execute(&self, caller: &Caller, command: Command) -> Result<(), ApiError> {
         let action = command.action();
         let object = command.object();
@@ -95,41 +117,90 @@ impl Storage {
             Ok(effects) => effects,
             Err(e) => {
                 drop(tx);
-                self.audit(caller, action, &object, AuditResult::Failure, Some(e.message.clone())).await;
+                return self.failed(caller, action, &object, e).await;
+            }
+        };
+        if let Some((name, size)) = &effects.create_image {
+            if let Err(e) = volume_files::create(&self.data_dir, name, *size) {
+                drop(tx);
+                return self.failed(caller, action, &object, file_error(e)).await;
+            }
+        }
+        let undo_create = || {
+            if let Some((name, _)) = &effects.create_image {
+                if let Err(e) = volume_files::remove_image(&self.data_dir, name) {
+                    tracing::error!(error = %e, "cannot remove the image of a volume that was not created");
+                }
+            }
+        };
+        let config = engine_config::derive(&mut tx, self.node_id, &self.data_dir, &self.secrets).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot derive the engine configuration");
+            ApiError::internal()
+        });
+        let config = match config {
+            Ok(config) => config,
+            Err(e) => {
+                drop(tx);
+                undo_create();
                 return Err(e);
             }
         };
-        let config =
-            engine_config::derive(&mut tx, self.node_id, &self.data_dir, &self.secrets).await.map_err(|e| {
-                tracing::error!(error = %e, "cannot derive the engine configuration");
-                ApiError::internal()
-            })?;
         if let Err(e) = self.engine.apply(config).await {
             drop(tx);
-            let message = format!("The iSCSI engine refused the change: {e}");
-            self.audit(caller, action, &object, AuditResult::Failure, Some(message.clone())).await;
-            return Err(ApiError::conflict(message));
+            undo_create();
+            return self
+                .failed(
+                    caller,
+                    action,
+                    &object,
+                    ApiError::conflict(format!("The iSCSI engine refused the change: {e}")),
+                )
+                .await;
+        }
+        if let Some(name) = &effects.remove_volume {
+            if let Err(e) = volume_files::remove_image(&self.data_dir, name) {
+                drop(tx);
+                self.restore_engine().await;
+                return self.failed(caller, action, &object, file_error(e)).await;
+            }
         }
         if let Err(e) = tx.commit().await {
             // The engine runs the new configuration but the database kept the
             // old one: put the engine back to what is stored.
             tracing::error!(error = %e, "commit failed after the engine applied a change; reverting the engine");
-            if let Ok(mut conn) = self.pool.acquire().await {
-                if let Ok(config) = engine_config::derive(&mut conn, self.node_id, &self.data_dir, &self.secrets).await
-                {
-                    let _ = self.engine.apply(config).await;
-                }
-            }
+            undo_create();
+            self.restore_engine().await;
             return Err(ApiError::internal());
         }
-        for path in effects.remove_files {
-            let path = engine_config::volume_path(&self.data_dir, &path);
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot remove a deleted volume's file");
+        if let Some(name) = &effects.remove_volume {
+            if let Err(e) = volume_files::remove_rest(&self.data_dir, name) {
+                let message = format!(
+                    "The volume {name} is deleted, but {e}. Remove it before creating a volume with this name."
+                );
+                return self.failed(caller, action, &object, ApiError::new(500, message)).await;
             }
         }
         self.audit(caller, action, &object, AuditResult::Success, effects.detail).await;
         Ok(())
+    }
+
+    /// Audits a refused or failed command and returns its error.
+    async fn failed(&self, caller: &Caller, action: &'static str, object: &str, e: ApiError) -> Result<(), ApiError> {
+        self.audit(caller, action, object, AuditResult::Failure, Some(e.message.clone())).await;
+        Err(e)
+    }
+
+    /// Brings the engine back to the stored configuration.
+    async fn restore_engine(&self) {
+        let Ok(mut conn) = self.pool.acquire().await else { return };
+        match engine_config::derive(&mut conn, self.node_id, &self.data_dir, &self.secrets).await {
+            Ok(config) => {
+                if let Err(e) = self.engine.apply(config).await {
+                    tracing::error!(error = %e, "the engine cannot return to the stored configuration");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot derive the stored engine configuration"),
+        }
     }
 
     async fn audit(
