@@ -71,7 +71,7 @@ impl Storage {
     /// configuration back up in the engine.
     pub async fn start(pool: SqlitePool, engine: Engine, data_dir: PathBuf, node_name: String) -> anyhow::Result<Self> {
         let secrets = SecretBox::open_or_create(&data_dir)?;
-        std::fs::create_dir_all(volume_files::volumes_dir(&data_dir))?;
+        crate::data_dir::private_dir(&volume_files::volumes_dir(&data_dir))?;
         let node_id = nodes::register_local(&pool, &node_name, &nodes::local_interfaces()).await?;
         let activity = std::sync::Arc::new(stats::ActivityLog::default());
         stats::spawn_sampler(engine.clone(), std::sync::Arc::downgrade(&activity));
@@ -80,6 +80,12 @@ impl Storage {
         let mut conn = storage.pool.acquire().await?;
         let config = engine_config::derive(&mut conn, storage.node_id, &storage.data_dir, &storage.secrets).await?;
         drop(conn);
+        for v in &config.volumes {
+            // Images an older version created readable by others.
+            if let Some(image) = &v.path {
+                crate::data_dir::private_file(image)?;
+            }
+        }
         let targets = config.targets.len();
         storage
             .engine

@@ -6,3 +6,4 @@
 mod common;
 
 mod volume_files;
+mod file_modes;
