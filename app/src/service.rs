@@ -35,6 +35,15 @@ pub struct RequestOrigin {
     pub address: Option<String>,
 }
 
+/// How a caller proved who it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// A login session (the dashboard, or `POST /api/v1/login`).
+    Session,
+    /// An API token.
+    Token,
+}
+
 /// An authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
@@ -43,6 +52,7 @@ pub struct Caller {
     pub role: Role,
     /// The client's address, for the audit log.
     pub source: Option<String>,
+    pub auth: AuthMethod,
 }
 
 impl Caller {

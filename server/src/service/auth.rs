@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use portico_app::error::ApiError;
 use portico_app::model::{AuditResult, LoginRequest, Me, Role};
-use portico_app::service::{Caller, Credential, NewSession, RequestOrigin};
+use portico_app::service::{AuthMethod, Caller, Credential, NewSession, RequestOrigin};
 
 use super::{db_error, internal, AuditRecord, Node};
 use crate::secrets::{self, API_TOKEN_PREFIX};
@@ -193,6 +193,10 @@ impl Node {
             });
         };
         let role = Role::parse(&role).ok_or_else(|| internal("unknown role in the database"))?;
-        Ok(Caller { user_id, username, role, source: origin.address })
+        let auth = match credential {
+            Credential::Session(_) => AuthMethod::Session,
+            Credential::Bearer(_) => AuthMethod::Token,
+        };
+        Ok(Caller { user_id, username, role, source: origin.address, auth })
     }
 }

@@ -147,12 +147,20 @@ impl Node {
             changes.push("password reset".into());
         }
         if patch.enabled == Some(false) || changes.iter().any(|c| c == "password reset") {
-            // A disabled user or a reset password ends the user's open sessions.
-            sqlx::query("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?)")
-                .bind(username)
-                .execute(&self.pool)
-                .await
-                .map_err(db_error)?;
+            // A disabled user or a reset password ends the user's sessions and
+            // revokes the user's API tokens: whoever held them is out for good,
+            // also once the account is enabled again.
+            let user_id = "(SELECT id FROM users WHERE username = ?)";
+            let mut tx = self.pool.begin().await.map_err(db_error)?;
+            for table in ["sessions", "api_tokens"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE user_id = {user_id}"))
+                    .bind(username)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            }
+            tx.commit().await.map_err(db_error)?;
+            changes.push("sessions and API tokens revoked".into());
         }
         let detail = if changes.is_empty() { "no change".to_string() } else { changes.join("; ") };
         self.record(AuditRecord::by(caller, "user.update", &object, AuditResult::Success).detail(detail)).await;

@@ -7,3 +7,4 @@ mod common;
 
 mod volume_files;
 mod file_modes;
+mod tokens;
