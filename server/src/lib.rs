@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod csrf;
 pub mod data_dir;
 pub mod db;
 pub mod secrets;

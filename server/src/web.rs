@@ -1,6 +1,7 @@
 //! The node's HTTP service: the dashboard (server-rendered Leptos pages and
 //! their server functions under `/rpc`), the REST API under `/api/v1`, and
-//! the static files of the site.
+//! the static files of the site. Every state-changing request passes the
+//! cross-origin check of [`crate::csrf`] first.
 
 use std::net::SocketAddr;
 
@@ -13,13 +14,16 @@ use axum::routing::any;
 use axum::Router;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, handle_server_fns_with_context, LeptosRoutes};
-use portico_app::server_fns::ssr::SecureCookies;
+use portico_app::error::ApiError;
+use portico_app::server_fns::ssr::{request_is_secure, SecureCookies};
 use portico_app::service::{RequestOrigin, SharedStorage};
 use portico_app::{shell, App};
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::api::ApiFailure;
+use crate::csrf;
 use crate::state::AppState;
 
 /// Context every server function and page render gets.
@@ -38,6 +42,25 @@ async fn server_fn_handler(State(state): State<AppState>, req: Request<Body>) ->
     handle_server_fns_with_context(context(&state), req).await
 }
 
+/// Refuses state-changing requests from other origins, and server function
+/// calls that are not JSON.
+async fn refuse_cross_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let authority =
+        headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let secure = request_is_secure(state.secure_cookies, headers);
+    let target = authority.map(|authority| csrf::Target { authority, secure });
+    if let Err(refusal) = csrf::check(req.method(), headers, target) {
+        tracing::warn!(method = %req.method(), path = %req.uri().path(), %refusal, "cross-origin request refused");
+        return ApiFailure(ApiError::new(403, format!("Refused: {refusal}."))).into_response();
+    }
+    if req.uri().path().starts_with("/rpc/") && !csrf::is_safe(req.method()) && !csrf::is_json(headers) {
+        return ApiFailure(ApiError::new(415, "Server functions take JSON: send Content-Type: application/json."))
+            .into_response();
+    }
+    next.run(req).await
+}
+
 /// Records the client's address in the request for throttling and audit.
 async fn record_origin(mut req: Request, next: Next) -> Response {
     let address = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
@@ -53,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/rpc/{*fn_name}", any(server_fn_handler))
         .leptos_routes_with_context(&state, routes, context(&state), move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_cross_origin))
         .layer(middleware::from_fn(record_origin))
         .layer(CompressionLayer::new())
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))

@@ -8,3 +8,4 @@ mod common;
 mod volume_files;
 mod file_modes;
 mod tokens;
+mod csrf;
