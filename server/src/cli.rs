@@ -44,6 +44,13 @@ pub struct ServeArgs {
     /// `X-Forwarded-Proto: https` get Secure cookies in any case.
     #[arg(long)]
     pub secure_cookies: bool,
+    /// A reverse proxy in front of the node (repeat for each, or a comma
+    /// separated list): from these peers the client's address is taken from
+    /// X-Forwarded-For, and the host the browser addressed from
+    /// X-Forwarded-Host. Without it every client behind a proxy counts as
+    /// the proxy's address for login throttling.
+    #[arg(long = "trusted-proxy", value_name = "IP", env = "PORTICO_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, clap::Args)]

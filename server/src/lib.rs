@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod client_address;
 pub mod csrf;
 pub mod data_dir;
 pub mod db;

@@ -96,11 +96,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .site_pkg_dir("pkg")
         .site_addr(args.http)
         .build();
+    let node = Arc::new(node);
     let state = AppState {
-        service: Arc::new(node) as SharedService,
+        service: node.clone() as SharedService,
         storage: Arc::new(storage),
         leptos_options,
         secure_cookies: args.secure_cookies,
+        trusted_proxies: args.trusted_proxies.clone().into(),
     };
     let app = portico_server::web::router(state);
 
@@ -110,6 +112,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    node.flush_refusals().await;
     engine.shutdown().await;
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! the static files of the site. Every state-changing request passes the
 //! cross-origin check of [`crate::csrf`] first.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -23,6 +23,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::ApiFailure;
+use crate::client_address::{client_address, via_trusted_proxy};
 use crate::csrf;
 use crate::state::AppState;
 
@@ -42,12 +43,20 @@ async fn server_fn_handler(State(state): State<AppState>, req: Request<Body>) ->
     handle_server_fns_with_context(context(&state), req).await
 }
 
+fn peer(req: &Request) -> Option<IpAddr> {
+    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
 /// Refuses state-changing requests from other origins, and server function
 /// calls that are not JSON.
 async fn refuse_cross_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let headers = req.headers();
-    let authority =
-        headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let forwarded_host = via_trusted_proxy(peer(&req), &state.trusted_proxies)
+        .then(|| headers.get("x-forwarded-host").and_then(|h| h.to_str().ok()))
+        .flatten();
+    let authority = forwarded_host
+        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
     let secure = request_is_secure(state.secure_cookies, headers);
     let target = authority.map(|authority| csrf::Target { authority, secure });
     if let Err(refusal) = csrf::check(req.method(), headers, target) {
@@ -62,8 +71,8 @@ async fn refuse_cross_origin(State(state): State<AppState>, req: Request, next: 
 }
 
 /// Records the client's address in the request for throttling and audit.
-async fn record_origin(mut req: Request, next: Next) -> Response {
-    let address = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+async fn record_origin(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let address = peer(&req).map(|p| client_address(p, req.headers(), &state.trusted_proxies).to_string());
     req.extensions_mut().insert(RequestOrigin { address });
     next.run(req).await
 }
@@ -77,7 +86,7 @@ pub fn router(state: AppState) -> Router {
         .leptos_routes_with_context(&state, routes, context(&state), move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(middleware::from_fn_with_state(state.clone(), refuse_cross_origin))
-        .layer(middleware::from_fn(record_origin))
+        .layer(middleware::from_fn_with_state(state.clone(), record_origin))
         .layer(CompressionLayer::new())
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))

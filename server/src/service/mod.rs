@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod refusals;
 mod tokens;
 mod users;
 
@@ -17,7 +18,9 @@ use portico_app::service::{Caller, Credential, NewSession, NodeService, RequestO
 use sqlx::SqlitePool;
 
 pub use audit::{write_audit, AuditRecord};
+use refusals::RefusalTally;
 
+use crate::secrets::{Argon2Pool, SecretError};
 use crate::throttle::{LoginPolicy, LoginThrottle};
 
 /// Reports the engine's state to the overview.
@@ -48,6 +51,11 @@ pub struct NodeSettings {
     /// How long a login session lasts.
     pub session_lifetime: time::Duration,
     pub login_policy: LoginPolicy,
+    /// Password hashes computed at once, and how many more may wait.
+    pub hash_concurrency: usize,
+    pub hash_queue: usize,
+    /// How often refused logins are written to the audit log, counted.
+    pub refusal_audit_period: std::time::Duration,
 }
 
 impl NodeSettings {
@@ -56,6 +64,9 @@ impl NodeSettings {
             node_name: node_name.into(),
             session_lifetime: time::Duration::hours(12),
             login_policy: LoginPolicy::default(),
+            hash_concurrency: 2,
+            hash_queue: 8,
+            refusal_audit_period: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -65,15 +76,36 @@ pub struct Node {
     pool: SqlitePool,
     settings: NodeSettings,
     throttle: LoginThrottle,
+    hasher: Argon2Pool,
+    refusals: Arc<RefusalTally>,
     started_at: time::OffsetDateTime,
     started: Instant,
     engine_status: EngineStatusFn,
 }
 
 impl Node {
+    /// The service; from inside a Tokio runtime, also the task that writes
+    /// the counted login refusals to the audit log every period.
     pub fn new(pool: SqlitePool, settings: NodeSettings, engine_status: EngineStatusFn) -> Self {
+        let refusals = Arc::new(RefusalTally::default());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let tally = Arc::downgrade(&refusals);
+            let pool = pool.clone();
+            let period = settings.refusal_audit_period;
+            runtime.spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(tally) = tally.upgrade() else { break };
+                    audit::write_audit_batch(&pool, tally.take()).await;
+                }
+            });
+        }
         Node {
             throttle: LoginThrottle::new(settings.login_policy.clone()),
+            hasher: Argon2Pool::new(settings.hash_concurrency, settings.hash_queue),
+            refusals,
             pool,
             settings,
             started_at: time::OffsetDateTime::now_utc(),
@@ -86,6 +118,11 @@ impl Node {
         &self.pool
     }
 
+    /// Writes the login refusals counted so far (at shutdown).
+    pub async fn flush_refusals(&self) {
+        audit::write_audit_batch(&self.pool, self.refusals.take()).await;
+    }
+
     /// Creates the first admin if there is no user at all. Returns whether it did.
     pub async fn ensure_first_admin(&self, password: &str) -> Result<bool, ApiError> {
         check_password(password).map_err(|m| ApiError::invalid_field("password", m))?;
@@ -94,7 +131,7 @@ impl Node {
         if count > 0 {
             return Ok(false);
         }
-        let hash = crate::secrets::hash_password(password.to_string()).await.map_err(internal)?;
+        let hash = self.hasher.hash(password.to_string()).await.map_err(hash_error)?;
         let now = crate::db::now();
         sqlx::query("INSERT INTO users (username, password_hash, role, enabled, created_at, updated_at) VALUES ('admin', ?, 'admin', 1, ?, ?)")
             .bind(hash)
@@ -118,6 +155,14 @@ impl Node {
 pub(crate) fn db_error(e: sqlx::Error) -> ApiError {
     tracing::error!(error = %e, "database error");
     ApiError::internal()
+}
+
+/// No free turn to hash is the node being busy (503); anything else is internal.
+pub(crate) fn hash_error(e: SecretError) -> ApiError {
+    match e {
+        SecretError::Busy => ApiError::new(503, "The node is busy checking passwords. Try again in a moment."),
+        e => internal(e),
+    }
 }
 
 pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {

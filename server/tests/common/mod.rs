@@ -5,7 +5,7 @@
 
 pub mod http;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ pub struct TestNode {
     pub app: Router,
     pub dir: tempfile::TempDir,
     pub engine: target_engine::engine::Engine,
+    pub options: Options,
 }
 
 pub struct Reply {
@@ -35,20 +36,45 @@ pub struct Reply {
     pub set_cookie: Option<String>,
 }
 
+/// How a test node is set up.
+#[derive(Clone)]
+pub struct Options {
+    pub settings: NodeSettings,
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let mut settings = NodeSettings::new("test-node");
+        // No waits between failures (the throttle's unit tests cover them):
+        // tests send their attempts back to back.
+        settings.login_policy = LoginPolicy { delay_step: Duration::ZERO, ..LoginPolicy::default() };
+        Options { settings, trusted_proxies: Vec::new() }
+    }
+}
+
 pub async fn node() -> TestNode {
-    let dir = tempfile::tempdir().unwrap();
-    node_in_dir(dir).await
+    node_with(|_| {}).await
+}
+
+/// A fresh node set up as `configure` says.
+pub async fn node_with(configure: impl FnOnce(&mut Options)) -> TestNode {
+    let mut options = Options::default();
+    configure(&mut options);
+    start(tempfile::tempdir().unwrap(), options).await
 }
 
 /// A node over an existing data directory (first start or restart).
 pub async fn node_in_dir(dir: tempfile::TempDir) -> TestNode {
+    start(dir, Options::default()).await
+}
+
+async fn start(dir: tempfile::TempDir, options: Options) -> TestNode {
     let pool = portico_server::db::open(dir.path()).await.unwrap();
-    let mut settings = NodeSettings::new("test-node");
-    settings.login_policy = LoginPolicy { delay_step: Duration::from_millis(1), ..LoginPolicy::default() };
     let engine = target_engine::engine::Engine::new();
     let storage =
         Storage::start(pool.clone(), engine.clone(), dir.path().to_path_buf(), "test-node".into()).await.unwrap();
-    let node = Node::new(pool, settings, engine_status(engine.clone()));
+    let node = Node::new(pool, options.settings.clone(), engine_status(engine.clone()));
     node.ensure_first_admin(ADMIN_PASSWORD).await.unwrap();
     let leptos_options = leptos::config::LeptosOptions::builder()
         .output_name("portico")
@@ -59,8 +85,9 @@ pub async fn node_in_dir(dir: tempfile::TempDir) -> TestNode {
         storage: Arc::new(storage),
         leptos_options,
         secure_cookies: false,
+        trusted_proxies: options.trusted_proxies.clone().into(),
     };
-    TestNode { app: portico_server::web::router(state), dir, engine }
+    TestNode { app: portico_server::web::router(state), dir, engine, options }
 }
 
 impl TestNode {
@@ -77,9 +104,9 @@ impl TestNode {
     /// Stops this node's engine and starts a new node on the same data directory.
     pub async fn restart(self) -> TestNode {
         self.engine.shutdown().await;
-        let TestNode { dir, app, .. } = self;
+        let TestNode { dir, app, options, .. } = self;
         drop(app);
-        node_in_dir(dir).await
+        start(dir, options).await
     }
 
     pub async fn send(&self, method: Method, uri: &str, auth: Option<&str>, body: Option<Value>) -> Reply {

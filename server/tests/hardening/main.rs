@@ -5,7 +5,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod volume_files;
-mod file_modes;
-mod tokens;
 mod csrf;
+mod file_modes;
+mod login;
+mod tokens;
+mod volume_files;
