@@ -230,6 +230,29 @@ pub struct EngineStatus {
     pub sessions: u32,
 }
 
+/// The space of this node's volumes. Volumes are thin: the provisioned
+/// total may exceed what the images hold plus what is free, up to the
+/// node's ceiling if it has one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct StorageCapacity {
+    /// The sizes of the volumes, added up.
+    pub provisioned_bytes: u64,
+    /// What their images hold on disk.
+    pub allocated_bytes: u64,
+    /// Free space on the file system of the images.
+    pub free_bytes: u64,
+    /// The ceiling on provisioned / (allocated + free), in percent; none when absent.
+    pub max_overprovision_percent: Option<u32>,
+}
+
+impl StorageCapacity {
+    /// Whether the volumes are promised more than the node has.
+    pub fn overprovisioned(&self) -> bool {
+        self.provisioned_bytes > self.allocated_bytes.saturating_add(self.free_bytes)
+    }
+}
+
 /// This node at a glance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
@@ -239,6 +262,8 @@ pub struct NodeOverview {
     pub started_at: String,
     pub uptime_seconds: u64,
     pub engine: EngineStatus,
+    /// The space of the volumes; absent when it cannot be measured.
+    pub capacity: Option<StorageCapacity>,
     pub users: u32,
 }
 

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use portico_app::service::SharedService;
 use portico_server::cli::{Cli, Command, EngineArgs, ServeArgs};
-use portico_server::service::{engine_status, Node, NodeSettings};
+use portico_server::service::{storage_status, Node, NodeSettings};
 use portico_server::state::AppState;
 use portico_server::storage::Storage;
 use tracing_subscriber::EnvFilter;
@@ -66,10 +66,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(data_dir = %args.data_dir.display(), node = %node_name, "database ready");
 
     let engine = target_engine::engine::Engine::new();
-    let storage = Storage::start(pool.clone(), engine.clone(), args.data_dir.clone(), node_name.clone())
-        .await
-        .context("cannot bring up the stored storage configuration")?;
-    let node = Node::new(pool, NodeSettings::new(node_name.clone()), engine_status(engine.clone()));
+    let storage =
+        Storage::start(pool.clone(), engine.clone(), args.data_dir.clone(), node_name.clone(), args.limits.limits())
+            .await
+            .context("cannot bring up the stored storage configuration")?;
+    let storage = Arc::new(storage);
+    let node = Node::new(pool, NodeSettings::new(node_name.clone()), storage_status(storage.clone()));
     let (password, generated) = match std::env::var("PORTICO_ADMIN_PASSWORD") {
         Ok(p) if !p.is_empty() => (p, false),
         _ => (portico_server::secrets::random_password(), true),
@@ -99,7 +101,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let node = Arc::new(node);
     let state = AppState {
         service: node.clone() as SharedService,
-        storage: Arc::new(storage),
+        storage,
         leptos_options,
         secure_cookies: args.secure_cookies,
         trusted_proxies: args.trusted_proxies.clone().into(),

@@ -43,6 +43,27 @@ async fn server_fn_handler(State(state): State<AppState>, req: Request<Body>) ->
     handle_server_fns_with_context(context(&state), req).await
 }
 
+/// The largest request body the node reads: every form and API call is a
+/// small JSON document, so a bigger body is a mistake or an attack.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+fn too_large() -> Response {
+    let message = format!("The request body is larger than {} KiB, the most this node reads.", MAX_BODY_BYTES / 1024);
+    ApiFailure(ApiError::new(413, message)).into_response()
+}
+
+/// Refuses a body announced as too large at once, and cuts off one that
+/// grows too large while it is read (the reader then fails with 413).
+async fn limit_body(req: Request, next: Next) -> Response {
+    let announced =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return too_large();
+    }
+    let req = req.map(|body| Body::new(http_body_util::Limited::new(body, MAX_BODY_BYTES)));
+    next.run(req).await
+}
+
 fn peer(req: &Request) -> Option<IpAddr> {
     req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
@@ -86,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .leptos_routes_with_context(&state, routes, context(&state), move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(middleware::from_fn_with_state(state.clone(), refuse_cross_origin))
+        .layer(middleware::from_fn(limit_body))
         .layer(middleware::from_fn_with_state(state.clone(), record_origin))
         .layer(CompressionLayer::new())
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))

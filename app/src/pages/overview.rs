@@ -5,7 +5,45 @@ use leptos_meta::Title;
 
 use crate::components::{Badge, ErrorBanner};
 use crate::format;
+use crate::model::storage::format_size;
+use crate::model::StorageCapacity;
 use crate::server_fns::get_overview;
+
+/// The volumes' space: what they are promised against what they could use.
+#[component]
+fn CapacityCard(capacity: Option<StorageCapacity>) -> impl IntoView {
+    let Some(c) = capacity else {
+        return view! {
+            <div class="card stat" data-testid="capacity">
+                <div class="stat-label">"Volume space"</div>
+                <div class="stat-value"><Badge kind="muted" text="unknown"/></div>
+                <div class="stat-note">"cannot be measured now; see the node's log"</div>
+            </div>
+        }
+        .into_any();
+    };
+    let backing = c.allocated_bytes.saturating_add(c.free_bytes);
+    let badge = if c.overprovisioned() {
+        view! { <Badge kind="warn" text="thin: over-provisioned"/> }
+    } else {
+        view! { <Badge kind="ok" text="fits"/> }
+    };
+    let ceiling = match c.max_overprovision_percent {
+        Some(p) => format!("ceiling {p}%"),
+        None => "no ceiling".to_string(),
+    };
+    view! {
+        <div class="card stat" data-testid="capacity">
+            <div class="stat-label">"Volume space"</div>
+            <div class="stat-value">{badge}</div>
+            <div class="stat-note">
+                {format_size(c.provisioned_bytes)} " provisioned on " {format_size(backing)} " ("
+                {format_size(c.allocated_bytes)} " held, " {format_size(c.free_bytes)} " free) · " {ceiling}
+            </div>
+        </div>
+    }
+    .into_any()
+}
 
 #[component]
 pub fn OverviewPage() -> impl IntoView {
@@ -45,6 +83,7 @@ pub fn OverviewPage() -> impl IntoView {
                                         {o.engine.sessions} " sessions"
                                     </div>
                                 </div>
+                                <CapacityCard capacity=o.capacity.clone()/>
                                 <div class="card stat">
                                     <div class="stat-label">"Dashboard users"</div>
                                     <div class="stat-value">{o.users}</div>

@@ -59,7 +59,7 @@ pub async fn me(Authed(caller): Authed) -> Json<Me> {
     Json(caller.me())
 }
 
-/// This node: name, version, uptime, engine state.
+/// This node: name, version, uptime, engine state, the volumes' space.
 #[utoipa::path(get, path = "/api/v1/overview", tag = "node",
     responses((status = 200, body = NodeOverview), (status = 401, body = ApiError)))]
 pub async fn overview(State(state): State<AppState>, Authed(caller): Authed) -> ApiResult<Json<NodeOverview>> {

@@ -23,23 +23,24 @@ use refusals::RefusalTally;
 use crate::secrets::{Argon2Pool, SecretError};
 use crate::throttle::{LoginPolicy, LoginThrottle};
 
-/// Reports the engine's state to the overview.
-pub type EngineStatusFn =
-    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = EngineStatus> + Send>> + Send + Sync>;
+/// What the overview shows of block storage: the engine and the space.
+pub struct StorageStatus {
+    pub engine: EngineStatus,
+    /// `None` when it cannot be measured (the reason is in the log).
+    pub capacity: Option<StorageCapacity>,
+}
 
-/// The overview's view of a running engine.
-pub fn engine_status(engine: target_engine::engine::Engine) -> EngineStatusFn {
+/// Reports block storage's state to the overview.
+pub type StorageStatusFn =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = StorageStatus> + Send>> + Send + Sync>;
+
+/// The overview's view of a node's block storage.
+pub fn storage_status(storage: Arc<crate::storage::Storage>) -> StorageStatusFn {
     Arc::new(move || {
-        let engine = engine.clone();
+        let storage = storage.clone();
         Box::pin(async move {
-            let config = engine.config().await;
-            let portals = engine.portals().await.len() as u32;
-            EngineStatus {
-                state: "running".into(),
-                targets: config.targets.len() as u32,
-                portals,
-                sessions: engine.sessions().iter().filter(|s| !s.discovery).count() as u32,
-            }
+            let capacity = storage.capacity().await.ok();
+            StorageStatus { engine: storage.engine_status().await, capacity }
         })
     })
 }
@@ -80,13 +81,13 @@ pub struct Node {
     refusals: Arc<RefusalTally>,
     started_at: time::OffsetDateTime,
     started: Instant,
-    engine_status: EngineStatusFn,
+    storage_status: StorageStatusFn,
 }
 
 impl Node {
     /// The service; from inside a Tokio runtime, also the task that writes
     /// the counted login refusals to the audit log every period.
-    pub fn new(pool: SqlitePool, settings: NodeSettings, engine_status: EngineStatusFn) -> Self {
+    pub fn new(pool: SqlitePool, settings: NodeSettings, storage_status: StorageStatusFn) -> Self {
         let refusals = Arc::new(RefusalTally::default());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let tally = Arc::downgrade(&refusals);
@@ -110,7 +111,7 @@ impl Node {
             settings,
             started_at: time::OffsetDateTime::now_utc(),
             started: Instant::now(),
-            engine_status,
+            storage_status,
         }
     }
 
@@ -220,12 +221,14 @@ impl NodeService for Node {
         caller.require(Role::Viewer, "see this node")?;
         let (users,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(db_error)?;
+        let storage = (self.storage_status)().await;
         Ok(NodeOverview {
             node_name: self.settings.node_name.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: crate::db::rfc3339(self.started_at),
             uptime_seconds: self.started.elapsed().as_secs(),
-            engine: (self.engine_status)().await,
+            engine: storage.engine,
+            capacity: storage.capacity,
             users: users as u32,
         })
     }

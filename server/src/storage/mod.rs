@@ -12,6 +12,7 @@ mod commands;
 pub mod engine_config;
 pub mod nodes;
 pub mod paths;
+pub mod quotas;
 pub mod secret_box;
 pub mod stats;
 mod views;
@@ -21,7 +22,7 @@ use std::path::PathBuf;
 
 use portico_app::error::ApiError;
 use portico_app::model::storage::*;
-use portico_app::model::{AuditResult, Role};
+use portico_app::model::{AuditResult, EngineStatus, Role, StorageCapacity};
 use portico_app::service::Caller;
 use sqlx::SqlitePool;
 use target_engine::engine::Engine;
@@ -39,6 +40,7 @@ pub struct Storage {
     data_dir: PathBuf,
     node_id: i64,
     node_name: String,
+    limits: quotas::Limits,
     /// Commands run one at a time: derive + apply + commit is one step.
     apply_lock: tokio::sync::Mutex<()>,
     activity: std::sync::Arc<stats::ActivityLog>,
@@ -69,14 +71,29 @@ fn file_error(e: volume_files::VolumeFileError) -> ApiError {
 impl Storage {
     /// Registers this node and its interfaces, and brings the stored
     /// configuration back up in the engine.
-    pub async fn start(pool: SqlitePool, engine: Engine, data_dir: PathBuf, node_name: String) -> anyhow::Result<Self> {
+    pub async fn start(
+        pool: SqlitePool,
+        engine: Engine,
+        data_dir: PathBuf,
+        node_name: String,
+        limits: quotas::Limits,
+    ) -> anyhow::Result<Self> {
         let secrets = SecretBox::open_or_create(&data_dir)?;
         crate::data_dir::private_dir(&volume_files::volumes_dir(&data_dir))?;
         let node_id = nodes::register_local(&pool, &node_name, &nodes::local_interfaces()).await?;
         let activity = std::sync::Arc::new(stats::ActivityLog::default());
         stats::spawn_sampler(engine.clone(), std::sync::Arc::downgrade(&activity));
-        let storage =
-            Storage { pool, engine, secrets, data_dir, node_id, node_name, apply_lock: Default::default(), activity };
+        let storage = Storage {
+            pool,
+            engine,
+            secrets,
+            data_dir,
+            node_id,
+            node_name,
+            limits,
+            apply_lock: Default::default(),
+            activity,
+        };
         let mut conn = storage.pool.acquire().await?;
         let config = engine_config::derive(&mut conn, storage.node_id, &storage.data_dir, &storage.secrets).await?;
         drop(conn);
@@ -118,7 +135,12 @@ impl Storage {
         }
         let _one_at_a_time = self.apply_lock.lock().await;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let ctx = commands::Context { node_id: self.node_id, secrets: &self.secrets };
+        let ctx = commands::Context {
+            node_id: self.node_id,
+            secrets: &self.secrets,
+            limits: &self.limits,
+            data_dir: &self.data_dir,
+        };
         let effects = match commands::apply(command, &mut tx, &ctx).await {
             Ok(effects) => effects,
             Err(e) => {
@@ -220,6 +242,23 @@ impl Storage {
         let mut r = AuditRecord::by(caller, action, object, result);
         r.detail = detail;
         write_audit(&self.pool, r).await;
+    }
+
+    /// The engine's state for the overview.
+    pub async fn engine_status(&self) -> EngineStatus {
+        let config = self.engine.config().await;
+        EngineStatus {
+            state: "running".into(),
+            targets: config.targets.len() as u32,
+            portals: self.engine.portals().await.len() as u32,
+            sessions: self.engine.sessions().iter().filter(|s| !s.discovery).count() as u32,
+        }
+    }
+
+    /// The space of this node's volumes, measured now.
+    pub async fn capacity(&self) -> Result<StorageCapacity, ApiError> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        quotas::capacity(&mut conn, self.node_id, &self.data_dir, &self.limits).await
     }
 
     fn read(caller: &Caller) -> Result<(), ApiError> {

@@ -14,8 +14,9 @@ use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use portico_app::service::SharedService;
-use portico_server::service::{engine_status, Node, NodeSettings};
+use portico_server::service::{storage_status, Node, NodeSettings};
 use portico_server::state::AppState;
+use portico_server::storage::quotas::Limits;
 use portico_server::storage::Storage;
 use portico_server::throttle::LoginPolicy;
 use serde_json::{json, Value};
@@ -41,6 +42,7 @@ pub struct Reply {
 pub struct Options {
     pub settings: NodeSettings,
     pub trusted_proxies: Vec<IpAddr>,
+    pub limits: Limits,
 }
 
 impl Default for Options {
@@ -49,7 +51,7 @@ impl Default for Options {
         // No waits between failures (the throttle's unit tests cover them):
         // tests send their attempts back to back.
         settings.login_policy = LoginPolicy { delay_step: Duration::ZERO, ..LoginPolicy::default() };
-        Options { settings, trusted_proxies: Vec::new() }
+        Options { settings, trusted_proxies: Vec::new(), limits: Limits::default() }
     }
 }
 
@@ -72,9 +74,17 @@ pub async fn node_in_dir(dir: tempfile::TempDir) -> TestNode {
 async fn start(dir: tempfile::TempDir, options: Options) -> TestNode {
     let pool = portico_server::db::open(dir.path()).await.unwrap();
     let engine = target_engine::engine::Engine::new();
-    let storage =
-        Storage::start(pool.clone(), engine.clone(), dir.path().to_path_buf(), "test-node".into()).await.unwrap();
-    let node = Node::new(pool, options.settings.clone(), engine_status(engine.clone()));
+    let storage = Storage::start(
+        pool.clone(),
+        engine.clone(),
+        dir.path().to_path_buf(),
+        "test-node".into(),
+        options.limits.clone(),
+    )
+    .await
+    .unwrap();
+    let storage = Arc::new(storage);
+    let node = Node::new(pool, options.settings.clone(), storage_status(storage.clone()));
     node.ensure_first_admin(ADMIN_PASSWORD).await.unwrap();
     let leptos_options = leptos::config::LeptosOptions::builder()
         .output_name("portico")
@@ -82,7 +92,7 @@ async fn start(dir: tempfile::TempDir, options: Options) -> TestNode {
         .build();
     let state = AppState {
         service: Arc::new(node) as SharedService,
-        storage: Arc::new(storage),
+        storage,
         leptos_options,
         secure_cookies: false,
         trusted_proxies: options.trusted_proxies.clone().into(),

@@ -7,6 +7,7 @@ mod common;
 
 mod csrf;
 mod file_modes;
+mod limits;
 mod login;
 mod tokens;
 mod volume_files;
