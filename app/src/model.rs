@@ -223,11 +223,25 @@ pub struct AuditPage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
 pub struct EngineStatus {
-    /// `running` or `stopped`.
+    /// `running`, or `degraded` when part of the stored configuration is
+    /// not served (see `problems`).
     pub state: String,
     pub targets: u32,
     pub portals: u32,
     pub sessions: u32,
+    /// What of the stored configuration this node does not serve, and why.
+    #[serde(default)]
+    pub problems: Vec<NodeProblem>,
+}
+
+/// A part of the stored configuration the node could not bring up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct NodeProblem {
+    /// `volume/NAME`, `portal/ADDR`, `target/IQN` or `configuration`.
+    pub object: String,
+    /// Why, in the words of the engine or the file system.
+    pub reason: String,
 }
 
 /// The space of this node's volumes. Volumes are thin: the provisioned

@@ -9,6 +9,7 @@
 //! reason. A later cluster release replicates these commands between nodes.
 
 mod commands;
+pub mod degraded;
 pub mod engine_config;
 pub mod nodes;
 pub mod paths;
@@ -22,7 +23,7 @@ use std::path::PathBuf;
 
 use portico_app::error::ApiError;
 use portico_app::model::storage::*;
-use portico_app::model::{AuditResult, EngineStatus, Role, StorageCapacity};
+use portico_app::model::{AuditResult, EngineStatus, NodeProblem, Role, StorageCapacity};
 use portico_app::service::Caller;
 use sqlx::SqlitePool;
 use target_engine::engine::Engine;
@@ -41,6 +42,8 @@ pub struct Storage {
     node_id: i64,
     node_name: String,
     limits: quotas::Limits,
+    /// What of the stored configuration the engine does not run, and why.
+    problems: std::sync::Mutex<Vec<degraded::Problem>>,
     /// Commands run one at a time: derive + apply + commit is one step.
     apply_lock: tokio::sync::Mutex<()>,
     activity: std::sync::Arc<stats::ActivityLog>,
@@ -91,26 +94,57 @@ impl Storage {
             node_id,
             node_name,
             limits,
+            problems: Default::default(),
             apply_lock: Default::default(),
             activity,
         };
         let mut conn = storage.pool.acquire().await?;
-        let config = engine_config::derive(&mut conn, storage.node_id, &storage.data_dir, &storage.secrets).await?;
+        let config = engine_config::derive(&mut conn, storage.node_id, &storage.data_dir, &storage.secrets).await;
         drop(conn);
-        for v in &config.volumes {
-            // Images an older version created readable by others.
-            if let Some(image) = &v.path {
-                crate::data_dir::private_file(image)?;
+        // Whatever cannot come up is left out and shown; the node serves the rest.
+        let problems = match config {
+            Ok(config) => {
+                for v in &config.volumes {
+                    // Images an older version created readable by others.
+                    if let Some(image) = &v.path {
+                        if let Err(e) = crate::data_dir::private_file(image) {
+                            tracing::warn!(image = %image.display(), error = %e, "cannot make the image private");
+                        }
+                    }
+                }
+                match degraded::apply(&storage.engine, config, |_| true).await {
+                    Ok(problems) => problems,
+                    Err(e) => vec![degraded::Problem::node("configuration", format!("the engine refused it: {e}"))],
+                }
             }
+            Err(e) => vec![degraded::Problem::node("configuration", format!("it cannot be read: {e}"))],
+        };
+        for p in &problems {
+            tracing::warn!(object = %p.object, reason = %p.reason, "not served");
         }
-        let targets = config.targets.len();
-        storage
-            .engine
-            .apply(config)
-            .await
-            .map_err(|e| anyhow::anyhow!("the stored configuration cannot be applied: {e}"))?;
-        tracing::info!(targets, "engine configured from the database");
+        let targets = storage.engine.config().await.targets.len();
+        tracing::info!(targets, left_out = problems.len(), "engine configured from the database");
+        storage.set_problems(problems);
         Ok(storage)
+    }
+
+    fn problems(&self) -> Vec<degraded::Problem> {
+        self.problems.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_problems(&self, problems: Vec<degraded::Problem>) {
+        *self.problems.lock().unwrap_or_else(|e| e.into_inner()) = problems;
+    }
+
+    /// Names of the volumes left out of the engine.
+    fn offline_volumes(&self) -> std::collections::BTreeSet<String> {
+        degraded::left_out(&self.problems())
+            .into_iter()
+            .filter_map(|p| match p {
+                degraded::Piece::Volume(name) => Some(name),
+                degraded::Piece::Portal(_) => None,
+            })
+            .collect()
     }
 
     pub fn engine(&self) -> &Engine {
@@ -173,18 +207,17 @@ impl Storage {
                 return Err(e);
             }
         };
-        if let Err(e) = self.engine.apply(config).await {
-            drop(tx);
-            undo_create();
-            return self
-                .failed(
-                    caller,
-                    action,
-                    &object,
-                    ApiError::conflict(format!("The iSCSI engine refused the change: {e}")),
-                )
-                .await;
-        }
+        // Pieces left out before may stay out; anything new that fails refuses the change.
+        let known = degraded::left_out(&self.problems());
+        let problems = match degraded::apply(&self.engine, config, |p| known.contains(p)).await {
+            Ok(problems) => problems,
+            Err(e) => {
+                drop(tx);
+                undo_create();
+                let message = format!("The iSCSI engine refused the change: {e}");
+                return self.failed(caller, action, &object, ApiError::conflict(message)).await;
+            }
+        };
         if let Some(name) = &effects.remove_volume {
             if let Err(e) = volume_files::remove_image(&self.data_dir, name) {
                 drop(tx);
@@ -200,6 +233,7 @@ impl Storage {
             self.restore_engine().await;
             return Err(ApiError::internal());
         }
+        self.set_problems(problems);
         if let Some(name) = &effects.remove_volume {
             if let Err(e) = volume_files::remove_rest(&self.data_dir, name) {
                 let message = format!(
@@ -222,11 +256,10 @@ impl Storage {
     async fn restore_engine(&self) {
         let Ok(mut conn) = self.pool.acquire().await else { return };
         match engine_config::derive(&mut conn, self.node_id, &self.data_dir, &self.secrets).await {
-            Ok(config) => {
-                if let Err(e) = self.engine.apply(config).await {
-                    tracing::error!(error = %e, "the engine cannot return to the stored configuration");
-                }
-            }
+            Ok(config) => match degraded::apply(&self.engine, config, |_| true).await {
+                Ok(problems) => self.set_problems(problems),
+                Err(e) => tracing::error!(error = %e, "the engine cannot return to the stored configuration"),
+            },
             Err(e) => tracing::error!(error = %e, "cannot derive the stored engine configuration"),
         }
     }
@@ -247,11 +280,14 @@ impl Storage {
     /// The engine's state for the overview.
     pub async fn engine_status(&self) -> EngineStatus {
         let config = self.engine.config().await;
+        let problems: Vec<NodeProblem> =
+            self.problems().into_iter().map(|p| NodeProblem { object: p.object, reason: p.reason }).collect();
         EngineStatus {
-            state: "running".into(),
+            state: if problems.is_empty() { "running" } else { "degraded" }.into(),
             targets: config.targets.len() as u32,
             portals: self.engine.portals().await.len() as u32,
             sessions: self.engine.sessions().iter().filter(|s| !s.discovery).count() as u32,
+            problems,
         }
     }
 
@@ -265,18 +301,24 @@ impl Storage {
         caller.require(Role::Viewer, "see storage objects")
     }
 
+    /// Volumes as stored; one the engine does not serve reads as offline.
+    async fn volume_views(&self, name: Option<&str>) -> Result<Vec<VolumeView>, ApiError> {
+        let mut volumes = views::volumes(&self.pool, name).await.map_err(db_error)?;
+        let offline = self.offline_volumes();
+        for v in volumes.iter_mut().filter(|v| offline.contains(&v.name)) {
+            v.state = "offline".into();
+        }
+        Ok(volumes)
+    }
+
     pub async fn volumes(&self, caller: &Caller) -> Result<Vec<VolumeView>, ApiError> {
         Self::read(caller)?;
-        views::volumes(&self.pool, None).await.map_err(db_error)
+        self.volume_views(None).await
     }
 
     pub async fn volume(&self, caller: &Caller, name: &str) -> Result<VolumeView, ApiError> {
         Self::read(caller)?;
-        views::volumes(&self.pool, Some(name))
-            .await
-            .map_err(db_error)?
-            .pop()
-            .ok_or_else(|| ApiError::not_found(format!("The volume {name}")))
+        self.volume_views(Some(name)).await?.pop().ok_or_else(|| ApiError::not_found(format!("The volume {name}")))
     }
 
     pub async fn target_groups(&self, caller: &Caller) -> Result<Vec<TargetGroupView>, ApiError> {

@@ -113,9 +113,15 @@ impl TestNode {
 
     /// Stops this node's engine and starts a new node on the same data directory.
     pub async fn restart(self) -> TestNode {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Restarts with changed options.
+    pub async fn restart_with(self, change: impl FnOnce(&mut Options)) -> TestNode {
         self.engine.shutdown().await;
-        let TestNode { dir, app, options, .. } = self;
+        let TestNode { dir, app, mut options, .. } = self;
         drop(app);
+        change(&mut options);
         start(dir, options).await
     }
 

@@ -6,6 +6,7 @@
 mod common;
 
 mod csrf;
+mod degraded;
 mod file_modes;
 mod limits;
 mod login;
