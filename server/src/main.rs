@@ -84,6 +84,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
         Ok(true) => tracing::info!("created the user 'admin' with the password from PORTICO_ADMIN_PASSWORD"),
+        Ok(false) if !generated => tracing::info!("users exist: PORTICO_ADMIN_PASSWORD is not used"),
         Ok(false) => {}
         Err(e) => anyhow::bail!("cannot create the first administrator: {} {:?}", e.message, e.fields),
     }

@@ -124,14 +124,16 @@ impl Node {
         audit::write_audit_batch(&self.pool, self.refusals.take()).await;
     }
 
-    /// Creates the first admin if there is no user at all. Returns whether it did.
+    /// Creates the first admin if there is no user at all. Returns whether it
+    /// did. The password is only looked at then: a node that has users
+    /// starts whatever `PORTICO_ADMIN_PASSWORD` holds.
     pub async fn ensure_first_admin(&self, password: &str) -> Result<bool, ApiError> {
-        check_password(password).map_err(|m| ApiError::invalid_field("password", m))?;
         let (count,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(db_error)?;
         if count > 0 {
             return Ok(false);
         }
+        check_password(password).map_err(|m| ApiError::invalid_field("password", m))?;
         let hash = self.hasher.hash(password.to_string()).await.map_err(hash_error)?;
         let now = crate::db::now();
         sqlx::query("INSERT INTO users (username, password_hash, role, enabled, created_at, updated_at) VALUES ('admin', ?, 'admin', 1, ?, ?)")

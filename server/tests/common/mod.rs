@@ -29,6 +29,8 @@ pub struct TestNode {
     pub dir: tempfile::TempDir,
     pub engine: target_engine::engine::Engine,
     pub options: Options,
+    /// What creating the first administrator answered at this start.
+    pub first_admin: Result<bool, portico_app::error::ApiError>,
 }
 
 pub struct Reply {
@@ -43,6 +45,8 @@ pub struct Options {
     pub settings: NodeSettings,
     pub trusted_proxies: Vec<IpAddr>,
     pub limits: Limits,
+    /// What `PORTICO_ADMIN_PASSWORD` would hold.
+    pub admin_password: String,
 }
 
 impl Default for Options {
@@ -51,7 +55,12 @@ impl Default for Options {
         // No waits between failures (the throttle's unit tests cover them):
         // tests send their attempts back to back.
         settings.login_policy = LoginPolicy { delay_step: Duration::ZERO, ..LoginPolicy::default() };
-        Options { settings, trusted_proxies: Vec::new(), limits: Limits::default() }
+        Options {
+            settings,
+            trusted_proxies: Vec::new(),
+            limits: Limits::default(),
+            admin_password: ADMIN_PASSWORD.into(),
+        }
     }
 }
 
@@ -85,7 +94,7 @@ async fn start(dir: tempfile::TempDir, options: Options) -> TestNode {
     .unwrap();
     let storage = Arc::new(storage);
     let node = Node::new(pool, options.settings.clone(), storage_status(storage.clone()));
-    node.ensure_first_admin(ADMIN_PASSWORD).await.unwrap();
+    let first_admin = node.ensure_first_admin(&options.admin_password).await;
     let leptos_options = leptos::config::LeptosOptions::builder()
         .output_name("portico")
         .site_root(dir.path().to_string_lossy().into_owned())
@@ -97,7 +106,7 @@ async fn start(dir: tempfile::TempDir, options: Options) -> TestNode {
         secure_cookies: false,
         trusted_proxies: options.trusted_proxies.clone().into(),
     };
-    TestNode { app: portico_server::web::router(state), dir, engine, options }
+    TestNode { app: portico_server::web::router(state), dir, engine, options, first_admin }
 }
 
 impl TestNode {

@@ -1,14 +1,16 @@
 //! Item 13: a node starts even when part of its configuration cannot. A
 //! portal address that cannot be opened, a missing image, an unreadable
 //! reservation file each leave out only that piece; the node serves the
-//! rest and says what it left out, and why, in the API.
+//! rest and says what it left out, and why, in the API. A restart with an
+//! administrator password that fails the policy does not stop a node that
+//! has users.
 
 use std::process::Command as Process;
 
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::common::{node, TestNode};
+use crate::common::{node, TestNode, ADMIN_PASSWORD};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -136,4 +138,16 @@ async fn a_missing_image_or_unreadable_reservations_leave_out_only_that_volume()
     let engine = engine_state(&n, &admin).await;
     assert!(problem(&engine, "volume/gone").is_none(), "{engine}");
     assert!(problem(&engine, "volume/garbled").is_some(), "still out: {engine}");
+}
+
+#[tokio::test]
+async fn an_admin_password_that_fails_the_policy_does_not_stop_a_node_with_users() {
+    let n = node().await;
+    let n = n.restart_with(|o| o.admin_password = "short".into()).await;
+    assert_eq!(n.first_admin, Ok(false), "the node has users: the variable is not used");
+    assert_eq!(n.login("admin", ADMIN_PASSWORD).await.status, StatusCode::OK);
+
+    let fresh = crate::common::node_with(|o| o.admin_password = "short".into()).await;
+    let e = fresh.first_admin.unwrap_err();
+    assert_eq!(e.status, 422, "without users the password must pass the policy: {e:?}");
 }
