@@ -89,7 +89,9 @@ pub fn remove_image(data_dir: &Path, volume: &str) -> Result<(), VolumeFileError
 /// the temporary file). Tries each; returns the first failure.
 pub fn remove_rest(data_dir: &Path, volume: &str) -> Result<(), VolumeFileError> {
     let [_, rest @ ..] = all_files(data_dir, volume);
-    rest.iter().map(|p| remove(p)).fold(Ok(()), |acc, r| acc.and(r))
+    // Every file is tried before the first failure is reported.
+    let results: Vec<_> = rest.iter().map(|p| remove(p)).collect();
+    results.into_iter().collect()
 }
 
 fn remove(path: &Path) -> Result<(), VolumeFileError> {
