@@ -1,9 +1,44 @@
-//! Small pieces the pages share: error banners, field messages, badges.
+//! Small pieces the pages share: forms, error banners, field messages, badges.
 
+use leptos::ev::SubmitEvent;
+use leptos::form::FromFormData;
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
+use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 use crate::model::Role;
+
+/// A form whose fields go to a server function as JSON: what Leptos's
+/// `ActionForm` does, without its form-encoded post. The node takes server
+/// function calls as JSON only, because a page on another origin can post
+/// form encoding (and `text/plain`) without asking, never JSON (see the
+/// server's `csrf.rs`). Needs the page hydrated, like every other button.
+#[component]
+pub fn JsonForm<ServFn>(action: ServerAction<ServFn>, children: Children) -> impl IntoView
+where
+    ServFn: ServerFn<Error = ApiError> + DeserializeOwned + Clone + Send + Sync + 'static,
+    ServFn::Output: Send + Sync + 'static,
+{
+    let on_submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        match ServFn::from_event(&ev) {
+            Ok(input) => {
+                action.dispatch(input);
+            }
+            Err(e) => {
+                action.value().set(Some(Err(ApiError::new(400, format!("The form cannot be read: {e}")))));
+            }
+        }
+    };
+    // `method="post"`: before hydration a submit must not put the fields
+    // (passwords) into a URL; the node refuses the form-encoded post.
+    view! {
+        <form method="post" action=ServFn::url() on:submit=on_submit>
+            {children()}
+        </form>
+    }
+}
 
 /// A readable banner for a failed request.
 #[component]

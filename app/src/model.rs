@@ -223,11 +223,48 @@ pub struct AuditPage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
 pub struct EngineStatus {
-    /// `running` or `stopped`.
+    /// `running`, or `degraded` when part of the stored configuration is
+    /// not served (see `problems`).
     pub state: String,
     pub targets: u32,
     pub portals: u32,
     pub sessions: u32,
+    /// What of the stored configuration this node does not serve, and why.
+    #[serde(default)]
+    pub problems: Vec<NodeProblem>,
+}
+
+/// A part of the stored configuration the node could not bring up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct NodeProblem {
+    /// `volume/NAME`, `portal/ADDR`, `target/IQN` or `configuration`.
+    pub object: String,
+    /// Why, in the words of the engine or the file system.
+    pub reason: String,
+}
+
+/// The space of this node's volumes. Volumes are thin: the provisioned
+/// total may exceed what the images hold plus what is free, up to the
+/// node's ceiling if it has one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct StorageCapacity {
+    /// The sizes of the volumes, added up.
+    pub provisioned_bytes: u64,
+    /// What their images hold on disk.
+    pub allocated_bytes: u64,
+    /// Free space on the file system of the images.
+    pub free_bytes: u64,
+    /// The ceiling on provisioned / (allocated + free), in percent; none when absent.
+    pub max_overprovision_percent: Option<u32>,
+}
+
+impl StorageCapacity {
+    /// Whether the volumes are promised more than the node has.
+    pub fn overprovisioned(&self) -> bool {
+        self.provisioned_bytes > self.allocated_bytes.saturating_add(self.free_bytes)
+    }
 }
 
 /// This node at a glance.
@@ -239,6 +276,8 @@ pub struct NodeOverview {
     pub started_at: String,
     pub uptime_seconds: u64,
     pub engine: EngineStatus,
+    /// The space of the volumes; absent when it cannot be measured.
+    pub capacity: Option<StorageCapacity>,
     pub users: u32,
 }
 

@@ -2,9 +2,12 @@
 //!
 //! Each resolves the caller from the session cookie, calls one
 //! [`NodeService`](crate::service::NodeService) method, and turns an error
-//! into its HTTP status so the browser sees a real 401/403/422.
+//! into its HTTP status so the browser sees a real 401/403/422. Each takes
+//! its arguments as JSON (`input = Json`): a page on another origin cannot
+//! send JSON without the browser asking the node first.
 
 use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
 
 use crate::error::ApiError;
 use crate::model::*;
@@ -17,7 +20,7 @@ pub mod ssr {
     use leptos_axum::ResponseOptions;
 
     use crate::error::ApiError;
-    use crate::service::{Caller, Credential, RequestOrigin, SharedService, SESSION_COOKIE};
+    use crate::service::{Caller, Credential, RequestOrigin, SharedService, SECURE_SESSION_COOKIE, SESSION_COOKIE};
 
     /// Whether cookies get the `Secure` attribute (the node is served over TLS).
     #[derive(Clone, Copy, Debug)]
@@ -37,40 +40,61 @@ pub mod ssr {
             .unwrap_or_default()
     }
 
-    /// The value of the session cookie in a `Cookie` header, if any.
-    pub fn session_cookie_value(headers: &http::HeaderMap) -> Option<String> {
+    /// The session cookie's name: over TLS the `__Host-` prefix makes the
+    /// browser refuse it unless it is Secure, for this host only (no
+    /// `Domain`) and for the whole site, so a sibling name cannot plant or
+    /// shadow it.
+    pub fn session_cookie_name(secure: bool) -> &'static str {
+        if secure {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
+    /// The value of the session cookie in a `Cookie` header, if any (over
+    /// TLS only the `__Host-` one counts).
+    pub fn session_cookie_value(headers: &http::HeaderMap, secure: bool) -> Option<String> {
+        let wanted = session_cookie_name(secure);
         headers
             .get_all(COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == SESSION_COOKIE)
+            .find(|(name, _)| *name == wanted)
             .map(|(_, value)| value.to_string())
     }
 
     /// A `Set-Cookie` value that opens (`Some`) or clears (`None`) the session.
     pub fn session_set_cookie(token: Option<(&str, i64)>, secure: bool) -> String {
+        let name = session_cookie_name(secure);
         let secure = if secure { "; Secure" } else { "" };
         match token {
             Some((value, max_age)) => {
-                format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+                format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
             }
-            None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
+            None => format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
         }
     }
 
-    /// Secure cookies when the node says so, or when a TLS-terminating proxy
-    /// reports that the request came over HTTPS.
-    pub fn secure_cookies() -> bool {
-        let configured = use_context::<SecureCookies>().map(|s| s.0).unwrap_or(false);
-        let forwarded_https = use_context::<http::request::Parts>().is_some_and(|p| {
-            p.headers
+    /// Whether the browser reached the node over TLS: the node says so
+    /// (`--secure-cookies`), or a TLS-terminating proxy reports HTTPS.
+    pub fn request_is_secure(configured: bool, headers: &http::HeaderMap) -> bool {
+        configured
+            || headers
                 .get("x-forwarded-proto")
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.eq_ignore_ascii_case("https"))
-        });
-        configured || forwarded_https
+    }
+
+    /// [`request_is_secure`] for the request being served.
+    pub fn secure_cookies() -> bool {
+        let configured = use_context::<SecureCookies>().map(|s| s.0).unwrap_or(false);
+        match use_context::<http::request::Parts>() {
+            Some(parts) => request_is_secure(configured, &parts.headers),
+            None => configured,
+        }
     }
 
     pub fn set_cookie(value: String) {
@@ -90,17 +114,17 @@ pub mod ssr {
     /// The caller behind this request's session cookie.
     pub async fn caller() -> Result<(SharedService, Caller), ApiError> {
         let svc = service()?;
-        let token = session_cookie_value(&parts()?.headers).ok_or_else(ApiError::unauthenticated)?;
+        let token = session_cookie_value(&parts()?.headers, secure_cookies()).ok_or_else(ApiError::unauthenticated)?;
         let caller = svc.authenticate(Credential::Session(token), origin()).await?;
         Ok((svc, caller))
     }
 
     pub fn current_session_token() -> Option<String> {
-        use_context::<http::request::Parts>().and_then(|p| session_cookie_value(&p.headers))
+        use_context::<http::request::Parts>().and_then(|p| session_cookie_value(&p.headers, secure_cookies()))
     }
 }
 
-#[server(prefix = "/rpc", endpoint = "login")]
+#[server(prefix = "/rpc", endpoint = "login", input = Json)]
 pub async fn login(username: String, password: String) -> Result<Me, ApiError> {
     use self::ssr::*;
     let run = async {
@@ -112,7 +136,7 @@ pub async fn login(username: String, password: String) -> Result<Me, ApiError> {
     run.await.map_err(fail)
 }
 
-#[server(prefix = "/rpc", endpoint = "logout")]
+#[server(prefix = "/rpc", endpoint = "logout", input = Json)]
 pub async fn logout() -> Result<(), ApiError> {
     use self::ssr::*;
     let run = async {
@@ -127,13 +151,13 @@ pub async fn logout() -> Result<(), ApiError> {
     run.await.map_err(fail)
 }
 
-#[server(prefix = "/rpc", endpoint = "me")]
+#[server(prefix = "/rpc", endpoint = "me", input = Json)]
 pub async fn current_user() -> Result<Me, ApiError> {
     use self::ssr::*;
     caller().await.map(|(_, c)| c.me()).map_err(fail)
 }
 
-#[server(prefix = "/rpc", endpoint = "overview")]
+#[server(prefix = "/rpc", endpoint = "overview", input = Json)]
 pub async fn get_overview() -> Result<NodeOverview, ApiError> {
     use self::ssr::*;
     let run = async {
@@ -143,7 +167,7 @@ pub async fn get_overview() -> Result<NodeOverview, ApiError> {
     run.await.map_err(fail)
 }
 
-#[server(prefix = "/rpc", endpoint = "users/list")]
+#[server(prefix = "/rpc", endpoint = "users/list", input = Json)]
 pub async fn list_users() -> Result<Vec<UserView>, ApiError> {
     use self::ssr::*;
     let run = async {
@@ -153,7 +177,7 @@ pub async fn list_users() -> Result<Vec<UserView>, ApiError> {
     run.await.map_err(fail)
 }
 
-#[server(prefix = "/rpc", endpoint = "users/create")]
+#[server(prefix = "/rpc", endpoint = "users/create", input = Json)]
 pub async fn create_user(username: String, password: String, role: String) -> Result<UserView, ApiError> {
     use self::ssr::*;
     let run = async {
@@ -164,7 +188,7 @@ pub async fn create_user(username: String, password: String, role: String) -> Re
     run.await.map_err(fail)
 }
 
-#[server(prefix = "/rpc", endpoint = "users/role")]
+#[server(prefix = "/rpc", endpoint = "users/role", input = Json)]
 pub async fn set_user_role(username: String, role: String) -> Result<UserView, ApiError> {
     use self::ssr::*;
     let run = async {
@@ -175,7 +199,7 @@ pub async fn set_user_role(username: String, role: String) -> Result<UserView, A
     run.await.map_err(fail)
 }
 
-#[server(prefix = "/rpc", endpoint = "users/enabled")]
+#[server(prefix = "/rpc", endpoint = "users/enabled", input = Json)]
 pub async fn set_user_enabled(username: String, enabled: bool) -> Result<UserView, ApiError> {
     use self::ssr::*;
     let run = async {
@@ -185,7 +209,7 @@ pub async fn set_user_enabled(username: String, enabled: bool) -> Result<UserVie
     run.await.map_err(fail)
 }
 
-#[server(prefix = "/rpc", endpoint = "users/password")]
+#[server(prefix = "/rpc", endpoint = "users/password", input = Json)]
 pub async fn reset_password(username: String, password: String) -> Result<UserView, ApiError> {
     use self::ssr::*;
     let run = async {
@@ -195,7 +219,7 @@ pub async fn reset_password(username: String, password: String) -> Result<UserVi
     run.await.map_err(fail)
 }
 
-#[server(prefix = "/rpc", endpoint = "users/delete")]
+#[server(prefix = "/rpc", endpoint = "users/delete", input = Json)]
 pub async fn delete_user(username: String) -> Result<(), ApiError> {
     use self::ssr::*;
     let run = async {
@@ -205,7 +229,7 @@ pub async fn delete_user(username: String) -> Result<(), ApiError> {
     run.await.map_err(fail)
 }
 
-#[server(prefix = "/rpc", endpoint = "tokens/list")]
+#[server(prefix = "/rpc", endpoint = "tokens/list", input = Json)]
 pub async fn list_tokens() -> Result<Vec<TokenView>, ApiError> {
     use self::ssr::*;
     let run = async {
@@ -215,7 +239,7 @@ pub async fn list_tokens() -> Result<Vec<TokenView>, ApiError> {
     run.await.map_err(fail)
 }
 
-#[server(prefix = "/rpc", endpoint = "tokens/create")]
+#[server(prefix = "/rpc", endpoint = "tokens/create", input = Json)]
 pub async fn create_token(name: String) -> Result<CreatedToken, ApiError> {
     use self::ssr::*;
     let run = async {
@@ -225,7 +249,7 @@ pub async fn create_token(name: String) -> Result<CreatedToken, ApiError> {
     run.await.map_err(fail)
 }
 
-#[server(prefix = "/rpc", endpoint = "tokens/revoke")]
+#[server(prefix = "/rpc", endpoint = "tokens/revoke", input = Json)]
 pub async fn revoke_token(id: i64) -> Result<(), ApiError> {
     use self::ssr::*;
     let run = async {
@@ -235,7 +259,7 @@ pub async fn revoke_token(id: i64) -> Result<(), ApiError> {
     run.await.map_err(fail)
 }
 
-#[server(prefix = "/rpc", endpoint = "audit")]
+#[server(prefix = "/rpc", endpoint = "audit", input = Json)]
 pub async fn get_audit(page: u32) -> Result<AuditPage, ApiError> {
     use self::ssr::*;
     let run = async {

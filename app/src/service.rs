@@ -14,7 +14,7 @@ use crate::model::*;
 /// How a request proves who it is.
 #[derive(Clone)]
 pub enum Credential {
-    /// The value of the `portico_session` cookie.
+    /// The value of the session cookie.
     Session(String),
     /// An API token from `Authorization: Bearer`.
     Bearer(String),
@@ -35,6 +35,15 @@ pub struct RequestOrigin {
     pub address: Option<String>,
 }
 
+/// How a caller proved who it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// A login session (the dashboard, or `POST /api/v1/login`).
+    Session,
+    /// An API token.
+    Token,
+}
+
 /// An authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
@@ -43,6 +52,7 @@ pub struct Caller {
     pub role: Role,
     /// The client's address, for the audit log.
     pub source: Option<String>,
+    pub auth: AuthMethod,
 }
 
 impl Caller {
@@ -94,8 +104,10 @@ pub trait NodeService: Send + Sync + 'static {
 /// The service as it is shared: through Leptos context and axum state.
 pub type SharedService = Arc<dyn NodeService>;
 
-/// The name of the session cookie.
+/// The name of the session cookie over plain HTTP.
 pub const SESSION_COOKIE: &str = "portico_session";
+/// The name of the session cookie over TLS.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-portico_session";
 
 /// Block storage operations as the dashboard and the REST API see them.
 /// Every change is a [`Command`](crate::model::storage::Command) run through

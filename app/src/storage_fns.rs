@@ -2,6 +2,7 @@
 //! (or one read) and hands it to the shared [`StorageService`](crate::service::StorageService).
 
 use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
 
 use crate::error::ApiError;
 use crate::model::storage::*;
@@ -41,7 +42,7 @@ fn opt(s: String) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/volumes")]
+#[server(prefix = "/rpc", endpoint = "storage/volumes", input = Json)]
 pub async fn list_volumes() -> Result<Vec<VolumeView>, ApiError> {
     let go = async {
         let (s, c) = ssr::storage().await?;
@@ -50,7 +51,7 @@ pub async fn list_volumes() -> Result<Vec<VolumeView>, ApiError> {
     go.await.map_err(ssr::failed)
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/volumes/create")]
+#[server(prefix = "/rpc", endpoint = "storage/volumes/create", input = Json)]
 pub async fn create_volume(name: String, size: String, block_size: u32) -> Result<(), ApiError> {
     ssr::run(Command::CreateVolume(NewVolume {
         name: name.trim().to_string(),
@@ -61,7 +62,7 @@ pub async fn create_volume(name: String, size: String, block_size: u32) -> Resul
     .await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/volumes/update")]
+#[server(prefix = "/rpc", endpoint = "storage/volumes/update", input = Json)]
 pub async fn update_volume(name: String, size: String, iops_limit: String, mbps_limit: String) -> Result<(), ApiError> {
     let number = |field: &str, v: String| -> Result<Option<u64>, ApiError> {
         opt(v)
@@ -78,12 +79,12 @@ pub async fn update_volume(name: String, size: String, iops_limit: String, mbps_
     ssr::run(Command::UpdateVolume { name, patch }).await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/volumes/delete")]
+#[server(prefix = "/rpc", endpoint = "storage/volumes/delete", input = Json)]
 pub async fn delete_volume(name: String) -> Result<(), ApiError> {
     ssr::run(Command::DeleteVolume { name }).await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/groups")]
+#[server(prefix = "/rpc", endpoint = "storage/groups", input = Json)]
 pub async fn list_groups() -> Result<Vec<TargetGroupView>, ApiError> {
     let go = async {
         let (s, c) = ssr::storage().await?;
@@ -92,7 +93,7 @@ pub async fn list_groups() -> Result<Vec<TargetGroupView>, ApiError> {
     go.await.map_err(ssr::failed)
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/group")]
+#[server(prefix = "/rpc", endpoint = "storage/group", input = Json)]
 pub async fn get_group(name: String) -> Result<TargetGroupView, ApiError> {
     let go = async {
         let (s, c) = ssr::storage().await?;
@@ -135,7 +136,7 @@ fn chap(mode: &str, user: String, mutual_user: String) -> Result<ChapSetting, Ap
     Ok(ChapSetting { mode, user: opt(user), mutual_user: opt(mutual_user) })
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/groups/create")]
+#[server(prefix = "/rpc", endpoint = "storage/groups/create", input = Json)]
 pub async fn create_group(
     name: String,
     node: String,
@@ -164,17 +165,17 @@ pub async fn create_group(
     .await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/groups/delete")]
+#[server(prefix = "/rpc", endpoint = "storage/groups/delete", input = Json)]
 pub async fn delete_group(name: String, force: bool) -> Result<(), ApiError> {
     ssr::run(Command::DeleteTargetGroup { name, force }).await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/groups/running")]
+#[server(prefix = "/rpc", endpoint = "storage/groups/running", input = Json)]
 pub async fn set_group_running(name: String, running: bool) -> Result<(), ApiError> {
     ssr::run(Command::SetGroupRunning { name, running }).await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/groups/chap")]
+#[server(prefix = "/rpc", endpoint = "storage/groups/chap", input = Json)]
 pub async fn set_group_chap(
     group: String,
     chap_mode: String,
@@ -189,7 +190,7 @@ pub async fn set_group_chap(
     .await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/groups/acl-enabled")]
+#[server(prefix = "/rpc", endpoint = "storage/groups/acl-enabled", input = Json)]
 pub async fn set_group_acl(group: String, enabled: bool) -> Result<(), ApiError> {
     ssr::run(Command::UpdateTargetGroup {
         name: group,
@@ -198,7 +199,7 @@ pub async fn set_group_acl(group: String, enabled: bool) -> Result<(), ApiError>
     .await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/targets/add")]
+#[server(prefix = "/rpc", endpoint = "storage/targets/add", input = Json)]
 pub async fn add_target(group: String, node: String, portals: String, iqn_suffix: String) -> Result<(), ApiError> {
     let target = TargetSpec {
         node: node.trim().to_string(),
@@ -208,12 +209,12 @@ pub async fn add_target(group: String, node: String, portals: String, iqn_suffix
     ssr::run(Command::AddTarget { group, target }).await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/targets/remove")]
+#[server(prefix = "/rpc", endpoint = "storage/targets/remove", input = Json)]
 pub async fn remove_target(group: String, iqn: String, force: bool) -> Result<(), ApiError> {
     ssr::run(Command::RemoveTarget { group, iqn, force }).await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/luns/attach")]
+#[server(prefix = "/rpc", endpoint = "storage/luns/attach", input = Json)]
 pub async fn attach_lun(group: String, volume: String, lun: String) -> Result<(), ApiError> {
     let lun = opt(lun)
         .map(|l| {
@@ -225,12 +226,12 @@ pub async fn attach_lun(group: String, volume: String, lun: String) -> Result<()
     ssr::run(Command::AttachVolume { group, lun: NewLun { volume, lun } }).await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/luns/detach")]
+#[server(prefix = "/rpc", endpoint = "storage/luns/detach", input = Json)]
 pub async fn detach_lun(group: String, lun: u8) -> Result<(), ApiError> {
     ssr::run(Command::DetachLun { group, lun }).await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/acl/add")]
+#[server(prefix = "/rpc", endpoint = "storage/acl/add", input = Json)]
 pub async fn add_acl_rule(group: String, initiator: String, alias: String, luns: String) -> Result<(), ApiError> {
     let luns = parse_luns(luns).map_err(ssr::failed)?;
     ssr::run(Command::AddAclRule {
@@ -240,18 +241,18 @@ pub async fn add_acl_rule(group: String, initiator: String, alias: String, luns:
     .await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/acl/update")]
+#[server(prefix = "/rpc", endpoint = "storage/acl/update", input = Json)]
 pub async fn update_acl_rule(group: String, initiator: String, luns: String) -> Result<(), ApiError> {
     let luns = parse_luns(luns).map_err(ssr::failed)?;
     ssr::run(Command::UpdateAclRule { group, initiator, patch: AclPatch { alias: None, luns: Some(luns) } }).await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/acl/delete")]
+#[server(prefix = "/rpc", endpoint = "storage/acl/delete", input = Json)]
 pub async fn delete_acl_rule(group: String, initiator: String) -> Result<(), ApiError> {
     ssr::run(Command::DeleteAclRule { group, initiator }).await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/groups/connections")]
+#[server(prefix = "/rpc", endpoint = "storage/groups/connections", input = Json)]
 pub async fn group_connections(name: String) -> Result<Vec<ConnectionView>, ApiError> {
     let go = async {
         let (s, c) = ssr::storage().await?;
@@ -260,7 +261,7 @@ pub async fn group_connections(name: String) -> Result<Vec<ConnectionView>, ApiE
     go.await.map_err(ssr::failed)
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/chap-users")]
+#[server(prefix = "/rpc", endpoint = "storage/chap-users", input = Json)]
 pub async fn list_chap_users() -> Result<Vec<ChapUserView>, ApiError> {
     let go = async {
         let (s, c) = ssr::storage().await?;
@@ -269,7 +270,7 @@ pub async fn list_chap_users() -> Result<Vec<ChapUserView>, ApiError> {
     go.await.map_err(ssr::failed)
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/chap-users/create")]
+#[server(prefix = "/rpc", endpoint = "storage/chap-users/create", input = Json)]
 pub async fn create_chap_user(name: String, secret: String, description: String) -> Result<(), ApiError> {
     ssr::run(Command::CreateChapUser(NewChapUser {
         name: name.trim().to_string(),
@@ -279,17 +280,17 @@ pub async fn create_chap_user(name: String, secret: String, description: String)
     .await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/chap-users/secret")]
+#[server(prefix = "/rpc", endpoint = "storage/chap-users/secret", input = Json)]
 pub async fn set_chap_secret(name: String, secret: String) -> Result<(), ApiError> {
     ssr::run(Command::UpdateChapUser { name, patch: ChapUserPatch { secret: Some(secret), description: None } }).await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/chap-users/delete")]
+#[server(prefix = "/rpc", endpoint = "storage/chap-users/delete", input = Json)]
 pub async fn delete_chap_user(name: String) -> Result<(), ApiError> {
     ssr::run(Command::DeleteChapUser { name }).await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/nodes")]
+#[server(prefix = "/rpc", endpoint = "storage/nodes", input = Json)]
 pub async fn list_nodes() -> Result<Vec<NodeView>, ApiError> {
     let go = async {
         let (s, c) = ssr::storage().await?;
@@ -298,7 +299,7 @@ pub async fn list_nodes() -> Result<Vec<NodeView>, ApiError> {
     go.await.map_err(ssr::failed)
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/nodes/traffic")]
+#[server(prefix = "/rpc", endpoint = "storage/nodes/traffic", input = Json)]
 pub async fn set_traffic(node: String, interface: String, traffic_types: String) -> Result<(), ApiError> {
     let types = traffic_types.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_string).collect();
     ssr::run(Command::UpdateNode {
@@ -308,7 +309,7 @@ pub async fn set_traffic(node: String, interface: String, traffic_types: String)
     .await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/reservations")]
+#[server(prefix = "/rpc", endpoint = "storage/reservations", input = Json)]
 pub async fn list_reservations() -> Result<Vec<VolumeReservations>, ApiError> {
     let go = async {
         let (s, c) = ssr::storage().await?;
@@ -317,7 +318,7 @@ pub async fn list_reservations() -> Result<Vec<VolumeReservations>, ApiError> {
     go.await.map_err(ssr::failed)
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/volumes/activity")]
+#[server(prefix = "/rpc", endpoint = "storage/volumes/activity", input = Json)]
 pub async fn get_volume_activity(name: String) -> Result<VolumeActivity, ApiError> {
     let go = async {
         let (s, c) = ssr::storage().await?;

@@ -60,9 +60,10 @@ test("an admin creates a viewer, and the viewer cannot make changes", async ({ p
   await page.goto("/users");
   await expect(page.getByRole("alert")).toContainText("does not allow");
 
-  // A change attempted from the viewer's session is refused with 403.
+  // A change attempted from the viewer's session is refused with 403
+  // (server functions take JSON).
   const response = await page.request.post("/rpc/users/create", {
-    form: { username: "sneaky", password: "sneaky-password", role: "admin" },
+    data: { username: "sneaky", password: "sneaky-password", role: "admin" },
   });
   expect(response.status()).toBe(403);
   expect(await response.text()).toContain("does not allow");

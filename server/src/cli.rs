@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::storage::quotas::Limits;
+
 #[derive(Debug, Parser)]
 #[command(name = "portico", version, about = "Portico: an iSCSI SAN run from the browser")]
 pub struct Cli {
@@ -44,6 +46,60 @@ pub struct ServeArgs {
     /// `X-Forwarded-Proto: https` get Secure cookies in any case.
     #[arg(long)]
     pub secure_cookies: bool,
+    /// A reverse proxy in front of the node (repeat for each, or a comma
+    /// separated list): from these peers the client's address is taken from
+    /// X-Forwarded-For, and the host the browser addressed from
+    /// X-Forwarded-Host. Without it every client behind a proxy counts as
+    /// the proxy's address for login throttling.
+    #[arg(long = "trusted-proxy", value_name = "IP", env = "PORTICO_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Caps on what the node holds (see the README's "Limits").
+#[derive(Debug, clap::Args)]
+pub struct LimitArgs {
+    /// Volumes at most.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_volumes, env = "PORTICO_MAX_VOLUMES")]
+    pub max_volumes: u32,
+    /// Target groups at most.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_target_groups, env = "PORTICO_MAX_TARGET_GROUPS")]
+    pub max_target_groups: u32,
+    /// Targets at most, over all groups.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_targets, env = "PORTICO_MAX_TARGETS")]
+    pub max_targets: u32,
+    /// LUNs in one target group at most.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_luns_per_group, env = "PORTICO_MAX_LUNS_PER_GROUP")]
+    pub max_luns_per_group: u32,
+    /// ACL rules in one target group at most.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_acl_rules_per_group, env = "PORTICO_MAX_ACL_RULES")]
+    pub max_acl_rules: u32,
+    /// Ceiling on thin over-provisioning: the volumes' sizes added up may be
+    /// at most RATIO times the space their images could use (held + free).
+    /// 1 refuses any over-provisioning; without it there is no ceiling.
+    #[arg(long, value_name = "RATIO", env = "PORTICO_MAX_OVERPROVISION", value_parser = positive_ratio)]
+    pub max_overprovision: Option<f64>,
+}
+
+fn positive_ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a ratio above 0, such as 1 or 2.5")),
+    }
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_volumes: self.max_volumes,
+            max_target_groups: self.max_target_groups,
+            max_targets: self.max_targets,
+            max_luns_per_group: self.max_luns_per_group,
+            max_acl_rules_per_group: self.max_acl_rules,
+            max_overprovision: self.max_overprovision,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,5 +125,16 @@ mod tests {
         let Command::Serve(args) = cli.command else { panic!("not serve") };
         assert_eq!(args.http.to_string(), "127.0.0.1:8080");
         assert_eq!(args.data_dir, PathBuf::from("./portico-data"));
+        assert_eq!(args.limits.limits().max_volumes, Limits::default().max_volumes);
+        assert_eq!(args.limits.max_overprovision, None);
+    }
+
+    #[test]
+    fn limits_are_settings() {
+        let cli = Cli::parse_from(["portico", "serve", "--max-volumes", "3", "--max-overprovision", "1.5"]);
+        let Command::Serve(args) = cli.command else { panic!("not serve") };
+        assert_eq!(args.limits.limits().max_volumes, 3);
+        assert_eq!(args.limits.limits().max_overprovision, Some(1.5));
+        assert!(Cli::try_parse_from(["portico", "serve", "--max-overprovision", "0"]).is_err());
     }
 }

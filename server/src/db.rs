@@ -6,9 +6,14 @@ use std::str::FromStr;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 /// Opens (creating if needed) `portico.db` in `data_dir` and migrates it.
+/// The directory is made 0700 and the database with its WAL and shared
+/// memory files 0600.
 pub async fn open(data_dir: &Path) -> anyhow::Result<SqlitePool> {
-    std::fs::create_dir_all(data_dir)?;
+    crate::data_dir::private_dir(data_dir)?;
     let path = data_dir.join("portico.db");
+    // SQLite gives the -wal and -shm files the database file's mode, so the
+    // database is created 0600 before SQLite first opens it.
+    crate::data_dir::touch_private(&path)?;
     let options = SqliteConnectOptions::from_str("sqlite://")?
         .filename(&path)
         .create_if_missing(true)
@@ -18,16 +23,13 @@ pub async fn open(data_dir: &Path) -> anyhow::Result<SqlitePool> {
         .busy_timeout(std::time::Duration::from_secs(5));
     let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
     sqlx::migrate!("./migrations").run(&pool).await?;
-    restrict_permissions(&path);
-    Ok(pool)
-}
-
-/// The database holds password hashes: readable by the owner only.
-fn restrict_permissions(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
-        tracing::warn!(path = %path.display(), error = %e, "cannot restrict the database file's permissions");
+    // Files an older version left readable by others.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.clone().into_os_string();
+        file.push(suffix);
+        crate::data_dir::private_file(Path::new(&file))?;
     }
+    Ok(pool)
 }
 
 /// Now, as RFC 3339 UTC text (how every time is stored).

@@ -3,6 +3,9 @@
 
 pub mod api;
 pub mod cli;
+pub mod client_address;
+pub mod csrf;
+pub mod data_dir;
 pub mod db;
 pub mod secrets;
 pub mod service;

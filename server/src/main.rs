@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use portico_app::service::SharedService;
 use portico_server::cli::{Cli, Command, EngineArgs, ServeArgs};
-use portico_server::service::{engine_status, Node, NodeSettings};
+use portico_server::service::{storage_status, Node, NodeSettings};
 use portico_server::state::AppState;
 use portico_server::storage::Storage;
 use tracing_subscriber::EnvFilter;
@@ -73,10 +73,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(data_dir = %args.data_dir.display(), node = %node_name, "database ready");
 
     let engine = target_engine::engine::Engine::new();
-    let storage = Storage::start(pool.clone(), engine.clone(), args.data_dir.clone(), node_name.clone())
-        .await
-        .context("cannot bring up the stored storage configuration")?;
-    let node = Node::new(pool, NodeSettings::new(node_name.clone()), engine_status(engine.clone()));
+    let storage =
+        Storage::start(pool.clone(), engine.clone(), args.data_dir.clone(), node_name.clone(), args.limits.limits())
+            .await
+            .context("cannot bring up the stored storage configuration")?;
+    let storage = Arc::new(storage);
+    let node = Node::new(pool, NodeSettings::new(node_name.clone()), storage_status(storage.clone()));
     let (password, generated) = match std::env::var("PORTICO_ADMIN_PASSWORD") {
         Ok(p) if !p.is_empty() => (p, false),
         _ => (portico_server::secrets::random_password(), true),
@@ -89,6 +91,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
         Ok(true) => tracing::info!("created the user 'admin' with the password from PORTICO_ADMIN_PASSWORD"),
+        Ok(false) if !generated => tracing::info!("users exist: PORTICO_ADMIN_PASSWORD is not used"),
         Ok(false) => {}
         Err(e) => anyhow::bail!("cannot create the first administrator: {} {:?}", e.message, e.fields),
     }
@@ -103,11 +106,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .site_pkg_dir("pkg")
         .site_addr(args.http)
         .build();
+    let node = Arc::new(node);
     let state = AppState {
-        service: Arc::new(node) as SharedService,
-        storage: Arc::new(storage),
+        service: node.clone() as SharedService,
+        storage,
         leptos_options,
         secure_cookies: args.secure_cookies,
+        trusted_proxies: args.trusted_proxies.clone().into(),
     };
     let app = portico_server::web::router(state);
 
@@ -117,6 +122,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    node.flush_refusals().await;
     engine.shutdown().await;
     Ok(())
 }

@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use super::volumes::can_change;
-use crate::components::{ActionError, ErrorBanner, FieldMessage};
+use crate::components::{ActionError, ErrorBanner, FieldMessage, JsonForm};
 use crate::format;
 use crate::storage_fns::{list_chap_users, CreateChapUser, DeleteChapUser, SetChapSecret};
 
@@ -45,7 +45,7 @@ pub fn ChapUsersPage() -> impl IntoView {
                                         <td>{used}</td>
                                         <td class="nowrap">{format::timestamp(&u.created_at)}</td>
                                         <td class="actions-col">{writer.then({ let name = name.clone(); move || view! {
-                                            <ActionForm action=secret attr:class="form inline-form">
+                                            <JsonForm action=secret attr:class="form inline-form">
                                                 <input type="hidden" name="name" value=name.clone()/>
                                                 <input type="password" name="secret" placeholder="new secret" aria-label="New secret" minlength="12" maxlength="16" required autocomplete="new-password"/>
                                                 <button type="submit" class="btn btn-small">"Set secret"</button>
@@ -54,7 +54,7 @@ pub fn ChapUsersPage() -> impl IntoView {
                                                         delete.dispatch(DeleteChapUser { name: del.clone() });
                                                     }
                                                 }>"Delete"</button>
-                                            </ActionForm>
+                                            </JsonForm>
                                         }})}</td>
                                     </tr>
                                 }
@@ -67,7 +67,7 @@ pub fn ChapUsersPage() -> impl IntoView {
         {writer.then(move || view! {
             <section class="card">
                 <h2>"New CHAP user"</h2>
-                <ActionForm action=create attr:class="form form-grid" attr:id="create-chap">
+                <JsonForm action=create attr:class="form form-grid" attr:id="create-chap">
                     <label>"Name"<input type="text" name="name" required maxlength="63"/>
                         <FieldMessage value=create.value() field="name"/></label>
                     <label>"Secret (12–16 characters)"<input type="password" name="secret" required minlength="12" maxlength="16" autocomplete="new-password"/>
@@ -75,7 +75,7 @@ pub fn ChapUsersPage() -> impl IntoView {
                     <label>"Description"<input type="text" name="description" maxlength="200"/>
                         <FieldMessage value=create.value() field="description"/></label>
                     <div class="form-actions"><button type="submit" class="btn btn-primary">"Create CHAP user"</button></div>
-                </ActionForm>
+                </JsonForm>
                 <ActionError value=create.value()/>
             </section>
         })}

@@ -7,7 +7,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 
 use super::volumes::can_change;
 use crate::chart::{use_ticker, LiveActivity};
-use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage};
+use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage, JsonForm};
 use crate::format;
 use crate::model::storage::{format_size, PathState, TargetGroupView};
 use crate::storage_fns::*;
@@ -152,13 +152,13 @@ fn GroupView(g: TargetGroupView, a: GroupActions) -> impl IntoView {
                 }).collect_view()}</tbody>
             </table></div>
             {writer.then({ let name = name.clone(); move || view! {
-                <ActionForm action=a.add_target attr:class="form form-row">
+                <JsonForm action=a.add_target attr:class="form form-row">
                     <input type="hidden" name="group" value=name.clone()/>
                     <label>"Node"<input type="text" name="node" required/></label>
                     <label>"Portals"<input type="text" name="portals" placeholder="ip:3260" required/></label>
                     <label>"IQN suffix"<input type="text" name="iqn_suffix" placeholder="default: <group>.<node>"/></label>
                     <button type="submit" class="btn">"Add target"</button>
-                </ActionForm>
+                </JsonForm>
                 <ActionError value=a.add_target.value()/>
             }})}
         </section>
@@ -187,14 +187,14 @@ fn GroupView(g: TargetGroupView, a: GroupActions) -> impl IntoView {
                 </table></div>
             }.into_any() }}
             {writer.then({ let name = name.clone(); move || view! {
-                <ActionForm action=a.attach attr:class="form form-row" attr:id="attach-lun">
+                <JsonForm action=a.attach attr:class="form form-row" attr:id="attach-lun">
                     <input type="hidden" name="group" value=name.clone()/>
                     <label>"Volume"<input type="text" name="volume" required/>
                         <FieldMessage value=a.attach.value() field="volume"/></label>
                     <label>"LUN id (empty: next free)"<input type="text" name="lun" size="4"/>
                         <FieldMessage value=a.attach.value() field="lun"/></label>
                     <button type="submit" class="btn btn-primary">"Attach"</button>
-                </ActionForm>
+                </JsonForm>
                 <ActionError value=a.attach.value()/>
             }})}
         </section>
@@ -205,7 +205,7 @@ fn GroupView(g: TargetGroupView, a: GroupActions) -> impl IntoView {
                 {g.chap.user.clone().map(|u| view! { " · user " <strong>{u}</strong> })}
                 {g.chap.mutual_user.clone().map(|u| view! { " · target answers as " <strong>{u}</strong> })}</p>
             {writer.then({ let name = name.clone(); move || view! {
-                <ActionForm action=a.chap attr:class="form form-row" attr:id="set-chap">
+                <JsonForm action=a.chap attr:class="form form-row" attr:id="set-chap">
                     <input type="hidden" name="group" value=name.clone()/>
                     <label>"Mode"<select name="chap_mode">
                         <option value="none">"none"</option><option value="one-way">"one-way"</option><option value="mutual">"mutual"</option>
@@ -215,7 +215,7 @@ fn GroupView(g: TargetGroupView, a: GroupActions) -> impl IntoView {
                     <label>"Mutual user"<input type="text" name="mutual_user"/>
                         <FieldMessage value=a.chap.value() field="chap.mutual_user"/></label>
                     <button type="submit" class="btn">"Set CHAP"</button>
-                </ActionForm>
+                </JsonForm>
                 <ActionError value=a.chap.value()/>
             }})}
         </section>
@@ -245,12 +245,12 @@ fn GroupView(g: TargetGroupView, a: GroupActions) -> impl IntoView {
                                 let (group, initiator) = (group.clone(), initiator.clone());
                                 if writer {
                                     view! {
-                                        <ActionForm action=a.update_acl attr:class="form inline-form">
+                                        <JsonForm action=a.update_acl attr:class="form inline-form">
                                             <input type="hidden" name="group" value=group.clone()/>
                                             <input type="hidden" name="initiator" value=initiator.clone()/>
                                             <input type="text" name="luns" value=shown.unwrap_or_default() placeholder="all" size="8" aria-label="Allowed LUNs"/>
                                             <button type="submit" class="btn btn-small">"Set LUNs"</button>
-                                        </ActionForm>
+                                        </JsonForm>
                                     }.into_any()
                                 } else {
                                     view! { <span>{shown.unwrap_or_else(|| "all".into())}</span> }.into_any()
@@ -268,7 +268,7 @@ fn GroupView(g: TargetGroupView, a: GroupActions) -> impl IntoView {
                 }).collect_view()}</tbody>
             </table></div>
             {writer.then({ let name = name.clone(); move || view! {
-                <ActionForm action=a.add_acl attr:class="form form-row">
+                <JsonForm action=a.add_acl attr:class="form form-row">
                     <input type="hidden" name="group" value=name.clone()/>
                     <label>"Initiator IQN"<input type="text" name="initiator" required/>
                         <FieldMessage value=a.add_acl.value() field="initiator"/></label>
@@ -276,7 +276,7 @@ fn GroupView(g: TargetGroupView, a: GroupActions) -> impl IntoView {
                     <label>"LUNs (empty: all)"<input type="text" name="luns" placeholder="0, 1"/>
                         <FieldMessage value=a.add_acl.value() field="luns"/></label>
                     <button type="submit" class="btn">"Add rule"</button>
-                </ActionForm>
+                </JsonForm>
                 <ActionError value=a.add_acl.value()/>
             }})}
         </section>

@@ -5,7 +5,7 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 
 use super::volumes::can_change;
-use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage};
+use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage, JsonForm};
 use crate::model::storage::IQN_PREFIX;
 use crate::storage_fns::{list_chap_users, list_groups, list_nodes, CreateGroup};
 
@@ -54,7 +54,7 @@ pub fn GroupsPage() -> impl IntoView {
         {writer.then(|| view! {
             <section class="card">
                 <h2>"New target group"</h2>
-                <ActionForm action=create attr:class="form form-grid" attr:id="create-group">
+                <JsonForm action=create attr:class="form form-grid" attr:id="create-group">
                     <label>"Name"<input type="text" name="name" required maxlength="63" placeholder="esxi"/>
                         <FieldMessage value=create.value() field="name"/></label>
                     <label>"Node of the first target"
@@ -92,7 +92,7 @@ pub fn GroupsPage() -> impl IntoView {
                         </select>
                         <FieldMessage value=create.value() field="chap.mutual_user"/></label>
                     <div class="form-actions"><button type="submit" class="btn btn-primary">"Create group"</button></div>
-                </ActionForm>
+                </JsonForm>
                 <ActionError value=create.value()/>
             </section>
         })}

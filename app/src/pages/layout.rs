@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_router::components::{Outlet, Redirect, A};
 use leptos_router::hooks::use_navigate;
 
-use crate::components::{ErrorBanner, RoleBadge};
+use crate::components::{ErrorBanner, JsonForm, RoleBadge};
 use crate::model::{Me, Role};
 use crate::server_fns::{current_user, Logout};
 
@@ -59,9 +59,9 @@ fn Frame(me: Me, logout: ServerAction<Logout>) -> impl IntoView {
                 <div class="whoami">
                     <span class="whoami-name" data-testid="current-user">{me.username.clone()}</span>
                     <RoleBadge role=me.role/>
-                    <ActionForm action=logout attr:class="inline">
+                    <JsonForm action=logout attr:class="inline">
                         <button type="submit" class="btn btn-ghost">"Log out"</button>
-                    </ActionForm>
+                    </JsonForm>
                 </div>
             </header>
             <main class="content">

@@ -1,11 +1,11 @@
-//! The login page. Works before hydration too: the form posts to the server
-//! function and the server redirects.
+//! The login page. The form sends JSON to the login server function, so it
+//! works once the page is hydrated (the node refuses form-encoded posts).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_navigate;
 
-use crate::components::{ActionError, FieldMessage};
+use crate::components::{ActionError, FieldMessage, JsonForm};
 use crate::server_fns::Login;
 
 #[component]
@@ -29,7 +29,7 @@ pub fn LoginPage() -> impl IntoView {
                 </div>
                 <p class="muted">"iSCSI SAN management"</p>
                 <ActionError value/>
-                <ActionForm action=login attr:class="form" attr:id="login-form">
+                <JsonForm action=login attr:class="form" attr:id="login-form">
                     <label>
                         "User name"
                         <input type="text" name="username" autocomplete="username" required autofocus/>
@@ -43,7 +43,7 @@ pub fn LoginPage() -> impl IntoView {
                     <button type="submit" class="btn btn-primary" disabled=move || login.pending().get()>
                         {move || if login.pending().get() { "Logging in…" } else { "Log in" }}
                     </button>
-                </ActionForm>
+                </JsonForm>
             </div>
         </main>
     }

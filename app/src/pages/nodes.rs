@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use super::volumes::can_change;
-use crate::components::{ActionError, Badge, ErrorBanner};
+use crate::components::{ActionError, Badge, ErrorBanner, JsonForm};
 use crate::format;
 use crate::storage_fns::{list_nodes, SetTraffic};
 
@@ -42,12 +42,12 @@ pub fn NodesPage() -> impl IntoView {
                                                 <td>{i.addresses.join(", ")}</td>
                                                 <td>{if writer {
                                                     view! {
-                                                        <ActionForm action=traffic attr:class="form inline-form">
+                                                        <JsonForm action=traffic attr:class="form inline-form">
                                                             <input type="hidden" name="node" value=node/>
                                                             <input type="hidden" name="interface" value=i.name.clone()/>
                                                             <input type="text" name="traffic_types" value=types aria-label="Traffic types"/>
                                                             <button type="submit" class="btn btn-small">"Save"</button>
-                                                        </ActionForm>
+                                                        </JsonForm>
                                                     }.into_any()
                                                 } else {
                                                     view! { <span>{types}</span> }.into_any()

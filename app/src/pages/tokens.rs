@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::components::{ActionError, ErrorBanner, FieldMessage};
+use crate::components::{ActionError, ErrorBanner, FieldMessage, JsonForm};
 use crate::format;
 use crate::server_fns::{list_tokens, CreateToken, RevokeToken};
 
@@ -36,14 +36,14 @@ pub fn TokensPage() -> impl IntoView {
         <ActionError value=revoke.value()/>
         <section class="card">
             <h2>"New token"</h2>
-            <ActionForm action=create attr:class="form form-row">
+            <JsonForm action=create attr:class="form form-row">
                 <label>
                     "Name"
                     <input type="text" name="name" placeholder="backup script" maxlength="64" required/>
                     <FieldMessage value=created field="name"/>
                 </label>
                 <button type="submit" class="btn btn-primary">"Create token"</button>
-            </ActionForm>
+            </JsonForm>
         </section>
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {

@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage};
+use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage, JsonForm};
 use crate::format;
 use crate::model::{Me, Role, UserView};
 use crate::server_fns::{list_users, CreateUser, DeleteUser, ResetPassword, SetUserEnabled, SetUserRole};
@@ -98,7 +98,7 @@ pub fn UsersPage() -> impl IntoView {
                                         })
                                 }}
                                 <ActionError value=created/>
-                                <ActionForm action=create attr:class="form form-grid" attr:id="create-user">
+                                <JsonForm action=create attr:class="form form-grid" attr:id="create-user">
                                     <label>
                                         "User name"
                                         <input type="text" name="username" required maxlength="32" autocomplete="off"/>
@@ -121,7 +121,7 @@ pub fn UsersPage() -> impl IntoView {
                                     <div class="form-actions">
                                         <button type="submit" class="btn btn-primary">"Create user"</button>
                                     </div>
-                                </ActionForm>
+                                </JsonForm>
                             </section>
                         }
                         .into_any()
@@ -217,13 +217,13 @@ fn UserRow(user: UserView, is_me: bool, actions: UserActions) -> impl IntoView {
     {
      let n = hidden_name.clone();
      view! {
-                        <ActionForm action=actions.reset attr:class="form inline-form">
+                        <JsonForm action=actions.reset attr:class="form inline-form">
                             <input type="hidden" name="username" value=n/>
                             <input type="password" name="password" placeholder="New password" minlength="8" required autocomplete="new-password"/>
                             <button type="submit" class="btn btn-small btn-primary">"Set"</button>
                             <button type="button" class="btn btn-small btn-ghost" on:click=move |_| actions.resetting.set(None)>"Cancel"</button>
                             <FieldMessage value=reset_value field="password"/>
-                        </ActionForm>
+                        </JsonForm>
                     }
     }
     </Show>

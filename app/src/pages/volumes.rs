@@ -5,7 +5,7 @@ use leptos_meta::Title;
 
 use super::reservations::ReservationsCard;
 use crate::chart::LiveActivity;
-use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage};
+use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage, JsonForm};
 use crate::format;
 use crate::model::storage::{format_size, VolumeView};
 use crate::model::{Me, Role};
@@ -71,7 +71,7 @@ pub fn VolumesPage() -> impl IntoView {
         {writer.then(|| view! {
             <section class="card">
                 <h2>"New volume"</h2>
-                <ActionForm action=create attr:class="form form-grid" attr:id="create-volume">
+                <JsonForm action=create attr:class="form form-grid" attr:id="create-volume">
                     <label>"Name"<input type="text" name="name" required maxlength="63" placeholder="vol1"/>
                         <FieldMessage value=create.value() field="name"/></label>
                     <label>"Size"<input type="text" name="size" required placeholder="1GiB"/>
@@ -80,7 +80,7 @@ pub fn VolumesPage() -> impl IntoView {
                         <select name="block_size"><option value="512">"512 bytes"</option><option value="4096">"4096 bytes"</option></select>
                         <FieldMessage value=create.value() field="block_size"/></label>
                     <div class="form-actions"><button type="submit" class="btn btn-primary">"Create volume"</button></div>
-                </ActionForm>
+                </JsonForm>
                 <ActionError value=create.value()/>
             </section>
         })}
@@ -140,7 +140,7 @@ fn VolumeRow(
                         {
                             let n = form_name.clone();
                             view! {
-                                <ActionForm action=update attr:class="form inline-form">
+                                <JsonForm action=update attr:class="form inline-form">
                                     <input type="hidden" name="name" value=n/>
                                     <input type="text" name="size" placeholder="new size, e.g. 2GiB" aria-label="New size"/>
                                     <input type="text" name="iops_limit" placeholder="IOPS limit" aria-label="IOPS limit" size="8"/>
@@ -148,7 +148,7 @@ fn VolumeRow(
                                     <button type="submit" class="btn btn-small btn-primary">"Apply"</button>
                                     <button type="button" class="btn btn-small btn-ghost" on:click=move |_| editing.set(None)>"Close"</button>
                                     <FieldMessage value=update.value() field="size"/>
-                                </ActionForm>
+                                </JsonForm>
                             }
                         }
                     </Show>

@@ -6,7 +6,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use portico_app::error::ApiError;
-use portico_app::server_fns::ssr::session_cookie_value;
+use portico_app::server_fns::ssr::{request_is_secure, session_cookie_value};
 use portico_app::service::{Caller, Credential, RequestOrigin};
 use serde::de::DeserializeOwned;
 
@@ -32,15 +32,16 @@ impl IntoResponse for ApiFailure {
 /// The authenticated caller: from `Authorization: Bearer`, else the session cookie.
 pub struct Authed(pub Caller);
 
-/// The credential a request carries, if any.
-pub fn credential(headers: &HeaderMap) -> Option<Credential> {
+/// The credential a request carries, if any. `secure`: the request came
+/// over TLS, where only the `__Host-` session cookie counts.
+pub fn credential(headers: &HeaderMap, secure: bool) -> Option<Credential> {
     if let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let (scheme, token) = auth.split_once(' ').unwrap_or((auth, ""));
         if scheme.eq_ignore_ascii_case("bearer") {
             return Some(Credential::Bearer(token.trim().to_string()));
         }
     }
-    session_cookie_value(headers).map(Credential::Session)
+    session_cookie_value(headers, secure).map(Credential::Session)
 }
 
 pub fn origin(parts: &Parts) -> RequestOrigin {
@@ -51,7 +52,8 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiFailure;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let credential = credential(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
+        let secure = request_is_secure(state.secure_cookies, &parts.headers);
+        let credential = credential(&parts.headers, secure).ok_or_else(ApiError::unauthenticated)?;
         let caller = state.service.authenticate(credential, origin(parts)).await?;
         Ok(Authed(caller))
     }

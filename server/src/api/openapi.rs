@@ -49,7 +49,10 @@ impl Modify for Security {
         );
         components.add_security_scheme(
             "session",
-            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("portico_session"))),
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "portico_session",
+                "The session cookie from /login; over TLS it is named __Host-portico_session.",
+            ))),
         );
     }
 }

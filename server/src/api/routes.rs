@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use portico_app::error::ApiError;
 use portico_app::model::*;
-use portico_app::server_fns::ssr::{session_cookie_value, session_set_cookie};
+use portico_app::server_fns::ssr::{request_is_secure, session_cookie_value, session_set_cookie};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -16,11 +16,7 @@ use crate::state::AppState;
 type ApiResult<T> = Result<T, ApiFailure>;
 
 fn secure(state: &AppState, headers: &HeaderMap) -> bool {
-    state.secure_cookies
-        || headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+    request_is_secure(state.secure_cookies, headers)
 }
 
 fn with_cookie(mut resp: Response, cookie: String) -> Response {
@@ -32,7 +28,7 @@ fn with_cookie(mut resp: Response, cookie: String) -> Response {
 
 /// Log in; sets the session cookie.
 #[utoipa::path(post, path = "/api/v1/login", tag = "session", request_body = LoginRequest,
-    responses((status = 200, body = Me, description = "Logged in; the `portico_session` cookie is set"),
+    responses((status = 200, body = Me, description = "Logged in; the session cookie is set (`__Host-portico_session` over TLS, else `portico_session`)"),
               (status = 401, body = ApiError, description = "Wrong user name or password"),
               (status = 429, body = ApiError, description = "Too many failed logins: locked for a while")))]
 pub async fn login(
@@ -50,7 +46,7 @@ pub async fn login(
 #[utoipa::path(post, path = "/api/v1/logout", tag = "session",
     responses((status = 204, description = "Logged out"), (status = 401, body = ApiError)))]
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap, Authed(caller): Authed) -> ApiResult<Response> {
-    if let Some(token) = session_cookie_value(&headers) {
+    if let Some(token) = session_cookie_value(&headers, secure(&state, &headers)) {
         state.service.logout(&caller, &token).await?;
     }
     Ok(with_cookie(StatusCode::NO_CONTENT.into_response(), session_set_cookie(None, secure(&state, &headers))))
@@ -63,7 +59,7 @@ pub async fn me(Authed(caller): Authed) -> Json<Me> {
     Json(caller.me())
 }
 
-/// This node: name, version, uptime, engine state.
+/// This node: name, version, uptime, engine state, the volumes' space.
 #[utoipa::path(get, path = "/api/v1/overview", tag = "node",
     responses((status = 200, body = NodeOverview), (status = 401, body = ApiError)))]
 pub async fn overview(State(state): State<AppState>, Authed(caller): Authed) -> ApiResult<Json<NodeOverview>> {

@@ -69,6 +69,39 @@ pub async fn write_audit(pool: &sqlx::SqlitePool, r: AuditRecord) {
     tracing::info!(user = %r.user, action = r.action, object = %r.object, result = r.result.as_str(), "audit");
 }
 
+/// Appends several entries in one transaction (one durable write).
+pub async fn write_audit_batch(pool: &sqlx::SqlitePool, records: Vec<AuditRecord>) {
+    if records.is_empty() {
+        return;
+    }
+    let now = crate::db::now();
+    let result: Result<(), sqlx::Error> = async {
+        let mut tx = pool.begin().await?;
+        for r in &records {
+            sqlx::query(
+                "INSERT INTO audit_log (time, username, action, object, result, source, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&now)
+            .bind(&r.user)
+            .bind(r.action)
+            .bind(&r.object)
+            .bind(r.result.as_str())
+            .bind(&r.source)
+            .bind(&r.detail)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, entries = records.len(), "cannot write the audit log");
+    }
+    for r in &records {
+        tracing::info!(user = %r.user, action = r.action, object = %r.object, result = r.result.as_str(), "audit");
+    }
+}
+
 impl Node {
     pub(crate) async fn record(&self, r: AuditRecord) {
         write_audit(&self.pool, r).await

@@ -4,16 +4,36 @@ use std::time::Instant;
 
 use portico_app::error::ApiError;
 use portico_app::model::{AuditResult, LoginRequest, Me, Role};
-use portico_app::service::{Caller, Credential, NewSession, RequestOrigin};
+use portico_app::service::{AuthMethod, Caller, Credential, NewSession, RequestOrigin};
 
-use super::{db_error, internal, AuditRecord, Node};
-use crate::secrets::{self, API_TOKEN_PREFIX};
-use crate::throttle::LockedKey;
+use super::{db_error, hash_error, internal, AuditRecord, Node};
+use crate::secrets::{self, SecretError, API_TOKEN_PREFIX};
+use crate::throttle::Refusal;
 
 const WRONG_CREDENTIALS: &str = "Wrong user name or password.";
 
 fn minutes(d: std::time::Duration) -> u64 {
     d.as_secs().div_ceil(60).max(1)
+}
+
+/// The answer to an attempt the throttle refused (429).
+fn refused(refusal: Refusal) -> ApiError {
+    let message = match refusal {
+        Refusal::SourceLocked(left) => {
+            format!("Too many failed logins from your address. Try again in {} minutes.", minutes(left))
+        }
+        Refusal::Wait(left) => match left.as_secs_f64().ceil().max(1.0) as u64 {
+            1 => "Too many failed logins from your address. Try again in a second.".into(),
+            n => format!("Too many failed logins from your address. Try again in {n} seconds."),
+        },
+        Refusal::InFlight => "Another login from your address is being checked. Try again in a moment.".into(),
+        Refusal::UserLocked(left) => format!(
+            "Too many failed logins for this user name. Try again in {} minutes, or from a machine \
+             that has not failed to log in.",
+            minutes(left)
+        ),
+    };
+    ApiError::too_many_attempts(message)
 }
 
 impl Node {
@@ -42,13 +62,15 @@ impl Node {
             return Err(ApiError::new(400, "The user name or password is too long."));
         }
 
-        if let Some(left) = self.throttle.locked(&username, address.as_deref(), Instant::now()) {
-            self.record(audit(AuditResult::Denied, "refused: locked after repeated failed logins".into())).await;
-            return Err(ApiError::too_many_attempts(format!(
-                "Too many failed logins. Try again in {} minutes.",
-                minutes(left)
-            )));
-        }
+        // Throttling comes first: a refused attempt costs no hashing and no
+        // durable write (it is counted, see `refusals.rs`).
+        let attempt = match self.throttle.admit(&username, address.as_deref(), Instant::now()) {
+            Ok(attempt) => attempt,
+            Err(refusal) => {
+                self.refusals.note(address.as_deref(), &username, refusal.reason());
+                return Err(refused(refusal));
+            }
+        };
 
         let row: Option<(i64, String, String, bool)> =
             sqlx::query_as("SELECT id, password_hash, role, enabled FROM users WHERE username = ?")
@@ -57,37 +79,47 @@ impl Node {
                 .await
                 .map_err(db_error)?;
         let stored = row.as_ref().map(|r| r.1.clone());
-        let ok = secrets::verify_password(req.password, stored).await.map_err(internal)?;
+        let ok = match self.hasher.verify(req.password, stored).await {
+            Ok(ok) => ok,
+            Err(SecretError::Busy) => {
+                self.refusals.note(address.as_deref(), &username, "no free turn to check the password");
+                return Err(hash_error(SecretError::Busy));
+            }
+            Err(e) => return Err(internal(e)),
+        };
 
         let Some((user_id, _, role, enabled)) = row.filter(|_| ok) else {
-            let outcome = self.throttle.record_failure(&username, address.as_deref(), Instant::now());
+            let outcome = self.throttle.failed(attempt, Instant::now());
             tracing::warn!(user = %username, source = ?address, failures = outcome.user_failures, "failed login");
             self.record(audit(
                 AuditResult::Failure,
-                format!("wrong user name or password (failure {} in a row)", outcome.user_failures),
+                format!(
+                    "wrong user name or password (failure {} of this name, {} from this address)",
+                    outcome.user_failures, outcome.source_failures
+                ),
             ))
             .await;
-            if let Some(key) = outcome.locked {
-                let lock_min = minutes(self.throttle.policy().lock_for);
-                let (object, what) = match key {
-                    LockedKey::User => (format!("user/{username}"), "user name"),
-                    LockedKey::Address => (format!("address/{}", address.clone().unwrap_or_default()), "address"),
-                };
+            let lock_min = minutes(self.throttle.policy().lock_for);
+            let locks = [
+                (outcome.user_locked, format!("user/{username}"), "user name", " for addresses that failed to log in"),
+                (outcome.source_locked, format!("address/{}", address.clone().unwrap_or_default()), "address", ""),
+            ];
+            for (_, object, what, scope) in locks.iter().filter(|l| l.0) {
                 self.record(AuditRecord {
                     user: username.clone(),
                     action: "login.lockout",
-                    object,
+                    object: object.clone(),
                     result: AuditResult::Denied,
                     source: address.clone(),
-                    detail: Some(format!("{what} locked for {lock_min} minutes after repeated failed logins")),
+                    detail: Some(format!("{what} locked for {lock_min} minutes{scope} after repeated failed logins")),
                 })
                 .await;
-                tokio::time::sleep(outcome.delay).await;
+            }
+            if outcome.user_locked || outcome.source_locked {
                 return Err(ApiError::too_many_attempts(format!(
                     "Too many failed logins: locked for {lock_min} minutes."
                 )));
             }
-            tokio::time::sleep(outcome.delay).await;
             return Err(ApiError::new(401, WRONG_CREDENTIALS));
         };
         if !enabled {
@@ -95,7 +127,7 @@ impl Node {
             return Err(ApiError::new(403, "This account is disabled. Ask an administrator."));
         }
         let role = Role::parse(&role).ok_or_else(|| internal("unknown role in the database"))?;
-        self.throttle.record_success(&username);
+        self.throttle.succeeded(attempt);
 
         let token = secrets::random_token("");
         let now = time::OffsetDateTime::now_utc();
@@ -193,6 +225,10 @@ impl Node {
             });
         };
         let role = Role::parse(&role).ok_or_else(|| internal("unknown role in the database"))?;
-        Ok(Caller { user_id, username, role, source: origin.address })
+        let auth = match credential {
+            Credential::Session(_) => AuthMethod::Session,
+            Credential::Bearer(_) => AuthMethod::Token,
+        };
+        Ok(Caller { user_id, username, role, source: origin.address, auth })
     }
 }

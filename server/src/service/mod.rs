@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod refusals;
 mod tokens;
 mod users;
 
@@ -17,26 +18,29 @@ use portico_app::service::{Caller, Credential, NewSession, NodeService, RequestO
 use sqlx::SqlitePool;
 
 pub use audit::{write_audit, AuditRecord};
+use refusals::RefusalTally;
 
+use crate::secrets::{Argon2Pool, SecretError};
 use crate::throttle::{LoginPolicy, LoginThrottle};
 
-/// Reports the engine's state to the overview.
-pub type EngineStatusFn =
-    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = EngineStatus> + Send>> + Send + Sync>;
+/// What the overview shows of block storage: the engine and the space.
+pub struct StorageStatus {
+    pub engine: EngineStatus,
+    /// `None` when it cannot be measured (the reason is in the log).
+    pub capacity: Option<StorageCapacity>,
+}
 
-/// The overview's view of a running engine.
-pub fn engine_status(engine: target_engine::engine::Engine) -> EngineStatusFn {
+/// Reports block storage's state to the overview.
+pub type StorageStatusFn =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = StorageStatus> + Send>> + Send + Sync>;
+
+/// The overview's view of a node's block storage.
+pub fn storage_status(storage: Arc<crate::storage::Storage>) -> StorageStatusFn {
     Arc::new(move || {
-        let engine = engine.clone();
+        let storage = storage.clone();
         Box::pin(async move {
-            let config = engine.config().await;
-            let portals = engine.portals().await.len() as u32;
-            EngineStatus {
-                state: "running".into(),
-                targets: config.targets.len() as u32,
-                portals,
-                sessions: engine.sessions().iter().filter(|s| !s.discovery).count() as u32,
-            }
+            let capacity = storage.capacity().await.ok();
+            StorageStatus { engine: storage.engine_status().await, capacity }
         })
     })
 }
@@ -48,6 +52,11 @@ pub struct NodeSettings {
     /// How long a login session lasts.
     pub session_lifetime: time::Duration,
     pub login_policy: LoginPolicy,
+    /// Password hashes computed at once, and how many more may wait.
+    pub hash_concurrency: usize,
+    pub hash_queue: usize,
+    /// How often refused logins are written to the audit log, counted.
+    pub refusal_audit_period: std::time::Duration,
 }
 
 impl NodeSettings {
@@ -56,6 +65,9 @@ impl NodeSettings {
             node_name: node_name.into(),
             session_lifetime: time::Duration::hours(12),
             login_policy: LoginPolicy::default(),
+            hash_concurrency: 2,
+            hash_queue: 8,
+            refusal_audit_period: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -65,20 +77,41 @@ pub struct Node {
     pool: SqlitePool,
     settings: NodeSettings,
     throttle: LoginThrottle,
+    hasher: Argon2Pool,
+    refusals: Arc<RefusalTally>,
     started_at: time::OffsetDateTime,
     started: Instant,
-    engine_status: EngineStatusFn,
+    storage_status: StorageStatusFn,
 }
 
 impl Node {
-    pub fn new(pool: SqlitePool, settings: NodeSettings, engine_status: EngineStatusFn) -> Self {
+    /// The service; from inside a Tokio runtime, also the task that writes
+    /// the counted login refusals to the audit log every period.
+    pub fn new(pool: SqlitePool, settings: NodeSettings, storage_status: StorageStatusFn) -> Self {
+        let refusals = Arc::new(RefusalTally::default());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let tally = Arc::downgrade(&refusals);
+            let pool = pool.clone();
+            let period = settings.refusal_audit_period;
+            runtime.spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(tally) = tally.upgrade() else { break };
+                    audit::write_audit_batch(&pool, tally.take()).await;
+                }
+            });
+        }
         Node {
             throttle: LoginThrottle::new(settings.login_policy.clone()),
+            hasher: Argon2Pool::new(settings.hash_concurrency, settings.hash_queue),
+            refusals,
             pool,
             settings,
             started_at: time::OffsetDateTime::now_utc(),
             started: Instant::now(),
-            engine_status,
+            storage_status,
         }
     }
 
@@ -86,15 +119,22 @@ impl Node {
         &self.pool
     }
 
-    /// Creates the first admin if there is no user at all. Returns whether it did.
+    /// Writes the login refusals counted so far (at shutdown).
+    pub async fn flush_refusals(&self) {
+        audit::write_audit_batch(&self.pool, self.refusals.take()).await;
+    }
+
+    /// Creates the first admin if there is no user at all. Returns whether it
+    /// did. The password is only looked at then: a node that has users
+    /// starts whatever `PORTICO_ADMIN_PASSWORD` holds.
     pub async fn ensure_first_admin(&self, password: &str) -> Result<bool, ApiError> {
-        check_password(password).map_err(|m| ApiError::invalid_field("password", m))?;
         let (count,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(db_error)?;
         if count > 0 {
             return Ok(false);
         }
-        let hash = crate::secrets::hash_password(password.to_string()).await.map_err(internal)?;
+        check_password(password).map_err(|m| ApiError::invalid_field("password", m))?;
+        let hash = self.hasher.hash(password.to_string()).await.map_err(hash_error)?;
         let now = crate::db::now();
         sqlx::query("INSERT INTO users (username, password_hash, role, enabled, created_at, updated_at) VALUES ('admin', ?, 'admin', 1, ?, ?)")
             .bind(hash)
@@ -118,6 +158,14 @@ impl Node {
 pub(crate) fn db_error(e: sqlx::Error) -> ApiError {
     tracing::error!(error = %e, "database error");
     ApiError::internal()
+}
+
+/// No free turn to hash is the node being busy (503); anything else is internal.
+pub(crate) fn hash_error(e: SecretError) -> ApiError {
+    match e {
+        SecretError::Busy => ApiError::new(503, "The node is busy checking passwords. Try again in a moment."),
+        e => internal(e),
+    }
 }
 
 pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -175,12 +223,14 @@ impl NodeService for Node {
         caller.require(Role::Viewer, "see this node")?;
         let (users,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(db_error)?;
+        let storage = (self.storage_status)().await;
         Ok(NodeOverview {
             node_name: self.settings.node_name.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: crate::db::rfc3339(self.started_at),
             uptime_seconds: self.started.elapsed().as_secs(),
-            engine: (self.engine_status)().await,
+            engine: storage.engine,
+            capacity: storage.capacity,
             users: users as u32,
         })
     }

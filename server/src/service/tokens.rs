@@ -1,9 +1,13 @@
 //! API tokens: each acts as its owner, with the owner's role. Anyone may hold
 //! tokens (a viewer's token can only read); admins see and revoke everyone's.
+//!
+//! Only a login session mints tokens: a token that leaked cannot make more
+//! tokens that outlive its revocation. Resetting the owner's password or
+//! disabling the owner revokes them all (see `users.rs`).
 
 use portico_app::error::ApiError;
 use portico_app::model::*;
-use portico_app::service::Caller;
+use portico_app::service::{AuthMethod, Caller};
 
 use super::{db_error, AuditRecord, Node};
 use crate::secrets::{self, API_TOKEN_PREFIX};
@@ -14,6 +18,17 @@ const MAX_TOKENS_PER_USER: i64 = 100;
 impl Node {
     pub(crate) async fn create_token_impl(&self, caller: &Caller, new: NewToken) -> Result<CreatedToken, ApiError> {
         caller.require(Role::Viewer, "create API tokens")?;
+        if caller.auth == AuthMethod::Token {
+            self.record(
+                AuditRecord::by(caller, "token.create", "token/-", AuditResult::Denied)
+                    .detail("refused: an API token cannot create tokens"),
+            )
+            .await;
+            return Err(ApiError::new(
+                403,
+                "An API token cannot create tokens: log in with your password (the dashboard or POST /api/v1/login).",
+            ));
+        }
         check_token_name(&new.name).map_err(|m| ApiError::invalid_field("name", m))?;
         let name = new.name.trim().to_string();
         let (held,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM api_tokens WHERE user_id = ?")

@@ -7,8 +7,7 @@ use portico_app::error::{ApiError, FieldErrors};
 use portico_app::model::*;
 use portico_app::service::Caller;
 
-use super::{db_error, internal, AuditRecord, Node};
-use crate::secrets;
+use super::{db_error, hash_error, internal, AuditRecord, Node};
 
 /// True when the user `?` is not the last enabled admin (SQL fragment).
 const NOT_LAST_ADMIN: &str = "NOT (role = 'admin' AND enabled = 1 AND \
@@ -57,7 +56,7 @@ impl Node {
         errors.check("username", check_username(&new.username));
         errors.check("password", check_password(&new.password));
         errors.into_result()?;
-        let hash = secrets::hash_password(new.password).await.map_err(internal)?;
+        let hash = self.hasher.hash(new.password).await.map_err(hash_error)?;
         let now = crate::db::now();
         let res = sqlx::query(
             "INSERT INTO users (username, password_hash, role, enabled, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?) \
@@ -136,7 +135,7 @@ impl Node {
             changes.push(if enabled { "enabled".into() } else { "disabled".into() });
         }
         if let Some(password) = patch.password {
-            let hash = secrets::hash_password(password).await.map_err(internal)?;
+            let hash = self.hasher.hash(password).await.map_err(hash_error)?;
             sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?")
                 .bind(hash)
                 .bind(crate::db::now())
@@ -147,12 +146,20 @@ impl Node {
             changes.push("password reset".into());
         }
         if patch.enabled == Some(false) || changes.iter().any(|c| c == "password reset") {
-            // A disabled user or a reset password ends the user's open sessions.
-            sqlx::query("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?)")
-                .bind(username)
-                .execute(&self.pool)
-                .await
-                .map_err(db_error)?;
+            // A disabled user or a reset password ends the user's sessions and
+            // revokes the user's API tokens: whoever held them is out for good,
+            // also once the account is enabled again.
+            let user_id = "(SELECT id FROM users WHERE username = ?)";
+            let mut tx = self.pool.begin().await.map_err(db_error)?;
+            for table in ["sessions", "api_tokens"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE user_id = {user_id}"))
+                    .bind(username)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            }
+            tx.commit().await.map_err(db_error)?;
+            changes.push("sessions and API tokens revoked".into());
         }
         let detail = if changes.is_empty() { "no change".to_string() } else { changes.join("; ") };
         self.record(AuditRecord::by(caller, "user.update", &object, AuditResult::Success).detail(detail)).await;

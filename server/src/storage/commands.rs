@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 
 use portico_app::error::{ApiError, FieldErrors};
 pub use portico_app::model::storage::Command;
@@ -12,6 +13,7 @@ use rand::RngCore;
 use sqlx::{Sqlite, Transaction};
 
 use super::nodes::{address_matches, TRAFFIC_TYPES};
+use super::quotas::{self, Counted, Limits};
 use super::secret_box::SecretBox;
 
 /// Largest volume we create: 64 TiB.
@@ -21,14 +23,18 @@ const DEFAULT_PORT: u16 = 3260;
 pub struct Context<'a> {
     pub node_id: i64,
     pub secrets: &'a SecretBox,
+    pub limits: &'a Limits,
+    pub data_dir: &'a Path,
 }
 
 /// What a command did besides the database: for the audit and the files.
 #[derive(Default)]
 pub struct Effects {
     pub detail: Option<String>,
-    /// Volume files to delete once the change is committed.
-    pub remove_files: Vec<String>,
+    /// A new volume (name, size) whose image is created before the engine opens it.
+    pub create_image: Option<(String, u64)>,
+    /// A deleted volume whose files go once the engine has let go of it.
+    pub remove_volume: Option<String>,
 }
 
 type Tx<'t> = Transaction<'t, Sqlite>;
@@ -51,23 +57,24 @@ fn field(name: &str, msg: impl Into<String>) -> ApiError {
 pub async fn apply(command: Command, tx: &mut Tx<'_>, ctx: &Context<'_>) -> Result<Effects, ApiError> {
     match command {
         Command::CreateVolume(v) => create_volume(tx, ctx, v).await,
-        Command::UpdateVolume { name, patch } => update_volume(tx, &name, patch).await,
+        Command::UpdateVolume { name, patch } => update_volume(tx, ctx, &name, patch).await,
         Command::DeleteVolume { name } => delete_volume(tx, &name).await,
         Command::CreateChapUser(u) => create_chap_user(tx, ctx, u).await,
         Command::UpdateChapUser { name, patch } => update_chap_user(tx, ctx, &name, patch).await,
         Command::DeleteChapUser { name } => delete_chap_user(tx, &name).await,
-        Command::CreateTargetGroup(g) => create_group(tx, g).await,
+        Command::CreateTargetGroup(g) => create_group(tx, ctx, g).await,
         Command::UpdateTargetGroup { name, patch } => update_group(tx, &name, patch).await,
         Command::DeleteTargetGroup { name, force } => delete_group(tx, &name, force).await,
         Command::SetGroupRunning { name, running } => set_running(tx, &name, running).await,
         Command::AddTarget { group, target } => {
             let (gid, _) = group_id(tx, &group).await?;
+            quotas::ensure_room(tx, ctx.limits, Counted::Targets(1)).await?;
             add_target(tx, gid, &group, target, "target").await
         }
         Command::RemoveTarget { group, iqn, force } => remove_target(tx, &group, &iqn, force).await,
-        Command::AttachVolume { group, lun } => attach(tx, &group, lun).await,
+        Command::AttachVolume { group, lun } => attach(tx, ctx, &group, lun).await,
         Command::DetachLun { group, lun } => detach(tx, &group, lun).await,
-        Command::AddAclRule { group, rule } => add_acl(tx, &group, rule).await,
+        Command::AddAclRule { group, rule } => add_acl(tx, ctx, &group, rule).await,
         Command::UpdateAclRule { group, initiator, patch } => update_acl(tx, &group, &initiator, patch).await,
         Command::DeleteAclRule { group, initiator } => delete_acl(tx, &group, &initiator).await,
         Command::UpdateNode { name, patch } => update_node(tx, &name, patch).await,
@@ -124,6 +131,9 @@ async fn create_volume(tx: &mut Tx<'_>, ctx: &Context<'_>, v: NewVolume) -> Resu
     }
     errors.into_result()?;
     let size = size.expect("validated");
+    quotas::ensure_room(tx, ctx.limits, Counted::Volume).await?;
+    let capacity = quotas::capacity(tx, ctx.node_id, ctx.data_dir, ctx.limits).await?;
+    let thin = quotas::check_provision(&capacity, size)?;
     let res = sqlx::query(
         "INSERT INTO volumes (name, size, block_size, replicas, wwn, serial, node_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (name) DO NOTHING",
@@ -142,7 +152,11 @@ async fn create_volume(tx: &mut Tx<'_>, ctx: &Context<'_>, v: NewVolume) -> Resu
     if res.rows_affected() == 0 {
         return Err(name_taken("volume", &v.name));
     }
-    Ok(Effects { detail: Some(format!("{} bytes, {}-byte blocks", size, v.block_size)), ..Default::default() })
+    let mut detail = format!("{} bytes, {}-byte blocks", size, v.block_size);
+    if let Some(thin) = thin {
+        detail = format!("{detail}; {thin}");
+    }
+    Ok(Effects { detail: Some(detail), create_image: Some((v.name, size)), ..Default::default() })
 }
 
 fn name_taken(kind: &str, name: &str) -> ApiError {
@@ -160,7 +174,12 @@ async fn volume_row(tx: &mut Tx<'_>, name: &str) -> Result<(i64, i64, i64), ApiE
         .ok_or_else(|| ApiError::not_found(format!("The volume {name}")))
 }
 
-async fn update_volume(tx: &mut Tx<'_>, name: &str, patch: VolumePatch) -> Result<Effects, ApiError> {
+async fn update_volume(
+    tx: &mut Tx<'_>,
+    ctx: &Context<'_>,
+    name: &str,
+    patch: VolumePatch,
+) -> Result<Effects, ApiError> {
     let (id, size, block_size) = volume_row(tx, name).await?;
     let mut changes = Vec::new();
     if let Some(new) = &patch.size {
@@ -172,6 +191,10 @@ async fn update_volume(tx: &mut Tx<'_>, name: &str, patch: VolumePatch) -> Resul
             return Err(field("size", format!("Up to 64 TiB, a multiple of the block size ({block_size} bytes).")));
         }
         if new != size as u64 {
+            let capacity = quotas::capacity(tx, ctx.node_id, ctx.data_dir, ctx.limits).await?;
+            if let Some(thin) = quotas::check_provision(&capacity, new - size as u64)? {
+                changes.push(thin);
+            }
             sqlx::query("UPDATE volumes SET size = ? WHERE id = ?")
                 .bind(new as i64)
                 .bind(id)
@@ -214,7 +237,7 @@ async fn delete_volume(tx: &mut Tx<'_>, name: &str) -> Result<Effects, ApiError>
         )));
     }
     sqlx::query("DELETE FROM volumes WHERE id = ?").bind(id).execute(&mut **tx).await.map_err(db)?;
-    Ok(Effects { remove_files: vec![name.to_string()], ..Default::default() })
+    Ok(Effects { remove_volume: Some(name.to_string()), ..Default::default() })
 }
 
 async fn create_chap_user(tx: &mut Tx<'_>, ctx: &Context<'_>, u: NewChapUser) -> Result<Effects, ApiError> {
@@ -350,8 +373,11 @@ async fn group_id(tx: &mut Tx<'_>, name: &str) -> Result<(i64, String), ApiError
         .ok_or_else(|| ApiError::not_found(format!("The target group {name}")))
 }
 
-async fn create_group(tx: &mut Tx<'_>, g: NewTargetGroup) -> Result<Effects, ApiError> {
+async fn create_group(tx: &mut Tx<'_>, ctx: &Context<'_>, g: NewTargetGroup) -> Result<Effects, ApiError> {
     check_object_name(&g.name).map_err(|m| field("name", m))?;
+    quotas::ensure_room(tx, ctx.limits, Counted::TargetGroup).await?;
+    let adding = u32::try_from(g.targets.len()).unwrap_or(u32::MAX);
+    quotas::ensure_room(tx, ctx.limits, Counted::Targets(adding)).await?;
     let (user, mutual) = resolve_chap(tx, &g.chap).await?;
     let (gid,): (i64,) = match sqlx::query_as(
         "INSERT INTO target_groups (name, state, acl_enabled, chap_mode, chap_user_id, mutual_chap_user_id, created_at) \
@@ -549,8 +575,9 @@ async fn remove_target(tx: &mut Tx<'_>, group: &str, iqn: &str, force: bool) -> 
     Ok(Effects::default())
 }
 
-async fn attach(tx: &mut Tx<'_>, group: &str, new: NewLun) -> Result<Effects, ApiError> {
+async fn attach(tx: &mut Tx<'_>, ctx: &Context<'_>, group: &str, new: NewLun) -> Result<Effects, ApiError> {
     let (gid, _) = group_id(tx, group).await?;
+    quotas::ensure_room(tx, ctx.limits, Counted::Lun(gid)).await?;
     let (vid, _, _) = volume_row(tx, &new.volume).await.map_err(|e| field("volume", e.message))?;
     let attached: Option<(String, i64)> = sqlx::query_as(
         "SELECT g.name, l.lun FROM luns l JOIN target_groups g ON g.id = l.group_id WHERE l.volume_id = ?",
@@ -612,8 +639,9 @@ async fn check_acl_luns(tx: &mut Tx<'_>, gid: i64, luns: &Option<Vec<u8>>) -> Re
     Ok(Some(serde_json::to_string(&sorted).unwrap_or_default()))
 }
 
-async fn add_acl(tx: &mut Tx<'_>, group: &str, rule: NewAclRule) -> Result<Effects, ApiError> {
+async fn add_acl(tx: &mut Tx<'_>, ctx: &Context<'_>, group: &str, rule: NewAclRule) -> Result<Effects, ApiError> {
     let (gid, _) = group_id(tx, group).await?;
+    quotas::ensure_room(tx, ctx.limits, Counted::AclRule(gid)).await?;
     let initiator = normalize_iscsi_name(&rule.initiator).map_err(|m| field("initiator", m))?;
     check_description(rule.alias.as_deref()).map_err(|m| field("alias", m))?;
     let luns = check_acl_luns(tx, gid, &rule.luns).await?;

@@ -13,6 +13,7 @@ use target_engine::config::{
 
 use super::paths::{engine_state, path_state};
 use super::secret_box::SecretBox;
+use super::volume_files;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeriveError {
@@ -20,11 +21,6 @@ pub enum DeriveError {
     Db(#[from] sqlx::Error),
     #[error("stored data is damaged: {0}")]
     Damaged(String),
-}
-
-/// Where the node keeps the file of a volume.
-pub fn volume_path(data_dir: &Path, volume: &str) -> std::path::PathBuf {
-    data_dir.join("volumes").join(format!("{volume}.img"))
 }
 
 /// id, name, size, block size, WWN, serial, IOPS limit, MB/s limit.
@@ -50,8 +46,9 @@ pub async fn derive(
     let mut config = EngineConfig::default();
     for (id, name, size, block_size, wwn, serial, iops_limit, mbps_limit) in volumes {
         volume_names.insert(id, name.clone());
+        let state_file = Some(volume_files::reservation_path(data_dir, &name));
         config.volumes.push(VolumeConfig {
-            path: Some(volume_path(data_dir, &name)),
+            path: Some(volume_files::image_path(data_dir, &name)),
             name,
             backend: BackendKind::File,
             size: Size(size as u64),
@@ -62,8 +59,9 @@ pub async fn derive(
             iops_limit: iops_limit.map(|v| v as u64),
             mbps_limit: mbps_limit.map(|v| v as u64),
             reservations: true,
-            // APTPL reservations are kept next to the image.
-            state_file: None,
+            // The unit's state (APTPL reservations, mode parameters), named
+            // here with the image so that a delete finds every file.
+            state_file,
             write_cache: Default::default(),
         });
     }

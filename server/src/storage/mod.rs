@@ -9,18 +9,21 @@
 //! reason. A later cluster release replicates these commands between nodes.
 
 mod commands;
+pub mod degraded;
 pub mod engine_config;
 pub mod nodes;
 pub mod paths;
+pub mod quotas;
 pub mod secret_box;
 pub mod stats;
 mod views;
+pub mod volume_files;
 
 use std::path::PathBuf;
 
 use portico_app::error::ApiError;
 use portico_app::model::storage::*;
-use portico_app::model::{AuditResult, Role};
+use portico_app::model::{AuditResult, EngineStatus, NodeProblem, Role, StorageCapacity};
 use portico_app::service::Caller;
 use sqlx::SqlitePool;
 use target_engine::engine::Engine;
@@ -38,6 +41,9 @@ pub struct Storage {
     data_dir: PathBuf,
     node_id: i64,
     node_name: String,
+    limits: quotas::Limits,
+    /// What of the stored configuration the engine does not run, and why.
+    problems: std::sync::Mutex<Vec<degraded::Problem>>,
     /// Commands run one at a time: derive + apply + commit is one step.
     apply_lock: tokio::sync::Mutex<()>,
     activity: std::sync::Arc<stats::ActivityLog>,
@@ -48,28 +54,97 @@ fn db_error(e: sqlx::Error) -> ApiError {
     ApiError::internal()
 }
 
+/// A volume file problem as the caller sees it: leftovers of an earlier
+/// volume are a conflict on the name; anything else is the node's failure,
+/// told as it is (paths and the system's reason, nothing secret).
+fn file_error(e: volume_files::VolumeFileError) -> ApiError {
+    match e {
+        volume_files::VolumeFileError::Leftovers { .. } => {
+            let mut api = ApiError::conflict(format!("{e}. Remove or move them first."));
+            api.fields.insert("name".into(), "Files of an earlier volume with this name are in the way.".into());
+            api
+        }
+        _ => {
+            tracing::error!(error = %e, "volume files");
+            ApiError::new(500, format!("{e}; nothing was changed."))
+        }
+    }
+}
+
 impl Storage {
     /// Registers this node and its interfaces, and brings the stored
     /// configuration back up in the engine.
-    pub async fn start(pool: SqlitePool, engine: Engine, data_dir: PathBuf, node_name: String) -> anyhow::Result<Self> {
+    pub async fn start(
+        pool: SqlitePool,
+        engine: Engine,
+        data_dir: PathBuf,
+        node_name: String,
+        limits: quotas::Limits,
+    ) -> anyhow::Result<Self> {
         let secrets = SecretBox::open_or_create(&data_dir)?;
-        std::fs::create_dir_all(data_dir.join("volumes"))?;
+        crate::data_dir::private_dir(&volume_files::volumes_dir(&data_dir))?;
         let node_id = nodes::register_local(&pool, &node_name, &nodes::local_interfaces()).await?;
         let activity = std::sync::Arc::new(stats::ActivityLog::default());
         stats::spawn_sampler(engine.clone(), std::sync::Arc::downgrade(&activity));
-        let storage =
-            Storage { pool, engine, secrets, data_dir, node_id, node_name, apply_lock: Default::default(), activity };
+        let storage = Storage {
+            pool,
+            engine,
+            secrets,
+            data_dir,
+            node_id,
+            node_name,
+            limits,
+            problems: Default::default(),
+            apply_lock: Default::default(),
+            activity,
+        };
         let mut conn = storage.pool.acquire().await?;
-        let config = engine_config::derive(&mut conn, storage.node_id, &storage.data_dir, &storage.secrets).await?;
+        let config = engine_config::derive(&mut conn, storage.node_id, &storage.data_dir, &storage.secrets).await;
         drop(conn);
-        let targets = config.targets.len();
-        storage
-            .engine
-            .apply(config)
-            .await
-            .map_err(|e| anyhow::anyhow!("the stored configuration cannot be applied: {e}"))?;
-        tracing::info!(targets, "engine configured from the database");
+        // Whatever cannot come up is left out and shown; the node serves the rest.
+        let problems = match config {
+            Ok(config) => {
+                for v in &config.volumes {
+                    // Images an older version created readable by others.
+                    if let Some(image) = &v.path {
+                        if let Err(e) = crate::data_dir::private_file(image) {
+                            tracing::warn!(image = %image.display(), error = %e, "cannot make the image private");
+                        }
+                    }
+                }
+                match degraded::apply(&storage.engine, config, |_| true).await {
+                    Ok(problems) => problems,
+                    Err(e) => vec![degraded::Problem::node("configuration", format!("the engine refused it: {e}"))],
+                }
+            }
+            Err(e) => vec![degraded::Problem::node("configuration", format!("it cannot be read: {e}"))],
+        };
+        for p in &problems {
+            tracing::warn!(object = %p.object, reason = %p.reason, "not served");
+        }
+        let targets = storage.engine.config().await.targets.len();
+        tracing::info!(targets, left_out = problems.len(), "engine configured from the database");
+        storage.set_problems(problems);
         Ok(storage)
+    }
+
+    fn problems(&self) -> Vec<degraded::Problem> {
+        self.problems.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_problems(&self, problems: Vec<degraded::Problem>) {
+        *self.problems.lock().unwrap_or_else(|e| e.into_inner()) = problems;
+    }
+
+    /// Names of the volumes left out of the engine.
+    fn offline_volumes(&self) -> std::collections::BTreeSet<String> {
+        degraded::left_out(&self.problems())
+            .into_iter()
+            .filter_map(|p| match p {
+                degraded::Piece::Volume(name) => Some(name),
+                degraded::Piece::Portal(_) => None,
+            })
+            .collect()
     }
 
     pub fn engine(&self) -> &Engine {
@@ -80,7 +155,11 @@ impl Storage {
         &self.node_name
     }
 
-    /// Runs one command: role, validation, database, engine, audit.
+    /// Runs one command: role, validation, database, volume files, engine,
+    /// audit. A new volume's image is created before the engine opens it and
+    /// removed again if the change does not go through; a deleted volume's
+    /// image is removed before the commit (so a failure keeps the volume) and
+    /// its other files after it.
     pub async fn execute(&self, caller: &Caller, command: Command) -> Result<(), ApiError> {
         let action = command.action();
         let object = command.object();
@@ -90,46 +169,99 @@ impl Storage {
         }
         let _one_at_a_time = self.apply_lock.lock().await;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let ctx = commands::Context { node_id: self.node_id, secrets: &self.secrets };
+        let ctx = commands::Context {
+            node_id: self.node_id,
+            secrets: &self.secrets,
+            limits: &self.limits,
+            data_dir: &self.data_dir,
+        };
         let effects = match commands::apply(command, &mut tx, &ctx).await {
             Ok(effects) => effects,
             Err(e) => {
                 drop(tx);
-                self.audit(caller, action, &object, AuditResult::Failure, Some(e.message.clone())).await;
+                return self.failed(caller, action, &object, e).await;
+            }
+        };
+        if let Some((name, size)) = &effects.create_image {
+            if let Err(e) = volume_files::create(&self.data_dir, name, *size) {
+                drop(tx);
+                return self.failed(caller, action, &object, file_error(e)).await;
+            }
+        }
+        let undo_create = || {
+            if let Some((name, _)) = &effects.create_image {
+                if let Err(e) = volume_files::remove_image(&self.data_dir, name) {
+                    tracing::error!(error = %e, "cannot remove the image of a volume that was not created");
+                }
+            }
+        };
+        let config = engine_config::derive(&mut tx, self.node_id, &self.data_dir, &self.secrets).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot derive the engine configuration");
+            ApiError::internal()
+        });
+        let config = match config {
+            Ok(config) => config,
+            Err(e) => {
+                drop(tx);
+                undo_create();
                 return Err(e);
             }
         };
-        let config =
-            engine_config::derive(&mut tx, self.node_id, &self.data_dir, &self.secrets).await.map_err(|e| {
-                tracing::error!(error = %e, "cannot derive the engine configuration");
-                ApiError::internal()
-            })?;
-        if let Err(e) = self.engine.apply(config).await {
-            drop(tx);
-            let message = format!("The iSCSI engine refused the change: {e}");
-            self.audit(caller, action, &object, AuditResult::Failure, Some(message.clone())).await;
-            return Err(ApiError::conflict(message));
+        // Pieces left out before may stay out; anything new that fails refuses the change.
+        let known = degraded::left_out(&self.problems());
+        let problems = match degraded::apply(&self.engine, config, |p| known.contains(p)).await {
+            Ok(problems) => problems,
+            Err(e) => {
+                drop(tx);
+                undo_create();
+                let message = format!("The iSCSI engine refused the change: {e}");
+                return self.failed(caller, action, &object, ApiError::conflict(message)).await;
+            }
+        };
+        if let Some(name) = &effects.remove_volume {
+            if let Err(e) = volume_files::remove_image(&self.data_dir, name) {
+                drop(tx);
+                self.restore_engine().await;
+                return self.failed(caller, action, &object, file_error(e)).await;
+            }
         }
         if let Err(e) = tx.commit().await {
             // The engine runs the new configuration but the database kept the
             // old one: put the engine back to what is stored.
             tracing::error!(error = %e, "commit failed after the engine applied a change; reverting the engine");
-            if let Ok(mut conn) = self.pool.acquire().await {
-                if let Ok(config) = engine_config::derive(&mut conn, self.node_id, &self.data_dir, &self.secrets).await
-                {
-                    let _ = self.engine.apply(config).await;
-                }
-            }
+            undo_create();
+            self.restore_engine().await;
             return Err(ApiError::internal());
         }
-        for path in effects.remove_files {
-            let path = engine_config::volume_path(&self.data_dir, &path);
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot remove a deleted volume's file");
+        self.set_problems(problems);
+        if let Some(name) = &effects.remove_volume {
+            if let Err(e) = volume_files::remove_rest(&self.data_dir, name) {
+                let message = format!(
+                    "The volume {name} is deleted, but {e}. Remove it before creating a volume with this name."
+                );
+                return self.failed(caller, action, &object, ApiError::new(500, message)).await;
             }
         }
         self.audit(caller, action, &object, AuditResult::Success, effects.detail).await;
         Ok(())
+    }
+
+    /// Audits a refused or failed command and returns its error.
+    async fn failed(&self, caller: &Caller, action: &'static str, object: &str, e: ApiError) -> Result<(), ApiError> {
+        self.audit(caller, action, object, AuditResult::Failure, Some(e.message.clone())).await;
+        Err(e)
+    }
+
+    /// Brings the engine back to the stored configuration.
+    async fn restore_engine(&self) {
+        let Ok(mut conn) = self.pool.acquire().await else { return };
+        match engine_config::derive(&mut conn, self.node_id, &self.data_dir, &self.secrets).await {
+            Ok(config) => match degraded::apply(&self.engine, config, |_| true).await {
+                Ok(problems) => self.set_problems(problems),
+                Err(e) => tracing::error!(error = %e, "the engine cannot return to the stored configuration"),
+            },
+            Err(e) => tracing::error!(error = %e, "cannot derive the stored engine configuration"),
+        }
     }
 
     async fn audit(
@@ -145,22 +277,48 @@ impl Storage {
         write_audit(&self.pool, r).await;
     }
 
+    /// The engine's state for the overview.
+    pub async fn engine_status(&self) -> EngineStatus {
+        let config = self.engine.config().await;
+        let problems: Vec<NodeProblem> =
+            self.problems().into_iter().map(|p| NodeProblem { object: p.object, reason: p.reason }).collect();
+        EngineStatus {
+            state: if problems.is_empty() { "running" } else { "degraded" }.into(),
+            targets: config.targets.len() as u32,
+            portals: self.engine.portals().await.len() as u32,
+            sessions: self.engine.sessions().iter().filter(|s| !s.discovery).count() as u32,
+            problems,
+        }
+    }
+
+    /// The space of this node's volumes, measured now.
+    pub async fn capacity(&self) -> Result<StorageCapacity, ApiError> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        quotas::capacity(&mut conn, self.node_id, &self.data_dir, &self.limits).await
+    }
+
     fn read(caller: &Caller) -> Result<(), ApiError> {
         caller.require(Role::Viewer, "see storage objects")
     }
 
+    /// Volumes as stored; one the engine does not serve reads as offline.
+    async fn volume_views(&self, name: Option<&str>) -> Result<Vec<VolumeView>, ApiError> {
+        let mut volumes = views::volumes(&self.pool, name).await.map_err(db_error)?;
+        let offline = self.offline_volumes();
+        for v in volumes.iter_mut().filter(|v| offline.contains(&v.name)) {
+            v.state = "offline".into();
+        }
+        Ok(volumes)
+    }
+
     pub async fn volumes(&self, caller: &Caller) -> Result<Vec<VolumeView>, ApiError> {
         Self::read(caller)?;
-        views::volumes(&self.pool, None).await.map_err(db_error)
+        self.volume_views(None).await
     }
 
     pub async fn volume(&self, caller: &Caller, name: &str) -> Result<VolumeView, ApiError> {
         Self::read(caller)?;
-        views::volumes(&self.pool, Some(name))
-            .await
-            .map_err(db_error)?
-            .pop()
-            .ok_or_else(|| ApiError::not_found(format!("The volume {name}")))
+        self.volume_views(Some(name)).await?.pop().ok_or_else(|| ApiError::not_found(format!("The volume {name}")))
     }
 
     pub async fn target_groups(&self, caller: &Caller) -> Result<Vec<TargetGroupView>, ApiError> {

@@ -3,6 +3,9 @@
 //! router `portico serve` uses.
 #![allow(dead_code)]
 
+pub mod http;
+
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +14,9 @@ use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use portico_app::service::SharedService;
-use portico_server::service::{engine_status, Node, NodeSettings};
+use portico_server::service::{storage_status, Node, NodeSettings};
 use portico_server::state::AppState;
+use portico_server::storage::quotas::Limits;
 use portico_server::storage::Storage;
 use portico_server::throttle::LoginPolicy;
 use serde_json::{json, Value};
@@ -24,6 +28,9 @@ pub struct TestNode {
     pub app: Router,
     pub dir: tempfile::TempDir,
     pub engine: target_engine::engine::Engine,
+    pub options: Options,
+    /// What creating the first administrator answered at this start.
+    pub first_admin: Result<bool, portico_app::error::ApiError>,
 }
 
 pub struct Reply {
@@ -32,41 +39,99 @@ pub struct Reply {
     pub set_cookie: Option<String>,
 }
 
+/// How a test node is set up.
+#[derive(Clone)]
+pub struct Options {
+    pub settings: NodeSettings,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub limits: Limits,
+    /// What `PORTICO_ADMIN_PASSWORD` would hold.
+    pub admin_password: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let mut settings = NodeSettings::new("test-node");
+        // No waits between failures (the throttle's unit tests cover them):
+        // tests send their attempts back to back.
+        settings.login_policy = LoginPolicy { delay_step: Duration::ZERO, ..LoginPolicy::default() };
+        Options {
+            settings,
+            trusted_proxies: Vec::new(),
+            limits: Limits::default(),
+            admin_password: ADMIN_PASSWORD.into(),
+        }
+    }
+}
+
 pub async fn node() -> TestNode {
-    let dir = tempfile::tempdir().unwrap();
-    node_in(dir).await
+    node_with(|_| {}).await
+}
+
+/// A fresh node set up as `configure` says.
+pub async fn node_with(configure: impl FnOnce(&mut Options)) -> TestNode {
+    let mut options = Options::default();
+    configure(&mut options);
+    start(tempfile::tempdir().unwrap(), options).await
 }
 
 /// A node over an existing data directory (first start or restart).
-async fn node_in(dir: tempfile::TempDir) -> TestNode {
+pub async fn node_in_dir(dir: tempfile::TempDir) -> TestNode {
+    start(dir, Options::default()).await
+}
+
+async fn start(dir: tempfile::TempDir, options: Options) -> TestNode {
     let pool = portico_server::db::open(dir.path()).await.unwrap();
-    let mut settings = NodeSettings::new("test-node");
-    settings.login_policy = LoginPolicy { delay_step: Duration::from_millis(1), ..LoginPolicy::default() };
     let engine = target_engine::engine::Engine::new();
-    let storage =
-        Storage::start(pool.clone(), engine.clone(), dir.path().to_path_buf(), "test-node".into()).await.unwrap();
-    let node = Node::new(pool, settings, engine_status(engine.clone()));
-    node.ensure_first_admin(ADMIN_PASSWORD).await.unwrap();
+    let storage = Storage::start(
+        pool.clone(),
+        engine.clone(),
+        dir.path().to_path_buf(),
+        "test-node".into(),
+        options.limits.clone(),
+    )
+    .await
+    .unwrap();
+    let storage = Arc::new(storage);
+    let node = Node::new(pool, options.settings.clone(), storage_status(storage.clone()));
+    let first_admin = node.ensure_first_admin(&options.admin_password).await;
     let leptos_options = leptos::config::LeptosOptions::builder()
         .output_name("portico")
         .site_root(dir.path().to_string_lossy().into_owned())
         .build();
     let state = AppState {
         service: Arc::new(node) as SharedService,
-        storage: Arc::new(storage),
+        storage,
         leptos_options,
         secure_cookies: false,
+        trusted_proxies: options.trusted_proxies.clone().into(),
     };
-    TestNode { app: portico_server::web::router(state), dir, engine }
+    TestNode { app: portico_server::web::router(state), dir, engine, options, first_admin }
 }
 
 impl TestNode {
+    /// Serves the node over TCP on a free loopback port, as `portico serve`
+    /// does (with the peer address of each connection).
+    pub async fn serve(&self) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = self.app.clone().into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
     /// Stops this node's engine and starts a new node on the same data directory.
     pub async fn restart(self) -> TestNode {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Restarts with changed options.
+    pub async fn restart_with(self, change: impl FnOnce(&mut Options)) -> TestNode {
         self.engine.shutdown().await;
-        let TestNode { dir, app, .. } = self;
+        let TestNode { dir, app, mut options, .. } = self;
         drop(app);
-        node_in(dir).await
+        change(&mut options);
+        start(dir, options).await
     }
 
     pub async fn send(&self, method: Method, uri: &str, auth: Option<&str>, body: Option<Value>) -> Reply {

@@ -7,7 +7,7 @@
 //! system cannot.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +36,8 @@ impl FileBackend {
         let file = if read_only {
             OpenOptions::new().read(true).open(&path)?
         } else {
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?
+            // A new image is private to the node (mode 0600).
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path)?
         };
         if !read_only && file.metadata()?.len() < size {
             file.set_len(size)?;
