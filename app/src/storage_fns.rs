@@ -51,19 +51,37 @@ pub async fn list_volumes() -> Result<Vec<VolumeView>, ApiError> {
     go.await.map_err(ssr::failed)
 }
 
+/// A write-cache policy chosen in a form; empty → `None`.
+#[cfg(feature = "ssr")]
+fn write_cache(text: String) -> Result<Option<WriteCache>, ApiError> {
+    match opt(text) {
+        None => Ok(None),
+        Some(t) => WriteCache::parse(&t)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_field("write_cache", "Choose write-through, write-back or initiator.")),
+    }
+}
+
 #[server(prefix = "/rpc", endpoint = "storage/volumes/create", input = Json)]
-pub async fn create_volume(name: String, size: String, block_size: u32) -> Result<(), ApiError> {
+pub async fn create_volume(name: String, size: String, block_size: u32, write_cache: String) -> Result<(), ApiError> {
     ssr::run(Command::CreateVolume(NewVolume {
         name: name.trim().to_string(),
         size: SizeInput::Text(size),
         block_size,
         replicas: 1,
+        write_cache: self::write_cache(write_cache).map_err(ssr::failed)?.unwrap_or_default(),
     }))
     .await
 }
 
 #[server(prefix = "/rpc", endpoint = "storage/volumes/update", input = Json)]
-pub async fn update_volume(name: String, size: String, iops_limit: String, mbps_limit: String) -> Result<(), ApiError> {
+pub async fn update_volume(
+    name: String,
+    size: String,
+    iops_limit: String,
+    mbps_limit: String,
+    write_cache: String,
+) -> Result<(), ApiError> {
     let number = |field: &str, v: String| -> Result<Option<u64>, ApiError> {
         opt(v)
             .map(|v| {
@@ -75,6 +93,7 @@ pub async fn update_volume(name: String, size: String, iops_limit: String, mbps_
         size: opt(size).map(SizeInput::Text),
         iops_limit: number("iops_limit", iops_limit).map_err(ssr::failed)?,
         mbps_limit: number("mbps_limit", mbps_limit).map_err(ssr::failed)?,
+        write_cache: self::write_cache(write_cache).map_err(ssr::failed)?,
     };
     ssr::run(Command::UpdateVolume { name, patch }).await
 }

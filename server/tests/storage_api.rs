@@ -640,3 +640,40 @@ async fn reservations_made_by_an_initiator_are_shown() {
     let (s, e) = get(&n, &op, "/api/v1/volumes/nope/reservations").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
 }
+
+/// WCE in the Caching mode page, as the initiator reads it with MODE SENSE(6).
+async fn wce(ini: &mut initiator::Initiator) -> bool {
+    let r = ini.command_ok(0, &[0x1a, 0x08, 0x08, 0, 64, 0], 64, &[]).await;
+    assert_eq!(r.status, 0);
+    r.data[4 + 2] & 0x04 != 0
+}
+
+#[tokio::test]
+async fn the_write_cache_policy_is_durable_by_default_and_changes_live() {
+    let n = node().await;
+    let op = operator(&n).await;
+    let mut ini = served_volume(&n, &op, "wc").await;
+    let (_, v) = get(&n, &op, "/api/v1/volumes/wc").await;
+    assert_eq!((v["write_cache"].as_str(), v["wce"].as_bool()), (Some("write-through"), Some(false)), "{v}");
+    assert!(!wce(&mut ini).await, "write-through: the initiator sees no write cache");
+
+    let r = n.send(Method::PATCH, "/api/v1/volumes/wc", Some(&op), Some(json!({"write_cache": "write-back"}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // The connected initiator hears of it: MODE PARAMETERS CHANGED (2Ah/01h).
+    let tur = ini.command(0, &[0u8; 6], 0, &[], 0, 0).await;
+    assert_eq!(tur.status, 2);
+    let s = &tur.sense;
+    let (asc, ascq) = if s[0] & 0x7f >= 0x72 { (s[2], s[3]) } else { (s[12], s[13]) };
+    assert_eq!((s[if s[0] & 0x7f >= 0x72 { 1 } else { 2 }] & 0xf, asc, ascq), (6, 0x2a, 0x01));
+    assert!(wce(&mut ini).await);
+    let (_, v) = get(&n, &op, "/api/v1/volumes/wc").await;
+    assert_eq!((v["write_cache"].as_str(), v["wce"].as_bool()), (Some("write-back"), Some(true)));
+
+    let r = n.send(Method::PATCH, "/api/v1/volumes/wc", Some(&op), Some(json!({"write_cache": "sometimes"}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    // Chosen at creation too.
+    let (s, v) =
+        post(&n, &op, "/api/v1/volumes", json!({"name": "wc2", "size": "8MiB", "write_cache": "initiator"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["write_cache"], "initiator");
+}

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use crate::backend::throttle::{Throttle, ThrottledBackend};
 use crate::backend::{file::FileBackend, group_commit::GroupCommit, memory::MemoryBackend, BackendError, BlockBackend};
-use crate::config::{AluaState, BackendKind, ConfigError, EngineConfig, VolumeConfig};
+use crate::config::{AluaState, BackendKind, ConfigError, EngineConfig, VolumeConfig, WriteCache};
 use crate::iscsi::name;
 use crate::iscsi::registry::{AclEntry, Catalog, Registry, TargetEntry};
 use crate::portal::Portal;
@@ -362,6 +362,21 @@ impl Engine {
             .map(|(n, (_, lu))| VolumeStats { volume: n.clone(), size: lu.backend().size(), counters: lu.counters() })
             .collect();
         v.sort_by(|a, b| a.volume.cmp(&b.volume));
+        v
+    }
+
+    /// Each volume's write-cache policy and the WCE its initiators see now, by name.
+    pub async fn write_caches(&self) -> Vec<(String, WriteCache, bool)> {
+        let st = self.inner.state.lock().await;
+        let mut v: Vec<_> = st
+            .volumes
+            .iter()
+            .map(|(n, (_, lu))| {
+                let (policy, wce) = lu.write_cache();
+                (n.clone(), policy, wce)
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 

@@ -86,6 +86,53 @@ pub struct VolumeView {
     pub attached_to: Option<String>,
     pub lun: Option<u8>,
     pub created_at: String,
+    /// Who decides whether writes are cached.
+    pub write_cache: WriteCache,
+    /// The write cache (WCE) initiators see now; absent while the engine
+    /// does not serve the volume.
+    pub wce: Option<bool>,
+}
+
+/// Who decides whether a volume caches writes (the Caching mode page's WCE).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteCache {
+    /// Every write is on stable storage before it is acknowledged (WCE off).
+    #[default]
+    WriteThrough,
+    /// Writes are durable on FUA or SYNCHRONIZE CACHE only (WCE on).
+    WriteBack,
+    /// WCE starts on and the initiator may change it; its choice is kept.
+    Initiator,
+}
+
+impl WriteCache {
+    pub const ALL: [WriteCache; 3] = [WriteCache::WriteThrough, WriteCache::WriteBack, WriteCache::Initiator];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteCache::WriteThrough => "write-through",
+            WriteCache::WriteBack => "write-back",
+            WriteCache::Initiator => "initiator",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<WriteCache> {
+        WriteCache::ALL.into_iter().find(|w| w.as_str() == s)
+    }
+
+    /// What a node's power cut costs under this policy, for forms and tables.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            WriteCache::WriteThrough => "durable before acknowledged: nothing is lost on a power cut",
+            WriteCache::WriteBack => {
+                "only for initiators that flush (Linux, Windows) or hardware with power protection: \
+                 writes not yet flushed are lost on a power cut"
+            }
+            WriteCache::Initiator => "the initiator turns the write cache on or off; its choice is kept",
+        }
+    }
 }
 
 /// Body of `POST /api/v1/volumes`.
@@ -98,6 +145,9 @@ pub struct NewVolume {
     pub block_size: u32,
     #[serde(default = "default_replicas")]
     pub replicas: u8,
+    /// Default: write-through.
+    #[serde(default)]
+    pub write_cache: WriteCache,
 }
 
 fn default_block_size() -> u32 {
@@ -118,6 +168,9 @@ pub struct VolumePatch {
     pub iops_limit: Option<u64>,
     #[serde(default)]
     pub mbps_limit: Option<u64>,
+    /// Applied live; initiators see MODE PARAMETERS CHANGED if WCE changes.
+    #[serde(default)]
+    pub write_cache: Option<WriteCache>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

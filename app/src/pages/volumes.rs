@@ -1,4 +1,4 @@
-//! Volumes: create, grow, set limits, delete.
+//! Volumes: create, grow, set limits and the write-cache policy, delete.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -7,7 +7,7 @@ use super::reservations::ReservationsCard;
 use crate::chart::LiveActivity;
 use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage, JsonForm};
 use crate::format;
-use crate::model::storage::{format_size, VolumeView};
+use crate::model::storage::{format_size, VolumeView, WriteCache};
 use crate::model::{Me, Role};
 use crate::storage_fns::{list_volumes, CreateVolume, DeleteVolume, UpdateVolume};
 
@@ -48,7 +48,7 @@ pub fn VolumesPage() -> impl IntoView {
                             <table class="table" data-testid="volumes-table">
                                 <thead><tr>
                                     <th>"Name"</th><th>"Size"</th><th>"Block"</th><th>"State"</th><th>"Attached to"</th>
-                                    <th>"Limits"</th><th>"WWN"</th><th class="actions-col"></th>
+                                    <th>"Write cache"</th><th>"Limits"</th><th>"WWN"</th><th class="actions-col"></th>
                                 </tr></thead>
                                 <tbody>
                                     {list.into_iter().map(|v| view! { <VolumeRow v writer update delete editing/> }).collect_view()}
@@ -79,6 +79,8 @@ pub fn VolumesPage() -> impl IntoView {
                     <label>"Block size"
                         <select name="block_size"><option value="512">"512 bytes"</option><option value="4096">"4096 bytes"</option></select>
                         <FieldMessage value=create.value() field="block_size"/></label>
+                    <WriteCacheChoice current=None/>
+                    <FieldMessage value=create.value() field="write_cache"/>
                     <div class="form-actions"><button type="submit" class="btn btn-primary">"Create volume"</button></div>
                 </JsonForm>
                 <ActionError value=create.value()/>
@@ -123,6 +125,14 @@ fn VolumeRow(
             <td>{v.block_size}</td>
             <td><Badge kind=state_kind text=v.state.clone()/></td>
             <td>{attached}</td>
+            <td class="nowrap" data-testid="write-cache">
+                {v.write_cache.as_str()}
+                <div class="muted small">{match v.wce {
+                    Some(true) => "initiators see WCE on",
+                    Some(false) => "initiators see WCE off",
+                    None => "not served",
+                }}</div>
+            </td>
             <td class="nowrap">{limits}</td>
             <td><code class="small">{v.wwn.clone()}</code></td>
             <td class="actions-col">
@@ -145,6 +155,7 @@ fn VolumeRow(
                                     <input type="text" name="size" placeholder="new size, e.g. 2GiB" aria-label="New size"/>
                                     <input type="text" name="iops_limit" placeholder="IOPS limit" aria-label="IOPS limit" size="8"/>
                                     <input type="text" name="mbps_limit" placeholder="MB/s limit" aria-label="MB/s limit" size="8"/>
+                                    <WriteCacheChoice current=Some(v.write_cache)/>
                                     <button type="submit" class="btn btn-small btn-primary">"Apply"</button>
                                     <button type="button" class="btn btn-small btn-ghost" on:click=move |_| editing.set(None)>"Close"</button>
                                     <FieldMessage value=update.value() field="size"/>
@@ -157,4 +168,32 @@ fn VolumeRow(
         </tr>
     }
     .into_any()
+}
+
+/// The write-cache policy as a choice, with what each costs on a power cut
+/// and a warning while write-back is chosen. With `current`, the choice
+/// starts there (a change applies live; initiators are told).
+#[component]
+fn WriteCacheChoice(current: Option<WriteCache>) -> impl IntoView {
+    let chosen = RwSignal::new(current.unwrap_or_default());
+    view! {
+        <label>"Write cache"
+            <select name="write_cache" aria-label="Write cache" on:change=move |ev| {
+                if let Some(w) = WriteCache::parse(&event_target_value(&ev)) {
+                    chosen.set(w);
+                }
+            }>
+                {WriteCache::ALL.into_iter().map(|w| view! {
+                    <option value=w.as_str() selected=move || chosen.get() == w>{w.as_str()}</option>
+                }).collect_view()}
+            </select>
+            <span class="muted small">{move || chosen.get().meaning()}</span>
+            <Show when=move || chosen.get() == WriteCache::WriteBack>
+                <span class="banner banner-warn small" role="note">
+                    "Write-back: only for initiators that flush (Linux, Windows) or hardware with power protection. \
+                     VMware ESXi does not flush: a power cut loses writes it was told were done."
+                </span>
+            </Show>
+        </label>
+    }
 }

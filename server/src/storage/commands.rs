@@ -135,8 +135,8 @@ async fn create_volume(tx: &mut Tx<'_>, ctx: &Context<'_>, v: NewVolume) -> Resu
     let capacity = quotas::capacity(tx, ctx.node_id, ctx.data_dir, ctx.limits).await?;
     let thin = quotas::check_provision(&capacity, size)?;
     let res = sqlx::query(
-        "INSERT INTO volumes (name, size, block_size, replicas, wwn, serial, node_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO volumes (name, size, block_size, replicas, wwn, serial, node_id, created_at, write_cache) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
     )
     .bind(&v.name)
     .bind(size as i64)
@@ -146,13 +146,14 @@ async fn create_volume(tx: &mut Tx<'_>, ctx: &Context<'_>, v: NewVolume) -> Resu
     .bind(format!("PRT{}", random_hex(8).to_uppercase()))
     .bind(ctx.node_id)
     .bind(crate::db::now())
+    .bind(v.write_cache.as_str())
     .execute(&mut **tx)
     .await
     .map_err(db)?;
     if res.rows_affected() == 0 {
         return Err(name_taken("volume", &v.name));
     }
-    let mut detail = format!("{} bytes, {}-byte blocks", size, v.block_size);
+    let mut detail = format!("{} bytes, {}-byte blocks, {}", size, v.block_size, v.write_cache.as_str());
     if let Some(thin) = thin {
         detail = format!("{detail}; {thin}");
     }
@@ -216,8 +217,17 @@ async fn update_volume(
             changes.push(format!("{column} {}", v.map(|v| v.to_string()).unwrap_or_else(|| "none".into())));
         }
     }
+    if let Some(policy) = patch.write_cache {
+        sqlx::query("UPDATE volumes SET write_cache = ? WHERE id = ?")
+            .bind(policy.as_str())
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+        changes.push(format!("write cache {}", policy.as_str()));
+    }
     if changes.is_empty() {
-        return Err(ApiError::new(422, "Nothing to change: give size, iops_limit or mbps_limit."));
+        return Err(ApiError::new(422, "Nothing to change: give size, iops_limit, mbps_limit or write_cache."));
     }
     Ok(Effects { detail: Some(changes.join("; ")), ..Default::default() })
 }

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use portico_app::model::storage::WriteCache;
 use sqlx::SqliteConnection;
 use target_engine::config::{
     AclEntry, AluaState, BackendKind, ChapConfig, ChapMode, EngineConfig, Size, TargetConfig, VolumeConfig,
+    WriteCache as EngineWriteCache,
 };
 
 use super::paths::{engine_state, path_state};
@@ -23,8 +25,8 @@ pub enum DeriveError {
     Damaged(String),
 }
 
-/// id, name, size, block size, WWN, serial, IOPS limit, MB/s limit.
-type VolumeRow = (i64, String, i64, i64, String, String, Option<i64>, Option<i64>);
+/// id, name, size, block size, WWN, serial, IOPS limit, MB/s limit, write-cache policy.
+type VolumeRow = (i64, String, i64, i64, String, String, Option<i64>, Option<i64>, String);
 
 /// group id, IQN, portals, TPG, ACL on, CHAP mode, CHAP secret and user, mutual secret and user.
 type TargetRow =
@@ -37,15 +39,22 @@ pub async fn derive(
     secrets: &SecretBox,
 ) -> Result<EngineConfig, DeriveError> {
     let volumes: Vec<VolumeRow> = sqlx::query_as(
-        "SELECT id, name, size, block_size, wwn, serial, iops_limit, mbps_limit FROM volumes WHERE node_id = ? ORDER BY name",
+        "SELECT id, name, size, block_size, wwn, serial, iops_limit, mbps_limit, write_cache \
+         FROM volumes WHERE node_id = ? ORDER BY name",
     )
-            .bind(node_id)
-            .fetch_all(&mut *conn)
-            .await?;
+    .bind(node_id)
+    .fetch_all(&mut *conn)
+    .await?;
     let mut volume_names = BTreeMap::new();
     let mut config = EngineConfig::default();
-    for (id, name, size, block_size, wwn, serial, iops_limit, mbps_limit) in volumes {
+    for (id, name, size, block_size, wwn, serial, iops_limit, mbps_limit, write_cache) in volumes {
         volume_names.insert(id, name.clone());
+        let write_cache = match WriteCache::parse(&write_cache) {
+            Some(WriteCache::WriteThrough) => EngineWriteCache::WriteThrough,
+            Some(WriteCache::WriteBack) => EngineWriteCache::WriteBack,
+            Some(WriteCache::Initiator) => EngineWriteCache::Initiator,
+            None => return Err(DeriveError::Damaged(format!("volume {name}: write cache {write_cache:?}"))),
+        };
         let state_file = Some(volume_files::reservation_path(data_dir, &name));
         config.volumes.push(VolumeConfig {
             path: Some(volume_files::image_path(data_dir, &name)),
@@ -62,7 +71,7 @@ pub async fn derive(
             // The unit's state (APTPL reservations, mode parameters), named
             // here with the image so that a delete finds every file.
             state_file,
-            write_cache: Default::default(),
+            write_cache,
         });
     }
 

@@ -301,12 +301,18 @@ impl Storage {
         caller.require(Role::Viewer, "see storage objects")
     }
 
-    /// Volumes as stored; one the engine does not serve reads as offline.
+    /// Volumes as stored, with the write cache their initiators see now;
+    /// one the engine does not serve reads as offline.
     async fn volume_views(&self, name: Option<&str>) -> Result<Vec<VolumeView>, ApiError> {
         let mut volumes = views::volumes(&self.pool, name).await.map_err(db_error)?;
         let offline = self.offline_volumes();
-        for v in volumes.iter_mut().filter(|v| offline.contains(&v.name)) {
-            v.state = "offline".into();
+        let wce: std::collections::BTreeMap<String, bool> =
+            self.engine.write_caches().await.into_iter().map(|(n, _, wce)| (n, wce)).collect();
+        for v in volumes.iter_mut() {
+            if offline.contains(&v.name) {
+                v.state = "offline".into();
+            }
+            v.wce = wce.get(&v.name).copied();
         }
         Ok(volumes)
     }

@@ -7,13 +7,26 @@ use super::paths::path_state;
 use portico_app::model::storage::*;
 use sqlx::SqlitePool;
 
-type VolumeRow =
-    (String, i64, i64, i64, String, String, Option<i64>, Option<i64>, String, String, Option<String>, Option<i64>);
+type VolumeRow = (
+    String,
+    i64,
+    i64,
+    i64,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    String,
+);
 
 pub async fn volumes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<VolumeView>> {
     let rows: Vec<VolumeRow> = sqlx::query_as(
         "SELECT v.name, v.size, v.block_size, v.replicas, v.wwn, v.serial, v.iops_limit, v.mbps_limit, v.state, v.created_at, \
-                g.name, l.lun \
+                g.name, l.lun, v.write_cache \
          FROM volumes v LEFT JOIN luns l ON l.volume_id = v.id LEFT JOIN target_groups g ON g.id = l.group_id \
          WHERE ? IS NULL OR v.name = ? ORDER BY v.name",
     )
@@ -23,21 +36,40 @@ pub async fn volumes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(name, size, block_size, replicas, wwn, serial, iops, mbps, state, created_at, group, lun)| VolumeView {
-            name,
-            size: size as u64,
-            block_size: block_size as u32,
-            replicas: replicas as u8,
-            wwn,
-            serial,
-            thin: true,
-            iops_limit: iops.map(|v| v as u64),
-            mbps_limit: mbps.map(|v| v as u64),
-            state,
-            attached_to: group,
-            lun: lun.map(|l| l as u8),
-            created_at,
-        })
+        .map(
+            |(
+                name,
+                size,
+                block_size,
+                replicas,
+                wwn,
+                serial,
+                iops,
+                mbps,
+                state,
+                created_at,
+                group,
+                lun,
+                write_cache,
+            )| VolumeView {
+                name,
+                size: size as u64,
+                block_size: block_size as u32,
+                replicas: replicas as u8,
+                wwn,
+                serial,
+                thin: true,
+                iops_limit: iops.map(|v| v as u64),
+                mbps_limit: mbps.map(|v| v as u64),
+                state,
+                attached_to: group,
+                lun: lun.map(|l| l as u8),
+                created_at,
+                // The column's CHECK constraint allows only the three policies.
+                write_cache: WriteCache::parse(&write_cache).unwrap_or_default(),
+                wce: None,
+            },
+        )
         .collect())
 }
 
