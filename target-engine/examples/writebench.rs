@@ -93,11 +93,12 @@ async fn main() {
         ("InitialR2T", "No"),
         ("FirstBurstLength", "262144"),
         ("MaxBurstLength", "1048576"),
-        ("MaxRecvDataSegmentLength", "262144"),
     ];
     let o = LoginOpts { initiator: INITIATOR, target: Some(&a.target), keys, ..Default::default() };
     i.login(&o).await.expect("login");
     i.tx_framing.max_data = i.tx_framing.max_data.max(a.size.min(256 * 1024));
+    // The first command reports the power-on unit attention.
+    let _ = i.command_ok(a.lun, &[0u8; 6], 0, &[]).await;
     let data = Bytes::from((0..a.size).map(|k| (k * 7 % 251) as u8).collect::<Vec<u8>>());
     let blocks = (a.size as u64 / a.block_size) as u32;
     let slots = (a.span / a.size as u64).max(1);

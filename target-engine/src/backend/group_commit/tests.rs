@@ -16,9 +16,13 @@ fn block(i: usize) -> Bytes {
 }
 
 fn setup(blocks: usize, delay_ms: u64) -> (Arc<PowerCutBackend>, Arc<GroupCommit>) {
+    setup_with(blocks, delay_ms, super::FLUSHES_IN_FLIGHT)
+}
+
+fn setup_with(blocks: usize, delay_ms: u64, in_flight: usize) -> (Arc<PowerCutBackend>, Arc<GroupCommit>) {
     let disk = Arc::new(PowerCutBackend::new((blocks * BLOCK) as u64));
     disk.set_flush_delay(Duration::from_millis(delay_ms));
-    let gc = Arc::new(GroupCommit::new(disk.clone()));
+    let gc = Arc::new(GroupCommit::with_flushes_in_flight(disk.clone(), in_flight));
     (disk, gc)
 }
 
@@ -62,7 +66,8 @@ async fn a_write_waits_for_a_flush_that_began_after_it_completed() {
 
 #[tokio::test]
 async fn a_failed_flush_fails_the_writes_that_waited_for_it() {
-    let (disk, gc) = setup(8, 100);
+    // One flush at a time, so that the two writes below share the next.
+    let (disk, gc) = setup_with(8, 100, 1);
     let first = {
         let gc = gc.clone();
         tokio::spawn(async move { gc.write(0, block(0), true).await })
@@ -77,6 +82,22 @@ async fn a_failed_flush_fails_the_writes_that_waited_for_it() {
     // The next flush starts afresh and saves what is left.
     gc.write(3 * BLOCK as u64, block(3), true).await.unwrap();
     assert_eq!(&disk.power_cut()[3 * BLOCK..4 * BLOCK], &block(3)[..]);
+}
+
+#[tokio::test]
+async fn no_more_flushes_run_at_once_than_allowed() {
+    let (disk, gc) = setup_with(64, 30, 2);
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let gc = gc.clone();
+        tasks.push(tokio::spawn(async move { gc.write((i * BLOCK) as u64, block(i), true).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(disk.flushes(), 2, "two start at once, the rest wait for the next");
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert!(disk.flushes() <= 4, "64 writes, {} flushes", disk.flushes());
 }
 
 #[tokio::test]
