@@ -189,7 +189,7 @@ async fn flood(a: &Args, scenario: &str) -> Vec<Initiator> {
                     // Answer every R2T but the last 64 KiB of the data solicited.
                     let mut r2ts = Vec::new();
                     while let Some(p) = i.recv_timeout(Duration::from_millis(300)).await {
-                        if p.bhs.opcode() == op::R2T {
+                        if p.bhs.opcode() == op::R2T && p.bhs.itt() == itt {
                             r2ts.push((p.bhs.u32_at(20), p.bhs.u32_at(40), p.bhs.u32_at(44)));
                         }
                     }
