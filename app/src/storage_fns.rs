@@ -63,7 +63,12 @@ fn write_cache(text: String) -> Result<Option<WriteCache>, ApiError> {
 }
 
 #[server(prefix = "/rpc", endpoint = "storage/volumes/create", input = Json)]
-pub async fn create_volume(name: String, size: String, block_size: u32, write_cache: String) -> Result<(), ApiError> {
+pub async fn create_volume(
+    name: String,
+    size: String,
+    block_size: u32,
+    #[server(default)] write_cache: String,
+) -> Result<(), ApiError> {
     ssr::run(Command::CreateVolume(NewVolume {
         name: name.trim().to_string(),
         size: SizeInput::Text(size),
@@ -80,7 +85,7 @@ pub async fn update_volume(
     size: String,
     iops_limit: String,
     mbps_limit: String,
-    write_cache: String,
+    #[server(default)] write_cache: String,
 ) -> Result<(), ApiError> {
     let number = |field: &str, v: String| -> Result<Option<u64>, ApiError> {
         opt(v)
