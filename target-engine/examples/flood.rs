@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use target_engine::iscsi::pdu::{self, op, Bhs, Pdu};
+use target_engine::iscsi::pdu::{self, op, Pdu};
 use target_engine::testkit::initiator::{read10, write10, Initiator, LoginOpts, INITIATOR};
 use target_engine::testkit::resident_kib;
 
@@ -90,17 +90,6 @@ async fn clean_login(portal: SocketAddr) -> Result<Duration, String> {
     Ok(t0.elapsed())
 }
 
-fn nop_out(i: &mut Initiator, payload: &Bytes) -> Vec<u8> {
-    let mut b = Bhs::new(op::NOP_OUT);
-    b.set_immediate(true);
-    b.set_flags(0x80);
-    let itt = i.next_itt();
-    b.set_itt(itt);
-    b.set_u32(20, 0xffff_ffff);
-    b.set_u32(24, i.cmd_sn);
-    pdu::encode(Pdu::with_data(b, payload.clone()), &i.tx_framing).to_vec()
-}
-
 async fn login(a: &Args, isid: u8, target: Option<&str>) -> Initiator {
     let mut i = Initiator::connect(a.portal).await;
     i.isid[4] = 0x66;
@@ -120,7 +109,7 @@ async fn flood(a: &Args, scenario: &str) -> Vec<Initiator> {
             let payload = Bytes::from(vec![0x5a; 256 * 1024]);
             let mut sent = 0u64;
             while Instant::now() < until {
-                let bytes = nop_out(&mut i, &payload);
+                let bytes = pdu::encode(i.nop_out_pdu(payload.clone()), &i.tx_framing);
                 match tokio::time::timeout(Duration::from_millis(200), i.send_raw(&bytes)).await {
                     Ok(Ok(())) => sent += 1,
                     Ok(Err(_)) => break,

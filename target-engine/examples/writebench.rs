@@ -60,7 +60,10 @@ fn args() -> Args {
         }
     }
     assert!(!a.target.is_empty(), "--target IQN is required");
-    assert!(a.size as u64 % a.block_size == 0 && a.size <= 256 * 1024, "--size: whole blocks, at most 256 KiB");
+    assert!(
+        (a.size as u64).is_multiple_of(a.block_size) && a.size <= 256 * 1024,
+        "--size: whole blocks, at most 256 KiB"
+    );
     a
 }
 

@@ -4,12 +4,12 @@
 //!
 //! The memory cases are in `memory.rs`, alone in their process.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use target_engine::iscsi::pdu::{op, Bhs, Pdu};
 use target_engine::testkit::initiator::*;
-use target_engine::{Engine, EngineConfig};
+use target_engine::testkit::{logged_in, start_engine};
 
 const IQN: &str = "iqn.2026-11.test.portico:hard";
 
@@ -31,28 +31,10 @@ luns = {{ 0 = "a" }}
     )
 }
 
-async fn start(toml: &str) -> (Engine, SocketAddr) {
-    let engine = Engine::new();
-    engine.apply(EngineConfig::from_toml(toml).unwrap()).await.unwrap();
-    let addr = *engine.portals().await.values().next().unwrap();
-    (engine, addr)
-}
-
-fn opts(target: Option<&str>) -> LoginOpts<'_> {
-    LoginOpts { initiator: INITIATOR, target, ..Default::default() }
-}
-
-async fn session(addr: SocketAddr, isid: u8) -> Initiator {
-    let mut i = Initiator::connect(addr).await;
-    i.isid[5] = isid;
-    i.login(&opts(Some(IQN))).await.expect("login");
-    i
-}
-
 #[tokio::test]
 async fn login_connections_are_capped_per_address_and_overall() {
     let limits = "[limits]\nmax_login_connections = 3\nmax_login_connections_per_address = 2\n";
-    let (_e, addr) = start(&config("", "", limits)).await;
+    let (_e, addr) = start_engine(&config("", "", limits)).await;
     let a: IpAddr = "127.0.0.1".parse().unwrap();
     let b: IpAddr = "127.0.0.2".parse().unwrap();
     let mut a1 = Initiator::connect_from(addr, a).await.unwrap();
@@ -66,31 +48,31 @@ async fn login_connections_are_capped_per_address_and_overall() {
     let mut b2 = Initiator::connect_from(addr, b).await.unwrap();
     assert!(b2.closed_within(Duration::from_secs(2)).await, "three are logging in: the overall cap");
     // A login that completes gives its place back.
-    a1.login(&opts(Some(IQN))).await.unwrap();
+    a1.login(&LoginOpts::new(Some(IQN))).await.unwrap();
     let mut b3 = Initiator::connect_from(addr, b).await.unwrap();
-    b3.login(&opts(Some(IQN))).await.unwrap();
+    b3.login(&LoginOpts::new(Some(IQN))).await.unwrap();
     assert!(!a2.closed_within(Duration::from_millis(100)).await);
 }
 
 #[tokio::test]
 async fn sessions_are_capped_and_refused_with_out_of_resources() {
-    let (_e, addr) = start(&config("", "", "[limits]\nmax_sessions = 2\n")).await;
-    let _s1 = session(addr, 1).await;
-    let mut s2 = session(addr, 2).await;
+    let (_e, addr) = start_engine(&config("", "", "[limits]\nmax_sessions = 2\n")).await;
+    let _s1 = logged_in(addr, IQN, 1).await;
+    let mut s2 = logged_in(addr, IQN, 2).await;
     let mut third = Initiator::connect(addr).await;
     third.isid[5] = 3;
-    assert_eq!(third.login(&opts(Some(IQN))).await, Err((3, 2)));
+    assert_eq!(third.login(&LoginOpts::new(Some(IQN))).await, Err((3, 2)));
     assert!(third.closed_within(Duration::from_secs(2)).await);
     assert_eq!(s2.logout().await.bhs.opcode(), op::LOGOUT_RESP);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut again = Initiator::connect(addr).await;
     again.isid[5] = 3;
-    again.login(&opts(Some(IQN))).await.unwrap();
+    again.login(&LoginOpts::new(Some(IQN))).await.unwrap();
 }
 
 #[tokio::test]
 async fn an_invalid_initiator_name_is_refused_before_anything_else() {
-    let (e, addr) = start(&config("", "", "")).await;
+    let (e, addr) = start_engine(&config("", "", "")).await;
     for bad in ["iqn.2026-11.x:a b", "iqn.2026-11.x:a\nINFO forged", "host1", "iqn.2026-11.x:a,i,0x1"] {
         let mut i = Initiator::connect(addr).await;
         let o = LoginOpts { initiator: bad, target: Some(IQN), ..Default::default() };
@@ -115,8 +97,8 @@ async fn announced_max(i: &mut Initiator) -> u32 {
 #[tokio::test]
 async fn commands_beyond_the_announced_max_cmd_sn_are_ignored() {
     // One read a second: the first reads stay in flight and shrink the window.
-    let (_e, addr) = start(&config("iops_limit = 1", "", "")).await;
-    let mut i = session(addr, 1).await;
+    let (_e, addr) = start_engine(&config("iops_limit = 1", "", "")).await;
+    let mut i = logged_in(addr, IQN, 1).await;
     for k in 0..10u32 {
         let b = i.scsi_pdu(0, &read10(k, 1), true, false, 512);
         i.send(Pdu::new(b)).await;
@@ -150,8 +132,8 @@ async fn commands_beyond_the_announced_max_cmd_sn_are_ignored() {
 
 #[tokio::test]
 async fn immediate_commands_beyond_the_window_are_rejected() {
-    let (_e, addr) = start(&config("iops_limit = 1", "", "")).await;
-    let mut i = session(addr, 1).await;
+    let (_e, addr) = start_engine(&config("iops_limit = 1", "", "")).await;
+    let mut i = logged_in(addr, IQN, 1).await;
     for k in 0..140u32 {
         let mut b = i.scsi_pdu(0, &read10(k, 1), true, false, 512);
         b.set_immediate(true);
@@ -175,9 +157,9 @@ async fn immediate_commands_beyond_the_window_are_rejected() {
 
 #[tokio::test]
 async fn discovery_requests_are_rate_limited() {
-    let (_e, addr) = start(&config("", "", "")).await;
+    let (_e, addr) = start_engine(&config("", "", "")).await;
     let mut d = Initiator::connect(addr).await;
-    d.login(&opts(None)).await.unwrap();
+    d.login(&LoginOpts::new(None)).await.unwrap();
     let t0 = Instant::now();
     for _ in 0..40 {
         assert!(!d.send_targets().await.is_empty());
@@ -188,8 +170,8 @@ async fn discovery_requests_are_rate_limited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn solicited_data_out_that_never_comes_ends_the_connection() {
-    let (e, addr) = start(&config("", "", "")).await;
-    let mut i = session(addr, 1).await;
+    let (e, addr) = start_engine(&config("", "", "")).await;
+    let mut i = logged_in(addr, IQN, 1).await;
     let b = i.scsi_pdu(0, &write10(0, 128), false, true, 64 * 1024);
     i.send(Pdu::new(b)).await;
     let r2t = i.recv().await;
@@ -226,7 +208,7 @@ acl = [
   {{ initiator = "{OTHER}", luns = [0], chap = {{ mode = "one-way", user = "other", secret = "othersecret12" }} }},
 ]"#
     );
-    let (_e, addr) = start(&config("", &target_extra, "")).await;
+    let (_e, addr) = start_engine(&config("", &target_extra, "")).await;
     let login = |initiator: &'static str, chap: (&'static str, &'static str)| async move {
         let mut i = Initiator::connect(addr).await;
         i.login(&LoginOpts { initiator, target: Some(IQN), chap: Some(chap), ..Default::default() }).await

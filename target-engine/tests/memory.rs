@@ -8,15 +8,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use target_engine::iscsi::pdu::{op, Bhs, Pdu};
+use target_engine::iscsi::pdu::{op, Pdu};
 use target_engine::testkit::initiator::*;
-use target_engine::testkit::resident_kib;
-use target_engine::{Engine, EngineConfig};
+use target_engine::testkit::{logged_in, resident_kib, start_engine};
+use target_engine::Engine;
 
 const IQN: &str = "iqn.2026-11.test.portico:memory";
 
 async fn start() -> (Engine, SocketAddr) {
-    let toml = format!(
+    start_engine(&format!(
         r#"
 [[volume]]
 name = "a"
@@ -27,37 +27,12 @@ iqn = "{IQN}"
 portals = ["127.0.0.1:0"]
 luns = {{ 0 = "a" }}
 "#
-    );
-    let engine = Engine::new();
-    engine.apply(EngineConfig::from_toml(&toml).unwrap()).await.unwrap();
-    let addr = *engine.portals().await.values().next().unwrap();
-    (engine, addr)
-}
-
-fn opts(target: Option<&str>) -> LoginOpts<'_> {
-    LoginOpts { initiator: INITIATOR, target, ..Default::default() }
-}
-
-async fn session(addr: SocketAddr, isid: u8) -> Initiator {
-    let mut i = Initiator::connect(addr).await;
-    i.isid[5] = isid;
-    i.login(&opts(Some(IQN))).await.expect("login");
-    i
+    ))
+    .await
 }
 
 fn rss_mib() -> u64 {
     resident_kib(std::process::id()).expect("/proc") / 1024
-}
-
-fn nop_out(i: &mut Initiator, payload: &Bytes) -> Pdu {
-    let mut b = Bhs::new(op::NOP_OUT);
-    b.set_immediate(true);
-    b.set_flags(0x80);
-    let itt = i.next_itt();
-    b.set_itt(itt);
-    b.set_u32(20, 0xffff_ffff);
-    b.set_u32(24, i.cmd_sn);
-    Pdu::with_data(b, payload.clone())
 }
 
 /// Sends NOP-Outs with 256 KiB each for `secs`, never reading the NOP-Ins;
@@ -67,7 +42,7 @@ async fn nop_flood(i: &mut Initiator, secs: u64) -> usize {
     let end = Instant::now() + Duration::from_secs(secs);
     let mut sent = 0;
     while Instant::now() < end {
-        let p = nop_out(i, &payload);
+        let p = i.nop_out_pdu(payload.clone());
         let bytes = target_engine::iscsi::pdu::encode(p, &i.tx_framing);
         match tokio::time::timeout(Duration::from_millis(500), i.send_raw(&bytes)).await {
             Ok(Ok(())) => sent += 1,
@@ -88,12 +63,12 @@ async fn a_peer_that_never_reads_holds_little_and_is_dropped() {
     let (e, addr) = start().await;
     let before = rss_mib();
     let mut flooder = Initiator::connect(addr).await;
-    flooder.login(&opts(Some(IQN))).await.unwrap();
+    flooder.login(&LoginOpts::new(Some(IQN))).await.unwrap();
     flooder.tx_framing.max_data = 256 * 1024;
     let sent = nop_flood(&mut flooder, 6).await;
     let during = rss_mib();
     // Another host is served meanwhile.
-    let mut other = session(addr, 9).await;
+    let mut other = logged_in(addr, IQN, 9).await;
     assert_eq!(other.nop(b"still here").await.bhs.opcode(), op::NOP_IN);
     println!("NOP-Outs taken: {sent}; RSS before {before} MiB, during {during} MiB");
     assert!(during < before + 48, "RSS grew from {before} to {during} MiB");
@@ -110,7 +85,7 @@ async fn a_peer_that_never_reads_holds_little_and_is_dropped() {
 
 async fn reads_with_a_tiny_edtl_are_budgeted_by_their_transfer_length() {
     let (_e, addr) = start().await;
-    let mut i = session(addr, 1).await;
+    let mut i = logged_in(addr, IQN, 1).await;
     // Data in the first 8 MiB, so that every read copies real pages.
     let chunk: Vec<u8> = (0..512 * 1024).map(|k| (k % 251) as u8 | 1).collect();
     for k in 0..16u32 {

@@ -27,6 +27,13 @@ pub struct LoginOpts<'a> {
     pub keys: Vec<(&'a str, &'a str)>,
 }
 
+impl<'a> LoginOpts<'a> {
+    /// The test initiator logging in to `target` (`None`: discovery).
+    pub fn new(target: Option<&'a str>) -> Self {
+        LoginOpts { initiator: INITIATOR, target, ..Default::default() }
+    }
+}
+
 #[derive(Debug)]
 pub struct CmdResult {
     pub status: u8,
@@ -373,7 +380,8 @@ impl Initiator {
         keys::parse_text(&p.data).unwrap()
     }
 
-    pub async fn nop(&mut self, payload: &[u8]) -> Pdu {
+    /// An immediate NOP-Out that asks for a NOP-In echo of `payload`.
+    pub fn nop_out_pdu(&mut self, payload: Bytes) -> Pdu {
         let mut b = Bhs::new(op::NOP_OUT);
         b.set_immediate(true);
         b.set_flags(0x80);
@@ -381,7 +389,12 @@ impl Initiator {
         b.set_itt(itt);
         b.set_u32(20, 0xffff_ffff);
         b.set_u32(24, self.cmd_sn);
-        self.send(Pdu::with_data(b, Bytes::copy_from_slice(payload))).await;
+        Pdu::with_data(b, payload)
+    }
+
+    pub async fn nop(&mut self, payload: &[u8]) -> Pdu {
+        let p = self.nop_out_pdu(Bytes::copy_from_slice(payload));
+        self.send(p).await;
         self.recv().await
     }
 
