@@ -18,6 +18,8 @@ pub mod iscsi;
 #[cfg(feature = "engine")]
 pub mod portal;
 #[cfg(feature = "engine")]
+pub mod replication;
+#[cfg(feature = "engine")]
 pub mod scsi;
 #[cfg(feature = "test-util")]
 pub mod testkit;

@@ -1,0 +1,651 @@
+//! The primary's side of one replicated volume, as a state machine with no
+//! I/O inside (CLUSTER.md §2). Events go in (an operation submitted, the
+//! local copy done, a replica's answer, a replica lost, the control plane's
+//! decision) and [`Action`]s come out (apply locally, send to a replica,
+//! complete the operation, ask the control plane); a driver does the I/O.
+//!
+//! * Every operation gets the next number and goes, in number order, to the
+//!   local copy and to every connected replica that is not out of sync. It
+//!   completes (GOOD) only when the local copy and every in-sync replica
+//!   have done it: an acknowledged write is on every in-sync copy.
+//! * Conflicting operations (sharing bytes, or a flush) apply in number order
+//!   on every copy ([`super::order::Sequencer`]); the others pipeline.
+//! * When an in-sync replica is lost, nothing completes any more and new
+//!   operations are held, and the control plane is asked to mark it out of
+//!   sync at the current epoch. Once it has, what the replica did not
+//!   acknowledge starts its [`DirtyMap`] and the waiting operations complete
+//!   without it. Until then nothing completes, however long it takes: a
+//!   write that skipped an in-sync replica is never acknowledged. If the
+//!   primary loses its lease meanwhile, what waits fails as NOT READY, so
+//!   that the initiator retries on another path.
+//! * A replica that comes back gets new operations at once and the regions
+//!   it missed as numbered copies: a copy reads the local region in number
+//!   order, so a write numbered before it is in what it reads and one
+//!   numbered after it lands after it on the replica too. When nothing is
+//!   left to copy, the control plane is asked to mark it in sync; from then
+//!   on operations wait for it as for an in-sync replica.
+//! * Fewer in-sync copies than `min_in_sync` (the primary counts) suspends
+//!   writes: they are held, and [`Primary::suspended`] says so.
+//! * A replica that answers with a newer epoch has seen another primary
+//!   take over: this one is fenced, fails everything and accepts nothing.
+//!
+//! The epoch changes only when the primary does; marking replicas in or
+//! out of sync is a compare-and-set on it in the control plane.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+
+use super::dirty::{DirtyMap, REGION};
+use super::ops::{Epoch, Extent, Op, ReplicaId};
+use super::order::Sequencer;
+
+/// The caller's handle for a submitted operation.
+pub type Token = u64;
+
+/// Why an operation did not complete GOOD.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The local copy could not do it (MEDIUM ERROR).
+    Local(String),
+    /// The primary may not serve it: its lease ran out, or another primary
+    /// took over (NOT READY, ASYMMETRIC ACCESS STATE TRANSITION).
+    NotReady,
+}
+
+/// What the primary sends a replica, on one ordered stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToReplica {
+    Op {
+        seq: u64,
+        epoch: Epoch,
+        op: Op,
+    },
+    /// A region it missed, as the primary holds it now.
+    Copy {
+        seq: u64,
+        epoch: Epoch,
+        offset: u64,
+        data: Bytes,
+    },
+}
+
+/// What a replica answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FromReplica {
+    /// Operation or copy `seq` is done there (durably, where it asked for it).
+    Done { seq: u64 },
+    /// Operation `seq` failed there.
+    Failed { seq: u64, why: String },
+    /// The replica has applied another placement than ours.
+    StaleEpoch { current: Epoch },
+}
+
+/// What the driver is to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Apply `op` to the local copy, then call [`Primary::local_done`].
+    ApplyLocal {
+        seq: u64,
+        op: Op,
+    },
+    /// Read the local region for a copy, then call [`Primary::copy_read`].
+    ReadForCopy {
+        seq: u64,
+        offset: u64,
+        len: u64,
+    },
+    Send {
+        to: ReplicaId,
+        msg: ToReplica,
+    },
+    /// Operation `token` ended.
+    Complete {
+        token: Token,
+        result: Result<(), Failure>,
+    },
+    /// Ask the control plane to mark `replica` out of sync at `epoch`.
+    RequestOutOfSync {
+        replica: ReplicaId,
+        epoch: Epoch,
+    },
+    /// Ask the control plane to mark `replica` in sync at `epoch`.
+    RequestInSync {
+        replica: ReplicaId,
+        epoch: Epoch,
+    },
+    /// Close the stream to `replica`.
+    Disconnect {
+        replica: ReplicaId,
+    },
+}
+
+/// Where a replica stands, as this primary sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplicaState {
+    /// Has every completed operation; every new one waits for it.
+    InSync,
+    /// Lost while in sync; being marked out of sync. Nothing completes.
+    Failing(DirtyMap),
+    /// Missed the regions in the map.
+    OutOfSync(DirtyMap),
+    /// Connected again: gets new operations and, a region at a time, what
+    /// it missed; `copying` are the regions being copied now.
+    Resyncing { dirty: DirtyMap, copying: BTreeSet<u64>, cursor: u64 },
+    /// Nothing left to copy; being marked in sync. Operations wait for it.
+    Catching,
+}
+
+impl ReplicaState {
+    /// Whether operations wait for this replica before they complete.
+    fn waited_for(&self) -> bool {
+        matches!(self, ReplicaState::InSync | ReplicaState::Catching)
+    }
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// An operation; `changes` are the bytes it changes.
+    Op { changes: Option<(u64, u64)> },
+    /// A copy of `region` for `to`; `abandoned` once `to` went away.
+    Copy { to: ReplicaId, region: u64, abandoned: bool },
+}
+
+#[derive(Debug)]
+struct Pending {
+    kind: Kind,
+    /// Answered to the caller once complete; `None` after (or for copies).
+    token: Option<Token>,
+    /// Held until its turn to apply locally.
+    op: Option<Op>,
+    local: Option<Result<(), String>>,
+    /// Replicas it was sent to that have not acknowledged it.
+    unacked: BTreeSet<ReplicaId>,
+}
+
+/// Progress of a resync, for the dashboard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResyncProgress {
+    pub copied_bytes: u64,
+    pub left_bytes: u64,
+}
+
+/// The primary's state machine for one volume.
+#[derive(Debug)]
+pub struct Primary {
+    epoch: Epoch,
+    size: u64,
+    min_in_sync: usize,
+    next_seq: u64,
+    replicas: BTreeMap<ReplicaId, ReplicaState>,
+    connected: BTreeSet<ReplicaId>,
+    pending: BTreeMap<u64, Pending>,
+    order: Sequencer,
+    /// Submitted while operations are frozen, suspended or without lease.
+    held: VecDeque<(Token, Op)>,
+    fenced: bool,
+    lease: bool,
+    copied: BTreeMap<ReplicaId, u64>,
+    /// Regions copied at once per resyncing replica.
+    copy_window: usize,
+}
+
+impl Primary {
+    /// A primary at `epoch` of a volume of `size` bytes, with its replicas
+    /// in the states the control plane holds: in sync, or out of sync with
+    /// what they missed (the whole volume when nothing better is known).
+    pub fn new(epoch: Epoch, size: u64, min_in_sync: usize, replicas: BTreeMap<ReplicaId, ReplicaState>) -> Self {
+        Primary {
+            epoch,
+            size,
+            min_in_sync: min_in_sync.max(1),
+            next_seq: 1,
+            replicas,
+            connected: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            order: Sequencer::default(),
+            held: VecDeque::new(),
+            fenced: false,
+            lease: true,
+            copied: BTreeMap::new(),
+            copy_window: 4,
+        }
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    pub fn replica(&self, id: ReplicaId) -> Option<&ReplicaState> {
+        self.replicas.get(&id)
+    }
+
+    /// Copies that have every completed operation, the primary's own included.
+    pub fn in_sync(&self) -> usize {
+        1 + self.replicas.values().filter(|s| matches!(s, ReplicaState::InSync)).count()
+    }
+
+    /// Whether writes wait because fewer copies than `min_in_sync` are in sync.
+    pub fn suspended(&self) -> bool {
+        self.in_sync() < self.min_in_sync
+    }
+
+    /// Whether everything waits while a lost replica is being marked out of sync.
+    pub fn frozen(&self) -> bool {
+        self.replicas.values().any(|s| matches!(s, ReplicaState::Failing(_)))
+    }
+
+    pub fn fenced(&self) -> bool {
+        self.fenced
+    }
+
+    /// Operations numbered and not yet complete, and operations held.
+    pub fn backlog(&self) -> (usize, usize) {
+        (self.pending.values().filter(|p| p.token.is_some()).count(), self.held.len())
+    }
+
+    pub fn progress(&self, id: ReplicaId) -> ResyncProgress {
+        let left = match self.replicas.get(&id) {
+            Some(ReplicaState::OutOfSync(d)) | Some(ReplicaState::Failing(d)) => d.len() * REGION,
+            Some(ReplicaState::Resyncing { dirty, copying, .. }) => (dirty.len() + copying.len() as u64) * REGION,
+            _ => 0,
+        };
+        ResyncProgress { copied_bytes: self.copied.get(&id).copied().unwrap_or(0), left_bytes: left }
+    }
+
+    /// Whether new operations may be numbered: not fenced, with a lease,
+    /// not frozen or suspended, and every replica operations wait for
+    /// connected (at start, before the streams are up, they wait).
+    fn may_number(&self) -> bool {
+        !self.fenced
+            && self.lease
+            && !self.frozen()
+            && !self.suspended()
+            && self.replicas.iter().all(|(id, s)| !s.waited_for() || self.connected.contains(id))
+    }
+
+    /// An operation from the initiator's side.
+    pub fn submit(&mut self, token: Token, op: Op) -> Vec<Action> {
+        if self.fenced || !self.lease {
+            return vec![Action::Complete { token, result: Err(Failure::NotReady) }];
+        }
+        let mut out = Vec::new();
+        if self.may_number() && self.held.is_empty() {
+            self.number(Some(token), op, &mut out);
+        } else {
+            self.held.push_back((token, op));
+        }
+        out
+    }
+
+    /// Numbers held operations while that is allowed.
+    fn release_held(&mut self, out: &mut Vec<Action>) {
+        while self.may_number() {
+            let Some((token, op)) = self.held.pop_front() else { break };
+            self.number(Some(token), op, out);
+        }
+    }
+
+    /// Numbers an operation and sends it wherever it goes.
+    fn number(&mut self, token: Option<Token>, op: Op, out: &mut Vec<Action>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let changes = op.changes();
+        let mut unacked = BTreeSet::new();
+        for (&id, state) in self.replicas.iter_mut() {
+            match state {
+                ReplicaState::OutOfSync(dirty) => {
+                    if let Some((o, l)) = changes {
+                        dirty.mark(o, l);
+                    }
+                }
+                _ if self.connected.contains(&id) => {
+                    unacked.insert(id);
+                }
+                // Lost, not yet marked: it missed this.
+                ReplicaState::Failing(dirty) => {
+                    if let Some((o, l)) = changes {
+                        dirty.mark(o, l);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for &to in &unacked {
+            out.push(Action::Send { to, msg: ToReplica::Op { seq, epoch: self.epoch, op: op.clone() } });
+        }
+        let free = self.order.push(seq, op.extent());
+        self.pending.insert(seq, Pending { kind: Kind::Op { changes }, token, op: Some(op), local: None, unacked });
+        if free {
+            self.start_local(seq, out);
+        }
+    }
+
+    fn start_local(&mut self, seq: u64, out: &mut Vec<Action>) {
+        let Some(p) = self.pending.get_mut(&seq) else { return };
+        match p.kind {
+            Kind::Copy { region, .. } => {
+                let offset = region * REGION;
+                out.push(Action::ReadForCopy { seq, offset, len: REGION.min(self.size.saturating_sub(offset)) });
+            }
+            Kind::Op { .. } => {
+                if let Some(op) = p.op.take() {
+                    out.push(Action::ApplyLocal { seq, op });
+                }
+            }
+        }
+    }
+
+    /// The local copy finished operation `seq`.
+    pub fn local_done(&mut self, seq: u64, result: Result<(), String>) -> Vec<Action> {
+        let mut out = Vec::new();
+        if let Some(p) = self.pending.get_mut(&seq) {
+            p.local = Some(result);
+        }
+        for next in self.order.finish(seq) {
+            self.start_local(next, &mut out);
+        }
+        self.settle(seq, &mut out);
+        out
+    }
+
+    /// The local region of copy `seq` has been read.
+    pub fn copy_read(&mut self, seq: u64, data: Result<Bytes, String>) -> Vec<Action> {
+        let mut out = Vec::new();
+        for next in self.order.finish(seq) {
+            self.start_local(next, &mut out);
+        }
+        let Some(p) = self.pending.get_mut(&seq) else { return out };
+        let Kind::Copy { to, region, abandoned } = p.kind else { return out };
+        if abandoned {
+            self.pending.remove(&seq);
+            return out;
+        }
+        match data {
+            Ok(data) => {
+                p.local = Some(Ok(()));
+                p.unacked.insert(to);
+                let msg = ToReplica::Copy { seq, epoch: self.epoch, offset: region * REGION, data };
+                out.push(Action::Send { to, msg });
+            }
+            Err(why) => {
+                tracing::warn!(replica = to, region, "cannot read a region to copy: {why}");
+                self.pending.remove(&seq);
+                if let Some(ReplicaState::Resyncing { dirty, copying, .. }) = self.replicas.get_mut(&to) {
+                    copying.remove(&region);
+                    dirty.mark(region * REGION, 1);
+                }
+                out.push(Action::Disconnect { replica: to });
+                self.lost(to, &mut out);
+            }
+        }
+        out
+    }
+
+    /// A replica's answer.
+    pub fn received(&mut self, from: ReplicaId, msg: FromReplica) -> Vec<Action> {
+        let mut out = Vec::new();
+        match msg {
+            FromReplica::Done { seq } => {
+                let Some(p) = self.pending.get_mut(&seq) else { return out };
+                if !p.unacked.remove(&from) {
+                    return out;
+                }
+                if let Kind::Copy { to, region, .. } = p.kind {
+                    if to == from {
+                        self.pending.remove(&seq);
+                        self.copied_region(from, region, &mut out);
+                    }
+                    return out;
+                }
+                self.settle(seq, &mut out);
+            }
+            FromReplica::Failed { seq, why } => {
+                tracing::warn!(replica = from, seq, "a replica failed an operation: {why}");
+                out.push(Action::Disconnect { replica: from });
+                self.lost(from, &mut out);
+            }
+            FromReplica::StaleEpoch { current } if current > self.epoch => {
+                tracing::error!(replica = from, ours = %self.epoch, theirs = %current, "fenced: the volume has another primary");
+                self.fence(&mut out);
+            }
+            FromReplica::StaleEpoch { current } => {
+                // It has not applied this placement yet: try again later.
+                tracing::info!(replica = from, ours = %self.epoch, theirs = %current, "the replica is behind the placement");
+                out.push(Action::Disconnect { replica: from });
+                self.lost(from, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Answers operation `seq`'s caller if the local copy and every replica
+    /// it waits for have done it, and forgets it once every replica it was
+    /// sent to has answered.
+    fn settle(&mut self, seq: u64, out: &mut Vec<Action>) {
+        if self.frozen() {
+            return;
+        }
+        let Some(p) = self.pending.get_mut(&seq) else { return };
+        if matches!(p.kind, Kind::Copy { .. }) {
+            return;
+        }
+        let Some(local) = &p.local else { return };
+        let waits = p.unacked.iter().any(|r| self.replicas.get(r).is_some_and(ReplicaState::waited_for));
+        if waits {
+            return;
+        }
+        if let Some(token) = p.token.take() {
+            out.push(Action::Complete { token, result: local.clone().map_err(Failure::Local) });
+        }
+        // A resyncing replica's answer is still awaited: should it fail, the
+        // bytes go back into its map.
+        if p.unacked.is_empty() {
+            self.pending.remove(&seq);
+        }
+    }
+
+    fn settle_all(&mut self, out: &mut Vec<Action>) {
+        let seqs: Vec<u64> = self.pending.keys().copied().collect();
+        for seq in seqs {
+            self.settle(seq, out);
+        }
+    }
+
+    /// The stream to `replica` is open and its handshake agreed on the epoch.
+    pub fn connected(&mut self, replica: ReplicaId) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.fenced || !self.replicas.contains_key(&replica) {
+            out.push(Action::Disconnect { replica });
+            return out;
+        }
+        self.connected.insert(replica);
+        self.resync(replica, &mut out);
+        self.release_held(&mut out);
+        out
+    }
+
+    /// An out-of-sync replica that is connected starts getting what it missed.
+    fn resync(&mut self, replica: ReplicaId, out: &mut Vec<Action>) {
+        let Some(state) = self.replicas.get_mut(&replica) else { return };
+        if let ReplicaState::OutOfSync(dirty) = state {
+            let dirty = std::mem::take(dirty);
+            *state = ReplicaState::Resyncing { dirty, copying: BTreeSet::new(), cursor: 0 };
+            self.copy_more(replica, out);
+        }
+    }
+
+    /// Starts copies for `replica` up to the window, and asks for it to be
+    /// marked in sync once nothing is left.
+    fn copy_more(&mut self, replica: ReplicaId, out: &mut Vec<Action>) {
+        loop {
+            let Some(ReplicaState::Resyncing { dirty, copying, cursor }) = self.replicas.get_mut(&replica) else {
+                return;
+            };
+            if copying.len() >= self.copy_window {
+                return;
+            }
+            let Some(region) = dirty.next_from(*cursor).or_else(|| dirty.next_from(0)) else {
+                if copying.is_empty() {
+                    self.replicas.insert(replica, ReplicaState::Catching);
+                    out.push(Action::RequestInSync { replica, epoch: self.epoch });
+                }
+                return;
+            };
+            dirty.clear(region);
+            copying.insert(region);
+            *cursor = region + 1;
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let free = self.order.push(seq, Extent::Bytes { offset: region * REGION, len: REGION });
+            let kind = Kind::Copy { to: replica, region, abandoned: false };
+            self.pending.insert(seq, Pending { kind, token: None, op: None, local: None, unacked: BTreeSet::new() });
+            if free {
+                self.start_local(seq, out);
+            }
+        }
+    }
+
+    fn copied_region(&mut self, replica: ReplicaId, region: u64, out: &mut Vec<Action>) {
+        let len = REGION.min(self.size.saturating_sub(region * REGION));
+        *self.copied.entry(replica).or_default() += len;
+        if let Some(ReplicaState::Resyncing { copying, .. }) = self.replicas.get_mut(&replica) {
+            copying.remove(&region);
+        }
+        self.copy_more(replica, out);
+    }
+
+    /// The stream to `replica` failed (or timed out).
+    pub fn replica_lost(&mut self, replica: ReplicaId) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.lost(replica, &mut out);
+        out
+    }
+
+    fn lost(&mut self, replica: ReplicaId, out: &mut Vec<Action>) {
+        self.connected.remove(&replica);
+        // Whatever it was sent and did not acknowledge, it may have missed.
+        let mut missed = DirtyMap::default();
+        let mut forget = Vec::new();
+        for (&seq, p) in self.pending.iter_mut() {
+            match &mut p.kind {
+                Kind::Copy { to, region, abandoned } if *to == replica => {
+                    missed.mark(*region * REGION, 1);
+                    *abandoned = true;
+                    if p.local.is_some() {
+                        forget.push(seq);
+                    }
+                }
+                Kind::Op { changes } => {
+                    if p.unacked.remove(&replica) {
+                        if let Some((o, l)) = *changes {
+                            missed.mark(o, l);
+                        }
+                    }
+                }
+                Kind::Copy { .. } => {}
+            }
+        }
+        for seq in forget {
+            self.pending.remove(&seq);
+        }
+        let Some(state) = self.replicas.get_mut(&replica) else { return };
+        match state {
+            // The control plane may count it in sync: mark it out first.
+            ReplicaState::InSync | ReplicaState::Catching => {
+                *state = ReplicaState::Failing(missed);
+                out.push(Action::RequestOutOfSync { replica, epoch: self.epoch });
+            }
+            ReplicaState::Resyncing { dirty, copying, .. } => {
+                dirty.absorb(&missed);
+                for r in std::mem::take(copying) {
+                    dirty.mark(r * REGION, 1);
+                }
+                *state = ReplicaState::OutOfSync(std::mem::take(dirty));
+            }
+            ReplicaState::OutOfSync(dirty) | ReplicaState::Failing(dirty) => dirty.absorb(&missed),
+        }
+        self.settle_all(out);
+    }
+
+    /// The control plane marked `replica` out of sync: what waited for it
+    /// completes, and held operations go on.
+    pub fn out_of_sync_confirmed(&mut self, replica: ReplicaId) -> Vec<Action> {
+        let mut out = Vec::new();
+        if let Some(state) = self.replicas.get_mut(&replica) {
+            if let ReplicaState::Failing(dirty) = state {
+                *state = ReplicaState::OutOfSync(std::mem::take(dirty));
+            }
+        }
+        self.settle_all(&mut out);
+        // It may be back already: then its resync starts now.
+        if self.connected.contains(&replica) {
+            self.resync(replica, &mut out);
+        }
+        self.release_held(&mut out);
+        out
+    }
+
+    /// The control plane marked `replica` in sync.
+    pub fn in_sync_confirmed(&mut self, replica: ReplicaId) -> Vec<Action> {
+        let mut out = Vec::new();
+        if let Some(state @ ReplicaState::Catching) = self.replicas.get_mut(&replica) {
+            *state = ReplicaState::InSync;
+        }
+        self.release_held(&mut out);
+        out
+    }
+
+    /// The control plane refused to mark `replica` in sync (the placement
+    /// moved on): it goes on resyncing from scratch at the next connection.
+    pub fn in_sync_refused(&mut self, replica: ReplicaId) -> Vec<Action> {
+        let mut out = Vec::new();
+        if let Some(state @ ReplicaState::Catching) = self.replicas.get_mut(&replica) {
+            let mut all = DirtyMap::default();
+            all.mark_all(self.size);
+            *state = ReplicaState::OutOfSync(all);
+            self.connected.remove(&replica);
+            out.push(Action::Disconnect { replica });
+        }
+        self.settle_all(&mut out);
+        out
+    }
+
+    /// The primary no longer holds its lease (it cannot tell whether another
+    /// took over): what waits fails NOT READY and nothing new is accepted
+    /// until [`Primary::lease_renewed`].
+    pub fn lease_lost(&mut self) -> Vec<Action> {
+        self.lease = false;
+        let mut out = Vec::new();
+        self.fail_waiting(&mut out);
+        out
+    }
+
+    pub fn lease_renewed(&mut self) -> Vec<Action> {
+        self.lease = true;
+        let mut out = Vec::new();
+        self.release_held(&mut out);
+        out
+    }
+
+    /// Another primary took over: everything fails and nothing is accepted.
+    fn fence(&mut self, out: &mut Vec<Action>) {
+        self.fenced = true;
+        self.fail_waiting(out);
+        for replica in std::mem::take(&mut self.connected) {
+            out.push(Action::Disconnect { replica });
+        }
+    }
+
+    /// Fails every operation not yet answered, numbered or held.
+    fn fail_waiting(&mut self, out: &mut Vec<Action>) {
+        for p in self.pending.values_mut() {
+            if let Some(token) = p.token.take() {
+                out.push(Action::Complete { token, result: Err(Failure::NotReady) });
+            }
+        }
+        for (token, _) in self.held.drain(..) {
+            out.push(Action::Complete { token, result: Err(Failure::NotReady) });
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! A replica's side of one replicated volume, as a state machine with no
+//! I/O inside (CLUSTER.md §2).
+//!
+//! * A stream is accepted only from the primary of the placement this node
+//!   has applied, at that epoch; anything else is answered
+//!   [`FromReplica::StaleEpoch`] with the epoch this node holds, never with
+//!   success, and closed. So once one in-sync replica has moved on, the old
+//!   primary cannot complete a write.
+//! * Every operation and copy on the stream carries the epoch and is checked
+//!   again; numbers grow along the stream.
+//! * Operations apply in arrival order where they conflict and at once where
+//!   they do not ([`Sequencer`]), as on the primary. FUA writes, flushes,
+//!   unit state and copies are reported done only once durable (the driver
+//!   applies them so).
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::ops::{Epoch, Extent, Op, ReplicaId};
+use super::order::Sequencer;
+use super::primary::{FromReplica, ToReplica};
+
+/// What the driver is to do for a replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplicaAction {
+    /// Apply `op` to the local copy (durably if it says so), then call
+    /// [`Replica::applied`] with `id`.
+    Apply { id: u64, op: Op },
+    /// Write a region copied from the primary, durably, then call
+    /// [`Replica::applied`] with `id`.
+    WriteCopy { id: u64, offset: u64, data: Bytes },
+    /// Send on the stream.
+    Send(FromReplica),
+    /// Close the stream.
+    Disconnect,
+}
+
+#[derive(Debug)]
+struct Work {
+    seq: u64,
+    /// The stream it came on; answers go only to that stream.
+    stream: u64,
+    kind: WorkKind,
+}
+
+#[derive(Debug)]
+enum WorkKind {
+    Op(Op),
+    Copy { offset: u64, data: Bytes },
+    Started,
+}
+
+/// A replica's state machine for one volume.
+#[derive(Debug)]
+pub struct Replica {
+    epoch: Epoch,
+    primary: ReplicaId,
+    /// Whether a stream from the primary is open.
+    open: bool,
+    /// The last number received on the open stream.
+    last_seq: u64,
+    /// Streams accepted so far (the open one's number).
+    stream: u64,
+    order: Sequencer,
+    /// Arrival order, across streams (a restarted primary numbers afresh).
+    next_id: u64,
+    work: BTreeMap<u64, Work>,
+}
+
+impl Replica {
+    /// A replica of the placement at `epoch` whose primary is `primary`.
+    pub fn new(epoch: Epoch, primary: ReplicaId) -> Self {
+        Replica {
+            epoch,
+            primary,
+            open: false,
+            last_seq: 0,
+            stream: 0,
+            order: Sequencer::default(),
+            next_id: 1,
+            work: BTreeMap::new(),
+        }
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// The control plane applied a new placement: a stream of the old one ends.
+    pub fn set_placement(&mut self, epoch: Epoch, primary: ReplicaId) -> Vec<ReplicaAction> {
+        if (epoch, primary) == (self.epoch, self.primary) {
+            return Vec::new();
+        }
+        self.epoch = epoch;
+        self.primary = primary;
+        if std::mem::take(&mut self.open) {
+            vec![ReplicaAction::Disconnect]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A primary opens a stream: accepted only for the placement applied here.
+    pub fn hello(&mut self, epoch: Epoch, primary: ReplicaId) -> Result<(), FromReplica> {
+        if (epoch, primary) != (self.epoch, self.primary) {
+            return Err(FromReplica::StaleEpoch { current: self.epoch });
+        }
+        self.open = true;
+        self.last_seq = 0;
+        self.stream += 1;
+        Ok(())
+    }
+
+    /// The stream closed (or failed); work already started carries on.
+    pub fn closed(&mut self) {
+        self.open = false;
+    }
+
+    /// Something from the primary on the open stream.
+    pub fn receive(&mut self, msg: ToReplica) -> Vec<ReplicaAction> {
+        let (seq, epoch) = match &msg {
+            ToReplica::Op { seq, epoch, .. } | ToReplica::Copy { seq, epoch, .. } => (*seq, *epoch),
+        };
+        if !self.open {
+            return vec![ReplicaAction::Disconnect];
+        }
+        if epoch != self.epoch {
+            self.open = false;
+            return vec![
+                ReplicaAction::Send(FromReplica::StaleEpoch { current: self.epoch }),
+                ReplicaAction::Disconnect,
+            ];
+        }
+        if seq <= self.last_seq {
+            tracing::warn!(seq, last = self.last_seq, "replication stream out of order: closing it");
+            self.open = false;
+            return vec![ReplicaAction::Disconnect];
+        }
+        self.last_seq = seq;
+        let id = self.next_id;
+        self.next_id += 1;
+        let (extent, kind) = match msg {
+            ToReplica::Op { op, .. } => (op.extent(), WorkKind::Op(op)),
+            ToReplica::Copy { offset, data, .. } => {
+                (Extent::Bytes { offset, len: data.len() as u64 }, WorkKind::Copy { offset, data })
+            }
+        };
+        let free = self.order.push(id, extent);
+        self.work.insert(id, Work { seq, stream: self.stream, kind });
+        let mut out = Vec::new();
+        if free {
+            self.start(id, &mut out);
+        }
+        out
+    }
+
+    fn start(&mut self, id: u64, out: &mut Vec<ReplicaAction>) {
+        let Some(w) = self.work.get_mut(&id) else { return };
+        match std::mem::replace(&mut w.kind, WorkKind::Started) {
+            WorkKind::Op(op) => out.push(ReplicaAction::Apply { id, op }),
+            WorkKind::Copy { offset, data } => out.push(ReplicaAction::WriteCopy { id, offset, data }),
+            WorkKind::Started => {}
+        }
+    }
+
+    /// The local copy finished `id`: answer the primary, start what waited.
+    pub fn applied(&mut self, id: u64, result: Result<(), String>) -> Vec<ReplicaAction> {
+        let mut out = Vec::new();
+        let Some(w) = self.work.remove(&id) else { return out };
+        for next in self.order.finish(id) {
+            self.start(next, &mut out);
+        }
+        // Answers go to the stream the work came on; a closed one has no
+        // reader, and a later one numbers afresh.
+        if self.open && w.stream == self.stream {
+            out.push(ReplicaAction::Send(match result {
+                Ok(()) => FromReplica::Done { seq: w.seq },
+                Err(why) => FromReplica::Failed { seq: w.seq, why },
+            }));
+        }
+        out
+    }
+
+    /// Work received and not yet done.
+    pub fn in_flight(&self) -> usize {
+        self.work.len()
+    }
+}
