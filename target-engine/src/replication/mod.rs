@@ -6,3 +6,4 @@
 //! [`core`] holds the state machines, with no I/O inside.
 
 pub mod core;
+pub mod frame;

@@ -1,0 +1,386 @@
+//! The replication stream's frames, sans-IO (the same check-then-parse shape
+//! as the iSCSI PDU codec): [`check`] says whether a whole frame is
+//! buffered, validating the header and bounding the length before anything
+//! of the body is awaited; [`parse`] takes it off the buffer.
+//!
+//! A frame is a 12-byte header — `P`, `R`, version 1, the frame type, the
+//! body length (big-endian u32) and the body's CRC32C — then the body.
+//! Bodies are at most [`MAX_BODY`] bytes: one operation carries at most a
+//! SCSI transfer (8 MiB) or a 64 KiB region.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::core::ops::{Epoch, Op, ReplicaId};
+use super::core::primary::{FromReplica, ToReplica};
+
+pub const HEADER: usize = 12;
+/// The largest body a frame may carry.
+pub const MAX_BODY: usize = (8 << 20) + 4096;
+const VERSION: u8 = 1;
+/// The longest text (names, reasons) a frame carries.
+const MAX_TEXT: usize = 1024;
+
+/// Why a refused stream was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The replica has applied another placement; `current` is its epoch.
+    StaleEpoch(Epoch),
+    /// This node keeps no replica of that volume.
+    UnknownVolume,
+}
+
+/// Everything that travels on a replication stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// The primary opens a stream for `volume` of `cluster`, at `epoch`, to
+    /// replica `replica`.
+    Hello {
+        cluster: String,
+        volume: String,
+        epoch: Epoch,
+        primary: ReplicaId,
+        replica: ReplicaId,
+    },
+    HelloOk,
+    Refused(Refusal),
+    ToReplica(ToReplica),
+    FromReplica(FromReplica),
+    Ping(u64),
+    Pong(u64),
+}
+
+/// Why bytes are not a frame.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("not a replication frame (bad magic or version)")]
+    Magic,
+    #[error("frame body of {0} bytes is longer than allowed")]
+    TooLong(usize),
+    #[error("frame checksum mismatch")]
+    Checksum,
+    #[error("unknown frame type {0}")]
+    UnknownType(u8),
+    #[error("malformed frame body")]
+    Malformed,
+}
+
+mod kind {
+    pub const HELLO: u8 = 1;
+    pub const HELLO_OK: u8 = 2;
+    pub const REFUSED: u8 = 3;
+    pub const OP: u8 = 4;
+    pub const COPY: u8 = 5;
+    pub const DONE: u8 = 6;
+    pub const FAILED: u8 = 7;
+    pub const STALE: u8 = 8;
+    pub const PING: u8 = 9;
+    pub const PONG: u8 = 10;
+}
+
+mod op_kind {
+    pub const WRITE: u8 = 1;
+    pub const WRITE_SAME: u8 = 2;
+    pub const UNMAP: u8 = 3;
+    pub const FLUSH: u8 = 4;
+    pub const STATE: u8 = 5;
+    pub const STATE_REMOVED: u8 = 6;
+}
+
+fn put_text(b: &mut BytesMut, s: &str) {
+    let s = &s.as_bytes()[..s.len().min(MAX_TEXT)];
+    b.put_u16(s.len() as u16);
+    b.put_slice(s);
+}
+
+/// Appends `frame`, encoded, to `out`.
+pub fn encode(frame: &Frame, out: &mut BytesMut) {
+    let mut body = BytesMut::new();
+    let t = match frame {
+        Frame::Hello { cluster, volume, epoch, primary, replica } => {
+            put_text(&mut body, cluster);
+            put_text(&mut body, volume);
+            body.put_u64(epoch.0);
+            body.put_u32(*primary);
+            body.put_u32(*replica);
+            kind::HELLO
+        }
+        Frame::HelloOk => kind::HELLO_OK,
+        Frame::Refused(r) => {
+            match r {
+                Refusal::StaleEpoch(e) => {
+                    body.put_u8(1);
+                    body.put_u64(e.0);
+                }
+                Refusal::UnknownVolume => {
+                    body.put_u8(2);
+                    body.put_u64(0);
+                }
+            }
+            kind::REFUSED
+        }
+        Frame::ToReplica(ToReplica::Op { seq, epoch, op }) => {
+            body.put_u64(*seq);
+            body.put_u64(epoch.0);
+            let (k, fua, offset, len, data) = match op {
+                Op::Write { offset, data, fua } => (op_kind::WRITE, *fua, *offset, data.len() as u64, Some(data)),
+                Op::WriteSame { offset, len, block, fua } => (op_kind::WRITE_SAME, *fua, *offset, *len, Some(block)),
+                Op::Unmap { offset, len } => (op_kind::UNMAP, false, *offset, *len, None),
+                Op::Flush => (op_kind::FLUSH, false, 0, 0, None),
+                Op::UnitState { text: Some(t) } => (op_kind::STATE, false, 0, t.len() as u64, Some(t)),
+                Op::UnitState { text: None } => (op_kind::STATE_REMOVED, false, 0, 0, None),
+            };
+            body.put_u8(k);
+            body.put_u8(u8::from(fua));
+            body.put_u64(offset);
+            body.put_u64(len);
+            if let Some(d) = data {
+                body.put_slice(d);
+            }
+            kind::OP
+        }
+        Frame::ToReplica(ToReplica::Copy { seq, epoch, offset, data }) => {
+            body.put_u64(*seq);
+            body.put_u64(epoch.0);
+            body.put_u64(*offset);
+            body.put_slice(data);
+            kind::COPY
+        }
+        Frame::FromReplica(FromReplica::Done { seq }) => {
+            body.put_u64(*seq);
+            kind::DONE
+        }
+        Frame::FromReplica(FromReplica::Failed { seq, why }) => {
+            body.put_u64(*seq);
+            put_text(&mut body, why);
+            kind::FAILED
+        }
+        Frame::FromReplica(FromReplica::StaleEpoch { current }) => {
+            body.put_u64(current.0);
+            kind::STALE
+        }
+        Frame::Ping(n) => {
+            body.put_u64(*n);
+            kind::PING
+        }
+        Frame::Pong(n) => {
+            body.put_u64(*n);
+            kind::PONG
+        }
+    };
+    out.reserve(HEADER + body.len());
+    out.put_slice(&[b'P', b'R', VERSION, t]);
+    out.put_u32(body.len() as u32);
+    out.put_u32(crc32c::crc32c(&body));
+    out.put_slice(&body);
+}
+
+/// `Ok(None)` until a whole frame is buffered, then `Ok(Some(total_len))`.
+/// The header is checked, and the length bounded, as soon as it is there.
+pub fn check(buf: &[u8]) -> Result<Option<usize>, FrameError> {
+    if buf.len() < HEADER {
+        return Ok(None);
+    }
+    if buf[0] != b'P' || buf[1] != b'R' || buf[2] != VERSION {
+        return Err(FrameError::Magic);
+    }
+    if !(kind::HELLO..=kind::PONG).contains(&buf[3]) {
+        return Err(FrameError::UnknownType(buf[3]));
+    }
+    let len = u32::from_be_bytes(buf[4..8].try_into().expect("4 bytes")) as usize;
+    if len > MAX_BODY {
+        return Err(FrameError::TooLong(len));
+    }
+    Ok((buf.len() >= HEADER + len).then_some(HEADER + len))
+}
+
+/// Reads a body field by field; every read is bounded by what is there.
+struct Body(Bytes);
+
+impl Body {
+    fn u8(&mut self) -> Result<u8, FrameError> {
+        (self.0.remaining() >= 1).then(|| self.0.get_u8()).ok_or(FrameError::Malformed)
+    }
+    fn u32(&mut self) -> Result<u32, FrameError> {
+        (self.0.remaining() >= 4).then(|| self.0.get_u32()).ok_or(FrameError::Malformed)
+    }
+    fn u64(&mut self) -> Result<u64, FrameError> {
+        (self.0.remaining() >= 8).then(|| self.0.get_u64()).ok_or(FrameError::Malformed)
+    }
+    fn text(&mut self) -> Result<String, FrameError> {
+        let n = usize::from((self.0.remaining() >= 2).then(|| self.0.get_u16()).ok_or(FrameError::Malformed)?);
+        if n > MAX_TEXT || self.0.remaining() < n {
+            return Err(FrameError::Malformed);
+        }
+        String::from_utf8(self.0.split_to(n).to_vec()).map_err(|_| FrameError::Malformed)
+    }
+    fn rest(&mut self) -> Bytes {
+        std::mem::take(&mut self.0)
+    }
+    fn end(self) -> Result<(), FrameError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(FrameError::Malformed)
+        }
+    }
+}
+
+/// Takes one frame of `total` bytes (as [`check`] returned) off `buf`.
+pub fn parse(buf: &mut BytesMut, total: usize) -> Result<Frame, FrameError> {
+    let mut raw = buf.split_to(total).freeze();
+    let t = raw[3];
+    let crc = u32::from_be_bytes(raw[8..12].try_into().expect("4 bytes"));
+    raw.advance(HEADER);
+    if crc32c::crc32c(&raw) != crc {
+        return Err(FrameError::Checksum);
+    }
+    let mut b = Body(raw);
+    let frame = match t {
+        kind::HELLO => {
+            let cluster = b.text()?;
+            let volume = b.text()?;
+            let epoch = Epoch(b.u64()?);
+            let primary = b.u32()?;
+            let replica = b.u32()?;
+            b.end()?;
+            return Ok(Frame::Hello { cluster, volume, epoch, primary, replica });
+        }
+        kind::HELLO_OK => Frame::HelloOk,
+        kind::REFUSED => {
+            let why = b.u8()?;
+            let epoch = Epoch(b.u64()?);
+            Frame::Refused(match why {
+                1 => Refusal::StaleEpoch(epoch),
+                2 => Refusal::UnknownVolume,
+                _ => return Err(FrameError::Malformed),
+            })
+        }
+        kind::OP => {
+            let seq = b.u64()?;
+            let epoch = Epoch(b.u64()?);
+            let k = b.u8()?;
+            let fua = match b.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(FrameError::Malformed),
+            };
+            let offset = b.u64()?;
+            let len = b.u64()?;
+            let data = b.rest();
+            let op = match k {
+                op_kind::WRITE if data.len() as u64 == len => Op::Write { offset, data, fua },
+                op_kind::WRITE_SAME if !data.is_empty() && len % data.len() as u64 == 0 => {
+                    Op::WriteSame { offset, len, block: data, fua }
+                }
+                op_kind::UNMAP if data.is_empty() => Op::Unmap { offset, len },
+                op_kind::FLUSH if data.is_empty() => Op::Flush,
+                op_kind::STATE if data.len() as u64 == len => Op::UnitState { text: Some(data) },
+                op_kind::STATE_REMOVED if data.is_empty() => Op::UnitState { text: None },
+                _ => return Err(FrameError::Malformed),
+            };
+            if offset.checked_add(len).is_none() {
+                return Err(FrameError::Malformed);
+            }
+            return Ok(Frame::ToReplica(ToReplica::Op { seq, epoch, op }));
+        }
+        kind::COPY => {
+            let seq = b.u64()?;
+            let epoch = Epoch(b.u64()?);
+            let offset = b.u64()?;
+            let data = b.rest();
+            if offset.checked_add(data.len() as u64).is_none() {
+                return Err(FrameError::Malformed);
+            }
+            return Ok(Frame::ToReplica(ToReplica::Copy { seq, epoch, offset, data }));
+        }
+        kind::DONE => Frame::FromReplica(FromReplica::Done { seq: b.u64()? }),
+        kind::FAILED => {
+            let seq = b.u64()?;
+            let why = b.text()?;
+            Frame::FromReplica(FromReplica::Failed { seq, why })
+        }
+        kind::STALE => Frame::FromReplica(FromReplica::StaleEpoch { current: Epoch(b.u64()?) }),
+        kind::PING => Frame::Ping(b.u64()?),
+        kind::PONG => Frame::Pong(b.u64()?),
+        other => return Err(FrameError::UnknownType(other)),
+    };
+    b.end()?;
+    Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(f: Frame) {
+        let mut b = BytesMut::new();
+        encode(&f, &mut b);
+        let n = check(&b).unwrap().expect("whole");
+        assert_eq!(n, b.len());
+        assert_eq!(parse(&mut b, n).unwrap(), f);
+    }
+
+    #[test]
+    fn every_frame_round_trips() {
+        let e = Epoch(7);
+        round_trip(Frame::Hello { cluster: "c1".into(), volume: "vol1".into(), epoch: e, primary: 1, replica: 2 });
+        round_trip(Frame::HelloOk);
+        round_trip(Frame::Refused(Refusal::StaleEpoch(Epoch(9))));
+        round_trip(Frame::Refused(Refusal::UnknownVolume));
+        for op in [
+            Op::Write { offset: 512, data: Bytes::from(vec![3; 1024]), fua: true },
+            Op::WriteSame { offset: 0, len: 8192, block: Bytes::from(vec![1; 512]), fua: false },
+            Op::Unmap { offset: 4096, len: 1 << 20 },
+            Op::Flush,
+            Op::UnitState { text: Some(Bytes::from_static(b"[mode]\nwce = false\n")) },
+            Op::UnitState { text: None },
+        ] {
+            round_trip(Frame::ToReplica(ToReplica::Op { seq: 42, epoch: e, op }));
+        }
+        round_trip(Frame::ToReplica(ToReplica::Copy {
+            seq: 3,
+            epoch: e,
+            offset: 65536,
+            data: Bytes::from(vec![9; 65536]),
+        }));
+        round_trip(Frame::FromReplica(FromReplica::Done { seq: 5 }));
+        round_trip(Frame::FromReplica(FromReplica::Failed { seq: 5, why: "EIO".into() }));
+        round_trip(Frame::FromReplica(FromReplica::StaleEpoch { current: Epoch(8) }));
+        round_trip(Frame::Ping(1));
+        round_trip(Frame::Pong(1));
+    }
+
+    #[test]
+    fn bad_headers_are_refused_before_the_body_arrives() {
+        assert_eq!(check(b"PR\x01\x04\x7f\xff\xff\xff\0\0\0\0"), Err(FrameError::TooLong(0x7fff_ffff)));
+        assert_eq!(check(b"XX\x01\x04\0\0\0\0\0\0\0\0"), Err(FrameError::Magic));
+        assert_eq!(check(b"PR\x01\x63\0\0\0\0\0\0\0\0"), Err(FrameError::UnknownType(0x63)));
+        let mut b = BytesMut::new();
+        encode(&Frame::Ping(5), &mut b);
+        b[HEADER] ^= 1;
+        let n = check(&b).unwrap().unwrap();
+        assert_eq!(parse(&mut b, n), Err(FrameError::Checksum));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let mut b = BytesMut::from(&data[..]);
+            if let Ok(Some(n)) = check(&b) {
+                let _ = parse(&mut b, n);
+            }
+        }
+
+        /// A valid header over an arbitrary body (right checksum) never panics either.
+        #[test]
+        fn arbitrary_bodies_never_panic(t in 1u8..=10, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120)) {
+            let mut b = BytesMut::new();
+            b.put_slice(&[b'P', b'R', 1, t]);
+            b.put_u32(body.len() as u32);
+            b.put_u32(crc32c::crc32c(&body));
+            b.put_slice(&body);
+            let n = check(&b).unwrap().unwrap();
+            let _ = parse(&mut b, n);
+        }
+    }
+}
