@@ -7,28 +7,9 @@ mod common;
 use std::process::Command as Process;
 
 use axum::http::{Method, StatusCode};
+use common::storage::{free_port, get, operator, post};
 use common::{node, TestNode};
 use serde_json::{json, Value};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn post(n: &TestNode, auth: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    let r = n.send(Method::POST, path, Some(auth), Some(body)).await;
-    (r.status, r.body)
-}
-
-async fn get(n: &TestNode, auth: &str, path: &str) -> (StatusCode, Value) {
-    let r = n.send(Method::GET, path, Some(auth), None).await;
-    (r.status, r.body)
-}
-
-/// An operator's session on a fresh node.
-async fn operator(n: &TestNode) -> String {
-    let admin = n.admin().await;
-    n.create_user(&admin, "opal", "operator").await
-}
 
 fn iscsi_ls(url: &str) -> (bool, String) {
     let out = Process::new("iscsi-ls")
