@@ -236,7 +236,13 @@ pub async fn add_acl_rule(group: String, initiator: String, alias: String, luns:
     let luns = parse_luns(luns).map_err(ssr::failed)?;
     ssr::run(Command::AddAclRule {
         group,
-        rule: NewAclRule { initiator: initiator.trim().to_string(), alias: opt(alias), luns },
+        rule: NewAclRule {
+            initiator: initiator.trim().to_string(),
+            alias: opt(alias),
+            luns,
+            chap: None,
+            privileges: None,
+        },
     })
     .await
 }
@@ -244,7 +250,8 @@ pub async fn add_acl_rule(group: String, initiator: String, alias: String, luns:
 #[server(prefix = "/rpc", endpoint = "storage/acl/update", input = Json)]
 pub async fn update_acl_rule(group: String, initiator: String, luns: String) -> Result<(), ApiError> {
     let luns = parse_luns(luns).map_err(ssr::failed)?;
-    ssr::run(Command::UpdateAclRule { group, initiator, patch: AclPatch { alias: None, luns: Some(luns) } }).await
+    let patch = AclPatch { luns: Some(luns), ..Default::default() };
+    ssr::run(Command::UpdateAclRule { group, initiator, patch }).await
 }
 
 #[server(prefix = "/rpc", endpoint = "storage/acl/delete", input = Json)]
