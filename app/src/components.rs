@@ -40,6 +40,33 @@ where
     }
 }
 
+/// Counts the successful runs of `action`: a resource that depends on it
+/// reloads after a change, not after a refusal, which would redraw the
+/// form being corrected and lose what was typed in it. Counted by an
+/// effect, so in the browser only; the server renders each page once.
+pub fn saves<ServFn>(action: ServerAction<ServFn>) -> ReadSignal<usize>
+where
+    ServFn: ServerFn<Error = ApiError> + Clone + Send + Sync + 'static,
+    ServFn::Output: Clone + Send + Sync + 'static,
+{
+    let (count, set_count) = signal(0usize);
+    // Every run that ends sets the value, so this runs once per result.
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = action.value().get() {
+            set_count.update(|n| *n += 1);
+        }
+    });
+    count
+}
+
+/// False on the server and while the page hydrates, true from then on: for
+/// parts that are drawn in the browser only.
+pub fn in_browser() -> ReadSignal<bool> {
+    let (on, set_on) = signal(false);
+    Effect::new(move |_| set_on.set(true));
+    on
+}
+
 /// A readable banner for a failed request.
 #[component]
 pub fn ErrorBanner(error: ApiError) -> impl IntoView {

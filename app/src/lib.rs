@@ -8,6 +8,7 @@
 //! * `pages` and `components` are the user interface.
 
 pub mod error;
+pub mod iscsi_fns;
 pub mod model;
 pub mod server_fns;
 #[cfg(feature = "ssr")]
@@ -25,8 +26,8 @@ use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 
 use crate::pages::{
-    AuditPage, ChapUsersPage, GroupPage, GroupsPage, Layout, LoginPage, NodesPage, NotFound, OverviewPage, TokensPage,
-    UsersPage, VolumesPage,
+    AuditPage, ChapUsersPage, GroupPage, GroupsPage, IscsiPage, Layout, LoginPage, NodesPage, NotFound, OverviewPage,
+    TokensPage, UsersPage, VolumesPage,
 };
 
 /// The HTML document around the application (server side).
@@ -74,6 +75,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("target-groups") view=GroupsPage/>
                     <Route path=path!("target-groups/:name") view=GroupPage/>
                     <Route path=path!("chap-users") view=ChapUsersPage/>
+                    <Route path=path!("iscsi") view=IscsiPage/>
                     <Route path=path!("nodes") view=NodesPage/>
                     <Route path=path!("users") view=UsersPage/>
                     <Route path=path!("audit") view=AuditPage/>

@@ -3,6 +3,9 @@
 //! One definition for all three: the REST API serialises exactly these types,
 //! and the OpenAPI document is derived from them.
 
+pub mod discovery;
+pub mod privileges;
+pub mod session_settings;
 pub mod storage;
 
 use serde::{Deserialize, Serialize};

@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::model::storage::*;
 
 #[cfg(feature = "ssr")]
-mod ssr {
+pub(crate) mod ssr {
     use leptos::prelude::*;
 
     use crate::error::ApiError;
@@ -37,7 +37,7 @@ mod ssr {
 
 /// An empty text field means "not given".
 #[cfg(feature = "ssr")]
-fn opt(s: String) -> Option<String> {
+pub(crate) fn opt(s: String) -> Option<String> {
     let t = s.trim();
     (!t.is_empty()).then(|| t.to_string())
 }
@@ -117,11 +117,15 @@ pub async fn list_groups() -> Result<Vec<TargetGroupView>, ApiError> {
     go.await.map_err(ssr::failed)
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/group", input = Json)]
-pub async fn get_group(name: String) -> Result<TargetGroupView, ApiError> {
+/// A group with the names of the CHAP users its forms may choose: one call,
+/// so that a page is drawn from one answer.
+#[server(prefix = "/rpc", endpoint = "storage/group-with-chap-users", input = Json)]
+pub async fn get_group_with_chap_users(name: String) -> Result<(TargetGroupView, Vec<String>), ApiError> {
     let go = async {
         let (s, c) = ssr::storage().await?;
-        s.target_group(&c, &name).await
+        let group = s.target_group(&c, &name).await?;
+        let users = s.chap_users(&c).await?.into_iter().map(|u| u.name).collect();
+        Ok((group, users))
     };
     go.await.map_err(ssr::failed)
 }
@@ -154,7 +158,7 @@ fn parse_luns(text: String) -> Result<Option<Vec<u8>>, ApiError> {
 }
 
 #[cfg(feature = "ssr")]
-fn chap(mode: &str, user: String, mutual_user: String) -> Result<ChapSetting, ApiError> {
+pub(crate) fn chap(mode: &str, user: String, mutual_user: String) -> Result<ChapSetting, ApiError> {
     let mode =
         ChapMode::parse(mode).ok_or_else(|| ApiError::invalid_field("chap.mode", "Choose none, one-way or mutual."))?;
     Ok(ChapSetting { mode, user: opt(user), mutual_user: opt(mutual_user) })
@@ -255,12 +259,30 @@ pub async fn detach_lun(group: String, lun: u8) -> Result<(), ApiError> {
     ssr::run(Command::DetachLun { group, lun }).await
 }
 
+/// An ACL rule's own CHAP from a form: mode `group` (or empty) is the group's.
+#[cfg(feature = "ssr")]
+pub(crate) fn own_chap(mode: &str, user: String, mutual_user: String) -> Result<Option<ChapSetting>, ApiError> {
+    match mode {
+        "" | "group" => Ok(None),
+        _ => chap(mode, user, mutual_user).map(Some),
+    }
+}
+
 #[server(prefix = "/rpc", endpoint = "storage/acl/add", input = Json)]
-pub async fn add_acl_rule(group: String, initiator: String, alias: String, luns: String) -> Result<(), ApiError> {
+pub async fn add_acl_rule(
+    group: String,
+    initiator: String,
+    alias: String,
+    luns: String,
+    chap_mode: String,
+    chap_user: String,
+    mutual_user: String,
+) -> Result<(), ApiError> {
     let luns = parse_luns(luns).map_err(ssr::failed)?;
+    let chap = own_chap(&chap_mode, chap_user, mutual_user).map_err(ssr::failed)?;
     ssr::run(Command::AddAclRule {
         group,
-        rule: NewAclRule { initiator: initiator.trim().to_string(), alias: opt(alias), luns },
+        rule: NewAclRule { initiator: initiator.trim().to_string(), alias: opt(alias), luns, chap, privileges: None },
     })
     .await
 }
@@ -268,7 +290,8 @@ pub async fn add_acl_rule(group: String, initiator: String, alias: String, luns:
 #[server(prefix = "/rpc", endpoint = "storage/acl/update", input = Json)]
 pub async fn update_acl_rule(group: String, initiator: String, luns: String) -> Result<(), ApiError> {
     let luns = parse_luns(luns).map_err(ssr::failed)?;
-    ssr::run(Command::UpdateAclRule { group, initiator, patch: AclPatch { alias: None, luns: Some(luns) } }).await
+    let patch = AclPatch { luns: Some(luns), ..Default::default() };
+    ssr::run(Command::UpdateAclRule { group, initiator, patch }).await
 }
 
 #[server(prefix = "/rpc", endpoint = "storage/acl/delete", input = Json)]

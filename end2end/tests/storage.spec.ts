@@ -87,7 +87,7 @@ test("an operator builds a CHAP-protected target group in the browser and an ini
   await expect(page.getByTestId("targets-table")).toContainText("active/optimized", { ignoreCase: true });
   const chap = page.locator("#set-chap");
   await chap.locator("select[name=chap_mode]").selectOption("one-way");
-  await chap.locator("input[name=chap_user]").fill(chapUser);
+  await chap.locator("select[name=chap_user]").selectOption(chapUser);
   await chap.getByRole("button", { name: "Set CHAP" }).click();
   await expect(page.getByTestId("chap-mode")).toHaveText("one-way");
 

@@ -287,6 +287,18 @@ async fn the_openapi_document_lists_every_route() {
         assert!(paths.contains_key(p), "{p} missing");
     }
     assert!(r.body["components"]["schemas"]["UserView"].is_object());
+    for p in
+        ["/api/v1/iscsi/discovery", "/api/v1/target-groups/{name}/session", "/api/v1/target-groups/{name}/privileges"]
+    {
+        assert!(
+            paths[p]["get"].is_object() && paths[p]["put"].is_object(),
+            "{p}: {}",
+            paths.get(p).cloned().unwrap_or_default()
+        );
+    }
+    for schema in ["DiscoverySettings", "SessionSettings", "SessionView", "PrivilegeSettings", "PrivilegesView"] {
+        assert!(r.body["components"]["schemas"][schema].is_object(), "{schema}");
+    }
 }
 
 #[tokio::test]

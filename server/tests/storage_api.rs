@@ -7,28 +7,9 @@ mod common;
 use std::process::Command as Process;
 
 use axum::http::{Method, StatusCode};
+use common::storage::{free_port, get, operator, post};
 use common::{node, TestNode};
 use serde_json::{json, Value};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn post(n: &TestNode, auth: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    let r = n.send(Method::POST, path, Some(auth), Some(body)).await;
-    (r.status, r.body)
-}
-
-async fn get(n: &TestNode, auth: &str, path: &str) -> (StatusCode, Value) {
-    let r = n.send(Method::GET, path, Some(auth), None).await;
-    (r.status, r.body)
-}
-
-/// An operator's session on a fresh node.
-async fn operator(n: &TestNode) -> String {
-    let admin = n.admin().await;
-    n.create_user(&admin, "opal", "operator").await
-}
 
 fn iscsi_ls(url: &str) -> (bool, String) {
     let out = Process::new("iscsi-ls")
@@ -543,6 +524,9 @@ async fn every_storage_route_checks_the_role_on_the_server() {
         "/api/v1/target-groups/g/luns",
         "/api/v1/target-groups/g/acl",
         "/api/v1/target-groups/g/connections",
+        "/api/v1/target-groups/g/session",
+        "/api/v1/target-groups/g/privileges",
+        "/api/v1/iscsi/discovery",
         "/api/v1/chap-users",
         "/api/v1/nodes",
         "/api/v1/nodes/test-node",
@@ -577,6 +561,10 @@ async fn every_storage_route_checks_the_role_on_the_server() {
         (Method::POST, "/api/v1/target-groups/g/acl".into(), Some(json!({"initiator": "iqn.1994-05.com.redhat:h2"}))),
         (Method::PATCH, acl.clone(), Some(json!({"luns": [1]}))),
         (Method::DELETE, acl, None),
+        (Method::PUT, "/api/v1/target-groups/g/session".into(), Some(json!({"nop_in_interval": 30}))),
+        (Method::PUT, "/api/v1/target-groups/g/privileges".into(), Some(json!({"target_cold_reset": true}))),
+        (Method::PUT, "/api/v1/iscsi/discovery".into(), Some(json!({"chap": {"mode": "one-way", "user": "c"}}))),
+        (Method::PUT, "/api/v1/iscsi/discovery".into(), Some(json!({"chap": {"mode": "none"}}))),
         (Method::DELETE, "/api/v1/target-groups/g?force=true".into(), None),
         (Method::POST, "/api/v1/chap-users".into(), Some(json!({"name": "d", "secret": "dsecret123456"}))),
         (Method::PATCH, "/api/v1/chap-users/c".into(), Some(json!({"description": "x"}))),
@@ -595,6 +583,7 @@ async fn every_storage_route_checks_the_role_on_the_server() {
         assert_eq!(r.status, StatusCode::FORBIDDEN, "viewer {method} {path}: {}", r.body);
     }
     assert_eq!(before, get(&n, &op, "/api/v1/target-groups/g").await.1, "nothing changed");
+    assert_eq!(get(&n, &op, "/api/v1/iscsi/discovery").await.1["chap"]["mode"], "none");
     assert_eq!(get(&n, &op, "/api/v1/volumes/u").await.0, StatusCode::OK);
     // The operator may do each of them (in this order they all apply).
     for (method, path, body) in &changes {

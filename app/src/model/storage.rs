@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "ssr")]
 use utoipa::ToSchema;
 
+use super::discovery::DiscoverySettings;
+use super::privileges::{PrivilegeSettings, PrivilegesView};
+use super::session_settings::{SessionSettings, SessionView};
+
 /// A network interface of a node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
@@ -290,6 +294,11 @@ pub struct AclRuleView {
     pub alias: Option<String>,
     /// `None`: every LUN of the group.
     pub luns: Option<Vec<u8>>,
+    /// This initiator's own CHAP users (one-way or mutual), which replace
+    /// the group's for it; null: the group's CHAP.
+    pub chap: Option<ChapSetting>,
+    /// Privileges this initiator has unlike the group's; null: the group's.
+    pub privileges: Option<PrivilegeSettings>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,6 +309,10 @@ pub struct TargetGroupView {
     pub state: String,
     pub acl_enabled: bool,
     pub chap: ChapSetting,
+    /// What the group's targets offer in login negotiation.
+    pub session: SessionView,
+    /// Which commands that reach every host its initiators may send.
+    pub privileges: PrivilegesView,
     pub targets: Vec<TargetView>,
     pub luns: Vec<LunView>,
     pub acl: Vec<AclRuleView>,
@@ -348,6 +361,13 @@ pub struct NewAclRule {
     /// Omitted or null: all LUNs.
     #[serde(default)]
     pub luns: Option<Vec<u8>>,
+    /// This initiator's own CHAP users, one-way or mutual; omitted or null:
+    /// the group's CHAP. Applies while the group's ACL is on.
+    #[serde(default)]
+    pub chap: Option<ChapSetting>,
+    /// Privileges unlike the group's; omitted or null: the group's.
+    #[serde(default)]
+    pub privileges: Option<PrivilegeSettings>,
 }
 
 /// Body of `PATCH /api/v1/target-groups/{name}/acl/{initiator}`.
@@ -360,6 +380,14 @@ pub struct AclPatch {
     #[serde(default, with = "double_option")]
     #[cfg_attr(feature = "ssr", schema(value_type = Option<Vec<u8>>))]
     pub luns: Option<Option<Vec<u8>>>,
+    /// The initiator's own CHAP users; null: back to the group's CHAP.
+    #[serde(default, with = "double_option")]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<ChapSetting>))]
+    pub chap: Option<Option<ChapSetting>>,
+    /// Privileges unlike the group's; null: back to the group's.
+    #[serde(default, with = "double_option")]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<PrivilegeSettings>))]
+    pub privileges: Option<Option<PrivilegeSettings>>,
 }
 
 mod double_option {
@@ -382,7 +410,8 @@ mod double_option {
 pub struct ChapUserView {
     pub name: String,
     pub description: Option<String>,
-    /// Target groups that use it.
+    /// What uses it: target groups by name, `discovery`, and ACL rules as
+    /// `GROUP/acl/INITIATOR`. While anything does, it cannot be deleted.
     pub used_by: Vec<String>,
     pub created_at: String,
 }
@@ -458,6 +487,9 @@ pub enum Command {
     UpdateAclRule { group: String, initiator: String, patch: AclPatch },
     DeleteAclRule { group: String, initiator: String },
     UpdateNode { name: String, patch: NodePatch },
+    SetDiscovery(DiscoverySettings),
+    SetGroupSession { group: String, settings: SessionSettings },
+    SetGroupPrivileges { group: String, privileges: PrivilegeSettings },
 }
 
 impl Command {
@@ -482,6 +514,9 @@ impl Command {
             Command::UpdateAclRule { .. } => "acl.update",
             Command::DeleteAclRule { .. } => "acl.delete",
             Command::UpdateNode { .. } => "node.update",
+            Command::SetDiscovery(_) => "discovery.update",
+            Command::SetGroupSession { .. } => "target-group.session",
+            Command::SetGroupPrivileges { .. } => "target-group.privileges",
         }
     }
 
@@ -514,6 +549,10 @@ impl Command {
                 format!("target-group/{}/acl/{}", short(group), short(initiator))
             }
             Command::UpdateNode { name, .. } => format!("node/{}", short(name)),
+            Command::SetDiscovery(_) => "iscsi/discovery".to_string(),
+            Command::SetGroupSession { group, .. } | Command::SetGroupPrivileges { group, .. } => {
+                format!("target-group/{}", short(group))
+            }
         }
     }
 }

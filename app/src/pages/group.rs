@@ -1,30 +1,60 @@
 //! One target group: its targets and portals, the path state of each LUN on
-//! each target, attached LUNs, ACL rules, CHAP, and live connections.
+//! each target, attached LUNs, CHAP, session parameters, privileges, ACL
+//! rules (`group_acl`), and live connections.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
+use super::chap_fields::ChapFields;
+use super::group_acl::AclSection;
+use super::group_settings::{PrivilegesSection, SessionSection};
 use super::volumes::can_change;
 use crate::chart::{use_ticker, LiveActivity};
-use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage, JsonForm};
+use crate::components::{in_browser, saves, ActionError, Badge, ErrorBanner, FieldMessage, JsonForm};
 use crate::format;
+use crate::iscsi_fns::{SetAclAccess, SetGroupPrivileges, SetGroupSession};
 use crate::model::storage::{format_size, PathState, TargetGroupView};
 use crate::storage_fns::*;
 
 #[derive(Clone, Copy)]
-struct GroupActions {
-    running: ServerAction<SetGroupRunning>,
-    chap: ServerAction<SetGroupChap>,
-    acl_enabled: ServerAction<SetGroupAcl>,
-    add_target: ServerAction<AddTarget>,
-    remove_target: ServerAction<RemoveTarget>,
-    attach: ServerAction<AttachLun>,
-    detach: ServerAction<DetachLun>,
-    add_acl: ServerAction<AddAclRule>,
-    update_acl: ServerAction<UpdateAclRule>,
-    delete_acl: ServerAction<DeleteAclRule>,
-    delete: ServerAction<DeleteGroup>,
+pub(super) struct GroupActions {
+    pub running: ServerAction<SetGroupRunning>,
+    pub chap: ServerAction<SetGroupChap>,
+    pub acl_enabled: ServerAction<SetGroupAcl>,
+    pub add_target: ServerAction<AddTarget>,
+    pub remove_target: ServerAction<RemoveTarget>,
+    pub attach: ServerAction<AttachLun>,
+    pub detach: ServerAction<DetachLun>,
+    pub add_acl: ServerAction<AddAclRule>,
+    pub update_acl: ServerAction<UpdateAclRule>,
+    pub acl_access: ServerAction<SetAclAccess>,
+    pub delete_acl: ServerAction<DeleteAclRule>,
+    pub session: ServerAction<SetGroupSession>,
+    pub privileges: ServerAction<SetGroupPrivileges>,
+    pub delete: ServerAction<DeleteGroup>,
+}
+
+impl GroupActions {
+    /// Changes after each change to the group that went through.
+    fn saved(&self) -> impl Fn() -> usize + Copy + Send + Sync + 'static {
+        let saves = [
+            saves(self.running),
+            saves(self.chap),
+            saves(self.acl_enabled),
+            saves(self.add_target),
+            saves(self.remove_target),
+            saves(self.attach),
+            saves(self.detach),
+            saves(self.add_acl),
+            saves(self.update_acl),
+            saves(self.acl_access),
+            saves(self.delete_acl),
+            saves(self.session),
+            saves(self.privileges),
+        ];
+        move || saves.iter().map(|m| m.get()).sum()
+    }
 }
 
 #[component]
@@ -41,24 +71,13 @@ pub fn GroupPage() -> impl IntoView {
         detach: ServerAction::new(),
         add_acl: ServerAction::new(),
         update_acl: ServerAction::new(),
+        acl_access: ServerAction::new(),
         delete_acl: ServerAction::new(),
+        session: ServerAction::new(),
+        privileges: ServerAction::new(),
         delete: ServerAction::new(),
     };
-    let version = move || {
-        (
-            a.running.version().get(),
-            a.chap.version().get(),
-            a.acl_enabled.version().get(),
-            a.add_target.version().get(),
-            a.remove_target.version().get(),
-            a.attach.version().get(),
-            a.detach.version().get(),
-            a.add_acl.version().get(),
-            a.update_acl.version().get(),
-            a.delete_acl.version().get(),
-        )
-    };
-    let group = Resource::new(move || (name(), version()), |(n, _)| get_group(n));
+    let in_browser = in_browser();
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(())) = a.delete.value().get() {
@@ -75,11 +94,28 @@ pub fn GroupPage() -> impl IntoView {
         <ActionError value=a.update_acl.value()/>
         <ActionError value=a.acl_enabled.value()/>
         <ActionError value=a.delete.value()/>
+        {move || in_browser.get().then(|| view! { <GroupLoaded a/> })}
+    }
+}
+
+/// The group as loaded in the browser. Not drawn on the server: there the
+/// layout may draw a page more than once while its data arrives, and a
+/// resource of a draw that is thrown away fails and is still sent along,
+/// so the browser would hydrate with that failure (and the page's live
+/// parts would stop). The page's own forms are its point, so it loads
+/// after hydration instead.
+#[component]
+fn GroupLoaded(a: GroupActions) -> impl IntoView {
+    let params = use_params_map();
+    let name = move || params.read().get("name").unwrap_or_default();
+    let saved = a.saved();
+    let group = Resource::new(move || (name(), saved()), |(n, _)| get_group_with_chap_users(n));
+    view! {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match group.await {
                     Err(e) => view! { <ErrorBanner error=e/> }.into_any(),
-                    Ok(g) => view! { <GroupView g a/> }.into_any(),
+                    Ok((g, users)) => view! { <GroupView g a users/> }.into_any(),
                 }
             })}
         </Transition>
@@ -87,7 +123,7 @@ pub fn GroupPage() -> impl IntoView {
 }
 
 #[component]
-fn GroupView(g: TargetGroupView, a: GroupActions) -> impl IntoView {
+fn GroupView(g: TargetGroupView, a: GroupActions, users: Vec<String>) -> impl IntoView {
     let writer = can_change();
     let name = g.name.clone();
     let running = g.state == "running";
@@ -204,82 +240,19 @@ fn GroupView(g: TargetGroupView, a: GroupActions) -> impl IntoView {
             <p>"Mode: " <strong data-testid="chap-mode">{g.chap.mode.as_str()}</strong>
                 {g.chap.user.clone().map(|u| view! { " · user " <strong>{u}</strong> })}
                 {g.chap.mutual_user.clone().map(|u| view! { " · target answers as " <strong>{u}</strong> })}</p>
-            {writer.then({ let name = name.clone(); move || view! {
+            {writer.then({ let (name, chap, users) = (name.clone(), g.chap.clone(), users.clone()); move || view! {
                 <JsonForm action=a.chap attr:class="form form-row" attr:id="set-chap">
                     <input type="hidden" name="group" value=name.clone()/>
-                    <label>"Mode"<select name="chap_mode">
-                        <option value="none">"none"</option><option value="one-way">"one-way"</option><option value="mutual">"mutual"</option>
-                    </select></label>
-                    <label>"CHAP user"<input type="text" name="chap_user"/>
-                        <FieldMessage value=a.chap.value() field="chap.user"/></label>
-                    <label>"Mutual user"<input type="text" name="mutual_user"/>
-                        <FieldMessage value=a.chap.value() field="chap.mutual_user"/></label>
+                    <ChapFields value=a.chap.value() users=users.clone() current=Some(chap.clone())/>
                     <button type="submit" class="btn">"Set CHAP"</button>
                 </JsonForm>
                 <ActionError value=a.chap.value()/>
             }})}
         </section>
 
-        <section class="card">
-            <h2>"Access control " {if g.acl_enabled { view! { <Badge kind="ok" text="on"/> } } else { view! { <Badge kind="muted" text="off — every initiator may log in"/> } }}</h2>
-            {writer.then(|| {
-                let group = name.clone();
-                let enabled = g.acl_enabled;
-                view! {
-                    <button class="btn btn-small" on:click=move |_| { a.acl_enabled.dispatch(SetGroupAcl { group: group.clone(), enabled: !enabled }); }>
-                        {if enabled { "Turn ACL off" } else { "Turn ACL on" }}
-                    </button>
-                }
-            })}
-            <div class="table-wrap"><table class="table" data-testid="acl-table">
-                <thead><tr><th>"Initiator"</th><th>"Alias"</th><th>"LUNs"</th><th class="actions-col"></th></tr></thead>
-                <tbody>{g.acl.iter().map(|r| {
-                    let group = name.clone();
-                    let initiator = r.initiator.clone();
-                    view! {
-                        <tr>
-                            <td><code>{r.initiator.clone()}</code></td>
-                            <td>{r.alias.clone().unwrap_or_default()}</td>
-                            <td>{
-                                let shown = r.luns.as_ref().map(|l| l.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
-                                let (group, initiator) = (group.clone(), initiator.clone());
-                                if writer {
-                                    view! {
-                                        <JsonForm action=a.update_acl attr:class="form inline-form">
-                                            <input type="hidden" name="group" value=group.clone()/>
-                                            <input type="hidden" name="initiator" value=initiator.clone()/>
-                                            <input type="text" name="luns" value=shown.unwrap_or_default() placeholder="all" size="8" aria-label="Allowed LUNs"/>
-                                            <button type="submit" class="btn btn-small">"Set LUNs"</button>
-                                        </JsonForm>
-                                    }.into_any()
-                                } else {
-                                    view! { <span>{shown.unwrap_or_else(|| "all".into())}</span> }.into_any()
-                                }
-                            }</td>
-                            <td class="actions-col">{writer.then(move || view! {
-                                <button class="btn btn-small btn-danger" on:click=move |_| {
-                                    if window().confirm_with_message(&format!("Remove the rule for {initiator}?")).unwrap_or(false) {
-                                        a.delete_acl.dispatch(DeleteAclRule { group: group.clone(), initiator: initiator.clone() });
-                                    }
-                                }>"Remove"</button>
-                            })}</td>
-                        </tr>
-                    }
-                }).collect_view()}</tbody>
-            </table></div>
-            {writer.then({ let name = name.clone(); move || view! {
-                <JsonForm action=a.add_acl attr:class="form form-row">
-                    <input type="hidden" name="group" value=name.clone()/>
-                    <label>"Initiator IQN"<input type="text" name="initiator" required/>
-                        <FieldMessage value=a.add_acl.value() field="initiator"/></label>
-                    <label>"Alias"<input type="text" name="alias"/></label>
-                    <label>"LUNs (empty: all)"<input type="text" name="luns" placeholder="0, 1"/>
-                        <FieldMessage value=a.add_acl.value() field="luns"/></label>
-                    <button type="submit" class="btn">"Add rule"</button>
-                </JsonForm>
-                <ActionError value=a.add_acl.value()/>
-            }})}
-        </section>
+        <SessionSection group=name.clone() session=g.session.clone() a writer/>
+        <PrivilegesSection group=name.clone() privileges=g.privileges.clone() a writer/>
+        <AclSection g=g.clone() a users writer/>
 
         <section class="card">
             <h2>"Activity per LUN"</h2>

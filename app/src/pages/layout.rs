@@ -51,6 +51,7 @@ fn Frame(me: Me, logout: ServerAction<Logout>) -> impl IntoView {
                     <A href="/volumes">"Volumes"</A>
                     <A href="/target-groups">"Target groups"</A>
                     <A href="/chap-users">"CHAP users"</A>
+                    <A href="/iscsi">"iSCSI"</A>
                     <A href="/nodes">"Nodes"</A>
                     {is_admin.then(|| view! { <A href="/users">"Users"</A> })}
                     <A href="/tokens">"API tokens"</A>

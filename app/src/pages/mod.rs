@@ -1,9 +1,13 @@
 //! The dashboard's pages.
 
 mod audit;
+mod chap_fields;
 mod chap_users;
 mod group;
+mod group_acl;
+mod group_settings;
 mod groups;
+mod iscsi;
 mod layout;
 mod login;
 mod nodes;
@@ -18,6 +22,7 @@ pub use audit::AuditPage;
 pub use chap_users::ChapUsersPage;
 pub use group::GroupPage;
 pub use groups::GroupsPage;
+pub use iscsi::IscsiPage;
 pub use layout::Layout;
 pub use login::LoginPage;
 pub use nodes::NodesPage;

@@ -3,6 +3,7 @@
 //! `/api/v1/openapi.json`.
 
 mod extract;
+mod iscsi_settings;
 mod openapi;
 mod routes;
 mod storage;
@@ -44,6 +45,12 @@ pub fn router() -> Router<AppState> {
         .route("/target-groups/{name}/acl", get(storage::list_acl).post(storage::add_acl))
         .route("/target-groups/{name}/acl/{initiator}", patch(storage::update_acl).delete(storage::delete_acl))
         .route("/target-groups/{name}/connections", get(storage::connections))
+        .route("/target-groups/{name}/session", get(iscsi_settings::get_session).put(iscsi_settings::put_session))
+        .route(
+            "/target-groups/{name}/privileges",
+            get(iscsi_settings::get_privileges).put(iscsi_settings::put_privileges),
+        )
+        .route("/iscsi/discovery", get(iscsi_settings::get_discovery).put(iscsi_settings::put_discovery))
         .route("/chap-users", get(storage::list_chap_users).post(storage::create_chap_user))
         .route("/chap-users/{name}", patch(storage::update_chap_user).delete(storage::delete_chap_user))
         .route("/nodes", get(storage::list_nodes))

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{routes, storage};
+use super::{iscsi_settings, routes, storage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,8 @@ use super::{routes, storage};
         storage::list_acl, storage::add_acl, storage::update_acl, storage::delete_acl, storage::connections,
         storage::list_chap_users, storage::create_chap_user, storage::update_chap_user, storage::delete_chap_user,
         storage::list_nodes, storage::get_node, storage::update_node,
+        iscsi_settings::get_session, iscsi_settings::put_session, iscsi_settings::get_privileges, iscsi_settings::put_privileges,
+        iscsi_settings::get_discovery, iscsi_settings::put_discovery,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),
@@ -31,9 +33,10 @@ use super::{routes, storage};
         (name = "tokens", description = "API tokens for scripts"),
         (name = "audit", description = "Who did what, when"),
         (name = "volumes", description = "Block volumes"),
-        (name = "target-groups", description = "Target groups: targets, LUNs, ACL, CHAP, connections"),
+        (name = "target-groups", description = "Target groups: targets, LUNs, ACL, CHAP, session parameters, privileges, connections"),
         (name = "chap-users", description = "CHAP credentials (secrets are never returned)"),
         (name = "nodes", description = "Nodes and their network interfaces"),
+        (name = "iscsi", description = "iSCSI settings of the whole cluster: CHAP on discovery sessions"),
     )
 )]
 pub struct ApiDoc;

@@ -15,12 +15,13 @@ use sqlx::{Sqlite, Transaction};
 use super::nodes::{address_matches, TRAFFIC_TYPES};
 use super::quotas::{self, Counted, Limits};
 use super::secret_box::SecretBox;
+use super::{acl_rules, chap_usage, discovery, privileges, session_settings};
 
 /// Largest volume we create: 64 TiB.
 const MAX_VOLUME: u64 = 64 << 40;
 const DEFAULT_PORT: u16 = 3260;
 
-pub struct Context<'a> {
+pub(super) struct Context<'a> {
     pub node_id: i64,
     pub secrets: &'a SecretBox,
     pub limits: &'a Limits,
@@ -29,7 +30,7 @@ pub struct Context<'a> {
 
 /// What a command did besides the database: for the audit and the files.
 #[derive(Default)]
-pub struct Effects {
+pub(super) struct Effects {
     pub detail: Option<String>,
     /// A new volume (name, size) whose image is created before the engine opens it.
     pub create_image: Option<(String, u64)>,
@@ -37,9 +38,9 @@ pub struct Effects {
     pub remove_volume: Option<String>,
 }
 
-type Tx<'t> = Transaction<'t, Sqlite>;
+pub(super) type Tx<'t> = Transaction<'t, Sqlite>;
 
-fn db(e: sqlx::Error) -> ApiError {
+pub(super) fn db(e: sqlx::Error) -> ApiError {
     if let sqlx::Error::Database(d) = &e {
         if d.is_unique_violation() {
             return ApiError::conflict("That name or value is already in use.");
@@ -49,7 +50,7 @@ fn db(e: sqlx::Error) -> ApiError {
     ApiError::internal()
 }
 
-fn field(name: &str, msg: impl Into<String>) -> ApiError {
+pub(super) fn field(name: &str, msg: impl Into<String>) -> ApiError {
     ApiError::invalid_field(name, msg)
 }
 
@@ -74,10 +75,13 @@ pub async fn apply(command: Command, tx: &mut Tx<'_>, ctx: &Context<'_>) -> Resu
         Command::RemoveTarget { group, iqn, force } => remove_target(tx, &group, &iqn, force).await,
         Command::AttachVolume { group, lun } => attach(tx, ctx, &group, lun).await,
         Command::DetachLun { group, lun } => detach(tx, &group, lun).await,
-        Command::AddAclRule { group, rule } => add_acl(tx, ctx, &group, rule).await,
-        Command::UpdateAclRule { group, initiator, patch } => update_acl(tx, &group, &initiator, patch).await,
-        Command::DeleteAclRule { group, initiator } => delete_acl(tx, &group, &initiator).await,
+        Command::AddAclRule { group, rule } => acl_rules::add(tx, ctx, &group, rule).await,
+        Command::UpdateAclRule { group, initiator, patch } => acl_rules::update(tx, &group, &initiator, patch).await,
+        Command::DeleteAclRule { group, initiator } => acl_rules::delete(tx, &group, &initiator).await,
         Command::UpdateNode { name, patch } => update_node(tx, &name, patch).await,
+        Command::SetDiscovery(settings) => discovery::set(tx, settings).await,
+        Command::SetGroupSession { group, settings } => session_settings::set(tx, &group, settings).await,
+        Command::SetGroupPrivileges { group, privileges } => privileges::set(tx, &group, privileges).await,
     }
 }
 
@@ -278,7 +282,7 @@ fn check_chap_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_description(d: Option<&str>) -> Result<(), String> {
+pub(super) fn check_description(d: Option<&str>) -> Result<(), String> {
     match d {
         Some(d) if d.chars().count() > 200 || d.chars().any(char::is_control) => {
             Err("At most 200 characters, one line.".into())
@@ -287,7 +291,7 @@ fn check_description(d: Option<&str>) -> Result<(), String> {
     }
 }
 
-async fn chap_id(tx: &mut Tx<'_>, name: &str) -> Result<i64, ApiError> {
+pub(super) async fn chap_id(tx: &mut Tx<'_>, name: &str) -> Result<i64, ApiError> {
     let row: Option<(i64,)> = sqlx::query_as("SELECT id FROM chap_users WHERE name = ?")
         .bind(name)
         .fetch_optional(&mut **tx)
@@ -332,19 +336,11 @@ async fn update_chap_user(
 
 async fn delete_chap_user(tx: &mut Tx<'_>, name: &str) -> Result<Effects, ApiError> {
     let id = chap_id(tx, name).await?;
-    let users: Vec<(String,)> = sqlx::query_as(
-        "SELECT name FROM target_groups WHERE chap_user_id = ? OR mutual_chap_user_id = ? ORDER BY name",
-    )
-    .bind(id)
-    .bind(id)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(db)?;
+    let users = chap_usage::of(&mut **tx, id).await.map_err(db)?;
     if !users.is_empty() {
-        let names: Vec<_> = users.into_iter().map(|u| u.0).collect();
         return Err(ApiError::conflict(format!(
             "The CHAP user {name} is used by {}: change their CHAP setting first.",
-            names.join(", ")
+            users.join(", ")
         )));
     }
     sqlx::query("DELETE FROM chap_users WHERE id = ?").bind(id).execute(&mut **tx).await.map_err(db)?;
@@ -352,7 +348,7 @@ async fn delete_chap_user(tx: &mut Tx<'_>, name: &str) -> Result<Effects, ApiErr
 }
 
 /// Resolves a group's CHAP setting to CHAP user ids, checking it is complete.
-async fn resolve_chap(tx: &mut Tx<'_>, chap: &ChapSetting) -> Result<(Option<i64>, Option<i64>), ApiError> {
+pub(super) async fn resolve_chap(tx: &mut Tx<'_>, chap: &ChapSetting) -> Result<(Option<i64>, Option<i64>), ApiError> {
     let user = match (chap.mode, &chap.user) {
         (ChapMode::None, _) => None,
         (_, None) => return Err(field("chap.user", "Choose the CHAP user initiators log in as.")),
@@ -374,7 +370,7 @@ async fn resolve_chap(tx: &mut Tx<'_>, chap: &ChapSetting) -> Result<(Option<i64
     Ok((user, mutual))
 }
 
-async fn group_id(tx: &mut Tx<'_>, name: &str) -> Result<(i64, String), ApiError> {
+pub(super) async fn group_id(tx: &mut Tx<'_>, name: &str) -> Result<(i64, String), ApiError> {
     sqlx::query_as("SELECT id, state FROM target_groups WHERE name = ?")
         .bind(name)
         .fetch_optional(&mut **tx)
@@ -632,93 +628,6 @@ async fn detach(tx: &mut Tx<'_>, group: &str, lun: u8) -> Result<Effects, ApiErr
         .map_err(db)?;
     if res.rows_affected() == 0 {
         return Err(ApiError::not_found(format!("LUN {lun} of {group}")));
-    }
-    Ok(Effects::default())
-}
-
-async fn check_acl_luns(tx: &mut Tx<'_>, gid: i64, luns: &Option<Vec<u8>>) -> Result<Option<String>, ApiError> {
-    let Some(list) = luns else { return Ok(None) };
-    let used: Vec<(i64,)> =
-        sqlx::query_as("SELECT lun FROM luns WHERE group_id = ?").bind(gid).fetch_all(&mut **tx).await.map_err(db)?;
-    if let Some(missing) = list.iter().find(|l| !used.iter().any(|(u,)| *u == i64::from(**l))) {
-        return Err(field("luns", format!("LUN {missing} is not attached to this group.")));
-    }
-    let mut sorted = list.clone();
-    sorted.sort_unstable();
-    sorted.dedup();
-    Ok(Some(serde_json::to_string(&sorted).unwrap_or_default()))
-}
-
-async fn add_acl(tx: &mut Tx<'_>, ctx: &Context<'_>, group: &str, rule: NewAclRule) -> Result<Effects, ApiError> {
-    let (gid, _) = group_id(tx, group).await?;
-    quotas::ensure_room(tx, ctx.limits, Counted::AclRule(gid)).await?;
-    let initiator = normalize_iscsi_name(&rule.initiator).map_err(|m| field("initiator", m))?;
-    check_description(rule.alias.as_deref()).map_err(|m| field("alias", m))?;
-    let luns = check_acl_luns(tx, gid, &rule.luns).await?;
-    let res = sqlx::query(
-        "INSERT INTO acl_rules (group_id, initiator, alias, luns) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-    )
-    .bind(gid)
-    .bind(&initiator)
-    .bind(&rule.alias)
-    .bind(&luns)
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
-    if res.rows_affected() == 0 {
-        return Err(ApiError::conflict(format!("{initiator} already has a rule in {group}.")));
-    }
-    Ok(Effects { detail: Some(format!("LUNs {}", luns.unwrap_or_else(|| "all".into()))), ..Default::default() })
-}
-
-async fn update_acl(tx: &mut Tx<'_>, group: &str, initiator: &str, patch: AclPatch) -> Result<Effects, ApiError> {
-    // The rule is stored under the normal form of the name.
-    let initiator = &normalize_iscsi_name(initiator).unwrap_or_else(|_| initiator.to_string());
-    let (gid, _) = group_id(tx, group).await?;
-    let exists: Option<(String,)> =
-        sqlx::query_as("SELECT initiator FROM acl_rules WHERE group_id = ? AND initiator = ?")
-            .bind(gid)
-            .bind(initiator)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db)?;
-    if exists.is_none() {
-        return Err(ApiError::not_found(format!("The ACL rule for {initiator} in {group}")));
-    }
-    if let Some(alias) = &patch.alias {
-        check_description(Some(alias)).map_err(|m| field("alias", m))?;
-        sqlx::query("UPDATE acl_rules SET alias = ? WHERE group_id = ? AND initiator = ?")
-            .bind(alias)
-            .bind(gid)
-            .bind(initiator)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
-    }
-    if let Some(luns) = &patch.luns {
-        let luns = check_acl_luns(tx, gid, luns).await?;
-        sqlx::query("UPDATE acl_rules SET luns = ? WHERE group_id = ? AND initiator = ?")
-            .bind(luns)
-            .bind(gid)
-            .bind(initiator)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
-    }
-    Ok(Effects::default())
-}
-
-async fn delete_acl(tx: &mut Tx<'_>, group: &str, initiator: &str) -> Result<Effects, ApiError> {
-    let initiator = &normalize_iscsi_name(initiator).unwrap_or_else(|_| initiator.to_string());
-    let (gid, _) = group_id(tx, group).await?;
-    let res = sqlx::query("DELETE FROM acl_rules WHERE group_id = ? AND initiator = ?")
-        .bind(gid)
-        .bind(initiator)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
-    if res.rows_affected() == 0 {
-        return Err(ApiError::not_found(format!("The ACL rule for {initiator} in {group}")));
     }
     Ok(Effects::default())
 }

@@ -1,6 +1,8 @@
 //! Derives the local engine's configuration from the database: every volume
-//! placed on this node, and every target of a running group that lives on
-//! this node, with its LUNs, CHAP and ACL.
+//! placed on this node, every target of a running group that lives on this
+//! node, with its LUNs, CHAP, ACL (each rule with its own CHAP and
+//! privileges), session parameters and privileges, and the discovery CHAP
+//! every node shares.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,7 +17,7 @@ use target_engine::config::{
 
 use super::paths::{engine_state, path_state};
 use super::secret_box::SecretBox;
-use super::volume_files;
+use super::{privileges, session_settings, volume_files};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeriveError {
@@ -28,9 +30,60 @@ pub enum DeriveError {
 /// id, name, size, block size, WWN, serial, IOPS limit, MB/s limit, write-cache policy.
 type VolumeRow = (i64, String, i64, i64, String, String, Option<i64>, Option<i64>, String);
 
-/// group id, IQN, portals, TPG, ACL on, CHAP mode, CHAP secret and user, mutual secret and user.
-type TargetRow =
-    (i64, String, String, i64, bool, String, Option<Vec<u8>>, Option<String>, Option<Vec<u8>>, Option<String>);
+/// A CHAP setting as stored: mode, CHAP secret and user, mutual secret and user.
+type ChapRow = (Option<String>, Option<Vec<u8>>, Option<String>, Option<Vec<u8>>, Option<String>);
+
+/// group id, IQN, portals, TPG, ACL on, session settings, privileges, then the group's CHAP.
+type TargetRow = (
+    i64,
+    String,
+    String,
+    i64,
+    bool,
+    String,
+    String,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<String>,
+);
+
+/// initiator, LUNs, privileges, then the rule's own CHAP.
+type AclRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<String>,
+);
+
+/// The engine's CHAP for a stored setting: `None` when the mode is none
+/// (or absent), else the users with their secrets unsealed.
+fn chap_config(
+    secrets: &SecretBox,
+    (mode, secret, user, mutual_secret, mutual_user): ChapRow,
+) -> Result<Option<ChapConfig>, DeriveError> {
+    let open = |sealed: Option<Vec<u8>>| -> Result<Option<String>, DeriveError> {
+        sealed.map(|s| secrets.open(&s).map_err(|e| DeriveError::Damaged(e.to_string()))).transpose()
+    };
+    Ok(match mode.as_deref() {
+        Some("one-way") => {
+            Some(ChapConfig { mode: ChapMode::OneWay, user, secret: open(secret)?, ..Default::default() })
+        }
+        Some("mutual") => Some(ChapConfig {
+            mode: ChapMode::Mutual,
+            user,
+            secret: open(secret)?,
+            target_user: mutual_user,
+            target_secret: open(mutual_secret)?,
+        }),
+        _ => None,
+    })
+}
 
 pub async fn derive(
     conn: &mut SqliteConnection,
@@ -75,8 +128,18 @@ pub async fn derive(
         });
     }
 
+    let discovery: ChapRow = sqlx::query_as(
+        "SELECT s.discovery_chap_mode, cu.secret, cu.name, mu.secret, mu.name FROM iscsi_settings s \
+         LEFT JOIN chap_users cu ON cu.id = s.discovery_chap_user_id \
+         LEFT JOIN chap_users mu ON mu.id = s.discovery_mutual_chap_user_id WHERE s.id = 1",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    config.discovery.chap = chap_config(secrets, discovery)?;
+
     let targets: Vec<TargetRow> = sqlx::query_as(
-            "SELECT g.id, t.iqn, t.portals, t.tpg, g.acl_enabled, g.chap_mode, cu.secret, cu.name, mu.secret, mu.name \
+            "SELECT g.id, t.iqn, t.portals, t.tpg, g.acl_enabled, g.session_settings, g.privileges, \
+                    g.chap_mode, cu.secret, cu.name, mu.secret, mu.name \
              FROM targets t JOIN target_groups g ON g.id = t.group_id \
              LEFT JOIN chap_users cu ON cu.id = g.chap_user_id LEFT JOIN chap_users mu ON mu.id = g.mutual_chap_user_id \
              WHERE t.node_id = ? AND g.state = 'running' ORDER BY t.tpg",
@@ -84,7 +147,7 @@ pub async fn derive(
         .bind(node_id)
         .fetch_all(&mut *conn)
         .await?;
-    for (group_id, iqn, portals, tpg, acl_enabled, chap_mode, chap_secret, chap_user, mutual_secret, mutual_user) in
+    for (group_id, iqn, portals, tpg, acl_enabled, session, group_privileges, mode, secret, user, msecret, muser) in
         targets
     {
         let portals: Vec<SocketAddr> =
@@ -105,33 +168,19 @@ pub async fn derive(
             .collect();
         let luns: BTreeMap<String, String> =
             served.iter().map(|&&(lun, vol, _)| (lun.to_string(), volume_names[&vol].clone())).collect();
-        let open = |sealed: Option<Vec<u8>>| -> Result<Option<String>, DeriveError> {
-            sealed.map(|s| secrets.open(&s).map_err(|e| DeriveError::Damaged(e.to_string()))).transpose()
-        };
-        let chap = match chap_mode.as_str() {
-            "one-way" => Some(ChapConfig {
-                mode: ChapMode::OneWay,
-                user: chap_user,
-                secret: open(chap_secret)?,
-                ..Default::default()
-            }),
-            "mutual" => Some(ChapConfig {
-                mode: ChapMode::Mutual,
-                user: chap_user,
-                secret: open(chap_secret)?,
-                target_user: mutual_user,
-                target_secret: open(mutual_secret)?,
-            }),
-            _ => None,
-        };
+        let chap = chap_config(secrets, (mode, secret, user, msecret, muser))?;
+        let group_privileges = privileges::defaults().with(&privileges::parse(&group_privileges));
         let acl = if acl_enabled {
-            let rules: Vec<(String, Option<String>)> =
-                sqlx::query_as("SELECT initiator, luns FROM acl_rules WHERE group_id = ? ORDER BY initiator")
-                    .bind(group_id)
-                    .fetch_all(&mut *conn)
-                    .await?;
+            let rules: Vec<AclRow> = sqlx::query_as(
+                "SELECT a.initiator, a.luns, a.privileges, a.chap_mode, cu.secret, cu.name, mu.secret, mu.name \
+                 FROM acl_rules a LEFT JOIN chap_users cu ON cu.id = a.chap_user_id \
+                 LEFT JOIN chap_users mu ON mu.id = a.mutual_chap_user_id WHERE a.group_id = ? ORDER BY a.initiator",
+            )
+            .bind(group_id)
+            .fetch_all(&mut *conn)
+            .await?;
             let mut entries = Vec::new();
-            for (initiator, allowed) in rules {
+            for (initiator, allowed, own_privileges, mode, secret, user, msecret, muser) in rules {
                 let allowed: Vec<u64> = match allowed {
                     None => lun_ids.clone(),
                     Some(json) => {
@@ -140,7 +189,11 @@ pub async fn derive(
                         list.into_iter().filter(|l| lun_ids.contains(l)).collect()
                     }
                 };
-                entries.push(AclEntry { initiator, luns: allowed, chap: None, privileges: None });
+                let chap = chap_config(secrets, (mode, secret, user, msecret, muser))?;
+                // What the rule does not choose follows the group.
+                let privileges =
+                    own_privileges.map(|json| privileges::engine(group_privileges.with(&privileges::parse(&json))));
+                entries.push(AclEntry { initiator, luns: allowed, chap, privileges });
             }
             Some(entries)
         } else {
@@ -154,8 +207,8 @@ pub async fn derive(
             chap,
             acl,
             alua,
-            privileges: Default::default(),
-            session: Default::default(),
+            privileges: privileges::engine(group_privileges),
+            session: session_settings::limits(&session_settings::parse(&session)),
         });
     }
     Ok(config)

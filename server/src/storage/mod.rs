@@ -1,5 +1,6 @@
-//! Block storage management: volumes, target groups, targets, LUNs, ACL
-//! rules, CHAP users and nodes.
+//! Block storage management: volumes, target groups (with their session
+//! parameters and privileges), targets, LUNs, ACL rules, CHAP users,
+//! discovery CHAP and nodes.
 //!
 //! Every change is a typed [`Command`] handed to [`Storage::execute`], the
 //! one place that checks the caller's role, validates, writes the database in
@@ -8,13 +9,18 @@
 //! refuses, the transaction is rolled back and the caller gets the engine's
 //! reason. A later cluster release replicates these commands between nodes.
 
+mod acl_rules;
+mod chap_usage;
 mod commands;
 pub mod degraded;
+mod discovery;
 pub mod engine_config;
 pub mod nodes;
 pub mod paths;
+mod privileges;
 pub mod quotas;
 pub mod secret_box;
+mod session_settings;
 pub mod stats;
 mod views;
 pub mod volume_files;
@@ -22,6 +28,7 @@ pub mod volume_files;
 use std::path::PathBuf;
 
 use portico_app::error::ApiError;
+use portico_app::model::discovery::DiscoverySettings;
 use portico_app::model::storage::*;
 use portico_app::model::{AuditResult, EngineStatus, NodeProblem, Role, StorageCapacity};
 use portico_app::service::Caller;
@@ -346,6 +353,12 @@ impl Storage {
         views::chap_users(&self.pool).await.map_err(db_error)
     }
 
+    /// CHAP on discovery sessions (user names only, never secrets).
+    pub async fn discovery(&self, caller: &Caller) -> Result<DiscoverySettings, ApiError> {
+        Self::read(caller)?;
+        discovery::read(&self.pool).await.map_err(db_error)
+    }
+
     pub async fn nodes(&self, caller: &Caller) -> Result<Vec<NodeView>, ApiError> {
         Self::read(caller)?;
         views::nodes(&self.pool, None).await.map_err(db_error)
@@ -424,6 +437,10 @@ impl portico_app::service::StorageService for Storage {
 
     async fn nodes(&self, caller: &Caller) -> Result<Vec<NodeView>, ApiError> {
         Storage::nodes(self, caller).await
+    }
+
+    async fn discovery(&self, caller: &Caller) -> Result<DiscoverySettings, ApiError> {
+        Storage::discovery(self, caller).await
     }
 
     async fn connections(&self, caller: &Caller, group: &str) -> Result<Vec<ConnectionView>, ApiError> {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::paths::path_state;
+use super::{chap_usage, privileges, session_settings};
 use portico_app::model::storage::*;
 use sqlx::SqlitePool;
 
@@ -73,12 +74,16 @@ pub async fn volumes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<
         .collect())
 }
 
-/// id, name, state, ACL on, CHAP mode, CHAP user, mutual user, created.
-type GroupRow = (i64, String, String, bool, String, Option<String>, Option<String>, String);
+/// id, name, state, ACL on, CHAP mode, CHAP user, mutual user, session settings, privileges, created.
+type GroupRow = (i64, String, String, bool, String, Option<String>, Option<String>, String, String, String);
+
+/// group id, initiator, alias, LUNs, own CHAP mode, CHAP user, mutual user, own privileges.
+type AclRow =
+    (i64, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
 
 pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<TargetGroupView>> {
     let groups: Vec<GroupRow> = sqlx::query_as(
-        "SELECT g.id, g.name, g.state, g.acl_enabled, g.chap_mode, cu.name, mu.name, g.created_at \
+        "SELECT g.id, g.name, g.state, g.acl_enabled, g.chap_mode, cu.name, mu.name, g.session_settings, g.privileges, g.created_at \
          FROM target_groups g LEFT JOIN chap_users cu ON cu.id = g.chap_user_id LEFT JOIN chap_users mu ON mu.id = g.mutual_chap_user_id \
          WHERE ? IS NULL OR g.name = ? ORDER BY g.name",
     )
@@ -96,14 +101,17 @@ pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Resul
     )
     .fetch_all(pool)
     .await?;
-    let acl: Vec<(i64, String, Option<String>, Option<String>)> =
-        sqlx::query_as("SELECT group_id, initiator, alias, luns FROM acl_rules ORDER BY initiator")
-            .fetch_all(pool)
-            .await?;
+    let acl: Vec<AclRow> = sqlx::query_as(
+        "SELECT a.group_id, a.initiator, a.alias, a.luns, a.chap_mode, cu.name, mu.name, a.privileges FROM acl_rules a \
+         LEFT JOIN chap_users cu ON cu.id = a.chap_user_id LEFT JOIN chap_users mu ON mu.id = a.mutual_chap_user_id \
+         ORDER BY a.initiator",
+    )
+    .fetch_all(pool)
+    .await?;
 
     let mut by_group: BTreeMap<i64, TargetGroupView> = BTreeMap::new();
     let mut order = Vec::new();
-    for (id, name, state, acl_enabled, mode, user, mutual_user, created_at) in groups {
+    for (id, name, state, acl_enabled, mode, user, mutual_user, session, group_privileges, created_at) in groups {
         order.push(id);
         by_group.insert(
             id,
@@ -112,6 +120,8 @@ pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Resul
                 state,
                 acl_enabled,
                 chap: ChapSetting { mode: ChapMode::parse(&mode).unwrap_or(ChapMode::None), user, mutual_user },
+                session: session_settings::view(session_settings::parse(&session)),
+                privileges: privileges::view(privileges::parse(&group_privileges)),
                 targets: Vec::new(),
                 luns: Vec::new(),
                 acl: Vec::new(),
@@ -138,10 +148,12 @@ pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Resul
             g.luns.push(LunView { lun: lun as u8, volume, size: size as u64 });
         }
     }
-    for (gid, initiator, alias, luns) in acl {
+    for (gid, initiator, alias, luns, chap_mode, user, mutual_user, own_privileges) in acl {
         if let Some(g) = by_group.get_mut(&gid) {
             let luns = luns.and_then(|l| serde_json::from_str(&l).ok());
-            g.acl.push(AclRuleView { initiator, alias, luns });
+            let chap = chap_mode.and_then(|m| ChapMode::parse(&m)).map(|mode| ChapSetting { mode, user, mutual_user });
+            let privileges = own_privileges.map(|p| privileges::parse(&p));
+            g.acl.push(AclRuleView { initiator, alias, luns, chap, privileges });
         }
     }
     Ok(order.into_iter().filter_map(|id| by_group.remove(&id)).collect())
@@ -152,12 +164,7 @@ pub async fn chap_users(pool: &SqlitePool) -> sqlx::Result<Vec<ChapUserView>> {
         sqlx::query_as("SELECT id, name, description, created_at FROM chap_users ORDER BY name")
             .fetch_all(pool)
             .await?;
-    let uses: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT chap_user_id, name FROM target_groups WHERE chap_user_id IS NOT NULL \
-         UNION SELECT mutual_chap_user_id, name FROM target_groups WHERE mutual_chap_user_id IS NOT NULL ORDER BY 2",
-    )
-    .fetch_all(pool)
-    .await?;
+    let uses = chap_usage::all(pool).await?;
     Ok(users
         .into_iter()
         .map(|(id, name, description, created_at)| ChapUserView {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod storage;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
