@@ -2,10 +2,11 @@
 //! write-back disk would have on its platters apart from what reads see, and
 //! [`PowerCutBackend::power_cut`] throws away everything not yet flushed.
 //!
-//! A flush makes durable the writes that completed before it *started*;
-//! writes that complete while it runs wait for the next one, as on a real
-//! disk whose cache flush is under way. Flushes are counted, can be slowed
-//! down to let writes pile up, and can be made to fail.
+//! A flush makes durable the writes that completed before it *started*,
+//! whatever other flushes run at the same time; writes that complete while
+//! it runs wait for a later one, as with `fdatasync` on a real disk.
+//! Flushes are counted, can be slowed down to let writes pile up, and can be
+//! made to fail.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -22,8 +23,9 @@ struct Images {
     current: Vec<u8>,
     /// What survives a power cut.
     durable: Vec<u8>,
-    /// Writes since the last flush began, in completion order.
-    pending: Vec<(u64, Bytes)>,
+    /// Writes not yet durable, numbered in completion order.
+    pending: Vec<(u64, u64, Bytes)>,
+    written: u64,
 }
 
 /// See the module documentation.
@@ -39,7 +41,7 @@ impl PowerCutBackend {
     pub fn new(size: u64) -> Self {
         let zero = vec![0u8; size as usize];
         PowerCutBackend {
-            images: Mutex::new(Images { current: zero.clone(), durable: zero, pending: Vec::new() }),
+            images: Mutex::new(Images { current: zero.clone(), durable: zero, pending: Vec::new(), written: 0 }),
             flushes: AtomicU64::new(0),
             flush_delay_ms: AtomicU64::new(0),
             fail_next_flush: AtomicBool::new(false),
@@ -100,7 +102,9 @@ impl BlockBackend for PowerCutBackend {
         if fua {
             put(&mut im.durable, offset, &data);
         } else {
-            im.pending.push((offset, data));
+            im.written += 1;
+            let n = im.written;
+            im.pending.push((n, offset, data));
         }
         Ok(())
     }
@@ -108,20 +112,20 @@ impl BlockBackend for PowerCutBackend {
     async fn flush(&self) -> Result<(), BackendError> {
         self.flushes.fetch_add(1, Ordering::Relaxed);
         let fail = self.fail_next_flush.swap(false, Ordering::Relaxed);
-        let taken = std::mem::take(&mut self.images().pending);
+        // What this flush covers: every write completed before it started.
+        let upto = self.images().written;
         let delay = self.flush_delay_ms.load(Ordering::Relaxed);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         if fail {
             // The data stays volatile: a later flush may still save it.
-            let mut im = self.images();
-            let later = std::mem::replace(&mut im.pending, taken);
-            im.pending.extend(later);
             return Err(BackendError::Io(std::io::Error::other("simulated flush failure")));
         }
         let mut im = self.images();
-        for (offset, data) in taken {
+        let covered: Vec<(u64, u64, Bytes)> = im.pending.iter().filter(|w| w.0 <= upto).cloned().collect();
+        im.pending.retain(|w| w.0 > upto);
+        for (_, offset, data) in covered {
             put(&mut im.durable, offset, &data);
         }
         Ok(())
