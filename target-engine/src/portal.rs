@@ -85,3 +85,24 @@ pub fn raise_open_file_limit() -> std::io::Result<(u64, u64)> {
     }
     Ok((old, lim.rlim_cur))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_limit() {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: as in raise_open_file_limit.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        if lim.rlim_max > 256 {
+            // Start from a low soft limit, as a default service manager might.
+            let low = libc::rlimit { rlim_cur: 256, rlim_max: lim.rlim_max };
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
+        }
+        let (old, new) = super::raise_open_file_limit().unwrap();
+        assert!(old <= new);
+        assert_eq!(new, lim.rlim_max, "the soft limit is the hard one now");
+        let mut after = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut after) }, 0);
+        assert_eq!(after.rlim_cur, after.rlim_max);
+    }
+}
