@@ -2,9 +2,10 @@
 # What write-through costs: the same writes against a write-back and a
 # write-through volume, both file-backed on this machine's disk (not tmpfs,
 # where a flush costs nothing), served by a release `portico engine`.
-# Prints, per policy: 128 KiB writes with 32 in flight, 4 KiB random writes
-# with 32 and with 1 in flight; then write-through's share of write-back's
-# 4 KiB IOPS at 32 in flight (the goal is at least 50%).
+# Prints, per policy: 128 KiB writes with 32 in flight and 4 KiB random
+# writes with 1 in flight; then 4 KiB random writes with 32 in flight,
+# alternating between the policies three times, and write-through's share of
+# write-back's median IOPS (the goal is at least 50%).
 #
 # usage: scripts/bench-durability.sh [SECONDS_PER_RUN]   (default 10)
 set -euo pipefail
@@ -51,15 +52,21 @@ run() { # LUN ARGS...
   "$bench" --portal "127.0.0.1:$port" --target iqn.2026-11.local.portico:bench --lun "$lun" \
     --seconds "$seconds" --span-mib 1024 "$@"
 }
-declare -A iops
 for policy in write-back:0 write-through:1; do
   name=${policy%%:*} lun=${policy##*:}
   echo "-- $name"
   run "$lun" --size 131072 --depth 32 | sed 's/^/   /'
-  line=$(run "$lun" --size 4096 --depth 32 --random)
-  echo "   $line"
-  iops[$name]=$(awk '{for (i = 1; i < NF; i++) if ($(i + 1) == "IOPS,") print $i}' <<<"$line")
   run "$lun" --size 4096 --depth 1 --random | sed 's/^/   /'
 done
-awk -v wt="${iops[write-through]}" -v wb="${iops[write-back]}" \
-  'BEGIN { printf "write-through keeps %.0f%% of write-back'"'"'s 4 KiB IOPS at 32 in flight (goal: at least 50%%)\n", 100 * wt / wb }'
+# The figure the goal is about, alternated three times (these machines are
+# shared and noisy): 4 KiB random writes, 32 in flight.
+echo "-- 4 KiB random writes, 32 in flight, alternating"
+wb=() wt=()
+iops() { awk '{for (i = 1; i < NF; i++) if ($(i + 1) == "IOPS,") print $i}'; }
+for round in 1 2 3; do
+  line=$(run 0 --size 4096 --depth 32 --random); echo "   write-back:    $line"; wb+=("$(iops <<<"$line")")
+  line=$(run 1 --size 4096 --depth 32 --random); echo "   write-through: $line"; wt+=("$(iops <<<"$line")")
+done
+median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
+awk -v wt="$(median "${wt[@]}")" -v wb="$(median "${wb[@]}")" \
+  'BEGIN { printf "medians: write-back %d IOPS, write-through %d IOPS: write-through keeps %.0f%% (goal: at least 50%%)\n", wb, wt, 100 * wt / wb }'
