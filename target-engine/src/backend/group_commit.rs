@@ -199,6 +199,18 @@ impl BlockBackend for GroupCommit {
         self.inner.unmap(offset, len).await
     }
 
+    async fn write_same(&self, offset: u64, len: u64, block: Bytes, fua: bool) -> Result<(), BackendError> {
+        self.inner.write_same(offset, len, block, false).await?;
+        if fua {
+            self.sync().await?;
+        }
+        Ok(())
+    }
+
+    async fn replicate_state(&self, text: Option<Bytes>) -> Result<(), BackendError> {
+        self.inner.replicate_state(text).await
+    }
+
     async fn resize(&self, new_size: u64) -> Result<(), BackendError> {
         self.inner.resize(new_size).await
     }

@@ -18,6 +18,10 @@ pub enum BackendError {
     ReadOnly,
     #[error("the backend cannot grow to {requested} bytes: {reason}")]
     Resize { requested: u64, reason: String },
+    /// This copy may not serve the volume now: it is not the primary, its
+    /// lease ran out, or another primary took over.
+    #[error("this node does not serve the volume now: {0}")]
+    NotServing(&'static str),
 }
 
 /// The small set of operations every store of blocks offers.
@@ -41,6 +45,34 @@ pub trait BlockBackend: Send + Sync + std::fmt::Debug {
 
     /// Deallocates a range; later reads of it return zeros.
     async fn unmap(&self, offset: u64, len: u64) -> Result<(), BackendError>;
+
+    /// Writes `len` bytes at `offset`, each block a copy of `block`
+    /// (WRITE SAME). Backends that can do better than writing the expanded
+    /// data (a replicated one sends the operation) override it.
+    async fn write_same(&self, offset: u64, len: u64, block: Bytes, fua: bool) -> Result<(), BackendError> {
+        const CHUNK: u64 = 1 << 20;
+        let per_chunk = (CHUNK / block.len().max(1) as u64).max(1) as usize;
+        let mut pattern = BytesMut::with_capacity(per_chunk * block.len());
+        for _ in 0..per_chunk {
+            pattern.extend_from_slice(&block);
+        }
+        let pattern = pattern.freeze();
+        let mut pos = 0u64;
+        while pos < len {
+            let n = (pattern.len() as u64).min(len - pos) as usize;
+            self.write(offset + pos, pattern.slice(..n), fua).await?;
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Keeps the unit's saved state (`None`: removed) on every other copy of
+    /// the volume before returning; a backend with no other copy has
+    /// nothing to do.
+    async fn replicate_state(&self, text: Option<Bytes>) -> Result<(), BackendError> {
+        let _ = text;
+        Ok(())
+    }
 
     /// Grows the backend to `new_size` bytes (never shrinks).
     async fn resize(&self, new_size: u64) -> Result<(), BackendError>;

@@ -144,6 +144,15 @@ impl BlockBackend for ThrottledBackend {
         self.inner.unmap(offset, len).await
     }
 
+    async fn write_same(&self, offset: u64, len: u64, block: Bytes, fua: bool) -> Result<(), BackendError> {
+        self.throttle.admit(len).await;
+        self.inner.write_same(offset, len, block, fua).await
+    }
+
+    async fn replicate_state(&self, text: Option<Bytes>) -> Result<(), BackendError> {
+        self.inner.replicate_state(text).await
+    }
+
     async fn resize(&self, new_size: u64) -> Result<(), BackendError> {
         self.inner.resize(new_size).await
     }

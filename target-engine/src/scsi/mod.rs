@@ -159,6 +159,9 @@ pub use mode::WriteCache;
 pub use nexus::Privileges;
 pub use pr::{RegistrationStatus, ReservationStatus};
 pub use sense::SenseReason;
+/// Puts a small file in place durably (temporary name, sync, rename), or
+/// removes it for `None`; see [`unit_state`].
+pub(crate) use unit_state::write as save_file;
 
 /// Runs one command on behalf of `nexus` against the units in `luns`.
 ///

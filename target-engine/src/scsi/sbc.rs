@@ -31,6 +31,8 @@ pub(crate) fn read_error(e: BackendError) -> SenseReason {
         BackendError::ReadOnly => SenseReason::WriteProtected,
         BackendError::Io(_) => SenseReason::ReadError,
         BackendError::Resize { .. } => SenseReason::InternalFailure,
+        // Initiators retry NOT READY, TRANSITIONING on another path.
+        BackendError::NotServing(_) => SenseReason::AluaTransitioning,
     }
 }
 

@@ -9,7 +9,7 @@
 //! Data-Out block holds, as SBC-3 §4.7.3.4 allows and initiators (libiscsi's
 //! WriteSame*.Unmap* tests) expect.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::cdb::Extent;
 use super::lu::{LogicalUnit, Reply};
@@ -24,8 +24,6 @@ pub(crate) const MAX_UNMAP_BYTES: u64 = 512 << 20;
 pub(crate) const MAX_UNMAP_DESCRIPTORS: u32 = 256;
 /// Block Limits: MAXIMUM COMPARE AND WRITE LENGTH, in blocks.
 pub(crate) const MAX_COMPARE_AND_WRITE: u8 = 255;
-/// How much WRITE SAME writes per backend call.
-const WRITE_SAME_CHUNK: u64 = 1 << 20;
 /// GET LBA STATUS looks this far ahead at most.
 const LBA_STATUS_WINDOW: u64 = 1 << 30;
 
@@ -74,19 +72,8 @@ pub(crate) async fn write_same(
         lu.backend.unmap(offset, len).await.map_err(write_error)?;
         return Ok(Reply::good());
     }
-    let per_chunk = (WRITE_SAME_CHUNK / bs).min(blocks) as usize;
-    let mut pattern = BytesMut::with_capacity(per_chunk * bs as usize);
-    for _ in 0..per_chunk {
-        pattern.extend_from_slice(data_out);
-    }
-    let pattern = pattern.freeze();
-    let sync = durable(lu, false);
-    let mut pos = 0u64;
-    while pos < len {
-        let n = (pattern.len() as u64).min(len - pos) as usize;
-        lu.backend.write(offset + pos, pattern.slice(..n), sync).await.map_err(write_error)?;
-        pos += n as u64;
-    }
+    // One block and a length: the backend expands it, or sends it on as it is.
+    lu.backend.write_same(offset, len, data_out.clone(), durable(lu, false)).await.map_err(write_error)?;
     lu.count_written(len);
     Ok(Reply::good())
 }

@@ -161,8 +161,13 @@ pub(crate) fn load(path: &Path) -> std::io::Result<Saved> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Saved::default()),
         Err(e) => return Err(e),
     };
-    let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {m}", path.display()));
-    let snap: Snapshot = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    parse(&text).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+/// The state a saved file's text describes.
+fn parse(text: &str) -> std::io::Result<Saved> {
+    let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+    let snap: Snapshot = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
     let pr = if snap.generation.is_some() { Some(restore(&snap).map_err(bad)?) } else { None };
     let mode = snap.mode.map(|m| ModeState { wce: m.wce, d_sense: m.d_sense, swp: m.swp });
     Ok(Saved { pr, mode })
@@ -241,15 +246,37 @@ impl LogicalUnit {
         Ok(())
     }
 
-    /// Writes `pr` and `mode` to the unit's state file, if it has one.
+    /// Writes `pr` and `mode` to the unit's state file, if it has one, and
+    /// to every other copy of the volume (a replicated backend's replicas).
     async fn save(&self, pr: &PrState, mode: &ModeState, policy: WriteCache) -> std::io::Result<()> {
-        let Some(path) = self.state_file.get() else { return Ok(()) };
         let text = render(pr, mode, policy)?;
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || write(&path, text.as_deref()))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-            .inspect_err(|e| tracing::error!(volume = %self.spec.name, "cannot save the unit's state: {e}"))
+        if let Some(path) = self.state_file.get() {
+            let path = path.clone();
+            let local = text.clone();
+            tokio::task::spawn_blocking(move || write(&path, local.as_deref()))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                .inspect_err(|e| tracing::error!(volume = %self.spec.name, "cannot save the unit's state: {e}"))?;
+        }
+        self.backend.replicate_state(text.map(Bytes::from)).await.map_err(std::io::Error::other).inspect_err(
+            |e| tracing::error!(volume = %self.spec.name, "cannot save the unit's state on the replicas: {e}"),
+        )
+    }
+
+    /// Takes the saved state another copy sent (this node is a replica):
+    /// reservations with APTPL and mode parameters, as the primary has them,
+    /// so that READ KEYS and READ RESERVATION answer the same here.
+    pub fn take_replicated_state(&self, text: Option<&str>, policy: WriteCache) -> std::io::Result<()> {
+        let saved = match text {
+            Some(t) => parse(t)?,
+            None => Saved::default(),
+        };
+        let mut st = self.state();
+        st.pr.commit(saved.pr.unwrap_or_default());
+        let mut mode = saved.mode.unwrap_or(ModeState::initial(policy));
+        mode.wce = policy.wce(saved.mode.map(|m| m.wce));
+        st.mode = mode;
+        Ok(())
     }
 
     /// PERSISTENT RESERVE OUT (SPC-4 §6.16) sent by `nexus`. A save that
