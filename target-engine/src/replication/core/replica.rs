@@ -101,36 +101,45 @@ impl Replica {
         }
     }
 
-    /// A primary opens a stream: accepted only for the placement applied here.
-    pub fn hello(&mut self, epoch: Epoch, primary: ReplicaId) -> Result<(), FromReplica> {
+    /// A primary opens a stream: accepted only for the placement applied
+    /// here. Returns the stream's number: a newer stream replaces it.
+    pub fn hello(&mut self, epoch: Epoch, primary: ReplicaId) -> Result<u64, FromReplica> {
         if (epoch, primary) != (self.epoch, self.primary) {
             return Err(FromReplica::StaleEpoch { current: self.epoch });
         }
         self.open = true;
         self.last_seq = 0;
         self.stream += 1;
-        Ok(())
+        Ok(self.stream)
     }
 
-    /// The stream closed (or failed); work already started carries on.
-    pub fn closed(&mut self) {
-        self.open = false;
+    /// Stream `stream` closed (or failed); work already started carries on.
+    pub fn closed(&mut self, stream: u64) {
+        if stream == self.stream {
+            self.open = false;
+        }
     }
 
-    /// Something from the primary on the open stream.
-    pub fn receive(&mut self, msg: ToReplica) -> Vec<ReplicaAction> {
+    /// Something from the primary on stream `stream`; a stream that was
+    /// replaced is told to close.
+    pub fn receive(&mut self, stream: u64, msg: ToReplica) -> Vec<ReplicaAction> {
         let (seq, epoch) = match &msg {
             ToReplica::Op { seq, epoch, .. } | ToReplica::Copy { seq, epoch, .. } => (*seq, *epoch),
         };
-        if !self.open {
-            return vec![ReplicaAction::Disconnect];
-        }
+        // A frame of another epoch is answered so, on whatever stream it
+        // came (one the placement closed included): the old primary learns
+        // it is fenced instead of taking a silent close for a lost replica.
         if epoch != self.epoch {
-            self.open = false;
+            if stream == self.stream {
+                self.open = false;
+            }
             return vec![
                 ReplicaAction::Send(FromReplica::StaleEpoch { current: self.epoch }),
                 ReplicaAction::Disconnect,
             ];
+        }
+        if !self.open || stream != self.stream {
+            return vec![ReplicaAction::Disconnect];
         }
         if seq <= self.last_seq {
             tracing::warn!(seq, last = self.last_seq, "replication stream out of order: closing it");
@@ -182,8 +191,48 @@ impl Replica {
         out
     }
 
+    /// The number the last operation or copy received was given (the `id`
+    /// of its [`ReplicaAction`]).
+    pub fn last_id(&self) -> u64 {
+        self.next_id - 1
+    }
+
     /// Work received and not yet done.
     pub fn in_flight(&self) -> usize {
         self.work.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(seq: u64, epoch: u64) -> ToReplica {
+        ToReplica::Op {
+            seq,
+            epoch: Epoch(epoch),
+            op: Op::Write { offset: 0, data: Bytes::from_static(b"x"), fua: false },
+        }
+    }
+
+    #[test]
+    fn a_new_placement_fences_the_old_primary_on_its_open_stream() {
+        let mut r = Replica::new(Epoch(1), 1);
+        let s = r.hello(Epoch(1), 1).unwrap();
+        assert!(matches!(r.receive(s, write(1, 1)).as_slice(), [ReplicaAction::Apply { .. }]));
+        assert_eq!(r.set_placement(Epoch(2), 3), vec![ReplicaAction::Disconnect]);
+        // The old primary's next frame learns why, on the stream it still has.
+        assert_eq!(
+            r.receive(s, write(2, 1)),
+            vec![ReplicaAction::Send(FromReplica::StaleEpoch { current: Epoch(2) }), ReplicaAction::Disconnect]
+        );
+        assert_eq!(r.hello(Epoch(1), 1), Err(FromReplica::StaleEpoch { current: Epoch(2) }));
+        // Only the new placement's primary is taken.
+        assert_eq!(r.hello(Epoch(2), 1), Err(FromReplica::StaleEpoch { current: Epoch(2) }));
+        let s2 = r.hello(Epoch(2), 3).unwrap();
+        // Its write waits for the old primary's write still being applied
+        // there, and the old one's answer goes nowhere.
+        assert!(r.receive(s2, write(1, 2)).is_empty());
+        assert!(matches!(r.applied(1, Ok(())).as_slice(), [ReplicaAction::Apply { id: 2, .. }]));
     }
 }

@@ -61,6 +61,7 @@ struct Node {
     inbound: VecDeque<ToReplica>,
     outbound: VecDeque<FromReplica>,
     up: bool,
+    stream: u64,
     /// Down until this step.
     down_until: u64,
 }
@@ -126,6 +127,7 @@ impl Sim {
                     inbound: VecDeque::new(),
                     outbound: VecDeque::new(),
                     up: false,
+                    stream: 0,
                     down_until: 0,
                 },
             );
@@ -136,7 +138,7 @@ impl Sim {
 
     fn connect(&mut self, r: ReplicaId) {
         let node = self.nodes.get_mut(&r).unwrap();
-        node.replica.hello(Epoch(1), 0).expect("same placement");
+        node.stream = node.replica.hello(Epoch(1), 0).expect("same placement");
         node.up = true;
         let actions = self.primary.connected(r);
         self.run(actions);
@@ -150,7 +152,7 @@ impl Sim {
         node.up = false;
         node.inbound.clear();
         node.outbound.clear();
-        node.replica.closed();
+        node.replica.closed(node.stream);
         node.down_until = self.step + 1 + self.rng.below(60);
         let actions = self.primary.replica_lost(r);
         self.run(actions);
@@ -312,7 +314,7 @@ impl Sim {
                 let r = ready[self.rng.below(ready.len() as u64) as usize];
                 let node = self.nodes.get_mut(&r).unwrap();
                 let msg = node.inbound.pop_front().unwrap();
-                let actions = node.replica.receive(msg);
+                let actions = node.replica.receive(node.stream, msg);
                 self.replica_actions(r, actions);
             }
             3 => {
@@ -431,8 +433,8 @@ proptest::proptest! {
         }
         // On an open stream, a frame of another epoch is refused too, never done.
         let mut r = Replica::new(Epoch(mine), 1);
-        r.hello(Epoch(mine), 1).unwrap();
-        let out = r.receive(ToReplica::Op { seq: 1, epoch: Epoch(theirs), op: Op::Flush });
+        let stream = r.hello(Epoch(mine), 1).unwrap();
+        let out = r.receive(stream, ToReplica::Op { seq: 1, epoch: Epoch(theirs), op: Op::Flush });
         if theirs != mine {
             proptest::prop_assert_eq!(out[0].clone(), ReplicaAction::Send(FromReplica::StaleEpoch { current: Epoch(mine) }));
             let applied = out.iter().any(|a| matches!(a, ReplicaAction::Apply { .. }));
