@@ -13,6 +13,7 @@ pub use crate::iscsi::admission::Limits;
 pub use crate::iscsi::keys::{DigestPolicy, TargetLimits};
 use crate::iscsi::name;
 use crate::iscsi::registry::ChapPolicy;
+pub use crate::replication::config::{ReplicaPlacement, ReplicationNode, VolumePlacement};
 pub use crate::scsi::alua::AluaState;
 pub use crate::scsi::{Privileges, WriteCache};
 
@@ -59,6 +60,8 @@ pub enum ConfigError {
     DuplicateAclEntry { target: String, initiator: String },
     #[error("limits: {0}")]
     BadLimits(&'static str),
+    #[error("volume {volume:?}: replication: {why}")]
+    BadReplication { volume: String, why: String },
     #[error("target {target:?}: session setting {setting} {why}")]
     BadSession { target: String, setting: &'static str, why: String },
     #[error("target {target:?}: alua names LUN {key:?}, which the target does not map")]
@@ -156,6 +159,10 @@ pub struct VolumeConfig {
     /// `write-back` or `initiator`. Changes apply live.
     #[serde(default)]
     pub write_cache: WriteCache,
+    /// Copies on other nodes (see [`crate::replication::config`]); absent:
+    /// the volume lives here only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<VolumePlacement>,
 }
 
 fn enabled() -> bool {
@@ -370,6 +377,9 @@ pub struct EngineConfig {
     /// Caps on sessions, logins and memory (see [`crate::iscsi::admission`]).
     #[serde(default)]
     pub limits: Limits,
+    /// This node's part in replication, needed by replicated volumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationNode>,
 }
 
 impl EngineConfig {
@@ -399,6 +409,15 @@ impl EngineConfig {
             }
             if v.wwn.as_deref().is_some_and(|w| parse_wwn(w).is_none()) {
                 return Err(ConfigError::BadWwn(v.name.clone()));
+            }
+            if let Some(p) = &v.replication {
+                let bad = |why: String| ConfigError::BadReplication { volume: v.name.clone(), why };
+                p.check().map_err(bad)?;
+                let node = self.replication.as_ref().ok_or_else(|| bad("needs a [replication] section".into()))?;
+                p.role(node.node).map_err(bad)?;
+                if v.backend != BackendKind::File {
+                    return Err(bad("only file volumes are replicated".into()));
+                }
             }
         }
         self.limits.check().map_err(ConfigError::BadLimits)?;

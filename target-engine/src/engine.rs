@@ -33,6 +33,10 @@ use crate::config::{AluaState, BackendKind, ConfigError, EngineConfig, VolumeCon
 use crate::iscsi::name;
 use crate::iscsi::registry::{AclEntry, Catalog, Registry, TargetEntry};
 use crate::portal::Portal;
+use crate::replication::config::ReplicationNode;
+use crate::replication::control::LocalPlacement;
+use crate::replication::server::ReplicaNode;
+use crate::replication::volumes::{self, Copy};
 use crate::scsi::{LogicalUnit, LuCounters, LuSpec, LunMap, ReservationStatus};
 
 pub use crate::iscsi::registry::SessionInfo;
@@ -55,6 +59,32 @@ pub enum EngineError {
     UnknownTarget(String),
     #[error("target {target:?} has no LUN {lun}")]
     UnknownLun { target: String, lun: u64 },
+    #[error("volume {volume:?}: {why}")]
+    Replication { volume: String, why: String },
+    #[error("cannot listen for replication on {addr}: {source}")]
+    ReplicationBind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A replicated volume as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationStatus {
+    pub volume: String,
+    /// `primary` or `replica`.
+    pub role: &'static str,
+    pub epoch: u64,
+    /// On the primary: writes wait for lack of in-sync copies.
+    pub suspended: bool,
+    /// On the primary: each replica, its state and resync progress.
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    pub node: u32,
+    /// `in-sync`, `failing`, `out-of-sync`, `resyncing` or `catching-up`.
+    pub state: String,
+    pub copied_bytes: u64,
+    pub left_bytes: u64,
 }
 
 /// Per-volume activity for the dashboard.
@@ -73,12 +103,33 @@ struct State {
     throttles: HashMap<String, Arc<Throttle>>,
     portals: HashMap<SocketAddr, Portal>,
     relative_ports: HashMap<String, u16>,
+    /// This node in replication, if any volume is replicated.
+    replication: Option<ReplicationRuntime>,
+    /// Replicated volumes as this node keeps them.
+    copies: HashMap<String, Copy>,
+}
+
+/// The replica side's listener and the control plane of `portico engine`.
+#[derive(Debug)]
+struct ReplicationRuntime {
+    config: ReplicationNode,
+    node: Arc<ReplicaNode>,
+    bound: SocketAddr,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ReplicationRuntime {
+    fn drop(&mut self) {
+        self.listener.abort();
+        self.node.stop();
+    }
 }
 
 #[derive(Debug)]
 struct Inner {
     registry: Arc<Registry>,
     state: tokio::sync::Mutex<State>,
+    placement: Arc<LocalPlacement>,
 }
 
 /// The engine handle: cheap to clone, `Send + Sync`.
@@ -94,7 +145,8 @@ impl Default for Engine {
 }
 
 /// Whether a running volume can be kept (possibly grown) for a new config.
-fn same_volume(a: &VolumeConfig, b: &VolumeConfig) -> bool {
+/// `me` is this node in replication.
+fn same_volume(a: &VolumeConfig, b: &VolumeConfig, me: Option<u32>) -> bool {
     a.backend == b.backend
         && a.path == b.path
         && a.block_size == b.block_size
@@ -103,9 +155,32 @@ fn same_volume(a: &VolumeConfig, b: &VolumeConfig) -> bool {
         && a.serial() == b.serial()
         && a.reservations == b.reservations
         && a.state_path() == b.state_path()
+        && same_placement(a, b, me)
 }
 
-fn open_volume(v: &VolumeConfig) -> Result<(Arc<LogicalUnit>, Arc<Throttle>), EngineError> {
+/// A new placement (another primary, epoch or copies) opens the volume
+/// anew, except on a node that stays a replica: its copy is kept and takes
+/// the new placement, so that work still being applied for the old primary
+/// stays ordered before the new primary's (and the old primary is fenced).
+fn same_placement(a: &VolumeConfig, b: &VolumeConfig, me: Option<u32>) -> bool {
+    use crate::replication::config::Role;
+    match (&a.replication, &b.replication, me) {
+        (x, y, _) if x == y => true,
+        (Some(x), Some(y), Some(me)) => x.role(me) == Ok(Role::Replica) && y.role(me) == Ok(Role::Replica),
+        _ => false,
+    }
+}
+
+/// A volume opened for this node: its unit, its limiter and, if it is
+/// replicated, this node's copy.
+type Opened = (Arc<LogicalUnit>, Arc<Throttle>, Option<Copy>);
+
+fn open_volume(
+    v: &VolumeConfig,
+    replication: Option<&ReplicationNode>,
+    placement: &Arc<LocalPlacement>,
+) -> Result<Opened, EngineError> {
+    let mut copy = None;
     let backend: Arc<dyn BlockBackend> = match v.backend {
         BackendKind::Memory => Arc::new(MemoryBackend::new(v.size.0)),
         BackendKind::File => {
@@ -113,7 +188,17 @@ fn open_volume(v: &VolumeConfig) -> Result<(Arc<LogicalUnit>, Arc<Throttle>), En
             let file = FileBackend::open(path, v.size.0, v.read_only)
                 .map_err(|source| EngineError::Backend { volume: v.name.clone(), source })?;
             // Durable writes share their flushes (write-through at speed).
-            Arc::new(GroupCommit::new(Arc::new(file)))
+            let local: Arc<dyn BlockBackend> = Arc::new(GroupCommit::new(Arc::new(file)));
+            match (&v.replication, replication) {
+                (Some(p), Some(node)) => {
+                    let (backend, c) =
+                        volumes::open(&v.name, path, p, node, local, placement, v.state_path(), v.write_cache)
+                            .map_err(|why| EngineError::Replication { volume: v.name.clone(), why })?;
+                    copy = Some(c);
+                    backend
+                }
+                _ => local,
+            }
         }
     };
     let throttle = Arc::new(Throttle::new(v.limits()));
@@ -129,12 +214,21 @@ fn open_volume(v: &VolumeConfig) -> Result<(Arc<LogicalUnit>, Arc<Throttle>), En
     let lu = LogicalUnit::new(spec, backend);
     lu.open_state(v.state_path(), v.write_cache)
         .map_err(|source| EngineError::Reservations { volume: v.name.clone(), source })?;
-    Ok((lu, throttle))
+    if let Some(Copy::Replica(r)) = &copy {
+        r.set_unit(&lu);
+    }
+    Ok((lu, throttle, copy))
 }
 
 impl Engine {
     pub fn new() -> Self {
-        Engine { inner: Arc::new(Inner { registry: Registry::new(), state: Default::default() }) }
+        Engine {
+            inner: Arc::new(Inner {
+                registry: Registry::new(),
+                state: Default::default(),
+                placement: Arc::new(LocalPlacement::default()),
+            }),
+        }
     }
 
     /// Reconciles the running engine to `config`, or changes nothing and
@@ -164,14 +258,38 @@ impl Engine {
     async fn apply_locked(&self, st: &mut State, config: EngineConfig) -> Result<(), EngineError> {
         config.validate()?;
 
+        // 0. Replication: this node's listener, bound before anything changes.
+        // A node that changes its id in replication opens its copies anew.
+        let me = config
+            .replication
+            .as_ref()
+            .filter(|r| st.replication.as_ref().is_some_and(|rt| rt.config.node == r.node))
+            .map(|r| r.node);
+        let new_runtime = match &config.replication {
+            Some(r) if st.replication.as_ref().is_none_or(|rt| rt.config != *r) => {
+                // Free the address first if only the listener moves.
+                if st.replication.as_ref().is_some_and(|rt| rt.config.listen == r.listen) {
+                    st.replication = None;
+                }
+                let node = ReplicaNode::new(r.cluster.clone(), r.node);
+                let (bound, listener) = node
+                    .listen(r.listen)
+                    .await
+                    .map_err(|source| EngineError::ReplicationBind { addr: r.listen, source })?;
+                Some(ReplicationRuntime { config: r.clone(), node, bound, listener })
+            }
+            _ => None,
+        };
+
         // 1. Volumes: keep, grow, replace or open.
         let mut volumes = HashMap::new();
         let mut throttles = HashMap::new();
+        let mut copies = HashMap::new();
         let mut grow = Vec::new();
         let mut opened = HashSet::new();
         for v in &config.volumes {
             match st.volumes.get(&v.name) {
-                Some((old, lu)) if same_volume(old, v) => {
+                Some((old, lu)) if same_volume(old, v, me) => {
                     let cur = lu.backend().size();
                     if v.size.0 < cur {
                         return Err(EngineError::Shrink(v.name.clone()));
@@ -185,10 +303,14 @@ impl Engine {
                     }
                 }
                 _ => {
-                    let (lu, throttle) = open_volume(v)?;
+                    let node = new_runtime.as_ref().map(|r| &r.config).or(config.replication.as_ref());
+                    let (lu, throttle, copy) = open_volume(v, node, &self.inner.placement)?;
                     volumes.insert(v.name.clone(), (v.clone(), lu));
                     throttles.insert(v.name.clone(), throttle);
                     opened.insert(v.name.clone());
+                    if let Some(c) = copy {
+                        copies.insert(v.name.clone(), c);
+                    }
                 }
             }
         }
@@ -255,6 +377,34 @@ impl Engine {
             if let Some(t) = throttles.get(&v.name) {
                 t.set_limits(v.limits());
             }
+        }
+        // Replicated volumes kept as they were keep their copies; the replica
+        // side takes streams for exactly the replicas this node now keeps.
+        for (name, (v, _)) in volumes.iter().filter(|(n, _)| !opened.contains(*n)) {
+            if let Some(c) = st.copies.remove(name) {
+                if let (Copy::Replica(r), Some(p)) = (&c, &v.replication) {
+                    r.set_placement(p.epoch(), p.primary);
+                }
+                copies.insert(name.clone(), c);
+            }
+        }
+        st.copies = copies;
+        if let Some(rt) = new_runtime {
+            st.replication = Some(rt);
+        }
+        if config.replication.is_none() {
+            st.replication = None;
+        }
+        if let Some(rt) = &st.replication {
+            let replicas = st
+                .copies
+                .iter()
+                .filter_map(|(n, c)| match c {
+                    Copy::Replica(r) => Some((n.clone(), r.clone())),
+                    Copy::Primary { .. } => None,
+                })
+                .collect();
+            rt.node.set_volumes(replicas);
         }
         st.volumes = volumes;
         st.throttles = throttles;
@@ -380,6 +530,47 @@ impl Engine {
         v
     }
 
+    /// The address this node takes replication streams on, once listening.
+    pub async fn replication_address(&self) -> Option<SocketAddr> {
+        self.inner.state.lock().await.replication.as_ref().map(|r| r.bound)
+    }
+
+    /// Every replicated volume, by name.
+    pub async fn replication(&self) -> Vec<ReplicationStatus> {
+        let st = self.inner.state.lock().await;
+        let mut v: Vec<ReplicationStatus> = st
+            .copies
+            .iter()
+            .map(|(name, c)| match c {
+                Copy::Primary { volume, .. } => ReplicationStatus {
+                    volume: name.clone(),
+                    role: "primary",
+                    epoch: volume.epoch().0,
+                    suspended: volume.suspended(),
+                    replicas: volume
+                        .replicas()
+                        .into_iter()
+                        .map(|(node, state, p)| ReplicaStatus {
+                            node,
+                            state,
+                            copied_bytes: p.copied_bytes,
+                            left_bytes: p.left_bytes,
+                        })
+                        .collect(),
+                },
+                Copy::Replica(r) => ReplicationStatus {
+                    volume: name.clone(),
+                    role: "replica",
+                    epoch: r.epoch().0,
+                    suspended: false,
+                    replicas: Vec::new(),
+                },
+            })
+            .collect();
+        v.sort_by(|a, b| a.volume.cmp(&b.volume));
+        v
+    }
+
     /// The reservations of every volume, by name.
     pub async fn reservations(&self) -> Vec<(String, ReservationStatus)> {
         let st = self.inner.state.lock().await;
@@ -398,12 +589,14 @@ impl Engine {
         self.inner.state.lock().await.portals.iter().map(|(c, p)| (*c, p.bound)).collect()
     }
 
-    /// Stops listening and ends every session.
+    /// Stops listening and ends every session and replication stream.
     pub async fn shutdown(&self) {
         let mut st = self.inner.state.lock().await;
         for (_, p) in st.portals.drain() {
             p.close().await;
         }
+        st.replication = None;
+        st.copies.clear();
         for s in self.inner.registry.sessions() {
             s.close();
         }

@@ -27,4 +27,4 @@ pub mod testkit;
 #[cfg(feature = "engine")]
 pub use config::EngineConfig;
 #[cfg(feature = "engine")]
-pub use engine::{run_standalone, Engine, EngineError, SessionInfo, VolumeStats};
+pub use engine::{run_standalone, Engine, EngineError, ReplicaStatus, ReplicationStatus, SessionInfo, VolumeStats};

@@ -125,6 +125,8 @@ pub async fn derive(
             // here with the image so that a delete finds every file.
             state_file,
             write_cache,
+            // One copy until the cluster control plane places replicas.
+            replication: None,
         });
     }
 

@@ -3,7 +3,16 @@
 //! primary of the placement they have applied (epoch fencing), and a replica
 //! that comes back gets only what it missed.
 //!
-//! [`core`] holds the state machines, with no I/O inside.
+//! [`core`] holds the state machines, with no I/O inside; [`frame`] the
+//! stream's codec; [`backend`] the primary's side as a `BlockBackend`,
+//! [`link`] its stream to each replica, [`server`] the replicas' side;
+//! [`control`] what is asked of the control plane.
 
+pub mod backend;
+pub mod config;
+pub mod control;
 pub mod core;
 pub mod frame;
+pub mod link;
+pub mod server;
+pub mod volumes;

@@ -1,0 +1,303 @@
+//! The primary's side of a replicated volume as a [`BlockBackend`]: every
+//! write, WRITE SAME, UNMAP, flush and change of the unit's saved state goes
+//! through the [`Primary`] state machine, which numbers it and says where it
+//! goes; this module does what it says (the local copy, the replicas'
+//! streams, the control plane) and answers the caller when it completes.
+//!
+//! Frames for a replica are queued while the state machine's lock is held,
+//! so they leave in the order the machine numbered them; everything else
+//! (local I/O, control-plane calls) runs on tasks of its own.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{mpsc, oneshot};
+
+use super::control::Placement;
+use super::core::ops::{Op, ReplicaId};
+use super::core::primary::{Action, Failure, FromReplica, Primary, ResyncProgress, Token};
+use super::frame::Frame;
+use crate::backend::{BackendError, BlockBackend, Run};
+
+/// What a replica's link is told.
+#[derive(Debug)]
+pub enum LinkMessage {
+    Frame(Frame),
+    /// Close the stream (and connect again later).
+    Drop,
+}
+
+/// The state a volume's primary shares between its backend, its links and
+/// the tasks doing its I/O.
+#[derive(Debug)]
+pub struct PrimaryVolume {
+    pub name: String,
+    core: Mutex<Primary>,
+    local: Arc<dyn BlockBackend>,
+    control: Arc<dyn Placement>,
+    waiters: Mutex<HashMap<Token, oneshot::Sender<Result<(), Failure>>>>,
+    next_token: Mutex<Token>,
+    links: Mutex<HashMap<ReplicaId, mpsc::UnboundedSender<LinkMessage>>>,
+}
+
+impl PrimaryVolume {
+    pub fn new(name: String, core: Primary, local: Arc<dyn BlockBackend>, control: Arc<dyn Placement>) -> Arc<Self> {
+        Arc::new(PrimaryVolume {
+            name,
+            core: Mutex::new(core),
+            local,
+            control,
+            waiters: Mutex::default(),
+            next_token: Mutex::new(1),
+            links: Mutex::default(),
+        })
+    }
+
+    fn core(&self) -> std::sync::MutexGuard<'_, Primary> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The link that carries frames to `replica`.
+    pub fn attach_link(&self, replica: ReplicaId, tx: mpsc::UnboundedSender<LinkMessage>) {
+        self.links.lock().unwrap_or_else(|e| e.into_inner()).insert(replica, tx);
+    }
+
+    /// Runs `f` on the state machine and does what it asks: frames are
+    /// queued before the lock is let go, the rest after.
+    pub fn drive(self: &Arc<Self>, f: impl FnOnce(&mut Primary) -> Vec<Action>) {
+        let mut later = Vec::new();
+        {
+            let mut core = self.core();
+            let actions = f(&mut core);
+            let links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+            for a in actions {
+                match a {
+                    Action::Send { to, msg } => {
+                        if let Some(tx) = links.get(&to) {
+                            let _ = tx.send(LinkMessage::Frame(Frame::ToReplica(msg)));
+                        }
+                    }
+                    other => later.push(other),
+                }
+            }
+        }
+        for a in later {
+            self.act(a);
+        }
+    }
+
+    fn act(self: &Arc<Self>, action: Action) {
+        match action {
+            Action::ApplyLocal { seq, op } => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let result = apply(&*me.local, op).await.map_err(|e| e.to_string());
+                    me.drive(|p| p.local_done(seq, result));
+                });
+            }
+            Action::ReadForCopy { seq, offset, len } => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let data =
+                        me.local.read(offset, len as usize).await.map(BytesMut::freeze).map_err(|e| e.to_string());
+                    me.drive(|p| p.copy_read(seq, data));
+                });
+            }
+            Action::Complete { token, result } => {
+                if let Some(tx) = self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&token) {
+                    let _ = tx.send(result);
+                }
+            }
+            Action::RequestOutOfSync { replica, epoch } => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    // Until the control plane agrees, nothing completes: keep asking.
+                    let mut wait = std::time::Duration::from_millis(100);
+                    loop {
+                        match me.control.mark_out_of_sync(&me.name, epoch, replica).await {
+                            Ok(()) => {
+                                tracing::warn!(volume = %me.name, replica, %epoch, "replica marked out of sync");
+                                me.drive(|p| p.out_of_sync_confirmed(replica));
+                                return;
+                            }
+                            Err(e) => {
+                                tracing::error!(volume = %me.name, replica, "cannot mark the replica out of sync, writes wait: {e}");
+                                if me.core().epoch() != epoch {
+                                    return;
+                                }
+                                tokio::time::sleep(wait).await;
+                                wait = (wait * 2).min(std::time::Duration::from_secs(2));
+                            }
+                        }
+                    }
+                });
+            }
+            Action::RequestInSync { replica, epoch } => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    match me.control.mark_in_sync(&me.name, epoch, replica).await {
+                        Ok(()) => {
+                            tracing::info!(volume = %me.name, replica, %epoch, "replica back in sync");
+                            me.drive(|p| p.in_sync_confirmed(replica));
+                        }
+                        Err(e) => {
+                            tracing::warn!(volume = %me.name, replica, "cannot mark the replica in sync: {e}");
+                            me.drive(|p| p.in_sync_refused(replica));
+                        }
+                    }
+                });
+            }
+            Action::Disconnect { replica } => {
+                if let Some(tx) = self.links.lock().unwrap_or_else(|e| e.into_inner()).get(&replica) {
+                    let _ = tx.send(LinkMessage::Drop);
+                }
+            }
+            Action::Send { .. } => unreachable!("frames are queued under the lock"),
+        }
+    }
+
+    /// Submits `op` and waits for it to complete.
+    pub async fn submit(self: &Arc<Self>, op: Op) -> Result<(), BackendError> {
+        let (tx, rx) = oneshot::channel();
+        let token = {
+            let mut next = self.next_token.lock().unwrap_or_else(|e| e.into_inner());
+            *next += 1;
+            *next
+        };
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(token, tx);
+        self.drive(|p| p.submit(token, op));
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(Failure::Local(why))) => Err(BackendError::Io(std::io::Error::other(why))),
+            Ok(Err(Failure::NotReady)) | Err(_) => Err(BackendError::NotServing("the primary lost its role")),
+        }
+    }
+
+    /// A replica answered on its stream.
+    pub fn received(self: &Arc<Self>, from: ReplicaId, msg: FromReplica) {
+        self.drive(|p| p.received(from, msg));
+    }
+
+    pub fn connected(self: &Arc<Self>, replica: ReplicaId) {
+        self.drive(|p| p.connected(replica));
+    }
+
+    pub fn lost(self: &Arc<Self>, replica: ReplicaId) {
+        self.drive(|p| p.replica_lost(replica));
+    }
+
+    pub fn epoch(&self) -> super::core::ops::Epoch {
+        self.core().epoch()
+    }
+
+    /// Where each replica stands, and its resync progress.
+    pub fn replicas(&self) -> Vec<(ReplicaId, String, ResyncProgress)> {
+        let core = self.core();
+        let ids: Vec<ReplicaId> = self.links.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+        ids.into_iter()
+            .filter_map(|id| {
+                let state = match core.replica(id)? {
+                    super::core::primary::ReplicaState::InSync => "in-sync",
+                    super::core::primary::ReplicaState::Failing(_) => "failing",
+                    super::core::primary::ReplicaState::OutOfSync(_) => "out-of-sync",
+                    super::core::primary::ReplicaState::Resyncing { .. } => "resyncing",
+                    super::core::primary::ReplicaState::Catching => "catching-up",
+                };
+                Some((id, state.to_string(), core.progress(id)))
+            })
+            .collect()
+    }
+
+    /// Whether writes are suspended for lack of in-sync copies.
+    pub fn suspended(&self) -> bool {
+        self.core().suspended()
+    }
+
+    fn serving(&self) -> Result<(), BackendError> {
+        if self.core().fenced() {
+            return Err(BackendError::NotServing("another primary took over"));
+        }
+        if !self.control.lease_valid(&self.name) {
+            return Err(BackendError::NotServing("the primary's lease ran out"));
+        }
+        Ok(())
+    }
+}
+
+/// Applies one operation to a copy of the volume.
+pub(crate) async fn apply(local: &dyn BlockBackend, op: Op) -> Result<(), BackendError> {
+    match op {
+        Op::Write { offset, data, fua } => local.write(offset, data, fua).await,
+        Op::WriteSame { offset, len, block, fua } => local.write_same(offset, len, block, fua).await,
+        Op::Unmap { offset, len } => local.unmap(offset, len).await,
+        Op::Flush => local.flush().await,
+        // The unit's state is the unit's business: the primary's own copy
+        // of it was written by the unit before it asked for replication.
+        Op::UnitState { .. } => Ok(()),
+    }
+}
+
+/// The backend a replicated volume's unit uses on its primary.
+#[derive(Debug)]
+pub struct ReplicatedBackend {
+    volume: Arc<PrimaryVolume>,
+}
+
+impl ReplicatedBackend {
+    pub fn new(volume: Arc<PrimaryVolume>) -> Self {
+        ReplicatedBackend { volume }
+    }
+
+    pub fn volume(&self) -> &Arc<PrimaryVolume> {
+        &self.volume
+    }
+}
+
+#[async_trait]
+impl BlockBackend for ReplicatedBackend {
+    fn size(&self) -> u64 {
+        self.volume.local.size()
+    }
+
+    async fn read(&self, offset: u64, len: usize) -> Result<BytesMut, BackendError> {
+        // Reads are fenced by the lease (CLUSTER.md §2).
+        self.volume.serving()?;
+        self.volume.local.read(offset, len).await
+    }
+
+    async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), BackendError> {
+        self.volume.serving()?;
+        self.volume.submit(Op::Write { offset, data, fua }).await
+    }
+
+    async fn flush(&self) -> Result<(), BackendError> {
+        self.volume.serving()?;
+        self.volume.submit(Op::Flush).await
+    }
+
+    async fn unmap(&self, offset: u64, len: u64) -> Result<(), BackendError> {
+        self.volume.serving()?;
+        self.volume.submit(Op::Unmap { offset, len }).await
+    }
+
+    async fn write_same(&self, offset: u64, len: u64, block: Bytes, fua: bool) -> Result<(), BackendError> {
+        self.volume.serving()?;
+        self.volume.submit(Op::WriteSame { offset, len, block, fua }).await
+    }
+
+    async fn replicate_state(&self, text: Option<Bytes>) -> Result<(), BackendError> {
+        self.volume.serving()?;
+        self.volume.submit(Op::UnitState { text }).await
+    }
+
+    async fn resize(&self, new_size: u64) -> Result<(), BackendError> {
+        // Every node grows its own copy from its configuration.
+        self.volume.local.resize(new_size).await
+    }
+
+    async fn allocation(&self, offset: u64, len: u64, max_runs: usize) -> Result<Vec<Run>, BackendError> {
+        self.volume.local.allocation(offset, len, max_runs).await
+    }
+}

@@ -1,0 +1,189 @@
+//! The primary's stream to one replica: connect, say hello with the
+//! placement (cluster, volume, epoch, primary, replica), then carry the
+//! frames the state machine queues and bring back the replica's answers.
+//!
+//! A replica that does not answer a ping within [`SILENCE`], whose socket
+//! fails, or that cannot be reached within [`CONNECT`] is lost for the
+//! state machine (which then has it marked out of sync); the link keeps
+//! trying to connect again, from 200 ms up to 2 s apart, until the volume
+//! goes away.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+use super::backend::{LinkMessage, PrimaryVolume};
+use super::core::ops::ReplicaId;
+use super::core::primary::FromReplica;
+use super::frame::{self, Frame, Refusal};
+
+/// Time to connect and be answered hello.
+pub const CONNECT: Duration = Duration::from_secs(2);
+/// A stream quiet for this long (no answer, no pong) is lost.
+pub const SILENCE: Duration = Duration::from_secs(3);
+/// How often an idle stream is pinged.
+const PING: Duration = Duration::from_secs(1);
+/// A socket write that makes no progress for this long fails the stream.
+const WRITE: Duration = Duration::from_secs(5);
+
+/// Who the link speaks for.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    pub cluster: String,
+    pub me: ReplicaId,
+    pub replica: ReplicaId,
+    pub address: SocketAddr,
+}
+
+/// Starts the link; it runs until `stop` changes.
+pub fn spawn(volume: Arc<PrimaryVolume>, cfg: LinkConfig, mut stop: watch::Receiver<bool>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    volume.attach_link(cfg.replica, tx);
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let ended = tokio::select! {
+                r = session(&volume, &cfg, &mut rx) => r,
+                _ = stop.changed() => return,
+            };
+            // Lost: what was queued for the old stream is for nobody now.
+            volume.lost(cfg.replica);
+            while rx.try_recv().is_ok() {}
+            match ended {
+                Ended::Refused => {}
+                Ended::Failed(why) => {
+                    tracing::info!(volume = %volume.name, replica = cfg.replica, addr = %cfg.address, "replication stream: {why}")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    });
+}
+
+enum Ended {
+    Refused,
+    Failed(String),
+}
+
+async fn read_frame(sock: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut BytesMut) -> Result<Frame, String> {
+    loop {
+        if let Some(n) = frame::check(buf).map_err(|e| e.to_string())? {
+            return frame::parse(buf, n).map_err(|e| e.to_string());
+        }
+        if buf.capacity() - buf.len() < 64 * 1024 {
+            buf.reserve(256 * 1024);
+        }
+        match sock.read_buf(buf).await {
+            Ok(0) => return Err("closed by the replica".into()),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// One connection, from hello to its end.
+async fn session(
+    volume: &Arc<PrimaryVolume>,
+    cfg: &LinkConfig,
+    rx: &mut mpsc::UnboundedReceiver<LinkMessage>,
+) -> Ended {
+    let stream = match tokio::time::timeout(CONNECT, TcpStream::connect(cfg.address)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Ended::Failed(format!("cannot connect: {e}")),
+        Err(_) => return Ended::Failed("cannot connect: timed out".into()),
+    };
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let epoch = volume.epoch();
+    let hello = Frame::Hello {
+        cluster: cfg.cluster.clone(),
+        volume: volume.name.clone(),
+        epoch,
+        primary: cfg.me,
+        replica: cfg.replica,
+    };
+    let mut out = BytesMut::new();
+    frame::encode(&hello, &mut out);
+    if !matches!(tokio::time::timeout(CONNECT, wr.write_all(&out)).await, Ok(Ok(()))) {
+        return Ended::Failed("cannot say hello".into());
+    }
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    match tokio::time::timeout(CONNECT, read_frame(&mut rd, &mut buf)).await {
+        Ok(Ok(Frame::HelloOk)) => {}
+        Ok(Ok(Frame::Refused(Refusal::StaleEpoch(current)))) => {
+            tracing::warn!(volume = %volume.name, replica = cfg.replica, ours = %epoch, theirs = %current, "the replica refused the stream");
+            volume.received(cfg.replica, FromReplica::StaleEpoch { current });
+            return Ended::Refused;
+        }
+        Ok(Ok(Frame::Refused(Refusal::UnknownVolume))) => {
+            return Ended::Failed("the replica does not keep this volume".into());
+        }
+        Ok(Ok(other)) => return Ended::Failed(format!("unexpected answer to hello: {other:?}")),
+        Ok(Err(e)) => return Ended::Failed(e),
+        Err(_) => return Ended::Failed("no answer to hello".into()),
+    }
+    tracing::info!(volume = %volume.name, replica = cfg.replica, %epoch, "replication stream open");
+    volume.connected(cfg.replica);
+
+    // The writer: frames in the order they were queued, a ping when idle.
+    let (wtx, mut wrx) = mpsc::unbounded_channel::<Frame>();
+    let writer = tokio::spawn(async move {
+        let mut out = BytesMut::new();
+        while let Some(f) = wrx.recv().await {
+            frame::encode(&f, &mut out);
+            while let Ok(more) = wrx.try_recv() {
+                frame::encode(&more, &mut out);
+                if out.len() > 1 << 20 {
+                    break;
+                }
+            }
+            match tokio::time::timeout(WRITE, wr.write_all(&out)).await {
+                Ok(Ok(())) => out.clear(),
+                _ => return,
+            }
+        }
+    });
+    let mut ping = tokio::time::interval(PING);
+    let mut nonce = 0u64;
+    let mut last_heard = tokio::time::Instant::now();
+    let ended = loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(LinkMessage::Frame(f)) => {
+                    if wtx.send(f).is_err() {
+                        break Ended::Failed("cannot write to the replica".into());
+                    }
+                }
+                Some(LinkMessage::Drop) => break Ended::Failed("closed by the primary".into()),
+                None => break Ended::Failed("the volume went away".into()),
+            },
+            f = read_frame(&mut rd, &mut buf) => match f {
+                Ok(Frame::FromReplica(answer)) => {
+                    last_heard = tokio::time::Instant::now();
+                    volume.received(cfg.replica, answer);
+                }
+                Ok(Frame::Pong(_)) => last_heard = tokio::time::Instant::now(),
+                Ok(other) => break Ended::Failed(format!("unexpected frame {other:?}")),
+                Err(e) => break Ended::Failed(e),
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > SILENCE {
+                    break Ended::Failed(format!("silent for {SILENCE:?}"));
+                }
+                nonce += 1;
+                let _ = wtx.send(Frame::Ping(nonce));
+            }
+        }
+    };
+    writer.abort();
+    ended
+}

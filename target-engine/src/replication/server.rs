@@ -1,0 +1,328 @@
+//! The replica's side: a listener on the node's replication address that
+//! takes streams from primaries, checks each one's hello against the
+//! placement this node has applied for the volume, and applies what comes
+//! to the local copy (FUA writes, flushes, copies and unit state durably)
+//! before answering.
+//!
+//! Bounds: at most [`MAX_STREAMS`] streams at once, [`HELLO`] to say hello,
+//! and [`IN_FLIGHT`] bytes of operations being applied per stream (reading
+//! stops while it is spent). The replication address belongs on the
+//! cluster's own network (the `replication` traffic type): a stream is
+//! accepted only for the epoch and primary this node has applied, but it
+//! is not authenticated here.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::backend::apply;
+use super::core::ops::{Epoch, Op, ReplicaId};
+use super::core::primary::FromReplica;
+use super::core::replica::{Replica, ReplicaAction};
+use super::frame::{self, Frame, Refusal};
+use crate::backend::BlockBackend;
+use crate::scsi::{LogicalUnit, WriteCache};
+
+/// Streams accepted at once.
+pub const MAX_STREAMS: usize = 64;
+/// Time a new stream has to say hello.
+pub const HELLO: Duration = Duration::from_secs(5);
+/// Bytes of operations being applied at once per stream.
+pub const IN_FLIGHT: usize = 256 << 20;
+
+/// One volume this node keeps a replica of.
+#[derive(Debug)]
+pub struct ReplicaVolume {
+    pub name: String,
+    core: Mutex<Replica>,
+    local: Arc<dyn BlockBackend>,
+    /// The unit this node exports the volume as (on a standby path), which
+    /// takes the unit state the primary sends.
+    unit: Mutex<Weak<LogicalUnit>>,
+    state_file: Option<PathBuf>,
+    write_cache: Mutex<WriteCache>,
+}
+
+impl ReplicaVolume {
+    pub fn new(
+        name: String,
+        epoch: Epoch,
+        primary: ReplicaId,
+        local: Arc<dyn BlockBackend>,
+        state_file: Option<PathBuf>,
+        write_cache: WriteCache,
+    ) -> Arc<Self> {
+        Arc::new(ReplicaVolume {
+            name,
+            core: Mutex::new(Replica::new(epoch, primary)),
+            local,
+            unit: Mutex::new(Weak::new()),
+            state_file,
+            write_cache: Mutex::new(write_cache),
+        })
+    }
+
+    fn core(&self) -> std::sync::MutexGuard<'_, Replica> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_unit(&self, lu: &Arc<LogicalUnit>) {
+        *self.unit.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(lu);
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.core().epoch()
+    }
+
+    /// The placement this node applied moved on: the old primary's stream
+    /// ends at its next frame, and only the new primary is accepted.
+    pub fn set_placement(&self, epoch: Epoch, primary: ReplicaId) {
+        let _ = self.core().set_placement(epoch, primary);
+        tracing::info!(volume = %self.name, %epoch, primary, "replica: new placement applied");
+    }
+
+    /// Applies one operation or copy, durably where it asks, and the unit
+    /// state to the state file and the unit.
+    async fn apply(&self, work: &ReplicaAction) -> Result<(), String> {
+        match work {
+            ReplicaAction::Apply { op: Op::UnitState { text }, .. } => {
+                let text = text.as_ref().map(|t| String::from_utf8_lossy(t).into_owned());
+                if let Some(path) = self.state_file.clone() {
+                    let t = text.clone();
+                    tokio::task::spawn_blocking(move || crate::scsi::save_file(&path, t.as_deref()))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?;
+                }
+                if let Some(lu) = self.unit.lock().unwrap_or_else(|e| e.into_inner()).upgrade() {
+                    let policy = *self.write_cache.lock().unwrap_or_else(|e| e.into_inner());
+                    lu.take_replicated_state(text.as_deref(), policy).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+            ReplicaAction::Apply { op, .. } => apply(&*self.local, op.clone()).await.map_err(|e| e.to_string()),
+            ReplicaAction::WriteCopy { offset, data, .. } => {
+                // Copies are durable before the region counts as copied.
+                self.local.write(*offset, data.clone(), true).await.map_err(|e| e.to_string())
+            }
+            ReplicaAction::Send(_) | ReplicaAction::Disconnect => Ok(()),
+        }
+    }
+}
+
+/// The volumes this node keeps replicas of, and its replication listener.
+#[derive(Debug)]
+pub struct ReplicaNode {
+    pub cluster: String,
+    pub me: ReplicaId,
+    volumes: RwLock<HashMap<String, Arc<ReplicaVolume>>>,
+    streams: Arc<Semaphore>,
+    /// Set when the node stops: every stream ends.
+    stop: watch::Sender<bool>,
+}
+
+impl ReplicaNode {
+    pub fn new(cluster: String, me: ReplicaId) -> Arc<Self> {
+        Arc::new(ReplicaNode {
+            cluster,
+            me,
+            volumes: RwLock::default(),
+            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            stop: watch::channel(false).0,
+        })
+    }
+
+    /// Ends every stream (the listener is stopped by its owner).
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// The volumes replicated here, replaced as a whole.
+    pub fn set_volumes(&self, volumes: HashMap<String, Arc<ReplicaVolume>>) {
+        *self.volumes.write().unwrap_or_else(|e| e.into_inner()) = volumes;
+    }
+
+    pub fn volume(&self, name: &str) -> Option<Arc<ReplicaVolume>> {
+        self.volumes.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// Listens on `addr` until the returned task is aborted.
+    pub async fn listen(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+        let listener = TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        tracing::info!(address = %bound, "replication: listening");
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((sock, peer)) => {
+                        let Ok(permit) = me.streams.clone().try_acquire_owned() else {
+                            tracing::warn!(%peer, "replication: {MAX_STREAMS} streams open already, refusing one");
+                            continue;
+                        };
+                        let me = me.clone();
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            if let Err(why) = me.serve(sock).await {
+                                tracing::info!(%peer, "replication stream ended: {why}");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!("replication: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+        Ok((bound, task))
+    }
+
+    async fn serve(&self, sock: TcpStream) -> Result<(), String> {
+        let _ = sock.set_nodelay(true);
+        let (mut rd, mut wr) = sock.into_split();
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let hello =
+            tokio::time::timeout(HELLO, read_frame(&mut rd, &mut buf)).await.map_err(|_| "no hello".to_string())??;
+        let Frame::Hello { cluster, volume, epoch, primary, replica } = hello else {
+            return Err("the first frame is not a hello".into());
+        };
+        let answer = |f: Frame| {
+            let mut out = BytesMut::new();
+            frame::encode(&f, &mut out);
+            out
+        };
+        let vol = self.volume(&volume).filter(|_| cluster == self.cluster && replica == self.me);
+        let Some(vol) = vol else {
+            let _ = wr.write_all(&answer(Frame::Refused(Refusal::UnknownVolume))).await;
+            return Err(format!("hello for {volume:?} (replica {replica} of {cluster:?}): not kept here"));
+        };
+        let said = vol.core().hello(epoch, primary);
+        let stream = match said {
+            Ok(s) => s,
+            Err(FromReplica::StaleEpoch { current }) => {
+                let _ = wr.write_all(&answer(Frame::Refused(Refusal::StaleEpoch(current)))).await;
+                return Err(format!("{volume}: refused primary {primary} at {epoch}, this node has applied {current}"));
+            }
+            Err(other) => return Err(format!("{other:?}")),
+        };
+        wr.write_all(&answer(Frame::HelloOk)).await.map_err(|e| e.to_string())?;
+        tracing::info!(volume = %vol.name, primary, %epoch, "replication stream accepted");
+
+        let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
+        let writer = tokio::spawn(async move {
+            let mut out = BytesMut::new();
+            while let Some(f) = rx.recv().await {
+                frame::encode(&f, &mut out);
+                while let Ok(more) = rx.try_recv() {
+                    frame::encode(&more, &mut out);
+                }
+                if wr.write_all(&out).await.is_err() {
+                    return;
+                }
+                out.clear();
+            }
+        });
+        let ctx = Arc::new(StreamCtx { vol: vol.clone(), tx, held: Mutex::default() });
+        let budget = Arc::new(Semaphore::new(IN_FLIGHT));
+        let mut stop = self.stop.subscribe();
+        let result = loop {
+            let f = tokio::select! {
+                f = read_frame(&mut rd, &mut buf) => match f {
+                    Ok(f) => f,
+                    Err(e) => break Err(e),
+                },
+                _ = stop.wait_for(|s| *s) => break Err("this node stops".into()),
+            };
+            let msg = match f {
+                Frame::ToReplica(msg) => msg,
+                Frame::Ping(n) => {
+                    let _ = ctx.tx.send(Frame::Pong(n));
+                    continue;
+                }
+                other => break Err(format!("unexpected frame {other:?}")),
+            };
+            let bytes = match &msg {
+                super::core::primary::ToReplica::Op { op, .. } => op.payload(),
+                super::core::primary::ToReplica::Copy { data, .. } => data.len(),
+            }
+            .clamp(1, IN_FLIGHT) as u32;
+            // Reading stops while the stream's budget is spent.
+            let Ok(permit) = budget.clone().acquire_many_owned(bytes).await else { break Ok(()) };
+            let (actions, id) = {
+                let mut core = vol.core();
+                let actions = core.receive(stream, msg);
+                (actions, core.last_id())
+            };
+            ctx.held.lock().unwrap_or_else(|e| e.into_inner()).insert(id, permit);
+            if !ctx.run(actions) {
+                break Ok(());
+            }
+        };
+        vol.core().closed(stream);
+        drop(ctx);
+        let _ = writer.await;
+        result
+    }
+}
+
+/// One accepted stream: where answers go, and the budget each piece of
+/// work holds until it is applied.
+struct StreamCtx {
+    vol: Arc<ReplicaVolume>,
+    tx: mpsc::UnboundedSender<Frame>,
+    held: Mutex<HashMap<u64, tokio::sync::OwnedSemaphorePermit>>,
+}
+
+impl StreamCtx {
+    /// Does what the replica's state machine asked; false if the stream is to close.
+    fn run(self: &Arc<Self>, actions: Vec<ReplicaAction>) -> bool {
+        let mut open = true;
+        for a in actions {
+            match a {
+                ReplicaAction::Send(answer) => {
+                    let _ = self.tx.send(Frame::FromReplica(answer));
+                }
+                ReplicaAction::Disconnect => open = false,
+                work => {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let id = match &work {
+                            ReplicaAction::Apply { id, .. } | ReplicaAction::WriteCopy { id, .. } => *id,
+                            _ => unreachable!("only work is spawned"),
+                        };
+                        let result = me.vol.apply(&work).await;
+                        me.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                        let next = me.vol.core().applied(id, result);
+                        let _ = me.run(next);
+                    });
+                }
+            }
+        }
+        open
+    }
+}
+
+async fn read_frame(sock: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut BytesMut) -> Result<Frame, String> {
+    loop {
+        if let Some(n) = frame::check(buf).map_err(|e| e.to_string())? {
+            return frame::parse(buf, n).map_err(|e| e.to_string());
+        }
+        if buf.capacity() - buf.len() < 64 * 1024 {
+            buf.reserve(256 * 1024);
+        }
+        match sock.read_buf(buf).await {
+            Ok(0) => return Err("closed by the primary".into()),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}

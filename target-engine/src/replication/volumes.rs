@@ -1,0 +1,135 @@
+//! How the engine opens a replicated volume on this node, by its role in
+//! the volume's placement:
+//!
+//! * the primary's unit writes through a [`ReplicatedBackend`] over the
+//!   local copy, with a link to every replica; replicas the control plane
+//!   counts out of sync get the whole volume when they connect (this node
+//!   kept no map of what they missed: a full resync);
+//! * a replica's copy takes the primary's stream ([`ReplicaVolume`]), and the
+//!   unit this node exports on a standby path refuses media access (a
+//!   replica never serves its copy to an initiator).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+
+use super::backend::{PrimaryVolume, ReplicatedBackend};
+use super::config::{ReplicationNode, Role, VolumePlacement};
+use super::control::LocalPlacement;
+use super::core::dirty::DirtyMap;
+use super::core::primary::{Primary, ReplicaState};
+use super::link::{self, LinkConfig};
+use super::server::ReplicaVolume;
+use crate::backend::{BackendError, BlockBackend, Run};
+use crate::scsi::WriteCache;
+
+/// A replicated volume as this node keeps it.
+#[derive(Debug)]
+pub enum Copy {
+    Primary {
+        volume: Arc<PrimaryVolume>,
+        /// Dropped with the copy: its links stop.
+        _links: watch::Sender<bool>,
+    },
+    Replica(Arc<ReplicaVolume>),
+}
+
+/// Where the control plane's marks for a volume are kept beside its image.
+pub fn marks_file(image: &std::path::Path) -> PathBuf {
+    let mut name = image.file_name().unwrap_or_default().to_os_string();
+    name.push(".placement.toml");
+    image.with_file_name(name)
+}
+
+/// Opens `local` (the volume's own file, with group commit) as this node's
+/// copy; returns the backend its unit is to use and the copy.
+#[allow(clippy::too_many_arguments)]
+pub fn open(
+    name: &str,
+    image: &std::path::Path,
+    placement: &VolumePlacement,
+    node: &ReplicationNode,
+    local: Arc<dyn BlockBackend>,
+    control: &Arc<LocalPlacement>,
+    state_file: Option<PathBuf>,
+    write_cache: WriteCache,
+) -> Result<(Arc<dyn BlockBackend>, Copy), String> {
+    let epoch = placement.epoch();
+    match placement.role(node.node)? {
+        Role::Primary => {
+            let out = control.open(name, epoch, marks_file(image)).map_err(|e| e.to_string())?;
+            let size = local.size();
+            let states: BTreeMap<_, _> = placement
+                .replicas
+                .iter()
+                .map(|r| {
+                    let state = if r.in_sync && !out.contains(&r.node) {
+                        ReplicaState::InSync
+                    } else {
+                        let mut all = DirtyMap::default();
+                        all.mark_all(size);
+                        ReplicaState::OutOfSync(all)
+                    };
+                    (r.node, state)
+                })
+                .collect();
+            let core = Primary::new(epoch, size, placement.min_in_sync, states);
+            let volume = PrimaryVolume::new(name.to_string(), core, local, control.clone());
+            let (stop, stopped) = watch::channel(false);
+            for r in &placement.replicas {
+                let cfg =
+                    LinkConfig { cluster: node.cluster.clone(), me: node.node, replica: r.node, address: r.address };
+                link::spawn(volume.clone(), cfg, stopped.clone());
+            }
+            let backend = Arc::new(ReplicatedBackend::new(volume.clone()));
+            Ok((backend, Copy::Primary { volume, _links: stop }))
+        }
+        Role::Replica => {
+            let volume =
+                ReplicaVolume::new(name.to_string(), epoch, placement.primary, local.clone(), state_file, write_cache);
+            Ok((Arc::new(NotPrimary(local)), Copy::Replica(volume)))
+        }
+    }
+}
+
+/// A replica's copy as its own unit sees it: no media access, since only
+/// the primary serves the volume (the standby path refuses it first).
+#[derive(Debug)]
+struct NotPrimary(Arc<dyn BlockBackend>);
+
+const NOT_PRIMARY: &str = "this node keeps a replica; the primary serves the volume";
+
+#[async_trait]
+impl BlockBackend for NotPrimary {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    async fn read(&self, _: u64, _: usize) -> Result<BytesMut, BackendError> {
+        Err(BackendError::NotServing(NOT_PRIMARY))
+    }
+    async fn write(&self, _: u64, _: Bytes, _: bool) -> Result<(), BackendError> {
+        Err(BackendError::NotServing(NOT_PRIMARY))
+    }
+    async fn flush(&self) -> Result<(), BackendError> {
+        Err(BackendError::NotServing(NOT_PRIMARY))
+    }
+    async fn unmap(&self, _: u64, _: u64) -> Result<(), BackendError> {
+        Err(BackendError::NotServing(NOT_PRIMARY))
+    }
+    async fn write_same(&self, _: u64, _: u64, _: Bytes, _: bool) -> Result<(), BackendError> {
+        Err(BackendError::NotServing(NOT_PRIMARY))
+    }
+    async fn replicate_state(&self, _: Option<Bytes>) -> Result<(), BackendError> {
+        Err(BackendError::NotServing(NOT_PRIMARY))
+    }
+    async fn resize(&self, new_size: u64) -> Result<(), BackendError> {
+        self.0.resize(new_size).await
+    }
+    async fn allocation(&self, offset: u64, len: u64, max_runs: usize) -> Result<Vec<Run>, BackendError> {
+        self.0.allocation(offset, len, max_runs).await
+    }
+}
