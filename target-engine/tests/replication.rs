@@ -1,0 +1,275 @@
+//! Synchronous replication between engines over real TCP (CLUSTER.md §2),
+//! each engine on its own loopback address as a node of its own:
+//!
+//! * every write an initiator was told succeeded is on every in-sync copy;
+//! * a replica that goes away is marked out of sync and writes carry on;
+//!   when it comes back it gets only the regions it missed, then counts
+//!   again;
+//! * a primary whose replica applied a newer placement is fenced: its
+//!   writes end with NOT READY, LOGICAL UNIT NOT ACCESSIBLE, ASYMMETRIC
+//!   ACCESS STATE TRANSITION (02h/04h/0Ah), never GOOD;
+//! * a replica's own unit refuses media access the same way.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use target_engine::testkit::initiator::*;
+use target_engine::{Engine, EngineConfig, ReplicationStatus};
+
+const VOLUME_BYTES: u64 = 8 << 20;
+const PRIMARY_IQN: &str = "iqn.2026-11.test.portico:primary";
+const REPLICA_IQN: &str = "iqn.2026-11.test.portico:replica";
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(test: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("portico-repl-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+    fn image(&self, node: u32) -> PathBuf {
+        self.0.join(format!("node{node}.img"))
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One node's configuration: its replication listener, the volume `r1`
+/// placed at `epoch` with `primary`, and a target exporting it.
+fn node_config(
+    dir: &Dir,
+    me: u32,
+    listen: SocketAddr,
+    epoch: u64,
+    primary: u32,
+    replicas: &[(u32, SocketAddr)],
+    min_in_sync: usize,
+) -> EngineConfig {
+    let copies: Vec<String> = replicas.iter().map(|(n, a)| format!("{{ node = {n}, address = \"{a}\" }}")).collect();
+    let iqn = if me == primary { PRIMARY_IQN } else { REPLICA_IQN };
+    let toml = format!(
+        r#"
+[replication]
+node = {me}
+listen = "{listen}"
+
+[[volume]]
+name = "r1"
+path = "{image}"
+size = "8MiB"
+replication = {{ epoch = {epoch}, primary = {primary}, min_in_sync = {min_in_sync}, replicas = [ {copies} ] }}
+
+[[target]]
+iqn = "{iqn}"
+portals = ["127.0.{me}.1:0"]
+luns = {{ 0 = "r1" }}
+"#,
+        image = dir.image(me).display(),
+        copies = copies.join(", "),
+    );
+    EngineConfig::from_toml(&toml).expect("a valid test configuration")
+}
+
+/// A replica node: its engine and the address it takes streams on.
+async fn start_replica(config: EngineConfig) -> (Engine, SocketAddr) {
+    let engine = Engine::new();
+    engine.apply(config).await.expect("replica applied");
+    let addr = engine.replication_address().await.expect("listening");
+    (engine, addr)
+}
+
+async fn portal(engine: &Engine) -> SocketAddr {
+    *engine.portals().await.values().next().expect("a portal")
+}
+
+async fn session(engine: &Engine, target: &str) -> Initiator {
+    let mut i = Initiator::connect(portal(engine).await).await;
+    let o = LoginOpts { initiator: INITIATOR, target: Some(target), ..Default::default() };
+    i.login(&o).await.expect("login");
+    i
+}
+
+/// 4 KiB of a pattern that names `lba` and `round`.
+fn pattern(lba: u32, round: u8) -> Vec<u8> {
+    (0..4096u32).map(|i| (i as u8) ^ (lba as u8).wrapping_mul(31) ^ round.wrapping_mul(7)).collect()
+}
+
+async fn write_4k(i: &mut Initiator, lba: u32, round: u8) -> CmdResult {
+    i.command_ok(0, &write10(lba, 8), 0, &pattern(lba, round)).await
+}
+
+const SYNCHRONIZE_CACHE_10: [u8; 10] = [0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+fn sense(r: &CmdResult) -> (u8, u8, u8) {
+    assert_eq!(r.status, 2, "CHECK CONDITION expected, got status {:#x}", r.status);
+    (r.sense[2] & 0x0f, r.sense[12], r.sense[13])
+}
+
+fn same_images(a: &Path, b: &Path) -> bool {
+    std::fs::read(a).unwrap() == std::fs::read(b).unwrap()
+}
+
+fn status_of(all: &[ReplicationStatus]) -> &ReplicationStatus {
+    all.iter().find(|s| s.volume == "r1").expect("r1 is replicated")
+}
+
+/// Waits (bounded) until the primary reports `replica` in `state`.
+async fn wait_for_state(primary: &Engine, replica: u32, state: &str) -> ReplicationStatus {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let all = primary.replication().await;
+        let s = status_of(&all).clone();
+        if s.replicas.iter().any(|r| r.node == replica && r.state == state) {
+            return s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "replica {replica} never became {state}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_is_on_every_copy() {
+    let dir = Dir::new("three");
+    let placeholder: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    // Replicas first, on free ports; the primary then names their addresses.
+    let (r2, a2) = start_replica(node_config(
+        &dir,
+        2,
+        "127.0.2.1:0".parse().unwrap(),
+        1,
+        1,
+        &[(2, placeholder), (3, placeholder)],
+        3,
+    ))
+    .await;
+    let (r3, a3) = start_replica(node_config(
+        &dir,
+        3,
+        "127.0.3.1:0".parse().unwrap(),
+        1,
+        1,
+        &[(2, placeholder), (3, placeholder)],
+        3,
+    ))
+    .await;
+    let primary = Engine::new();
+    primary.apply(node_config(&dir, 1, "127.0.1.1:0".parse().unwrap(), 1, 1, &[(2, a2), (3, a3)], 3)).await.unwrap();
+    wait_for_state(&primary, 2, "in-sync").await;
+    wait_for_state(&primary, 3, "in-sync").await;
+
+    let mut i = session(&primary, PRIMARY_IQN).await;
+    // 64 writes of 4 KiB, none overlapping, scattered over the volume.
+    for n in 0..64u32 {
+        let lba = (n * 37 % 255) * 8;
+        assert_eq!(write_4k(&mut i, lba, 1).await.status, 0, "write at {lba}");
+    }
+    // Read back through the primary.
+    let back = i.command_ok(0, &read10(296, 8), 4096, &[]).await;
+    assert!(back.data == pattern(296, 1), "read back through the primary");
+    assert_eq!(i.command_ok(0, &SYNCHRONIZE_CACHE_10, 0, &[]).await.status, 0);
+
+    // Every copy holds the same bytes once the initiator has its GOOD.
+    assert!(same_images(&dir.image(1), &dir.image(2)), "node 2 differs from the primary");
+    assert!(same_images(&dir.image(1), &dir.image(3)), "node 3 differs from the primary");
+
+    let s = status_of(&primary.replication().await).clone();
+    assert_eq!((s.role, s.epoch, s.suspended), ("primary", 1, false));
+    assert!(s.replicas.iter().all(|r| r.state == "in-sync"), "{s:?}");
+    assert_eq!(status_of(&r2.replication().await).role, "replica");
+
+    // A replica's own unit does not serve the volume.
+    let mut standby = session(&r2, REPLICA_IQN).await;
+    let refused = standby.command_ok(0, &read10(0, 8), 4096, &[]).await;
+    assert_eq!(sense(&refused), (0x2, 0x04, 0x0a), "read on a replica");
+
+    primary.shutdown().await;
+    r2.shutdown().await;
+    r3.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_comes_back_gets_only_what_it_missed() {
+    let dir = Dir::new("resync");
+    let placeholder: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let replica_config = |listen: SocketAddr| node_config(&dir, 2, listen, 1, 1, &[(2, placeholder)], 1);
+    let (r2, a2) = start_replica(replica_config("127.0.2.1:0".parse().unwrap())).await;
+    let primary = Engine::new();
+    primary.apply(node_config(&dir, 1, "127.0.1.1:0".parse().unwrap(), 1, 1, &[(2, a2)], 1)).await.unwrap();
+    wait_for_state(&primary, 2, "in-sync").await;
+
+    let mut i = session(&primary, PRIMARY_IQN).await;
+    // Fill the whole volume while both copies are in sync.
+    for lba in (0..(VOLUME_BYTES / 512) as u32).step_by(8) {
+        assert_eq!(write_4k(&mut i, lba, 1).await.status, 0);
+    }
+    assert!(same_images(&dir.image(1), &dir.image(2)));
+
+    // The replica's node goes away: writes carry on without it.
+    r2.shutdown().await;
+    drop(r2);
+    let missed: Vec<u32> = (0..16u32).map(|n| 1024 + n * 8).collect(); // 64 KiB at 512 KiB
+    for &lba in &missed {
+        let r = write_4k(&mut i, lba, 2).await;
+        assert_eq!(r.status, 0, "a write while the replica is away");
+    }
+    let s = wait_for_state(&primary, 2, "out-of-sync").await;
+    assert!(!s.suspended, "min_in_sync 1: the primary alone still takes writes");
+    assert!(!same_images(&dir.image(1), &dir.image(2)), "the replica missed the writes");
+
+    // It comes back on the same address: only the regions written while it
+    // was away travel, then it counts as in sync again.
+    let (r2, _) = start_replica(replica_config(a2)).await;
+    let s = wait_for_state(&primary, 2, "in-sync").await;
+    let copied: u64 = s.replicas.iter().map(|r| r.copied_bytes).sum();
+    assert!(copied > 0, "something was copied: {s:?}");
+    assert!(copied <= 2 * 64 * 1024, "only the dirty regions were copied, not {copied} bytes: {s:?}");
+    assert_eq!(i.command_ok(0, &SYNCHRONIZE_CACHE_10, 0, &[]).await.status, 0);
+    assert!(same_images(&dir.image(1), &dir.image(2)), "the resync made the copies equal");
+
+    // And it takes part in writes again.
+    assert_eq!(write_4k(&mut i, 8, 3).await.status, 0);
+    assert!(same_images(&dir.image(1), &dir.image(2)));
+
+    primary.shutdown().await;
+    r2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_of_an_older_epoch_is_fenced() {
+    let dir = Dir::new("fence");
+    let placeholder: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let (r2, a2) =
+        start_replica(node_config(&dir, 2, "127.0.2.1:0".parse().unwrap(), 1, 1, &[(2, placeholder)], 2)).await;
+    let primary = Engine::new();
+    primary.apply(node_config(&dir, 1, "127.0.1.1:0".parse().unwrap(), 1, 1, &[(2, a2)], 2)).await.unwrap();
+    wait_for_state(&primary, 2, "in-sync").await;
+    let mut i = session(&primary, PRIMARY_IQN).await;
+    assert_eq!(write_4k(&mut i, 0, 1).await.status, 0);
+
+    // The control plane moves the volume on: epoch 2, another primary
+    // (node 3), and node 2 applies it while the old primary still runs.
+    r2.apply(node_config(&dir, 2, "127.0.2.1:0".parse().unwrap(), 2, 3, &[(2, placeholder), (1, placeholder)], 2))
+        .await
+        .unwrap();
+    assert_eq!(status_of(&r2.replication().await).epoch, 2);
+
+    // The old primary's next write is refused by the replica and never GOOD.
+    let r = write_4k(&mut i, 8, 2).await;
+    assert_eq!(sense(&r), (0x2, 0x04, 0x0a), "a fenced primary's write");
+    let again = i.command_ok(0, &read10(0, 8), 4096, &[]).await;
+    assert_eq!(sense(&again), (0x2, 0x04, 0x0a), "a fenced primary's read");
+    // The replica holds nothing of the refused write.
+    let copy = std::fs::read(dir.image(2)).unwrap();
+    assert!(copy[..4096] == pattern(0, 1)[..], "the accepted write is on the replica");
+    assert!(copy[4096..8192].iter().all(|&b| b == 0), "the fenced write reached the replica");
+
+    primary.shutdown().await;
+    r2.shutdown().await;
+}
