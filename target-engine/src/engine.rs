@@ -107,6 +107,9 @@ struct State {
     replication: Option<ReplicationRuntime>,
     /// Replicated volumes as this node keeps them.
     copies: HashMap<String, Copy>,
+    /// A configuration was applied: volumes opened from now on are opened
+    /// while the node runs, not at its start.
+    started: bool,
 }
 
 /// The replica side's listener and the control plane of `portico engine`.
@@ -179,6 +182,7 @@ fn open_volume(
     v: &VolumeConfig,
     replication: Option<&ReplicationNode>,
     placement: &Arc<LocalPlacement>,
+    warm: bool,
 ) -> Result<Opened, EngineError> {
     let mut copy = None;
     let backend: Arc<dyn BlockBackend> = match v.backend {
@@ -212,10 +216,18 @@ fn open_volume(
         reservations: v.reservations,
     };
     let lu = LogicalUnit::new(spec, backend);
-    lu.open_state(v.state_path(), v.write_cache)
-        .map_err(|source| EngineError::Reservations { volume: v.name.clone(), source })?;
-    if let Some(Copy::Replica(r)) = &copy {
-        r.set_unit(&lu);
+    let state_error = |source| EngineError::Reservations { volume: v.name.clone(), source };
+    if warm {
+        lu.reopen_state(v.state_path(), v.write_cache).map_err(state_error)?;
+    } else {
+        lu.open_state(v.state_path(), v.write_cache).map_err(state_error)?;
+    }
+    match &copy {
+        Some(Copy::Replica(r)) => r.set_unit(&lu),
+        Some(Copy::Primary { volume, .. }) => {
+            volume.set_unit_state(lu.saved_state().map_err(state_error)?.map(bytes::Bytes::from))
+        }
+        None => {}
     }
     Ok((lu, throttle, copy))
 }
@@ -304,7 +316,7 @@ impl Engine {
                 }
                 _ => {
                     let node = new_runtime.as_ref().map(|r| &r.config).or(config.replication.as_ref());
-                    let (lu, throttle, copy) = open_volume(v, node, &self.inner.placement)?;
+                    let (lu, throttle, copy) = open_volume(v, node, &self.inner.placement, st.started)?;
                     volumes.insert(v.name.clone(), (v.clone(), lu));
                     throttles.insert(v.name.clone(), throttle);
                     opened.insert(v.name.clone());
@@ -408,6 +420,7 @@ impl Engine {
         }
         st.volumes = volumes;
         st.throttles = throttles;
+        st.started = true;
 
         let mut next_rtp = st.relative_ports.values().copied().max().unwrap_or(0);
         let mut targets = Vec::new();

@@ -273,3 +273,52 @@ async fn a_primary_of_an_older_epoch_is_fenced() {
     primary.shutdown().await;
     r2.shutdown().await;
 }
+
+fn pr_out(service_action: u8, pr_type: u8) -> [u8; 10] {
+    [0x5f, service_action, pr_type, 0, 0, 0, 0, 0, 24, 0]
+}
+
+fn pr_params(key: u64, service_action_key: u64) -> Vec<u8> {
+    let mut p = vec![0u8; 24];
+    p[0..8].copy_from_slice(&key.to_be_bytes());
+    p[8..16].copy_from_slice(&service_action_key.to_be_bytes());
+    p
+}
+
+const READ_RESERVATION: [u8; 10] = [0x5e, 0x01, 0, 0, 0, 0, 0, 0, 0x40, 0];
+
+/// (key, type) of the reservation READ RESERVATION reports, if any.
+fn reservation(r: &CmdResult) -> Option<(u64, u8)> {
+    assert_eq!(r.status, 0, "READ RESERVATION");
+    let len = u32::from_be_bytes(r.data[4..8].try_into().unwrap());
+    (len >= 16).then(|| (u64::from_be_bytes(r.data[8..16].try_into().unwrap()), r.data[21] & 0x0f))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_follow_the_volume_to_its_new_primary() {
+    let dir = Dir::new("pr");
+    let placeholder: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let listen2: SocketAddr = "127.0.2.1:0".parse().unwrap();
+    let (r2, a2) = start_replica(node_config(&dir, 2, listen2, 1, 1, &[(2, placeholder)], 2)).await;
+    let primary = Engine::new();
+    primary.apply(node_config(&dir, 1, "127.0.1.1:0".parse().unwrap(), 1, 1, &[(2, a2)], 2)).await.unwrap();
+    wait_for_state(&primary, 2, "in-sync").await;
+
+    // REGISTER and RESERVE (Write Exclusive) without APTPL, through the primary.
+    let mut i = session(&primary, PRIMARY_IQN).await;
+    assert_eq!(i.command_ok(0, &pr_out(0x00, 0), 0, &pr_params(0, 0xfeed)).await.status, 0);
+    assert_eq!(i.command_ok(0, &pr_out(0x01, 1), 0, &pr_params(0xfeed, 0)).await.status, 0);
+    assert_eq!(reservation(&i.command_ok(0, &READ_RESERVATION, 0x40, &[]).await), Some((0xfeed, 1)));
+
+    // The primary's node is gone; node 2 is promoted at epoch 2.
+    primary.shutdown().await;
+    drop(primary);
+    r2.apply(node_config(&dir, 2, listen2, 2, 2, &[(1, placeholder)], 1)).await.unwrap();
+    assert_eq!(status_of(&r2.replication().await).role, "primary");
+
+    // Through the new primary's own target, the same reservation.
+    let mut j = session(&r2, PRIMARY_IQN).await;
+    let _ = j.command_ok(0, &[0u8; 6], 0, &[]).await;
+    assert_eq!(reservation(&j.command_ok(0, &READ_RESERVATION, 0x40, &[]).await), Some((0xfeed, 1)));
+    r2.shutdown().await;
+}

@@ -40,6 +40,9 @@ pub struct PrimaryVolume {
     waiters: Mutex<HashMap<Token, oneshot::Sender<Result<(), Failure>>>>,
     next_token: Mutex<Token>,
     links: Mutex<HashMap<ReplicaId, mpsc::UnboundedSender<LinkMessage>>>,
+    /// The unit's saved state as last sent, sent again to every replica
+    /// that connects (one that was away missed it, or restarted without it).
+    unit_state: Mutex<Option<Bytes>>,
 }
 
 impl PrimaryVolume {
@@ -52,6 +55,7 @@ impl PrimaryVolume {
             waiters: Mutex::default(),
             next_token: Mutex::new(1),
             links: Mutex::default(),
+            unit_state: Mutex::default(),
         })
     }
 
@@ -139,8 +143,9 @@ impl PrimaryVolume {
                 tokio::spawn(async move {
                     match me.control.mark_in_sync(&me.name, epoch, replica).await {
                         Ok(()) => {
-                            tracing::info!(volume = %me.name, replica, %epoch, "replica back in sync");
                             me.drive(|p| p.in_sync_confirmed(replica));
+                            let copied = me.core().progress(replica).copied_bytes;
+                            tracing::info!(volume = %me.name, replica, %epoch, copied_bytes = copied, "replica back in sync");
                         }
                         Err(e) => {
                             tracing::warn!(volume = %me.name, replica, "cannot mark the replica in sync: {e}");
@@ -182,6 +187,20 @@ impl PrimaryVolume {
 
     pub fn connected(self: &Arc<Self>, replica: ReplicaId) {
         self.drive(|p| p.connected(replica));
+        let state = self.unit_state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(text) = state {
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.submit(Op::UnitState { text: Some(text) }).await {
+                    tracing::warn!(volume = %me.name, replica, "cannot send the unit's state: {e}");
+                }
+            });
+        }
+    }
+
+    /// The unit's saved state as the primary opened it.
+    pub fn set_unit_state(&self, text: Option<Bytes>) {
+        *self.unit_state.lock().unwrap_or_else(|e| e.into_inner()) = text;
     }
 
     pub fn lost(self: &Arc<Self>, replica: ReplicaId) {
@@ -289,6 +308,7 @@ impl BlockBackend for ReplicatedBackend {
 
     async fn replicate_state(&self, text: Option<Bytes>) -> Result<(), BackendError> {
         self.volume.serving()?;
+        self.volume.set_unit_state(text.clone());
         self.volume.submit(Op::UnitState { text }).await
     }
 

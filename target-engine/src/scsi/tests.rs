@@ -645,6 +645,39 @@ async fn aptpl_reservations_come_back_on_a_reopened_unit() {
 }
 
 #[tokio::test]
+async fn reservations_without_aptpl_survive_a_reopen_but_not_a_restart() {
+    let dir = std::env::temp_dir().join(format!("portico-lu-volatile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("vol.img.pr.toml");
+    let mut p = vec![0u8; 24];
+    p[8..16].copy_from_slice(&0xabcu64.to_be_bytes());
+    let read_keys = [0x5e, 0, 0, 0, 0, 0, 0, 0x10, 0, 0];
+    {
+        let (luns, lu) = lun_map(512, BLOCKS, false);
+        lu.open_state(Some(path.clone()), WriteCache::default()).unwrap();
+        let n = ready_nexus(&luns, 1).await;
+        run(&luns, &n, &[0x5f, 0x00, 0, 0, 0, 0, 0, 0, 24, 0], &p).await.unwrap();
+    }
+    let keys_after = |warm: bool| {
+        let path = path.clone();
+        async move {
+            let (luns, lu) = lun_map(512, BLOCKS, false);
+            if warm {
+                lu.reopen_state(Some(path), WriteCache::default()).unwrap();
+            } else {
+                lu.open_state(Some(path), WriteCache::default()).unwrap();
+            }
+            let n = ready_nexus(&luns, 2).await;
+            let data = run(&luns, &n, &read_keys, &[]).await.unwrap().data;
+            u32::from_be_bytes(data[4..8].try_into().unwrap())
+        }
+    };
+    assert_eq!(keys_after(true).await, 8, "a unit opened anew keeps the registration");
+    assert_eq!(keys_after(false).await, 0, "a restart drops it (no APTPL)");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
 async fn a_failed_aptpl_save_changes_nothing_and_is_not_good() {
     let dir = std::env::temp_dir().join(format!("portico-lu-aptpl-fail-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -3,14 +3,17 @@
 //!
 //! * persist through power loss (SPC-4 §5.13.5): when the last REGISTER set
 //!   APTPL, the registrations and the persistent reservation;
+//! * reservations made without APTPL are kept too, marked `aptpl = false`,
+//!   so that a unit opened anew while the node runs (a replica promoted,
+//!   another placement) has them, and are dropped when the node starts;
 //! * the mode parameters (WCE, D_SENSE, SWP), whose changes are all saved
 //!   (see [`super::mode`]).
 //!
 //! The file is rewritten after every change of either, before the command
 //! that made it returns GOOD: written to a temporary name, synced, then
 //! renamed over the old one, so a crash leaves either the old or the new
-//! state. When nothing is left to keep (APTPL cleared, mode parameters at
-//! their initial values) the file is removed. SPC-2 reservations are never
+//! state. When nothing is left to keep (no registrations, mode parameters
+//! at their initial values) the file is removed. SPC-2 reservations are never
 //! persisted.
 //!
 //! Each registration is saved as its initiator port (name, and ISID unless
@@ -37,6 +40,10 @@ struct Snapshot {
     /// Absent when only mode parameters are kept (no APTPL).
     #[serde(default)]
     generation: Option<u32>,
+    /// `false` for reservations made without APTPL: kept for another copy
+    /// of the volume taking over, never across a restart (absent: `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aptpl: Option<bool>,
     #[serde(default, rename = "registration")]
     registrations: Vec<SavedRegistration>,
     #[serde(default)]
@@ -119,9 +126,10 @@ fn ports(p: &Port) -> Result<(InitiatorPort, Option<u16>), String> {
 }
 
 fn snapshot(pr: &PrState, mode: Option<&ModeState>) -> Snapshot {
-    let kept = pr.aptpl.then_some(pr);
+    let kept = (pr.aptpl || !pr.registrations.is_empty()).then_some(pr);
     Snapshot {
         generation: kept.map(|pr| pr.generation),
+        aptpl: kept.filter(|pr| !pr.aptpl).map(|_| false),
         registrations: kept
             .iter()
             .flat_map(|pr| &pr.registrations)
@@ -138,7 +146,7 @@ fn snapshot(pr: &PrState, mode: Option<&ModeState>) -> Snapshot {
 fn restore(s: &Snapshot) -> Result<PrState, String> {
     let mut pr = PrState::default();
     pr.generation = s.generation.unwrap_or(0);
-    pr.aptpl = true;
+    pr.aptpl = s.aptpl.unwrap_or(true);
     for r in &s.registrations {
         let (initiator, target_port) = ports(&r.port)?;
         let key = u64::from_str_radix(&r.key, 16).map_err(|e| format!("bad key {:?}: {e}", r.key))?;
@@ -154,7 +162,17 @@ fn restore(s: &Snapshot) -> Result<PrState, String> {
     Ok(pr)
 }
 
-/// Reads the state saved at `path`; nothing if there is no file.
+/// Reads the state saved at `path`; nothing if there is no file. Reservations
+/// made without APTPL are dropped (this is a restart) unless `warm`.
+pub(crate) fn load_as(path: &Path, warm: bool) -> std::io::Result<Saved> {
+    let mut saved = load(path)?;
+    if !warm && saved.pr.as_ref().is_some_and(|pr| !pr.aptpl) {
+        saved.pr = None;
+    }
+    Ok(saved)
+}
+
+/// Reads everything saved at `path`; nothing if there is no file.
 pub(crate) fn load(path: &Path) -> std::io::Result<Saved> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -174,12 +192,12 @@ fn parse(text: &str) -> std::io::Result<Saved> {
 }
 
 /// What [`write`] should leave at the path: the file's text, or `None` (no
-/// file) when neither the reservations (no APTPL) nor the mode parameters
-/// (as a unit under `policy` starts) need keeping. Cheap, so it runs under
-/// the unit's lock; the writing does not.
+/// file) when neither the reservations (none registered, no APTPL) nor the
+/// mode parameters (as a unit under `policy` starts) need keeping. Cheap,
+/// so it runs under the unit's lock; the writing does not.
 pub(crate) fn render(pr: &PrState, mode: &ModeState, policy: WriteCache) -> std::io::Result<Option<String>> {
     let mode = (*mode != ModeState::initial(policy)).then_some(mode);
-    if !pr.aptpl && mode.is_none() {
+    if !pr.aptpl && pr.registrations.is_empty() && mode.is_none() {
         return Ok(None);
     }
     toml::to_string(&snapshot(pr, mode)).map(Some).map_err(std::io::Error::other)
@@ -228,8 +246,19 @@ impl LogicalUnit {
     /// nowhere to keep it) and takes back what was saved there, under the
     /// write-cache `policy`. Call once, right after opening the unit.
     pub fn open_state(&self, path: Option<PathBuf>, policy: WriteCache) -> std::io::Result<()> {
+        self.open_state_as(path, policy, false)
+    }
+
+    /// As [`LogicalUnit::open_state`] for a unit opened anew while the node
+    /// runs (another placement, a replica promoted): reservations made
+    /// without APTPL are kept too, since the volume did not restart.
+    pub fn reopen_state(&self, path: Option<PathBuf>, policy: WriteCache) -> std::io::Result<()> {
+        self.open_state_as(path, policy, true)
+    }
+
+    fn open_state_as(&self, path: Option<PathBuf>, policy: WriteCache, warm: bool) -> std::io::Result<()> {
         let saved = match &path {
-            Some(p) => load(p)?,
+            Some(p) => load_as(p, warm)?,
             None => Saved::default(),
         };
         if let Some(p) = path {
@@ -246,17 +275,33 @@ impl LogicalUnit {
         Ok(())
     }
 
+    /// The unit's state as it is saved and sent to other copies.
+    pub fn saved_state(&self) -> std::io::Result<Option<String>> {
+        let st = self.state();
+        render(&st.pr, &st.mode, st.write_cache)
+    }
+
     /// Writes `pr` and `mode` to the unit's state file, if it has one, and
     /// to every other copy of the volume (a replicated backend's replicas).
-    async fn save(&self, pr: &PrState, mode: &ModeState, policy: WriteCache) -> std::io::Result<()> {
+    /// The local file may fail only where it is not `needed` (reservations
+    /// without APTPL, kept there for a reopened unit alone); the other
+    /// copies never.
+    async fn save(&self, pr: &PrState, mode: &ModeState, policy: WriteCache, needed: bool) -> std::io::Result<()> {
         let text = render(pr, mode, policy)?;
         if let Some(path) = self.state_file.get() {
             let path = path.clone();
             let local = text.clone();
-            tokio::task::spawn_blocking(move || write(&path, local.as_deref()))
+            let saved = tokio::task::spawn_blocking(move || write(&path, local.as_deref()))
                 .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-                .inspect_err(|e| tracing::error!(volume = %self.spec.name, "cannot save the unit's state: {e}"))?;
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            match saved {
+                Err(e) if needed => {
+                    tracing::error!(volume = %self.spec.name, "cannot save the unit's state: {e}");
+                    return Err(e);
+                }
+                Err(e) => tracing::warn!(volume = %self.spec.name, "cannot keep the reservations on disk: {e}"),
+                Ok(()) => {}
+            }
         }
         self.backend.replicate_state(text.map(Bytes::from)).await.map_err(std::io::Error::other).inspect_err(
             |e| tracing::error!(volume = %self.spec.name, "cannot save the unit's state on the replicas: {e}"),
@@ -297,9 +342,11 @@ impl LogicalUnit {
             (st.pr.clone(), st.ua.scratch(), st.mode, st.write_cache, st.pr.aptpl)
         };
         let preempted = next.reserve_out(&nexus.id, action, pr_type, param_len, data, &mut raised)?;
-        if next.aptpl || was_aptpl {
-            self.save(&next, &mode, policy).await.map_err(|_| SenseReason::InsufficientRegistrationResources)?;
-        }
+        // With APTPL the state must be on disk; without, on the volume's
+        // other copies (which take over with it), and on disk if it can.
+        self.save(&next, &mode, policy, next.aptpl || was_aptpl)
+            .await
+            .map_err(|_| SenseReason::InsufficientRegistrationResources)?;
         {
             let mut st = self.state();
             st.pr.commit(next);
@@ -330,7 +377,7 @@ impl LogicalUnit {
         if next == current {
             return Ok(());
         }
-        self.save(&pr, &next, policy).await.map_err(|_| SenseReason::InternalFailure)?;
+        self.save(&pr, &next, policy, true).await.map_err(|_| SenseReason::InternalFailure)?;
         let mut st = self.state();
         st.mode = next;
         st.ua.raise_others(&nexus.id, UnitAttention::ModeParametersChanged);
@@ -352,7 +399,7 @@ impl LogicalUnit {
         }
         // Under the initiator policy WCE starts at 1 (SBC-3's default).
         next.wce = policy.wce(None);
-        let _ = self.save(&pr, &next, policy).await;
+        let _ = self.save(&pr, &next, policy, true).await;
         let mut st = self.state();
         let changed = st.mode.wce != next.wce;
         st.mode = next;
@@ -418,9 +465,15 @@ mod tests {
         assert_eq!(back.reserve_in(PrInAction::ReadReservation), pr.reserve_in(PrInAction::ReadReservation));
         assert_eq!(back.reserve_in(PrInAction::ReportCapabilities)[3] & 0x01, 1, "PTPL_A");
 
+        // Without APTPL the registrations are kept for a reopened unit only.
         register(&mut pr, &b, 2, false);
         save(&path, &pr).unwrap();
-        assert!(load(&path).unwrap().pr.is_none());
+        assert!(load_as(&path, false).unwrap().pr.is_none());
+        let warm = load_as(&path, true).unwrap().pr.expect("kept for a reopen");
+        assert!(!warm.aptpl);
+        assert_eq!(warm.reserve_in(PrInAction::ReadKeys), pr.reserve_in(PrInAction::ReadKeys));
+        // Nothing registered, nothing kept: the file goes.
+        save(&path, &PrState::default()).unwrap();
         assert!(!path.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
