@@ -6,10 +6,18 @@
 //! ```text
 //! cargo run --release --features test-util --example writebench -- \
 //!     --portal 127.0.0.1:3260 --target IQN [--lun 0] [--block-size 512] \
-//!     [--size 4096] [--depth 32] [--seconds 10] [--random] [--span-mib 1024]
+//!     [--size 4096] [--depth 32] [--seconds 10] [--random] [--span-mib 1024] \
+//!     [--offset-mib 0] [--mib N] [--seed 0]
 //! ```
 //!
-//! `scripts/bench-durability.sh` runs it against each write-cache policy.
+//! `--mib N` stops after N MiB instead of at the time limit; `--seed`
+//! changes the data written. Besides the percentiles, the longest wait for
+//! one write is printed: a pause (a replica lost, a path failing over)
+//! shows there.
+//!
+//! `scripts/bench-durability.sh` runs it against each write-cache policy,
+//! `scripts/replication-test.sh` and `scripts/bench-replication.sh` against
+//! replicated volumes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,6 +37,9 @@ struct Args {
     seconds: u64,
     random: bool,
     span: u64,
+    offset: u64,
+    bytes: Option<u64>,
+    seed: u8,
 }
 
 fn args() -> Args {
@@ -42,6 +53,9 @@ fn args() -> Args {
         seconds: 10,
         random: false,
         span: 1 << 30,
+        offset: 0,
+        bytes: None,
+        seed: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -56,6 +70,9 @@ fn args() -> Args {
             "--seconds" => a.seconds = v().parse().expect("--seconds N"),
             "--span-mib" => a.span = v().parse::<u64>().expect("--span-mib N") << 20,
             "--random" => a.random = true,
+            "--offset-mib" => a.offset = v().parse::<u64>().expect("--offset-mib N") << 20,
+            "--mib" => a.bytes = Some(v().parse::<u64>().expect("--mib N") << 20),
+            "--seed" => a.seed = v().parse().expect("--seed 0..255"),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -102,7 +119,7 @@ async fn main() {
     i.tx_framing.max_data = i.tx_framing.max_data.max(a.size.min(256 * 1024));
     // The first command reports the power-on unit attention.
     let _ = i.command_ok(a.lun, &[0u8; 6], 0, &[]).await;
-    let data = Bytes::from((0..a.size).map(|k| (k * 7 % 251) as u8).collect::<Vec<u8>>());
+    let data = Bytes::from((0..a.size).map(|k| (k * 7 % 251) as u8 ^ a.seed).collect::<Vec<u8>>());
     let blocks = (a.size as u64 / a.block_size) as u32;
     let slots = (a.span / a.size as u64).max(1);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -112,11 +129,14 @@ async fn main() {
     let (mut errors, mut retries) = (0u64, 0u64);
     let start = Instant::now();
     let end = start + Duration::from_secs(a.seconds);
+    let mut sent = 0u64;
+    let more = |sent: u64| a.bytes.map_or(Instant::now() < end, |b| sent < b);
     loop {
-        while in_flight.len() < a.depth && Instant::now() < end {
+        while in_flight.len() < a.depth && more(sent) {
             let slot = if a.random { rng.next() % slots } else { next_slot % slots };
             next_slot += 1;
-            let lba = slot * a.size as u64 / a.block_size;
+            let lba = (a.offset + slot * a.size as u64) / a.block_size;
+            sent += a.size as u64;
             let b = i.scsi_pdu(a.lun, &write16(lba, blocks), false, true, a.size as u32);
             in_flight.insert(b.itt(), Instant::now());
             i.send(Pdu::with_data(b, data.clone())).await;
@@ -141,7 +161,7 @@ async fn main() {
     let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p) as usize).copied().unwrap_or_default();
     let n = latencies.len() as f64;
     println!(
-        "writes of {} KiB, {} in flight, {}: {:.0} IOPS, {:.1} MB/s, latency median {:.3} ms, p99 {:.3} ms ({} errors, {} refused for lack of room)",
+        "writes of {} KiB, {} in flight, {}: {:.0} IOPS, {:.1} MB/s, latency median {:.3} ms, p99 {:.3} ms, longest {:.0} ms ({} done, {} errors, {} refused for lack of room)",
         a.size / 1024,
         a.depth,
         if a.random { "random" } else { "sequential" },
@@ -149,6 +169,8 @@ async fn main() {
         n * a.size as f64 / elapsed / 1e6,
         pct(0.5).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        latencies.len(),
         errors,
         retries
     );
