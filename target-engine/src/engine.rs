@@ -400,6 +400,15 @@ impl Engine {
                 copies.insert(name.clone(), c);
             }
         }
+        // Replicas this node no longer keeps as they were (promoted, moved
+        // away, removed) refuse their old primary from now on: a stream
+        // still open to the old copy must not apply anything more.
+        for (name, old) in st.copies.drain() {
+            if let Copy::Replica(r) = old {
+                let next = volumes.get(&name).and_then(|(v, _)| v.replication.as_ref());
+                r.retire(next.map(|p| (p.epoch(), p.primary)));
+            }
+        }
         st.copies = copies;
         if let Some(rt) = new_runtime {
             st.replication = Some(rt);

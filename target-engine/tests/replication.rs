@@ -241,37 +241,46 @@ async fn a_replica_that_comes_back_gets_only_what_it_missed() {
     r2.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_primary_of_an_older_epoch_is_fenced() {
-    let dir = Dir::new("fence");
+/// Node 1 primary at epoch 1, node 2 its replica; node 2 applies epoch 2
+/// with `new_primary` while node 1 still runs epoch 1.
+async fn fenced_after_a_move(test: &str, new_primary: u32) {
+    let dir = Dir::new(test);
     let placeholder: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    let (r2, a2) =
-        start_replica(node_config(&dir, 2, "127.0.2.1:0".parse().unwrap(), 1, 1, &[(2, placeholder)], 2)).await;
+    let listen2: SocketAddr = "127.0.2.1:0".parse().unwrap();
+    let (r2, a2) = start_replica(node_config(&dir, 2, listen2, 1, 1, &[(2, placeholder)], 2)).await;
     let primary = Engine::new();
     primary.apply(node_config(&dir, 1, "127.0.1.1:0".parse().unwrap(), 1, 1, &[(2, a2)], 2)).await.unwrap();
     wait_for_state(&primary, 2, "in-sync").await;
     let mut i = session(&primary, PRIMARY_IQN).await;
     assert_eq!(write_4k(&mut i, 0, 1).await.status, 0);
 
-    // The control plane moves the volume on: epoch 2, another primary
-    // (node 3), and node 2 applies it while the old primary still runs.
-    r2.apply(node_config(&dir, 2, "127.0.2.1:0".parse().unwrap(), 2, 3, &[(2, placeholder), (1, placeholder)], 2))
-        .await
-        .unwrap();
+    let others: Vec<(u32, SocketAddr)> =
+        [1, 2, 3].into_iter().filter(|n| *n != new_primary).map(|n| (n, placeholder)).collect();
+    r2.apply(node_config(&dir, 2, listen2, 2, new_primary, &others, 1)).await.unwrap();
     assert_eq!(status_of(&r2.replication().await).epoch, 2);
 
-    // The old primary's next write is refused by the replica and never GOOD.
+    // The old primary's next write is refused by node 2 and never GOOD.
     let r = write_4k(&mut i, 8, 2).await;
     assert_eq!(sense(&r), (0x2, 0x04, 0x0a), "a fenced primary's write");
     let again = i.command_ok(0, &read10(0, 8), 4096, &[]).await;
     assert_eq!(sense(&again), (0x2, 0x04, 0x0a), "a fenced primary's read");
-    // The replica holds nothing of the refused write.
+    // Node 2 holds nothing of the refused write.
     let copy = std::fs::read(dir.image(2)).unwrap();
     assert!(copy[..4096] == pattern(0, 1)[..], "the accepted write is on the replica");
-    assert!(copy[4096..8192].iter().all(|&b| b == 0), "the fenced write reached the replica");
+    assert!(copy[4096..8192].iter().all(|&b| b == 0), "the fenced write reached node 2");
 
     primary.shutdown().await;
     r2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_of_an_older_epoch_is_fenced_by_a_replica_that_stays() {
+    fenced_after_a_move("fence-stays", 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_of_an_older_epoch_is_fenced_by_the_replica_promoted() {
+    fenced_after_a_move("fence-promoted", 2).await;
 }
 
 fn pr_out(service_action: u8, pr_type: u8) -> [u8; 10] {

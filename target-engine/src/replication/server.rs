@@ -82,6 +82,16 @@ impl ReplicaVolume {
         self.core().epoch()
     }
 
+    /// This copy is no longer kept as a replica of the placement it had:
+    /// it refuses everything, answering with `next`'s epoch (the placement
+    /// that replaced it), or with the highest epoch if the volume is gone.
+    pub fn retire(&self, next: Option<(Epoch, ReplicaId)>) {
+        let epoch = next.map_or(Epoch(u64::MAX), |(epoch, _)| epoch);
+        // No primary's id is ReplicaId::MAX: nothing is taken any more.
+        let _ = self.core().set_placement(epoch, ReplicaId::MAX);
+        tracing::info!(volume = %self.name, %epoch, "replica: this copy is retired");
+    }
+
     /// The placement this node applied moved on: the old primary's stream
     /// ends at its next frame, and only the new primary is accepted.
     pub fn set_placement(&self, epoch: Epoch, primary: ReplicaId) {
