@@ -299,6 +299,16 @@ impl Primary {
                         dirty.mark(o, l);
                     }
                 }
+                // A region being copied to it was read before this change
+                // and its copy leaves later: the change would arrive first
+                // and be overwritten. The region is copied again instead.
+                ReplicaState::Resyncing { dirty, copying, .. }
+                    if changes.is_some_and(|(o, l)| overlaps_any(copying, o, l)) =>
+                {
+                    if let Some((o, l)) = changes {
+                        dirty.mark(o, l);
+                    }
+                }
                 _ if self.connected.contains(&id) => {
                     unacked.insert(id);
                 }
@@ -485,8 +495,18 @@ impl Primary {
             if copying.len() >= self.copy_window {
                 return;
             }
-            let Some(region) = dirty.next_from(*cursor).or_else(|| dirty.next_from(0)) else {
-                if copying.is_empty() {
+            // A region being copied that changed again is copied again once
+            // that copy is done, never twice at once: the second copy's data
+            // could arrive first.
+            let next_idle = |from: u64| {
+                let mut r = dirty.next_from(from);
+                while let Some(region) = r.filter(|region| copying.contains(region)) {
+                    r = dirty.next_from(region + 1);
+                }
+                r
+            };
+            let Some(region) = next_idle(*cursor).or_else(|| next_idle(0)) else {
+                if dirty.is_empty() && copying.is_empty() {
                     self.replicas.insert(replica, ReplicaState::Catching);
                     out.push(Action::RequestInSync { replica, epoch: self.epoch });
                 }
@@ -648,4 +668,9 @@ impl Primary {
             out.push(Action::Complete { token, result: Err(Failure::NotReady) });
         }
     }
+}
+
+/// Whether bytes `offset..offset + len` touch any of `regions`.
+fn overlaps_any(regions: &BTreeSet<u64>, offset: u64, len: u64) -> bool {
+    len > 0 && regions.range(offset / REGION..=(offset.saturating_add(len) - 1) / REGION).next().is_some()
 }

@@ -7,7 +7,8 @@
 //!   success, and closed. So once one in-sync replica has moved on, the old
 //!   primary cannot complete a write.
 //! * Every operation and copy on the stream carries the epoch and is checked
-//!   again; numbers grow along the stream.
+//!   again; operations' numbers grow along the stream (copies leave when
+//!   their region has been read, and may come late).
 //! * Operations apply in arrival order where they conflict and at once where
 //!   they do not ([`Sequencer`]), as on the primary. FUA writes, flushes,
 //!   unit state and copies are reported done only once durable (the driver
@@ -58,7 +59,7 @@ pub struct Replica {
     primary: ReplicaId,
     /// Whether a stream from the primary is open.
     open: bool,
-    /// The last number received on the open stream.
+    /// The last operation's number received on the open stream.
     last_seq: u64,
     /// Streams accepted so far (the open one's number).
     stream: u64,
@@ -141,12 +142,17 @@ impl Replica {
         if !self.open || stream != self.stream {
             return vec![ReplicaAction::Disconnect];
         }
-        if seq <= self.last_seq {
-            tracing::warn!(seq, last = self.last_seq, "replication stream out of order: closing it");
-            self.open = false;
-            return vec![ReplicaAction::Disconnect];
+        // Operations leave the primary in the order it numbered them; copies
+        // leave when their region has been read, so their numbers may come
+        // late (the primary sends nothing that overlaps a copy in flight).
+        if matches!(msg, ToReplica::Op { .. }) {
+            if seq <= self.last_seq {
+                tracing::warn!(seq, last = self.last_seq, "replication stream out of order: closing it");
+                self.open = false;
+                return vec![ReplicaAction::Disconnect];
+            }
+            self.last_seq = seq;
         }
-        self.last_seq = seq;
         let id = self.next_id;
         self.next_id += 1;
         let (extent, kind) = match msg {
