@@ -11,6 +11,9 @@
 #     read-only LUN. No test may fail, with the exceptions listed below.
 #  2. against `portico serve`, with the volume and target group built only
 #     through the REST API: no test of the issue-3 families may fail.
+#  3. `-t ALL` against a replicated volume: two `portico engine` processes
+#     (127.0.1.1 primary, 127.0.2.1 its in-sync replica); the same rules as
+#     run 1, so a replicated volume shows no new failure.
 #
 # usage: scripts/conformance.sh PORTICO_BINARY
 set -euo pipefail
@@ -217,6 +220,40 @@ api POST /target-groups "{\"name\":\"conf\",\"targets\":[{\"node\":\"conf-node\"
 api POST /target-groups/conf/luns '{"volume":"conf","lun":0}'
 "$scorer" "iscsi://127.0.0.1:$iscsi/iqn.2026-11.local.portico:conf.conf-node/0" --json "$work/api.json" | tail -n 1
 check "iscsi://127.0.0.1:$iscsi/iqn.2026-11.local.portico:conf.conf-node/0" "$work/api.json" || status=1
+
+echo "-- 3. a replicated volume (primary 127.0.1.1, in-sync replica 127.0.2.1)"
+iscsi=$(free_port)
+repl=$(free_port)
+replicated() { # NODE
+  cat <<TOML
+[replication]
+node = $1
+listen = "127.0.$1.1:$repl"
+
+[[volume]]
+name = "conf"
+path = "$work/replicated-$1.img"
+size = "1GiB"
+replication = { epoch = 1, primary = 1, min_in_sync = 2, replicas = [ { node = 2, address = "127.0.2.1:$repl" } ] }
+
+[[target]]
+iqn = "iqn.2026-11.local.portico:replicated-$1"
+portals = ["127.0.$1.1:$iscsi"]
+luns = { 0 = "conf" }
+privileges = { target_cold_reset = true, software_write_protect = true }
+TOML
+}
+for n in 2 1; do
+  replicated "$n" >"$work/replicated-$n.toml"
+  "$portico" engine --config "$work/replicated-$n.toml" >"$work/replicated-$n.log" 2>&1 &
+  pids+=($!)
+done
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.1.1/$iscsi") 2>/dev/null && break; sleep 0.1; done
+url_r="iscsi://127.0.1.1:$iscsi/iqn.2026-11.local.portico:replicated-1/0"
+"$scorer" "$url_r" --json "$work/replicated.json" | tail -n 1
+CLAIM=all check "$url_r" "$work/replicated.json" || status=1
+cmp -s "$work/replicated-1.img" "$work/replicated-2.img" && echo "the replica's image equals the primary's after the suite" \
+  || { echo "the replica's image differs from the primary's after the suite" >&2; status=1; }
 
 if [ $status -eq 0 ]; then echo "conformance check: every claimed family passed"; else echo "conformance check: FAILED" >&2; fi
 exit $status

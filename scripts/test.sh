@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets everything up (first time only) and runs every test Portico has:
 # unit, property and integration tests of all crates, libiscsi's conformance
-# suite against `portico engine`, and the browser tests (Playwright + Chromium).
+# suite against `portico engine` (a replicated volume included), replication
+# between three `portico engine` processes with a replica killed and a
+# primary replaced, and the browser tests (Playwright + Chromium).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -18,6 +20,9 @@ cargo leptos build
 
 step "iSCSI conformance (libiscsi iscsi-test-cu)"
 "$here/scripts/conformance.sh" "$CARGO_TARGET_DIR/debug/portico"
+
+step "replication between three nodes (kill -9, a new primary beside the old)"
+"$here/scripts/replication-test.sh" "$CARGO_TARGET_DIR/debug/portico"
 
 step "browser tests (Playwright)"
 PORTICO_BIN="$CARGO_TARGET_DIR/debug/portico" "$here/scripts/test-e2e.sh"
