@@ -76,6 +76,8 @@ pub struct ReplicationStatus {
     pub suspended: bool,
     /// On the primary: each replica, its state and resync progress.
     pub replicas: Vec<ReplicaStatus>,
+    /// On a replica: the primary's SYNCHRONIZE CACHEs made durable here.
+    pub flushes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -569,6 +571,7 @@ impl Engine {
                     role: "primary",
                     epoch: volume.epoch().0,
                     suspended: volume.suspended(),
+                    flushes: 0,
                     replicas: volume
                         .replicas()
                         .into_iter()
@@ -586,6 +589,7 @@ impl Engine {
                     epoch: r.epoch().0,
                     suspended: false,
                     replicas: Vec::new(),
+                    flushes: r.flushes(),
                 },
             })
             .collect();

@@ -173,7 +173,11 @@ async fn every_acknowledged_write_is_on_every_copy() {
     // Read back through the primary.
     let back = i.command_ok(0, &read10(296, 8), 4096, &[]).await;
     assert!(back.data == pattern(296, 1), "read back through the primary");
+    // SYNCHRONIZE CACHE is made durable on every replica before GOOD.
+    let flushes = |all: Vec<ReplicationStatus>| status_of(&all).flushes;
+    assert_eq!((flushes(r2.replication().await), flushes(r3.replication().await)), (0, 0));
     assert_eq!(i.command_ok(0, &SYNCHRONIZE_CACHE_10, 0, &[]).await.status, 0);
+    assert_eq!((flushes(r2.replication().await), flushes(r3.replication().await)), (1, 1));
 
     // Every copy holds the same bytes once the initiator has its GOOD.
     assert!(same_images(&dir.image(1), &dir.image(2)), "node 2 differs from the primary");

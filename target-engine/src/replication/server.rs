@@ -49,6 +49,8 @@ pub struct ReplicaVolume {
     unit: Mutex<Weak<LogicalUnit>>,
     state_file: Option<PathBuf>,
     write_cache: Mutex<WriteCache>,
+    /// SYNCHRONIZE CACHEs from the primary made durable here.
+    flushes: std::sync::atomic::AtomicU64,
 }
 
 impl ReplicaVolume {
@@ -67,6 +69,7 @@ impl ReplicaVolume {
             unit: Mutex::new(Weak::new()),
             state_file,
             write_cache: Mutex::new(write_cache),
+            flushes: Default::default(),
         })
     }
 
@@ -80,6 +83,11 @@ impl ReplicaVolume {
 
     pub fn epoch(&self) -> Epoch {
         self.core().epoch()
+    }
+
+    /// SYNCHRONIZE CACHEs from the primary made durable on this copy.
+    pub fn flushes(&self) -> u64 {
+        self.flushes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// This copy is no longer kept as a replica of the placement it had:
@@ -118,7 +126,13 @@ impl ReplicaVolume {
                 }
                 Ok(())
             }
-            ReplicaAction::Apply { op, .. } => apply(&*self.local, op.clone()).await.map_err(|e| e.to_string()),
+            ReplicaAction::Apply { op, .. } => {
+                apply(&*self.local, op.clone()).await.map_err(|e| e.to_string())?;
+                if matches!(op, Op::Flush) {
+                    self.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(())
+            }
             ReplicaAction::WriteCopy { offset, data, .. } => {
                 // Copies are durable before the region counts as copied.
                 self.local.write(*offset, data.clone(), true).await.map_err(|e| e.to_string())
