@@ -94,7 +94,19 @@ fn put_text(b: &mut BytesMut, s: &str) {
 
 /// Appends `frame`, encoded, to `out`.
 pub fn encode(frame: &Frame, out: &mut BytesMut) {
+    let (head, payload) = encode_parts(frame);
+    out.put(head);
+    if let Some(p) = payload {
+        out.put(p);
+    }
+}
+
+/// A frame as its header and fixed fields, and the data that ends its body
+/// (a write's or a copy's, shared, not copied): a writer sends the two one
+/// after the other. The checksum covers both.
+pub fn encode_parts(frame: &Frame) -> (Bytes, Option<Bytes>) {
     let mut body = BytesMut::new();
+    let mut payload: Option<Bytes> = None;
     let t = match frame {
         Frame::Hello { cluster, volume, epoch, primary, replica } => {
             put_text(&mut body, cluster);
@@ -133,16 +145,14 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) {
             body.put_u8(u8::from(fua));
             body.put_u64(offset);
             body.put_u64(len);
-            if let Some(d) = data {
-                body.put_slice(d);
-            }
+            payload = data.cloned();
             kind::OP
         }
         Frame::ToReplica(ToReplica::Copy { seq, epoch, offset, data }) => {
             body.put_u64(*seq);
             body.put_u64(epoch.0);
             body.put_u64(*offset);
-            body.put_slice(data);
+            payload = Some(data.clone());
             kind::COPY
         }
         Frame::FromReplica(FromReplica::Done { seq }) => {
@@ -167,11 +177,49 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) {
             kind::PONG
         }
     };
-    out.reserve(HEADER + body.len());
-    out.put_slice(&[b'P', b'R', VERSION, t]);
-    out.put_u32(body.len() as u32);
-    out.put_u32(crc32c::crc32c(&body));
-    out.put_slice(&body);
+    let payload_len = payload.as_ref().map_or(0, Bytes::len);
+    let crc = payload.as_ref().map_or(crc32c::crc32c(&body), |p| crc32c::crc32c_append(crc32c::crc32c(&body), p));
+    let mut head = BytesMut::with_capacity(HEADER + body.len());
+    head.put_slice(&[b'P', b'R', VERSION, t]);
+    head.put_u32((body.len() + payload_len) as u32);
+    head.put_u32(crc);
+    head.put_slice(&body);
+    (head.freeze(), payload)
+}
+
+/// Queues `frame` for [`write_queued`].
+pub fn queue(frame: &Frame, queue: &mut std::collections::VecDeque<Bytes>) -> usize {
+    let (head, payload) = encode_parts(frame);
+    let n = head.len() + payload.as_ref().map_or(0, Bytes::len);
+    queue.push_back(head);
+    queue.extend(payload);
+    n
+}
+
+/// Writes everything queued, in order, many pieces per system call.
+pub async fn write_queued<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    queue: &mut std::collections::VecDeque<Bytes>,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    while !queue.is_empty() {
+        let slices: Vec<std::io::IoSlice<'_>> = queue.iter().take(64).map(|b| std::io::IoSlice::new(b)).collect();
+        let mut n = w.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let front = queue.front_mut().expect("written bytes were queued");
+            if n >= front.len() {
+                n -= front.len();
+                queue.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `Ok(None)` until a whole frame is buffered, then `Ok(Some(total_len))`.

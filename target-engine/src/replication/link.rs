@@ -137,18 +137,15 @@ async fn session(
     // The writer: frames in the order they were queued, a ping when idle.
     let (wtx, mut wrx) = mpsc::unbounded_channel::<Frame>();
     let writer = tokio::spawn(async move {
-        let mut out = BytesMut::new();
+        let mut out = std::collections::VecDeque::new();
         while let Some(f) = wrx.recv().await {
-            frame::encode(&f, &mut out);
-            while let Ok(more) = wrx.try_recv() {
-                frame::encode(&more, &mut out);
-                if out.len() > 1 << 20 {
-                    break;
-                }
+            let mut queued = frame::queue(&f, &mut out);
+            while queued < 1 << 20 {
+                let Ok(more) = wrx.try_recv() else { break };
+                queued += frame::queue(&more, &mut out);
             }
-            match tokio::time::timeout(WRITE, wr.write_all(&out)).await {
-                Ok(Ok(())) => out.clear(),
-                _ => return,
+            if !matches!(tokio::time::timeout(WRITE, frame::write_queued(&mut wr, &mut out)).await, Ok(Ok(()))) {
+                return;
             }
         }
     });

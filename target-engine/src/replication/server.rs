@@ -37,6 +37,8 @@ pub const MAX_STREAMS: usize = 64;
 pub const HELLO: Duration = Duration::from_secs(5);
 /// Bytes of operations being applied at once per stream.
 pub const IN_FLIGHT: usize = 256 << 20;
+/// A write of answers that makes no progress for this long ends the stream.
+const WRITE: Duration = Duration::from_secs(5);
 
 /// One volume this node keeps a replica of.
 #[derive(Debug)]
@@ -243,16 +245,17 @@ impl ReplicaNode {
 
         let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
         let writer = tokio::spawn(async move {
-            let mut out = BytesMut::new();
+            let mut out = std::collections::VecDeque::new();
             while let Some(f) = rx.recv().await {
-                frame::encode(&f, &mut out);
-                while let Ok(more) = rx.try_recv() {
-                    frame::encode(&more, &mut out);
+                let mut queued = frame::queue(&f, &mut out);
+                while queued < 1 << 20 {
+                    let Ok(more) = rx.try_recv() else { break };
+                    queued += frame::queue(&more, &mut out);
                 }
-                if wr.write_all(&out).await.is_err() {
+                // A primary that stops reading is dropped.
+                if !matches!(tokio::time::timeout(WRITE, frame::write_queued(&mut wr, &mut out)).await, Ok(Ok(()))) {
                     return;
                 }
-                out.clear();
             }
         });
         let ctx = Arc::new(StreamCtx { vol: vol.clone(), tx, held: Mutex::default() });
