@@ -139,8 +139,11 @@ s3=$(cd "$work" && sha256sum node3.img | awk '{print $1}')
 before=$(grep -c "replica back in sync" "$work/node1.log" || true)
 start 3
 wait_log 1 "replica back in sync" 60 $((before + 1))
-copied=$(grep "replica back in sync" "$work/node1.log" | tail -n 1 | sed 's/\x1b\[[0-9;]*m//g' | sed -n 's/.*copied_bytes=\([0-9]*\).*/\1/p')
-echo "   node 3 resynced: ${copied} bytes copied ($((copied / 1048576)) MiB of a 128 MiB volume; the writes covered 16 MiB)"
+insync=$(grep "replica back in sync" "$work/node1.log" | tail -n 1 | sed 's/\x1b\[[0-9;]*m//g')
+copied=$(sed -n 's/.*copied_bytes=\([0-9]*\).*/\1/p' <<<"$insync")
+took=$(sed -n 's/.*seconds="\?\([0-9.]*\).*/\1/p' <<<"$insync")
+rate=$(sed -n 's/.*mb_per_s="\?\([0-9]*\).*/\1/p' <<<"$insync")
+echo "   node 3 resynced: ${copied} bytes copied ($((copied / 1048576)) MiB of a 128 MiB volume; the writes covered 16 MiB) in ${took} s, ${rate} MB/s (resync_mbps 200)"
 [ -n "$copied" ] && [ "$copied" -gt 0 ] && [ "$copied" -le $((16 << 20)) ] || fail "the resync copied $copied bytes, not only the changed part"
 mapfile -t s < <(sums)
 [ "${s[0]}" = "${s[1]}" ] && [ "${s[0]}" = "${s[2]}" ] || fail "the images differ after the resync"

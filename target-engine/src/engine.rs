@@ -87,6 +87,8 @@ pub struct ReplicaStatus {
     pub state: String,
     pub copied_bytes: u64,
     pub left_bytes: u64,
+    /// While resyncing: bytes copied a second so far.
+    pub resync_rate: u64,
 }
 
 /// Per-volume activity for the dashboard.
@@ -575,11 +577,12 @@ impl Engine {
                     replicas: volume
                         .replicas()
                         .into_iter()
-                        .map(|(node, state, p)| ReplicaStatus {
+                        .map(|(node, state, p, rate)| ReplicaStatus {
                             node,
                             state,
                             copied_bytes: p.copied_bytes,
                             left_bytes: p.left_bytes,
+                            resync_rate: rate,
                         })
                         .collect(),
                 },

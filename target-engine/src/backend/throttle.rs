@@ -95,7 +95,8 @@ impl Throttle {
         Duration::from_secs_f64(wait)
     }
 
-    async fn admit(&self, bytes: u64) {
+    /// Waits until `bytes` may pass.
+    pub async fn admit(&self, bytes: u64) {
         if !self.limited.load(Ordering::Acquire) {
             return;
         }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::control::Placement;
 use super::core::ops::{Op, ReplicaId};
-use super::core::primary::{Action, Failure, FromReplica, Primary, ResyncProgress, Token};
+use super::core::primary::{Action, Failure, FromReplica, Primary, ReplicaState, ResyncProgress, Token};
 use super::frame::Frame;
 use crate::backend::{BackendError, BlockBackend, Run};
 
@@ -43,10 +43,25 @@ pub struct PrimaryVolume {
     /// The unit's saved state as last sent, sent again to every replica
     /// that connects (one that was away missed it, or restarted without it).
     unit_state: Mutex<Option<Bytes>>,
+    /// Paces the reads of regions being copied to resyncing replicas.
+    resync: crate::backend::throttle::Throttle,
+    /// Each resync under way: when it started and what had been copied then.
+    resyncs: Mutex<HashMap<ReplicaId, (std::time::Instant, u64)>>,
 }
 
 impl PrimaryVolume {
-    pub fn new(name: String, core: Primary, local: Arc<dyn BlockBackend>, control: Arc<dyn Placement>) -> Arc<Self> {
+    /// `resync_mbps` paces resync copies (0: no limit).
+    pub fn new(
+        name: String,
+        core: Primary,
+        local: Arc<dyn BlockBackend>,
+        control: Arc<dyn Placement>,
+        resync_mbps: u64,
+    ) -> Arc<Self> {
+        let pace = crate::backend::throttle::Limits {
+            iops: None,
+            bytes_per_second: (resync_mbps > 0).then(|| resync_mbps.saturating_mul(1_000_000)),
+        };
         Arc::new(PrimaryVolume {
             name,
             core: Mutex::new(core),
@@ -56,6 +71,8 @@ impl PrimaryVolume {
             next_token: Mutex::new(1),
             links: Mutex::default(),
             unit_state: Mutex::default(),
+            resync: crate::backend::throttle::Throttle::new(pace),
+            resyncs: Mutex::default(),
         })
     }
 
@@ -104,6 +121,7 @@ impl PrimaryVolume {
             Action::ReadForCopy { seq, offset, len } => {
                 let me = self.clone();
                 tokio::spawn(async move {
+                    me.resync.admit(len).await;
                     let data =
                         me.local.read(offset, len as usize).await.map(BytesMut::freeze).map_err(|e| e.to_string());
                     me.drive(|p| p.copy_read(seq, data));
@@ -144,8 +162,16 @@ impl PrimaryVolume {
                     match me.control.mark_in_sync(&me.name, epoch, replica).await {
                         Ok(()) => {
                             me.drive(|p| p.in_sync_confirmed(replica));
-                            let copied = me.core().progress(replica).copied_bytes;
-                            tracing::info!(volume = %me.name, replica, %epoch, copied_bytes = copied, "replica back in sync");
+                            let total = me.core().progress(replica).copied_bytes;
+                            let started = me.resyncs.lock().unwrap_or_else(|e| e.into_inner()).remove(&replica);
+                            let (seconds, copied) = started
+                                .map_or((0.0, total), |(at, before)| (at.elapsed().as_secs_f64(), total - before));
+                            let mb_per_s = copied as f64 / seconds.max(1e-3) / 1e6;
+                            tracing::info!(
+                                volume = %me.name, replica, %epoch, copied_bytes = copied,
+                                seconds = format!("{seconds:.2}"), mb_per_s = format!("{mb_per_s:.0}"),
+                                "replica back in sync"
+                            );
                         }
                         Err(e) => {
                             tracing::warn!(volume = %me.name, replica, "cannot mark the replica in sync: {e}");
@@ -186,6 +212,17 @@ impl PrimaryVolume {
     }
 
     pub fn connected(self: &Arc<Self>, replica: ReplicaId) {
+        {
+            let core = self.core();
+            if let Some(ReplicaState::OutOfSync(_)) = core.replica(replica) {
+                let p = core.progress(replica);
+                tracing::info!(volume = %self.name, replica, left_bytes = p.left_bytes, "resync starts");
+                self.resyncs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(replica, (std::time::Instant::now(), p.copied_bytes));
+            }
+        }
         self.drive(|p| p.connected(replica));
         let state = self.unit_state.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(text) = state {
@@ -211,20 +248,26 @@ impl PrimaryVolume {
         self.core().epoch()
     }
 
-    /// Where each replica stands, and its resync progress.
-    pub fn replicas(&self) -> Vec<(ReplicaId, String, ResyncProgress)> {
+    /// Where each replica stands, its resync progress and the resync's
+    /// rate so far (bytes a second).
+    pub fn replicas(&self) -> Vec<(ReplicaId, String, ResyncProgress, u64)> {
+        let resyncs = self.resyncs.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let core = self.core();
         let ids: Vec<ReplicaId> = self.links.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
         ids.into_iter()
             .filter_map(|id| {
                 let state = match core.replica(id)? {
-                    super::core::primary::ReplicaState::InSync => "in-sync",
-                    super::core::primary::ReplicaState::Failing(_) => "failing",
-                    super::core::primary::ReplicaState::OutOfSync(_) => "out-of-sync",
-                    super::core::primary::ReplicaState::Resyncing { .. } => "resyncing",
-                    super::core::primary::ReplicaState::Catching => "catching-up",
+                    ReplicaState::InSync => "in-sync",
+                    ReplicaState::Failing(_) => "failing",
+                    ReplicaState::OutOfSync(_) => "out-of-sync",
+                    ReplicaState::Resyncing { .. } => "resyncing",
+                    ReplicaState::Catching => "catching-up",
                 };
-                Some((id, state.to_string(), core.progress(id)))
+                let progress = core.progress(id);
+                let rate = resyncs.get(&id).map_or(0, |(at, before)| {
+                    ((progress.copied_bytes - before) as f64 / at.elapsed().as_secs_f64().max(1e-3)) as u64
+                });
+                Some((id, state.to_string(), progress, rate))
             })
             .collect()
     }

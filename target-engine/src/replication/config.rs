@@ -9,6 +9,7 @@
 //! [replication]
 //! node = 1
 //! listen = "127.0.1.1:3270"
+//! resync_mbps = 200      # the default; 0 is no limit
 //!
 //! [[volume]]
 //! name = "r1"
@@ -37,6 +38,14 @@ pub struct ReplicationNode {
     /// Checked in every stream's hello.
     #[serde(default = "default_cluster")]
     pub cluster: String,
+    /// What resyncing one volume may read and send, in MB/s (0: no limit),
+    /// so that initiators keep most of the disks and the network.
+    #[serde(default = "default_resync_mbps")]
+    pub resync_mbps: u64,
+}
+
+fn default_resync_mbps() -> u64 {
+    200
 }
 
 fn default_cluster() -> String {

@@ -78,7 +78,7 @@ pub fn open(
                 })
                 .collect();
             let core = Primary::new(epoch, size, placement.min_in_sync, states);
-            let volume = PrimaryVolume::new(name.to_string(), core, local, control.clone());
+            let volume = PrimaryVolume::new(name.to_string(), core, local, control.clone(), node.resync_mbps);
             let (stop, stopped) = watch::channel(false);
             for r in &placement.replicas {
                 let cfg =
