@@ -9,7 +9,9 @@
 #  2. kill -9 of a replica in the middle of writes: the writes go on (the
 #     longest wait for one is printed), and once it is restarted it gets only
 #     the regions written while it was away (the bytes copied are printed),
-#     and the images end equal;
+#     and the images end equal; then kill -9 of the primary in the middle of
+#     writes: restarted, it resyncs both replicas in full (what it had in
+#     flight may be on some copies only) and the images end equal;
 #  3. a REGISTER and RESERVE through the primary; then nodes 2 and 3 apply
 #     epoch 2 with node 2 as primary (SIGHUP) while node 1 still runs at
 #     epoch 1: node 1 gets no write accepted, the replicas' images do not
@@ -148,6 +150,22 @@ echo "   node 3 resynced: ${copied} bytes copied ($((copied / 1048576)) MiB of a
 mapfile -t s < <(sums)
 [ "${s[0]}" = "${s[1]}" ] && [ "${s[0]}" = "${s[2]}" ] || fail "the images differ after the resync"
 pass "node 3 got only what it missed and the three images are equal again"
+
+echo "-- 2b. kill -9 of the primary"
+write 1 --seconds 2 --size 4096 --depth 8 --random --offset-mib 96 --span-mib 8 --seed 5 >/dev/null &
+writer=$!
+sleep 1
+kill -9 "${pid[1]}"; wait "${pid[1]}" 2>/dev/null || true; unset 'pid[1]'
+wait "$writer" 2>/dev/null || true
+before=$(grep -c "replica back in sync" "$work/node1.log" || true)
+start 1
+grep -q "did not stop cleanly" "$work/node1.log" || fail "the restarted primary trusted its replicas"
+wait_log 1 "replica back in sync" 60 $((before + 2))
+grep "replica back in sync" "$work/node1.log" | tail -n 2 | sed 's/\x1b\[[0-9;]*m//g' |
+  sed -n 's/.*replica=\([0-9]*\).*copied_bytes=\([0-9]*\).*seconds="\?\([0-9.]*\).*/   node \1 resynced in full: \2 bytes in \3 s/p'
+mapfile -t s < <(sums)
+[ "${s[0]}" = "${s[1]}" ] && [ "${s[0]}" = "${s[2]}" ] || fail "the images differ after the primary's restart"
+pass "a primary killed with writes in flight resyncs both replicas in full at its restart, and the images are equal"
 
 echo "-- 3. a new primary at epoch 2 while the old one still runs"
 echo "   $(pr 1 register abc1)"

@@ -241,7 +241,18 @@ async fn a_replica_that_comes_back_gets_only_what_it_missed() {
     assert_eq!(write_4k(&mut i, 8, 3).await.status, 0);
     assert!(same_images(&dir.image(1), &dir.image(2)));
 
+    // A clean stop is noted beside the image, so that the next start trusts
+    // the replicas (after a crash it resyncs them in full).
+    let marks = dir.0.join("node1.img.placement.toml");
+    assert!(std::fs::read_to_string(&marks).unwrap().contains("serving = true"));
+    drop(i);
     primary.shutdown().await;
+    drop(primary);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&marks).unwrap().contains("serving = false") {
+        assert!(tokio::time::Instant::now() < deadline, "the primary's clean stop was not noted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     r2.shutdown().await;
 }
 

@@ -288,6 +288,14 @@ impl PrimaryVolume {
     }
 }
 
+impl Drop for PrimaryVolume {
+    fn drop(&mut self) {
+        // Nothing holds the volume any more: no operation is in flight.
+        let epoch = self.core().epoch();
+        self.control.closed_cleanly(&self.name, epoch);
+    }
+}
+
 /// Applies one operation to a copy of the volume.
 pub(crate) async fn apply(local: &dyn BlockBackend, op: Op) -> Result<(), BackendError> {
     match op {

@@ -6,7 +6,11 @@
 //! [`LocalPlacement`] is the control plane of `portico engine` alone: the
 //! administrator's file says who is primary at which epoch, and the marks
 //! this node makes are kept in a small file next to the volume, so that a
-//! primary that restarts does not count a replica in sync that is not.
+//! primary that restarts does not count a replica in sync that is not. The
+//! file also says whether the primary is serving: one that finds it still
+//! serving at its start did not stop cleanly, and writes it had in flight
+//! may be on some copies and not others, so every replica is resynced in
+//! full (there is no activity log of the regions in flight yet).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -41,6 +45,9 @@ pub trait Placement: Send + Sync + std::fmt::Debug {
 
     /// Whether this node may serve `volume` as its primary now.
     fn lease_valid(&self, volume: &str) -> bool;
+
+    /// The primary of `volume` at `epoch` stopped with nothing in flight.
+    fn closed_cleanly(&self, _volume: &str, _epoch: Epoch) {}
 }
 
 /// The marks kept for one volume.
@@ -49,6 +56,18 @@ struct Marks {
     epoch: u64,
     #[serde(default)]
     out_of_sync: BTreeSet<ReplicaId>,
+    /// Set while a primary serves the volume.
+    #[serde(default)]
+    serving: bool,
+}
+
+/// What a primary finds when it takes charge of a volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// Replicas marked out of sync at this epoch.
+    pub out_of_sync: BTreeSet<ReplicaId>,
+    /// The previous primary here did not stop cleanly.
+    pub unclean: bool,
 }
 
 /// `portico engine`'s own control plane (see the module documentation).
@@ -58,9 +77,9 @@ pub struct LocalPlacement {
 }
 
 impl LocalPlacement {
-    /// Takes charge of `volume` at `epoch`, its marks kept in `file`;
-    /// returns the replicas marked out of sync at that epoch.
-    pub fn open(&self, volume: &str, epoch: Epoch, file: PathBuf) -> std::io::Result<BTreeSet<ReplicaId>> {
+    /// Takes charge of `volume` at `epoch` as its primary, its marks kept in
+    /// `file` (marked serving from now on).
+    pub fn open(&self, volume: &str, epoch: Epoch, file: PathBuf) -> std::io::Result<Opened> {
         let marks = match std::fs::read_to_string(&file) {
             Ok(text) => toml::from_str::<Marks>(&text).map_err(|e| {
                 std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", file.display()))
@@ -68,11 +87,15 @@ impl LocalPlacement {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Marks::default(),
             Err(e) => return Err(e),
         };
+        // A primary of any epoch that was still serving left writes in flight.
+        let unclean = marks.serving;
         // Marks of another epoch say nothing about this one.
-        let marks = if marks.epoch == epoch.0 { marks } else { Marks { epoch: epoch.0, ..Marks::default() } };
-        let out = marks.out_of_sync.clone();
+        let mut marks = if marks.epoch == epoch.0 { marks } else { Marks { epoch: epoch.0, ..Marks::default() } };
+        let out_of_sync = marks.out_of_sync.clone();
+        marks.serving = true;
+        save(&file, &marks)?;
         self.volumes.lock().unwrap_or_else(|e| e.into_inner()).insert(volume.to_string(), (epoch, file, marks));
-        Ok(out)
+        Ok(Opened { out_of_sync, unclean })
     }
 
     fn mark(&self, volume: &str, epoch: Epoch, replica: ReplicaId, out: bool) -> Result<(), PlacementError> {
@@ -85,11 +108,15 @@ impl LocalPlacement {
         }
         let changed = if out { marks.out_of_sync.insert(replica) } else { marks.out_of_sync.remove(&replica) };
         if changed {
-            let text = toml::to_string(marks).map_err(|e| PlacementError::Unavailable(e.to_string()))?;
-            crate::scsi::save_file(file, Some(&text)).map_err(|e| PlacementError::Unavailable(e.to_string()))?;
+            save(file, marks).map_err(|e| PlacementError::Unavailable(e.to_string()))?;
         }
         Ok(())
     }
+}
+
+fn save(file: &std::path::Path, marks: &Marks) -> std::io::Result<()> {
+    let text = toml::to_string(marks).map_err(std::io::Error::other)?;
+    crate::scsi::save_file(file, Some(&text))
 }
 
 #[async_trait]
@@ -107,6 +134,16 @@ impl Placement for LocalPlacement {
         // promote another primary behind this one's back.
         true
     }
+
+    fn closed_cleanly(&self, volume: &str, epoch: Epoch) {
+        let mut all = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, file, marks)) = all.get_mut(volume).filter(|(current, ..)| *current == epoch) {
+            marks.serving = false;
+            if let Err(e) = save(file, marks) {
+                tracing::warn!(volume, "cannot note a clean stop (the next start resyncs in full): {e}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -119,19 +156,30 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("vol.img.placement.toml");
         let p = LocalPlacement::default();
-        assert!(p.open("vol", Epoch(3), file.clone()).unwrap().is_empty());
+        assert_eq!(
+            p.open("vol", Epoch(3), file.clone()).unwrap(),
+            Opened { out_of_sync: BTreeSet::new(), unclean: false }
+        );
         p.mark_out_of_sync("vol", Epoch(3), 2).await.unwrap();
         assert_eq!(
             p.mark_out_of_sync("vol", Epoch(2), 3).await,
             Err(PlacementError::Refused { volume: "vol".into(), current: Epoch(3) })
         );
+        // p never stopped cleanly: the next primary knows.
         let again = LocalPlacement::default();
-        assert_eq!(again.open("vol", Epoch(3), file.clone()).unwrap(), BTreeSet::from([2]));
+        assert_eq!(
+            again.open("vol", Epoch(3), file.clone()).unwrap(),
+            Opened { out_of_sync: BTreeSet::from([2]), unclean: true }
+        );
         again.mark_in_sync("vol", Epoch(3), 2).await.unwrap();
-        assert!(LocalPlacement::default().open("vol", Epoch(3), file.clone()).unwrap().is_empty());
+        again.closed_cleanly("vol", Epoch(3));
+        assert_eq!(
+            LocalPlacement::default().open("vol", Epoch(3), file.clone()).unwrap(),
+            Opened { out_of_sync: BTreeSet::new(), unclean: false }
+        );
         // A new epoch starts with no marks.
         p.mark_out_of_sync("vol", Epoch(3), 2).await.unwrap();
-        assert!(LocalPlacement::default().open("vol", Epoch(4), file).unwrap().is_empty());
+        assert!(LocalPlacement::default().open("vol", Epoch(4), file).unwrap().out_of_sync.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -61,13 +61,17 @@ pub fn open(
     let epoch = placement.epoch();
     match placement.role(node.node)? {
         Role::Primary => {
-            let out = control.open(name, epoch, marks_file(image)).map_err(|e| e.to_string())?;
+            let opened = control.open(name, epoch, marks_file(image)).map_err(|e| e.to_string())?;
+            if opened.unclean {
+                tracing::warn!(volume = name, "the primary did not stop cleanly here: writes it had in flight may be on some copies only, so every replica is resynced in full");
+            }
+            let out = opened.out_of_sync;
             let size = local.size();
             let states: BTreeMap<_, _> = placement
                 .replicas
                 .iter()
                 .map(|r| {
-                    let state = if r.in_sync && !out.contains(&r.node) {
+                    let state = if r.in_sync && !out.contains(&r.node) && !opened.unclean {
                         ReplicaState::InSync
                     } else {
                         let mut all = DirtyMap::default();
