@@ -187,6 +187,29 @@ pub fn encode_parts(frame: &Frame) -> (Bytes, Option<Bytes>) {
     (head.freeze(), payload)
 }
 
+/// Reads the next whole frame from `sock`, keeping what follows it in
+/// `buf`; `peer` names the other side in the error when it closes.
+pub async fn read<R: tokio::io::AsyncRead + Unpin>(
+    sock: &mut R,
+    buf: &mut BytesMut,
+    peer: &str,
+) -> Result<Frame, String> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(n) = check(buf).map_err(|e| e.to_string())? {
+            return parse(buf, n).map_err(|e| e.to_string());
+        }
+        if buf.capacity() - buf.len() < 64 * 1024 {
+            buf.reserve(256 * 1024);
+        }
+        match sock.read_buf(buf).await {
+            Ok(0) => return Err(format!("closed by the {peer}")),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
 /// Queues `frame` for [`write_queued`].
 pub fn queue(frame: &Frame, queue: &mut std::collections::VecDeque<Bytes>) -> usize {
     let (head, payload) = encode_parts(frame);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
@@ -74,22 +74,6 @@ enum Ended {
     Failed(String),
 }
 
-async fn read_frame(sock: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut BytesMut) -> Result<Frame, String> {
-    loop {
-        if let Some(n) = frame::check(buf).map_err(|e| e.to_string())? {
-            return frame::parse(buf, n).map_err(|e| e.to_string());
-        }
-        if buf.capacity() - buf.len() < 64 * 1024 {
-            buf.reserve(256 * 1024);
-        }
-        match sock.read_buf(buf).await {
-            Ok(0) => return Err("closed by the replica".into()),
-            Ok(_) => {}
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-}
-
 /// One connection, from hello to its end.
 async fn session(
     volume: &Arc<PrimaryVolume>,
@@ -117,7 +101,7 @@ async fn session(
         return Ended::Failed("cannot say hello".into());
     }
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    match tokio::time::timeout(CONNECT, read_frame(&mut rd, &mut buf)).await {
+    match tokio::time::timeout(CONNECT, frame::read(&mut rd, &mut buf, "replica")).await {
         Ok(Ok(Frame::HelloOk)) => {}
         Ok(Ok(Frame::Refused(Refusal::StaleEpoch(current)))) => {
             tracing::warn!(volume = %volume.name, replica = cfg.replica, ours = %epoch, theirs = %current, "the replica refused the stream");
@@ -163,7 +147,7 @@ async fn session(
                 Some(LinkMessage::Drop) => break Ended::Failed("closed by the primary".into()),
                 None => break Ended::Failed("the volume went away".into()),
             },
-            f = read_frame(&mut rd, &mut buf) => match f {
+            f = frame::read(&mut rd, &mut buf, "replica") => match f {
                 Ok(Frame::FromReplica(answer)) => {
                     last_heard = tokio::time::Instant::now();
                     volume.received(cfg.replica, answer);

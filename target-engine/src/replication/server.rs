@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -216,8 +216,9 @@ impl ReplicaNode {
         let _ = sock.set_nodelay(true);
         let (mut rd, mut wr) = sock.into_split();
         let mut buf = BytesMut::with_capacity(64 * 1024);
-        let hello =
-            tokio::time::timeout(HELLO, read_frame(&mut rd, &mut buf)).await.map_err(|_| "no hello".to_string())??;
+        let hello = tokio::time::timeout(HELLO, frame::read(&mut rd, &mut buf, "primary"))
+            .await
+            .map_err(|_| "no hello".to_string())??;
         let Frame::Hello { cluster, volume, epoch, primary, replica } = hello else {
             return Err("the first frame is not a hello".into());
         };
@@ -263,7 +264,7 @@ impl ReplicaNode {
         let mut stop = self.stop.subscribe();
         let result = loop {
             let f = tokio::select! {
-                f = read_frame(&mut rd, &mut buf) => match f {
+                f = frame::read(&mut rd, &mut buf, "primary") => match f {
                     Ok(f) => f,
                     Err(e) => break Err(e),
                 },
@@ -335,21 +336,5 @@ impl StreamCtx {
             }
         }
         open
-    }
-}
-
-async fn read_frame(sock: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut BytesMut) -> Result<Frame, String> {
-    loop {
-        if let Some(n) = frame::check(buf).map_err(|e| e.to_string())? {
-            return frame::parse(buf, n).map_err(|e| e.to_string());
-        }
-        if buf.capacity() - buf.len() < 64 * 1024 {
-            buf.reserve(256 * 1024);
-        }
-        match sock.read_buf(buf).await {
-            Ok(0) => return Err("closed by the primary".into()),
-            Ok(_) => {}
-            Err(e) => return Err(e.to_string()),
-        }
     }
 }
