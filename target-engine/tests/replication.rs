@@ -256,16 +256,27 @@ async fn a_replica_that_comes_back_gets_only_what_it_missed() {
     r2.shutdown().await;
 }
 
+/// Node 2 a replica (listening on 127.0.2.1) and node 1 the primary at
+/// epoch 1, both copies in sync and required (min_in_sync 2).
+async fn two_nodes(dir: &Dir) -> (Engine, Engine) {
+    let listen2: SocketAddr = "127.0.2.1:0".parse().unwrap();
+    let (r2, a2) = start_replica(node_config(dir, 2, listen2, 1, 1, &[(2, PLACEHOLDER.parse().unwrap())], 2)).await;
+    let primary = Engine::new();
+    primary.apply(node_config(dir, 1, "127.0.1.1:0".parse().unwrap(), 1, 1, &[(2, a2)], 2)).await.unwrap();
+    wait_for_state(&primary, 2, "in-sync").await;
+    (r2, primary)
+}
+
+/// Where a replica's own configuration names the other copies: unused.
+const PLACEHOLDER: &str = "127.0.0.1:1";
+
 /// Node 1 primary at epoch 1, node 2 its replica; node 2 applies epoch 2
 /// with `new_primary` while node 1 still runs epoch 1.
 async fn fenced_after_a_move(test: &str, new_primary: u32) {
     let dir = Dir::new(test);
-    let placeholder: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let placeholder: SocketAddr = PLACEHOLDER.parse().unwrap();
     let listen2: SocketAddr = "127.0.2.1:0".parse().unwrap();
-    let (r2, a2) = start_replica(node_config(&dir, 2, listen2, 1, 1, &[(2, placeholder)], 2)).await;
-    let primary = Engine::new();
-    primary.apply(node_config(&dir, 1, "127.0.1.1:0".parse().unwrap(), 1, 1, &[(2, a2)], 2)).await.unwrap();
-    wait_for_state(&primary, 2, "in-sync").await;
+    let (r2, primary) = two_nodes(&dir).await;
     let mut i = session(&primary, PRIMARY_IQN).await;
     assert_eq!(write_4k(&mut i, 0, 1).await.status, 0);
 
@@ -321,12 +332,9 @@ fn reservation(r: &CmdResult) -> Option<(u64, u8)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reservations_follow_the_volume_to_its_new_primary() {
     let dir = Dir::new("pr");
-    let placeholder: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let placeholder: SocketAddr = PLACEHOLDER.parse().unwrap();
     let listen2: SocketAddr = "127.0.2.1:0".parse().unwrap();
-    let (r2, a2) = start_replica(node_config(&dir, 2, listen2, 1, 1, &[(2, placeholder)], 2)).await;
-    let primary = Engine::new();
-    primary.apply(node_config(&dir, 1, "127.0.1.1:0".parse().unwrap(), 1, 1, &[(2, a2)], 2)).await.unwrap();
-    wait_for_state(&primary, 2, "in-sync").await;
+    let (r2, primary) = two_nodes(&dir).await;
 
     // REGISTER and RESERVE (Write Exclusive) without APTPL, through the primary.
     let mut i = session(&primary, PRIMARY_IQN).await;

@@ -210,6 +210,27 @@ pub async fn read<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
+/// Writes the frames `rx` gives, in order and up to 1 MiB per batch, until
+/// it closes; a batch that takes longer than `deadline` (a peer that stops
+/// reading) ends it.
+pub async fn write_all<W: tokio::io::AsyncWrite + Unpin>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Frame>,
+    mut w: W,
+    deadline: std::time::Duration,
+) {
+    let mut out = std::collections::VecDeque::new();
+    while let Some(f) = rx.recv().await {
+        let mut queued = queue(&f, &mut out);
+        while queued < 1 << 20 {
+            let Ok(more) = rx.try_recv() else { break };
+            queued += queue(&more, &mut out);
+        }
+        if !matches!(tokio::time::timeout(deadline, write_queued(&mut w, &mut out)).await, Ok(Ok(()))) {
+            return;
+        }
+    }
+}
+
 /// Queues `frame` for [`write_queued`].
 pub fn queue(frame: &Frame, queue: &mut std::collections::VecDeque<Bytes>) -> usize {
     let (head, payload) = encode_parts(frame);

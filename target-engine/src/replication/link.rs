@@ -119,20 +119,8 @@ async fn session(
     volume.connected(cfg.replica);
 
     // The writer: frames in the order they were queued, a ping when idle.
-    let (wtx, mut wrx) = mpsc::unbounded_channel::<Frame>();
-    let writer = tokio::spawn(async move {
-        let mut out = std::collections::VecDeque::new();
-        while let Some(f) = wrx.recv().await {
-            let mut queued = frame::queue(&f, &mut out);
-            while queued < 1 << 20 {
-                let Ok(more) = wrx.try_recv() else { break };
-                queued += frame::queue(&more, &mut out);
-            }
-            if !matches!(tokio::time::timeout(WRITE, frame::write_queued(&mut wr, &mut out)).await, Ok(Ok(()))) {
-                return;
-            }
-        }
-    });
+    let (wtx, wrx) = mpsc::unbounded_channel::<Frame>();
+    let writer = tokio::spawn(frame::write_all(wrx, wr, WRITE));
     let mut ping = tokio::time::interval(PING);
     let mut nonce = 0u64;
     let mut last_heard = tokio::time::Instant::now();

@@ -244,21 +244,9 @@ impl ReplicaNode {
         wr.write_all(&answer(Frame::HelloOk)).await.map_err(|e| e.to_string())?;
         tracing::info!(volume = %vol.name, primary, %epoch, "replication stream accepted");
 
-        let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
-        let writer = tokio::spawn(async move {
-            let mut out = std::collections::VecDeque::new();
-            while let Some(f) = rx.recv().await {
-                let mut queued = frame::queue(&f, &mut out);
-                while queued < 1 << 20 {
-                    let Ok(more) = rx.try_recv() else { break };
-                    queued += frame::queue(&more, &mut out);
-                }
-                // A primary that stops reading is dropped.
-                if !matches!(tokio::time::timeout(WRITE, frame::write_queued(&mut wr, &mut out)).await, Ok(Ok(()))) {
-                    return;
-                }
-            }
-        });
+        let (tx, rx) = mpsc::unbounded_channel::<Frame>();
+        // A primary that stops reading is dropped.
+        let writer = tokio::spawn(frame::write_all(rx, wr, WRITE));
         let ctx = Arc::new(StreamCtx { vol: vol.clone(), tx, held: Mutex::default() });
         let budget = Arc::new(Semaphore::new(IN_FLIGHT));
         let mut stop = self.stop.subscribe();
