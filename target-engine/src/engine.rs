@@ -87,6 +87,8 @@ pub struct ReplicaStatus {
     pub state: String,
     pub copied_bytes: u64,
     pub left_bytes: u64,
+    /// Regions a full resync found equal there by checksum, not sent.
+    pub matched_bytes: u64,
     /// While resyncing: bytes copied a second so far.
     pub resync_rate: u64,
 }
@@ -582,6 +584,7 @@ impl Engine {
                             state,
                             copied_bytes: p.copied_bytes,
                             left_bytes: p.left_bytes,
+                            matched_bytes: p.matched_bytes,
                             resync_rate: rate,
                         })
                         .collect(),

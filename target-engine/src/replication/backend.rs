@@ -46,7 +46,7 @@ pub struct PrimaryVolume {
     /// Paces the reads of regions being copied to resyncing replicas.
     resync: crate::backend::throttle::Throttle,
     /// Each resync under way: when it started and what had been copied then.
-    resyncs: Mutex<HashMap<ReplicaId, (std::time::Instant, u64)>>,
+    resyncs: Mutex<HashMap<ReplicaId, (std::time::Instant, ResyncProgress)>>,
 }
 
 impl PrimaryVolume {
@@ -162,13 +162,16 @@ impl PrimaryVolume {
                     match me.control.mark_in_sync(&me.name, epoch, replica).await {
                         Ok(()) => {
                             me.drive(|p| p.in_sync_confirmed(replica));
-                            let total = me.core().progress(replica).copied_bytes;
+                            let now = me.core().progress(replica);
                             let started = me.resyncs.lock().unwrap_or_else(|e| e.into_inner()).remove(&replica);
-                            let (seconds, copied) = started
-                                .map_or((0.0, total), |(at, before)| (at.elapsed().as_secs_f64(), total - before));
+                            let (at, before) =
+                                started.unwrap_or((std::time::Instant::now(), ResyncProgress::default()));
+                            let seconds = at.elapsed().as_secs_f64();
+                            let copied = now.copied_bytes - before.copied_bytes;
+                            let matched = now.matched_bytes - before.matched_bytes;
                             let mb_per_s = copied as f64 / seconds.max(1e-3) / 1e6;
                             tracing::info!(
-                                volume = %me.name, replica, %epoch, copied_bytes = copied,
+                                volume = %me.name, replica, %epoch, copied_bytes = copied, matched_bytes = matched,
                                 seconds = format!("{seconds:.2}"), mb_per_s = format!("{mb_per_s:.0}"),
                                 "replica back in sync"
                             );
@@ -217,10 +220,7 @@ impl PrimaryVolume {
             if let Some(ReplicaState::OutOfSync(_)) = core.replica(replica) {
                 let p = core.progress(replica);
                 tracing::info!(volume = %self.name, replica, left_bytes = p.left_bytes, "resync starts");
-                self.resyncs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(replica, (std::time::Instant::now(), p.copied_bytes));
+                self.resyncs.lock().unwrap_or_else(|e| e.into_inner()).insert(replica, (std::time::Instant::now(), p));
             }
         }
         self.drive(|p| p.connected(replica));
@@ -265,7 +265,7 @@ impl PrimaryVolume {
                 };
                 let progress = core.progress(id);
                 let rate = resyncs.get(&id).map_or(0, |(at, before)| {
-                    ((progress.copied_bytes - before) as f64 / at.elapsed().as_secs_f64().max(1e-3)) as u64
+                    ((progress.copied_bytes - before.copied_bytes) as f64 / at.elapsed().as_secs_f64().max(1e-3)) as u64
                 });
                 Some((id, state.to_string(), progress, rate))
             })

@@ -75,6 +75,8 @@ mod kind {
     pub const STALE: u8 = 8;
     pub const PING: u8 = 9;
     pub const PONG: u8 = 10;
+    pub const VERIFY: u8 = 11;
+    pub const DIFFERS: u8 = 12;
 }
 
 mod op_kind {
@@ -154,6 +156,18 @@ pub fn encode_parts(frame: &Frame) -> (Bytes, Option<Bytes>) {
             body.put_u64(*offset);
             payload = Some(data.clone());
             kind::COPY
+        }
+        Frame::ToReplica(ToReplica::Verify { seq, epoch, offset, len, crc }) => {
+            body.put_u64(*seq);
+            body.put_u64(epoch.0);
+            body.put_u64(*offset);
+            body.put_u64(*len);
+            body.put_u32(*crc);
+            kind::VERIFY
+        }
+        Frame::FromReplica(FromReplica::Differs { seq }) => {
+            body.put_u64(*seq);
+            kind::DIFFERS
         }
         Frame::FromReplica(FromReplica::Done { seq }) => {
             body.put_u64(*seq);
@@ -275,7 +289,7 @@ pub fn check(buf: &[u8]) -> Result<Option<usize>, FrameError> {
     if buf[0] != b'P' || buf[1] != b'R' || buf[2] != VERSION {
         return Err(FrameError::Magic);
     }
-    if !(kind::HELLO..=kind::PONG).contains(&buf[3]) {
+    if !(kind::HELLO..=kind::DIFFERS).contains(&buf[3]) {
         return Err(FrameError::UnknownType(buf[3]));
     }
     let len = u32::from_be_bytes(buf[4..8].try_into().expect("4 bytes")) as usize;
@@ -385,6 +399,14 @@ pub fn parse(buf: &mut BytesMut, total: usize) -> Result<Frame, FrameError> {
             }
             return Ok(Frame::ToReplica(ToReplica::Copy { seq, epoch, offset, data }));
         }
+        kind::VERIFY => {
+            let (seq, epoch, offset, len, crc) = (b.u64()?, Epoch(b.u64()?), b.u64()?, b.u64()?, b.u32()?);
+            if offset.checked_add(len).is_none() || len > MAX_BODY as u64 {
+                return Err(FrameError::Malformed);
+            }
+            Frame::ToReplica(ToReplica::Verify { seq, epoch, offset, len, crc })
+        }
+        kind::DIFFERS => Frame::FromReplica(FromReplica::Differs { seq: b.u64()? }),
         kind::DONE => Frame::FromReplica(FromReplica::Done { seq: b.u64()? }),
         kind::FAILED => {
             let seq = b.u64()?;
@@ -435,6 +457,14 @@ mod tests {
             offset: 65536,
             data: Bytes::from(vec![9; 65536]),
         }));
+        round_trip(Frame::ToReplica(ToReplica::Verify {
+            seq: 4,
+            epoch: e,
+            offset: 65536,
+            len: 65536,
+            crc: 0xdead_beef,
+        }));
+        round_trip(Frame::FromReplica(FromReplica::Differs { seq: 4 }));
         round_trip(Frame::FromReplica(FromReplica::Done { seq: 5 }));
         round_trip(Frame::FromReplica(FromReplica::Failed { seq: 5, why: "EIO".into() }));
         round_trip(Frame::FromReplica(FromReplica::StaleEpoch { current: Epoch(8) }));

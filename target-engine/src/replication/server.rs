@@ -87,6 +87,12 @@ impl ReplicaVolume {
         self.core().epoch()
     }
 
+    /// Whether the local region's CRC32C is `crc`.
+    async fn matches(&self, offset: u64, len: u64, crc: u32) -> Result<bool, String> {
+        let data = self.local.read(offset, len as usize).await.map_err(|e| e.to_string())?;
+        Ok(crc32c::crc32c(&data) == crc)
+    }
+
     /// SYNCHRONIZE CACHEs from the primary made durable on this copy.
     pub fn flushes(&self) -> u64 {
         self.flushes.load(std::sync::atomic::Ordering::Relaxed)
@@ -139,7 +145,7 @@ impl ReplicaVolume {
                 // Copies are durable before the region counts as copied.
                 self.local.write(*offset, data.clone(), true).await.map_err(|e| e.to_string())
             }
-            ReplicaAction::Send(_) | ReplicaAction::Disconnect => Ok(()),
+            ReplicaAction::Send(_) | ReplicaAction::Disconnect | ReplicaAction::Verify { .. } => Ok(()),
         }
     }
 }
@@ -269,6 +275,8 @@ impl ReplicaNode {
             let bytes = match &msg {
                 super::core::primary::ToReplica::Op { op, .. } => op.payload(),
                 super::core::primary::ToReplica::Copy { data, .. } => data.len(),
+                // The region is read to compare it.
+                super::core::primary::ToReplica::Verify { len, .. } => *len as usize,
             }
             .clamp(1, IN_FLIGHT) as u32;
             // Reading stops while the stream's budget is spent.
@@ -311,13 +319,19 @@ impl StreamCtx {
                 work => {
                     let me = self.clone();
                     tokio::spawn(async move {
-                        let id = match &work {
-                            ReplicaAction::Apply { id, .. } | ReplicaAction::WriteCopy { id, .. } => *id,
-                            _ => unreachable!("only work is spawned"),
+                        let next = if let ReplicaAction::Verify { id, offset, len, crc } = work {
+                            let same = me.vol.matches(offset, len, crc).await;
+                            me.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                            me.vol.core().verified(id, same)
+                        } else {
+                            let id = match &work {
+                                ReplicaAction::Apply { id, .. } | ReplicaAction::WriteCopy { id, .. } => *id,
+                                _ => unreachable!("only work is spawned"),
+                            };
+                            let result = me.vol.apply(&work).await;
+                            me.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                            me.vol.core().applied(id, result)
                         };
-                        let result = me.vol.apply(&work).await;
-                        me.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                        let next = me.vol.core().applied(id, result);
                         let _ = me.run(next);
                     });
                 }

@@ -68,6 +68,16 @@ pub enum ToReplica {
         offset: u64,
         data: Bytes,
     },
+    /// A region it may hold already (a full resync): the CRC32C of the
+    /// primary's bytes, answered `Done` if the replica's match, `Differs`
+    /// if not (then the `Copy` follows with the same number).
+    Verify {
+        seq: u64,
+        epoch: Epoch,
+        offset: u64,
+        len: u64,
+        crc: u32,
+    },
 }
 
 /// What a replica answers.
@@ -79,6 +89,8 @@ pub enum FromReplica {
     Failed { seq: u64, why: String },
     /// The replica has applied another placement than ours.
     StaleEpoch { current: Epoch },
+    /// The region of verification `seq` differs there.
+    Differs { seq: u64 },
 }
 
 /// What the driver is to do.
@@ -130,8 +142,10 @@ pub enum ReplicaState {
     /// Missed the regions in the map.
     OutOfSync(DirtyMap),
     /// Connected again: gets new operations and, a region at a time, what
-    /// it missed; `copying` are the regions being copied now.
-    Resyncing { dirty: DirtyMap, copying: BTreeSet<u64>, cursor: u64 },
+    /// it missed; `copying` are the regions being copied now. With
+    /// `verify` (nothing is known of what it missed: the whole volume is
+    /// dirty) a region is sent only if its checksum differs there.
+    Resyncing { dirty: DirtyMap, copying: BTreeSet<u64>, cursor: u64, verify: bool },
     /// Nothing left to copy; being marked in sync. Operations wait for it.
     Catching,
 }
@@ -147,8 +161,10 @@ impl ReplicaState {
 enum Kind {
     /// An operation; `changes` are the bytes it changes.
     Op { changes: Option<(u64, u64)> },
-    /// A copy of `region` for `to`; `abandoned` once `to` went away.
-    Copy { to: ReplicaId, region: u64, abandoned: bool },
+    /// A copy of `region` for `to`; `abandoned` once `to` went away;
+    /// `held`, the bytes read, while the replica compares checksums;
+    /// `sent` once they were sent.
+    Copy { to: ReplicaId, region: u64, abandoned: bool, held: Option<Bytes>, sent: bool },
 }
 
 #[derive(Debug)]
@@ -168,6 +184,8 @@ struct Pending {
 pub struct ResyncProgress {
     pub copied_bytes: u64,
     pub left_bytes: u64,
+    /// Regions a full resync found equal there, and did not send.
+    pub matched_bytes: u64,
 }
 
 /// The primary's state machine for one volume.
@@ -186,6 +204,7 @@ pub struct Primary {
     fenced: bool,
     lease: bool,
     copied: BTreeMap<ReplicaId, u64>,
+    matched: BTreeMap<ReplicaId, u64>,
     /// Regions copied at once per resyncing replica.
     copy_window: usize,
 }
@@ -208,6 +227,7 @@ impl Primary {
             fenced: false,
             lease: true,
             copied: BTreeMap::new(),
+            matched: BTreeMap::new(),
             copy_window: 4,
         }
     }
@@ -250,7 +270,11 @@ impl Primary {
             Some(ReplicaState::Resyncing { dirty, copying, .. }) => (dirty.len() + copying.len() as u64) * REGION,
             _ => 0,
         };
-        ResyncProgress { copied_bytes: self.copied.get(&id).copied().unwrap_or(0), left_bytes: left }
+        ResyncProgress {
+            copied_bytes: self.copied.get(&id).copied().unwrap_or(0),
+            left_bytes: left,
+            matched_bytes: self.matched.get(&id).copied().unwrap_or(0),
+        }
     }
 
     /// Whether new operations may be numbered: not fenced, with a lease,
@@ -366,16 +390,26 @@ impl Primary {
             self.start_local(next, &mut out);
         }
         let Some(p) = self.pending.get_mut(&seq) else { return out };
-        let Kind::Copy { to, region, abandoned } = p.kind else { return out };
+        let Kind::Copy { to, region, abandoned, ref mut held, ref mut sent } = p.kind else { return out };
         if abandoned {
             self.pending.remove(&seq);
             return out;
         }
+        let verify = matches!(self.replicas.get(&to), Some(ReplicaState::Resyncing { verify: true, .. }));
         match data {
             Ok(data) => {
                 p.local = Some(Ok(()));
                 p.unacked.insert(to);
-                let msg = ToReplica::Copy { seq, epoch: self.epoch, offset: region * REGION, data };
+                let (epoch, offset) = (self.epoch, region * REGION);
+                let msg = if verify {
+                    let msg =
+                        ToReplica::Verify { seq, epoch, offset, len: data.len() as u64, crc: crc32c::crc32c(&data) };
+                    *held = Some(data);
+                    msg
+                } else {
+                    *sent = true;
+                    ToReplica::Copy { seq, epoch, offset, data }
+                };
                 out.push(Action::Send { to, msg });
             }
             Err(why) => {
@@ -401,14 +435,27 @@ impl Primary {
                 if !p.unacked.remove(&from) {
                     return out;
                 }
-                if let Kind::Copy { to, region, .. } = p.kind {
+                if let Kind::Copy { to, region, sent, .. } = p.kind {
                     if to == from {
                         self.pending.remove(&seq);
-                        self.copied_region(from, region, &mut out);
+                        self.copied_region(from, region, sent, &mut out);
                     }
                     return out;
                 }
                 self.settle(seq, &mut out);
+            }
+            FromReplica::Differs { seq } => {
+                // The region differs there: send what was read (the region
+                // is still being copied, so nothing that changes it has been
+                // sent in between).
+                let Some(p) = self.pending.get_mut(&seq) else { return out };
+                if let Kind::Copy { to, region, ref mut held, ref mut sent, .. } = p.kind {
+                    if let Some(data) = held.take().filter(|_| to == from && p.unacked.contains(&from)) {
+                        *sent = true;
+                        let msg = ToReplica::Copy { seq, epoch: self.epoch, offset: region * REGION, data };
+                        out.push(Action::Send { to, msg });
+                    }
+                }
             }
             FromReplica::Failed { seq, why } => {
                 tracing::warn!(replica = from, seq, "a replica failed an operation: {why}");
@@ -480,7 +527,9 @@ impl Primary {
         let Some(state) = self.replicas.get_mut(&replica) else { return };
         if let ReplicaState::OutOfSync(dirty) = state {
             let dirty = std::mem::take(dirty);
-            *state = ReplicaState::Resyncing { dirty, copying: BTreeSet::new(), cursor: 0 };
+            // Every region dirty: nothing is known of it (a full resync).
+            let verify = dirty.len() >= self.size.div_ceil(REGION);
+            *state = ReplicaState::Resyncing { dirty, copying: BTreeSet::new(), cursor: 0, verify };
             self.copy_more(replica, out);
         }
     }
@@ -489,7 +538,7 @@ impl Primary {
     /// marked in sync once nothing is left.
     fn copy_more(&mut self, replica: ReplicaId, out: &mut Vec<Action>) {
         loop {
-            let Some(ReplicaState::Resyncing { dirty, copying, cursor }) = self.replicas.get_mut(&replica) else {
+            let Some(ReplicaState::Resyncing { dirty, copying, cursor, .. }) = self.replicas.get_mut(&replica) else {
                 return;
             };
             if copying.len() >= self.copy_window {
@@ -518,7 +567,7 @@ impl Primary {
             let seq = self.next_seq;
             self.next_seq += 1;
             let free = self.order.push(seq, Extent::Bytes { offset: region * REGION, len: REGION });
-            let kind = Kind::Copy { to: replica, region, abandoned: false };
+            let kind = Kind::Copy { to: replica, region, abandoned: false, held: None, sent: false };
             self.pending.insert(seq, Pending { kind, token: None, op: None, local: None, unacked: BTreeSet::new() });
             if free {
                 self.start_local(seq, out);
@@ -526,9 +575,9 @@ impl Primary {
         }
     }
 
-    fn copied_region(&mut self, replica: ReplicaId, region: u64, out: &mut Vec<Action>) {
+    fn copied_region(&mut self, replica: ReplicaId, region: u64, sent: bool, out: &mut Vec<Action>) {
         let len = REGION.min(self.size.saturating_sub(region * REGION));
-        *self.copied.entry(replica).or_default() += len;
+        *if sent { &mut self.copied } else { &mut self.matched }.entry(replica).or_default() += len;
         if let Some(ReplicaState::Resyncing { copying, .. }) = self.replicas.get_mut(&replica) {
             copying.remove(&region);
         }
@@ -549,7 +598,7 @@ impl Primary {
         let mut forget = Vec::new();
         for (&seq, p) in self.pending.iter_mut() {
             match &mut p.kind {
-                Kind::Copy { to, region, abandoned } if *to == replica => {
+                Kind::Copy { to, region, abandoned, .. } if *to == replica => {
                     missed.mark(*region * REGION, 1);
                     *abandoned = true;
                     if p.local.is_some() {

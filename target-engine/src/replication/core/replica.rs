@@ -31,6 +31,9 @@ pub enum ReplicaAction {
     /// Write a region copied from the primary, durably, then call
     /// [`Replica::applied`] with `id`.
     WriteCopy { id: u64, offset: u64, data: Bytes },
+    /// Compare the CRC32C of the local region with `crc`, then call
+    /// [`Replica::verified`] with `id`.
+    Verify { id: u64, offset: u64, len: u64, crc: u32 },
     /// Send on the stream.
     Send(FromReplica),
     /// Close the stream.
@@ -49,6 +52,7 @@ struct Work {
 enum WorkKind {
     Op(Op),
     Copy { offset: u64, data: Bytes },
+    Verify { offset: u64, len: u64, crc: u32 },
     Started,
 }
 
@@ -125,7 +129,9 @@ impl Replica {
     /// replaced is told to close.
     pub fn receive(&mut self, stream: u64, msg: ToReplica) -> Vec<ReplicaAction> {
         let (seq, epoch) = match &msg {
-            ToReplica::Op { seq, epoch, .. } | ToReplica::Copy { seq, epoch, .. } => (*seq, *epoch),
+            ToReplica::Op { seq, epoch, .. }
+            | ToReplica::Copy { seq, epoch, .. }
+            | ToReplica::Verify { seq, epoch, .. } => (*seq, *epoch),
         };
         // A frame of another epoch is answered so, on whatever stream it
         // came (one the placement closed included): the old primary learns
@@ -160,6 +166,9 @@ impl Replica {
             ToReplica::Copy { offset, data, .. } => {
                 (Extent::Bytes { offset, len: data.len() as u64 }, WorkKind::Copy { offset, data })
             }
+            ToReplica::Verify { offset, len, crc, .. } => {
+                (Extent::Bytes { offset, len }, WorkKind::Verify { offset, len, crc })
+            }
         };
         let free = self.order.push(id, extent);
         self.work.insert(id, Work { seq, stream: self.stream, kind });
@@ -175,6 +184,7 @@ impl Replica {
         match std::mem::replace(&mut w.kind, WorkKind::Started) {
             WorkKind::Op(op) => out.push(ReplicaAction::Apply { id, op }),
             WorkKind::Copy { offset, data } => out.push(ReplicaAction::WriteCopy { id, offset, data }),
+            WorkKind::Verify { offset, len, crc } => out.push(ReplicaAction::Verify { id, offset, len, crc }),
             WorkKind::Started => {}
         }
     }
@@ -191,6 +201,24 @@ impl Replica {
         if self.open && w.stream == self.stream {
             out.push(ReplicaAction::Send(match result {
                 Ok(()) => FromReplica::Done { seq: w.seq },
+                Err(why) => FromReplica::Failed { seq: w.seq, why },
+            }));
+        }
+        out
+    }
+
+    /// The local copy compared verification `id`: `Ok(true)` if the region
+    /// matches. Answers the primary and starts what waited.
+    pub fn verified(&mut self, id: u64, result: Result<bool, String>) -> Vec<ReplicaAction> {
+        let mut out = Vec::new();
+        let Some(w) = self.work.remove(&id) else { return out };
+        for next in self.order.finish(id) {
+            self.start(next, &mut out);
+        }
+        if self.open && w.stream == self.stream {
+            out.push(ReplicaAction::Send(match result {
+                Ok(true) => FromReplica::Done { seq: w.seq },
+                Ok(false) => FromReplica::Differs { seq: w.seq },
                 Err(why) => FromReplica::Failed { seq: w.seq, why },
             }));
         }
