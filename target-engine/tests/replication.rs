@@ -342,6 +342,16 @@ async fn reservations_follow_the_volume_to_its_new_primary() {
     assert_eq!(i.command_ok(0, &pr_out(0x01, 1), 0, &pr_params(0xfeed, 0)).await.status, 0);
     assert_eq!(reservation(&i.command_ok(0, &READ_RESERVATION, 0x40, &[]).await), Some((0xfeed, 1)));
 
+    // Through the replica's own target: the same reservation is read, and a
+    // change is refused as media access is there (the primary owns it).
+    let mut k = session(&r2, REPLICA_IQN).await;
+    let _ = k.command_ok(0, &[0u8; 6], 0, &[]).await;
+    assert_eq!(reservation(&k.command_ok(0, &READ_RESERVATION, 0x40, &[]).await), Some((0xfeed, 1)));
+    let refused = k.command_ok(0, &pr_out(0x00, 0), 0, &pr_params(0, 0xbad)).await;
+    assert_eq!(sense(&refused), (0x2, 0x04, 0x0a), "PR OUT on a replica");
+    assert_eq!(reservation(&k.command_ok(0, &READ_RESERVATION, 0x40, &[]).await), Some((0xfeed, 1)));
+    drop(k);
+
     // The primary's node is gone; node 2 is promoted at epoch 2.
     primary.shutdown().await;
     drop(primary);

@@ -74,6 +74,14 @@ pub trait BlockBackend: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// Whether this copy may serve the volume now: a replica's, or one whose
+    /// primary was fenced or lost its lease, may not (`NotServing`). Checked
+    /// before a change of the unit's state, which would otherwise be made
+    /// here and refused on the other copies.
+    fn serving(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
     /// Grows the backend to `new_size` bytes (never shrinks).
     async fn resize(&self, new_size: u64) -> Result<(), BackendError>;
 

@@ -158,6 +158,10 @@ impl BlockBackend for ThrottledBackend {
         self.inner.resize(new_size).await
     }
 
+    fn serving(&self) -> Result<(), BackendError> {
+        self.inner.serving()
+    }
+
     async fn allocation(&self, offset: u64, len: u64, max_runs: usize) -> Result<Vec<Run>, BackendError> {
         self.inner.allocation(offset, len, max_runs).await
     }

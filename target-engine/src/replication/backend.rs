@@ -368,6 +368,10 @@ impl BlockBackend for ReplicatedBackend {
         self.volume.local.resize(new_size).await
     }
 
+    fn serving(&self) -> Result<(), BackendError> {
+        self.volume.serving()
+    }
+
     async fn allocation(&self, offset: u64, len: u64, max_runs: usize) -> Result<Vec<Run>, BackendError> {
         self.volume.local.allocation(offset, len, max_runs).await
     }

@@ -133,6 +133,10 @@ impl BlockBackend for NotPrimary {
     async fn resize(&self, new_size: u64) -> Result<(), BackendError> {
         self.0.resize(new_size).await
     }
+    fn serving(&self) -> Result<(), BackendError> {
+        Err(BackendError::NotServing(NOT_PRIMARY))
+    }
+
     async fn allocation(&self, offset: u64, len: u64, max_runs: usize) -> Result<Vec<Run>, BackendError> {
         self.0.allocation(offset, len, max_runs).await
     }

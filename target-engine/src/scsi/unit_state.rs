@@ -337,6 +337,9 @@ impl LogicalUnit {
         data: &Bytes,
     ) -> Result<(), SenseReason> {
         let _one_at_a_time = self.state_changes.lock().await;
+        // Only the copy that serves the volume changes its state: a replica
+        // answers as its media commands do (NOT READY, transitioning).
+        self.backend.serving().map_err(super::sbc::write_error)?;
         let (mut next, mut raised, mode, policy, was_aptpl) = {
             let st = self.state();
             (st.pr.clone(), st.ua.scratch(), st.mode, st.write_cache, st.pr.aptpl)
@@ -369,6 +372,9 @@ impl LogicalUnit {
         data: &[u8],
     ) -> Result<(), SenseReason> {
         let _one_at_a_time = self.state_changes.lock().await;
+        // Only the copy that serves the volume changes its state: a replica
+        // answers as its media commands do (NOT READY, transitioning).
+        self.backend.serving().map_err(super::sbc::write_error)?;
         let (current, pr, policy) = {
             let st = self.state();
             (st.mode, st.pr.clone(), st.write_cache)
