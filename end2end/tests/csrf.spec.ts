@@ -1,17 +1,12 @@
 import { createServer, Server } from "node:http";
 import { AddressInfo } from "node:net";
-import { expect, Page, test } from "@playwright/test";
+import { expect, test } from "@playwright/test";
+import { adminPassword, hydrated } from "./session";
 
 // A cross-site request forgery from a page that another program serves on
 // another port of the node's host. Ports do not count for SameSite, so the
 // browser sends the administrator's SameSite=Strict session cookie along;
 // the node must refuse the requests by their origin.
-
-const adminPassword = process.env.PORTICO_ADMIN_PASSWORD ?? "";
-
-async function hydrated(page: Page) {
-  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
-}
 
 /** Serves `html` on 127.0.0.1 at a free port; resolves to the server and its origin. */
 async function serve(html: string): Promise<[Server, string]> {

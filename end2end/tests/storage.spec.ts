@@ -1,22 +1,6 @@
 import { execFileSync } from "node:child_process";
-import { expect, Page, test } from "@playwright/test";
-
-const adminPassword = process.env.PORTICO_ADMIN_PASSWORD ?? "";
-const nodeName = process.env.PORTICO_NODE_NAME ?? "e2e-node";
-const iscsiPort = process.env.PORTICO_ISCSI_PORT ?? "3260";
-
-async function hydrated(page: Page) {
-  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
-}
-
-async function logIn(page: Page, username: string, password: string) {
-  await page.goto("/login");
-  await hydrated(page);
-  await page.getByLabel("User name", { exact: true }).fill(username);
-  await page.getByLabel("Password", { exact: true }).fill(password);
-  await page.getByRole("button", { name: "Log in" }).click();
-  await expect(page.getByTestId("current-user")).toHaveText(username);
-}
+import { expect, test } from "@playwright/test";
+import { adminPassword, nodeName, iscsiPort, hydrated, logIn } from "./session";
 
 /** Runs iscsi-ls; true when it lists LUN 0. */
 function iscsiLs(url: string): boolean {

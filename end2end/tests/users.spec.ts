@@ -1,20 +1,5 @@
 import { expect, Page, test } from "@playwright/test";
-
-const adminPassword = process.env.PORTICO_ADMIN_PASSWORD ?? "";
-
-/** Clicks before hydration are lost: wait for the marker the hydrated app sets. */
-async function hydrated(page: Page) {
-  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
-}
-
-async function logIn(page: Page, username: string, password: string) {
-  await page.goto("/login");
-  await hydrated(page);
-  await page.getByLabel("User name").fill(username);
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Log in" }).click();
-  await expect(page.getByTestId("current-user")).toHaveText(username);
-}
+import { adminPassword, hydrated, logIn } from "./session";
 
 async function logOut(page: Page) {
   await page.getByRole("button", { name: "Log out" }).click();

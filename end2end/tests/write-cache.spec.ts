@@ -1,10 +1,5 @@
-import { expect, Page, test } from "@playwright/test";
-
-const adminPassword = process.env.PORTICO_ADMIN_PASSWORD ?? "";
-
-async function hydrated(page: Page) {
-  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
-}
+import { expect, test } from "@playwright/test";
+import { adminPassword, hydrated, logIn } from "./session";
 
 test("an operator chooses a volume's write-cache policy, is warned about write-back, and changes it live", async ({
   page,
@@ -16,12 +11,7 @@ test("an operator chooses a volume's write-cache policy, is warned about write-b
   const created = await request.post("/api/v1/users", { data: { username: op, password: "operator-pass-1", role: "operator" } });
   expect(created.status()).toBe(201);
 
-  await page.goto("/login");
-  await hydrated(page);
-  await page.getByLabel("User name", { exact: true }).fill(op);
-  await page.getByLabel("Password", { exact: true }).fill("operator-pass-1");
-  await page.getByRole("button", { name: "Log in" }).click();
-  await expect(page.getByTestId("current-user")).toHaveText(op);
+  await logIn(page, op, "operator-pass-1");
 
   await page.getByRole("link", { name: "Volumes" }).click();
   await hydrated(page);

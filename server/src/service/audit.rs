@@ -51,22 +51,7 @@ impl AuditRecord {
 
 /// Appends to the audit log. A failure to audit is logged, never hidden.
 pub async fn write_audit(pool: &sqlx::SqlitePool, r: AuditRecord) {
-    let res = sqlx::query(
-        "INSERT INTO audit_log (time, username, action, object, result, source, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(crate::db::now())
-    .bind(&r.user)
-    .bind(r.action)
-    .bind(&r.object)
-    .bind(r.result.as_str())
-    .bind(&r.source)
-    .bind(&r.detail)
-    .execute(pool)
-    .await;
-    if let Err(e) = res {
-        tracing::error!(error = %e, action = r.action, object = %r.object, "cannot write the audit log");
-    }
-    tracing::info!(user = %r.user, action = r.action, object = %r.object, result = r.result.as_str(), "audit");
+    write_audit_batch(pool, vec![r]).await
 }
 
 /// Appends several entries in one transaction (one durable write).
@@ -94,8 +79,10 @@ pub async fn write_audit_batch(pool: &sqlx::SqlitePool, records: Vec<AuditRecord
         tx.commit().await
     }
     .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, entries = records.len(), "cannot write the audit log");
+    if let Err(e) = &result {
+        for r in &records {
+            tracing::error!(error = %e, action = r.action, object = %r.object, "cannot write the audit log");
+        }
     }
     for r in &records {
         tracing::info!(user = %r.user, action = r.action, object = %r.object, result = r.result.as_str(), "audit");

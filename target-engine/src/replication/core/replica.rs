@@ -191,6 +191,25 @@ impl Replica {
 
     /// The local copy finished `id`: answer the primary, start what waited.
     pub fn applied(&mut self, id: u64, result: Result<(), String>) -> Vec<ReplicaAction> {
+        self.finish(id, |seq| match result {
+            Ok(()) => FromReplica::Done { seq },
+            Err(why) => FromReplica::Failed { seq, why },
+        })
+    }
+
+    /// The local copy compared verification `id`: `Ok(true)` if the region
+    /// matches. Answers the primary and starts what waited.
+    pub fn verified(&mut self, id: u64, result: Result<bool, String>) -> Vec<ReplicaAction> {
+        self.finish(id, |seq| match result {
+            Ok(true) => FromReplica::Done { seq },
+            Ok(false) => FromReplica::Differs { seq },
+            Err(why) => FromReplica::Failed { seq, why },
+        })
+    }
+
+    /// Work `id` is over: what waited for it starts, and the primary gets
+    /// `answer` for its number.
+    fn finish(&mut self, id: u64, answer: impl FnOnce(u64) -> FromReplica) -> Vec<ReplicaAction> {
         let mut out = Vec::new();
         let Some(w) = self.work.remove(&id) else { return out };
         for next in self.order.finish(id) {
@@ -199,28 +218,7 @@ impl Replica {
         // Answers go to the stream the work came on; a closed one has no
         // reader, and a later one numbers afresh.
         if self.open && w.stream == self.stream {
-            out.push(ReplicaAction::Send(match result {
-                Ok(()) => FromReplica::Done { seq: w.seq },
-                Err(why) => FromReplica::Failed { seq: w.seq, why },
-            }));
-        }
-        out
-    }
-
-    /// The local copy compared verification `id`: `Ok(true)` if the region
-    /// matches. Answers the primary and starts what waited.
-    pub fn verified(&mut self, id: u64, result: Result<bool, String>) -> Vec<ReplicaAction> {
-        let mut out = Vec::new();
-        let Some(w) = self.work.remove(&id) else { return out };
-        for next in self.order.finish(id) {
-            self.start(next, &mut out);
-        }
-        if self.open && w.stream == self.stream {
-            out.push(ReplicaAction::Send(match result {
-                Ok(true) => FromReplica::Done { seq: w.seq },
-                Ok(false) => FromReplica::Differs { seq: w.seq },
-                Err(why) => FromReplica::Failed { seq: w.seq, why },
-            }));
+            out.push(ReplicaAction::Send(answer(w.seq)));
         }
         out
     }
