@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod client_address;
+pub mod cluster;
 pub mod csrf;
 pub mod data_dir;
 pub mod db;

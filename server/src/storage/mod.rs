@@ -3,22 +3,30 @@
 //! discovery CHAP and nodes.
 //!
 //! Every change is a typed [`Command`] handed to [`Storage::execute`], the
-//! one place that checks the caller's role, validates, writes the database in
-//! a transaction, derives the engine's configuration from the result, applies
-//! it to the running engine, and only then commits and audits. If the engine
-//! refuses, the transaction is rolled back and the caller gets the engine's
-//! reason. A later cluster release replicates these commands between nodes.
+//! one place that checks the caller's role, then:
+//! 1. decides what is random or local ([`proposal::decide`]);
+//! 2. tries it (the dry run): applies it in a transaction that is never
+//!    committed, checks this node's caps and space, derives the engine's
+//!    configuration and has the engine run it; if the engine refuses, the
+//!    caller gets the engine's reason and nothing is proposed;
+//! 3. proposes it to the cluster ([`crate::cluster`]), which commits it and
+//!    applies it to the state database on every node;
+//! 4. audits it.
+//!
+//! If the cluster does not commit the change, the engine goes back to the
+//! stored configuration.
 
-mod acl_rules;
 mod chap_usage;
-mod commands;
+pub(crate) mod commands;
 pub mod degraded;
 mod discovery;
 pub mod engine_config;
 pub mod nodes;
 pub mod paths;
 mod privileges;
+pub mod proposal;
 pub mod quotas;
+pub mod replicated;
 pub mod secret_box;
 mod session_settings;
 pub mod stats;
@@ -35,9 +43,11 @@ use portico_app::service::Caller;
 use sqlx::SqlitePool;
 use target_engine::engine::Engine;
 
-pub use commands::Command;
+pub use portico_app::model::storage::Command;
+use proposal::{Change, Here};
 use secret_box::SecretBox;
 
+use crate::cluster::{Cluster, ClusterStatus};
 use crate::service::{write_audit, AuditRecord};
 
 /// The block storage service of one node.
@@ -54,6 +64,8 @@ pub struct Storage {
     /// Commands run one at a time: derive + apply + commit is one step.
     apply_lock: tokio::sync::Mutex<()>,
     activity: std::sync::Arc<stats::ActivityLog>,
+    /// The cluster every change goes through.
+    cluster: Cluster,
 }
 
 fn db_error(e: sqlx::Error) -> ApiError {
@@ -78,6 +90,21 @@ fn file_error(e: volume_files::VolumeFileError) -> ApiError {
     }
 }
 
+/// Registers (or refreshes) this node and its interfaces' addresses through
+/// the cluster, as any other change. Returns the node's id.
+async fn register_node(cluster: &Cluster, pool: &SqlitePool, name: &str, secrets: &SecretBox) -> anyhow::Result<i64> {
+    let change = Change::RegisterNode { name: name.to_string(), interfaces: nodes::local_interface_addresses() };
+    let limits = quotas::Limits::default();
+    let here = Here { node_id: 0, secrets, limits: &limits, data_dir: std::path::Path::new("") };
+    let proposal = proposal::decide(change, &here).map_err(|e| anyhow::anyhow!(e.message))?;
+    match cluster.propose(proposal).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) | Err(e) => anyhow::bail!("cannot register this node: {}", e.message),
+    }
+    let (id,): (i64,) = sqlx::query_as("SELECT id FROM nodes WHERE name = ?").bind(name).fetch_one(pool).await?;
+    Ok(id)
+}
+
 impl Storage {
     /// Registers this node and its interfaces, and brings the stored
     /// configuration back up in the engine.
@@ -90,7 +117,8 @@ impl Storage {
     ) -> anyhow::Result<Self> {
         let secrets = SecretBox::open_or_create(&data_dir)?;
         crate::data_dir::private_dir(&volume_files::volumes_dir(&data_dir))?;
-        let node_id = nodes::register_local(&pool, &node_name, &nodes::local_interfaces()).await?;
+        let cluster = Cluster::start(&data_dir, pool.clone()).await?;
+        let node_id = register_node(&cluster, &pool, &node_name, &secrets).await?;
         let activity = std::sync::Arc::new(stats::ActivityLog::default());
         stats::spawn_sampler(engine.clone(), std::sync::Arc::downgrade(&activity));
         let storage = Storage {
@@ -104,6 +132,7 @@ impl Storage {
             problems: Default::default(),
             apply_lock: Default::default(),
             activity,
+            cluster,
         };
         let mut conn = storage.pool.acquire().await?;
         let config = engine_config::derive(&mut conn, storage.node_id, &storage.data_dir, &storage.secrets).await;
@@ -158,6 +187,11 @@ impl Storage {
         &self.engine
     }
 
+    /// Where this node stands in the cluster.
+    pub fn cluster_status(&self) -> ClusterStatus {
+        self.cluster.status()
+    }
+
     pub fn node_name(&self) -> &str {
         &self.node_name
     }
@@ -175,20 +209,32 @@ impl Storage {
             return Err(e);
         }
         let _one_at_a_time = self.apply_lock.lock().await;
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let ctx = commands::Context {
-            node_id: self.node_id,
-            secrets: &self.secrets,
-            limits: &self.limits,
-            data_dir: &self.data_dir,
+        let here = self.here();
+        let proposal = match proposal::decide(Change::Storage(command), &here) {
+            Ok(proposal) => proposal,
+            Err(e) => return self.failed(caller, action, &object, e).await,
         };
-        let effects = match commands::apply(command, &mut tx, &ctx).await {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut effects = match commands::apply(proposal.clone(), &mut tx).await {
             Ok(effects) => effects,
             Err(e) => {
                 drop(tx);
                 return self.failed(caller, action, &object, e).await;
             }
         };
+        match proposal::check_here(&proposal, &mut tx, &here).await {
+            Ok(None) => {}
+            Ok(Some(note)) => {
+                effects.detail = Some(match effects.detail.take() {
+                    Some(detail) => format!("{detail}; {note}"),
+                    None => note,
+                })
+            }
+            Err(e) => {
+                drop(tx);
+                return self.failed(caller, action, &object, e).await;
+            }
+        }
         if let Some((name, size)) = &effects.create_image {
             if let Err(e) = volume_files::create(&self.data_dir, name, *size) {
                 drop(tx);
@@ -226,23 +272,28 @@ impl Storage {
             }
         };
         if let Some(name) = &effects.remove_volume {
-            if let Err(e) = volume_files::remove_image(&self.data_dir, name) {
+            if let Err(e) = volume_files::check_removable(&self.data_dir, name) {
                 drop(tx);
                 self.restore_engine().await;
                 return self.failed(caller, action, &object, file_error(e)).await;
             }
         }
-        if let Err(e) = tx.commit().await {
-            // The engine runs the new configuration but the database kept the
-            // old one: put the engine back to what is stored.
-            tracing::error!(error = %e, "commit failed after the engine applied a change; reverting the engine");
-            undo_create();
-            self.restore_engine().await;
-            return Err(ApiError::internal());
-        }
+        // The dry run went through: the engine runs the change. Now the
+        // cluster agrees on it, or the engine goes back to what is stored.
+        drop(tx);
+        let applied = match self.cluster.propose(proposal).await {
+            Ok(Ok(applied)) => applied,
+            Ok(Err(e)) | Err(e) => {
+                undo_create();
+                self.restore_engine().await;
+                return self.failed(caller, action, &object, e).await;
+            }
+        };
         self.set_problems(problems);
-        if let Some(name) = &effects.remove_volume {
-            if let Err(e) = volume_files::remove_rest(&self.data_dir, name) {
+        if let Some(name) = &applied.remove_volume {
+            let removed = volume_files::remove_image(&self.data_dir, name)
+                .and_then(|_| volume_files::remove_rest(&self.data_dir, name));
+            if let Err(e) = removed {
                 let message = format!(
                     "The volume {name} is deleted, but {e}. Remove it before creating a volume with this name."
                 );
@@ -251,6 +302,11 @@ impl Storage {
         }
         self.audit(caller, action, &object, AuditResult::Success, effects.detail).await;
         Ok(())
+    }
+
+    /// What only this node knows, for deciding and checking a proposal.
+    fn here(&self) -> Here<'_> {
+        Here { node_id: self.node_id, secrets: &self.secrets, limits: &self.limits, data_dir: &self.data_dir }
     }
 
     /// Audits a refused or failed command and returns its error.
@@ -361,12 +417,12 @@ impl Storage {
 
     pub async fn nodes(&self, caller: &Caller) -> Result<Vec<NodeView>, ApiError> {
         Self::read(caller)?;
-        views::nodes(&self.pool, None).await.map_err(db_error)
+        views::nodes(&self.pool, self.node_id, None).await.map_err(db_error)
     }
 
     pub async fn node(&self, caller: &Caller, name: &str) -> Result<NodeView, ApiError> {
         Self::read(caller)?;
-        views::nodes(&self.pool, Some(name))
+        views::nodes(&self.pool, self.node_id, Some(name))
             .await
             .map_err(db_error)?
             .pop()

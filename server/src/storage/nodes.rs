@@ -3,10 +3,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use sqlx::SqlitePool;
-
 /// Traffic types a newly seen interface carries until an operator changes them.
-const DEFAULT_TRAFFIC: &[&str] = &["iscsi", "management"];
+pub const DEFAULT_TRAFFIC: &[&str] = &["iscsi", "management"];
 
 /// The traffic types an interface may carry.
 pub const TRAFFIC_TYPES: &[&str] = &["iscsi", "management", "replication", "cluster"];
@@ -26,39 +24,12 @@ pub fn local_interfaces() -> BTreeMap<String, Vec<IpAddr>> {
     out
 }
 
-/// Registers (or refreshes) the local node and its interfaces. Addresses are
-/// refreshed at each start; traffic types chosen by an operator are kept.
-pub async fn register_local(
-    pool: &SqlitePool,
-    name: &str,
-    interfaces: &BTreeMap<String, Vec<IpAddr>>,
-) -> sqlx::Result<i64> {
-    let now = crate::db::now();
-    let mut tx = pool.begin().await?;
-    sqlx::query("UPDATE nodes SET is_local = 0 WHERE name <> ?").bind(name).execute(&mut *tx).await?;
-    let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO nodes (name, state, is_local, last_heartbeat) VALUES (?, 'online', 1, ?) \
-         ON CONFLICT (name) DO UPDATE SET state = 'online', is_local = 1, last_heartbeat = excluded.last_heartbeat RETURNING id",
-    )
-    .bind(name)
-    .bind(&now)
-    .fetch_one(&mut *tx)
-    .await?;
-    for (ifname, addrs) in interfaces {
-        let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-        sqlx::query(
-            "INSERT INTO interfaces (node_id, name, addresses, traffic_types) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (node_id, name) DO UPDATE SET addresses = excluded.addresses",
-        )
-        .bind(id)
-        .bind(ifname)
-        .bind(serde_json::to_string(&addrs).unwrap_or_default())
-        .bind(serde_json::to_string(DEFAULT_TRAFFIC).unwrap_or_default())
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(id)
+/// This machine's interfaces as a node reports them when it registers.
+pub fn local_interface_addresses() -> BTreeMap<String, Vec<String>> {
+    local_interfaces()
+        .into_iter()
+        .map(|(name, addrs)| (name, addrs.iter().map(ToString::to_string).collect()))
+        .collect()
 }
 
 /// Whether `ip` belongs to one of `addresses` (an interface holding 127.0.0.1

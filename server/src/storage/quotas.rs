@@ -1,7 +1,7 @@
 //! Caps on what a node holds, so that a script in a loop (or a mistake)
 //! cannot grow the database, the engine's tables or the disk without end:
 //! volumes, target groups, targets, LUNs per group and ACL rules per group
-//! are counted before one more is added, and the space volumes are promised
+//! are counted when one more is added, and the space volumes are promised
 //! is weighed against the space they could have.
 //!
 //! Volumes are thin (sparse images), so the node may promise more than it
@@ -43,46 +43,40 @@ impl Default for Limits {
     }
 }
 
-/// What is about to be added.
+/// What is counted against a cap.
 #[derive(Clone, Copy, Debug)]
 pub enum Counted {
-    Volume,
-    TargetGroup,
-    /// This many targets.
-    Targets(u32),
-    /// A LUN in the group with this id.
-    Lun(i64),
-    /// An ACL rule in the group with this id.
-    AclRule(i64),
+    Volumes,
+    TargetGroups,
+    Targets,
+    /// LUNs in the group with this id.
+    Luns(i64),
+    /// ACL rules in the group with this id.
+    AclRules(i64),
 }
 
-/// Refuses (422) if adding `what` would pass its cap.
-pub async fn ensure_room(conn: &mut SqliteConnection, limits: &Limits, what: Counted) -> Result<(), ApiError> {
-    let (sql, group, adding, cap, things, setting) = match what {
-        Counted::Volume => ("SELECT COUNT(*) FROM volumes", None, 1, limits.max_volumes, "volumes", "--max-volumes"),
-        Counted::TargetGroup => (
+/// Refuses (422) if a change just made in `conn` took `what` past its cap.
+pub async fn ensure_within(conn: &mut SqliteConnection, limits: &Limits, what: Counted) -> Result<(), ApiError> {
+    let (sql, group, cap, things, setting) = match what {
+        Counted::Volumes => ("SELECT COUNT(*) FROM volumes", None, limits.max_volumes, "volumes", "--max-volumes"),
+        Counted::TargetGroups => (
             "SELECT COUNT(*) FROM target_groups",
             None,
-            1,
             limits.max_target_groups,
             "target groups",
             "--max-target-groups",
         ),
-        Counted::Targets(n) => {
-            ("SELECT COUNT(*) FROM targets", None, n, limits.max_targets, "targets", "--max-targets")
-        }
-        Counted::Lun(g) => (
+        Counted::Targets => ("SELECT COUNT(*) FROM targets", None, limits.max_targets, "targets", "--max-targets"),
+        Counted::Luns(g) => (
             "SELECT COUNT(*) FROM luns WHERE group_id = ?",
             Some(g),
-            1,
             limits.max_luns_per_group,
             "LUNs in this group",
             "--max-luns-per-group",
         ),
-        Counted::AclRule(g) => (
+        Counted::AclRules(g) => (
             "SELECT COUNT(*) FROM acl_rules WHERE group_id = ?",
             Some(g),
-            1,
             limits.max_acl_rules_per_group,
             "ACL rules in this group",
             "--max-acl-rules",
@@ -96,10 +90,10 @@ pub async fn ensure_room(conn: &mut SqliteConnection, limits: &Limits, what: Cou
         tracing::error!(error = %e, "database error");
         ApiError::internal()
     })?;
-    if held + i64::from(adding) > i64::from(cap) {
+    if held > i64::from(cap) {
         return Err(ApiError::new(
             422,
-            format!("There are {held} {things}; this node allows at most {cap} ({setting}). Remove some first."),
+            format!("That would make {held} {things}; this node allows at most {cap} ({setting}). Remove some first."),
         ));
     }
     Ok(())

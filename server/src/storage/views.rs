@@ -176,24 +176,24 @@ pub async fn chap_users(pool: &SqlitePool) -> sqlx::Result<Vec<ChapUserView>> {
         .collect())
 }
 
-pub async fn nodes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<NodeView>> {
-    let nodes: Vec<(i64, String, String, bool, String)> = sqlx::query_as(
-        "SELECT id, name, state, is_local, last_heartbeat FROM nodes WHERE ? IS NULL OR name = ? ORDER BY name",
-    )
-    .bind(name)
-    .bind(name)
-    .fetch_all(pool)
-    .await?;
+/// The nodes, `this_node` marked as the one answering.
+pub async fn nodes(pool: &SqlitePool, this_node: i64, name: Option<&str>) -> sqlx::Result<Vec<NodeView>> {
+    let nodes: Vec<(i64, String, String, String)> =
+        sqlx::query_as("SELECT id, name, state, last_heartbeat FROM nodes WHERE ? IS NULL OR name = ? ORDER BY name")
+            .bind(name)
+            .bind(name)
+            .fetch_all(pool)
+            .await?;
     let ifaces: Vec<(i64, String, String, String)> =
         sqlx::query_as("SELECT node_id, name, addresses, traffic_types FROM interfaces ORDER BY name")
             .fetch_all(pool)
             .await?;
     Ok(nodes
         .into_iter()
-        .map(|(id, name, state, is_local, last_heartbeat)| NodeView {
+        .map(|(id, name, state, last_heartbeat)| NodeView {
             name,
             state,
-            is_local,
+            is_local: id == this_node,
             last_heartbeat,
             interfaces: ifaces
                 .iter()

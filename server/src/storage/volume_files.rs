@@ -80,6 +80,19 @@ pub fn create(data_dir: &Path, volume: &str, size: u64) -> Result<(), VolumeFile
     Ok(())
 }
 
+/// Whether the image can go: it is a regular file, or gone already. Checked
+/// before a delete is proposed, so that a volume whose image would stay is
+/// kept (the files themselves go once the delete is committed).
+pub fn check_removable(data_dir: &Path, volume: &str) -> Result<(), VolumeFileError> {
+    let path = image_path(data_dir, volume);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if !m.is_file() => {
+            Err(VolumeFileError::Remove { path, source: io::Error::other("it is not a regular file") })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Removes the image; a missing image is not an error.
 pub fn remove_image(data_dir: &Path, volume: &str) -> Result<(), VolumeFileError> {
     remove(&image_path(data_dir, volume))

@@ -12,9 +12,8 @@ use portico_app::error::ApiError;
 use portico_app::model::privileges::PrivilegeSettings;
 use portico_app::model::storage::{normalize_iscsi_name, AclPatch, ChapMode, ChapSetting, NewAclRule};
 
-use super::commands::{check_description, db, field, group_id, resolve_chap, Context, Effects, Tx};
-use super::privileges;
-use super::quotas::{self, Counted};
+use super::{check_description, db, field, group_id, resolve_chap, Effects, Tx};
+use crate::storage::privileges;
 
 /// The LUN list as stored: sorted JSON, `None` for all LUNs.
 async fn check_luns(tx: &mut Tx<'_>, gid: i64, luns: &Option<Vec<u8>>) -> Result<Option<String>, ApiError> {
@@ -62,14 +61,8 @@ fn describe(chap: Option<&ChapSetting>, privileges: Option<&PrivilegeSettings>) 
     out
 }
 
-pub(super) async fn add(
-    tx: &mut Tx<'_>,
-    ctx: &Context<'_>,
-    group: &str,
-    rule: NewAclRule,
-) -> Result<Effects, ApiError> {
+pub(super) async fn add(tx: &mut Tx<'_>, group: &str, rule: NewAclRule) -> Result<Effects, ApiError> {
     let (gid, _) = group_id(tx, group).await?;
-    quotas::ensure_room(tx, ctx.limits, Counted::AclRule(gid)).await?;
     let initiator = normalize_iscsi_name(&rule.initiator).map_err(|m| field("initiator", m))?;
     check_description(rule.alias.as_deref()).map_err(|m| field("alias", m))?;
     let luns = check_luns(tx, gid, &rule.luns).await?;

@@ -1,0 +1,109 @@
+//! Nodes and their network interfaces: a node registers itself and what
+//! its interfaces' addresses are; an operator chooses the traffic types
+//! each interface carries.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use portico_app::error::ApiError;
+use portico_app::model::storage::*;
+
+use super::{db, field, Effects, Tx};
+use crate::storage::nodes::{address_matches, DEFAULT_TRAFFIC, TRAFFIC_TYPES};
+use crate::storage::proposal::Decided;
+
+/// Adds the node, or refreshes its addresses: what its interfaces hold now
+/// (an interface that is gone keeps its row, as an operator's choice of
+/// traffic types is kept). A new interface carries the default traffic.
+pub(super) async fn register(
+    tx: &mut Tx<'_>,
+    d: &Decided,
+    name: &str,
+    interfaces: &BTreeMap<String, Vec<String>>,
+) -> Result<Effects, ApiError> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO nodes (name, state, last_heartbeat) VALUES (?, 'online', ?) \
+         ON CONFLICT (name) DO UPDATE SET state = 'online', last_heartbeat = excluded.last_heartbeat RETURNING id",
+    )
+    .bind(name)
+    .bind(&d.at)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db)?;
+    for (ifname, addrs) in interfaces {
+        sqlx::query(
+            "INSERT INTO interfaces (node_id, name, addresses, traffic_types) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (node_id, name) DO UPDATE SET addresses = excluded.addresses",
+        )
+        .bind(id)
+        .bind(ifname)
+        .bind(serde_json::to_string(addrs).unwrap_or_default())
+        .bind(serde_json::to_string(DEFAULT_TRAFFIC).unwrap_or_default())
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    }
+    Ok(Effects { detail: Some(format!("{} interface(s)", interfaces.len())), ..Default::default() })
+}
+
+pub(super) async fn update(tx: &mut Tx<'_>, name: &str, patch: NodePatch) -> Result<Effects, ApiError> {
+    let node: Option<(i64,)> =
+        sqlx::query_as("SELECT id FROM nodes WHERE name = ?").bind(name).fetch_optional(&mut **tx).await.map_err(db)?;
+    let (node_id,) = node.ok_or_else(|| ApiError::not_found(format!("The node {name}")))?;
+    if patch.interfaces.is_empty() {
+        return Err(ApiError::new(422, "Nothing to change: give interfaces with their traffic_types."));
+    }
+    let mut changes = BTreeMap::new();
+    for i in patch.interfaces {
+        if let Some(bad) = i.traffic_types.iter().find(|t| !TRAFFIC_TYPES.contains(&t.as_str())) {
+            return Err(field(
+                "interfaces",
+                format!("Unknown traffic type {bad:?}; known: {}.", TRAFFIC_TYPES.join(", ")),
+            ));
+        }
+        let mut types = i.traffic_types.clone();
+        types.sort();
+        types.dedup();
+        let res = sqlx::query("UPDATE interfaces SET traffic_types = ? WHERE node_id = ? AND name = ?")
+            .bind(serde_json::to_string(&types).unwrap_or_default())
+            .bind(node_id)
+            .bind(&i.name)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+        if res.rows_affected() == 0 {
+            return Err(field("interfaces", format!("{name} has no interface {}.", i.name)));
+        }
+        changes.insert(i.name, types.join("+"));
+    }
+    // A portal must stay on an iSCSI interface.
+    let portals: Vec<(String, String)> = sqlx::query_as("SELECT iqn, portals FROM targets WHERE node_id = ?")
+        .bind(node_id)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db)?;
+    let ifaces: Vec<(String, String)> =
+        sqlx::query_as("SELECT addresses, traffic_types FROM interfaces WHERE node_id = ?")
+            .bind(node_id)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db)?;
+    for (iqn, list) in portals {
+        let list: Vec<String> = serde_json::from_str(&list).unwrap_or_default();
+        for p in list {
+            let Ok(sa) = p.parse::<SocketAddr>() else { continue };
+            let ok = ifaces.iter().any(|(a, t)| {
+                let a: Vec<String> = serde_json::from_str(a).unwrap_or_default();
+                let t: Vec<String> = serde_json::from_str(t).unwrap_or_default();
+                t.iter().any(|t| t == "iscsi") && address_matches(&a, sa.ip())
+            });
+            if !ok {
+                return Err(ApiError::conflict(format!(
+                    "The portal {p} of {iqn} needs an interface carrying iSCSI traffic."
+                )));
+            }
+        }
+    }
+    let detail = changes.into_iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; ");
+    Ok(Effects { detail: Some(detail), ..Default::default() })
+}

@@ -1,0 +1,141 @@
+//! Volumes: create, grow or limit, delete.
+
+use portico_app::error::{ApiError, FieldErrors};
+use portico_app::model::storage::*;
+
+use super::{db, field, name_taken, undecided, volume_row, Effects, Tx};
+use crate::storage::proposal::Decided;
+
+/// Largest volume we create: 64 TiB.
+const MAX_VOLUME: u64 = 64 << 40;
+
+/// Bytes from a size given as a number or as text with a unit (the engine's
+/// own parser, so the API and `portico engine` read sizes the same way).
+fn size_bytes(size: &SizeInput) -> Result<u64, String> {
+    match size {
+        SizeInput::Bytes(n) => Ok(*n),
+        SizeInput::Text(s) => target_engine::config::parse_size(s)
+            .ok_or_else(|| format!("{s:?} is not a size: write bytes or a number with KiB, MiB, GiB or TiB.")),
+    }
+}
+
+pub(super) async fn create(tx: &mut Tx<'_>, d: &Decided, v: NewVolume) -> Result<Effects, ApiError> {
+    let mut errors = FieldErrors::default();
+    errors.check("name", check_object_name(&v.name));
+    let size = size_bytes(&v.size);
+    if let Err(msg) = &size {
+        errors.check("size", Err(msg.clone()));
+    }
+    if v.block_size != 512 && v.block_size != 4096 {
+        errors.check("block_size", Err("The block size is 512 or 4096 bytes.".into()));
+    }
+    if let Ok(size) = size {
+        if size == 0 || size > MAX_VOLUME {
+            errors.check("size", Err("A volume has 1 byte to 64 TiB.".into()));
+        } else if size % u64::from(v.block_size.max(1)) != 0 {
+            errors
+                .check("size", Err(format!("The size must be a multiple of the block size ({} bytes).", v.block_size)));
+        }
+    }
+    let (nodes,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM nodes").fetch_one(&mut **tx).await.map_err(db)?;
+    if !(1..=3).contains(&v.replicas) {
+        errors.check("replicas", Err("A volume has 1 to 3 replicas.".into()));
+    } else if i64::from(v.replicas) > nodes {
+        errors.check(
+            "replicas",
+            Err(format!("{} replicas need {} nodes; the cluster has {nodes}.", v.replicas, v.replicas)),
+        );
+    }
+    errors.into_result()?;
+    let size = size.expect("validated");
+    let (Some(wwn), Some(serial), Some(node_id)) = (&d.wwn, &d.serial, d.node_id) else {
+        return Err(undecided("a new volume's WWN, serial and node"));
+    };
+    let res = sqlx::query(
+        "INSERT INTO volumes (name, size, block_size, replicas, wwn, serial, node_id, created_at, write_cache) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(&v.name)
+    .bind(size as i64)
+    .bind(i64::from(v.block_size))
+    .bind(i64::from(v.replicas))
+    .bind(wwn)
+    .bind(serial)
+    .bind(node_id)
+    .bind(&d.at)
+    .bind(v.write_cache.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    if res.rows_affected() == 0 {
+        return Err(name_taken("volume", &v.name));
+    }
+    let detail = format!("{} bytes, {}-byte blocks, {}", size, v.block_size, v.write_cache.as_str());
+    Ok(Effects { detail: Some(detail), create_image: Some((v.name, size)), ..Default::default() })
+}
+
+pub(super) async fn update(tx: &mut Tx<'_>, name: &str, patch: VolumePatch) -> Result<Effects, ApiError> {
+    let (id, size, block_size) = volume_row(tx, name).await?;
+    let mut changes = Vec::new();
+    if let Some(new) = &patch.size {
+        let new = size_bytes(new).map_err(|m| field("size", m))?;
+        if new < size as u64 {
+            return Err(field("size", "Volumes can only grow: shrinking would destroy data."));
+        }
+        if new > MAX_VOLUME || new % block_size as u64 != 0 {
+            return Err(field("size", format!("Up to 64 TiB, a multiple of the block size ({block_size} bytes).")));
+        }
+        if new != size as u64 {
+            sqlx::query("UPDATE volumes SET size = ? WHERE id = ?")
+                .bind(new as i64)
+                .bind(id)
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+            changes.push(format!("grown from {size} to {new} bytes"));
+        }
+    }
+    for (column, value) in [("iops_limit", patch.iops_limit), ("mbps_limit", patch.mbps_limit)] {
+        if let Some(v) = value {
+            let v = if v == 0 { None } else { Some(v as i64) };
+            sqlx::query(&format!("UPDATE volumes SET {column} = ? WHERE id = ?"))
+                .bind(v)
+                .bind(id)
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+            changes.push(format!("{column} {}", v.map(|v| v.to_string()).unwrap_or_else(|| "none".into())));
+        }
+    }
+    if let Some(policy) = patch.write_cache {
+        sqlx::query("UPDATE volumes SET write_cache = ? WHERE id = ?")
+            .bind(policy.as_str())
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+        changes.push(format!("write cache {}", policy.as_str()));
+    }
+    if changes.is_empty() {
+        return Err(ApiError::new(422, "Nothing to change: give size, iops_limit, mbps_limit or write_cache."));
+    }
+    Ok(Effects { detail: Some(changes.join("; ")), ..Default::default() })
+}
+
+pub(super) async fn delete(tx: &mut Tx<'_>, name: &str) -> Result<Effects, ApiError> {
+    let (id, _, _) = volume_row(tx, name).await?;
+    let attached: Option<(String, i64)> = sqlx::query_as(
+        "SELECT g.name, l.lun FROM luns l JOIN target_groups g ON g.id = l.group_id WHERE l.volume_id = ?",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db)?;
+    if let Some((group, lun)) = attached {
+        return Err(ApiError::conflict(format!(
+            "The volume {name} is attached to {group} as LUN {lun}: detach it first."
+        )));
+    }
+    sqlx::query("DELETE FROM volumes WHERE id = ?").bind(id).execute(&mut **tx).await.map_err(db)?;
+    Ok(Effects { remove_volume: Some(name.to_string()), ..Default::default() })
+}

@@ -1,0 +1,172 @@
+//! A change as the cluster agrees on it (CLUSTER.md §0). Whatever is random,
+//! local or time-dependent is decided once, by the node that proposes, and
+//! travels inside the [`Proposal`]: the time, a new volume's WWN, serial and
+//! node, the sealed form of a CHAP secret. Applying the same proposals to two
+//! empty databases therefore gives the same rows, byte for byte
+//! ([`commands::apply`](super::commands::apply) reads nothing else).
+//!
+//! A CHAP secret never travels in the clear: [`decide`] validates it, seals
+//! it and blanks it in the command.
+//!
+//! What can only be checked on one node (this node's caps and the space
+//! under its volumes) is [`check_here`]: it runs on the proposing node,
+//! inside the transaction the proposal was tried in, before anything is
+//! committed. Applying the proposal never checks it again.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use portico_app::error::{ApiError, FieldErrors};
+use portico_app::model::storage::{check_chap_secret, Command};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use super::commands::{self, Tx};
+use super::quotas::{self, Counted, Limits};
+use super::secret_box::SecretBox;
+
+/// What the cluster agrees on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Change {
+    /// A storage command from the API or the dashboard.
+    Storage(Command),
+    /// A node and its network interfaces, as the node itself reports them
+    /// when it starts. Traffic types an operator chose are kept.
+    RegisterNode { name: String, interfaces: BTreeMap<String, Vec<String>> },
+}
+
+impl Change {
+    pub fn action(&self) -> &'static str {
+        match self {
+            Change::Storage(c) => c.action(),
+            Change::RegisterNode { .. } => "node.register",
+        }
+    }
+
+    pub fn object(&self) -> String {
+        match self {
+            Change::Storage(c) => c.object(),
+            Change::RegisterNode { name, .. } => format!("node/{name}"),
+        }
+    }
+}
+
+/// The values a change needs that are not in the change itself.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Decided {
+    /// When it was proposed, RFC 3339 UTC: every time stamp the change writes.
+    pub at: String,
+    /// A new volume's NAA identifier (32 hex digits).
+    pub wwn: Option<String>,
+    /// A new volume's unit serial number.
+    pub serial: Option<String>,
+    /// The node that holds a new volume.
+    pub node_id: Option<i64>,
+    /// A CHAP secret sealed with the cluster's key; its clear text is
+    /// blanked in the command.
+    pub sealed_secret: Option<Vec<u8>>,
+}
+
+/// A change and everything decided for it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Proposal {
+    pub change: Change,
+    pub decided: Decided,
+}
+
+/// What the proposing node knows that others do not.
+pub struct Here<'a> {
+    pub node_id: i64,
+    pub secrets: &'a SecretBox,
+    pub limits: &'a Limits,
+    pub data_dir: &'a Path,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// A fresh NAA type 6 (IEEE Registered Extended) identifier, 32 hex digits.
+fn new_wwn() -> String {
+    format!("6{}", &random_hex(16)[1..])
+}
+
+/// Decides what `change` leaves open, on the proposing node. A CHAP secret
+/// is checked here (the only place that sees it in the clear), with the
+/// other fields of a new CHAP user so that one answer names every mistake.
+pub fn decide(change: Change, here: &Here<'_>) -> Result<Proposal, ApiError> {
+    let mut decided = Decided { at: crate::db::now(), ..Default::default() };
+    let change = match change {
+        Change::Storage(Command::CreateVolume(v)) => {
+            decided.wwn = Some(new_wwn());
+            decided.serial = Some(format!("PRT{}", random_hex(8).to_uppercase()));
+            decided.node_id = Some(here.node_id);
+            Change::Storage(Command::CreateVolume(v))
+        }
+        Change::Storage(Command::CreateChapUser(mut u)) => {
+            let mut errors = FieldErrors::default();
+            errors.check("name", commands::check_chap_name(&u.name));
+            errors.check("secret", check_chap_secret(&u.secret));
+            errors.check("description", commands::check_description(u.description.as_deref()));
+            errors.into_result()?;
+            decided.sealed_secret = Some(here.secrets.seal(&u.secret));
+            u.secret = String::new();
+            Change::Storage(Command::CreateChapUser(u))
+        }
+        Change::Storage(Command::UpdateChapUser { name, mut patch }) => {
+            if let Some(secret) = patch.secret.take() {
+                check_chap_secret(&secret).map_err(|m| commands::field("secret", m))?;
+                decided.sealed_secret = Some(here.secrets.seal(&secret));
+            }
+            Change::Storage(Command::UpdateChapUser { name, patch })
+        }
+        other => other,
+    };
+    Ok(Proposal { change, decided })
+}
+
+/// This node's caps and space, checked after `proposal` was applied in `tx`
+/// and before it is committed. Returns a note for the audit (a thin
+/// volume's over-provisioning).
+pub async fn check_here(proposal: &Proposal, tx: &mut Tx<'_>, here: &Here<'_>) -> Result<Option<String>, ApiError> {
+    let limits = here.limits;
+    let Change::Storage(command) = &proposal.change else { return Ok(None) };
+    match command {
+        Command::CreateVolume(_) => {
+            quotas::ensure_within(tx, limits, Counted::Volumes).await?;
+            space(tx, proposal.decided.node_id.unwrap_or(here.node_id), here).await
+        }
+        Command::UpdateVolume { name, patch } if patch.size.is_some() => {
+            let node_id = commands::volume_node(tx, name).await?;
+            space(tx, node_id, here).await
+        }
+        Command::CreateTargetGroup(_) => {
+            quotas::ensure_within(tx, limits, Counted::TargetGroups).await?;
+            quotas::ensure_within(tx, limits, Counted::Targets).await?;
+            Ok(None)
+        }
+        Command::AddTarget { .. } => {
+            quotas::ensure_within(tx, limits, Counted::Targets).await?;
+            Ok(None)
+        }
+        Command::AttachVolume { group, .. } => {
+            let (gid, _) = commands::group_id(tx, group).await?;
+            quotas::ensure_within(tx, limits, Counted::Luns(gid)).await?;
+            Ok(None)
+        }
+        Command::AddAclRule { group, .. } => {
+            let (gid, _) = commands::group_id(tx, group).await?;
+            quotas::ensure_within(tx, limits, Counted::AclRules(gid)).await?;
+            Ok(None)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The provisioned space of a node's volumes against its ceiling.
+async fn space(tx: &mut Tx<'_>, node_id: i64, here: &Here<'_>) -> Result<Option<String>, ApiError> {
+    let capacity = quotas::capacity(tx, node_id, here.data_dir, here.limits).await?;
+    quotas::check_provision(&capacity, 0)
+}
