@@ -48,6 +48,8 @@ pub enum ConfigError {
     NoPortal(String),
     #[error("target {0:?}: tpg must be between 1 and 65535")]
     BadTpg(String),
+    #[error("target {0:?}: relative_port must be between 1 and 65535 and differ from every other target's")]
+    BadRelativePort(String),
     #[error("{0}: CHAP {1} must be 12 to 255 characters (user names 1 to 255)")]
     BadChap(String, &'static str),
     #[error("{0}: mutual CHAP secrets must differ")]
@@ -321,6 +323,13 @@ pub struct TargetConfig {
     pub portals: Vec<SocketAddr>,
     #[serde(default = "default_tpg")]
     pub tpg: u16,
+    /// The target's relative target port identifier (SPC-4 §7.8.2.7), which
+    /// persistent reservations name. A cluster assigns it once and for good
+    /// in its replicated state, so that every node names a port alike;
+    /// without it the engine numbers targets itself, 1, 2, … in the order it
+    /// first sees them, for as long as the process runs.
+    #[serde(default)]
+    pub relative_port: Option<u16>,
     /// LUN number (as a TOML key string) to volume name.
     #[serde(default)]
     pub luns: BTreeMap<String, String>,
@@ -422,6 +431,7 @@ impl EngineConfig {
         }
         self.limits.check().map_err(ConfigError::BadLimits)?;
         let mut iqns = HashSet::new();
+        let mut relative_ports = HashSet::new();
         for t in &self.targets {
             // Target names are looked up as initiators send them: in normal form.
             if name::normalize(&t.iqn).as_deref() != Ok(t.iqn.as_str()) {
@@ -435,6 +445,11 @@ impl EngineConfig {
             }
             if t.tpg == 0 {
                 return Err(ConfigError::BadTpg(t.iqn.clone()));
+            }
+            if let Some(rtp) = t.relative_port {
+                if rtp == 0 || !relative_ports.insert(rtp) {
+                    return Err(ConfigError::BadRelativePort(t.iqn.clone()));
+                }
             }
             t.session.check().map_err(|(setting, why)| ConfigError::BadSession {
                 target: t.iqn.clone(),
@@ -554,6 +569,11 @@ chap = { mode = "none" }
         let bad = |from: &str, to: &str| EngineConfig::from_toml(&SAMPLE.replace(from, to)).unwrap_err();
         assert!(matches!(bad("{ 0 = \"vol1\" }", "{ 0 = \"nope\" }"), ConfigError::UnknownVolume { .. }));
         assert!(matches!(bad("{ 0 = \"vol1\" }", "{ 300 = \"vol1\" }"), ConfigError::LunOutOfRange { .. }));
+        assert!(matches!(bad("tpg = 1\n", "tpg = 1\nrelative_port = 0\n"), ConfigError::BadRelativePort(_)));
+        let two = format!("{SAMPLE}[[target]]\niqn = \"iqn.2026-11.local.portico:b\"\nportals = [\"127.0.0.1:3261\"]\nrelative_port = 5\n");
+        let clash = two.replace("tpg = 1\n", "tpg = 1\nrelative_port = 5\n");
+        assert!(matches!(EngineConfig::from_toml(&clash).unwrap_err(), ConfigError::BadRelativePort(_)));
+        assert!(EngineConfig::from_toml(&two.replace("tpg = 1\n", "tpg = 1\nrelative_port = 4\n")).is_ok());
         assert!(matches!(bad("iqn.2026-11.local.portico:demo", "bogus"), ConfigError::BadIqn(_)));
         assert!(matches!(bad("block_size = 512", "block_size = 1000"), ConfigError::BadBlockSize(_)));
         assert!(matches!(bad("\"1GiB\"", "\"1 parsec\""), ConfigError::Parse(_)));

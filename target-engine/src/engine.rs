@@ -437,7 +437,21 @@ impl Engine {
         st.throttles = throttles;
         st.started = true;
 
-        let mut next_rtp = st.relative_ports.values().copied().max().unwrap_or(0);
+        // Relative target port ids: as the configuration gives them, else
+        // numbered here, never one that a given id takes.
+        let given: HashSet<u16> = config.targets.iter().filter_map(|t| t.relative_port).collect();
+        for t in &config.targets {
+            match t.relative_port {
+                Some(rtp) => {
+                    st.relative_ports.insert(t.iqn.clone(), rtp);
+                }
+                None if st.relative_ports.get(&t.iqn).is_some_and(|r| given.contains(r)) => {
+                    st.relative_ports.remove(&t.iqn);
+                }
+                None => {}
+            }
+        }
+        let mut next_rtp = st.relative_ports.values().chain(given.iter()).copied().max().unwrap_or(0);
         let mut targets = Vec::new();
         for t in &config.targets {
             let rtp = *st.relative_ports.entry(t.iqn.clone()).or_insert_with(|| {

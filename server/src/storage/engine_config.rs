@@ -205,6 +205,8 @@ pub async fn derive(
             iqn,
             portals,
             tpg: tpg as u16,
+            // One port per target port group, numbered alike on every node.
+            relative_port: Some(tpg as u16),
             luns,
             chap,
             acl,

@@ -18,6 +18,7 @@ pub const TABLES: &[&str] = &[
     "luns",
     "acl_rules",
     "iscsi_settings",
+    "counters",
 ];
 
 /// Every row of the replicated tables as text, one line per row.
@@ -94,6 +95,10 @@ mod tests {
             storage(json!({"command": "update_volume", "name": "v1", "patch": {"size": "2GiB", "iops_limit": 500}})),
             storage(json!({"command": "update_chap_user", "name": "host-a", "patch": {"secret": "host-a-secret2"}})),
             storage(json!({"command": "detach_lun", "group": "g1", "lun": 7})),
+            storage(json!({"command": "remove_target", "group": "g1",
+                "iqn": "iqn.2026-11.local.portico:g1.n2", "force": false})),
+            storage(json!({"command": "add_target", "group": "g1",
+                "target": {"node": "n2", "portals": ["10.0.0.2:3261"]}})),
             storage(json!({"command": "delete_volume", "name": "v2"})),
             storage(json!({"command": "delete_volume", "name": "v1"})),
         ]
@@ -148,10 +153,13 @@ mod tests {
         let dump_a = dump(&mut pool_a.acquire().await.unwrap()).await.unwrap();
         let dump_b = dump(&mut pool_b.acquire().await.unwrap()).await.unwrap();
         assert_eq!(dump_a, dump_b);
-        for expected in ["127.0.0.1:3260", "10.0.0.2:3260", "one-way", "immediate_data", "2147483648"] {
+        for expected in ["127.0.0.1:3260", "10.0.0.2:3261", "one-way", "immediate_data", "2147483648"] {
             assert!(dump_a.contains(expected), "{expected} in\n{dump_a}");
         }
         assert!(!dump_a.contains("host-a-secret"), "secrets are sealed");
+        let ports: Vec<(i64,)> =
+            sqlx::query_as("SELECT tpg FROM targets ORDER BY tpg").fetch_all(&pool_b).await.unwrap();
+        assert_eq!(ports, [(1,), (3,)], "a removed target's port number is not handed out again");
         assert_eq!(secrets.open(&sealed(&dump_a, "host-a")).unwrap(), "host-a-secret2");
     }
 

@@ -79,8 +79,15 @@ pub(super) async fn add(tx: &mut Tx<'_>, gid: i64, group: &str, t: TargetSpec, a
         None => format!("{IQN_PREFIX}:{}.{}", sanitize_for_iqn(group), sanitize_for_iqn(&t.node)),
     };
     let iqn = normalize_iscsi_name(&iqn).map_err(|m| field(&format!("{at}.iqn"), m))?;
+    // Never a number an earlier target had: reservations name it.
     let (tpg,): (i64,) =
-        sqlx::query_as("SELECT COALESCE(MAX(tpg), 0) + 1 FROM targets").fetch_one(&mut **tx).await.map_err(db)?;
+        sqlx::query_as("UPDATE counters SET value = value + 1 WHERE name = 'target_port' RETURNING value")
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db)?;
+    if tpg > i64::from(u16::MAX) {
+        return Err(ApiError::conflict("All 65535 target port numbers have been handed out; none is reused."));
+    }
     let portal_text: Vec<String> = portals.iter().map(ToString::to_string).collect();
     let res = sqlx::query("INSERT INTO targets (group_id, node_id, iqn, portals, tpg) VALUES (?, ?, ?, ?, ?) ON CONFLICT (iqn) DO NOTHING")
         .bind(gid)
