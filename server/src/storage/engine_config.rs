@@ -27,6 +27,12 @@ pub enum DeriveError {
     Damaged(String),
 }
 
+impl From<super::columns::Damaged> for DeriveError {
+    fn from(d: super::columns::Damaged) -> Self {
+        DeriveError::Damaged(d.to_string())
+    }
+}
+
 /// id, name, size, block size, WWN, serial, IOPS limit, MB/s limit, write-cache policy.
 type VolumeRow = (i64, String, i64, i64, String, String, Option<i64>, Option<i64>, String);
 
@@ -171,7 +177,7 @@ pub async fn derive(
         let luns: BTreeMap<String, String> =
             served.iter().map(|&&(lun, vol, _)| (lun.to_string(), volume_names[&vol].clone())).collect();
         let chap = chap_config(secrets, (mode, secret, user, msecret, muser))?;
-        let group_privileges = privileges::defaults().with(&privileges::parse(&group_privileges));
+        let group_privileges = privileges::defaults().with(&privileges::parse(&group_privileges)?);
         let acl = if acl_enabled {
             let rules: Vec<AclRow> = sqlx::query_as(
                 "SELECT a.initiator, a.luns, a.privileges, a.chap_mode, cu.secret, cu.name, mu.secret, mu.name \
@@ -193,8 +199,9 @@ pub async fn derive(
                 };
                 let chap = chap_config(secrets, (mode, secret, user, msecret, muser))?;
                 // What the rule does not choose follows the group.
-                let privileges =
-                    own_privileges.map(|json| privileges::engine(group_privileges.with(&privileges::parse(&json))));
+                let privileges = own_privileges
+                    .map(|json| privileges::parse(&json).map(|p| privileges::engine(group_privileges.with(&p))))
+                    .transpose()?;
                 entries.push(AclEntry { initiator, luns: allowed, chap, privileges });
             }
             Some(entries)
@@ -212,7 +219,7 @@ pub async fn derive(
             acl,
             alua,
             privileges: privileges::engine(group_privileges),
-            session: session_settings::limits(&session_settings::parse(&session)),
+            session: session_settings::limits(&session_settings::parse(&session)?),
         });
     }
     Ok(config)

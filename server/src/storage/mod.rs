@@ -17,6 +17,7 @@
 //! stored configuration.
 
 mod chap_usage;
+pub mod columns;
 pub(crate) mod commands;
 pub mod degraded;
 mod discovery;

@@ -38,11 +38,8 @@ pub fn view(settings: PrivilegeSettings) -> PrivilegesView {
 }
 
 /// Stored settings; a damaged value reads as nothing chosen.
-pub fn parse(json: &str) -> PrivilegeSettings {
-    serde_json::from_str(json).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "stored privileges cannot be read; the defaults apply");
-        PrivilegeSettings::default()
-    })
+pub fn parse(json: &str) -> Result<PrivilegeSettings, super::columns::Damaged> {
+    super::columns::json("privileges", json)
 }
 
 pub fn to_json(s: &PrivilegeSettings) -> String {
@@ -90,8 +87,8 @@ mod tests {
         assert_eq!(stored_override(&PrivilegeSettings::default()), None);
         let chosen = PrivilegeSettings { target_cold_reset: Some(true), ..Default::default() };
         let stored = stored_override(&chosen).unwrap();
-        assert_eq!(parse(&stored), chosen);
-        assert_eq!(parse("{}"), PrivilegeSettings::default());
+        assert_eq!(parse(&stored).unwrap(), chosen);
+        assert_eq!(parse("{}").unwrap(), PrivilegeSettings::default());
         assert_eq!(describe(&chosen), "target_cold_reset allowed");
         assert!(view(chosen).effective.target_cold_reset);
     }

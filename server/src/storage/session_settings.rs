@@ -132,11 +132,8 @@ pub fn check(s: &SessionSettings) -> Result<(), ApiError> {
 }
 
 /// Stored settings; a damaged value reads as nothing chosen.
-pub fn parse(json: &str) -> SessionSettings {
-    serde_json::from_str(json).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "stored session settings cannot be read; the defaults apply");
-        SessionSettings::default()
-    })
+pub fn parse(json: &str) -> Result<SessionSettings, super::columns::Damaged> {
+    super::columns::json("session settings", json)
 }
 
 /// "max_burst_length 65536, header_digest crc32c"; "defaults" when nothing is chosen.
@@ -223,8 +220,8 @@ mod tests {
             ..Default::default()
         };
         let stored = serde_json::to_string(&s).unwrap();
-        assert_eq!(parse(&stored), s);
-        assert_eq!(parse("{}"), SessionSettings::default());
+        assert_eq!(parse(&stored).unwrap(), s);
+        assert_eq!(parse("{}").unwrap(), SessionSettings::default());
         assert_eq!(limits(&s).header_digest, EngineDigest::Crc32c);
         assert_eq!(describe(&s), "header_digest crc32c, immediate_data false");
     }

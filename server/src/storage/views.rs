@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::paths::path_state;
-use super::{chap_usage, privileges, session_settings};
+use super::{chap_usage, columns, privileges, session_settings};
 use portico_app::model::storage::*;
 use sqlx::SqlitePool;
 
@@ -120,8 +120,8 @@ pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Resul
                 state,
                 acl_enabled,
                 chap: ChapSetting { mode: ChapMode::parse(&mode).unwrap_or(ChapMode::None), user, mutual_user },
-                session: session_settings::view(session_settings::parse(&session)),
-                privileges: privileges::view(privileges::parse(&group_privileges)),
+                session: session_settings::view(session_settings::parse(&session)?),
+                privileges: privileges::view(privileges::parse(&group_privileges)?),
                 targets: Vec::new(),
                 luns: Vec::new(),
                 acl: Vec::new(),
@@ -131,7 +131,7 @@ pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Resul
     }
     for (gid, node_id, node, iqn, portals, tpg) in targets {
         if let Some(g) = by_group.get_mut(&gid) {
-            let portals = serde_json::from_str(&portals).unwrap_or_default();
+            let portals = columns::json(format!("portals of {iqn}"), &portals)?;
             let paths = luns
                 .iter()
                 .filter(|l| l.0 == gid)
@@ -150,9 +150,9 @@ pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Resul
     }
     for (gid, initiator, alias, luns, chap_mode, user, mutual_user, own_privileges) in acl {
         if let Some(g) = by_group.get_mut(&gid) {
-            let luns = luns.and_then(|l| serde_json::from_str(&l).ok());
+            let luns = luns.map(|l| columns::json(format!("LUNs of {initiator}"), &l)).transpose()?;
             let chap = chap_mode.and_then(|m| ChapMode::parse(&m)).map(|mode| ChapSetting { mode, user, mutual_user });
-            let privileges = own_privileges.map(|p| privileges::parse(&p));
+            let privileges = own_privileges.map(|p| privileges::parse(&p)).transpose()?;
             g.acl.push(AclRuleView { initiator, alias, luns, chap, privileges });
         }
     }
@@ -188,24 +188,19 @@ pub async fn nodes(pool: &SqlitePool, this_node: i64, name: Option<&str>) -> sql
         sqlx::query_as("SELECT node_id, name, addresses, traffic_types FROM interfaces ORDER BY name")
             .fetch_all(pool)
             .await?;
-    Ok(nodes
-        .into_iter()
-        .map(|(id, name, state, last_heartbeat)| NodeView {
-            name,
-            state,
-            is_local: id == this_node,
-            last_heartbeat,
-            interfaces: ifaces
-                .iter()
-                .filter(|i| i.0 == id)
-                .map(|(_, n, a, t)| InterfaceView {
-                    name: n.clone(),
-                    addresses: serde_json::from_str(a).unwrap_or_default(),
-                    traffic_types: serde_json::from_str(t).unwrap_or_default(),
-                })
-                .collect(),
-        })
-        .collect())
+    let mut out = Vec::new();
+    for (id, name, state, last_heartbeat) in nodes {
+        let mut interfaces = Vec::new();
+        for (_, n, a, t) in ifaces.iter().filter(|i| i.0 == id) {
+            interfaces.push(InterfaceView {
+                name: n.clone(),
+                addresses: columns::json(format!("addresses of {n}"), a)?,
+                traffic_types: columns::json(format!("traffic types of {n}"), t)?,
+            });
+        }
+        out.push(NodeView { name, state, is_local: id == this_node, last_heartbeat, interfaces });
+    }
+    Ok(out)
 }
 
 /// The engine's snapshot of a volume's reservations, for the API.

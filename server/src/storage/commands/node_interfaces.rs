@@ -9,8 +9,27 @@ use portico_app::error::ApiError;
 use portico_app::model::storage::*;
 
 use super::{db, field, Effects, Tx};
+use crate::storage::columns;
 use crate::storage::nodes::{address_matches, DEFAULT_TRAFFIC, TRAFFIC_TYPES};
 use crate::storage::proposal::Decided;
+
+/// The addresses of a node's interfaces that carry iSCSI traffic.
+pub(super) async fn iscsi_addresses(tx: &mut Tx<'_>, node_id: i64) -> Result<Vec<String>, ApiError> {
+    let ifaces: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT name, addresses, traffic_types FROM interfaces WHERE node_id = ?")
+            .bind(node_id)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db)?;
+    let mut out = Vec::new();
+    for (name, addresses, types) in ifaces {
+        let types: Vec<String> = columns::json(format!("traffic types of {name}"), &types)?;
+        if types.iter().any(|t| t == "iscsi") {
+            out.extend(columns::json::<Vec<String>>(format!("addresses of {name}"), &addresses)?);
+        }
+    }
+    Ok(out)
+}
 
 /// Adds the node, or refreshes its addresses: what its interfaces hold now
 /// (an interface that is gone keeps its row, as an operator's choice of
@@ -82,22 +101,12 @@ pub(super) async fn update(tx: &mut Tx<'_>, name: &str, patch: NodePatch) -> Res
         .fetch_all(&mut **tx)
         .await
         .map_err(db)?;
-    let ifaces: Vec<(String, String)> =
-        sqlx::query_as("SELECT addresses, traffic_types FROM interfaces WHERE node_id = ?")
-            .bind(node_id)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(db)?;
+    let iscsi = iscsi_addresses(tx, node_id).await?;
     for (iqn, list) in portals {
-        let list: Vec<String> = serde_json::from_str(&list).unwrap_or_default();
+        let list: Vec<String> = columns::json(format!("portals of {iqn}"), &list)?;
         for p in list {
             let Ok(sa) = p.parse::<SocketAddr>() else { continue };
-            let ok = ifaces.iter().any(|(a, t)| {
-                let a: Vec<String> = serde_json::from_str(a).unwrap_or_default();
-                let t: Vec<String> = serde_json::from_str(t).unwrap_or_default();
-                t.iter().any(|t| t == "iscsi") && address_matches(&a, sa.ip())
-            });
-            if !ok {
+            if !address_matches(&iscsi, sa.ip()) {
                 return Err(ApiError::conflict(format!(
                     "The portal {p} of {iqn} needs an interface carrying iSCSI traffic."
                 )));

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use portico_app::error::ApiError;
 use portico_app::model::storage::*;
 
+use super::node_interfaces::iscsi_addresses;
 use super::{db, field, group_id, Effects, Tx};
 use crate::storage::nodes::address_matches;
 
@@ -50,21 +51,11 @@ pub(super) async fn add(tx: &mut Tx<'_>, gid: i64, group: &str, t: TargetSpec, a
     if t.portals.is_empty() {
         return Err(field(&format!("{at}.portals"), "Give at least one portal (ip:port)."));
     }
-    let ifaces: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT name, addresses, traffic_types FROM interfaces WHERE node_id = ?")
-            .bind(node_id)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(db)?;
+    let iscsi = iscsi_addresses(tx, node_id).await?;
     let mut portals = Vec::new();
     for p in &t.portals {
         let sa = parse_portal(p).map_err(|m| field(&format!("{at}.portals"), m))?;
-        let on_iscsi = ifaces.iter().any(|(_, addrs, types)| {
-            let addrs: Vec<String> = serde_json::from_str(addrs).unwrap_or_default();
-            let types: Vec<String> = serde_json::from_str(types).unwrap_or_default();
-            types.iter().any(|t| t == "iscsi") && address_matches(&addrs, sa.ip())
-        });
-        if !on_iscsi {
+        if !address_matches(&iscsi, sa.ip()) {
             return Err(field(
                 &format!("{at}.portals"),
                 format!("{} is not an address of an interface of {} that carries iSCSI traffic.", sa.ip(), t.node),
