@@ -26,6 +26,8 @@ pub enum ConfigError {
     DuplicateVolume(String),
     #[error("target {0:?} is defined twice")]
     DuplicateTarget(String),
+    #[error("peer target {iqn}: {why}")]
+    BadPeerTarget { iqn: String, why: String },
     #[error("volume name {0:?} is empty or has characters other than letters, digits, '-', '_' and '.'")]
     BadVolumeName(String),
     #[error("volume {0:?}: block_size must be 512 or 4096")]
@@ -372,6 +374,36 @@ impl TargetConfig {
 pub struct DiscoveryConfig {
     #[serde(default)]
     pub chap: Option<ChapConfig>,
+    /// Targets that other nodes serve, listed by SendTargets beside this
+    /// engine's own: a cluster's target group spans nodes, and discovery
+    /// through any of its portals names every target and portal of the
+    /// group (RFC 7143 §4.3, Appendix C).
+    #[serde(default, rename = "peer_target", skip_serializing_if = "Vec::is_empty")]
+    pub peer_targets: Vec<PeerTarget>,
+}
+
+/// Peer targets a configuration may name at most.
+pub const MAX_PEER_TARGETS: usize = 4096;
+
+/// A target another node serves, as discovery lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerTarget {
+    pub iqn: String,
+    /// Its portals: addresses an initiator can reach (not 0.0.0.0).
+    pub portals: Vec<SocketAddr>,
+    /// Its portal group tag.
+    #[serde(default = "default_tpg")]
+    pub tpg: u16,
+    /// The initiators its ACL admits; none: every initiator.
+    #[serde(default)]
+    pub initiators: Option<Vec<String>>,
+}
+
+impl PeerTarget {
+    pub fn allows(&self, initiator: &str) -> bool {
+        self.initiators.as_ref().is_none_or(|list| list.iter().any(|i| i == initiator))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -392,6 +424,37 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// Peer targets: at most [`MAX_PEER_TARGETS`], each named once, in
+    /// normal form, none of them a target of this engine, each with a
+    /// portal an initiator can dial.
+    fn check_peer_targets(&self) -> Result<(), ConfigError> {
+        let peers = &self.discovery.peer_targets;
+        if peers.len() > MAX_PEER_TARGETS {
+            return Err(ConfigError::BadPeerTarget {
+                iqn: String::new(),
+                why: format!("{} peer targets; at most {MAX_PEER_TARGETS}", peers.len()),
+            });
+        }
+        let own: HashSet<&str> = self.targets.iter().map(|t| t.iqn.as_str()).collect();
+        let mut seen = HashSet::new();
+        for p in peers {
+            let bad = |why: &str| ConfigError::BadPeerTarget { iqn: p.iqn.clone(), why: why.to_string() };
+            if name::normalize(&p.iqn).as_deref() != Ok(p.iqn.as_str()) {
+                return Err(bad("not an iSCSI name in normal form"));
+            }
+            if own.contains(p.iqn.as_str()) || !seen.insert(p.iqn.as_str()) {
+                return Err(bad("named twice"));
+            }
+            if p.portals.is_empty() || p.portals.iter().any(|a| a.ip().is_unspecified() || a.port() == 0) {
+                return Err(bad("needs portals an initiator can dial"));
+            }
+            if p.tpg == 0 {
+                return Err(bad("portal group tag 0"));
+            }
+        }
+        Ok(())
+    }
+
     pub fn from_toml(s: &str) -> Result<Self, ConfigError> {
         let c: EngineConfig = toml::from_str(s).map_err(|e| ConfigError::Parse(e.to_string()))?;
         c.validate()?;
@@ -430,6 +493,7 @@ impl EngineConfig {
             }
         }
         self.limits.check().map_err(ConfigError::BadLimits)?;
+        self.check_peer_targets()?;
         let mut iqns = HashSet::new();
         let mut relative_ports = HashSet::new();
         for t in &self.targets {

@@ -513,8 +513,11 @@ impl Engine {
                 lu.set_alua_state(tpg, state);
             }
         }
-        let catalog =
-            Catalog { targets, discovery_chap: config.discovery.chap.as_ref().map(|c| c.policy()).unwrap_or_default() };
+        let catalog = Catalog {
+            targets,
+            discovery_chap: config.discovery.chap.as_ref().map(|c| c.policy()).unwrap_or_default(),
+            peer_targets: config.discovery.peer_targets.clone(),
+        };
 
         // 5. Sessions: end those whose target or permission is gone, update LUN views.
         for s in self.inner.registry.sessions() {

@@ -418,7 +418,18 @@ impl Login {
     }
 }
 
-/// Builds the SendTargets answer (RFC 7143 Appendix C) for `initiator`.
+fn target_address(addr: SocketAddr, tpg: u16) -> String {
+    let host = match addr {
+        SocketAddr::V4(a) => a.to_string(),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    };
+    format!("{host},{tpg}")
+}
+
+/// Builds the SendTargets answer (RFC 7143 Appendix C) for `initiator`:
+/// this engine's targets, then those other nodes of the cluster serve
+/// (the catalog's peer targets), each with its portals, as far as their
+/// ACLs admit the initiator.
 pub fn send_targets(catalog: &Catalog, initiator: &str, which: &str, local: SocketAddr) -> Bytes {
     let mut kv = Vec::new();
     for t in &catalog.targets {
@@ -431,11 +442,16 @@ pub fn send_targets(catalog: &Catalog, initiator: &str, which: &str, local: Sock
         kv.push(("TargetName".to_string(), t.iqn.clone()));
         for p in &t.portals {
             let addr = if p.ip().is_unspecified() { SocketAddr::new(local.ip(), p.port()) } else { *p };
-            let host = match addr {
-                SocketAddr::V4(a) => a.to_string(),
-                SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-            };
-            kv.push(("TargetAddress".to_string(), format!("{host},{}", t.tpg)));
+            kv.push(("TargetAddress".to_string(), target_address(addr, t.tpg)));
+        }
+    }
+    for t in &catalog.peer_targets {
+        if !t.allows(initiator) || (which != "All" && which != t.iqn) {
+            continue;
+        }
+        kv.push(("TargetName".to_string(), t.iqn.clone()));
+        for p in &t.portals {
+            kv.push(("TargetAddress".to_string(), target_address(*p, t.tpg)));
         }
     }
     keys::encode_text(&kv)
@@ -456,6 +472,39 @@ mod tests {
         let mut b = Bhs::new(op::LOGIN_REQ);
         b.set_flags(flags);
         Pdu::with_data(b, Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    /// A cluster's group spans nodes: discovery lists the peers' targets
+    /// too, with their portals, and only to initiators their ACL admits.
+    #[test]
+    fn send_targets_lists_peer_targets_as_their_acl_allows() {
+        let peer = |iqn: &str, portals: &[&str], initiators: Option<Vec<String>>| crate::config::PeerTarget {
+            iqn: iqn.into(),
+            portals: portals.iter().map(|p| p.parse().unwrap()).collect(),
+            tpg: 2,
+            initiators,
+        };
+        let catalog = Catalog {
+            peer_targets: vec![
+                peer("iqn.2026-11.x:g1.n2", &["10.0.0.2:3260", "10.0.1.2:3260"], None),
+                peer("iqn.2026-11.x:g2.n2", &["10.0.0.2:3260"], Some(vec!["iqn.2026-11.x:host-a".into()])),
+            ],
+            ..Default::default()
+        };
+        let local: SocketAddr = "10.0.0.1:3260".parse().unwrap();
+        let text = |initiator: &str, which: &str| {
+            String::from_utf8(send_targets(&catalog, initiator, which, local).to_vec()).unwrap().replace('\0', "\n")
+        };
+        assert_eq!(
+            text("iqn.2026-11.x:host-a", "All"),
+            "TargetName=iqn.2026-11.x:g1.n2\nTargetAddress=10.0.0.2:3260,2\nTargetAddress=10.0.1.2:3260,2\n\
+             TargetName=iqn.2026-11.x:g2.n2\nTargetAddress=10.0.0.2:3260,2\n"
+        );
+        assert_eq!(
+            text("iqn.2026-11.x:host-b", "All"),
+            "TargetName=iqn.2026-11.x:g1.n2\nTargetAddress=10.0.0.2:3260,2\nTargetAddress=10.0.1.2:3260,2\n"
+        );
+        assert_eq!(text("iqn.2026-11.x:host-b", "iqn.2026-11.x:g2.n2"), "");
     }
 
     #[test]

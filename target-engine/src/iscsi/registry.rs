@@ -120,6 +120,8 @@ impl TargetEntry {
 pub struct Catalog {
     pub targets: Vec<Arc<TargetEntry>>,
     pub discovery_chap: ChapPolicy,
+    /// Targets other nodes serve, which discovery lists too.
+    pub peer_targets: Vec<crate::config::PeerTarget>,
 }
 
 impl Catalog {
