@@ -3,7 +3,8 @@
 # unit, property and integration tests of all crates, libiscsi's conformance
 # suite against `portico engine` (a replicated volume included), replication
 # between three `portico engine` processes with a replica killed and a
-# primary replaced, and the browser tests (Playwright + Chromium).
+# primary replaced, a cluster of three `portico serve` nodes (join, a
+# leader killed), and the browser tests (Playwright + Chromium).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -23,6 +24,9 @@ step "iSCSI conformance (libiscsi iscsi-test-cu)"
 
 step "replication between three nodes (kill -9, a new primary beside the old)"
 "$here/scripts/replication-test.sh" "$CARGO_TARGET_DIR/debug/portico"
+
+step "a cluster of three nodes (join, forwarded changes, kill -9 of the leader)"
+"$here/scripts/cluster-test.sh" "$CARGO_TARGET_DIR/debug/portico"
 
 step "browser tests (Playwright)"
 PORTICO_BIN="$CARGO_TARGET_DIR/debug/portico" "$here/scripts/test-e2e.sh"

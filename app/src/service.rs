@@ -139,6 +139,8 @@ pub trait StorageService: Send + Sync + 'static {
     ) -> Result<crate::model::storage::VolumeActivity, ApiError>;
     /// Reservations of every volume this node serves.
     async fn reservations(&self, caller: &Caller) -> Result<Vec<crate::model::storage::VolumeReservations>, ApiError>;
+    /// A join token for a new node (admins).
+    async fn create_join_token(&self, caller: &Caller) -> Result<crate::model::storage::CreatedJoinToken, ApiError>;
 }
 
 pub type SharedStorage = Arc<dyn StorageService>;

@@ -356,6 +356,15 @@ pub async fn set_traffic(node: String, interface: String, traffic_types: String)
     .await
 }
 
+#[server(prefix = "/rpc", endpoint = "cluster/join-token", input = Json)]
+pub async fn create_join_token() -> Result<CreatedJoinToken, ApiError> {
+    let go = async {
+        let (s, c) = ssr::storage().await?;
+        s.create_join_token(&c).await
+    };
+    go.await.map_err(ssr::failed)
+}
+
 #[server(prefix = "/rpc", endpoint = "storage/reservations", input = Json)]
 pub async fn list_reservations() -> Result<Vec<VolumeReservations>, ApiError> {
     let go = async {

@@ -53,8 +53,42 @@ pub struct ServeArgs {
     /// the proxy's address for login throttling.
     #[arg(long = "trusted-proxy", value_name = "IP", env = "PORTICO_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The address this node serves the cluster channel on (node to node,
+    /// HTTP/2 with mutual TLS): an IP other nodes can dial, and a port.
+    /// Without it the node is a cluster of one.
+    #[arg(long, value_name = "IP:PORT", env = "PORTICO_CLUSTER_ADDR")]
+    pub cluster_addr: Option<SocketAddr>,
+    /// On first start, join the cluster of the member at this cluster
+    /// address (https://IP:PORT) instead of creating a cluster.
+    #[arg(long, value_name = "URL", requires = "token", requires = "cluster_addr")]
+    pub join: Option<String>,
+    /// The join token an admin created on any member (the API's
+    /// POST /api/v1/cluster/join-tokens, or the Nodes page). Prefer the
+    /// environment variable: a command line is visible to other users.
+    #[arg(long, value_name = "TOKEN", env = "PORTICO_JOIN_TOKEN", hide_env_values = true, requires = "join")]
+    pub token: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+impl ServeArgs {
+    /// How the node takes part in the cluster.
+    pub fn cluster_options(&self, node_name: &str) -> anyhow::Result<crate::cluster::ClusterOptions> {
+        let join = match (&self.join, &self.token) {
+            (Some(url), Some(token)) => Some(crate::cluster::JoinOptions {
+                url: url.clone(),
+                token: crate::cluster::join::JoinToken::parse(token)?,
+            }),
+            _ => None,
+        };
+        if let Some(address) = self.cluster_addr {
+            anyhow::ensure!(
+                !address.ip().is_unspecified() && address.port() != 0,
+                "--cluster-addr {address}: give the IP and port other nodes dial to reach this one"
+            );
+        }
+        Ok(crate::cluster::ClusterOptions { node_name: node_name.to_string(), cluster_addr: self.cluster_addr, join })
+    }
 }
 
 /// Caps on what the node holds (see the README's "Limits").

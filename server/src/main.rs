@@ -79,11 +79,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(data_dir = %args.data_dir.display(), node = %node_name, "database ready");
 
     let engine = target_engine::engine::Engine::new();
-    let storage =
-        Storage::start(pool.clone(), engine.clone(), args.data_dir.clone(), node_name.clone(), args.limits.limits())
-            .await
-            .context("cannot bring up the stored storage configuration")?;
+    let cluster = args.cluster_options(&node_name)?;
+    let storage = Storage::start(
+        pool.clone(),
+        engine.clone(),
+        args.data_dir.clone(),
+        node_name.clone(),
+        args.limits.limits(),
+        cluster,
+    )
+    .await
+    .context("cannot bring up the cluster and the stored storage configuration")?;
     let storage = Arc::new(storage);
+    storage.follow_applied_changes();
     let node = Node::new(pool, NodeSettings::new(node_name.clone()), storage_status(storage.clone()));
     let (password, generated) = match std::env::var("PORTICO_ADMIN_PASSWORD") {
         Ok(p) if !p.is_empty() => (p, false),

@@ -30,6 +30,34 @@ pub struct NodeView {
     pub is_local: bool,
     pub last_heartbeat: String,
     pub interfaces: Vec<InterfaceView>,
+    /// Its id in the cluster's Raft (none until it has been admitted).
+    #[serde(default)]
+    pub raft_id: Option<u64>,
+    /// `leader`, `follower` (a voter) or `learner`, as the answering node
+    /// sees the membership; none if it is not (or no longer) a member.
+    #[serde(default)]
+    pub raft_role: Option<String>,
+    /// The address it serves the cluster channel on.
+    #[serde(default)]
+    pub cluster_addr: Option<String>,
+}
+
+/// A new join token, as its creator sees it (this once): the answer to
+/// `POST /api/v1/cluster/join-tokens`.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct CreatedJoinToken {
+    /// `FINGERPRINT.ID.SECRET`: give it to the new node (`PORTICO_JOIN_TOKEN`).
+    pub token: String,
+    pub expires_at: String,
+    /// The command that joins a node with it.
+    pub command: String,
+}
+
+impl std::fmt::Debug for CreatedJoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedJoinToken").field("expires_at", &self.expires_at).finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

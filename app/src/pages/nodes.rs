@@ -6,7 +6,8 @@ use leptos_meta::Title;
 use super::volumes::can_change;
 use crate::components::{ActionError, Badge, ErrorBanner, JsonForm};
 use crate::format;
-use crate::storage_fns::{list_nodes, SetTraffic};
+use crate::model::{Me, Role};
+use crate::storage_fns::{list_nodes, CreateJoinToken, SetTraffic};
 
 #[component]
 pub fn NodesPage() -> impl IntoView {
@@ -20,6 +21,7 @@ pub fn NodesPage() -> impl IntoView {
             <p class="muted">"A portal must be on an interface that carries iSCSI traffic."</p>
         </div>
         <ActionError value=traffic.value()/>
+        {use_context::<Me>().is_some_and(|m| m.role == Role::Admin).then(JoinTokenCard)}
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match nodes.await {
@@ -30,7 +32,12 @@ pub fn NodesPage() -> impl IntoView {
                         view! {
                             <section class="card">
                                 <h2>{n.name.clone()} " " <Badge kind text=n.state.clone()/> {n.is_local.then(|| view! { " " <Badge kind="muted" text="this node"/> })}</h2>
-                                <p class="muted small">"last heartbeat " {format::timestamp(&n.last_heartbeat)}</p>
+                                <p class="muted small">
+                                    "last state change " {format::timestamp(&n.last_heartbeat)}
+                                    {n.raft_id.map(|id| view! { " · Raft node " {id} })}
+                                    {n.raft_role.clone().map(|r| view! { " · " {r} })}
+                                    {n.cluster_addr.clone().map(|a| view! { " · cluster address " {a} })}
+                                </p>
                                 <div class="table-wrap"><table class="table">
                                     <thead><tr><th>"Interface"</th><th>"Addresses"</th><th>"Traffic"</th></tr></thead>
                                     <tbody>{n.interfaces.into_iter().map(|i| {
@@ -62,5 +69,28 @@ pub fn NodesPage() -> impl IntoView {
                 }
             })}
         </Transition>
+    }
+}
+
+/// Admins create a join token here for a new node, shown this once.
+#[allow(non_snake_case)]
+fn JoinTokenCard() -> impl IntoView {
+    let create = ServerAction::<CreateJoinToken>::new();
+    view! {
+        <section class="card" data-testid="join-token">
+            <h2>"Add a node"</h2>
+            <p class="muted">
+                "A join token lets one new node join this cluster within an hour. "
+                "Start the new node with an empty data directory and the command below."
+            </p>
+            <ActionError value=create.value()/>
+            <button type="button" class="btn" on:click=move |_| { create.dispatch(CreateJoinToken {}); }>
+                "Create a join token"
+            </button>
+            {move || create.value().get().and_then(Result::ok).map(|t| view! {
+                <p class="small">"Expires " {format::timestamp(&t.expires_at)} ". It is shown only now."</p>
+                <pre class="code-block">{format!("PORTICO_JOIN_TOKEN={} \\\n  {}", t.token, t.command)}</pre>
+            })}
+        </section>
     }
 }

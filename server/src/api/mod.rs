@@ -2,7 +2,8 @@
 //! into the service layer. Documented by the OpenAPI document served at
 //! `/api/v1/openapi.json`.
 
-mod extract;
+mod cluster;
+pub(crate) mod extract;
 mod iscsi_settings;
 mod openapi;
 mod routes;
@@ -54,7 +55,9 @@ pub fn router() -> Router<AppState> {
         .route("/chap-users", get(storage::list_chap_users).post(storage::create_chap_user))
         .route("/chap-users/{name}", patch(storage::update_chap_user).delete(storage::delete_chap_user))
         .route("/nodes", get(storage::list_nodes))
-        .route("/nodes/{name}", get(storage::get_node).patch(storage::update_node))
+        .route("/nodes/{name}", get(storage::get_node).patch(storage::update_node).delete(storage::remove_node))
+        .route("/cluster", get(cluster::status))
+        .route("/cluster/join-tokens", post(cluster::create_join_token))
         .route("/openapi.json", get(openapi::document))
         .fallback(routes::not_found)
 }

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{iscsi_settings, routes, storage};
+use super::{cluster, iscsi_settings, routes, storage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,9 +20,10 @@ use super::{iscsi_settings, routes, storage};
         storage::list_luns, storage::attach_lun, storage::detach_lun,
         storage::list_acl, storage::add_acl, storage::update_acl, storage::delete_acl, storage::connections,
         storage::list_chap_users, storage::create_chap_user, storage::update_chap_user, storage::delete_chap_user,
-        storage::list_nodes, storage::get_node, storage::update_node,
+        storage::list_nodes, storage::get_node, storage::update_node, storage::remove_node,
         iscsi_settings::get_session, iscsi_settings::put_session, iscsi_settings::get_privileges, iscsi_settings::put_privileges,
         iscsi_settings::get_discovery, iscsi_settings::put_discovery,
+        cluster::status, cluster::create_join_token,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),
@@ -36,6 +37,7 @@ use super::{iscsi_settings, routes, storage};
         (name = "target-groups", description = "Target groups: targets, LUNs, ACL, CHAP, session parameters, privileges, connections"),
         (name = "chap-users", description = "CHAP credentials (secrets are never returned)"),
         (name = "nodes", description = "Nodes and their network interfaces"),
+        (name = "cluster", description = "The cluster: members, Raft roles, join tokens"),
         (name = "iscsi", description = "iSCSI settings of the whole cluster: CHAP on discovery sessions"),
     )
 )]

@@ -358,6 +358,21 @@ pub async fn get_node(
     Ok(Json(s.storage.node(&c, &name).await?))
 }
 
+/// Remove a node from the cluster (admin). It must hold no volumes or
+/// targets, and the node answering cannot remove itself.
+#[utoipa::path(delete, path = "/api/v1/nodes/{name}", tag = "nodes", params(("name" = String, Path)),
+    responses((status = 204, description = "Removed"), (status = 403, body = ApiError), (status = 404, body = ApiError),
+              (status = 409, body = ApiError, description = "It holds volumes or targets, or it is the node answering"),
+              (status = 503, body = ApiError)))]
+pub async fn remove_node(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.storage.remove_node(&c, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(patch, path = "/api/v1/nodes/{name}", tag = "nodes", params(("name" = String, Path)), request_body = NodePatch,
     responses((status = 200, body = NodeView), (status = 404, body = ApiError), (status = 422, body = ApiError)))]
 pub async fn update_node(

@@ -3,28 +3,61 @@
 //! by every node to its state database (CLUSTER.md §1).
 //!
 //! The first `portico serve` in a data directory creates a one-node cluster:
-//! this node, Raft id 1, the only voter. Every change the API or the
-//! dashboard makes is proposed here and answered once it is committed and
-//! applied.
+//! this node, Raft id 1, the only voter, and the cluster's CA ([`tls`]).
+//! With `--cluster-addr` the node serves the cluster channel ([`transport`]):
+//! Raft's messages, and the join of new nodes ([`join`]). Every change the
+//! API or the dashboard makes is proposed here; a node that is not the
+//! leader forwards it to the leader, and answers once it has applied the
+//! change itself, so whoever made it reads it back on this node.
 
+pub mod join;
+pub mod liveness;
 pub mod raft;
+pub mod tls;
+pub mod transport;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use portico_app::error::ApiError;
 use serde::Serialize;
 use sqlx::SqlitePool;
 
 use crate::storage::proposal::Proposal;
+use crate::storage::secret_box::SecretBox;
+use join::{JoinToken, ProposeAnswer};
 use raft::log_store::LogStore;
 use raft::state_machine::StateMachine;
-use raft::{AppliedChange, BasicNode, Config, NodeId, Raft, ServerState, WatchReceiver};
+use raft::{AppliedChange, BasicNode, ChangeMembers, Config, NodeId, Raft, ServerState, WatchReceiver};
+use tls::Identity;
+use transport::Client;
+
+/// The status of a change that reached a node that does not lead: nothing
+/// was appended, and it may be sent again (421 Misdirected Request).
+const NOT_LEADER: u16 = 421;
 
 /// How long a change waits for the cluster to commit it.
 const COMMIT_WAIT: Duration = Duration::from_secs(5);
+
+/// How this node takes part: its name, the address it serves the cluster
+/// channel on, and the member to join through (first start only).
+#[derive(Clone, Debug, Default)]
+pub struct ClusterOptions {
+    pub node_name: String,
+    pub cluster_addr: Option<SocketAddr>,
+    pub join: Option<JoinOptions>,
+}
+
+#[derive(Clone, Debug)]
+pub struct JoinOptions {
+    /// `https://IP:PORT`: a member's cluster address.
+    pub url: String,
+    pub token: JoinToken,
+}
 
 /// This node's part in the cluster.
 #[derive(Clone)]
@@ -32,10 +65,22 @@ pub struct Cluster {
     raft: Raft,
     id: NodeId,
     state_machine: StateMachine,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pool: SqlitePool,
+    data_dir: PathBuf,
+    cluster_addr: Option<SocketAddr>,
+    identity: Option<Identity>,
+    /// Calls to the other members; none without a cluster address.
+    client: Option<Arc<Client>>,
+    /// The leader changes membership one step at a time.
+    membership_lock: tokio::sync::Mutex<()>,
 }
 
 /// Where this node stands in the cluster, for the API and the dashboard.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ClusterStatus {
     pub node_id: NodeId,
     /// leader, follower, candidate, learner or shutdown.
@@ -44,6 +89,17 @@ pub struct ClusterStatus {
     pub term: u64,
     pub applied_index: u64,
     pub voters: Vec<NodeId>,
+    /// Every member, voters and learners, with its cluster address.
+    pub members: Vec<Member>,
+    /// This node's cluster address, if it serves the cluster channel.
+    pub cluster_addr: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Member {
+    pub raft_id: NodeId,
+    pub address: String,
+    pub voter: bool,
 }
 
 fn raft_config() -> anyhow::Result<Arc<Config>> {
@@ -60,25 +116,84 @@ fn raft_config() -> anyhow::Result<Arc<Config>> {
     Ok(Arc::new(config.validate()?))
 }
 
+fn no_leader() -> ApiError {
+    ApiError::new(503, "The cluster has no leader (no quorum of nodes can be reached); nothing was changed. Try again.")
+}
+
 impl Cluster {
-    /// Opens this node's log and state, and the first time, creates a
-    /// one-node cluster. Returns once this node can commit changes.
-    pub async fn start(data_dir: &Path, pool: SqlitePool) -> anyhow::Result<Self> {
+    /// Opens this node's log and state. The first time, it creates a
+    /// one-node cluster, or joins the one `options.join` names. Returns
+    /// once this node knows a leader and has applied the log.
+    pub async fn start(data_dir: &Path, pool: SqlitePool, options: &ClusterOptions) -> anyhow::Result<Self> {
         let log = LogStore::open(data_dir).await?;
+        let mut joining = None;
         let id = match log.node_id().await? {
-            Some(id) => id,
-            None => {
-                log.set_node_id(1).await?;
-                1
+            Some(id) => {
+                if options.join.is_some() {
+                    tracing::warn!(node_id = id, "this node is a member of a cluster already: --join is ignored");
+                }
+                id
             }
+            None => match &options.join {
+                Some(join) => {
+                    let address = options
+                        .cluster_addr
+                        .context("--join needs --cluster-addr: the address this node serves the cluster channel on")?;
+                    let admission =
+                        join::request_admission(&join.url, &join.token, &options.node_name, address).await?;
+                    Identity::install_ca(data_dir, &admission.ca)?;
+                    SecretBox::install_key(data_dir, &admission.cluster_key()?)?;
+                    log.set_node_id(admission.raft_id).await?;
+                    tracing::info!(node_id = admission.raft_id, "admitted to the cluster");
+                    joining = Some(join.url.clone());
+                    admission.raft_id
+                }
+                None => {
+                    log.set_node_id(1).await?;
+                    1
+                }
+            },
+        };
+        if !Identity::exists(data_dir) {
+            anyhow::ensure!(id == 1, "this node's copy of the cluster CA is missing from {}", data_dir.display());
+            Identity::create_ca(data_dir, &options.node_name)?;
+        }
+        let identity = match options.cluster_addr {
+            Some(address) => Some(Identity::load(data_dir, &options.node_name, address.ip())?),
+            None => None,
+        };
+        let client = match &identity {
+            Some(identity) => Some(Arc::new(Client::new(identity.client_config()?))),
+            None => None,
         };
         let new = log.is_empty().await?;
-        let state_machine = StateMachine::open(pool, data_dir).await?;
-        let raft = Raft::new(id, raft_config()?, raft::network::Network, log, state_machine.clone()).await?;
-        let cluster = Cluster { raft, id, state_machine };
-        if new {
-            cluster.raft.initialize(BTreeMap::from([(id, BasicNode::default())])).await?;
+        let state_machine = StateMachine::open(pool.clone(), data_dir).await?;
+        let network = raft::network::Network::new(client.clone());
+        let raft = Raft::new(id, raft_config()?, network, log, state_machine.clone()).await?;
+        let shared = Shared {
+            pool,
+            data_dir: data_dir.to_path_buf(),
+            cluster_addr: options.cluster_addr,
+            identity,
+            client,
+            membership_lock: Default::default(),
+        };
+        let cluster = Cluster { raft, id, state_machine, shared: Arc::new(shared) };
+        if let (Some(address), Some(identity)) = (options.cluster_addr, &cluster.shared.identity) {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on the cluster address {address}"))?;
+            transport::serve(listener, identity.server_config()?, cluster.routes());
+            tracing::info!(%address, ca = %identity.ca_fingerprint(), "serving the cluster channel");
+        }
+        if new && joining.is_none() {
+            let me = BasicNode::new(options.cluster_addr.map(|a| a.to_string()).unwrap_or_default());
+            cluster.raft.initialize(BTreeMap::from([(id, me)])).await?;
             tracing::info!(node_id = id, "created a one-node cluster");
+        }
+        if let Some(url) = joining {
+            let answer = join::request_membership(&cluster, &url).await?;
+            tracing::info!(voter = answer.voter, "joined the cluster");
         }
         let ready = cluster
             .raft
@@ -88,41 +203,172 @@ impl Cluster {
         if let Err(e) = ready {
             anyhow::bail!("the cluster has no leader: {e}");
         }
+        cluster.publish_own_address().await;
+        liveness::spawn(cluster.clone());
         Ok(cluster)
     }
 
-    /// Commits `proposal` and waits until this node has applied it. The
-    /// outer error is the cluster's (no leader, no quorum); the inner one is
-    /// the change's own refusal, the same on every node.
-    pub async fn propose(&self, proposal: Proposal) -> Result<Result<AppliedChange, ApiError>, ApiError> {
+    /// A leader whose membership names another address for it than the
+    /// one it serves now (a one-node cluster that got `--cluster-addr`, or
+    /// a new address) sets it, so that the others can reach it.
+    async fn publish_own_address(&self) {
+        let Some(address) = self.shared.cluster_addr.map(|a| a.to_string()) else { return };
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        if metrics.current_leader != Some(self.id) {
+            return;
+        }
+        let known = metrics.membership_config.membership().get_node(&self.id).map(|n| n.addr.clone());
+        if known.as_deref() == Some(address.as_str()) {
+            return;
+        }
+        let _one_change_at_a_time = self.shared.membership_lock.lock().await;
+        let change = ChangeMembers::SetNodes(BTreeMap::from([(self.id, BasicNode::new(&address))]));
+        match self.raft.change_membership(change, true).await {
+            Ok(_) => tracing::info!(%address, "the cluster reaches this node at its new address"),
+            Err(e) => tracing::warn!(error = %e, "cannot record this node's cluster address"),
+        }
+    }
+
+    fn routes(&self) -> axum::Router {
+        raft::network::routes(self.raft.clone()).merge(join::routes(self.clone()))
+    }
+
+    fn client(&self) -> Result<&Arc<Client>, ApiError> {
+        self.shared.client.as_ref().ok_or_else(|| ApiError::new(503, "This node has no cluster channel."))
+    }
+
+    /// The leader's cluster address when another node leads; `None` when
+    /// this node does. Waits up to 5 s for a leader.
+    async fn leader_address_if_not_me(&self) -> Result<Option<String>, ApiError> {
+        let found = self
+            .raft
+            .wait(Some(COMMIT_WAIT))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .map_err(|_| no_leader())?;
+        let leader = found.current_leader.ok_or_else(no_leader)?;
+        if leader == self.id {
+            return Ok(None);
+        }
+        match found.membership_config.membership().get_node(&leader) {
+            Some(node) if !node.addr.is_empty() => Ok(Some(node.addr.clone())),
+            // A leader that has just left the membership: a new one comes.
+            _ => Err(ApiError::new(NOT_LEADER, format!("The cluster's leader (node {leader}) is leaving; try again."))),
+        }
+    }
+
+    /// Commits `proposal` through this node's Raft, which must lead. A
+    /// refusal with [`NOT_LEADER`] means nothing was appended: the change
+    /// may be sent again, to the leader there is now.
+    async fn commit_here(&self, proposal: Proposal) -> Result<ProposeAnswer, ApiError> {
         let written = tokio::time::timeout(COMMIT_WAIT, self.raft.client_write(proposal)).await;
-        let response = match written {
-            Err(_) => {
-                return Err(ApiError::new(
-                    503,
-                    "The cluster did not commit the change within 5 s: no leader or no quorum. Try again.",
-                ))
+        match written {
+            Err(_) => Err(ApiError::new(
+                503,
+                "The cluster did not commit the change within 5 s: no quorum of nodes answered. Try again.",
+            )),
+            Ok(Err(e)) => match e.forward_to_leader() {
+                Some(_) => Err(ApiError::new(NOT_LEADER, "This node is not the cluster's leader (any more).")),
+                None => {
+                    tracing::warn!(error = %e, "a change was not committed");
+                    Err(ApiError::new(503, format!("The cluster could not commit the change: {e}")))
+                }
+            },
+            Ok(Ok(response)) => Ok(ProposeAnswer { index: response.log_id.index, outcome: response.data.outcome }),
+        }
+    }
+
+    /// One try at committing `proposal` through the leader as this node
+    /// knows it.
+    async fn commit_through_leader(&self, proposal: &Proposal) -> Result<ProposeAnswer, ApiError> {
+        match self.leader_address_if_not_me().await? {
+            None => self.commit_here(proposal.clone()).await,
+            Some(leader) => {
+                let client = self.client()?;
+                let forwarded = client.call::<_, ProposeAnswer>(&leader, "/cluster/propose", proposal, COMMIT_WAIT * 2);
+                forwarded.await.map_err(|e| match e {
+                    transport::CallError::Refused { status, message, .. } => ApiError::new(status, message),
+                    // Never sent: as safe to send again as a refusal.
+                    transport::CallError::Unreachable { .. } => ApiError::new(NOT_LEADER, e.to_string()),
+                    other => ApiError::new(503, format!("The cluster's leader did not answer: {other}")),
+                })
             }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "a change was not committed");
-                let message = match e.forward_to_leader() {
-                    Some(_) => "This node is not the cluster's leader; try again when a leader is elected.".to_string(),
-                    None => format!("The cluster could not commit the change: {e}"),
-                };
-                return Err(ApiError::new(503, message));
+        }
+    }
+
+    /// Commits `proposal` (through the leader, wherever it is) and waits
+    /// until this node has applied it. While leadership moves (the change
+    /// reached a node that no longer leads, or none), it is sent again, for
+    /// up to 10 s. The outer error is the cluster's (no leader, no quorum);
+    /// the inner one is the change's own refusal, the same on every node.
+    pub async fn propose(&self, proposal: Proposal) -> Result<Result<AppliedChange, ApiError>, ApiError> {
+        let deadline = tokio::time::Instant::now() + COMMIT_WAIT * 2;
+        let answer = loop {
+            match self.commit_through_leader(&proposal).await {
+                Err(e) if e.status == NOT_LEADER && tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(reason = %e.message, "sending a change again: leadership moved");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) if e.status == NOT_LEADER => return Err(no_leader()),
+                other => break other?,
             }
-            Ok(Ok(response)) => response,
         };
-        let index = response.log_id.index;
         let mut applied = self.state_machine.applied();
-        let caught_up = tokio::time::timeout(COMMIT_WAIT, applied.wait_for(|a| *a >= index)).await;
+        let caught_up = tokio::time::timeout(COMMIT_WAIT, applied.wait_for(|a| *a >= answer.index)).await;
         if !matches!(caught_up, Ok(Ok(_))) {
             return Err(ApiError::new(503, "The change was committed but this node has not applied it yet."));
         }
-        match response.data.outcome {
-            Some(outcome) => Ok(outcome),
-            None => Err(ApiError::internal()),
+        answer.outcome.ok_or_else(ApiError::internal)
+    }
+
+    /// Ends `raft_id`'s membership (the leader does it; another node asks
+    /// the leader). The last voter cannot go.
+    pub async fn remove_member(&self, raft_id: NodeId) -> Result<(), ApiError> {
+        if let Some(leader) = self.leader_address_if_not_me().await? {
+            let request = join::RemoveRequest { raft_id };
+            let answer = self.client()?.call::<_, ()>(&leader, "/cluster/remove", &request, COMMIT_WAIT * 4).await;
+            return answer.map_err(|e| match e {
+                transport::CallError::Refused { status, message, .. } => ApiError::new(status, message),
+                other => ApiError::new(503, format!("The cluster's leader could not be asked: {other}")),
+            });
         }
+        let _one_change_at_a_time = self.shared.membership_lock.lock().await;
+        let membership = self.raft.metrics().borrow_watched().membership_config.membership().clone();
+        if membership.get_node(&raft_id).is_none() {
+            return Ok(());
+        }
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let change = if voters.contains(&raft_id) {
+            if voters.len() == 1 {
+                return Err(ApiError::conflict("This is the cluster's last voter; it cannot be removed."));
+            }
+            ChangeMembers::RemoveVoters([raft_id].into())
+        } else {
+            ChangeMembers::RemoveNodes([raft_id].into())
+        };
+        match tokio::time::timeout(COMMIT_WAIT * 3, self.raft.change_membership(change, false)).await {
+            Ok(Ok(_)) => {
+                tracing::info!(raft_id, "removed a node from the cluster's membership");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(ApiError::new(503, format!("The membership could not be changed: {e}"))),
+            Err(_) => Err(ApiError::new(503, "The membership change was not committed within 15 s.")),
+        }
+    }
+
+    /// Every index this node applies, as it applies it.
+    pub fn applied(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.state_machine.applied()
+    }
+
+    /// The CA's fingerprint, if this node serves the cluster channel (a
+    /// join token is of use only then).
+    pub fn cluster_address(&self) -> Option<(SocketAddr, String)> {
+        Some((self.shared.cluster_addr?, self.shared.identity.as_ref()?.ca_fingerprint()))
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.id
     }
 
     pub fn status(&self) -> ClusterStatus {
@@ -134,13 +380,21 @@ impl Cluster {
             ServerState::Learner => "learner",
             ServerState::Shutdown => "shutdown",
         };
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| Member { raft_id: *id, address: node.addr.clone(), voter: voters.contains(id) })
+            .collect();
         ClusterStatus {
             node_id: self.id,
             role: role.to_string(),
             leader: m.current_leader,
             term: m.current_term,
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
-            voters: m.membership_config.membership().voter_ids().collect(),
+            voters,
+            members,
+            cluster_addr: self.shared.cluster_addr.map(|a| a.to_string()),
         }
     }
 
@@ -172,7 +426,7 @@ mod tests {
 
     async fn start(dir: tempfile::TempDir) -> TestNode {
         let pool = crate::db::open(dir.path()).await.unwrap();
-        let cluster = Cluster::start(dir.path(), pool.clone()).await.unwrap();
+        let cluster = Cluster::start(dir.path(), pool.clone(), &ClusterOptions::default()).await.unwrap();
         TestNode { dir, pool, cluster }
     }
 
@@ -188,7 +442,11 @@ mod tests {
     }
 
     fn register(name: &str) -> Change {
-        Change::RegisterNode { name: name.into(), interfaces: [("lo".to_string(), vec!["127.0.0.1".into()])].into() }
+        Change::RegisterNode {
+            name: name.into(),
+            interfaces: [("lo".to_string(), vec!["127.0.0.1".into()])].into(),
+            member: proposal::Membership { raft_id: Some(1), cluster_addr: None },
+        }
     }
 
     async fn dump(pool: &SqlitePool) -> String {
@@ -264,5 +522,46 @@ mod tests {
             .file_name()
             .to_string_lossy()
             .starts_with("snapshot-")));
+    }
+
+    fn token_change(id: &str, secret_hash: &str, expires_at: &str) -> Change {
+        Change::CreateJoinToken {
+            id: id.into(),
+            secret_hash: secret_hash.into(),
+            expires_at: expires_at.into(),
+            created_by: "admin".into(),
+        }
+    }
+
+    fn admit(token: &str, name: &str) -> Change {
+        Change::AdmitNode { token_id: token.into(), name: name.into(), cluster_addr: "127.0.9.1:7100".into() }
+    }
+
+    /// A token admits one node, which gets the next Raft id; a spent, an
+    /// expired or an unknown token admits none, and a taken name is refused.
+    #[tokio::test]
+    async fn a_join_token_admits_one_node_once() {
+        let n = start(tempfile::tempdir().unwrap()).await;
+        propose(&n, register("n1")).await.unwrap();
+        propose(&n, token_change("00000000000000aa", "h", "2999-01-01T00:00:00Z")).await.unwrap();
+        propose(&n, token_change("00000000000000cc", "h", "2999-01-01T00:00:00Z")).await.unwrap();
+        // Made last: a new token clears the expired ones.
+        propose(&n, token_change("00000000000000bb", "h", "2000-01-01T00:00:00Z")).await.unwrap();
+        let admitted = propose(&n, admit("00000000000000aa", "n2")).await.unwrap();
+        assert_eq!(admitted.raft_id, Some(2));
+        let again = propose(&n, admit("00000000000000aa", "n3")).await.unwrap_err();
+        assert!(again.message.contains("used already"), "{}", again.message);
+        let expired = propose(&n, admit("00000000000000bb", "n3")).await.unwrap_err();
+        assert!(expired.message.contains("expired"), "{}", expired.message);
+        let unknown = propose(&n, admit("00000000000000dd", "n3")).await.unwrap_err();
+        assert_eq!(unknown.status, 403);
+        let taken = propose(&n, admit("00000000000000cc", "n2")).await.unwrap_err();
+        assert_eq!(taken.status, 409);
+        // The refused admissions spent nothing: the last token still admits, as node 3.
+        assert_eq!(propose(&n, admit("00000000000000cc", "n3")).await.unwrap().raft_id, Some(3));
+        let rows: Vec<(String, Option<i64>, String)> =
+            sqlx::query_as("SELECT name, raft_id, state FROM nodes ORDER BY name").fetch_all(&n.pool).await.unwrap();
+        let want = |name: &str, id: i64, state: &str| (name.to_string(), Some(id), state.to_string());
+        assert_eq!(rows, vec![want("n1", 1, "online"), want("n2", 2, "offline"), want("n3", 3, "offline")]);
     }
 }

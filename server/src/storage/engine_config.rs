@@ -11,7 +11,7 @@ use std::path::Path;
 use portico_app::model::storage::WriteCache;
 use sqlx::SqliteConnection;
 use target_engine::config::{
-    AclEntry, AluaState, BackendKind, ChapConfig, ChapMode, EngineConfig, Size, TargetConfig, VolumeConfig,
+    AclEntry, AluaState, BackendKind, ChapConfig, ChapMode, EngineConfig, PeerTarget, Size, TargetConfig, VolumeConfig,
     WriteCache as EngineWriteCache,
 };
 
@@ -222,5 +222,39 @@ pub async fn derive(
             session: session_settings::limits(&session_settings::parse(&session)?),
         });
     }
+    config.discovery.peer_targets = peer_targets(conn, node_id).await?;
     Ok(config)
+}
+
+/// The targets of running groups that other nodes serve: discovery through
+/// this node lists them too, as their ACLs admit (CLUSTER.md §0).
+async fn peer_targets(conn: &mut SqliteConnection, node_id: i64) -> Result<Vec<PeerTarget>, DeriveError> {
+    let rows: Vec<(i64, String, String, i64, bool)> = sqlx::query_as(
+        "SELECT g.id, t.iqn, t.portals, t.tpg, g.acl_enabled FROM targets t \
+         JOIN target_groups g ON g.id = t.group_id WHERE t.node_id <> ? AND g.state = 'running' ORDER BY t.tpg",
+    )
+    .bind(node_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut peers = Vec::new();
+    for (group_id, iqn, portals, tpg, acl_enabled) in rows {
+        let portals: Vec<SocketAddr> =
+            serde_json::from_str(&portals).map_err(|e| DeriveError::Damaged(format!("portals of {iqn}: {e}")))?;
+        let portals: Vec<SocketAddr> = portals.into_iter().filter(|p| !p.ip().is_unspecified()).collect();
+        if portals.is_empty() {
+            continue;
+        }
+        let initiators = if acl_enabled {
+            let rules: Vec<(String,)> =
+                sqlx::query_as("SELECT initiator FROM acl_rules WHERE group_id = ? ORDER BY initiator")
+                    .bind(group_id)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            Some(rules.into_iter().map(|(i,)| i).collect())
+        } else {
+            None
+        };
+        peers.push(PeerTarget { iqn, portals, tpg: tpg as u16, initiators });
+    }
+    Ok(peers)
 }

@@ -48,7 +48,7 @@ pub use portico_app::model::storage::Command;
 use proposal::{Change, Here};
 use secret_box::SecretBox;
 
-use crate::cluster::{Cluster, ClusterStatus};
+use crate::cluster::{Cluster, ClusterOptions, ClusterStatus};
 use crate::service::{write_audit, AuditRecord};
 
 /// The block storage service of one node.
@@ -62,11 +62,24 @@ pub struct Storage {
     limits: quotas::Limits,
     /// What of the stored configuration the engine does not run, and why.
     problems: std::sync::Mutex<Vec<degraded::Problem>>,
+    /// The configuration the engine was last set from, as derived (before
+    /// anything was left out): a change applied here that derives the same
+    /// needs nothing of the engine.
+    derived: std::sync::Mutex<Option<target_engine::config::EngineConfig>>,
     /// Commands run one at a time: derive + apply + commit is one step.
     apply_lock: tokio::sync::Mutex<()>,
     activity: std::sync::Arc<stats::ActivityLog>,
     /// The cluster every change goes through.
     cluster: Cluster,
+}
+
+/// Ends a dry run's transaction now. Dropped, it would roll back only when
+/// its connection is next used, holding the database's write lock until
+/// then, in the way of the commit that follows.
+async fn discard(tx: commands::Tx<'_>) {
+    if let Err(e) = tx.rollback().await {
+        tracing::warn!(error = %e, "cannot roll back a dry run");
+    }
 }
 
 fn db_error(e: sqlx::Error) -> ApiError {
@@ -94,7 +107,12 @@ fn file_error(e: volume_files::VolumeFileError) -> ApiError {
 /// Registers (or refreshes) this node and its interfaces' addresses through
 /// the cluster, as any other change. Returns the node's id.
 async fn register_node(cluster: &Cluster, pool: &SqlitePool, name: &str, secrets: &SecretBox) -> anyhow::Result<i64> {
-    let change = Change::RegisterNode { name: name.to_string(), interfaces: nodes::local_interface_addresses() };
+    let member = proposal::Membership {
+        raft_id: Some(cluster.node_id()),
+        cluster_addr: cluster.cluster_address().map(|(a, _)| a.to_string()),
+    };
+    let change =
+        Change::RegisterNode { name: name.to_string(), interfaces: nodes::local_interface_addresses(), member };
     let limits = quotas::Limits::default();
     let here = Here { node_id: 0, secrets, limits: &limits, data_dir: std::path::Path::new("") };
     let proposal = proposal::decide(change, &here).map_err(|e| anyhow::anyhow!(e.message))?;
@@ -115,10 +133,12 @@ impl Storage {
         data_dir: PathBuf,
         node_name: String,
         limits: quotas::Limits,
+        cluster_options: ClusterOptions,
     ) -> anyhow::Result<Self> {
+        // A joining node gets the cluster's key as it joins: the cluster first.
+        let cluster = Cluster::start(&data_dir, pool.clone(), &cluster_options).await?;
         let secrets = SecretBox::open_or_create(&data_dir)?;
         crate::data_dir::private_dir(&volume_files::volumes_dir(&data_dir))?;
-        let cluster = Cluster::start(&data_dir, pool.clone()).await?;
         let node_id = register_node(&cluster, &pool, &node_name, &secrets).await?;
         let activity = std::sync::Arc::new(stats::ActivityLog::default());
         stats::spawn_sampler(engine.clone(), std::sync::Arc::downgrade(&activity));
@@ -131,6 +151,7 @@ impl Storage {
             node_name,
             limits,
             problems: Default::default(),
+            derived: Default::default(),
             apply_lock: Default::default(),
             activity,
             cluster,
@@ -141,6 +162,7 @@ impl Storage {
         // Whatever cannot come up is left out and shown; the node serves the rest.
         let problems = match config {
             Ok(config) => {
+                storage.set_derived(config.clone());
                 for v in &config.volumes {
                     // Images an older version created readable by others.
                     if let Some(image) = &v.path {
@@ -219,7 +241,7 @@ impl Storage {
         let mut effects = match commands::apply(proposal.clone(), &mut tx).await {
             Ok(effects) => effects,
             Err(e) => {
-                drop(tx);
+                discard(tx).await;
                 return self.failed(caller, action, &object, e).await;
             }
         };
@@ -232,13 +254,13 @@ impl Storage {
                 })
             }
             Err(e) => {
-                drop(tx);
+                discard(tx).await;
                 return self.failed(caller, action, &object, e).await;
             }
         }
         if let Some((name, size)) = &effects.create_image {
             if let Err(e) = volume_files::create(&self.data_dir, name, *size) {
-                drop(tx);
+                discard(tx).await;
                 return self.failed(caller, action, &object, file_error(e)).await;
             }
         }
@@ -256,17 +278,18 @@ impl Storage {
         let config = match config {
             Ok(config) => config,
             Err(e) => {
-                drop(tx);
+                discard(tx).await;
                 undo_create();
                 return Err(e);
             }
         };
         // Pieces left out before may stay out; anything new that fails refuses the change.
         let known = degraded::left_out(&self.problems());
+        let derived = config.clone();
         let problems = match degraded::apply(&self.engine, config, |p| known.contains(p)).await {
             Ok(problems) => problems,
             Err(e) => {
-                drop(tx);
+                discard(tx).await;
                 undo_create();
                 let message = format!("The iSCSI engine refused the change: {e}");
                 return self.failed(caller, action, &object, ApiError::conflict(message)).await;
@@ -274,14 +297,14 @@ impl Storage {
         };
         if let Some(name) = &effects.remove_volume {
             if let Err(e) = volume_files::check_removable(&self.data_dir, name) {
-                drop(tx);
+                discard(tx).await;
                 self.restore_engine().await;
                 return self.failed(caller, action, &object, file_error(e)).await;
             }
         }
         // The dry run went through: the engine runs the change. Now the
         // cluster agrees on it, or the engine goes back to what is stored.
-        drop(tx);
+        discard(tx).await;
         let applied = match self.cluster.propose(proposal).await {
             Ok(Ok(applied)) => applied,
             Ok(Err(e)) | Err(e) => {
@@ -291,6 +314,7 @@ impl Storage {
             }
         };
         self.set_problems(problems);
+        self.set_derived(derived);
         if let Some(name) = &applied.remove_volume {
             let removed = volume_files::remove_image(&self.data_dir, name)
                 .and_then(|_| volume_files::remove_rest(&self.data_dir, name));
@@ -316,16 +340,141 @@ impl Storage {
         Err(e)
     }
 
+    /// Keeps this node's engine on what the cluster has applied: changes
+    /// other nodes made (through the leader) reach this node's log, and its
+    /// engine runs its part of them. Ends with the storage.
+    pub fn follow_applied_changes(self: &std::sync::Arc<Self>) {
+        let mut applied = self.cluster.applied();
+        let storage = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            while applied.changed().await.is_ok() {
+                let Some(storage) = storage.upgrade() else { return };
+                // A change in progress here holds the lock, and its engine
+                // step is the newest state already.
+                let _one_at_a_time = storage.apply_lock.lock().await;
+                applied.borrow_and_update();
+                storage.follow_stored(false).await;
+            }
+        });
+    }
+
+    /// Removes a node that holds no volumes or targets from the cluster
+    /// (admins only): its Raft membership ends, then its row goes. The node
+    /// answering cannot remove itself; ask another.
+    pub async fn remove_node(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
+        let (action, object) = ("node.remove", format!("node/{name}"));
+        if let Err(e) = caller.require(Role::Admin, "remove nodes") {
+            self.audit(caller, action, &object, AuditResult::Denied, Some(format!("role {}", caller.role))).await;
+            return Err(e);
+        }
+        let _one_at_a_time = self.apply_lock.lock().await;
+        if name == self.node_name {
+            let e = ApiError::conflict("A node cannot remove itself: ask another node of the cluster.");
+            return self.failed(caller, action, &object, e).await;
+        }
+        let proposal = proposal::Proposal {
+            change: Change::RemoveNode { name: name.to_string() },
+            decided: proposal::Decided { at: crate::db::now(), ..Default::default() },
+        };
+        // What would refuse it (unknown, still holding something) refuses it
+        // before the membership changes.
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let tried = commands::apply(proposal.clone(), &mut tx).await;
+        discard(tx).await;
+        if let Err(e) = tried {
+            return self.failed(caller, action, &object, e).await;
+        }
+        let raft_id: Option<(Option<i64>,)> = sqlx::query_as("SELECT raft_id FROM nodes WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        if let Some((Some(raft_id),)) = raft_id {
+            if let Err(e) = self.cluster.remove_member(raft_id as u64).await {
+                return self.failed(caller, action, &object, e).await;
+            }
+        }
+        match self.cluster.propose(proposal).await {
+            Ok(Ok(applied)) => {
+                self.audit(caller, action, &object, AuditResult::Success, applied.detail).await;
+                Ok(())
+            }
+            Ok(Err(e)) | Err(e) => self.failed(caller, action, &object, e).await,
+        }
+    }
+
+    /// Creates a join token (admins only). The token is shown in this
+    /// answer only; the cluster keeps the hash of its secret.
+    pub async fn create_join_token(&self, caller: &Caller) -> Result<CreatedJoinToken, ApiError> {
+        let (action, object) = ("cluster.join_token.create", "cluster");
+        if let Err(e) = caller.require(Role::Admin, "create join tokens") {
+            self.audit(caller, action, object, AuditResult::Denied, Some(format!("role {}", caller.role))).await;
+            return Err(e);
+        }
+        let Some((address, fingerprint)) = self.cluster.cluster_address() else {
+            let e = ApiError::conflict(
+                "This node has no cluster address: start it with --cluster-addr IP:PORT so that new nodes can join through it.",
+            );
+            return Err(self.failed(caller, action, object, e).await.unwrap_err());
+        };
+        let token = crate::cluster::join::JoinToken::generate(&fingerprint);
+        let now = time::OffsetDateTime::now_utc();
+        let at = now.replace_nanosecond(0).unwrap_or(now);
+        let expires_at = crate::db::rfc3339(at + crate::cluster::join::TOKEN_LIFETIME);
+        let change = Change::CreateJoinToken {
+            id: token.id.clone(),
+            secret_hash: token.secret_hash(),
+            expires_at: expires_at.clone(),
+            created_by: caller.username.clone(),
+        };
+        let proposal = proposal::Proposal {
+            change,
+            decided: proposal::Decided { at: crate::db::rfc3339(at), ..Default::default() },
+        };
+        let object = format!("join-token/{}", token.id);
+        match self.cluster.propose(proposal).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) | Err(e) => return Err(self.failed(caller, action, &object, e).await.unwrap_err()),
+        }
+        self.audit(caller, action, &object, AuditResult::Success, Some(format!("expires {expires_at}"))).await;
+        Ok(CreatedJoinToken {
+            command: format!("portico serve --node-name NAME --cluster-addr IP:PORT --join https://{address}"),
+            token: token.text(),
+            expires_at,
+        })
+    }
+
     /// Brings the engine back to the stored configuration.
     async fn restore_engine(&self) {
+        self.follow_stored(true).await;
+    }
+
+    /// Brings the engine to the stored configuration, leaving out what
+    /// fails (a committed change is never refused here). Unless `always`,
+    /// nothing is done when the stored configuration derives as it did the
+    /// last time the engine was set from it.
+    async fn follow_stored(&self, always: bool) {
         let Ok(mut conn) = self.pool.acquire().await else { return };
-        match engine_config::derive(&mut conn, self.node_id, &self.data_dir, &self.secrets).await {
-            Ok(config) => match degraded::apply(&self.engine, config, |_| true).await {
-                Ok(problems) => self.set_problems(problems),
-                Err(e) => tracing::error!(error = %e, "the engine cannot return to the stored configuration"),
-            },
-            Err(e) => tracing::error!(error = %e, "cannot derive the stored engine configuration"),
+        let config = match engine_config::derive(&mut conn, self.node_id, &self.data_dir, &self.secrets).await {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot derive the stored engine configuration");
+                return;
+            }
+        };
+        drop(conn);
+        if !always && self.derived.lock().unwrap_or_else(|e| e.into_inner()).as_ref() == Some(&config) {
+            return;
         }
+        self.set_derived(config.clone());
+        match degraded::apply(&self.engine, config, |_| true).await {
+            Ok(problems) => self.set_problems(problems),
+            Err(e) => tracing::error!(error = %e, "the engine cannot return to the stored configuration"),
+        }
+    }
+
+    fn set_derived(&self, config: target_engine::config::EngineConfig) {
+        *self.derived.lock().unwrap_or_else(|e| e.into_inner()) = Some(config);
     }
 
     async fn audit(
@@ -418,12 +567,12 @@ impl Storage {
 
     pub async fn nodes(&self, caller: &Caller) -> Result<Vec<NodeView>, ApiError> {
         Self::read(caller)?;
-        views::nodes(&self.pool, self.node_id, None).await.map_err(db_error)
+        views::nodes(&self.pool, self.node_id, None, &self.cluster.status()).await.map_err(db_error)
     }
 
     pub async fn node(&self, caller: &Caller, name: &str) -> Result<NodeView, ApiError> {
         Self::read(caller)?;
-        views::nodes(&self.pool, self.node_id, Some(name))
+        views::nodes(&self.pool, self.node_id, Some(name), &self.cluster.status())
             .await
             .map_err(db_error)?
             .pop()
@@ -510,5 +659,8 @@ impl portico_app::service::StorageService for Storage {
 
     async fn reservations(&self, caller: &Caller) -> Result<Vec<VolumeReservations>, ApiError> {
         Storage::reservations(self, caller).await
+    }
+    async fn create_join_token(&self, caller: &Caller) -> Result<CreatedJoinToken, ApiError> {
+        Storage::create_join_token(self, caller).await
     }
 }

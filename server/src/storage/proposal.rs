@@ -32,7 +32,33 @@ pub enum Change {
     Storage(Command),
     /// A node and its network interfaces, as the node itself reports them
     /// when it starts. Traffic types an operator chose are kept.
-    RegisterNode { name: String, interfaces: BTreeMap<String, Vec<String>> },
+    RegisterNode {
+        name: String,
+        interfaces: BTreeMap<String, Vec<String>>,
+        #[serde(default)]
+        member: Membership,
+    },
+    /// The leader saw a node stop answering (offline) or answer steadily
+    /// again (online). Only such transitions enter the log.
+    SetNodeState { name: String, online: bool },
+    /// A node an admin removed from the cluster (after its Raft
+    /// membership ended): its row and interfaces go.
+    RemoveNode { name: String },
+    /// A join token: its public id and the SHA-256 of its secret. The
+    /// secret itself never enters the log.
+    CreateJoinToken { id: String, secret_hash: String, expires_at: String, created_by: String },
+    /// A node that showed a valid join token: it gets the next Raft id and
+    /// the token is spent.
+    AdmitNode { token_id: String, name: String, cluster_addr: String },
+}
+
+/// A node's place in the cluster, as it registers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    /// Its Raft id.
+    pub raft_id: Option<u64>,
+    /// The address it serves the cluster channel on (IP:PORT).
+    pub cluster_addr: Option<String>,
 }
 
 impl Change {
@@ -40,13 +66,24 @@ impl Change {
         match self {
             Change::Storage(c) => c.action(),
             Change::RegisterNode { .. } => "node.register",
+            Change::CreateJoinToken { .. } => "cluster.join_token.create",
+            Change::RemoveNode { .. } => "node.remove",
+            Change::SetNodeState { online: true, .. } => "node.online",
+            Change::SetNodeState { online: false, .. } => "node.offline",
+            Change::AdmitNode { .. } => "cluster.node.admit",
         }
     }
 
     pub fn object(&self) -> String {
         match self {
             Change::Storage(c) => c.object(),
-            Change::RegisterNode { name, .. } => format!("node/{name}"),
+            Change::RegisterNode { name, .. }
+            | Change::AdmitNode { name, .. }
+            | Change::SetNodeState { name, .. }
+            | Change::RemoveNode { name } => {
+                format!("node/{name}")
+            }
+            Change::CreateJoinToken { id, .. } => format!("join-token/{id}"),
         }
     }
 }

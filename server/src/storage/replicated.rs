@@ -19,6 +19,7 @@ pub const TABLES: &[&str] = &[
     "acl_rules",
     "iscsi_settings",
     "counters",
+    "join_tokens",
 ];
 
 /// Every row of the replicated tables as text, one line per row.
@@ -63,7 +64,7 @@ mod tests {
 
     fn node(name: &str, ifname: &str, address: &str) -> Change {
         let interfaces = BTreeMap::from([(ifname.to_string(), vec![address.to_string()])]);
-        Change::RegisterNode { name: name.to_string(), interfaces }
+        Change::RegisterNode { name: name.to_string(), interfaces, member: Default::default() }
     }
 
     /// A day in the life of a cluster's state: every kind of change, some
@@ -112,7 +113,10 @@ mod tests {
                 tx.commit().await.unwrap();
                 Ok(())
             }
-            Err(e) => Err(format!("{} {}", e.status, e.message)),
+            Err(e) => {
+                tx.rollback().await.unwrap();
+                Err(format!("{} {}", e.status, e.message))
+            }
         }
     }
 

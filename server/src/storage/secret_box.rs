@@ -56,6 +56,31 @@ impl SecretBox {
         Ok(SecretBox { cipher: ChaCha20Poly1305::new(Key::from_slice(&key)) })
     }
 
+    /// The key itself, for a node that joins the cluster (sent only over
+    /// the cluster's authenticated channel).
+    pub fn key_bytes(data_dir: &Path) -> Result<Vec<u8>, SecretBoxError> {
+        Self::open_or_create(data_dir)?;
+        let path = data_dir.join(KEY_FILE);
+        std::fs::read(&path).map_err(|source| SecretBoxError::Io { path: path.display().to_string(), source })
+    }
+
+    /// Stores the cluster's key on a node that joins, before anything is
+    /// sealed or opened with it.
+    pub fn install_key(data_dir: &Path, key: &[u8]) -> Result<(), SecretBoxError> {
+        let path = data_dir.join(KEY_FILE);
+        if key.len() != 32 {
+            return Err(SecretBoxError::BadKey(path.display().to_string()));
+        }
+        let io = |source| SecretBoxError::Io { path: path.display().to_string(), source };
+        let tmp = data_dir.join(format!("{KEY_FILE}.tmp"));
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
+        f.write_all(key).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        Ok(())
+    }
+
     /// Nonce followed by ciphertext and tag.
     pub fn seal(&self, secret: &str) -> Vec<u8> {
         let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);

@@ -177,9 +177,16 @@ pub async fn chap_users(pool: &SqlitePool) -> sqlx::Result<Vec<ChapUserView>> {
 }
 
 /// The nodes, `this_node` marked as the one answering.
-pub async fn nodes(pool: &SqlitePool, this_node: i64, name: Option<&str>) -> sqlx::Result<Vec<NodeView>> {
-    let nodes: Vec<(i64, String, String, String)> =
-        sqlx::query_as("SELECT id, name, state, last_heartbeat FROM nodes WHERE ? IS NULL OR name = ? ORDER BY name")
+pub async fn nodes(
+    pool: &SqlitePool,
+    this_node: i64,
+    name: Option<&str>,
+    cluster: &crate::cluster::ClusterStatus,
+) -> sqlx::Result<Vec<NodeView>> {
+    type Row = (i64, String, String, String, Option<i64>, Option<String>);
+    let nodes: Vec<Row> = sqlx::query_as(
+        "SELECT id, name, state, last_heartbeat, raft_id, cluster_addr FROM nodes WHERE ? IS NULL OR name = ? ORDER BY name",
+    )
             .bind(name)
             .bind(name)
             .fetch_all(pool)
@@ -189,7 +196,16 @@ pub async fn nodes(pool: &SqlitePool, this_node: i64, name: Option<&str>) -> sql
             .fetch_all(pool)
             .await?;
     let mut out = Vec::new();
-    for (id, name, state, last_heartbeat) in nodes {
+    for (id, name, state, last_heartbeat, raft_id, cluster_addr) in nodes {
+        let raft_id = raft_id.map(|r| r as u64);
+        let raft_role = raft_id.and_then(|r| {
+            let member = cluster.members.iter().find(|m| m.raft_id == r)?;
+            Some(match (cluster.leader == Some(r), member.voter) {
+                (true, _) => "leader",
+                (false, true) => "follower",
+                (false, false) => "learner",
+            })
+        });
         let mut interfaces = Vec::new();
         for (_, n, a, t) in ifaces.iter().filter(|i| i.0 == id) {
             interfaces.push(InterfaceView {
@@ -198,7 +214,16 @@ pub async fn nodes(pool: &SqlitePool, this_node: i64, name: Option<&str>) -> sql
                 traffic_types: columns::json(format!("traffic types of {n}"), t)?,
             });
         }
-        out.push(NodeView { name, state, is_local: id == this_node, last_heartbeat, interfaces });
+        out.push(NodeView {
+            name,
+            state,
+            is_local: id == this_node,
+            last_heartbeat,
+            interfaces,
+            raft_id,
+            raft_role: raft_role.map(str::to_string),
+            cluster_addr,
+        });
     }
     Ok(out)
 }

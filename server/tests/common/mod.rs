@@ -90,10 +90,12 @@ async fn start(dir: tempfile::TempDir, options: Options) -> TestNode {
         dir.path().to_path_buf(),
         "test-node".into(),
         options.limits.clone(),
+        portico_server::cluster::ClusterOptions { node_name: "test-node".into(), ..Default::default() },
     )
     .await
     .unwrap();
     let storage = Arc::new(storage);
+    storage.follow_applied_changes();
     let node = Node::new(pool, options.settings.clone(), storage_status(storage.clone()));
     let first_admin = node.ensure_first_admin(&options.admin_password).await;
     let leptos_options = leptos::config::LeptosOptions::builder()

@@ -34,6 +34,8 @@ pub struct AppliedChange {
     pub detail: Option<String>,
     /// A deleted volume whose files go once the engine has let go of it.
     pub remove_volume: Option<String>,
+    /// The Raft id a node was admitted with.
+    pub raft_id: Option<u64>,
 }
 
 openraft::declare_raft_types!(
@@ -56,6 +58,9 @@ pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<C>;
 pub type SnapshotData = Vec<u8>;
 pub type Snapshot = openraft::type_config::alias::SnapshotOf<C, SnapshotData>;
 pub type Raft = openraft::Raft<C, state_machine::StateMachine>;
+pub use openraft::ChangeMembers;
+/// Raft's clock, for the heartbeat times in its metrics.
+pub use openraft::Instant as RaftInstant;
 pub use openraft::{BasicNode, Config, ServerState};
 pub type ClientWriteError = openraft::errors::RaftError<C, openraft::errors::ClientWriteError<C>>;
 pub type Metrics = openraft::RaftMetrics<C>;

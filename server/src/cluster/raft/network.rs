@@ -1,43 +1,95 @@
-//! Calls from this node's Raft to its peers.
+//! Raft's messages between members, over the cluster channel
+//! ([`transport`](crate::cluster::transport)): each RPC is a POST of its
+//! request as JSON to `/raft/…` on the peer's cluster address, answered
+//! with openraft's own result. A snapshot (a copy of the state database)
+//! travels whole, in one request.
 //!
-//! Node-to-node traffic goes over the cluster address with mutual TLS under
-//! the cluster's own CA (CLUSTER.md §1). That channel arrives with joining;
-//! until then a node's cluster has itself as its only member, and openraft
-//! has no peer to call. A call to a node that is not reachable answers
-//! `Unreachable`, which makes openraft back off and try again later.
+//! A peer that cannot be reached answers `Unreachable`, which makes
+//! openraft back off before it tries again; a peer that answered with
+//! something else than a result is a network error.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
-use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use openraft::errors::{Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::{BasicNode, OptionalSend};
+use portico_app::error::ApiError;
+use serde::{Deserialize, Serialize};
 
-use super::{NodeId, Snapshot, SnapshotData, Vote, C};
+use super::{NodeId, Raft, Snapshot, SnapshotData, SnapshotMeta, Vote, C};
+use crate::api::extract::{ApiFailure, ApiJson};
+use crate::cluster::transport::{CallError, Client, Peer as CallingPeer};
 
-/// Makes a client per peer.
-#[derive(Clone, Default)]
-pub struct Network;
+/// The largest snapshot a member accepts (a copy of the state database).
+const MAX_SNAPSHOT: usize = 512 << 20;
+/// The largest other Raft message (a batch of entries).
+const MAX_MESSAGE: usize = 64 << 20;
 
-/// A peer this node has no channel to.
+/// Makes a client per peer, all sharing the cluster channel.
+#[derive(Clone)]
+pub struct Network {
+    client: Option<Arc<Client>>,
+}
+
+impl Network {
+    /// A node without a cluster address has no channel: a one-node cluster.
+    pub fn new(client: Option<Arc<Client>>) -> Self {
+        Network { client }
+    }
+}
+
+/// One peer, named by its Raft id and reached at its cluster address.
 pub struct Peer {
     target: NodeId,
+    address: String,
+    client: Option<Arc<Client>>,
+}
+
+/// A snapshot as it travels.
+#[derive(Serialize, Deserialize)]
+struct SnapshotRequest {
+    vote: Vote,
+    meta: SnapshotMeta,
+    /// The database file, base64.
+    data: String,
 }
 
 impl Peer {
-    fn unreachable(&self) -> Unreachable<C> {
-        Unreachable::from_string(format!(
-            "node {} cannot be reached: this node has no cluster channel yet",
-            self.target
-        ))
+    async fn call<Q: Serialize, A: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Q,
+        deadline: Duration,
+    ) -> Result<A, RPCError<C>> {
+        let Some(client) = &self.client else {
+            return Err(RPCError::Unreachable(Unreachable::from_string(format!(
+                "node {} cannot be reached: this node has no cluster address",
+                self.target
+            ))));
+        };
+        match client.call::<Q, Result<A, String>>(&self.address, path, body, deadline).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(fatal)) => Err(RPCError::Network(NetworkError::from_string(format!(
+                "node {} cannot take Raft messages: {fatal}",
+                self.target
+            )))),
+            Err(e @ CallError::Unreachable { .. }) => Err(RPCError::Unreachable(Unreachable::from_string(e))),
+            Err(e) => Err(RPCError::Network(NetworkError::from_string(e))),
+        }
     }
 }
 
 impl RaftNetworkFactory<C> for Network {
     type Network = Peer;
 
-    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Self::Network {
-        Peer { target }
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        Peer { target, address: node.addr.clone(), client: self.client.clone() }
     }
 }
 
@@ -46,23 +98,114 @@ impl RaftNetworkV2<C> for Peer {
 
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<C>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<C>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        Err(RPCError::Unreachable(self.unreachable()))
+        self.call("/raft/append", &rpc, option.hard_ttl()).await
     }
 
-    async fn vote(&mut self, _rpc: VoteRequest<C>, _option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
-        Err(RPCError::Unreachable(self.unreachable()))
+    async fn vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
+        self.call("/raft/vote", &rpc, option.hard_ttl()).await
+    }
+
+    async fn pre_vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
+        self.call("/raft/pre-vote", &rpc, option.hard_ttl()).await
     }
 
     async fn full_snapshot(
         &mut self,
-        _vote: Vote,
-        _snapshot: Snapshot,
-        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
-        Err(StreamingError::Unreachable(self.unreachable()))
+        use base64::Engine as _;
+        let request = SnapshotRequest {
+            vote,
+            meta: snapshot.meta.clone(),
+            data: base64::engine::general_purpose::STANDARD.encode(&snapshot.snapshot),
+        };
+        // A snapshot may take a while; it is bounded all the same.
+        let deadline = Duration::from_secs(120);
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            answer = self.call("/raft/snapshot", &request, deadline) => answer.map_err(|e| match e {
+                RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                RPCError::Network(n) => StreamingError::Network(n),
+                other => StreamingError::Network(NetworkError::from_string(other)),
+            }),
+        }
     }
+}
+
+/// A Raft call's answer as it travels: openraft's result, its fatal error
+/// told as text.
+type Answer<T> = Json<Result<T, String>>;
+
+fn answer<T, E: std::fmt::Display>(result: Result<T, E>) -> Answer<T> {
+    Json(result.map_err(|e| e.to_string()))
+}
+
+fn members_only(peer: &CallingPeer) -> Result<(), ApiError> {
+    if peer.member {
+        Ok(())
+    } else {
+        Err(ApiError::new(403, "Raft messages are taken from members of the cluster only."))
+    }
+}
+
+async fn append(
+    State(raft): State<Raft>,
+    Extension(peer): Extension<CallingPeer>,
+    ApiJson(rpc): ApiJson<AppendEntriesRequest<C>>,
+) -> Result<Answer<AppendEntriesResponse<C>>, ApiFailure> {
+    members_only(&peer)?;
+    Ok(answer::<_, RaftError<C>>(raft.append_entries(rpc).await))
+}
+
+async fn vote(
+    State(raft): State<Raft>,
+    Extension(peer): Extension<CallingPeer>,
+    ApiJson(rpc): ApiJson<VoteRequest<C>>,
+) -> Result<Answer<VoteResponse<C>>, ApiFailure> {
+    members_only(&peer)?;
+    Ok(answer::<_, RaftError<C>>(raft.vote(rpc).await))
+}
+
+async fn pre_vote(
+    State(raft): State<Raft>,
+    Extension(peer): Extension<CallingPeer>,
+    ApiJson(rpc): ApiJson<VoteRequest<C>>,
+) -> Result<Answer<VoteResponse<C>>, ApiFailure> {
+    members_only(&peer)?;
+    Ok(answer::<_, RaftError<C>>(raft.pre_vote(rpc).await))
+}
+
+async fn snapshot(
+    State(raft): State<Raft>,
+    Extension(peer): Extension<CallingPeer>,
+    ApiJson(request): ApiJson<SnapshotRequest>,
+) -> Result<Answer<SnapshotResponse<C>>, ApiFailure> {
+    use base64::Engine as _;
+    members_only(&peer)?;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(request.data.as_bytes())
+        .map_err(|_| ApiError::new(400, "The snapshot's data is not base64."))?;
+    let snapshot = Snapshot { meta: request.meta, snapshot: data };
+    Ok(answer::<_, Fatal<C>>(raft.install_full_snapshot(request.vote, snapshot).await))
+}
+
+/// The routes that take Raft's messages.
+pub fn routes(raft: Raft) -> Router {
+    Router::new()
+        .route("/raft/append", post(append))
+        .route("/raft/vote", post(vote))
+        .route("/raft/pre-vote", post(pre_vote))
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE))
+        .merge(
+            Router::new()
+                .route("/raft/snapshot", post(snapshot))
+                .layer(DefaultBodyLimit::max(MAX_SNAPSHOT / 3 * 4 + 4096)),
+        )
+        .with_state(raft)
 }

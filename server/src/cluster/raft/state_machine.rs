@@ -149,7 +149,11 @@ impl RaftStateMachine<C> for StateMachine {
                     match commands::apply(proposal, &mut savepoint).await {
                         Ok(effects) => {
                             savepoint.commit().await.map_err(io)?;
-                            Some(Ok(AppliedChange { detail: effects.detail, remove_volume: effects.remove_volume }))
+                            Some(Ok(AppliedChange {
+                                detail: effects.detail,
+                                remove_volume: effects.remove_volume,
+                                raft_id: effects.raft_id,
+                            }))
                         }
                         Err(e) if e.status >= 500 => {
                             return Err(io(format!("entry {} cannot be applied here: {}", entry.log_id, e.message)))

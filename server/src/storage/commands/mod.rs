@@ -11,6 +11,7 @@
 mod acl_rules;
 mod chap_users;
 mod luns;
+pub mod members;
 mod node_interfaces;
 mod target_groups;
 mod targets;
@@ -33,6 +34,8 @@ pub struct Effects {
     pub create_image: Option<(String, u64)>,
     /// A deleted volume whose files go once the engine has let go of it.
     pub remove_volume: Option<String>,
+    /// The Raft id a node was admitted with.
+    pub raft_id: Option<u64>,
 }
 
 pub type Tx<'t> = Transaction<'t, Sqlite>;
@@ -56,8 +59,16 @@ pub async fn apply(proposal: Proposal, tx: &mut Tx<'_>) -> Result<Effects, ApiEr
     let Proposal { change, decided } = proposal;
     let command = match change {
         Change::Storage(command) => command,
-        Change::RegisterNode { name, interfaces } => {
-            return node_interfaces::register(tx, &decided, &name, &interfaces).await
+        Change::RegisterNode { name, interfaces, member } => {
+            return node_interfaces::register(tx, &decided, &name, &interfaces, &member).await
+        }
+        Change::CreateJoinToken { id, secret_hash, expires_at, created_by } => {
+            return members::create_token(tx, &decided, &id, &secret_hash, &expires_at, &created_by).await
+        }
+        Change::RemoveNode { name } => return node_interfaces::remove(tx, &name).await,
+        Change::SetNodeState { name, online } => return node_interfaces::set_state(tx, &decided, &name, online).await,
+        Change::AdmitNode { token_id, name, cluster_addr } => {
+            return members::admit(tx, &decided, &token_id, &name, &cluster_addr).await
         }
     };
     let d: &Decided = &decided;

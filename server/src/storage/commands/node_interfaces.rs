@@ -11,7 +11,7 @@ use portico_app::model::storage::*;
 use super::{db, field, Effects, Tx};
 use crate::storage::columns;
 use crate::storage::nodes::{address_matches, DEFAULT_TRAFFIC, TRAFFIC_TYPES};
-use crate::storage::proposal::Decided;
+use crate::storage::proposal::{Decided, Membership};
 
 /// The addresses of a node's interfaces that carry iSCSI traffic.
 pub(super) async fn iscsi_addresses(tx: &mut Tx<'_>, node_id: i64) -> Result<Vec<String>, ApiError> {
@@ -31,21 +31,41 @@ pub(super) async fn iscsi_addresses(tx: &mut Tx<'_>, node_id: i64) -> Result<Vec
     Ok(out)
 }
 
-/// Adds the node, or refreshes its addresses: what its interfaces hold now
-/// (an interface that is gone keeps its row, as an operator's choice of
-/// traffic types is kept). A new interface carries the default traffic.
+/// Adds the node (online: the first node registers as it creates the
+/// cluster), or refreshes its cluster address and what its interfaces hold
+/// now (an interface that is gone keeps its row, as an operator's choice of
+/// traffic types is kept). A new interface carries the default traffic. A
+/// known node's state is the leader's to judge ([`set_state`]).
 pub(super) async fn register(
     tx: &mut Tx<'_>,
     d: &Decided,
     name: &str,
     interfaces: &BTreeMap<String, Vec<String>>,
+    member: &Membership,
 ) -> Result<Effects, ApiError> {
+    if let Some(raft_id) = member.raft_id {
+        let holder: Option<(String,)> = sqlx::query_as("SELECT name FROM nodes WHERE raft_id = ? AND name <> ?")
+            .bind(raft_id as i64)
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db)?;
+        if let Some((other,)) = holder {
+            return Err(ApiError::conflict(format!(
+                "Raft node {raft_id} is the node {other}; a node named {name} cannot register as it."
+            )));
+        }
+    }
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO nodes (name, state, last_heartbeat) VALUES (?, 'online', ?) \
-         ON CONFLICT (name) DO UPDATE SET state = 'online', last_heartbeat = excluded.last_heartbeat RETURNING id",
+        "INSERT INTO nodes (name, state, last_heartbeat, raft_id, cluster_addr) VALUES (?, 'online', ?, ?, ?) \
+         ON CONFLICT (name) DO UPDATE SET \
+         raft_id = COALESCE(excluded.raft_id, raft_id), cluster_addr = COALESCE(excluded.cluster_addr, cluster_addr) \
+         RETURNING id",
     )
     .bind(name)
     .bind(&d.at)
+    .bind(member.raft_id.map(|r| r as i64))
+    .bind(&member.cluster_addr)
     .fetch_one(&mut **tx)
     .await
     .map_err(db)?;
@@ -63,6 +83,45 @@ pub(super) async fn register(
         .map_err(db)?;
     }
     Ok(Effects { detail: Some(format!("{} interface(s)", interfaces.len())), ..Default::default() })
+}
+
+/// A node seen going offline or coming back online (the leader's liveness
+/// check). A node in maintenance stays there.
+pub(super) async fn set_state(tx: &mut Tx<'_>, d: &Decided, name: &str, online: bool) -> Result<Effects, ApiError> {
+    let state = if online { "online" } else { "offline" };
+    let changed = sqlx::query(
+        "UPDATE nodes SET state = ?, last_heartbeat = ? WHERE name = ? AND state NOT IN (?, 'maintenance')",
+    )
+    .bind(state)
+    .bind(&d.at)
+    .bind(name)
+    .bind(state)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(Effects { detail: (changed.rows_affected() > 0).then(|| format!("now {state}")), ..Default::default() })
+}
+
+/// Removes a node that holds nothing: its volumes and targets must have
+/// been deleted or moved first.
+pub(super) async fn remove(tx: &mut Tx<'_>, name: &str) -> Result<Effects, ApiError> {
+    let node: Option<(i64,)> =
+        sqlx::query_as("SELECT id FROM nodes WHERE name = ?").bind(name).fetch_optional(&mut **tx).await.map_err(db)?;
+    let (node_id,) = node.ok_or_else(|| ApiError::not_found(format!("The node {name}")))?;
+    let (volumes, targets): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM volumes WHERE node_id = ?1), (SELECT COUNT(*) FROM targets WHERE node_id = ?1)",
+    )
+    .bind(node_id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db)?;
+    if volumes + targets > 0 {
+        return Err(ApiError::conflict(format!(
+            "{name} holds {volumes} volume(s) and {targets} target(s): delete them, or remove its targets from their groups, first."
+        )));
+    }
+    sqlx::query("DELETE FROM nodes WHERE id = ?").bind(node_id).execute(&mut **tx).await.map_err(db)?;
+    Ok(Effects { detail: Some("removed from the cluster".into()), ..Default::default() })
 }
 
 pub(super) async fn update(tx: &mut Tx<'_>, name: &str, patch: NodePatch) -> Result<Effects, ApiError> {

@@ -1,0 +1,223 @@
+//! The cluster channel: HTTP/2 over mutual TLS on the cluster address,
+//! JSON in both directions (CLUSTER.md §1).
+//!
+//! The server takes a member's certificate (issued by the cluster's CA) or
+//! none; a request carries [`Peer`], which says which, and only the join
+//! route serves a peer without one. Connections are capped, handshakes and
+//! unauthenticated connections have deadlines, and request bodies have a
+//! size limit, so a stranger who opens connections and never speaks cannot
+//! crowd out the members.
+//!
+//! The client keeps one HTTP/2 connection per peer and reconnects when it
+//! breaks; every call has a deadline.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::ServerName;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// Connections from members at once.
+const MEMBER_CONNECTIONS: usize = 64;
+/// Connections from peers without a certificate (nodes coming to join).
+const STRANGER_CONNECTIONS: usize = 8;
+/// A TLS handshake must finish within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A peer without a certificate gets this long for its whole connection.
+const STRANGER_DEADLINE: Duration = Duration::from_secs(30);
+/// The largest response body the client reads.
+const MAX_RESPONSE: usize = 16 << 20;
+
+/// Who sent a request: set on every request by the server.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    pub address: SocketAddr,
+    /// The peer showed a certificate of the cluster's CA.
+    pub member: bool,
+}
+
+/// Serves `router` on `listener` until the process ends.
+pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: axum::Router) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let members = Arc::new(Semaphore::new(MEMBER_CONNECTIONS));
+    let strangers = Arc::new(Semaphore::new(STRANGER_CONNECTIONS));
+    tokio::spawn(async move {
+        loop {
+            let (stream, address) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster listener: cannot accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = strangers.clone().try_acquire_owned() else {
+                tracing::warn!(%address, "cluster listener: too many handshakes in progress; connection closed");
+                continue;
+            };
+            let (acceptor, router, members) = (acceptor.clone(), router.clone(), members.clone());
+            tokio::spawn(async move {
+                let mut handshake_permit = Some(permit);
+                let _ = stream.set_nodelay(true);
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%address, error = %e, "cluster TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let member = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                // A member's connection takes a member's place; a stranger's
+                // keeps the handshake's place until its deadline.
+                let _permit = if member {
+                    handshake_permit.take();
+                    match members.try_acquire_owned() {
+                        Ok(p) => Some(p),
+                        Err(_) => {
+                            tracing::warn!(%address, "cluster listener: member connections at their cap");
+                            return;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let service = router.layer(axum::Extension(Peer { address, member }));
+                let mut http = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                http.timer(TokioTimer::new())
+                    .keep_alive_interval(Some(Duration::from_secs(5)))
+                    .keep_alive_timeout(Duration::from_secs(10))
+                    .max_concurrent_streams(256);
+                let connection = http.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
+                if member {
+                    let _ = connection.await;
+                } else {
+                    let _ = tokio::time::timeout(STRANGER_DEADLINE, connection).await;
+                    handshake_permit.take();
+                }
+            });
+        }
+    });
+}
+
+/// Why a call to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No connection: the peer is down, or not there, or the network is.
+    #[error("cannot reach {address}: {reason}")]
+    Unreachable { address: String, reason: String },
+    /// The peer answered with an error.
+    #[error("{address} answered {status}: {message}")]
+    Refused { address: String, status: u16, message: String },
+    /// The answer came, but not in the form expected, or too late.
+    #[error("{address}: {reason}")]
+    Broken { address: String, reason: String },
+}
+
+/// The client side, one connection per peer.
+pub struct Client {
+    tls: Arc<rustls::ClientConfig>,
+    connections: tokio::sync::Mutex<HashMap<String, SendRequest<Full<Bytes>>>>,
+}
+
+impl Client {
+    pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
+        Client { tls, connections: Default::default() }
+    }
+
+    async fn connect(&self, address: &str) -> Result<SendRequest<Full<Bytes>>, CallError> {
+        let unreachable = |reason: String| CallError::Unreachable { address: address.to_string(), reason };
+        let socket: SocketAddr = address.parse().map_err(|_| unreachable("not an IP:PORT address".into()))?;
+        let tcp = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(socket))
+            .await
+            .map_err(|_| unreachable("no answer to the connection".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
+        let tls =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(ServerName::IpAddress(socket.ip().into()), tcp))
+                .await
+                .map_err(|_| unreachable("the TLS handshake did not finish".into()))?
+                .map_err(|e| unreachable(format!("TLS: {e}")))?;
+        let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(5)))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        let (sender, connection) =
+            builder.handshake(TokioIo::new(tls)).await.map_err(|e| unreachable(format!("HTTP/2: {e}")))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+
+    async fn sender(&self, address: &str) -> Result<SendRequest<Full<Bytes>>, CallError> {
+        let mut connections = self.connections.lock().await;
+        if let Some(sender) = connections.get(address) {
+            if !sender.is_closed() {
+                return Ok(sender.clone());
+            }
+        }
+        connections.remove(address);
+        drop(connections);
+        let sender = self.connect(address).await?;
+        self.connections.lock().await.insert(address.to_string(), sender.clone());
+        Ok(sender)
+    }
+
+    /// POSTs `body` as JSON to `path` on the peer at `address` (IP:PORT)
+    /// and reads the JSON answer, all within `deadline`.
+    pub async fn call<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        address: &str,
+        path: &str,
+        body: &Q,
+        deadline: Duration,
+    ) -> Result<A, CallError> {
+        let broken = |reason: String| CallError::Broken { address: address.to_string(), reason };
+        let json = serde_json::to_vec(body).map_err(|e| broken(e.to_string()))?;
+        let attempt = async {
+            let mut sender = self.sender(address).await?;
+            let request = hyper::Request::post(format!("https://{address}{path}"))
+                .header(hyper::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(json)))
+                .map_err(|e| broken(e.to_string()))?;
+            let response = match sender.send_request(request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.connections.lock().await.remove(address);
+                    return Err(CallError::Unreachable { address: address.to_string(), reason: e.to_string() });
+                }
+            };
+            let status = response.status();
+            let bytes = Limited::new(response.into_body(), MAX_RESPONSE)
+                .collect()
+                .await
+                .map_err(|e| broken(format!("the answer was cut short: {e}")))?
+                .to_bytes();
+            if !status.is_success() {
+                let message = serde_json::from_slice::<portico_app::error::ApiError>(&bytes)
+                    .map(|e| e.message)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned());
+                return Err(CallError::Refused { address: address.to_string(), status: status.as_u16(), message });
+            }
+            serde_json::from_slice(&bytes).map_err(|e| broken(format!("the answer cannot be read: {e}")))
+        };
+        match tokio::time::timeout(deadline, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(broken(format!("no answer within {} ms", deadline.as_millis()))),
+        }
+    }
+}
