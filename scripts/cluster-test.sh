@@ -13,6 +13,8 @@
 #     listed by every node, and the follower answered only once it had
 #     applied it; a target group with a target on node 1 and one on node 2
 #     (added through node 2): discovery through either portal lists both;
+#     node 2 in maintenance: its target stops, discovery leaves it out, a
+#     volume is not placed on it; out of maintenance its target is back;
 #  4. kill -9 of the leader: the other two elect a leader within 10 s (the
 #     time is printed), mark the killed node offline, and take changes; the
 #     killed node, restarted, catches up with what it missed and is marked
@@ -174,6 +176,30 @@ for n in 1 2; do
 done
 pass "SendTargets through either node's portal lists the group's targets on both nodes, each with its portal"
 
+# Maintenance: node 2's target stops and nothing new is placed on it.
+out=$(api 1 PATCH /nodes/node2 '{"maintenance":true}')
+[ "$(echo "$out" | status)" = 200 ] || fail "putting node 2 into maintenance: $out"
+for i in $(seq 1 25); do
+  listed=$(iscsi-ls "iscsi://127.0.1.1:$iscsi_port" 2>&1 | grep '^Target:' || true)
+  [ "$(echo "$listed" | grep -c '^Target:')" = 1 ] && break
+  sleep 0.2
+done
+echo "$listed" | grep -q "Portal:127.0.1.1:$iscsi_port" && ! echo "$listed" | grep -q "127.0.2.1" \
+  || fail "with node 2 in maintenance, discovery through node 1 lists: $listed"
+iscsi-ls "iscsi://127.0.2.1:$iscsi_port" >/dev/null 2>&1 && fail "node 2's portal still answers in maintenance"
+out=$(api 2 POST /volumes '{"name":"vol-m","size":"4MiB"}')
+[ "$(echo "$out" | status)" = 409 ] || fail "a volume was placed on node 2 in maintenance: $out"
+echo "   $(echo "$out" | body | json 'd["message"]')"
+out=$(api 1 PATCH /nodes/node2 '{"maintenance":false}')
+[ "$(echo "$out" | status)" = 200 ] || fail "taking node 2 out of maintenance: $out"
+for i in $(seq 1 25); do
+  n=$(iscsi-ls "iscsi://127.0.2.1:$iscsi_port" 2>&1 | grep -c '^Target:' || true)
+  [ "$n" = 2 ] && break
+  sleep 0.2
+done
+[ "$n" = 2 ] || fail "node 2's portal did not come back after maintenance"
+pass "in maintenance node 2's target stops, discovery elsewhere leaves it out, and nothing new is placed on it; out of it, its target is back"
+
 # 4. kill -9 of the leader.
 kill -9 "${pid[1]}"
 wait "${pid[1]}" 2>/dev/null || true
@@ -219,6 +245,14 @@ took=$(wait_state "$new_leader" node1 online 30)
 echo "   node 1 is online again $took s after it answered (bound: 10 s of steady answers)"
 role=$(api 1 GET /cluster | body | json 'd["role"]')
 pass "node 1, restarted, caught up (it lists vol-b, made while it was down) and is a $role"
+
+# A volume deleted through another node than the one holding it.
+[ -f "$work/data2/volumes/vol-a.img" ] || fail "vol-a's image is not on node 2, which holds it"
+out=$(api 1 DELETE /volumes/vol-a)
+[ "$(echo "$out" | status)" = 204 ] || fail "deleting vol-a through node 1: $out"
+for i in $(seq 1 25); do [ -e "$work/data2/volumes/vol-a.img" ] || break; sleep 0.2; done
+[ -e "$work/data2/volumes/vol-a.img" ] && fail "vol-a's image stayed on node 2"
+pass "a volume deleted through node 1 loses its image on node 2, which held it"
 
 # 5. An admin removes node 3 (the leader, as it happens, or not): first it
 # must give up what it holds.

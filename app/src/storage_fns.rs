@@ -351,9 +351,18 @@ pub async fn set_traffic(node: String, interface: String, traffic_types: String)
     let types = traffic_types.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_string).collect();
     ssr::run(Command::UpdateNode {
         name: node,
-        patch: NodePatch { interfaces: vec![InterfacePatch { name: interface, traffic_types: types }] },
+        patch: NodePatch {
+            interfaces: vec![InterfacePatch { name: interface, traffic_types: types }],
+            maintenance: None,
+        },
     })
     .await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/nodes/maintenance", input = Json)]
+pub async fn set_maintenance(node: String, on: bool) -> Result<(), ApiError> {
+    ssr::run(Command::UpdateNode { name: node, patch: NodePatch { interfaces: Vec::new(), maintenance: Some(on) } })
+        .await
 }
 
 #[server(prefix = "/rpc", endpoint = "cluster/join-token", input = Json)]

@@ -73,6 +73,11 @@ pub struct InterfacePatch {
 pub struct NodePatch {
     #[serde(default)]
     pub interfaces: Vec<InterfacePatch>,
+    /// `true` puts the node into maintenance: its targets stop (their
+    /// sessions end) and nothing new is placed on it; `false` takes it out
+    /// (it is online again once the leader sees it answer).
+    #[serde(default)]
+    pub maintenance: Option<bool>,
 }
 
 /// A size as bytes or as text with a unit ("1GiB", "500MiB", "2TiB").

@@ -7,12 +7,13 @@ use super::volumes::can_change;
 use crate::components::{ActionError, Badge, ErrorBanner, JsonForm};
 use crate::format;
 use crate::model::{Me, Role};
-use crate::storage_fns::{list_nodes, CreateJoinToken, SetTraffic};
+use crate::storage_fns::{list_nodes, CreateJoinToken, SetMaintenance, SetTraffic};
 
 #[component]
 pub fn NodesPage() -> impl IntoView {
     let traffic = ServerAction::<SetTraffic>::new();
-    let nodes = Resource::new(move || traffic.version().get(), |_| list_nodes());
+    let maintenance = ServerAction::<SetMaintenance>::new();
+    let nodes = Resource::new(move || (traffic.version().get(), maintenance.version().get()), |_| list_nodes());
     let writer = can_change();
     view! {
         <Title text="Nodes"/>
@@ -21,6 +22,7 @@ pub fn NodesPage() -> impl IntoView {
             <p class="muted">"A portal must be on an interface that carries iSCSI traffic."</p>
         </div>
         <ActionError value=traffic.value()/>
+        <ActionError value=maintenance.value()/>
         {use_context::<Me>().is_some_and(|m| m.role == Role::Admin).then(JoinTokenCard)}
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
@@ -32,6 +34,16 @@ pub fn NodesPage() -> impl IntoView {
                         view! {
                             <section class="card">
                                 <h2>{n.name.clone()} " " <Badge kind text=n.state.clone()/> {n.is_local.then(|| view! { " " <Badge kind="muted" text="this node"/> })}</h2>
+                                {writer.then(|| {
+                                    let on = n.state != "maintenance";
+                                    let node = node.clone();
+                                    view! {
+                                        <button type="button" class="btn btn-small"
+                                            on:click=move |_| { maintenance.dispatch(SetMaintenance { node: node.clone(), on }); }>
+                                            {if on { "Enter maintenance" } else { "Leave maintenance" }}
+                                        </button>
+                                    }
+                                })}
                                 <p class="muted small">
                                     "last state change " {format::timestamp(&n.last_heartbeat)}
                                     {n.raft_id.map(|id| view! { " · Raft node " {id} })}

@@ -150,7 +150,8 @@ pub async fn derive(
                     g.chap_mode, cu.secret, cu.name, mu.secret, mu.name \
              FROM targets t JOIN target_groups g ON g.id = t.group_id \
              LEFT JOIN chap_users cu ON cu.id = g.chap_user_id LEFT JOIN chap_users mu ON mu.id = g.mutual_chap_user_id \
-             WHERE t.node_id = ? AND g.state = 'running' ORDER BY t.tpg",
+             JOIN nodes n ON n.id = t.node_id \
+             WHERE t.node_id = ? AND g.state = 'running' AND n.state <> 'maintenance' ORDER BY t.tpg",
         )
         .bind(node_id)
         .fetch_all(&mut *conn)
@@ -231,7 +232,8 @@ pub async fn derive(
 async fn peer_targets(conn: &mut SqliteConnection, node_id: i64) -> Result<Vec<PeerTarget>, DeriveError> {
     let rows: Vec<(i64, String, String, i64, bool)> = sqlx::query_as(
         "SELECT g.id, t.iqn, t.portals, t.tpg, g.acl_enabled FROM targets t \
-         JOIN target_groups g ON g.id = t.group_id WHERE t.node_id <> ? AND g.state = 'running' ORDER BY t.tpg",
+         JOIN target_groups g ON g.id = t.group_id JOIN nodes n ON n.id = t.node_id \
+         WHERE t.node_id <> ? AND g.state = 'running' AND n.state <> 'maintenance' ORDER BY t.tpg",
     )
     .bind(node_id)
     .fetch_all(&mut *conn)

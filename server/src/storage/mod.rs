@@ -462,14 +462,39 @@ impl Storage {
                 return;
             }
         };
-        drop(conn);
-        if !always && self.derived.lock().unwrap_or_else(|e| e.into_inner()).as_ref() == Some(&config) {
+        let before = self.derived.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if !always && before.as_ref() == Some(&config) {
             return;
         }
+        // This node's volumes that another node deleted: their files go
+        // once the engine has let go of them.
+        let mut deleted = Vec::new();
+        for v in before.iter().flat_map(|b| &b.volumes) {
+            if config.volumes.iter().any(|n| n.name == v.name) {
+                continue;
+            }
+            let row: Result<Option<(i64,)>, _> =
+                sqlx::query_as("SELECT id FROM volumes WHERE name = ?").bind(&v.name).fetch_optional(&mut *conn).await;
+            if matches!(row, Ok(None)) {
+                deleted.push(v.name.clone());
+            }
+        }
+        drop(conn);
         self.set_derived(config.clone());
         match degraded::apply(&self.engine, config, |_| true).await {
             Ok(problems) => self.set_problems(problems),
-            Err(e) => tracing::error!(error = %e, "the engine cannot return to the stored configuration"),
+            Err(e) => {
+                tracing::error!(error = %e, "the engine cannot return to the stored configuration");
+                return;
+            }
+        }
+        for name in deleted {
+            let removed = volume_files::remove_image(&self.data_dir, &name)
+                .and_then(|_| volume_files::remove_rest(&self.data_dir, &name));
+            match removed {
+                Ok(()) => tracing::info!(volume = %name, "removed the files of a volume deleted through another node"),
+                Err(e) => tracing::error!(volume = %name, error = %e, "cannot remove the files of a deleted volume"),
+            }
         }
     }
 

@@ -93,7 +93,7 @@ pub async fn apply(proposal: Proposal, tx: &mut Tx<'_>) -> Result<Effects, ApiEr
         Command::AddAclRule { group, rule } => acl_rules::add(tx, &group, rule).await,
         Command::UpdateAclRule { group, initiator, patch } => acl_rules::update(tx, &group, &initiator, patch).await,
         Command::DeleteAclRule { group, initiator } => acl_rules::delete(tx, &group, &initiator).await,
-        Command::UpdateNode { name, patch } => node_interfaces::update(tx, &name, patch).await,
+        Command::UpdateNode { name, patch } => node_interfaces::update(tx, &d.at, &name, patch).await,
         Command::SetDiscovery(settings) => discovery::set(tx, settings).await,
         Command::SetGroupSession { group, settings } => session_settings::set(tx, &group, settings).await,
         Command::SetGroupPrivileges { group, privileges } => privileges::set(tx, &group, privileges).await,
@@ -145,6 +145,21 @@ pub(super) async fn resolve_chap(tx: &mut Tx<'_>, chap: &ChapSetting) -> Result<
         _ => None,
     };
     Ok((user, mutual))
+}
+
+/// Refuses to place something new on a node in maintenance.
+pub(super) async fn ensure_not_in_maintenance(tx: &mut Tx<'_>, node_id: i64, what: &str) -> Result<(), ApiError> {
+    let state: Option<(String, String)> = sqlx::query_as("SELECT name, state FROM nodes WHERE id = ?")
+        .bind(node_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
+    match state {
+        Some((name, state)) if state == "maintenance" => Err(ApiError::conflict(format!(
+            "The node {name} is in maintenance: no new {what} is placed on it. Take it out of maintenance first."
+        ))),
+        _ => Ok(()),
+    }
 }
 
 pub(super) async fn group_id(tx: &mut Tx<'_>, name: &str) -> Result<(i64, String), ApiError> {

@@ -124,14 +124,30 @@ pub(super) async fn remove(tx: &mut Tx<'_>, name: &str) -> Result<Effects, ApiEr
     Ok(Effects { detail: Some("removed from the cluster".into()), ..Default::default() })
 }
 
-pub(super) async fn update(tx: &mut Tx<'_>, name: &str, patch: NodePatch) -> Result<Effects, ApiError> {
+pub(super) async fn update(tx: &mut Tx<'_>, at: &str, name: &str, patch: NodePatch) -> Result<Effects, ApiError> {
     let node: Option<(i64,)> =
         sqlx::query_as("SELECT id FROM nodes WHERE name = ?").bind(name).fetch_optional(&mut **tx).await.map_err(db)?;
     let (node_id,) = node.ok_or_else(|| ApiError::not_found(format!("The node {name}")))?;
-    if patch.interfaces.is_empty() {
-        return Err(ApiError::new(422, "Nothing to change: give interfaces with their traffic_types."));
+    if patch.interfaces.is_empty() && patch.maintenance.is_none() {
+        return Err(ApiError::new(
+            422,
+            "Nothing to change: give interfaces with their traffic_types, or maintenance true or false.",
+        ));
     }
     let mut changes = BTreeMap::new();
+    if let Some(on) = patch.maintenance {
+        // Out of maintenance a node is offline until the leader sees it answer.
+        let to = if on { "maintenance" } else { "offline" };
+        sqlx::query("UPDATE nodes SET state = ?, last_heartbeat = ? WHERE id = ? AND (state = 'maintenance') <> ?")
+            .bind(to)
+            .bind(at)
+            .bind(node_id)
+            .bind(on)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+        changes.insert("maintenance".to_string(), if on { "on" } else { "off" }.to_string());
+    }
     for i in patch.interfaces {
         if let Some(bad) = i.traffic_types.iter().find(|t| !TRAFFIC_TYPES.contains(&t.as_str())) {
             return Err(field(

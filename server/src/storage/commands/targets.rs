@@ -36,6 +36,7 @@ pub(super) async fn add(tx: &mut Tx<'_>, gid: i64, group: &str, t: TargetSpec, a
     let Some((node_id,)) = node else {
         return Err(field(&format!("{at}.node"), format!("There is no node named {}.", t.node)));
     };
+    super::ensure_not_in_maintenance(tx, node_id, "target").await?;
     let (taken,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM targets WHERE group_id = ? AND node_id = ?")
         .bind(gid)
         .bind(node_id)

@@ -51,6 +51,7 @@ pub(super) async fn create(tx: &mut Tx<'_>, d: &Decided, v: NewVolume) -> Result
     let (Some(wwn), Some(serial), Some(node_id)) = (&d.wwn, &d.serial, d.node_id) else {
         return Err(undecided("a new volume's WWN, serial and node"));
     };
+    super::ensure_not_in_maintenance(tx, node_id, "volume").await?;
     let res = sqlx::query(
         "INSERT INTO volumes (name, size, block_size, replicas, wwn, serial, node_id, created_at, write_cache) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
