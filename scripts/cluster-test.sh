@@ -14,7 +14,9 @@
 #     applied it; a target group with a target on node 1 and one on node 2
 #     (added through node 2): discovery through either portal lists both;
 #     node 2 in maintenance: its target stops, discovery leaves it out, a
-#     volume is not placed on it; out of maintenance its target is back;
+#     volume is not placed on it; out of maintenance, with its portal taken
+#     by another program, node 1 shows node 2's engine status (the portal
+#     left out, and why); freed, the portal is back at the next change;
 #  4. kill -9 of the leader: the other two elect a leader within 10 s (the
 #     time is printed), mark the killed node offline, and take changes; the
 #     killed node, restarted, catches up with what it missed and is marked
@@ -190,15 +192,38 @@ iscsi-ls "iscsi://127.0.2.1:$iscsi_port" >/dev/null 2>&1 && fail "node 2's porta
 out=$(api 2 POST /volumes '{"name":"vol-m","size":"4MiB"}')
 [ "$(echo "$out" | status)" = 409 ] || fail "a volume was placed on node 2 in maintenance: $out"
 echo "   $(echo "$out" | body | json 'd["message"]')"
+# Another program takes node 2's portal meanwhile: node 2 leaves it out and
+# every node shows why.
+python3 -c "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.2.1', $iscsi_port)); s.listen(); time.sleep(120)" &
+squatter=$!
+sleep 0.5
 out=$(api 1 PATCH /nodes/node2 '{"maintenance":false}')
 [ "$(echo "$out" | status)" = 200 ] || fail "taking node 2 out of maintenance: $out"
+problems=""
+for i in $(seq 1 25); do
+  problems=$(api 1 GET /nodes/node2 | body | json '"; ".join(p["object"] + ": " + p["reason"] for p in d["engine_problems"])')
+  [ -n "$problems" ] && break
+  sleep 0.2
+done
+echo "   node 1 shows node 2's engine status: $problems"
+echo "$problems" | grep -q "portal/127.0.2.1:$iscsi_port" || fail "node 2's lost portal is not shown on node 1"
+kill "$squatter"; wait "$squatter" 2>/dev/null || true
+# The next change anywhere in the cluster makes node 2 try again.
+out=$(api 1 POST /volumes '{"name":"vol-n","size":"4MiB"}')
+[ "$(echo "$out" | status)" = 201 ] || fail "creating vol-n: $out"
 for i in $(seq 1 25); do
   n=$(iscsi-ls "iscsi://127.0.2.1:$iscsi_port" 2>&1 | grep -c '^Target:' || true)
   [ "$n" = 2 ] && break
   sleep 0.2
 done
 [ "$n" = 2 ] || fail "node 2's portal did not come back after maintenance"
-pass "in maintenance node 2's target stops, discovery elsewhere leaves it out, and nothing new is placed on it; out of it, its target is back"
+for i in $(seq 1 25); do
+  problems=$(api 1 GET /nodes/node2 | body | json 'len(d["engine_problems"])')
+  [ "$problems" = 0 ] && break
+  sleep 0.2
+done
+[ "$problems" = 0 ] || fail "node 1 still shows problems of node 2's engine"
+pass "in maintenance node 2's target stops, discovery elsewhere leaves it out, and nothing new is placed on it; out of it, a taken portal is shown on node 1 as node 2's engine status, and once free it is back"
 
 # 4. kill -9 of the leader.
 kill -9 "${pid[1]}"
@@ -237,10 +262,10 @@ start 1
 ready 1
 for i in $(seq 1 50); do
   names=$(api 1 GET /volumes | body | json '",".join(sorted(v["name"] for v in d))' 2>/dev/null || true)
-  [ "$names" = "vol-a,vol-b" ] && break
+  [ "$names" = "vol-a,vol-b,vol-n" ] && break
   sleep 0.2
 done
-[ "$names" = "vol-a,vol-b" ] || fail "node 1 restarted lists '$names'"
+[ "$names" = "vol-a,vol-b,vol-n" ] || fail "node 1 restarted lists '$names'"
 took=$(wait_state "$new_leader" node1 online 30)
 echo "   node 1 is online again $took s after it answered (bound: 10 s of steady answers)"
 role=$(api 1 GET /cluster | body | json 'd["role"]')

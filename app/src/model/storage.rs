@@ -40,6 +40,9 @@ pub struct NodeView {
     /// The address it serves the cluster channel on.
     #[serde(default)]
     pub cluster_addr: Option<String>,
+    /// What its engine could not bring up, and why, as it reported it.
+    #[serde(default)]
+    pub engine_problems: Vec<crate::model::NodeProblem>,
 }
 
 /// A new join token, as its creator sees it (this once): the answer to

@@ -50,6 +50,14 @@ pub fn NodesPage() -> impl IntoView {
                                     {n.raft_role.clone().map(|r| view! { " · " {r} })}
                                     {n.cluster_addr.clone().map(|a| view! { " · cluster address " {a} })}
                                 </p>
+                                {(!n.engine_problems.is_empty()).then(|| view! {
+                                    <div class="banner banner-warn" data-testid="engine-problems">
+                                        <strong>"Its engine left out:"</strong>
+                                        <ul>{n.engine_problems.clone().into_iter().map(|p| view! {
+                                            <li><code>{p.object}</code> " — " {p.reason}</li>
+                                        }).collect_view()}</ul>
+                                    </div>
+                                })}
                                 <div class="table-wrap"><table class="table">
                                     <thead><tr><th>"Interface"</th><th>"Addresses"</th><th>"Traffic"</th></tr></thead>
                                     <tbody>{n.interfaces.into_iter().map(|i| {

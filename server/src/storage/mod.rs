@@ -66,6 +66,8 @@ pub struct Storage {
     /// anything was left out): a change applied here that derives the same
     /// needs nothing of the engine.
     derived: std::sync::Mutex<Option<target_engine::config::EngineConfig>>,
+    /// The engine status this node last reported to the cluster.
+    reported: std::sync::Arc<std::sync::Mutex<Option<Vec<NodeProblem>>>>,
     /// Commands run one at a time: derive + apply + commit is one step.
     apply_lock: tokio::sync::Mutex<()>,
     activity: std::sync::Arc<stats::ActivityLog>,
@@ -152,6 +154,7 @@ impl Storage {
             limits,
             problems: Default::default(),
             derived: Default::default(),
+            reported: Default::default(),
             apply_lock: Default::default(),
             activity,
             cluster,
@@ -192,7 +195,33 @@ impl Storage {
     }
 
     fn set_problems(&self, problems: Vec<degraded::Problem>) {
+        let report: Vec<NodeProblem> =
+            problems.iter().map(|p| NodeProblem { object: p.object.clone(), reason: p.reason.clone() }).collect();
         *self.problems.lock().unwrap_or_else(|e| e.into_inner()) = problems;
+        self.report_engine(report);
+    }
+
+    /// Tells the cluster what this node's engine left out, when that
+    /// changed since the last report (every node shows every node's).
+    fn report_engine(&self, problems: Vec<NodeProblem>) {
+        {
+            let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+            if reported.as_ref() == Some(&problems) {
+                return;
+            }
+            *reported = Some(problems.clone());
+        }
+        let (cluster, name, reported) = (self.cluster.clone(), self.node_name.clone(), self.reported.clone());
+        tokio::spawn(async move {
+            let proposal = proposal::Proposal {
+                change: Change::ReportEngine { name, problems },
+                decided: proposal::Decided { at: crate::db::now(), ..Default::default() },
+            };
+            if let Ok(Err(e)) | Err(e) = cluster.propose(proposal).await {
+                tracing::warn!(error = %e.message, "cannot report this node's engine status; the next change tries again");
+                *reported.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+        });
     }
 
     /// Names of the volumes left out of the engine.
@@ -452,7 +481,7 @@ impl Storage {
     /// Brings the engine to the stored configuration, leaving out what
     /// fails (a committed change is never refused here). Unless `always`,
     /// nothing is done when the stored configuration derives as it did the
-    /// last time the engine was set from it.
+    /// last time the engine was set from it and nothing of it is left out.
     async fn follow_stored(&self, always: bool) {
         let Ok(mut conn) = self.pool.acquire().await else { return };
         let config = match engine_config::derive(&mut conn, self.node_id, &self.data_dir, &self.secrets).await {
@@ -463,7 +492,9 @@ impl Storage {
             }
         };
         let before = self.derived.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if !always && before.as_ref() == Some(&config) {
+        // Unchanged, and the engine runs all of it: nothing to do. Pieces
+        // left out are tried again, as every change here tries them.
+        if !always && before.as_ref() == Some(&config) && self.problems().is_empty() {
             return;
         }
         // This node's volumes that another node deleted: their files go

@@ -41,6 +41,9 @@ pub enum Change {
     /// The leader saw a node stop answering (offline) or answer steadily
     /// again (online). Only such transitions enter the log.
     SetNodeState { name: String, online: bool },
+    /// What a node's engine could not bring up, as the node reports it
+    /// when that changes.
+    ReportEngine { name: String, problems: Vec<portico_app::model::NodeProblem> },
     /// A node an admin removed from the cluster (after its Raft
     /// membership ended): its row and interfaces go.
     RemoveNode { name: String },
@@ -68,6 +71,7 @@ impl Change {
             Change::RegisterNode { .. } => "node.register",
             Change::CreateJoinToken { .. } => "cluster.join_token.create",
             Change::RemoveNode { .. } => "node.remove",
+            Change::ReportEngine { .. } => "node.engine_status",
             Change::SetNodeState { online: true, .. } => "node.online",
             Change::SetNodeState { online: false, .. } => "node.offline",
             Change::AdmitNode { .. } => "cluster.node.admit",
@@ -80,7 +84,8 @@ impl Change {
             Change::RegisterNode { name, .. }
             | Change::AdmitNode { name, .. }
             | Change::SetNodeState { name, .. }
-            | Change::RemoveNode { name } => {
+            | Change::RemoveNode { name }
+            | Change::ReportEngine { name, .. } => {
                 format!("node/{name}")
             }
             Change::CreateJoinToken { id, .. } => format!("join-token/{id}"),

@@ -183,20 +183,22 @@ pub async fn nodes(
     name: Option<&str>,
     cluster: &crate::cluster::ClusterStatus,
 ) -> sqlx::Result<Vec<NodeView>> {
-    type Row = (i64, String, String, String, Option<i64>, Option<String>);
+    type Row = (i64, String, String, String, Option<i64>, Option<String>, String);
     let nodes: Vec<Row> = sqlx::query_as(
-        "SELECT id, name, state, last_heartbeat, raft_id, cluster_addr FROM nodes WHERE ? IS NULL OR name = ? ORDER BY name",
+        "SELECT id, name, state, last_heartbeat, raft_id, cluster_addr, engine_problems FROM nodes \
+         WHERE ? IS NULL OR name = ? ORDER BY name",
     )
-            .bind(name)
-            .bind(name)
-            .fetch_all(pool)
-            .await?;
+    .bind(name)
+    .bind(name)
+    .fetch_all(pool)
+    .await?;
     let ifaces: Vec<(i64, String, String, String)> =
         sqlx::query_as("SELECT node_id, name, addresses, traffic_types FROM interfaces ORDER BY name")
             .fetch_all(pool)
             .await?;
     let mut out = Vec::new();
-    for (id, name, state, last_heartbeat, raft_id, cluster_addr) in nodes {
+    for (id, name, state, last_heartbeat, raft_id, cluster_addr, engine_problems) in nodes {
+        let engine_problems = columns::json(format!("engine status of {name}"), &engine_problems)?;
         let raft_id = raft_id.map(|r| r as u64);
         let raft_role = raft_id.and_then(|r| {
             let member = cluster.members.iter().find(|m| m.raft_id == r)?;
@@ -223,6 +225,7 @@ pub async fn nodes(
             raft_id,
             raft_role: raft_role.map(str::to_string),
             cluster_addr,
+            engine_problems,
         });
     }
     Ok(out)

@@ -78,6 +78,18 @@ async fn a_portal_that_cannot_be_opened_leaves_the_rest_serving() {
     assert!(reason.contains("cannot listen"), "{reason}");
     assert!(problem(&engine, &format!("target/{lost}")).is_some(), "{engine}");
     assert!(luns(ok_port, &kept).await.contains("Lun:0"), "the other group is served");
+    // The node reports it to the cluster: the node list shows it too.
+    let portal = format!("portal/127.0.0.1:{busy_port}");
+    let mut listed = Value::Null;
+    for _ in 0..50 {
+        listed =
+            n.send(Method::GET, "/api/v1/nodes/test-node", Some(&admin), None).await.body["engine_problems"].clone();
+        if listed.as_array().is_some_and(|a| a.iter().any(|p| p["object"] == portal.as_str())) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(listed.as_array().is_some_and(|a| a.iter().any(|p| p["object"] == portal.as_str())), "{listed}");
 
     // A change that breaks something new is still refused.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -98,6 +110,16 @@ async fn a_portal_that_cannot_be_opened_leaves_the_rest_serving() {
     let engine = engine_state(&n, &admin).await;
     assert_eq!(engine["state"], "running", "{engine}");
     assert!(luns(busy_port, &lost).await.contains("Lun:0"));
+    let mut listed = Value::Null;
+    for _ in 0..50 {
+        listed =
+            n.send(Method::GET, "/api/v1/nodes/test-node", Some(&admin), None).await.body["engine_problems"].clone();
+        if listed == serde_json::json!([]) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed, serde_json::json!([]), "the node reports its engine whole again");
 }
 
 #[tokio::test]

@@ -63,7 +63,8 @@ async fn an_old_image_or_reservation_file_is_never_adopted() {
 async fn a_delete_that_cannot_remove_the_image_fails_and_keeps_the_volume() {
     let n = node().await;
     let admin = n.admin().await;
-    assert_eq!(create(&n, &admin, "stuck").await.0, StatusCode::CREATED);
+    let (s, e) = create(&n, &admin, "stuck").await;
+    assert_eq!(s, StatusCode::CREATED, "{e}");
     // A directory where the image was cannot be removed as a file, even by root.
     let image = volumes(&n).join("stuck.img");
     std::fs::rename(&image, volumes(&n).join("moved-away")).unwrap();

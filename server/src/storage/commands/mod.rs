@@ -66,6 +66,7 @@ pub async fn apply(proposal: Proposal, tx: &mut Tx<'_>) -> Result<Effects, ApiEr
             return members::create_token(tx, &decided, &id, &secret_hash, &expires_at, &created_by).await
         }
         Change::RemoveNode { name } => return node_interfaces::remove(tx, &name).await,
+        Change::ReportEngine { name, problems } => return node_interfaces::report_engine(tx, &name, &problems).await,
         Change::SetNodeState { name, online } => return node_interfaces::set_state(tx, &decided, &name, online).await,
         Change::AdmitNode { token_id, name, cluster_addr } => {
             return members::admit(tx, &decided, &token_id, &name, &cluster_addr).await

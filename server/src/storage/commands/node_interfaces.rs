@@ -102,6 +102,22 @@ pub(super) async fn set_state(tx: &mut Tx<'_>, d: &Decided, name: &str, online: 
     Ok(Effects { detail: (changed.rows_affected() > 0).then(|| format!("now {state}")), ..Default::default() })
 }
 
+/// Records what the node's engine could not bring up.
+pub(super) async fn report_engine(
+    tx: &mut Tx<'_>,
+    name: &str,
+    problems: &[portico_app::model::NodeProblem],
+) -> Result<Effects, ApiError> {
+    let json = serde_json::to_string(problems).map_err(|_| ApiError::internal())?;
+    sqlx::query("UPDATE nodes SET engine_problems = ? WHERE name = ?")
+        .bind(json)
+        .bind(name)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(Effects { detail: Some(format!("{} problem(s)", problems.len())), ..Default::default() })
+}
+
 /// Removes a node that holds nothing: its volumes and targets must have
 /// been deleted or moved first.
 pub(super) async fn remove(tx: &mut Tx<'_>, name: &str) -> Result<Effects, ApiError> {
