@@ -127,7 +127,10 @@ for n in 1 2 3; do
   [ "$members" = "1v,2v,3v" ] || fail "node $n does not see three voters: $members"
   [ "$l" = 1 ] || fail "node $n names leader $l"
 done
-pass "nodes 2 and 3 joined with a token each (node 3 through a follower) and are voters; every node sees the same members and leader"
+listed=$(api 2 GET /nodes | body | json '", ".join(x["name"] + " " + str(x["raft_role"]) + " applied " + str(x["applied_index"]) for x in d)')
+echo "   node 2 lists: $listed"
+echo "$listed" | grep -q "applied None" && fail "a member did not tell node 2 where it stands: $listed"
+pass "nodes 2 and 3 joined with a token each (node 3 through a follower) and are voters; every node sees the same members and leader, and each member's applied index"
 
 # 2. Tokens that must not work.
 refused() {
@@ -254,6 +257,7 @@ wait_state() {
 }
 took=$(wait_state "$new_leader" node1 offline 10)
 echo "   node $new_leader marks node 1 offline $took s after the new leader was seen (bound: 4 s of silence)"
+[ "$(api "$new_leader" GET /nodes/node1 | body | json 'd["applied_index"]')" = None ] || fail "node 1, killed, still reports an applied index"
 out=$(api 3 POST /volumes '{"name":"vol-b","size":"4MiB"}')
 [ "$(echo "$out" | status)" = 201 ] || fail "creating a volume without node 1: $out"
 pass "the two survivors elected node $new_leader and take changes"

@@ -43,6 +43,10 @@ pub struct NodeView {
     /// What its engine could not bring up, and why, as it reported it.
     #[serde(default)]
     pub engine_problems: Vec<crate::model::NodeProblem>,
+    /// The last log entry it applied, as it answered just now (none if it
+    /// did not answer within 1 s: down, or cut off).
+    #[serde(default)]
+    pub applied_index: Option<u64>,
 }
 
 /// A new join token, as its creator sees it (this once): the answer to

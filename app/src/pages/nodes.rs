@@ -48,6 +48,11 @@ pub fn NodesPage() -> impl IntoView {
                                     "last state change " {format::timestamp(&n.last_heartbeat)}
                                     {n.raft_id.map(|id| view! { " · Raft node " {id} })}
                                     {n.raft_role.clone().map(|r| view! { " · " {r} })}
+                                    {match (n.raft_id, n.applied_index) {
+                                        (Some(_), Some(i)) => view! { " · applied index " {i} }.into_any(),
+                                        (Some(_), None) => view! { " · " <strong>"not answering"</strong> }.into_any(),
+                                        _ => ().into_any(),
+                                    }}
                                     {n.cluster_addr.clone().map(|a| view! { " · cluster address " {a} })}
                                 </p>
                                 {(!n.engine_problems.is_empty()).then(|| view! {

@@ -324,6 +324,16 @@ async fn remove(
     Ok(Json(cluster.remove_member(request.raft_id).await?))
 }
 
+async fn status(
+    State(cluster): State<Cluster>,
+    Extension(peer): Extension<Peer>,
+) -> Result<Json<super::ClusterStatus>, ApiFailure> {
+    if !peer.member {
+        return Err(ApiError::new(403, "Only a member of the cluster may ask for this.").into());
+    }
+    Ok(Json(cluster.status()))
+}
+
 /// What a member's forwarded proposal gets back.
 #[derive(Serialize, Deserialize)]
 pub struct ProposeAnswer {
@@ -348,6 +358,7 @@ pub fn routes(cluster: Cluster) -> Router {
         .route("/cluster/join", post(join))
         .route("/cluster/add", post(add))
         .route("/cluster/remove", post(remove))
+        .route("/cluster/status", post(status))
         .layer(DefaultBodyLimit::max(16 << 10))
         .merge(Router::new().route("/cluster/propose", post(propose)).layer(DefaultBodyLimit::max(1 << 20)))
         .with_state(cluster)

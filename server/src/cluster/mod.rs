@@ -80,7 +80,7 @@ struct Shared {
 }
 
 /// Where this node stands in the cluster, for the API and the dashboard.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ClusterStatus {
     pub node_id: NodeId,
     /// leader, follower, candidate, learner or shutdown.
@@ -95,7 +95,7 @@ pub struct ClusterStatus {
     pub cluster_addr: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Member {
     pub raft_id: NodeId,
     pub address: String,
@@ -396,6 +396,24 @@ impl Cluster {
             members,
             cluster_addr: self.shared.cluster_addr.map(|a| a.to_string()),
         }
+    }
+
+    /// Every member's own account of where it stands (this node's too),
+    /// asked of each over the cluster channel with a 1 s deadline; a member
+    /// that did not answer is missing.
+    pub async fn member_statuses(&self) -> BTreeMap<NodeId, ClusterStatus> {
+        let me = self.status();
+        let mut out = BTreeMap::new();
+        let asked = me.members.iter().filter(|m| m.raft_id != self.id && !m.address.is_empty()).map(|m| async move {
+            let client = self.shared.client.as_ref()?;
+            let answer = client.call::<_, ClusterStatus>(&m.address, "/cluster/status", &(), Duration::from_secs(1));
+            answer.await.ok().map(|s| (m.raft_id, s))
+        });
+        for (id, status) in futures_util::future::join_all(asked).await.into_iter().flatten() {
+            out.insert(id, status);
+        }
+        out.insert(self.id, me);
+        out
     }
 
     /// Stops this node's Raft (the process is ending).

@@ -623,12 +623,14 @@ impl Storage {
 
     pub async fn nodes(&self, caller: &Caller) -> Result<Vec<NodeView>, ApiError> {
         Self::read(caller)?;
-        views::nodes(&self.pool, self.node_id, None, &self.cluster.status()).await.map_err(db_error)
+        let statuses = self.cluster.member_statuses().await;
+        views::nodes(&self.pool, self.node_id, None, &self.cluster.status(), &statuses).await.map_err(db_error)
     }
 
     pub async fn node(&self, caller: &Caller, name: &str) -> Result<NodeView, ApiError> {
         Self::read(caller)?;
-        views::nodes(&self.pool, self.node_id, Some(name), &self.cluster.status())
+        let statuses = self.cluster.member_statuses().await;
+        views::nodes(&self.pool, self.node_id, Some(name), &self.cluster.status(), &statuses)
             .await
             .map_err(db_error)?
             .pop()

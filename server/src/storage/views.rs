@@ -182,6 +182,7 @@ pub async fn nodes(
     this_node: i64,
     name: Option<&str>,
     cluster: &crate::cluster::ClusterStatus,
+    statuses: &BTreeMap<u64, crate::cluster::ClusterStatus>,
 ) -> sqlx::Result<Vec<NodeView>> {
     type Row = (i64, String, String, String, Option<i64>, Option<String>, String);
     let nodes: Vec<Row> = sqlx::query_as(
@@ -200,7 +201,16 @@ pub async fn nodes(
     for (id, name, state, last_heartbeat, raft_id, cluster_addr, engine_problems) in nodes {
         let engine_problems = columns::json(format!("engine status of {name}"), &engine_problems)?;
         let raft_id = raft_id.map(|r| r as u64);
+        let own = raft_id.and_then(|r| statuses.get(&r));
         let raft_role = raft_id.and_then(|r| {
+            if let Some(own) = own {
+                return Some(match own.role.as_str() {
+                    "leader" => "leader",
+                    "candidate" => "candidate",
+                    "learner" => "learner",
+                    _ => "follower",
+                });
+            }
             let member = cluster.members.iter().find(|m| m.raft_id == r)?;
             Some(match (cluster.leader == Some(r), member.voter) {
                 (true, _) => "leader",
@@ -226,6 +236,7 @@ pub async fn nodes(
             raft_role: raft_role.map(str::to_string),
             cluster_addr,
             engine_problems,
+            applied_index: own.map(|s| s.applied_index),
         });
     }
     Ok(out)
