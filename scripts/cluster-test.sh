@@ -7,6 +7,7 @@
 #     API; nodes 2 and 3 join with a token each (mutual TLS under the
 #     cluster's CA) and become voters; every node reports the same three
 #     members and the same leader;
+#     a user and an API token made on node 1 are good on nodes 3 and 2;
 #  2. a spent token, a wrong secret and a wrong CA fingerprint are refused,
 #     and the refused node does not start;
 #  3. a volume created through a follower (forwarded to the leader) is
@@ -82,7 +83,7 @@ body() { sed '$d'; }
 status() { tail -n 1; }
 
 declare -A token
-# login N: users are each node's own for now; every node's first admin has the same password.
+# login N: logs in as admin on node N and makes an API token there.
 login() {
   local n=$1
   local jar="$work/jar$n"
@@ -131,6 +132,16 @@ listed=$(api 2 GET /nodes | body | json '", ".join(x["name"] + " " + str(x["raft
 echo "   node 2 lists: $listed"
 echo "$listed" | grep -q "applied None" && fail "a member did not tell node 2 where it stands: $listed"
 pass "nodes 2 and 3 joined with a token each (node 3 through a follower) and are voters; every node sees the same members and leader, and each member's applied index"
+
+# Users and API tokens are the cluster's: made on one node, good on any.
+out=$(api 1 POST /users '{"username":"ops","password":"ops-password-1","role":"operator"}')
+[ "$(echo "$out" | status)" = 201 ] || fail "creating the user ops on node 1: $out"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
+  -d '{"username":"ops","password":"ops-password-1"}' "http://$(http 3)/api/v1/login")
+[ "$code" = 200 ] || fail "ops, made on node 1, cannot log in on node 3 ($code)"
+me=$(curl -s -H "Authorization: Bearer ${token[1]}" "http://$(http 2)/api/v1/me" | json 'd["username"]')
+[ "$me" = admin ] || fail "node 1's API token is not good on node 2 ($me)"
+pass "a user made on node 1 logs in on node 3, and an API token made on node 1 works on node 2"
 
 # 2. Tokens that must not work.
 refused() {

@@ -92,7 +92,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .context("cannot bring up the cluster and the stored storage configuration")?;
     let storage = Arc::new(storage);
     storage.follow_applied_changes();
-    let node = Node::new(pool, NodeSettings::new(node_name.clone()), storage_status(storage.clone()));
+    let node =
+        Node::new(pool, NodeSettings::new(node_name.clone()), storage_status(storage.clone()), storage.cluster());
     let (password, generated) = match std::env::var("PORTICO_ADMIN_PASSWORD") {
         Ok(p) if !p.is_empty() => (p, false),
         _ => (portico_server::secrets::random_password(), true),

@@ -232,6 +232,10 @@ async fn join(
     };
     let applied = cluster.propose(proposal).await??;
     let raft_id = applied.raft_id.ok_or_else(ApiError::internal)?;
+    if let Err(e) = cluster.compact().await {
+        // It then catches up from the log, which is as good if it holds everything.
+        tracing::warn!(error = %e, "cannot build a snapshot for the joining node");
+    }
     let identity = cluster.shared.identity.as_ref().ok_or_else(ApiError::internal)?;
     let key = SecretBox::key_bytes(&cluster.shared.data_dir).map_err(|e| {
         tracing::error!(error = %e, "the cluster key cannot be read");

@@ -356,6 +356,21 @@ impl Cluster {
         }
     }
 
+    /// Builds a snapshot of the state as applied now and drops the log
+    /// before it (the leader does this as a node joins): the new node then
+    /// gets the whole state as a snapshot, rows written before they went
+    /// through the log included.
+    async fn compact(&self) -> anyhow::Result<()> {
+        let applied = self.raft.metrics().borrow_watched().last_applied.map(|l| l.index).unwrap_or(0);
+        self.raft.trigger().snapshot().await?;
+        self.raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.snapshot.is_some_and(|s| s.index >= applied), "a snapshot")
+            .await?;
+        self.raft.trigger().purge_log(applied).await?;
+        Ok(())
+    }
+
     /// Every index this node applies, as it applies it.
     pub fn applied(&self) -> tokio::sync::watch::Receiver<u64> {
         self.state_machine.applied()

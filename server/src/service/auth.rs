@@ -143,12 +143,15 @@ impl Node {
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
-        sqlx::query("UPDATE users SET last_login_at = ? WHERE id = ?")
-            .bind(crate::db::rfc3339(now))
-            .bind(user_id)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO user_logins (user_id, last_login_at) VALUES (?, ?) \
+             ON CONFLICT (user_id) DO UPDATE SET last_login_at = excluded.last_login_at",
+        )
+        .bind(user_id)
+        .bind(crate::db::rfc3339(now))
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
         // Expired sessions are swept at each login.
         sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
             .bind(crate::db::rfc3339(now))
@@ -208,12 +211,16 @@ impl Node {
                 .await
                 .map_err(db_error)?;
                 if row.is_some() {
-                    sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE token_hash = ?")
-                        .bind(&now)
-                        .bind(&hash)
-                        .execute(&self.pool)
-                        .await
-                        .map_err(db_error)?;
+                    sqlx::query(
+                        "INSERT INTO token_uses (token_id, last_used_at) \
+                         SELECT id, ? FROM api_tokens WHERE token_hash = ? \
+                         ON CONFLICT (token_id) DO UPDATE SET last_used_at = excluded.last_used_at",
+                    )
+                    .bind(&now)
+                    .bind(&hash)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_error)?;
                 }
                 row
             }

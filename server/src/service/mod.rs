@@ -17,6 +17,9 @@ use portico_app::model::*;
 use portico_app::service::{Caller, Credential, NewSession, NodeService, RequestOrigin};
 use sqlx::SqlitePool;
 
+use crate::cluster::raft::AppliedChange;
+use crate::storage::proposal::{Change, Decided, Proposal, UserChange};
+
 pub use audit::{write_audit, AuditRecord};
 use refusals::RefusalTally;
 
@@ -82,12 +85,19 @@ pub struct Node {
     started_at: time::OffsetDateTime,
     started: Instant,
     storage_status: StorageStatusFn,
+    /// Users and tokens change through the cluster.
+    cluster: crate::cluster::Cluster,
 }
 
 impl Node {
     /// The service; from inside a Tokio runtime, also the task that writes
     /// the counted login refusals to the audit log every period.
-    pub fn new(pool: SqlitePool, settings: NodeSettings, storage_status: StorageStatusFn) -> Self {
+    pub fn new(
+        pool: SqlitePool,
+        settings: NodeSettings,
+        storage_status: StorageStatusFn,
+        cluster: crate::cluster::Cluster,
+    ) -> Self {
         let refusals = Arc::new(RefusalTally::default());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let tally = Arc::downgrade(&refusals);
@@ -112,6 +122,7 @@ impl Node {
             started_at: time::OffsetDateTime::now_utc(),
             started: Instant::now(),
             storage_status,
+            cluster,
         }
     }
 
@@ -135,14 +146,8 @@ impl Node {
         }
         check_password(password).map_err(|m| ApiError::invalid_field("password", m))?;
         let hash = self.hasher.hash(password.to_string()).await.map_err(hash_error)?;
-        let now = crate::db::now();
-        sqlx::query("INSERT INTO users (username, password_hash, role, enabled, created_at, updated_at) VALUES ('admin', ?, 'admin', 1, ?, ?)")
-            .bind(hash)
-            .bind(&now)
-            .bind(&now)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
+        self.change_users(UserChange::Create { username: "admin".into(), password_hash: hash, role: "admin".into() })
+            .await?;
         self.record(AuditRecord::system(
             "user.create",
             "user/admin",
@@ -151,6 +156,16 @@ impl Node {
         ))
         .await;
         Ok(true)
+    }
+}
+
+impl Node {
+    /// Commits a change to users or tokens through the cluster and waits
+    /// until this node has applied it.
+    pub(crate) async fn change_users(&self, change: UserChange) -> Result<AppliedChange, ApiError> {
+        let proposal =
+            Proposal { change: Change::Users(change), decided: Decided { at: crate::db::now(), ..Default::default() } };
+        self.cluster.propose(proposal).await?
     }
 }
 

@@ -12,8 +12,7 @@ use portico_app::service::{AuthMethod, Caller};
 use super::{db_error, AuditRecord, Node};
 use crate::secrets::{self, API_TOKEN_PREFIX};
 
-/// Tokens one user may hold, so that a script in a loop cannot fill the disk.
-const MAX_TOKENS_PER_USER: i64 = 100;
+use crate::storage::proposal::UserChange;
 
 impl Node {
     pub(crate) async fn create_token_impl(&self, caller: &Caller, new: NewToken) -> Result<CreatedToken, ApiError> {
@@ -31,25 +30,13 @@ impl Node {
         }
         check_token_name(&new.name).map_err(|m| ApiError::invalid_field("name", m))?;
         let name = new.name.trim().to_string();
-        let (held,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM api_tokens WHERE user_id = ?")
-            .bind(caller.user_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_error)?;
-        if held >= MAX_TOKENS_PER_USER {
-            return Err(ApiError::conflict(format!("You hold {held} tokens already; revoke some first.")));
-        }
         let token = secrets::random_token(API_TOKEN_PREFIX);
-        let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES (?, ?, ?, ?) RETURNING id",
-        )
-        .bind(caller.user_id)
-        .bind(&name)
-        .bind(secrets::sha256_hex(&token))
-        .bind(crate::db::now())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_error)?;
+        let change = UserChange::CreateToken {
+            user_id: caller.user_id,
+            name: name.clone(),
+            token_hash: secrets::sha256_hex(&token),
+        };
+        let id = self.change_users(change).await?.created_id.ok_or_else(|| ApiError::internal())?;
         self.record(
             AuditRecord::by(caller, "token.create", format!("token/{id}"), AuditResult::Success)
                 .detail(format!("name {name}")),
@@ -62,8 +49,8 @@ impl Node {
         caller.require(Role::Viewer, "list API tokens")?;
         let all = caller.role == Role::Admin;
         let rows: Vec<(i64, String, String, String, Option<String>)> = sqlx::query_as(
-            "SELECT t.id, t.name, u.username, t.created_at, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id \
-             WHERE ? OR t.user_id = ? ORDER BY t.id",
+            "SELECT t.id, t.name, u.username, t.created_at, w.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             LEFT JOIN token_uses w ON w.token_id = t.id WHERE ? OR t.user_id = ? ORDER BY t.id",
         )
         .bind(all)
         .bind(caller.user_id)
@@ -79,16 +66,8 @@ impl Node {
     pub(crate) async fn revoke_token_impl(&self, caller: &Caller, id: i64) -> Result<(), ApiError> {
         let object = format!("token/{id}");
         let all = caller.role == Role::Admin;
-        let res = sqlx::query("DELETE FROM api_tokens WHERE id = ? AND (? OR user_id = ?)")
-            .bind(id)
-            .bind(all)
-            .bind(caller.user_id)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        if res.rows_affected() == 0 {
-            return Err(ApiError::not_found(format!("The token {id}")));
-        }
+        let owner = if all { None } else { Some(caller.user_id) };
+        self.change_users(UserChange::RevokeToken { id, owner }).await?;
         self.record(AuditRecord::by(caller, "token.revoke", object, AuditResult::Success)).await;
         Ok(())
     }

@@ -1,7 +1,7 @@
-//! Dashboard users: administrators only. The last enabled administrator can
-//! be neither deleted, disabled nor demoted; each of those checks is part of
-//! the one SQL statement that makes the change, so two concurrent requests
-//! cannot both pass it.
+//! Dashboard users: administrators only. Users are the cluster's: every
+//! change is committed through it (`storage/commands/users.rs` applies it,
+//! with the rule that the last enabled administrator can be neither
+//! deleted, disabled nor demoted), so a user logs in on any node.
 
 use portico_app::error::{ApiError, FieldErrors};
 use portico_app::model::*;
@@ -9,11 +9,8 @@ use portico_app::service::Caller;
 
 use super::{db_error, hash_error, internal, AuditRecord, Node};
 
-/// True when the user `?` is not the last enabled admin (SQL fragment).
-const NOT_LAST_ADMIN: &str = "NOT (role = 'admin' AND enabled = 1 AND \
-     (SELECT COUNT(*) FROM users WHERE role = 'admin' AND enabled = 1) <= 1)";
-
-const LAST_ADMIN: &str = "This is the last enabled administrator: add or enable another administrator first.";
+use crate::storage::commands::users::LAST_ADMIN;
+use crate::storage::proposal::UserChange;
 
 type UserRow = (String, String, bool, String, Option<String>);
 
@@ -30,22 +27,26 @@ impl Node {
     }
 
     async fn find_user(&self, username: &str) -> Result<UserView, ApiError> {
-        let row: Option<UserRow> =
-            sqlx::query_as("SELECT username, role, enabled, created_at, last_login_at FROM users WHERE username = ?")
-                .bind(username)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_error)?;
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT u.username, u.role, u.enabled, u.created_at, l.last_login_at FROM users u \
+                 LEFT JOIN user_logins l ON l.user_id = u.id WHERE u.username = ?",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
         view(row.ok_or_else(|| ApiError::not_found(format!("The user {username}")))?)
     }
 
     pub(crate) async fn list_users_impl(&self, caller: &Caller) -> Result<Vec<UserView>, ApiError> {
         caller.require(Role::Admin, "manage users")?;
-        let rows: Vec<UserRow> =
-            sqlx::query_as("SELECT username, role, enabled, created_at, last_login_at FROM users ORDER BY username")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_error)?;
+        let rows: Vec<UserRow> = sqlx::query_as(
+            "SELECT u.username, u.role, u.enabled, u.created_at, l.last_login_at FROM users u \
+                 LEFT JOIN user_logins l ON l.user_id = u.id ORDER BY u.username",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
         rows.into_iter().map(view).collect()
     }
 
@@ -57,24 +58,16 @@ impl Node {
         errors.check("password", check_password(&new.password));
         errors.into_result()?;
         let hash = self.hasher.hash(new.password).await.map_err(hash_error)?;
-        let now = crate::db::now();
-        let res = sqlx::query(
-            "INSERT INTO users (username, password_hash, role, enabled, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?) \
-             ON CONFLICT (username) DO NOTHING",
-        )
-        .bind(&new.username)
-        .bind(hash)
-        .bind(new.role.as_str())
-        .bind(&now)
-        .bind(&now)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        if res.rows_affected() == 0 {
-            self.record(AuditRecord::by(caller, "user.create", &object, AuditResult::Failure).detail("name taken"))
-                .await;
-            let mut e = ApiError::conflict(format!("A user named {} already exists.", new.username));
-            e.fields.insert("username".into(), "This name is taken.".into());
+        let change = UserChange::Create {
+            username: new.username.clone(),
+            password_hash: hash,
+            role: new.role.as_str().to_string(),
+        };
+        if let Err(e) = self.change_users(change).await {
+            self.record(
+                AuditRecord::by(caller, "user.create", &object, AuditResult::Failure).detail(e.message.clone()),
+            )
+            .await;
             return Err(e);
         }
         self.record(
@@ -103,62 +96,40 @@ impl Node {
         let before = self.find_user(username).await?;
         let mut changes = Vec::new();
 
+        // Each part is its own change; the first that is refused ends it.
+        let object_ref = object.as_str();
+        let refused = |e: ApiError| async move {
+            if e.message == LAST_ADMIN {
+                return self.refuse_last_admin(caller, "user.update", object_ref).await;
+            }
+            e
+        };
         if let Some(role) = patch.role.filter(|r| *r != before.role) {
-            let sql = if role == Role::Admin {
-                "UPDATE users SET role = ?, updated_at = ? WHERE username = ?".to_string()
-            } else {
-                format!("UPDATE users SET role = ?, updated_at = ? WHERE username = ? AND {NOT_LAST_ADMIN}")
-            };
-            let res = sqlx::query(&sql)
-                .bind(role.as_str())
-                .bind(crate::db::now())
-                .bind(username)
-                .execute(&self.pool)
-                .await
-                .map_err(db_error)?;
-            if res.rows_affected() == 0 {
-                return Err(self.refuse_last_admin(caller, "user.update", &object).await);
+            let change = UserChange::SetRole { username: username.to_string(), role: role.as_str().to_string() };
+            if let Err(e) = self.change_users(change).await {
+                return Err(refused(e).await);
             }
             changes.push(format!("role {} → {}", before.role, role));
         }
         if let Some(enabled) = patch.enabled.filter(|e| *e != before.enabled) {
-            let sql = if enabled {
-                "UPDATE users SET enabled = 1, updated_at = ? WHERE username = ?".to_string()
-            } else {
-                format!("UPDATE users SET enabled = 0, updated_at = ? WHERE username = ? AND {NOT_LAST_ADMIN}")
-            };
-            let res =
-                sqlx::query(&sql).bind(crate::db::now()).bind(username).execute(&self.pool).await.map_err(db_error)?;
-            if res.rows_affected() == 0 {
-                return Err(self.refuse_last_admin(caller, "user.update", &object).await);
+            if let Err(e) = self.change_users(UserChange::SetEnabled { username: username.to_string(), enabled }).await
+            {
+                return Err(refused(e).await);
             }
             changes.push(if enabled { "enabled".into() } else { "disabled".into() });
         }
         if let Some(password) = patch.password {
             let hash = self.hasher.hash(password).await.map_err(hash_error)?;
-            sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?")
-                .bind(hash)
-                .bind(crate::db::now())
-                .bind(username)
-                .execute(&self.pool)
-                .await
-                .map_err(db_error)?;
+            let change = UserChange::SetPassword { username: username.to_string(), password_hash: hash };
+            if let Err(e) = self.change_users(change).await {
+                return Err(refused(e).await);
+            }
             changes.push("password reset".into());
         }
         if patch.enabled == Some(false) || changes.iter().any(|c| c == "password reset") {
-            // A disabled user or a reset password ends the user's sessions and
-            // revokes the user's API tokens: whoever held them is out for good,
-            // also once the account is enabled again.
-            let user_id = "(SELECT id FROM users WHERE username = ?)";
-            let mut tx = self.pool.begin().await.map_err(db_error)?;
-            for table in ["sessions", "api_tokens"] {
-                sqlx::query(&format!("DELETE FROM {table} WHERE user_id = {user_id}"))
-                    .bind(username)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-            }
-            tx.commit().await.map_err(db_error)?;
+            // Applied with the change: a disabled user or a reset password
+            // ends the user's sessions and revokes the user's API tokens, on
+            // every node; whoever held them is out for good.
             changes.push("sessions and API tokens revoked".into());
         }
         let detail = if changes.is_empty() { "no change".to_string() } else { changes.join("; ") };
@@ -170,13 +141,11 @@ impl Node {
         let object = format!("user/{username}");
         self.authorize(caller, Role::Admin, "user.delete", &object, "manage users").await?;
         self.find_user(username).await?;
-        let res = sqlx::query(&format!("DELETE FROM users WHERE username = ? AND {NOT_LAST_ADMIN}"))
-            .bind(username)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        if res.rows_affected() == 0 {
-            return Err(self.refuse_last_admin(caller, "user.delete", &object).await);
+        if let Err(e) = self.change_users(UserChange::Delete { username: username.to_string() }).await {
+            if e.message == LAST_ADMIN {
+                return Err(self.refuse_last_admin(caller, "user.delete", &object).await);
+            }
+            return Err(e);
         }
         self.record(AuditRecord::by(caller, "user.delete", &object, AuditResult::Success)).await;
         Ok(())

@@ -239,6 +239,11 @@ impl Storage {
         &self.engine
     }
 
+    /// This node's part in the cluster.
+    pub fn cluster(&self) -> Cluster {
+        self.cluster.clone()
+    }
+
     /// Where this node stands in the cluster.
     pub fn cluster_status(&self) -> ClusterStatus {
         self.cluster.status()

@@ -44,6 +44,8 @@ pub enum Change {
     /// What a node's engine could not bring up, as the node reports it
     /// when that changes.
     ReportEngine { name: String, problems: Vec<portico_app::model::NodeProblem> },
+    /// A change to the dashboard's users or API tokens.
+    Users(UserChange),
     /// A node an admin removed from the cluster (after its Raft
     /// membership ended): its row and interfaces go.
     RemoveNode { name: String },
@@ -53,6 +55,83 @@ pub enum Change {
     /// A node that showed a valid join token: it gets the next Raft id and
     /// the token is spent.
     AdmitNode { token_id: String, name: String, cluster_addr: String },
+}
+
+/// Users and API tokens change through the cluster, so that every node has
+/// the same (passwords and tokens only as hashes).
+#[derive(Clone, Serialize, Deserialize)]
+pub enum UserChange {
+    Create {
+        username: String,
+        password_hash: String,
+        role: String,
+    },
+    SetRole {
+        username: String,
+        role: String,
+    },
+    SetEnabled {
+        username: String,
+        enabled: bool,
+    },
+    SetPassword {
+        username: String,
+        password_hash: String,
+    },
+    Delete {
+        username: String,
+    },
+    CreateToken {
+        user_id: i64,
+        name: String,
+        token_hash: String,
+    },
+    /// `owner`: only if the token is this user's (none: any, for admins).
+    RevokeToken {
+        id: i64,
+        owner: Option<i64>,
+    },
+}
+
+impl std::fmt::Debug for UserChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Hashes stay out of logs all the same.
+        match self {
+            UserChange::Create { username, role, .. } => write!(f, "Create({username}, {role})"),
+            UserChange::SetRole { username, role } => write!(f, "SetRole({username}, {role})"),
+            UserChange::SetEnabled { username, enabled } => write!(f, "SetEnabled({username}, {enabled})"),
+            UserChange::SetPassword { username, .. } => write!(f, "SetPassword({username})"),
+            UserChange::Delete { username } => write!(f, "Delete({username})"),
+            UserChange::CreateToken { user_id, name, .. } => write!(f, "CreateToken({user_id}, {name})"),
+            UserChange::RevokeToken { id, .. } => write!(f, "RevokeToken({id})"),
+        }
+    }
+}
+
+impl UserChange {
+    fn action(&self) -> &'static str {
+        match self {
+            UserChange::Create { .. } => "user.create",
+            UserChange::SetRole { .. } | UserChange::SetEnabled { .. } | UserChange::SetPassword { .. } => {
+                "user.update"
+            }
+            UserChange::Delete { .. } => "user.delete",
+            UserChange::CreateToken { .. } => "token.create",
+            UserChange::RevokeToken { .. } => "token.revoke",
+        }
+    }
+
+    fn object(&self) -> String {
+        match self {
+            UserChange::Create { username, .. }
+            | UserChange::SetRole { username, .. }
+            | UserChange::SetEnabled { username, .. }
+            | UserChange::SetPassword { username, .. }
+            | UserChange::Delete { username } => format!("user/{username}"),
+            UserChange::CreateToken { user_id, .. } => format!("token/of-user-{user_id}"),
+            UserChange::RevokeToken { id, .. } => format!("token/{id}"),
+        }
+    }
 }
 
 /// A node's place in the cluster, as it registers.
@@ -71,6 +150,7 @@ impl Change {
             Change::RegisterNode { .. } => "node.register",
             Change::CreateJoinToken { .. } => "cluster.join_token.create",
             Change::RemoveNode { .. } => "node.remove",
+            Change::Users(u) => u.action(),
             Change::ReportEngine { .. } => "node.engine_status",
             Change::SetNodeState { online: true, .. } => "node.online",
             Change::SetNodeState { online: false, .. } => "node.offline",
@@ -89,6 +169,7 @@ impl Change {
                 format!("node/{name}")
             }
             Change::CreateJoinToken { id, .. } => format!("join-token/{id}"),
+            Change::Users(u) => u.object(),
         }
     }
 }

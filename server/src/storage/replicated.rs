@@ -2,13 +2,15 @@
 //! a form two nodes' copies can be compared by: every row of every table in
 //! key order, each value as SQLite's own `quote()` gives it (blobs as hex).
 //!
-//! Sessions, API tokens' last use, the audit log and the node's own key file
-//! are not here: they are this node's.
+//! Sessions, when a user last logged in and a token was last used, the audit
+//! log and the node's key files are not here: they are this node's.
 
 use sqlx::SqliteConnection;
 
 /// The replicated tables, in the order their rows depend on each other.
 pub const TABLES: &[&str] = &[
+    "users",
+    "api_tokens",
     "nodes",
     "interfaces",
     "volumes",
@@ -54,7 +56,7 @@ mod tests {
 
     use super::*;
     use crate::storage::commands;
-    use crate::storage::proposal::{self, Change, Here, Proposal};
+    use crate::storage::proposal::{self, Change, Here, Proposal, UserChange};
     use crate::storage::quotas::Limits;
     use crate::storage::secret_box::SecretBox;
 
@@ -65,6 +67,10 @@ mod tests {
     fn node(name: &str, ifname: &str, address: &str) -> Change {
         let interfaces = BTreeMap::from([(ifname.to_string(), vec![address.to_string()])]);
         Change::RegisterNode { name: name.to_string(), interfaces, member: Default::default() }
+    }
+
+    fn user(change: UserChange) -> Change {
+        Change::Users(change)
     }
 
     /// A day in the life of a cluster's state: every kind of change, some
@@ -102,6 +108,22 @@ mod tests {
                 "target": {"node": "n2", "portals": ["10.0.0.2:3261"]}})),
             storage(json!({"command": "delete_volume", "name": "v2"})),
             storage(json!({"command": "delete_volume", "name": "v1"})),
+            user(UserChange::Create {
+                username: "admin".into(),
+                password_hash: "$argon2id$a".into(),
+                role: "admin".into(),
+            }),
+            user(UserChange::Create {
+                username: "op".into(),
+                password_hash: "$argon2id$b".into(),
+                role: "operator".into(),
+            }),
+            user(UserChange::SetRole { username: "admin".into(), role: "viewer".into() }),
+            user(UserChange::CreateToken { user_id: 2, name: "script".into(), token_hash: "ab12".into() }),
+            user(UserChange::CreateToken { user_id: 2, name: "other".into(), token_hash: "cd34".into() }),
+            user(UserChange::RevokeToken { id: 1, owner: Some(1) }),
+            user(UserChange::RevokeToken { id: 1, owner: None }),
+            user(UserChange::SetPassword { username: "op".into(), password_hash: "$argon2id$c".into() }),
         ]
     }
 
@@ -152,8 +174,13 @@ mod tests {
                 "409 A CHAP user named host-a already exists.",
                 "409 A volume named v1 already exists.",
                 "409 The volume v1 is attached to g1 as LUN 0: detach it first.",
+                "409 This is the last enabled administrator: add or enable another administrator first.",
+                "404 The token 1 does not exist.",
             ]
         );
+        // A reset password revoked the user's tokens: none is left.
+        let (tokens,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM api_tokens").fetch_one(&pool_b).await.unwrap();
+        assert_eq!(tokens, 0);
         let dump_a = dump(&mut pool_a.acquire().await.unwrap()).await.unwrap();
         let dump_b = dump(&mut pool_b.acquire().await.unwrap()).await.unwrap();
         assert_eq!(dump_a, dump_b);

@@ -96,7 +96,7 @@ async fn start(dir: tempfile::TempDir, options: Options) -> TestNode {
     .unwrap();
     let storage = Arc::new(storage);
     storage.follow_applied_changes();
-    let node = Node::new(pool, options.settings.clone(), storage_status(storage.clone()));
+    let node = Node::new(pool, options.settings.clone(), storage_status(storage.clone()), storage.cluster());
     let first_admin = node.ensure_first_admin(&options.admin_password).await;
     let leptos_options = leptos::config::LeptosOptions::builder()
         .output_name("portico")

@@ -36,6 +36,9 @@ pub struct AppliedChange {
     pub remove_volume: Option<String>,
     /// The Raft id a node was admitted with.
     pub raft_id: Option<u64>,
+    /// The id of a new row (an API token).
+    #[serde(default)]
+    pub created_id: Option<i64>,
 }
 
 openraft::declare_raft_types!(

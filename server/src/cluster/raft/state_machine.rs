@@ -153,6 +153,7 @@ impl RaftStateMachine<C> for StateMachine {
                                 detail: effects.detail,
                                 remove_volume: effects.remove_volume,
                                 raft_id: effects.raft_id,
+                                created_id: effects.created_id,
                             }))
                         }
                         Err(e) if e.status >= 500 => {

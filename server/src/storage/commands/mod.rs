@@ -15,6 +15,7 @@ pub mod members;
 mod node_interfaces;
 mod target_groups;
 mod targets;
+pub mod users;
 mod volumes;
 
 use portico_app::error::ApiError;
@@ -36,6 +37,8 @@ pub struct Effects {
     pub remove_volume: Option<String>,
     /// The Raft id a node was admitted with.
     pub raft_id: Option<u64>,
+    /// The id of a new row (an API token).
+    pub created_id: Option<i64>,
 }
 
 pub type Tx<'t> = Transaction<'t, Sqlite>;
@@ -66,6 +69,7 @@ pub async fn apply(proposal: Proposal, tx: &mut Tx<'_>) -> Result<Effects, ApiEr
             return members::create_token(tx, &decided, &id, &secret_hash, &expires_at, &created_by).await
         }
         Change::RemoveNode { name } => return node_interfaces::remove(tx, &name).await,
+        Change::Users(change) => return users::apply(tx, &decided, change).await,
         Change::ReportEngine { name, problems } => return node_interfaces::report_engine(tx, &name, &problems).await,
         Change::SetNodeState { name, online } => return node_interfaces::set_state(tx, &decided, &name, online).await,
         Change::AdmitNode { token_id, name, cluster_addr } => {
