@@ -6,22 +6,23 @@
 #  1. node 1 bootstraps a cluster; an admin creates a join token through the
 #     API; nodes 2 and 3 join with a token each (mutual TLS under the
 #     cluster's CA) and become voters; every node reports the same three
-#     members and the same leader;
+#     members and the same leader, and lists three online nodes;
 #     a user and an API token made on node 1 are good on nodes 3 and 2;
 #  2. a spent token, a wrong secret and a wrong CA fingerprint are refused,
 #     and the refused node does not start;
 #  3. a volume created through a follower (forwarded to the leader) is
-#     listed by every node, and the follower answered only once it had
-#     applied it; a target group with a target on node 1 and one on node 2
+#     listed by every node with the same WWN (the times are printed); a target group with a target on node 1 and one on node 2
 #     (added through node 2): discovery through either portal lists both;
 #     node 2 in maintenance: its target stops, discovery leaves it out, a
 #     volume is not placed on it; out of maintenance, with its portal taken
 #     by another program, node 1 shows node 2's engine status (the portal
 #     left out, and why); freed, the portal is back at the next change;
-#  4. kill -9 of the leader: the other two elect a leader within 10 s (the
-#     time is printed), mark the killed node offline, and take changes; the
-#     killed node, restarted, catches up with what it missed and is marked
-#     online again after 10 s of steady heartbeats;
+#  4. kill -9 of the leader: the other two elect a leader (the time to
+#     elect and to commit a change is printed), mark the killed node
+#     offline, and take changes; the killed node, restarted, catches up to
+#     the same applied index and is marked online again after 10 s of
+#     steady heartbeats; then kill -9 of a follower: offline within 6 s,
+#     online within 15 s of its restart;
 #  5. an admin removes node 3: refused while it holds a volume, then done;
 #     the two left keep a leader and take changes.
 #
@@ -94,6 +95,19 @@ login() {
 }
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+since() { python3 -c "import time; print(f'{time.time() - $1:.1f}')"; }
+# state_of N NAME: node NAME's state as node N lists it.
+state_of() { api "$1" GET /nodes | body | json "next(x['state'] for x in d if x['name'] == '$2')"; }
+# wait_state N NAME STATE SECONDS: polls until NAME is STATE on N; prints the seconds it took.
+wait_state() {
+  local n=$1 name=$2 want=$3 limit=$4 t0 i
+  t0=$(date +%s.%N)
+  for i in $(seq 1 $((limit * 5))); do
+    [ "$(state_of "$n" "$name" 2>/dev/null || true)" = "$want" ] && { python3 -c "import time; print(f'{time.time() - $t0:.1f}')"; return 0; }
+    sleep 0.2
+  done
+  fail "$name is not $want on node $n after $limit s"
+}
 
 mkdir -p "$work/site"
 
@@ -133,6 +147,17 @@ echo "   node 2 lists: $listed"
 echo "$listed" | grep -q "applied None" && fail "a member did not tell node 2 where it stands: $listed"
 pass "nodes 2 and 3 joined with a token each (node 3 through a follower) and are voters; every node sees the same members and leader, and each member's applied index"
 
+t0=$(date +%s.%N)
+for n in 1 2 3; do
+  for i in $(seq 1 100); do
+    online=$(api "$n" GET /nodes | body | json '",".join(x["name"] for x in d if x["state"] == "online")')
+    [ "$online" = "node1,node2,node3" ] && break
+    sleep 0.2
+  done
+  [ "$online" = "node1,node2,node3" ] || fail "node $n lists online: $online"
+done
+echo "   every node lists the three nodes online $(since "$t0") s after node 3 joined (a new node is online after 10 s of steady heartbeats)"
+
 # Users and API tokens are the cluster's: made on one node, good on any.
 out=$(api 1 POST /users '{"username":"ops","password":"ops-password-1","role":"operator"}')
 [ "$(echo "$out" | status)" = 201 ] || fail "creating the user ops on node 1: $out"
@@ -166,13 +191,21 @@ members=$(api 1 GET /cluster | body | json 'len(d["members"])')
 pass "a spent token, a wrong secret and a wrong CA fingerprint are refused, and the cluster keeps three members"
 
 # 3. A change through a follower.
+t0=$(date +%s.%N)
 out=$(api 2 POST /volumes '{"name":"vol-a","size":"4MiB"}')
 [ "$(echo "$out" | status)" = 201 ] || fail "creating a volume through node 2: $out"
-for n in 1 2 3; do
-  names=$(api "$n" GET /volumes | body | json '",".join(v["name"] for v in d)')
-  [ "$names" = "vol-a" ] || fail "node $n lists volumes '$names'"
+answered=$(since "$t0")
+for n in 1 3; do
+  for i in $(seq 1 50); do
+    [ "$(api "$n" GET /volumes | body | json '",".join(v["name"] for v in d)')" = vol-a ] && break
+    sleep 0.02
+  done
 done
-pass "a volume created through a follower is listed by every node"
+everywhere=$(since "$t0")
+wwns=$(for n in 1 2 3; do api "$n" GET /volumes/vol-a | body | json 'd["wwn"]'; done | sort -u)
+[ "$(echo "$wwns" | wc -l)" = 1 ] || fail "the nodes disagree on vol-a's WWN: $wwns"
+echo "   vol-a, created through node 2 (a follower): answered after $answered s, listed by all three nodes after $everywhere s, WWN $wwns on each"
+pass "a volume created through a follower is listed by every node with the same WWN"
 
 # Discovery through either node's portal lists the group's targets on both.
 iscsi_port=$(free_port)
@@ -244,6 +277,10 @@ kill -9 "${pid[1]}"
 wait "${pid[1]}" 2>/dev/null || true
 unset 'pid[1]'
 t0=$(date +%s.%N)
+# A change made at once waits for the new leader, then commits.
+out=$(api 3 POST /volumes '{"name":"vol-b","size":"4MiB"}')
+[ "$(echo "$out" | status)" = 201 ] || fail "creating a volume without node 1: $out"
+committed=$(since "$t0")
 new_leader=""
 for i in $(seq 1 100); do
   a=$(api 2 GET /cluster | body | json 'd["leader"]' 2>/dev/null || true)
@@ -251,26 +288,12 @@ for i in $(seq 1 100); do
   if [ -n "$a" ] && [ "$a" != None ] && [ "$a" != 1 ] && [ "$a" = "$b" ]; then new_leader=$a; break; fi
   sleep 0.1
 done
-elapsed=$(python3 -c "import time; print(f'{time.time() - $t0:.1f}')")
 [ -n "$new_leader" ] || fail "no new leader 10 s after the leader was killed"
-echo "   node 1 killed (kill -9); node $new_leader leads after ${elapsed} s"
-# state_of N NAME: node NAME's state as node N lists it.
-state_of() { api "$1" GET /nodes | body | json "next(x['state'] for x in d if x['name'] == '$2')"; }
-# wait_state N NAME STATE SECONDS: polls until NAME is STATE on N; prints the seconds it took.
-wait_state() {
-  local n=$1 name=$2 want=$3 limit=$4 t0 i
-  t0=$(date +%s.%N)
-  for i in $(seq 1 $((limit * 5))); do
-    [ "$(state_of "$n" "$name" 2>/dev/null || true)" = "$want" ] && { python3 -c "import time; print(f'{time.time() - $t0:.1f}')"; return 0; }
-    sleep 0.2
-  done
-  fail "$name is not $want on node $n after $limit s"
-}
+echo "   node 1 killed (kill -9); a change sent at once through node 3 was committed after $committed s (bound: 5 s); node $new_leader leads"
+python3 -c "import sys; sys.exit(0 if float('$committed') <= 5 else 1)" || fail "the change took $committed s, more than 5"
 took=$(wait_state "$new_leader" node1 offline 10)
 echo "   node $new_leader marks node 1 offline $took s after the new leader was seen (bound: 4 s of silence)"
 [ "$(api "$new_leader" GET /nodes/node1 | body | json 'd["applied_index"]')" = None ] || fail "node 1, killed, still reports an applied index"
-out=$(api 3 POST /volumes '{"name":"vol-b","size":"4MiB"}')
-[ "$(echo "$out" | status)" = 201 ] || fail "creating a volume without node 1: $out"
 pass "the two survivors elected node $new_leader and take changes"
 
 start 1
@@ -284,7 +307,25 @@ done
 took=$(wait_state "$new_leader" node1 online 30)
 echo "   node 1 is online again $took s after it answered (bound: 10 s of steady answers)"
 role=$(api 1 GET /cluster | body | json 'd["role"]')
-pass "node 1, restarted, caught up (it lists vol-b, made while it was down) and is a $role"
+for i in $(seq 1 25); do
+  applied=$(api "$new_leader" GET /nodes | body | json '",".join(sorted(set(str(x["applied_index"]) for x in d)))')
+  case "$applied" in *,*|*None*) sleep 0.2 ;; *) break ;; esac
+done
+case "$applied" in *,*|*None*) fail "the nodes' applied indexes differ: $applied" ;; esac
+echo "   all three nodes at applied index $applied"
+pass "node 1, restarted, caught up to the same applied index (it lists vol-b, made while it was down) and is a $role"
+
+# kill -9 of a follower (node 1 again, now a follower).
+[ "$role" = follower ] || fail "node 1 is a $role, not a follower"
+kill -9 "${pid[1]}"; wait "${pid[1]}" 2>/dev/null || true; unset 'pid[1]'
+took=$(wait_state "$new_leader" node1 offline 10)
+echo "   node 1, a follower, killed (kill -9): offline after $took s (bound: 6 s)"
+python3 -c "import sys; sys.exit(0 if float('$took') <= 6 else 1)" || fail "offline after $took s, more than 6"
+start 1
+ready 1
+took=$(wait_state "$new_leader" node1 online 20)
+echo "   node 1 restarted: online $took s after it answered (bound: 15 s)"
+pass "a follower killed is offline within 6 s and online again within 15 s of its restart"
 
 # A volume deleted through another node than the one holding it.
 [ -f "$work/data2/volumes/vol-a.img" ] || fail "vol-a's image is not on node 2, which holds it"
