@@ -27,6 +27,8 @@ use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+/// TLS handshakes in progress at once.
+const HANDSHAKES: usize = 64;
 /// Connections from members at once.
 const MEMBER_CONNECTIONS: usize = 64;
 /// Connections from peers without a certificate (nodes coming to join).
@@ -47,8 +49,14 @@ pub struct Peer {
 }
 
 /// Serves `router` on `listener` until the process ends.
+///
+/// Three caps: handshakes in progress (each with a deadline), connections
+/// of members, and connections of peers without a certificate (each with a
+/// deadline for the whole connection). Strangers who open connections and
+/// never speak fill only the first for a while, and never the members'.
 pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: axum::Router) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let handshakes = Arc::new(Semaphore::new(HANDSHAKES));
     let members = Arc::new(Semaphore::new(MEMBER_CONNECTIONS));
     let strangers = Arc::new(Semaphore::new(STRANGER_CONNECTIONS));
     tokio::spawn(async move {
@@ -61,15 +69,17 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: axum
                     continue;
                 }
             };
-            let Ok(permit) = strangers.clone().try_acquire_owned() else {
+            let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
                 tracing::warn!(%address, "cluster listener: too many handshakes in progress; connection closed");
                 continue;
             };
-            let (acceptor, router, members) = (acceptor.clone(), router.clone(), members.clone());
+            let (acceptor, router) = (acceptor.clone(), router.clone());
+            let (members, strangers) = (members.clone(), strangers.clone());
             tokio::spawn(async move {
-                let mut handshake_permit = Some(permit);
                 let _ = stream.set_nodelay(true);
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                drop(handshake);
+                let tls = match accepted {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         tracing::debug!(%address, error = %e, "cluster TLS handshake failed");
@@ -78,19 +88,10 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: axum
                     Err(_) => return,
                 };
                 let member = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
-                // A member's connection takes a member's place; a stranger's
-                // keeps the handshake's place until its deadline.
-                let _permit = if member {
-                    handshake_permit.take();
-                    match members.try_acquire_owned() {
-                        Ok(p) => Some(p),
-                        Err(_) => {
-                            tracing::warn!(%address, "cluster listener: member connections at their cap");
-                            return;
-                        }
-                    }
-                } else {
-                    None
+                let place = if member { members } else { strangers };
+                let Ok(_place) = place.try_acquire_owned() else {
+                    tracing::warn!(%address, member, "cluster listener: connections at their cap; connection closed");
+                    return;
                 };
                 let service = router.layer(axum::Extension(Peer { address, member }));
                 let mut http = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -103,7 +104,6 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: axum
                     let _ = connection.await;
                 } else {
                     let _ = tokio::time::timeout(STRANGER_DEADLINE, connection).await;
-                    handshake_permit.take();
                 }
             });
         }
@@ -219,5 +219,43 @@ impl Client {
             Ok(result) => result,
             Err(_) => Err(broken(format!("no answer within {} ms", deadline.as_millis()))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::post;
+    use axum::{Extension, Json, Router};
+
+    use super::*;
+    use crate::cluster::tls::{self, Identity};
+
+    /// Peers without a certificate that connect and sit there fill their
+    /// own places only: one more is turned away, a member is served.
+    #[tokio::test]
+    async fn strangers_cannot_crowd_out_members() {
+        let dir = tempfile::tempdir().unwrap();
+        Identity::create_ca(dir.path(), "t").unwrap();
+        let identity = Identity::load(dir.path(), "n1", "127.0.0.1".parse().unwrap()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let router = Router::new().route("/who", post(|Extension(p): Extension<Peer>| async move { Json(p.member) }));
+        serve(listener, identity.server_config().unwrap(), router);
+
+        let pinned = tls::pinned_client_config(&identity.ca_fingerprint()).unwrap();
+        let mut held = Vec::new();
+        for _ in 0..STRANGER_CONNECTIONS {
+            let tcp = TcpStream::connect(&address).await.unwrap();
+            let name = ServerName::IpAddress("127.0.0.1".parse::<std::net::IpAddr>().unwrap().into());
+            held.push(tokio_rustls::TlsConnector::from(pinned.clone()).connect(name, tcp).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let stranger = Client::new(pinned);
+        let refused = stranger.call::<_, bool>(&address, "/who", &(), Duration::from_secs(3)).await;
+        assert!(refused.is_err(), "{refused:?}");
+        let member = Client::new(identity.client_config().unwrap());
+        let served = member.call::<_, bool>(&address, "/who", &(), Duration::from_secs(3)).await;
+        assert!(matches!(served, Ok(true)), "{served:?}");
+        drop(held);
     }
 }
