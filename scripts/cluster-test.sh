@@ -142,9 +142,9 @@ for n in 1 2 3; do
   [ "$members" = "1v,2v,3v" ] || fail "node $n does not see three voters: $members"
   [ "$l" = 1 ] || fail "node $n names leader $l"
 done
-listed=$(api 2 GET /nodes | body | json '", ".join(x["name"] + " " + str(x["raft_role"]) + " applied " + str(x["applied_index"]) for x in d)')
+listed=$(api 2 GET /nodes | body | json '", ".join(x["name"] + " " + str(x["raft_role"]) + " applied " + str(x["applied_index"]) + " last contact " + str(x["last_contact_ms"]) + " ms" for x in d)')
 echo "   node 2 lists: $listed"
-echo "$listed" | grep -q "applied None" && fail "a member did not tell node 2 where it stands: $listed"
+echo "$listed" | grep -q "applied None\|contact None" && fail "a member did not tell node 2 where it stands: $listed"
 pass "nodes 2 and 3 joined with a token each (node 3 through a follower) and are voters; every node sees the same members and leader, and each member's applied index"
 
 t0=$(date +%s.%N)
@@ -293,7 +293,9 @@ echo "   node 1 killed (kill -9); a change sent at once through node 3 was commi
 python3 -c "import sys; sys.exit(0 if float('$committed') <= 5 else 1)" || fail "the change took $committed s, more than 5"
 took=$(wait_state "$new_leader" node1 offline 10)
 echo "   node $new_leader marks node 1 offline $took s after the new leader was seen (bound: 4 s of silence)"
-[ "$(api "$new_leader" GET /nodes/node1 | body | json 'd["applied_index"]')" = None ] || fail "node 1, killed, still reports an applied index"
+seen=$(api "$new_leader" GET /nodes/node1 | body)
+[ "$(echo "$seen" | json 'd["applied_index"]')" = None ] || fail "node 1, killed, still reports an applied index"
+echo "   node $new_leader on node 1: $(echo "$seen" | json 'd["state"] + ", last heartbeat answered " + str(d["last_contact_ms"]) + " ms ago (as this leader heard it)"')"
 pass "the two survivors elected node $new_leader and take changes"
 
 start 1

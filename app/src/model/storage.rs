@@ -47,6 +47,10 @@ pub struct NodeView {
     /// did not answer within 1 s: down, or cut off).
     #[serde(default)]
     pub applied_index: Option<u64>,
+    /// How long ago it last answered the leader's heartbeat, in
+    /// milliseconds, as the leader tells (0 for the leader itself).
+    #[serde(default)]
+    pub last_contact_ms: Option<u64>,
 }
 
 /// A new join token, as its creator sees it (this once): the answer to

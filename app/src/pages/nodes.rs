@@ -53,6 +53,7 @@ pub fn NodesPage() -> impl IntoView {
                                         (Some(_), None) => view! { " · " <strong>"not answering"</strong> }.into_any(),
                                         _ => ().into_any(),
                                     }}
+                                    {n.last_contact_ms.filter(|ms| *ms > 0).map(|ms| view! { " · last heartbeat answered " {format!("{:.1}", ms as f64 / 1000.0)} " s ago" })}
                                     {n.cluster_addr.clone().map(|a| view! { " · cluster address " {a} })}
                                 </p>
                                 {(!n.engine_problems.is_empty()).then(|| view! {

@@ -32,7 +32,9 @@ use crate::storage::secret_box::SecretBox;
 use join::{JoinToken, ProposeAnswer};
 use raft::log_store::LogStore;
 use raft::state_machine::StateMachine;
-use raft::{AppliedChange, BasicNode, ChangeMembers, Config, NodeId, Raft, ServerState, WatchReceiver};
+use raft::{
+    AppliedChange, BasicNode, ChangeMembers, Config, NodeId, Raft, RaftInstant as _, ServerState, WatchReceiver,
+};
 use tls::Identity;
 use transport::Client;
 
@@ -93,6 +95,10 @@ pub struct ClusterStatus {
     pub members: Vec<Member>,
     /// This node's cluster address, if it serves the cluster channel.
     pub cluster_addr: Option<String>,
+    /// On the leader: how long ago each other member last answered a
+    /// heartbeat, in milliseconds (a member never heard from is missing).
+    #[serde(default)]
+    pub last_contact_ms: BTreeMap<NodeId, u64>,
 }
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -410,6 +416,12 @@ impl Cluster {
             voters,
             members,
             cluster_addr: self.shared.cluster_addr.map(|a| a.to_string()),
+            last_contact_ms: m
+                .heartbeat
+                .iter()
+                .flatten()
+                .filter_map(|(id, at)| at.as_ref().map(|t| (*id, t.elapsed().as_millis() as u64)))
+                .collect(),
         }
     }
 

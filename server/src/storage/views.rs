@@ -237,6 +237,14 @@ pub async fn nodes(
             cluster_addr,
             engine_problems,
             applied_index: own.map(|s| s.applied_index),
+            last_contact_ms: raft_id.and_then(|r| {
+                let leader = statuses.values().find(|s| s.role == "leader")?;
+                if leader.node_id == r {
+                    Some(0)
+                } else {
+                    leader.last_contact_ms.get(&r).copied()
+                }
+            }),
         });
     }
     Ok(out)
