@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use base64::Engine as _;
 use portico_app::error::ApiError;
 use rand::RngCore;
@@ -33,7 +33,7 @@ use subtle::ConstantTimeEq;
 
 use super::raft::{BasicNode, ChangeMembers, WatchReceiver};
 use super::tls::{self, CaFiles};
-use super::transport::{Client, Peer};
+use super::transport::{Client, FromMember};
 use super::Cluster;
 use crate::api::extract::{ApiFailure, ApiJson};
 use crate::storage::commands::members;
@@ -259,12 +259,9 @@ fn forwarded(e: super::transport::CallError) -> ApiError {
 
 async fn add(
     State(cluster): State<Cluster>,
-    Extension(peer): Extension<Peer>,
+    _member: FromMember,
     ApiJson(request): ApiJson<AddRequest>,
 ) -> Result<Json<AddAnswer>, ApiFailure> {
-    if !peer.member {
-        return Err(ApiError::new(403, "Only a member of the cluster may ask for this.").into());
-    }
     if let Some(leader) = cluster.leader_address_if_not_me().await? {
         let answer =
             cluster.client()?.call(&leader, "/cluster/add", &request, CATCH_UP + Duration::from_secs(20)).await;
@@ -319,22 +316,13 @@ pub(super) struct RemoveRequest {
 
 async fn remove(
     State(cluster): State<Cluster>,
-    Extension(peer): Extension<Peer>,
+    _member: FromMember,
     ApiJson(request): ApiJson<RemoveRequest>,
 ) -> Result<Json<()>, ApiFailure> {
-    if !peer.member {
-        return Err(ApiError::new(403, "Only a member of the cluster may ask for this.").into());
-    }
     Ok(Json(cluster.remove_member(request.raft_id).await?))
 }
 
-async fn status(
-    State(cluster): State<Cluster>,
-    Extension(peer): Extension<Peer>,
-) -> Result<Json<super::ClusterStatus>, ApiFailure> {
-    if !peer.member {
-        return Err(ApiError::new(403, "Only a member of the cluster may ask for this.").into());
-    }
+async fn status(State(cluster): State<Cluster>, _member: FromMember) -> Result<Json<super::ClusterStatus>, ApiFailure> {
     Ok(Json(cluster.status()))
 }
 
@@ -347,12 +335,9 @@ pub struct ProposeAnswer {
 
 async fn propose(
     State(cluster): State<Cluster>,
-    Extension(peer): Extension<Peer>,
+    _member: FromMember,
     ApiJson(proposal): ApiJson<Proposal>,
 ) -> Result<Json<ProposeAnswer>, ApiFailure> {
-    if !peer.member {
-        return Err(ApiError::new(403, "Only a member of the cluster may propose changes.").into());
-    }
     Ok(Json(cluster.commit_here(proposal).await?))
 }
 

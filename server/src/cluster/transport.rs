@@ -48,6 +48,21 @@ pub struct Peer {
     pub member: bool,
 }
 
+/// A request from a member of the cluster: a handler that takes this
+/// refuses everyone else (403), a node coming to join included.
+pub struct FromMember;
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for FromMember {
+    type Rejection = crate::api::ApiFailure;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Peer>() {
+            Some(peer) if peer.member => Ok(FromMember),
+            _ => Err(portico_app::error::ApiError::new(403, "Only members of the cluster may ask this.").into()),
+        }
+    }
+}
+
 /// Serves `router` on `listener` until the process ends.
 ///
 /// Three caps: handshakes in progress (each with a deadline), connections
@@ -239,10 +254,20 @@ mod tests {
         let identity = Identity::load(dir.path(), "n1", "127.0.0.1".parse().unwrap()).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
-        let router = Router::new().route("/who", post(|Extension(p): Extension<Peer>| async move { Json(p.member) }));
+        let router = Router::new()
+            .route("/who", post(|Extension(p): Extension<Peer>| async move { Json(p.member) }))
+            .route("/members-only", post(|_: FromMember| async { Json(true) }));
         serve(listener, identity.server_config().unwrap(), router);
 
         let pinned = tls::pinned_client_config(&identity.ca_fingerprint()).unwrap();
+        // A peer without a certificate is told who it is, and refused what is for members.
+        let joiner = Client::new(pinned.clone());
+        let who = joiner.call::<_, bool>(&address, "/who", &(), Duration::from_secs(3)).await;
+        assert!(matches!(who, Ok(false)), "{who:?}");
+        let refused = joiner.call::<_, bool>(&address, "/members-only", &(), Duration::from_secs(3)).await;
+        assert!(matches!(refused, Err(CallError::Refused { status: 403, .. })), "{refused:?}");
+        drop(joiner);
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let mut held = Vec::new();
         for _ in 0..STRANGER_CONNECTIONS {
             let tcp = TcpStream::connect(&address).await.unwrap();
@@ -255,6 +280,8 @@ mod tests {
         assert!(refused.is_err(), "{refused:?}");
         let member = Client::new(identity.client_config().unwrap());
         let served = member.call::<_, bool>(&address, "/who", &(), Duration::from_secs(3)).await;
+        assert!(matches!(served, Ok(true)), "{served:?}");
+        let served = member.call::<_, bool>(&address, "/members-only", &(), Duration::from_secs(3)).await;
         assert!(matches!(served, Ok(true)), "{served:?}");
         drop(held);
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use openraft::errors::{Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{NodeId, Raft, Snapshot, SnapshotData, SnapshotMeta, Vote, C};
 use crate::api::extract::{ApiFailure, ApiJson};
-use crate::cluster::transport::{CallError, Client, Peer as CallingPeer};
+use crate::cluster::transport::{CallError, Client, FromMember};
 
 /// The largest snapshot a member accepts (a copy of the state database).
 const MAX_SNAPSHOT: usize = 512 << 20;
@@ -146,48 +146,36 @@ fn answer<T, E: std::fmt::Display>(result: Result<T, E>) -> Answer<T> {
     Json(result.map_err(|e| e.to_string()))
 }
 
-fn members_only(peer: &CallingPeer) -> Result<(), ApiError> {
-    if peer.member {
-        Ok(())
-    } else {
-        Err(ApiError::new(403, "Raft messages are taken from members of the cluster only."))
-    }
-}
-
 async fn append(
     State(raft): State<Raft>,
-    Extension(peer): Extension<CallingPeer>,
+    _member: FromMember,
     ApiJson(rpc): ApiJson<AppendEntriesRequest<C>>,
 ) -> Result<Answer<AppendEntriesResponse<C>>, ApiFailure> {
-    members_only(&peer)?;
     Ok(answer::<_, RaftError<C>>(raft.append_entries(rpc).await))
 }
 
 async fn vote(
     State(raft): State<Raft>,
-    Extension(peer): Extension<CallingPeer>,
+    _member: FromMember,
     ApiJson(rpc): ApiJson<VoteRequest<C>>,
 ) -> Result<Answer<VoteResponse<C>>, ApiFailure> {
-    members_only(&peer)?;
     Ok(answer::<_, RaftError<C>>(raft.vote(rpc).await))
 }
 
 async fn pre_vote(
     State(raft): State<Raft>,
-    Extension(peer): Extension<CallingPeer>,
+    _member: FromMember,
     ApiJson(rpc): ApiJson<VoteRequest<C>>,
 ) -> Result<Answer<VoteResponse<C>>, ApiFailure> {
-    members_only(&peer)?;
     Ok(answer::<_, RaftError<C>>(raft.pre_vote(rpc).await))
 }
 
 async fn snapshot(
     State(raft): State<Raft>,
-    Extension(peer): Extension<CallingPeer>,
+    _member: FromMember,
     ApiJson(request): ApiJson<SnapshotRequest>,
 ) -> Result<Answer<SnapshotResponse<C>>, ApiFailure> {
     use base64::Engine as _;
-    members_only(&peer)?;
     let data = base64::engine::general_purpose::STANDARD
         .decode(request.data.as_bytes())
         .map_err(|_| ApiError::new(400, "The snapshot's data is not base64."))?;
