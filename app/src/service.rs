@@ -125,6 +125,8 @@ pub trait StorageService: Send + Sync + 'static {
     ) -> Result<crate::model::storage::TargetGroupView, ApiError>;
     async fn chap_users(&self, caller: &Caller) -> Result<Vec<crate::model::storage::ChapUserView>, ApiError>;
     async fn nodes(&self, caller: &Caller) -> Result<Vec<crate::model::storage::NodeView>, ApiError>;
+    /// The nodes' names only: without asking each member where it stands.
+    async fn node_names(&self, caller: &Caller) -> Result<Vec<String>, ApiError>;
     /// CHAP on discovery sessions.
     async fn discovery(&self, caller: &Caller) -> Result<crate::model::discovery::DiscoverySettings, ApiError>;
     async fn connections(

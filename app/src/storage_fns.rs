@@ -346,6 +346,16 @@ pub async fn list_nodes() -> Result<Vec<NodeView>, ApiError> {
     go.await.map_err(ssr::failed)
 }
 
+/// The nodes' names, for choices in forms (quick: no member is asked anything).
+#[server(prefix = "/rpc", endpoint = "storage/nodes/names", input = Json)]
+pub async fn list_node_names() -> Result<Vec<String>, ApiError> {
+    let go = async {
+        let (s, c) = ssr::storage().await?;
+        s.node_names(&c).await
+    };
+    go.await.map_err(ssr::failed)
+}
+
 #[server(prefix = "/rpc", endpoint = "storage/nodes/traffic", input = Json)]
 pub async fn set_traffic(node: String, interface: String, traffic_types: String) -> Result<(), ApiError> {
     let types = traffic_types.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_string).collect();

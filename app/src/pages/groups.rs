@@ -7,13 +7,13 @@ use leptos_router::components::A;
 use super::volumes::can_change;
 use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage, JsonForm};
 use crate::model::storage::IQN_PREFIX;
-use crate::storage_fns::{list_chap_users, list_groups, list_nodes, CreateGroup};
+use crate::storage_fns::{list_chap_users, list_groups, list_node_names, CreateGroup};
 
 #[component]
 pub fn GroupsPage() -> impl IntoView {
     let create = ServerAction::<CreateGroup>::new();
     let groups = Resource::new(move || create.version().get(), |_| list_groups());
-    let nodes = Resource::new(|| (), |_| list_nodes());
+    let nodes = Resource::new(|| (), |_| list_node_names());
     let chap_users = Resource::new(|| (), |_| list_chap_users());
     let writer = can_change();
     view! {
@@ -60,7 +60,7 @@ pub fn GroupsPage() -> impl IntoView {
                     <label>"Node of the first target"
                         <select name="node">
                             <Suspense fallback=|| ()>{move || Suspend::new(async move {
-                                nodes.await.unwrap_or_default().into_iter().map(|n| view! { <option value=n.name.clone()>{n.name.clone()}</option> }).collect_view()
+                                nodes.await.unwrap_or_default().into_iter().map(|n| view! { <option value=n.clone()>{n.clone()}</option> }).collect_view()
                             })}</Suspense>
                         </select>
                         <FieldMessage value=create.value() field="targets[0].node"/></label>

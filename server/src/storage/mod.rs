@@ -632,6 +632,13 @@ impl Storage {
         views::nodes(&self.pool, self.node_id, None, &self.cluster.status(), &statuses).await.map_err(db_error)
     }
 
+    pub async fn node_names(&self, caller: &Caller) -> Result<Vec<String>, ApiError> {
+        Self::read(caller)?;
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT name FROM nodes ORDER BY name").fetch_all(&self.pool).await.map_err(db_error)?;
+        Ok(rows.into_iter().map(|(n,)| n).collect())
+    }
+
     pub async fn node(&self, caller: &Caller, name: &str) -> Result<NodeView, ApiError> {
         Self::read(caller)?;
         let statuses = self.cluster.member_statuses().await;
@@ -725,5 +732,8 @@ impl portico_app::service::StorageService for Storage {
     }
     async fn create_join_token(&self, caller: &Caller) -> Result<CreatedJoinToken, ApiError> {
         Storage::create_join_token(self, caller).await
+    }
+    async fn node_names(&self, caller: &Caller) -> Result<Vec<String>, ApiError> {
+        Storage::node_names(self, caller).await
     }
 }
