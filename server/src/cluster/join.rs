@@ -37,7 +37,7 @@ use super::transport::{Client, FromMember};
 use super::Cluster;
 use crate::api::extract::{ApiFailure, ApiJson};
 use crate::storage::commands::members;
-use crate::storage::proposal::{Change, Decided, Proposal};
+use crate::storage::proposal::{Change, Proposal};
 use crate::storage::secret_box::SecretBox;
 
 /// How long a join token is good for.
@@ -222,14 +222,11 @@ async fn join(
         return Err(refused().into());
     }
     members::usable(&stored, &crate::db::now())?;
-    let proposal = Proposal {
-        change: Change::AdmitNode {
-            token_id: request.token_id.clone(),
-            name: request.node_name.clone(),
-            cluster_addr: address.to_string(),
-        },
-        decided: Decided { at: crate::db::now(), ..Default::default() },
-    };
+    let proposal = Proposal::now(Change::AdmitNode {
+        token_id: request.token_id.clone(),
+        name: request.node_name.clone(),
+        cluster_addr: address.to_string(),
+    });
     let applied = cluster.propose(proposal).await??;
     let raft_id = applied.raft_id.ok_or_else(ApiError::internal)?;
     if let Err(e) = cluster.compact().await {

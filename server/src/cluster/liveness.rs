@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::raft::{RaftInstant as _, WatchReceiver};
 use super::Cluster;
-use crate::storage::proposal::{Change, Decided, Proposal};
+use crate::storage::proposal::{Change, Proposal};
 
 pub const OFFLINE_AFTER: Duration = Duration::from_secs(4);
 pub const ONLINE_AFTER: Duration = Duration::from_secs(10);
@@ -83,10 +83,7 @@ async fn check(cluster: &Cluster, watch: &mut Watch) -> anyhow::Result<()> {
             _ => continue,
         };
         tracing::info!(node = %name, raft_id, online, "node state changes");
-        let proposal = Proposal {
-            change: Change::SetNodeState { name, online },
-            decided: Decided { at: crate::db::now(), ..Default::default() },
-        };
+        let proposal = Proposal::now(Change::SetNodeState { name, online });
         cluster.commit_here(proposal).await.map_err(|e| anyhow::anyhow!(e.message))?;
     }
     Ok(())

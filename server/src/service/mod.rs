@@ -18,7 +18,7 @@ use portico_app::service::{Caller, Credential, NewSession, NodeService, RequestO
 use sqlx::SqlitePool;
 
 use crate::cluster::raft::AppliedChange;
-use crate::storage::proposal::{Change, Decided, Proposal, UserChange};
+use crate::storage::proposal::{Change, Proposal, UserChange};
 
 pub use audit::{write_audit, AuditRecord};
 use refusals::RefusalTally;
@@ -163,9 +163,7 @@ impl Node {
     /// Commits a change to users or tokens through the cluster and waits
     /// until this node has applied it.
     pub(crate) async fn change_users(&self, change: UserChange) -> Result<AppliedChange, ApiError> {
-        let proposal =
-            Proposal { change: Change::Users(change), decided: Decided { at: crate::db::now(), ..Default::default() } };
-        self.cluster.propose(proposal).await?
+        self.cluster.propose(Proposal::now(Change::Users(change))).await?
     }
 }
 

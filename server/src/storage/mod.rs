@@ -213,10 +213,7 @@ impl Storage {
         }
         let (cluster, name, reported) = (self.cluster.clone(), self.node_name.clone(), self.reported.clone());
         tokio::spawn(async move {
-            let proposal = proposal::Proposal {
-                change: Change::ReportEngine { name, problems },
-                decided: proposal::Decided { at: crate::db::now(), ..Default::default() },
-            };
+            let proposal = proposal::Proposal::now(Change::ReportEngine { name, problems });
             if let Ok(Err(e)) | Err(e) = cluster.propose(proposal).await {
                 tracing::warn!(error = %e.message, "cannot report this node's engine status; the next change tries again");
                 *reported.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -261,10 +258,7 @@ impl Storage {
     pub async fn execute(&self, caller: &Caller, command: Command) -> Result<(), ApiError> {
         let action = command.action();
         let object = command.object();
-        if let Err(e) = caller.require(Role::Operator, "change storage objects") {
-            self.audit(caller, action, &object, AuditResult::Denied, Some(format!("role {}", caller.role))).await;
-            return Err(e);
-        }
+        self.authorize(caller, Role::Operator, "change storage objects", action, &object).await?;
         let _one_at_a_time = self.apply_lock.lock().await;
         let here = self.here();
         let proposal = match proposal::decide(Change::Storage(command), &here) {
@@ -368,8 +362,24 @@ impl Storage {
         Here { node_id: self.node_id, secrets: &self.secrets, limits: &self.limits, data_dir: &self.data_dir }
     }
 
+    /// Lets `caller` on only with `role`; a refusal is audited as denied.
+    async fn authorize(
+        &self,
+        caller: &Caller,
+        role: Role,
+        what: &str,
+        action: &'static str,
+        object: &str,
+    ) -> Result<(), ApiError> {
+        if let Err(e) = caller.require(role, what) {
+            self.audit(caller, action, object, AuditResult::Denied, Some(format!("role {}", caller.role))).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Audits a refused or failed command and returns its error.
-    async fn failed(&self, caller: &Caller, action: &'static str, object: &str, e: ApiError) -> Result<(), ApiError> {
+    async fn failed<T>(&self, caller: &Caller, action: &'static str, object: &str, e: ApiError) -> Result<T, ApiError> {
         self.audit(caller, action, object, AuditResult::Failure, Some(e.message.clone())).await;
         Err(e)
     }
@@ -397,19 +407,13 @@ impl Storage {
     /// answering cannot remove itself; ask another.
     pub async fn remove_node(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
         let (action, object) = ("node.remove", format!("node/{name}"));
-        if let Err(e) = caller.require(Role::Admin, "remove nodes") {
-            self.audit(caller, action, &object, AuditResult::Denied, Some(format!("role {}", caller.role))).await;
-            return Err(e);
-        }
+        self.authorize(caller, Role::Admin, "remove nodes", action, &object).await?;
         let _one_at_a_time = self.apply_lock.lock().await;
         if name == self.node_name {
             let e = ApiError::conflict("A node cannot remove itself: ask another node of the cluster.");
             return self.failed(caller, action, &object, e).await;
         }
-        let proposal = proposal::Proposal {
-            change: Change::RemoveNode { name: name.to_string() },
-            decided: proposal::Decided { at: crate::db::now(), ..Default::default() },
-        };
+        let proposal = proposal::Proposal::now(Change::RemoveNode { name: name.to_string() });
         // What would refuse it (unknown, still holding something) refuses it
         // before the membership changes.
         let mut tx = self.pool.begin().await.map_err(db_error)?;
@@ -441,15 +445,12 @@ impl Storage {
     /// answer only; the cluster keeps the hash of its secret.
     pub async fn create_join_token(&self, caller: &Caller) -> Result<CreatedJoinToken, ApiError> {
         let (action, object) = ("cluster.join_token.create", "cluster");
-        if let Err(e) = caller.require(Role::Admin, "create join tokens") {
-            self.audit(caller, action, object, AuditResult::Denied, Some(format!("role {}", caller.role))).await;
-            return Err(e);
-        }
+        self.authorize(caller, Role::Admin, "create join tokens", action, object).await?;
         let Some((address, fingerprint)) = self.cluster.cluster_address() else {
             let e = ApiError::conflict(
                 "This node has no cluster address: start it with --cluster-addr IP:PORT so that new nodes can join through it.",
             );
-            return Err(self.failed(caller, action, object, e).await.unwrap_err());
+            return self.failed(caller, action, object, e).await;
         };
         let token = crate::cluster::join::JoinToken::generate(&fingerprint);
         let now = time::OffsetDateTime::now_utc();
@@ -468,7 +469,7 @@ impl Storage {
         let object = format!("join-token/{}", token.id);
         match self.cluster.propose(proposal).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) | Err(e) => return Err(self.failed(caller, action, &object, e).await.unwrap_err()),
+            Ok(Err(e)) | Err(e) => return self.failed(caller, action, &object, e).await,
         }
         self.audit(caller, action, &object, AuditResult::Success, Some(format!("expires {expires_at}"))).await;
         Ok(CreatedJoinToken {

@@ -197,6 +197,13 @@ pub struct Proposal {
     pub decided: Decided,
 }
 
+impl Proposal {
+    /// A change that needs nothing decided but the time: now.
+    pub fn now(change: Change) -> Self {
+        Proposal { change, decided: Decided { at: crate::db::now(), ..Default::default() } }
+    }
+}
+
 /// What the proposing node knows that others do not.
 pub struct Here<'a> {
     pub node_id: i64,
