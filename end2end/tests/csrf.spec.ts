@@ -1,7 +1,6 @@
 import { createServer, Server } from "node:http";
 import { AddressInfo } from "node:net";
-import { expect, test } from "@playwright/test";
-import { adminPassword, hydrated } from "./session";
+import { adminPassword, hydrated, expect, test } from "./session";
 
 // A cross-site request forgery from a page that another program serves on
 // another port of the node's host. Ports do not count for SameSite, so the

@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
-import { APIRequestContext, expect, test } from "@playwright/test";
-import { adminPassword, nodeName, iscsiPort, hydrated, logIn } from "./session";
+import { APIRequestContext } from "@playwright/test";
+import { adminPassword, nodeName, iscsiPort, hydrated, logIn, expect, test } from "./session";
 
 // iSCSI settings in the browser: an operator turns discovery CHAP on and an
 // initiator without the secret can no longer discover the targets; a

@@ -1,6 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { expect, test } from "@playwright/test";
-import { adminPassword, nodeName, iscsiPort, hydrated, logIn } from "./session";
+import { adminPassword, nodeName, iscsiPort, hydrated, logIn, expect, test } from "./session";
 
 /** Runs iscsi-ls; true when it lists LUN 0. */
 function iscsiLs(url: string): boolean {

@@ -1,5 +1,5 @@
-import { expect, Page, test } from "@playwright/test";
-import { adminPassword, hydrated, logIn } from "./session";
+import { Page } from "@playwright/test";
+import { adminPassword, hydrated, logIn, expect, test } from "./session";
 
 async function logOut(page: Page) {
   await page.getByRole("button", { name: "Log out" }).click();

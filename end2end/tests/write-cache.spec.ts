@@ -1,5 +1,4 @@
-import { expect, test } from "@playwright/test";
-import { adminPassword, hydrated, logIn } from "./session";
+import { adminPassword, hydrated, logIn, expect, test } from "./session";
 
 test("an operator chooses a volume's write-cache policy, is warned about write-back, and changes it live", async ({
   page,

@@ -24,6 +24,13 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run the iSCSI target engine alone, configured from a TOML file (SIGHUP reloads it).
     Engine(EngineArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -67,6 +74,11 @@ pub struct ServeArgs {
     /// environment variable: a command line is visible to other users.
     #[arg(long, value_name = "TOKEN", env = "PORTICO_JOIN_TOKEN", hide_env_values = true, requires = "join")]
     pub token: Option<String>,
+    /// Also serve Prometheus's `/metrics` on this address, without
+    /// credentials (give an address only the monitoring network reaches).
+    /// On the dashboard's address `/metrics` always asks for a token.
+    #[arg(long, value_name = "ADDR", env = "PORTICO_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }

@@ -3,11 +3,13 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod client_address;
 pub mod cluster;
 pub mod csrf;
 pub mod data_dir;
 pub mod db;
+pub mod metrics;
 pub mod secrets;
 pub mod service;
 pub mod state;

@@ -24,17 +24,29 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
-    // A flood of connections must meet the engine's caps, not the
-    // process's descriptor limit (which the database and files need too).
-    match target_engine::portal::raise_open_file_limit() {
-        Ok((old, new)) if new > old => tracing::info!(from = old, to = new, "raised the open-file limit"),
-        Ok(_) => {}
-        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    if matches!(cli.command, Command::Serve(_) | Command::Engine(_)) {
+        // A flood of connections must meet the engine's caps, not the
+        // process's descriptor limit (which the database and files need too).
+        match target_engine::portal::raise_open_file_limit() {
+            Ok((old, new)) if new > old => tracing::info!(from = old, to = new, "raised the open-file limit"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+        }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Engine(args) => runtime.block_on(engine(args)),
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "portico",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Client(command) => std::process::exit(runtime.block_on(portico_server::client::run(command))),
     }
 }
 
@@ -121,6 +133,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .site_pkg_dir("pkg")
         .site_addr(args.http)
         .build();
+    if let Some(address) = args.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for /metrics on {address}"))?;
+        tracing::info!(address = %listener.local_addr()?, "serving /metrics without credentials");
+        let metrics = portico_server::metrics::open_router(storage.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, metrics).await {
+                tracing::error!(error = %e, "the /metrics listener stopped");
+            }
+        });
+    }
     let node = Arc::new(node);
     let state = AppState {
         service: node.clone() as SharedService,

@@ -548,6 +548,11 @@ impl Engine {
         self.inner.registry.sessions().iter().map(|s| s.info.clone()).collect()
     }
 
+    /// iSCSI connections still in their login phase.
+    pub fn logins_in_progress(&self) -> usize {
+        self.inner.registry.admission().logins_in_progress()
+    }
+
     /// Counters of every volume, by name.
     pub async fn volume_stats(&self) -> Vec<VolumeStats> {
         let st = self.inner.state.lock().await;

@@ -566,6 +566,41 @@ impl Storage {
         }
     }
 
+    /// This node's figures for `/metrics`, read now. The caller has been
+    /// authorised by the HTTP layer (a token, or the separate metrics address).
+    pub async fn metrics_snapshot(&self) -> anyhow::Result<crate::metrics::Snapshot> {
+        let sessions = self.engine.sessions();
+        let mut target_sessions = std::collections::BTreeMap::<String, u64>::new();
+        for target in self.engine.config().await.targets {
+            target_sessions.insert(target.iqn, 0);
+        }
+        for s in sessions.iter().filter(|s| !s.discovery) {
+            *target_sessions.entry(s.target.clone()).or_default() += 1;
+        }
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT name, state, engine_problems FROM nodes ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut nodes = Vec::with_capacity(rows.len());
+        for (name, state, problems) in rows {
+            let problems: Vec<NodeProblem> = columns::json(format!("engine status of {name}"), &problems)?;
+            nodes.push(crate::metrics::NodeState { name, state, engine_problems: problems.len() as u64 });
+        }
+        let status = self.cluster.status();
+        Ok(crate::metrics::Snapshot {
+            node: self.node_name.clone(),
+            volumes: self.engine.volume_stats().await,
+            target_sessions,
+            discovery_sessions: sessions.iter().filter(|s| s.discovery).count() as u64,
+            logins_in_progress: self.engine.logins_in_progress() as u64,
+            replication: self.engine.replication().await,
+            nodes,
+            raft_role: status.role,
+            raft_term: status.term,
+            raft_applied_index: status.applied_index,
+        })
+    }
+
     /// The space of this node's volumes, measured now.
     pub async fn capacity(&self) -> Result<StorageCapacity, ApiError> {
         let mut conn = self.pool.acquire().await.map_err(db_error)?;

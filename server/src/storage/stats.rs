@@ -89,7 +89,7 @@ mod tests {
     use super::*;
 
     fn counters(commands: u64, read: u64, written: u64) -> LuCounters {
-        LuCounters { commands, bytes_read: read, bytes_written: written, errors: 0 }
+        LuCounters { commands, bytes_read: read, bytes_written: written, ..LuCounters::default() }
     }
 
     #[test]

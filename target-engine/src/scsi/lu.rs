@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::alua::{self, AluaState, AluaTable};
 use super::cdb::{Cdb, UaPolicy};
+use super::latency::{LatencyHistogram, LatencyRecorder};
 use super::mode::ModeState;
 use super::nexus::AbortMailbox;
 use super::sense::{SenseReason, UnitAttention};
@@ -25,6 +26,8 @@ pub struct LuCounters {
     pub bytes_written: u64,
     /// Commands that ended in CHECK CONDITION, unit attentions not counted.
     pub errors: u64,
+    /// How long each command took, from dispatch to status.
+    pub latency: LatencyHistogram,
 }
 
 #[derive(Debug, Default)]
@@ -33,6 +36,7 @@ struct Counters {
     bytes_read: AtomicU64,
     bytes_written: AtomicU64,
     errors: AtomicU64,
+    latency: LatencyRecorder,
 }
 
 /// State shared by all nexuses that changes at run time.
@@ -133,6 +137,7 @@ impl LogicalUnit {
             bytes_read: self.counters.bytes_read.load(Ordering::Relaxed),
             bytes_written: self.counters.bytes_written.load(Ordering::Relaxed),
             errors: self.counters.errors.load(Ordering::Relaxed),
+            latency: self.counters.latency.read(),
         }
     }
 
@@ -332,7 +337,11 @@ pub(crate) async fn dispatch(luns: &LunMap, nexus: &Nexus, cmd: ScsiCommand) -> 
     }
     let opcode = cmd.cdb.first().copied().unwrap_or(0);
     let span = tracing::debug_span!("scsi", lun = cmd.lun, opcode);
+    let started = std::time::Instant::now();
     let result = tracing::Instrument::instrument(outcome(luns, nexus, &cmd), span).await;
+    if let Some(lu) = lu {
+        lu.counters.latency.record(started.elapsed());
+    }
     match result {
         Ok(Reply { status, data }) => ScsiResponse { status, data_in: data, sense: Bytes::new() },
         Err(SenseReason::ReservationConflict) => {

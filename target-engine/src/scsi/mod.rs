@@ -134,6 +134,7 @@ pub struct LuSpec {
 pub mod alua;
 pub mod cdb;
 mod inquiry;
+mod latency;
 mod lu;
 mod mode;
 pub mod nexus;
@@ -154,6 +155,7 @@ mod write_cache_tests;
 mod xcopy;
 
 pub use alua::AluaState;
+pub use latency::{LatencyHistogram, BUCKET_BOUNDS_MICROS};
 pub use lu::{LogicalUnit, LuCounters};
 pub use mode::WriteCache;
 pub use nexus::Privileges;
