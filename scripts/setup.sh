@@ -8,6 +8,7 @@ CARGO_LEPTOS_VERSION=0.3.10
 # Must equal the wasm-bindgen version pinned in Cargo.toml / Cargo.lock.
 WASM_BINDGEN_VERSION=0.2.130
 BINARYEN_NPM_VERSION=132.0.0
+CARGO_DEB_VERSION=3.6.2
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 tools="${PORTICO_TOOLS_DIR:-$HOME/.cache/portico/tools}"
@@ -44,6 +45,11 @@ if [ "$(cargo_tool_version wasm-bindgen)" != "$WASM_BINDGEN_VERSION" ]; then
   log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
   # Not --locked: its own lock file names a crate version the registry lacks.
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+fi
+
+if [ "$(cargo_tool_version cargo-deb)" != "$CARGO_DEB_VERSION" ]; then
+  log "installing cargo-deb $CARGO_DEB_VERSION (builds the .deb)"
+  cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION"
 fi
 
 if [ ! -x "$tools/node_modules/.bin/wasm-opt" ] || \

@@ -4,7 +4,8 @@
 # suite against `portico engine` (a replicated volume included), replication
 # between three `portico engine` processes with a replica killed and a
 # primary replaced, a cluster of three `portico serve` nodes (join, a
-# leader killed), and the browser tests (Playwright + Chromium).
+# leader killed), the Debian package, and the browser tests (Playwright +
+# Chromium) on the release build.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -16,17 +17,21 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step "cargo test (all crates)"
 cargo test --workspace --all-targets
 
-step "build the node (server + dashboard)"
-cargo leptos build
+step "build the node (server + dashboard), the release build users run"
+cargo leptos build --release
+portico="$CARGO_TARGET_DIR/release/portico"
 
 step "iSCSI conformance (libiscsi iscsi-test-cu)"
-"$here/scripts/conformance.sh" "$CARGO_TARGET_DIR/debug/portico"
+"$here/scripts/conformance.sh" "$portico"
 
 step "replication between three nodes (kill -9, a new primary beside the old)"
-"$here/scripts/replication-test.sh" "$CARGO_TARGET_DIR/debug/portico"
+"$here/scripts/replication-test.sh" "$portico"
 
 step "a cluster of three nodes (join, forwarded changes, kill -9 of the leader)"
-"$here/scripts/cluster-test.sh" "$CARGO_TARGET_DIR/debug/portico"
+"$here/scripts/cluster-test.sh" "$portico"
 
-step "browser tests (Playwright)"
-PORTICO_BIN="$CARGO_TARGET_DIR/debug/portico" "$here/scripts/test-e2e.sh"
+step "the Debian package (cargo-deb; unpacked and checked)"
+"$here/scripts/deb-test.sh"
+
+step "browser tests (Playwright, on the release build)"
+PORTICO_BIN="$portico" "$here/scripts/test-e2e.sh"

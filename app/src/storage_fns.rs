@@ -117,15 +117,32 @@ pub async fn list_groups() -> Result<Vec<TargetGroupView>, ApiError> {
     go.await.map_err(ssr::failed)
 }
 
-/// A group with the names of the CHAP users its forms may choose: one call,
-/// so that a page is drawn from one answer.
-#[server(prefix = "/rpc", endpoint = "storage/group-with-chap-users", input = Json)]
-pub async fn get_group_with_chap_users(name: String) -> Result<(TargetGroupView, Vec<String>), ApiError> {
+/// A group with what its forms may choose: CHAP users, nodes with their
+/// iSCSI addresses, unattached volumes. One call, so that a page is drawn
+/// from one answer.
+#[server(prefix = "/rpc", endpoint = "storage/group-page", input = Json)]
+pub async fn get_group_page(name: String) -> Result<GroupPageData, ApiError> {
     let go = async {
         let (s, c) = ssr::storage().await?;
         let group = s.target_group(&c, &name).await?;
-        let users = s.chap_users(&c).await?.into_iter().map(|u| u.name).collect();
-        Ok((group, users))
+        let chap_users = s.chap_users(&c).await?.into_iter().map(|u| u.name).collect();
+        let nodes = s
+            .nodes(&c)
+            .await?
+            .into_iter()
+            .map(|n| NodeChoice {
+                iscsi_addresses: n
+                    .interfaces
+                    .iter()
+                    .filter(|i| i.traffic_types.iter().any(|t| t == "iscsi"))
+                    .flat_map(|i| i.addresses.iter().cloned())
+                    .collect(),
+                name: n.name,
+            })
+            .collect();
+        let free_volumes =
+            s.volumes(&c).await?.into_iter().filter(|v| v.attached_to.is_none()).map(|v| v.name).collect();
+        Ok(GroupPageData { group, chap_users, nodes, free_volumes })
     };
     go.await.map_err(ssr::failed)
 }

@@ -59,6 +59,35 @@ test("every page loads cleanly 10 times with live data present", async ({ page }
         await expect(page.locator("main h1, main h2").first()).toBeVisible();
       }
     }
+
+    // A wide and a narrow window: nothing sticks out of the page or of a
+    // card (a wide table scrolls inside its own frame). Screenshots of each
+    // are kept in the test's output directory.
+    for (const width of [1280, 420]) {
+      await page.setViewportSize({ width, height: 900 });
+      for (const path of pages) {
+        await page.goto(path);
+        await hydrated(page);
+        await expect(page.locator("main h1, main h2").first()).toBeVisible();
+        const overflow = await page.evaluate(() => {
+          const out: string[] = [];
+          const root = document.documentElement;
+          if (root.scrollWidth > root.clientWidth + 1) out.push(`the page is ${root.scrollWidth}px wide`);
+          document.querySelectorAll<HTMLElement>("main .card, main .table-wrap, main .page-head").forEach((el) => {
+            const wrap = el.classList.contains("table-wrap");
+            const box = el.getBoundingClientRect();
+            if (box.right > root.clientWidth + 1) out.push(`${el.className} ends at ${Math.round(box.right)}px`);
+            if (!wrap && el.scrollWidth > el.clientWidth + 1) {
+              out.push(`${el.className} "${(el.querySelector("h2,h1")?.textContent ?? "").trim()}" holds ${el.scrollWidth}px in ${el.clientWidth}px`);
+            }
+          });
+          return out;
+        });
+        expect(overflow, `${path} at ${width}px`).toEqual([]);
+        const name = path === "/" ? "overview" : path.slice(1).replace(/\//g, "-");
+        await page.screenshot({ path: test.info().outputPath(`${width}-${name}.png`), fullPage: true });
+      }
+    }
   } finally {
     load?.kill("SIGTERM");
     await api.delete(`/api/v1/target-groups/${group}?force=true`);

@@ -48,6 +48,23 @@ pub struct ServeArgs {
     /// LEPTOS_SITE_ROOT, else `site` next to the binary, else `target/site`.
     #[arg(long, value_name = "DIR", env = "LEPTOS_SITE_ROOT")]
     pub site_root: Option<PathBuf>,
+    /// Serve HTTPS with this certificate (PEM, the chain from the node's
+    /// own certificate up). Renewal is a restart with the new files.
+    #[arg(long, value_name = "FILE", env = "PORTICO_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", env = "PORTICO_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS on a loopback address too (with the node's self-signed
+    /// certificate unless --tls-cert is given). Other addresses always get
+    /// HTTPS unless --plain-http.
+    #[arg(long)]
+    pub https: bool,
+    /// Serve plain HTTP on an address other than loopback (behind a
+    /// TLS-terminating proxy, say): passwords and session cookies then
+    /// cross the network readable.
+    #[arg(long, conflicts_with_all = ["tls_cert", "https"])]
+    pub plain_http: bool,
     /// Mark cookies Secure: set when the node is reached over HTTPS (for
     /// example behind a TLS-terminating proxy). Requests that arrive with
     /// `X-Forwarded-Proto: https` get Secure cookies in any case.
@@ -84,6 +101,13 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// Whether the dashboard is served over HTTPS: when a certificate is
+    /// given or asked for, and on any address but loopback unless plain
+    /// HTTP is asked for there.
+    pub fn serves_https(&self) -> bool {
+        self.tls_cert.is_some() || self.https || !(self.http.ip().is_loopback() || self.plain_http)
+    }
+
     /// How the node takes part in the cluster.
     pub fn cluster_options(&self, node_name: &str) -> anyhow::Result<crate::cluster::ClusterOptions> {
         let join = match (&self.join, &self.token) {
@@ -173,6 +197,23 @@ mod tests {
         assert_eq!(args.data_dir, PathBuf::from("./portico-data"));
         assert_eq!(args.limits.limits().max_volumes, Limits::default().max_volumes);
         assert_eq!(args.limits.max_overprovision, None);
+    }
+
+    #[test]
+    fn https_is_the_default_but_on_loopback() {
+        let serve = |args: &[&str]| {
+            let cli = Cli::parse_from([&["portico", "serve"], args].concat());
+            let Command::Serve(args) = cli.command else { panic!("not serve") };
+            args.serves_https()
+        };
+        assert!(!serve(&[]));
+        assert!(!serve(&["--http", "[::1]:8080"]));
+        assert!(serve(&["--http", "0.0.0.0:8443"]));
+        assert!(!serve(&["--http", "0.0.0.0:8080", "--plain-http"]));
+        assert!(serve(&["--https"]));
+        assert!(serve(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]));
+        assert!(Cli::try_parse_from(["portico", "serve", "--tls-cert", "c.pem"]).is_err());
+        assert!(Cli::try_parse_from(["portico", "serve", "--https", "--plain-http"]).is_err());
     }
 
     #[test]

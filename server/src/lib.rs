@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod csrf;
 pub mod data_dir;
 pub mod db;
+pub mod https;
 pub mod metrics;
 pub mod secrets;
 pub mod service;

@@ -145,22 +145,45 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
+    let https = match args.serves_https() {
+        true => Some(
+            portico_server::https::DashboardTls::load(&args.data_dir, args.tls_cert.as_deref(), args.tls_key.as_deref())
+                .context("cannot set up HTTPS")?,
+        ),
+        false => None,
+    };
     let node = Arc::new(node);
     let state = AppState {
         service: node.clone() as SharedService,
         storage,
         leptos_options,
-        secure_cookies: args.secure_cookies,
+        secure_cookies: args.secure_cookies || https.is_some(),
         trusted_proxies: args.trusted_proxies.clone().into(),
     };
     let app = portico_server::web::router(state);
 
     let listener =
         tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("cannot listen on {}", args.http))?;
-    tracing::info!(address = %listener.local_addr()?, node = %node_name, "portico is serving: open http://{}/", listener.local_addr()?);
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let address = listener.local_addr()?;
+    match https {
+        Some(tls) => {
+            let fingerprint = portico_server::https::colon_fingerprint(&tls.fingerprint);
+            eprintln!(
+                "\n  The dashboard is at https://{address}/\n  Its certificate ({}) has the SHA-256 fingerprint\n\n      {fingerprint}\n\n  \
+                 A browser warns about a self-signed certificate until it is trusted: check that the\n  \
+                 fingerprint it shows is this one. The CLI takes it as --fingerprint.\n",
+                tls.source
+            );
+            tracing::info!(%address, node = %node_name, %fingerprint, "portico is serving: open https://{address}/");
+            portico_server::https::serve(listener, tls.config, app, shutdown_signal()).await;
+        }
+        None => {
+            tracing::info!(%address, node = %node_name, "portico is serving: open http://{address}/");
+            axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+        }
+    }
     node.flush_refusals().await;
     engine.shutdown().await;
     Ok(())

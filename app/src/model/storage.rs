@@ -395,6 +395,25 @@ pub struct NewLun {
     pub lun: Option<u8>,
 }
 
+/// A node a target may be placed on, with the addresses of its interfaces
+/// that carry iSCSI (where a portal can be bound).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeChoice {
+    pub name: String,
+    pub iscsi_addresses: Vec<String>,
+}
+
+/// Everything the group page draws, in one answer: the group and what its
+/// forms offer to choose from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupPageData {
+    pub group: TargetGroupView,
+    pub chap_users: Vec<String>,
+    pub nodes: Vec<NodeChoice>,
+    /// Volumes attached to no group.
+    pub free_volumes: Vec<String>,
+}
+
 /// Body of `POST /api/v1/target-groups/{name}/acl`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]

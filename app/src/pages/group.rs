@@ -7,6 +7,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
 use super::chap_fields::ChapFields;
+use super::connect_host::ConnectHost;
 use super::group_acl::AclSection;
 use super::group_settings::{PrivilegesSection, SessionSection};
 use super::volumes::can_change;
@@ -14,7 +15,7 @@ use crate::chart::{use_ticker, LiveActivity};
 use crate::components::{in_browser, saves, ActionError, Badge, ErrorBanner, FieldMessage, JsonForm};
 use crate::format;
 use crate::iscsi_fns::{SetAclAccess, SetGroupPrivileges, SetGroupSession};
-use crate::model::storage::{format_size, PathState, TargetGroupView};
+use crate::model::storage::{format_size, GroupPageData, PathState};
 use crate::storage_fns::*;
 
 #[derive(Clone, Copy)]
@@ -109,21 +110,31 @@ fn GroupLoaded(a: GroupActions) -> impl IntoView {
     let params = use_params_map();
     let name = move || params.read().get("name").unwrap_or_default();
     let saved = a.saved();
-    let group = Resource::new(move || (name(), saved()), |(n, _)| get_group_with_chap_users(n));
+    let group = Resource::new(move || (name(), saved()), |(n, _)| get_group_page(n));
     view! {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match group.await {
                     Err(e) => view! { <ErrorBanner error=e/> }.into_any(),
-                    Ok((g, users)) => view! { <GroupView g a users/> }.into_any(),
+                    Ok(data) => view! { <GroupView data a/> }.into_any(),
                 }
             })}
         </Transition>
     }
 }
 
+/// A portal for an address: IPv6 in brackets, the iSCSI port.
+fn portal_of(address: &str) -> String {
+    if address.contains(':') {
+        format!("[{address}]:3260")
+    } else {
+        format!("{address}:3260")
+    }
+}
+
 #[component]
-fn GroupView(g: TargetGroupView, a: GroupActions, users: Vec<String>) -> impl IntoView {
+fn GroupView(data: GroupPageData, a: GroupActions) -> impl IntoView {
+    let GroupPageData { group: g, chap_users: users, nodes, free_volumes } = data;
     let writer = can_change();
     let name = g.name.clone();
     let running = g.state == "running";
@@ -190,8 +201,16 @@ fn GroupView(g: TargetGroupView, a: GroupActions, users: Vec<String>) -> impl In
             {writer.then({ let name = name.clone(); move || view! {
                 <JsonForm action=a.add_target attr:class="form form-row">
                     <input type="hidden" name="group" value=name.clone()/>
-                    <label>"Node"<input type="text" name="node" required/></label>
-                    <label>"Portals"<input type="text" name="portals" placeholder="ip:3260" required/></label>
+                    <label>"Node"<select name="node" required>
+                        {nodes.iter().map(|n| view! { <option value=n.name.clone()>{n.name.clone()}</option> }).collect_view()}
+                    </select></label>
+                    <label>"Portals"<input type="text" name="portals" placeholder="ip:3260" list="portal-choices" required/></label>
+                    <datalist id="portal-choices">
+                        {nodes.iter().flat_map(|n| n.iscsi_addresses.iter().map(move |ip| {
+                            let portal = portal_of(ip);
+                            view! { <option value=portal.clone() label=format!("{portal} on {}", n.name)></option> }
+                        })).collect_view()}
+                    </datalist>
                     <label>"IQN suffix"<input type="text" name="iqn_suffix" placeholder="default: <group>.<node>"/></label>
                     <button type="submit" class="btn">"Add target"</button>
                 </JsonForm>
@@ -225,11 +244,17 @@ fn GroupView(g: TargetGroupView, a: GroupActions, users: Vec<String>) -> impl In
             {writer.then({ let name = name.clone(); move || view! {
                 <JsonForm action=a.attach attr:class="form form-row" attr:id="attach-lun">
                     <input type="hidden" name="group" value=name.clone()/>
-                    <label>"Volume"<input type="text" name="volume" required/>
+                    <label>"Volume"<select name="volume" required disabled=free_volumes.is_empty()>
+                        {if free_volumes.is_empty() {
+                            view! { <option value="">"No unattached volume"</option> }.into_any()
+                        } else {
+                            free_volumes.iter().map(|v| view! { <option value=v.clone()>{v.clone()}</option> }).collect_view().into_any()
+                        }}
+                    </select>
                         <FieldMessage value=a.attach.value() field="volume"/></label>
                     <label>"LUN id (empty: next free)"<input type="text" name="lun" size="4"/>
                         <FieldMessage value=a.attach.value() field="lun"/></label>
-                    <button type="submit" class="btn btn-primary">"Attach"</button>
+                    <button type="submit" class="btn btn-primary" disabled=free_volumes.is_empty()>"Attach"</button>
                 </JsonForm>
                 <ActionError value=a.attach.value()/>
             }})}
@@ -264,6 +289,7 @@ fn GroupView(g: TargetGroupView, a: GroupActions, users: Vec<String>) -> impl In
             }}
         </section>
 
+        <ConnectHost g=g.clone()/>
         <Connections group=name.clone()/>
     }
 }

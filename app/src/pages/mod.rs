@@ -3,6 +3,7 @@
 mod audit;
 mod chap_fields;
 mod chap_users;
+mod connect_host;
 mod group;
 mod group_acl;
 mod group_settings;

@@ -2,6 +2,7 @@
 //! call, with the API token as `Authorization: Bearer`, and the API's error
 //! (status and message) handed back as it came.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -21,6 +22,18 @@ const DEADLINE: Duration = Duration::from_secs(30);
 pub struct Api {
     base: Uri,
     token: String,
+    /// For https: how the node's certificate is trusted.
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// How an https node's certificate is trusted.
+#[derive(Clone, Debug, Default)]
+pub struct Trust {
+    /// The SHA-256 of the node's certificate (hex, colons allowed), as the
+    /// node prints it at start: that certificate and no other.
+    pub fingerprint: Option<String>,
+    /// A CA certificate (PEM) that issued the node's certificate.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Api {
@@ -46,19 +59,20 @@ pub enum CallError {
 
 impl Api {
     /// `url` is the node's dashboard address, such as http://10.0.0.5:8080.
-    pub fn new(url: &str, token: String) -> anyhow::Result<Self> {
+    pub fn new(url: &str, token: String, trust: &Trust) -> anyhow::Result<Self> {
         let base: Uri = url.trim_end_matches('/').parse().with_context(|| format!("{url:?} is not a URL"))?;
-        match base.scheme_str() {
-            Some("http") => {}
-            Some(other) => anyhow::bail!("{url}: the scheme {other}:// is not supported; give http://HOST:PORT"),
-            None => anyhow::bail!("{url}: give the scheme too, such as http://{url}"),
-        }
+        let tls = match base.scheme_str() {
+            Some("http") => None,
+            Some("https") => Some(client_config(trust)?),
+            Some(other) => anyhow::bail!("{url}: the scheme {other}:// is not supported; give https://HOST:PORT"),
+            None => anyhow::bail!("{url}: give the scheme too, such as https://{url}"),
+        };
         anyhow::ensure!(base.host().is_some(), "{url}: no host in the URL");
         anyhow::ensure!(
             !token.trim().is_empty(),
             "no API token: give --token, --token-file or PORTICO_TOKEN (create one on the dashboard's Tokens page)"
         );
-        Ok(Api { base, token: token.trim().to_string() })
+        Ok(Api { base, token: token.trim().to_string(), tls })
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, CallError> {
@@ -94,19 +108,29 @@ impl Api {
         let authority = self.base.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
         let address = match self.base.port_u16() {
             Some(_) => authority.clone(),
+            None if self.tls.is_some() => format!("{authority}:443"),
             None => format!("{authority}:80"),
         };
         let stream = tokio::net::TcpStream::connect(&address)
             .await
             .with_context(|| format!("cannot connect to {address}"))
             .map_err(transport)?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .context("HTTP handshake")
-            .map_err(transport)?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let mut sender = match &self.tls {
+            None => handshake(stream).await,
+            Some(config) => {
+                let host = self.base.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .with_context(|| format!("{host} is not a host name or address"))
+                    .map_err(transport)?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, stream)
+                    .await
+                    .with_context(|| format!("TLS with {address}"))
+                    .map_err(transport)?;
+                handshake(tls).await
+            }
+        }
+        .map_err(transport)?;
         let uri = format!("{}{}", self.base.path().trim_end_matches('/'), path);
         let mut request = Request::builder()
             .method(method)
@@ -139,6 +163,102 @@ impl Api {
     }
 }
 
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn handshake<S>(stream: S) -> anyhow::Result<Sender>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.context("HTTP handshake")?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// TLS that trusts the node's certificate by its fingerprint, or a CA.
+fn client_config(trust: &Trust) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let provider = crate::cluster::tls::provider();
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let config = match (&trust.fingerprint, &trust.ca_file) {
+        (Some(fingerprint), _) => {
+            let fingerprint: String = fingerprint.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+            anyhow::ensure!(
+                fingerprint.len() == 64 && fingerprint.chars().all(|c| c.is_ascii_hexdigit()),
+                "--fingerprint: give the SHA-256 the node printed at start (64 hex digits, colons allowed)"
+            );
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinnedCertificate { fingerprint, provider }))
+                .with_no_client_auth()
+        }
+        (None, Some(file)) => {
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls::pki_types::CertificateDer::pem_file_iter(file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+            {
+                roots.add(cert.map_err(|e| anyhow::anyhow!("{}: {e:?}", file.display()))?)?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        (None, None) => anyhow::bail!(
+            "an https node: give --fingerprint (the node prints it at start) or --ca-file (the CA that issued its certificate)"
+        ),
+    };
+    Ok(Arc::new(config))
+}
+
+/// Trusts exactly one certificate, named by its SHA-256 (the way a user
+/// checks a self-signed certificate); the handshake's signatures are still
+/// checked, so only the holder of that certificate's key gets through.
+#[derive(Debug)]
+struct PinnedCertificate {
+    fingerprint: String,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let found = crate::cluster::tls::fingerprint(end_entity);
+        if subtle::ConstantTimeEq::ct_eq(found.as_bytes(), self.fingerprint.as_bytes()).into() {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!("the node's certificate has the fingerprint {found}, not the one given")))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// The API's error document, or one made from the status if the body is
 /// not one (a proxy's page, say).
 fn refusal(status: StatusCode, body: &[u8]) -> ApiError {
@@ -160,11 +280,18 @@ mod tests {
 
     #[test]
     fn a_url_needs_http_a_host_and_a_token() {
-        assert!(Api::new("http://127.0.0.1:8080", "t".into()).is_ok());
-        assert!(Api::new("http://127.0.0.1:8080/", "t".into()).is_ok());
-        assert!(Api::new("127.0.0.1:8080", "t".into()).is_err());
-        assert!(Api::new("ftp://127.0.0.1", "t".into()).is_err());
-        let no_token = Api::new("http://127.0.0.1:8080", " ".into()).unwrap_err().to_string();
+        let trust = Trust::default();
+        assert!(Api::new("http://127.0.0.1:8080", "t".into(), &trust).is_ok());
+        assert!(Api::new("http://127.0.0.1:8080/", "t".into(), &trust).is_ok());
+        assert!(Api::new("127.0.0.1:8080", "t".into(), &trust).is_err());
+        assert!(Api::new("ftp://127.0.0.1", "t".into(), &trust).is_err());
+        let https = Api::new("https://127.0.0.1:8443", "t".into(), &trust).unwrap_err().to_string();
+        assert!(https.contains("--fingerprint"), "{https}");
+        let pinned = Trust { fingerprint: Some("AB:".repeat(31) + "AB"), ca_file: None };
+        assert!(Api::new("https://127.0.0.1:8443", "t".into(), &pinned).is_ok());
+        let short = Trust { fingerprint: Some("abcd".into()), ca_file: None };
+        assert!(Api::new("https://127.0.0.1:8443", "t".into(), &short).is_err());
+        let no_token = Api::new("http://127.0.0.1:8080", " ".into(), &trust).unwrap_err().to_string();
         assert!(no_token.contains("--token"), "{no_token}");
     }
 

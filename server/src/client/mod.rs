@@ -30,6 +30,13 @@ pub struct Connection {
     /// A file holding the API token (--token, if given too, wins).
     #[arg(long, global = true, value_name = "FILE", env = "PORTICO_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// For an https node: the SHA-256 fingerprint of its certificate, as
+    /// the node prints it at start (trusts that certificate only).
+    #[arg(long, global = true, value_name = "SHA256", env = "PORTICO_FINGERPRINT")]
+    pub fingerprint: Option<String>,
+    /// For an https node: a CA certificate (PEM) that issued its certificate.
+    #[arg(long, global = true, value_name = "FILE", env = "PORTICO_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -43,7 +50,8 @@ impl Connection {
                 .map_err(|e| anyhow::anyhow!("cannot read the token file {}: {e}", file.display()))?,
             (None, None) => String::new(),
         };
-        Api::new(&self.url, token)
+        let trust = http::Trust { fingerprint: self.fingerprint.clone(), ca_file: self.ca_file.clone() };
+        Api::new(&self.url, token, &trust)
     }
 }
 

@@ -54,7 +54,7 @@ pub struct Identity {
     node_key: PrivatePkcs8KeyDer<'static>,
 }
 
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -65,23 +65,6 @@ fn dir(data_dir: &Path) -> PathBuf {
 /// The SHA-256 of a certificate's DER, as lowercase hex.
 pub fn fingerprint(der: &[u8]) -> String {
     hex::encode(Sha256::digest(der))
-}
-
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 fn ca_der(cert_pem: &str) -> anyhow::Result<CertificateDer<'static>> {
@@ -118,8 +101,8 @@ impl Identity {
         KeyPair::from_pem(&ca.key_pem).context("the cluster CA's key cannot be read")?;
         let d = dir(data_dir);
         crate::data_dir::private_dir(&d)?;
-        write_private(&d.join(CA_KEY), &ca.key_pem)?;
-        write_private(&d.join(CA_CERT), &ca.cert_pem)?;
+        crate::data_dir::write_private(&d.join(CA_KEY), &ca.key_pem)?;
+        crate::data_dir::write_private(&d.join(CA_CERT), &ca.cert_pem)?;
         Ok(())
     }
 
