@@ -108,11 +108,16 @@ pub async fn delete_volume(name: String) -> Result<(), ApiError> {
     ssr::run(Command::DeleteVolume { name }).await
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/groups", input = Json)]
-pub async fn list_groups() -> Result<Vec<TargetGroupView>, ApiError> {
+/// The groups with what the new-group form offers (nodes by name, CHAP
+/// users): one call, so that the page is drawn from one answer.
+#[server(prefix = "/rpc", endpoint = "storage/groups-page", input = Json)]
+pub async fn get_groups_page() -> Result<GroupsPageData, ApiError> {
     let go = async {
         let (s, c) = ssr::storage().await?;
-        s.target_groups(&c).await
+        let groups = s.target_groups(&c).await?;
+        let nodes = s.node_names(&c).await?;
+        let chap_users = s.chap_users(&c).await?.into_iter().map(|u| u.name).collect();
+        Ok(GroupsPageData { groups, nodes, chap_users })
     };
     go.await.map_err(ssr::failed)
 }
@@ -359,16 +364,6 @@ pub async fn list_nodes() -> Result<Vec<NodeView>, ApiError> {
     let go = async {
         let (s, c) = ssr::storage().await?;
         s.nodes(&c).await
-    };
-    go.await.map_err(ssr::failed)
-}
-
-/// The nodes' names, for choices in forms (quick: no member is asked anything).
-#[server(prefix = "/rpc", endpoint = "storage/nodes/names", input = Json)]
-pub async fn list_node_names() -> Result<Vec<String>, ApiError> {
-    let go = async {
-        let (s, c) = ssr::storage().await?;
-        s.node_names(&c).await
     };
     go.await.map_err(ssr::failed)
 }

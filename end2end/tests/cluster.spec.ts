@@ -1,10 +1,9 @@
-import { expect, test } from "./session";
 import { ChildProcess, spawn } from "child_process";
 import * as fs from "fs";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
-import { adminPassword, hydrated, logIn } from "./session";
+import { adminPassword, hydrated, logIn, expect, test } from "./session";
 
 // A second node joins the node under test (scripts/test-e2e.sh starts it
 // with a cluster address) with a join token an admin created on the Nodes

@@ -1,6 +1,6 @@
 import { createServer, Server } from "node:http";
 import { AddressInfo } from "node:net";
-import { adminPassword, hydrated, expect, test } from "./session";
+import { adminPassword, hydrated, expect, test, allowConsoleErrors } from "./session";
 
 // A cross-site request forgery from a page that another program serves on
 // another port of the node's host. Ports do not count for SameSite, so the
@@ -19,6 +19,9 @@ async function serve(html: string): Promise<[Server, string]> {
 }
 
 test("a page served on another port cannot make changes with the administrator's session", async ({ page, baseURL }) => {
+  // What the browser prints when the node refuses the forged requests
+  // (403) and will not be framed (X-Frame-Options), and the blocked answers.
+  allowConsoleErrors(page, /status of 403/, /X-Frame-Options/, /ERR_BLOCKED_BY_RESPONSE/);
   expect(adminPassword, "PORTICO_ADMIN_PASSWORD must be set").not.toBe("");
   const node = new URL(baseURL!).origin;
   const suffix = Date.now() % 100000;

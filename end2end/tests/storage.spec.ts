@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { adminPassword, nodeName, iscsiPort, hydrated, logIn, expect, test } from "./session";
+import { adminPassword, nodeName, iscsiPort, hydrated, logIn, expect, test, allowConsoleErrors } from "./session";
 
 /** Runs iscsi-ls; true when it lists LUN 0. */
 function iscsiLs(url: string): boolean {
@@ -12,6 +12,8 @@ function iscsiLs(url: string): boolean {
 }
 
 test("an operator builds a CHAP-protected target group in the browser and an initiator sees it", async ({ page, request }) => {
+  // A too short CHAP secret is refused (422) on purpose.
+  allowConsoleErrors(page, /status of 422/);
   // The admin creates the operator through the API.
   const login = await request.post("/api/v1/login", { data: { username: "admin", password: adminPassword } });
   expect(login.ok()).toBeTruthy();
@@ -60,12 +62,18 @@ test("an operator builds a CHAP-protected target group in the browser and an ini
   await expect(page.getByTestId("targets-table")).toContainText(`iqn.2026-11.local.portico:${group}.${nodeName}`);
   await hydrated(page);
 
-  // Attach the volume as LUN 0, then turn CHAP on.
+  // The forms offer what the node knows: nodes for a new target, with
+  // their iSCSI addresses as portals, and the volumes no group exports.
+  await expect(page.locator("#portal-choices option[value='127.0.0.1:3260']")).toHaveCount(1);
+  await expect(page.locator("select[name=node] option", { hasText: nodeName })).toHaveCount(1);
+
+  // Attach the volume as LUN 0, chosen from the unattached ones, then turn CHAP on.
   const attach = page.locator("#attach-lun");
-  await attach.locator("input[name=volume]").fill(volume);
+  await attach.locator("select[name=volume]").selectOption(volume);
   await attach.locator("input[name=lun]").fill("0");
   await attach.getByRole("button", { name: "Attach" }).click();
   await expect(page.getByTestId("luns-table")).toContainText(volume);
+  await expect(attach.locator("select[name=volume] option", { hasText: volume })).toHaveCount(0);
   await expect(page.getByTestId("targets-table")).toContainText("LUN 0");
   await expect(page.getByTestId("targets-table")).toContainText("active/optimized", { ignoreCase: true });
   const chap = page.locator("#set-chap");
@@ -73,6 +81,13 @@ test("an operator builds a CHAP-protected target group in the browser and an ini
   await chap.locator("select[name=chap_user]").selectOption(chapUser);
   await chap.getByRole("button", { name: "Set CHAP" }).click();
   await expect(page.getByTestId("chap-mode")).toHaveText("one-way");
+
+  // "Connect a host" gives this group's commands, CHAP user named, secret not shown.
+  const connect = page.getByTestId("connect-host");
+  await expect(connect).toContainText(`iscsiadm -m discovery -t sendtargets -p 127.0.0.1:${iscsiPort}`);
+  await expect(connect).toContainText(`node.session.auth.username -v '${chapUser}'`);
+  await expect(connect).toContainText(`--authname=${chapUser}`);
+  await expect(connect).not.toContainText("e2esecret1234");
 
   // An initiator: listed with the secret, refused without it.
   const iqn = `iqn.2026-11.local.portico:${group}.${nodeName}`;

@@ -403,6 +403,15 @@ pub struct NodeChoice {
     pub iscsi_addresses: Vec<String>,
 }
 
+/// Everything the target-groups page draws, in one answer: the groups, and
+/// the nodes (by name) and CHAP users the new-group form offers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupsPageData {
+    pub groups: Vec<TargetGroupView>,
+    pub nodes: Vec<String>,
+    pub chap_users: Vec<String>,
+}
+
 /// Everything the group page draws, in one answer: the group and what its
 /// forms offer to choose from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

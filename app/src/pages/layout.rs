@@ -1,11 +1,19 @@
 //! The frame around every page once logged in: navigation, the current
 //! user, and logout. Anonymous visitors are sent to the login page.
+//!
+//! The server renders the frame; the page inside it is drawn in the browser
+//! once the app has hydrated. A page's content depends on its own resources,
+//! created under the frame's (the signed-in user): drawn on the server, such
+//! nested resource-dependent content came out in varying shapes depending on
+//! which answer arrived first, and hydration panicked on a share of the
+//! loads (tachys' "unreachable" on the release build, Leptos issue #3398's
+//! class of bug). Drawn in the browser, it cannot disagree with the server.
 
 use leptos::prelude::*;
 use leptos_router::components::{Outlet, Redirect, A};
 use leptos_router::hooks::use_navigate;
 
-use crate::components::{ErrorBanner, JsonForm, RoleBadge};
+use crate::components::{in_browser, ErrorBanner, JsonForm, RoleBadge};
 use crate::model::{Me, Role};
 use crate::server_fns::{current_user, Logout};
 
@@ -39,6 +47,7 @@ pub fn Layout() -> impl IntoView {
 #[component]
 fn Frame(me: Me, logout: ServerAction<Logout>) -> impl IntoView {
     let is_admin = me.role == Role::Admin;
+    let page_shown = in_browser();
     view! {
         <div class="app">
             <header class="topbar">
@@ -66,7 +75,7 @@ fn Frame(me: Me, logout: ServerAction<Logout>) -> impl IntoView {
                 </div>
             </header>
             <main class="content">
-                <Outlet/>
+                {move || page_shown.get().then(|| view! { <Outlet/> })}
             </main>
         </div>
     }
