@@ -41,7 +41,11 @@ for s in postinst prerm postrm; do
 done
 
 if command -v systemd-analyze >/dev/null; then
-  # verify resolves ExecStart's binary inside the scratch root.
+  # verify resolves ExecStart's binary inside the scratch root, and needs
+  # the system's own targets and slices there to place the unit.
+  for u in /lib/systemd/system/*.target /lib/systemd/system/*.slice; do
+    [ -e "$root/lib/systemd/system/$(basename "$u")" ] || cp -P "$u" "$root/lib/systemd/system/"
+  done
   out=$(systemd-analyze verify --root="$root" /lib/systemd/system/portico.service 2>&1) || {
     echo "$out"; fail "systemd-analyze verify failed"; }
   [ -z "$out" ] || { echo "$out"; fail "systemd-analyze verify warned"; }

@@ -77,7 +77,9 @@ impl DashboardTls {
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(chain, key)
-            .with_context(|| format!("the key {} does not fit the certificate {}", key_path.display(), cert_path.display()))?;
+            .with_context(|| {
+                format!("the key {} does not fit the certificate {}", key_path.display(), cert_path.display())
+            })?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(DashboardTls { config: Arc::new(config), fingerprint, source })
     }

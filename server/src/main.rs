@@ -147,8 +147,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let https = match args.serves_https() {
         true => Some(
-            portico_server::https::DashboardTls::load(&args.data_dir, args.tls_cert.as_deref(), args.tls_key.as_deref())
-                .context("cannot set up HTTPS")?,
+            portico_server::https::DashboardTls::load(
+                &args.data_dir,
+                args.tls_cert.as_deref(),
+                args.tls_key.as_deref(),
+            )
+            .context("cannot set up HTTPS")?,
         ),
         false => None,
     };

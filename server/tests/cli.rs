@@ -21,7 +21,11 @@ struct Cli {
 impl Cli {
     async fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"));
-        command.args(args).env("PORTICO_URL", &self.url).env("PORTICO_TOKEN", &self.token).env_remove("PORTICO_TOKEN_FILE")
+        command
+            .args(args)
+            .env("PORTICO_URL", &self.url)
+            .env("PORTICO_TOKEN", &self.token)
+            .env_remove("PORTICO_TOKEN_FILE")
             .env_remove("PORTICO_FINGERPRINT")
             .env_remove("PORTICO_CA_FILE");
         for (k, v) in env {
@@ -85,8 +89,11 @@ async fn an_operator_builds_a_group_from_scratch_with_the_cli() {
     assert_eq!((vol1["size"].as_u64(), vol1["iops_limit"].as_u64()), (Some(128 << 20), Some(5000)));
 
     // CHAP users; the secret comes from the environment, never from the command line.
-    cli.ok_with(&["chap-user", "create", "esx", "--description", "ESXi hosts"], &[("PORTICO_CHAP_SECRET", "esxsecret1234")])
-        .await;
+    cli.ok_with(
+        &["chap-user", "create", "esx", "--description", "ESXi hosts"],
+        &[("PORTICO_CHAP_SECRET", "esxsecret1234")],
+    )
+    .await;
     assert!(cli.ok(&["chap-user", "list"]).await.contains("ESXi hosts"));
 
     // A group with a target, CHAP, LUNs and an ACL rule.
@@ -95,7 +102,8 @@ async fn an_operator_builds_a_group_from_scratch_with_the_cli() {
     assert!(cli.ok(&["target-group", "lun", "attach", "g1", "vol1"]).await.contains("as LUN 0"));
     cli.ok(&["target-group", "lun", "attach", "g1", "vol2", "--lun", "5"]).await;
     cli.ok(&["target-group", "acl", "add", "g1", "iqn.1998-01.com.vmware:esx1", "--luns", "0,5"]).await;
-    cli.ok(&["target-group", "acl", "update", "g1", "iqn.1998-01.com.vmware:esx1", "--luns", "all", "--alias", "esx1"]).await;
+    cli.ok(&["target-group", "acl", "update", "g1", "iqn.1998-01.com.vmware:esx1", "--luns", "all", "--alias", "esx1"])
+        .await;
     cli.ok(&["target-group", "update", "g1", "--acl", "on"]).await;
     cli.ok(&["target-group", "session", "set", "g1", "max_burst_length=262144", "immediate_data=false"]).await;
     cli.ok(&["target-group", "privileges", "set", "g1", "set_target_port_groups=false"]).await;
@@ -227,8 +235,10 @@ async fn metrics_need_a_token_and_report_each_volume() {
 
     let anonymous = common::http::Call::new(Method::GET, "/metrics").send(addr).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
-    let scraped =
-        common::http::Call::new(Method::GET, "/metrics").header("authorization", format!("Bearer {}", cli.token)).send(addr).await;
+    let scraped = common::http::Call::new(Method::GET, "/metrics")
+        .header("authorization", format!("Bearer {}", cli.token))
+        .send(addr)
+        .await;
     assert_eq!(scraped.status, StatusCode::OK);
     assert!(scraped.headers["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     let text = scraped.body.as_str().expect("text").to_string();

@@ -141,7 +141,10 @@ pub fn windows(targets: &[TargetView], chap: &ChapSetting) -> String {
         ),
     };
     if chap.mode == ChapMode::Mutual {
-        out += &format!("\n# The secret the target answers with (mutual CHAP)\nSet-IscsiChapSecret -ChapSecret '{}'\n", secret_of(&chap.mutual_user));
+        out += &format!(
+            "\n# The secret the target answers with (mutual CHAP)\nSet-IscsiChapSecret -ChapSecret '{}'\n",
+            secret_of(&chap.mutual_user)
+        );
     }
     out += "\n# One persistent, multipath login per path\n";
     for (iqn, portal) in &paths {
@@ -211,7 +214,9 @@ mod tests {
         assert!(esxi(&t, &chap).contains("--address=[fd00::6]:3260"));
         let windows = windows(&t, &chap);
         assert!(windows.contains("New-IscsiTargetPortal -TargetPortalAddress fd00::6 -TargetPortalPortNumber 3260"));
-        assert!(windows.contains("Connect-IscsiTarget -NodeAddress iqn.2026-11.local.portico:g1.n1 -TargetPortalAddress 10.0.0.5"));
+        assert!(windows.contains(
+            "Connect-IscsiTarget -NodeAddress iqn.2026-11.local.portico:g1.n1 -TargetPortalAddress 10.0.0.5"
+        ));
         assert!(multipath_conf().contains("prio alua"));
     }
 

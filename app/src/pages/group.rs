@@ -12,7 +12,7 @@ use super::group_acl::AclSection;
 use super::group_settings::{PrivilegesSection, SessionSection};
 use super::volumes::can_change;
 use crate::chart::{use_ticker, LiveActivity};
-use crate::components::{in_browser, saves, ActionError, Badge, ErrorBanner, FieldMessage, JsonForm};
+use crate::components::{saves, ActionError, Badge, ErrorBanner, FieldMessage, JsonForm};
 use crate::format;
 use crate::iscsi_fns::{SetAclAccess, SetGroupPrivileges, SetGroupSession};
 use crate::model::storage::{format_size, GroupPageData, PathState};
@@ -78,7 +78,6 @@ pub fn GroupPage() -> impl IntoView {
         privileges: ServerAction::new(),
         delete: ServerAction::new(),
     };
-    let in_browser = in_browser();
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(())) = a.delete.value().get() {
@@ -95,16 +94,11 @@ pub fn GroupPage() -> impl IntoView {
         <ActionError value=a.update_acl.value()/>
         <ActionError value=a.acl_enabled.value()/>
         <ActionError value=a.delete.value()/>
-        {move || in_browser.get().then(|| view! { <GroupLoaded a/> })}
+        <GroupLoaded a/>
     }
 }
 
-/// The group as loaded in the browser. Not drawn on the server: there the
-/// layout may draw a page more than once while its data arrives, and a
-/// resource of a draw that is thrown away fails and is still sent along,
-/// so the browser would hydrate with that failure (and the page's live
-/// parts would stop). The page's own forms are its point, so it loads
-/// after hydration instead.
+/// The group, reloaded after each change that went through.
 #[component]
 fn GroupLoaded(a: GroupActions) -> impl IntoView {
     let params = use_params_map();

@@ -67,7 +67,8 @@ fn GroupList(groups: Vec<TargetGroupView>) -> impl IntoView {
 
 #[component]
 fn NewGroup(create: ServerAction<CreateGroup>, nodes: Vec<String>, chap_users: Vec<String>) -> impl IntoView {
-    let options = |names: &[String]| names.iter().map(|n| view! { <option value=n.clone()>{n.clone()}</option> }).collect_view();
+    let options =
+        |names: &[String]| names.iter().map(|n| view! { <option value=n.clone()>{n.clone()}</option> }).collect_view();
     view! {
         <section class="card">
             <h2>"New target group"</h2>

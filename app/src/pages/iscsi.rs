@@ -7,14 +7,13 @@ use leptos_meta::Title;
 
 use super::chap_fields::ChapFields;
 use super::volumes::can_change;
-use crate::components::{in_browser, saves, ActionError, ErrorBanner, JsonForm};
+use crate::components::{saves, ActionError, ErrorBanner, JsonForm};
 use crate::iscsi_fns::{get_discovery_with_chap_users, SetDiscovery};
 use crate::model::discovery::DiscoverySettings;
 
 #[component]
 pub fn IscsiPage() -> impl IntoView {
     let set = ServerAction::<SetDiscovery>::new();
-    let in_browser = in_browser();
     view! {
         <Title text="iSCSI settings"/>
         <div class="page-head">
@@ -24,7 +23,7 @@ pub fn IscsiPage() -> impl IntoView {
         <section class="card">
             <h2>"Discovery"</h2>
             <ActionError value=set.value()/>
-            {move || in_browser.get().then(|| view! { <Discovery set/> })}
+            <Discovery set/>
         </section>
         <section class="card">
             <h2>"What discovery shows"</h2>
@@ -38,8 +37,7 @@ pub fn IscsiPage() -> impl IntoView {
     }
 }
 
-/// The discovery setting and its form, loaded in the browser (see the
-/// group page's `GroupLoaded` for why not on the server).
+/// The discovery setting and its form.
 #[component]
 fn Discovery(set: ServerAction<SetDiscovery>) -> impl IntoView {
     let saved = saves(set);

@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use super::volumes::can_change;
-use crate::components::{in_browser, ActionError, Badge, ErrorBanner, JsonForm};
+use crate::components::{ActionError, Badge, ErrorBanner, JsonForm};
 use crate::format;
 use crate::model::{Me, Role};
 use crate::storage_fns::{list_nodes, CreateJoinToken, SetMaintenance, SetTraffic};
@@ -13,7 +13,6 @@ use crate::storage_fns::{list_nodes, CreateJoinToken, SetMaintenance, SetTraffic
 pub fn NodesPage() -> impl IntoView {
     let traffic = ServerAction::<SetTraffic>::new();
     let maintenance = ServerAction::<SetMaintenance>::new();
-    let in_browser = in_browser();
     view! {
         <Title text="Nodes"/>
         <div class="page-head">
@@ -23,16 +22,11 @@ pub fn NodesPage() -> impl IntoView {
         <ActionError value=traffic.value()/>
         <ActionError value=maintenance.value()/>
         {use_context::<Me>().is_some_and(|m| m.role == Role::Admin).then(JoinTokenCard)}
-        {move || in_browser.get().then(|| view! { <NodesLoaded traffic maintenance/> })}
+        <NodesLoaded traffic maintenance/>
     }
 }
 
-/// The nodes as loaded in the browser. Not drawn on the server: there the
-/// layout may draw a page more than once while its data arrives (and a
-/// node list asks every member where it stands, which takes a moment), and
-/// a resource of a draw that is thrown away fails and is still sent along,
-/// so the browser would hydrate with that failure. The list is live data,
-/// so it loads after hydration instead (as the group page does).
+/// The nodes, reloaded after each change that went through.
 #[component]
 fn NodesLoaded(traffic: ServerAction<SetTraffic>, maintenance: ServerAction<SetMaintenance>) -> impl IntoView {
     let nodes = Resource::new(move || (traffic.version().get(), maintenance.version().get()), |_| list_nodes());

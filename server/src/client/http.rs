@@ -180,7 +180,8 @@ where
 /// TLS that trusts the node's certificate by its fingerprint, or a CA.
 fn client_config(trust: &Trust) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let provider = crate::cluster::tls::provider();
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder =
+        rustls::ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
     let config = match (&trust.fingerprint, &trust.ca_file) {
         (Some(fingerprint), _) => {
             let fingerprint: String = fingerprint.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
@@ -232,7 +233,9 @@ impl rustls::client::danger::ServerCertVerifier for PinnedCertificate {
         if subtle::ConstantTimeEq::ct_eq(found.as_bytes(), self.fingerprint.as_bytes()).into() {
             Ok(rustls::client::danger::ServerCertVerified::assertion())
         } else {
-            Err(rustls::Error::General(format!("the node's certificate has the fingerprint {found}, not the one given")))
+            Err(rustls::Error::General(format!(
+                "the node's certificate has the fingerprint {found}, not the one given"
+            )))
         }
     }
 
