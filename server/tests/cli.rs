@@ -104,6 +104,23 @@ async fn an_operator_builds_a_group_from_scratch_with_the_cli() {
     cli.ok(&["target-group", "acl", "add", "g1", "iqn.1998-01.com.vmware:esx1", "--luns", "0,5"]).await;
     cli.ok(&["target-group", "acl", "update", "g1", "iqn.1998-01.com.vmware:esx1", "--luns", "all", "--alias", "esx1"])
         .await;
+    cli.ok(&[
+        "target-group",
+        "acl",
+        "add",
+        "g1",
+        "iqn.1991-05.com.microsoft:win1",
+        "--privilege",
+        "target_cold_reset=true",
+    ])
+    .await;
+    let e = cli
+        .refused(
+            &["target-group", "acl", "add", "g1", "iqn.1991-05.com.microsoft:win2", "--privilege", "reboot=true"],
+            2,
+        )
+        .await;
+    assert!(e.contains("target_cold_reset"), "{e}");
     cli.ok(&["target-group", "update", "g1", "--acl", "on"]).await;
     cli.ok(&["target-group", "session", "set", "g1", "max_burst_length=262144", "immediate_data=false"]).await;
     cli.ok(&["target-group", "privileges", "set", "g1", "set_target_port_groups=false"]).await;
@@ -112,8 +129,11 @@ async fn an_operator_builds_a_group_from_scratch_with_the_cli() {
     assert_eq!(g1["acl_enabled"], json!(true));
     assert_eq!(g1["chap"]["user"], json!("esx"));
     assert_eq!(g1["luns"].as_array().map(Vec::len), Some(2));
-    assert_eq!(g1["acl"][0]["alias"], json!("esx1"));
-    assert_eq!(g1["acl"][0]["luns"], Value::Null, "all LUNs");
+    let rule =
+        |initiator: &str| g1["acl"].as_array().unwrap().iter().find(|r| r["initiator"] == initiator).cloned().unwrap();
+    assert_eq!(rule("iqn.1998-01.com.vmware:esx1")["alias"], json!("esx1"));
+    assert_eq!(rule("iqn.1998-01.com.vmware:esx1")["luns"], Value::Null, "all LUNs");
+    assert_eq!(rule("iqn.1991-05.com.microsoft:win1")["privileges"]["target_cold_reset"], json!(true));
     let session = cli.json(&["target-group", "session", "show", "g1"]).await;
     assert_eq!(session["offered"]["max_burst_length"], json!(262144));
     assert_eq!(session["offered"]["immediate_data"], json!(false));
@@ -134,6 +154,9 @@ async fn an_operator_builds_a_group_from_scratch_with_the_cli() {
     assert_eq!(cli.json(&["target-group", "show", "g1"]).await["state"], json!("stopped"));
     cli.ok(&["target-group", "start", "g1"]).await;
     cli.ok(&["target-group", "acl", "remove", "g1", "iqn.1998-01.com.vmware:esx1"]).await;
+    cli.ok(&["target-group", "acl", "update", "g1", "iqn.1991-05.com.microsoft:win1", "--group-privileges"]).await;
+    let g1 = cli.json(&["target-group", "show", "g1"]).await;
+    assert_eq!(g1["acl"][0]["privileges"], Value::Null, "back to the group's");
     cli.ok(&["target-group", "lun", "detach", "g1", "5"]).await;
     cli.ok(&["volume", "delete", "vol2"]).await;
     let e = cli.refused(&["target-group", "delete", "g1"], 7).await;
@@ -150,6 +173,7 @@ async fn an_operator_builds_a_group_from_scratch_with_the_cli() {
     assert_eq!(cli.json(&["node", "show", "test-node"]).await["state"], json!("online"));
     assert_eq!(cli.json(&["cluster", "status"]).await["role"], json!("leader"));
     assert!(cli.ok(&["overview"]).await.contains("engine.state"));
+    assert_eq!(cli.json(&["whoami"]).await["username"], json!("admin"));
     let audit = cli.ok(&["audit", "--per-page", "100"]).await;
     assert!(audit.contains("target-group.create") && audit.contains("volume.delete"), "{audit}");
 }

@@ -65,6 +65,8 @@ pub enum ClientCommand {
     Audit(Single<AuditArgs>),
     /// The node's overview: engine, capacity, who is signed in.
     Overview(Single<NoArgs>),
+    /// Who the token acts as, and with which role.
+    Whoami(Single<NoArgs>),
 }
 
 impl ClientCommand {
@@ -80,6 +82,7 @@ impl ClientCommand {
             ClientCommand::Token(f) => &f.connection,
             ClientCommand::Audit(s) => &s.connection,
             ClientCommand::Overview(s) => &s.connection,
+            ClientCommand::Whoami(s) => &s.connection,
         }
     }
 }
@@ -294,6 +297,9 @@ pub enum AclAction {
         luns: Option<Vec<u8>>,
         #[command(flatten)]
         chap: ChapArgs,
+        /// A privilege unlike the group's, KEY=VALUE (such as target_cold_reset=false); repeat for each.
+        #[arg(long = "privilege", value_name = "KEY=VALUE")]
+        privileges: Vec<String>,
     },
     /// Change an initiator's LUNs, alias or CHAP.
     Update {
@@ -309,6 +315,13 @@ pub enum AclAction {
         /// Back to the group's CHAP.
         #[arg(long, conflicts_with = "mode")]
         group_chap: bool,
+        /// Privileges unlike the group's, KEY=VALUE (all of them: those not
+        /// named follow the group); repeat for each.
+        #[arg(long = "privilege", value_name = "KEY=VALUE")]
+        privileges: Vec<String>,
+        /// Back to the group's privileges.
+        #[arg(long, conflicts_with = "privileges")]
+        group_privileges: bool,
     },
     /// Take an initiator out of the ACL.
     Remove { group: String, initiator: String },
@@ -525,6 +538,15 @@ fn settings(values: &[String], known: Value) -> Result<Value, CallError> {
     Ok(Value::Object(out))
 }
 
+/// `KEY=VALUE` privileges as the API's settings; none given is `None`.
+fn privilege_settings(values: &[String]) -> Result<Option<PrivilegeSettings>, CallError> {
+    if values.is_empty() {
+        return Ok(None);
+    }
+    let json = settings(values, body(&PrivilegeSettings::default()))?;
+    serde_json::from_value(json).map(Some).map_err(|e| CallError::Usage(format!("--privilege: {e}")))
+}
+
 const VOLUMES: &[Column] = &[
     ("NAME", "name"),
     ("SIZE", "size"),
@@ -582,6 +604,7 @@ pub async fn execute(api: &Api, command: ClientCommand) -> Result<Answer, CallEr
             Ok(Answer { json, view: super::output::View::Rows { within: Some("entries"), columns: AUDIT } })
         }
         ClientCommand::Overview(_) => Ok(Answer::record(api.get("/api/v1/overview").await?)),
+        ClientCommand::Whoami(_) => Ok(Answer::record(api.get("/api/v1/me").await?)),
     }
 }
 
@@ -679,12 +702,23 @@ async fn group(api: &Api, action: GroupAction) -> Result<Answer, CallError> {
         GroupAction::Acl(AclAction::List { group }) => {
             Answer::rows(api.get(&format!("{}/acl", path(&group))).await?, ACL)
         }
-        GroupAction::Acl(AclAction::Add { group, initiator, alias, luns, chap }) => {
-            let rule = NewAclRule { initiator: initiator.clone(), alias, luns, chap: chap.setting(), privileges: None };
+        GroupAction::Acl(AclAction::Add { group, initiator, alias, luns, chap, privileges }) => {
+            let privileges = privilege_settings(&privileges)?;
+            let rule = NewAclRule { initiator: initiator.clone(), alias, luns, chap: chap.setting(), privileges };
             let json = api.post(&format!("{}/acl", path(&group)), body(&rule)).await?;
             Answer::done(json, format!("{initiator} may log in to {group}."))
         }
-        GroupAction::Acl(AclAction::Update { group, initiator, alias, luns, chap, group_chap }) => {
+        GroupAction::Acl(AclAction::Update {
+            group,
+            initiator,
+            alias,
+            luns,
+            chap,
+            group_chap,
+            privileges,
+            group_privileges,
+        }) => {
+            let privileges = if group_privileges { Some(None) } else { privilege_settings(&privileges)?.map(Some) };
             let patch = AclPatch {
                 alias,
                 luns: luns.map(|l| match l {
@@ -692,7 +726,7 @@ async fn group(api: &Api, action: GroupAction) -> Result<Answer, CallError> {
                     LunList::Some(v) => Some(v),
                 }),
                 chap: if group_chap { Some(None) } else { chap.setting().map(Some) },
-                privileges: None,
+                privileges,
             };
             let json = api.patch(&format!("{}/acl/{}", path(&group), seg(&initiator)), body(&patch)).await?;
             Answer::done(json, format!("Changed the ACL rule of {initiator} in {group}."))
