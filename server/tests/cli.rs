@@ -171,6 +171,13 @@ async fn an_operator_builds_a_group_from_scratch_with_the_cli() {
     assert_eq!(cli.json(&["discovery", "show"]).await["chap"]["mode"], json!("none"));
     assert!(cli.ok(&["node", "list"]).await.contains("test-node"));
     assert_eq!(cli.json(&["node", "show", "test-node"]).await["state"], json!("online"));
+    cli.ok(&["node", "update", "test-node", "--maintenance", "on"]).await;
+    assert_eq!(cli.json(&["node", "show", "test-node"]).await["state"], json!("maintenance"));
+    let e = cli.refused(&["volume", "create", "vol9", "--size", "16MiB"], 7).await;
+    assert!(e.contains("maintenance"), "{e}");
+    cli.ok(&["node", "update", "test-node", "--maintenance", "off"]).await;
+    let e = cli.refused(&["node", "update", "test-node", "--interface", "eth9"], 2).await;
+    assert!(e.contains("IFACE=TYPE"), "{e}");
     assert_eq!(cli.json(&["cluster", "status"]).await["role"], json!("leader"));
     assert!(cli.ok(&["overview"]).await.contains("engine.state"));
     assert_eq!(cli.json(&["whoami"]).await["username"], json!("admin"));
