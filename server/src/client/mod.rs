@@ -7,13 +7,14 @@
 //! API's JSON with `--json`. A refusal prints the API's message and exits
 //! with a code chosen by its HTTP status ([`exit_code`]).
 
-pub mod commands;
+pub mod args;
+mod calls;
 pub mod http;
 mod output;
 
 use std::path::PathBuf;
 
-pub use commands::ClientCommand;
+pub use args::ClientCommand;
 use http::{Api, CallError};
 
 /// How to reach a node; accepted before or after the action.
@@ -79,7 +80,7 @@ pub async fn run(command: ClientCommand) -> i32 {
             return 2;
         }
     };
-    match commands::execute(&api, command).await {
+    match calls::execute(&api, command).await {
         Ok(answer) => {
             if json {
                 println!("{}", serde_json::to_string_pretty(&answer.json).unwrap_or_default());
