@@ -127,6 +127,8 @@ pub trait StorageService: Send + Sync + 'static {
     async fn nodes(&self, caller: &Caller) -> Result<Vec<crate::model::storage::NodeView>, ApiError>;
     /// The nodes' names only: without asking each member where it stands.
     async fn node_names(&self, caller: &Caller) -> Result<Vec<String>, ApiError>;
+    /// Each node with its iSCSI addresses, also without asking the members.
+    async fn node_choices(&self, caller: &Caller) -> Result<Vec<crate::model::storage::NodeChoice>, ApiError>;
     /// CHAP on discovery sessions.
     async fn discovery(&self, caller: &Caller) -> Result<crate::model::discovery::DiscoverySettings, ApiError>;
     async fn connections(

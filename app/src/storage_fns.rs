@@ -131,20 +131,7 @@ pub async fn get_group_page(name: String) -> Result<GroupPageData, ApiError> {
         let (s, c) = ssr::storage().await?;
         let group = s.target_group(&c, &name).await?;
         let chap_users = s.chap_users(&c).await?.into_iter().map(|u| u.name).collect();
-        let nodes = s
-            .nodes(&c)
-            .await?
-            .into_iter()
-            .map(|n| NodeChoice {
-                iscsi_addresses: n
-                    .interfaces
-                    .iter()
-                    .filter(|i| i.traffic_types.iter().any(|t| t == "iscsi"))
-                    .flat_map(|i| i.addresses.iter().cloned())
-                    .collect(),
-                name: n.name,
-            })
-            .collect();
+        let nodes = s.node_choices(&c).await?;
         let free_volumes =
             s.volumes(&c).await?.into_iter().filter(|v| v.attached_to.is_none()).map(|v| v.name).collect();
         Ok(GroupPageData { group, chap_users, nodes, free_volumes })

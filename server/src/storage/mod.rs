@@ -668,6 +668,29 @@ impl Storage {
         views::nodes(&self.pool, self.node_id, None, &self.cluster.status(), &statuses).await.map_err(db_error)
     }
 
+    /// Each node with the addresses of its interfaces that carry iSCSI, for
+    /// a target's portals: read from the cluster state only (no member is
+    /// asked where it stands, so a node that is down costs nothing).
+    pub async fn node_choices(&self, caller: &Caller) -> Result<Vec<NodeChoice>, ApiError> {
+        Self::read(caller)?;
+        let no_statuses = std::collections::BTreeMap::new();
+        let nodes = views::nodes(&self.pool, self.node_id, None, &self.cluster.status(), &no_statuses)
+            .await
+            .map_err(db_error)?;
+        Ok(nodes
+            .into_iter()
+            .map(|n| NodeChoice {
+                iscsi_addresses: n
+                    .interfaces
+                    .iter()
+                    .filter(|i| i.traffic_types.iter().any(|t| t == "iscsi"))
+                    .flat_map(|i| i.addresses.iter().cloned())
+                    .collect(),
+                name: n.name,
+            })
+            .collect())
+    }
+
     pub async fn node_names(&self, caller: &Caller) -> Result<Vec<String>, ApiError> {
         Self::read(caller)?;
         let rows: Vec<(String,)> =
@@ -771,5 +794,8 @@ impl portico_app::service::StorageService for Storage {
     }
     async fn node_names(&self, caller: &Caller) -> Result<Vec<String>, ApiError> {
         Storage::node_names(self, caller).await
+    }
+    async fn node_choices(&self, caller: &Caller) -> Result<Vec<NodeChoice>, ApiError> {
+        Storage::node_choices(self, caller).await
     }
 }
