@@ -3,7 +3,7 @@
 //! A configuration is accepted or rejected as a whole: [`EngineConfig::validate`]
 //! reports the first problem found with enough context to fix it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -72,6 +72,10 @@ pub enum ConfigError {
     AluaUnknownLun { target: String, key: String },
     #[error("volume {volume:?}: target port group {tpg} is given two ALUA states ({first} and {second})")]
     AluaConflict { volume: String, tpg: u16, first: AluaState, second: AluaState },
+    #[error("volume {volume:?}: {why}")]
+    BadPeerPortGroup { volume: String, why: String },
+    #[error("target {target:?}: LUN {lun} exports remote volume {volume:?} as {state}; a volume whose data is on another node is only exported standby or unavailable")]
+    RemoteVolumeActive { target: String, lun: u64, volume: String, state: AluaState },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -80,6 +84,11 @@ pub enum BackendKind {
     #[default]
     File,
     Memory,
+    /// The volume's data is on another node: this node exports it only
+    /// through standby (or unavailable) port groups, so that REPORT TARGET
+    /// PORT GROUPS and INQUIRY answer alike through every port of the
+    /// cluster, and refuses media access (SPC-4 §5.16.2.4.4).
+    Remote,
 }
 
 /// A size given as bytes or as a string such as "1GiB", "64MiB", "4096".
@@ -167,7 +176,25 @@ pub struct VolumeConfig {
     /// the volume lives here only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<VolumePlacement>,
+    /// Target port groups on other nodes that export the volume too, with
+    /// their states: REPORT TARGET PORT GROUPS lists them beside this
+    /// node's own, so every port of the cluster gives the same answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peer_port_groups: Vec<PeerPortGroup>,
 }
+
+/// A target port group on another node that exports a volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerPortGroup {
+    pub tpg: u16,
+    /// The relative target port identifier of its one port.
+    pub relative_port: u16,
+    pub state: AluaState,
+}
+
+/// The most peer port groups one volume may list.
+pub const MAX_PEER_PORT_GROUPS: usize = 64;
 
 fn enabled() -> bool {
     true
@@ -482,6 +509,7 @@ impl EngineConfig {
             if v.wwn.as_deref().is_some_and(|w| parse_wwn(w).is_none()) {
                 return Err(ConfigError::BadWwn(v.name.clone()));
             }
+            check_peer_port_groups(v)?;
             if let Some(p) = &v.replication {
                 let bad = |why: String| ConfigError::BadReplication { volume: v.name.clone(), why };
                 p.check().map_err(bad)?;
@@ -564,11 +592,30 @@ impl EngineConfig {
         self.check_alua()
     }
 
-    /// ALUA states name mapped LUNs, and one target port group has one
-    /// state per volume even when several of its targets export it.
+    /// ALUA states name mapped LUNs, one target port group has one state
+    /// per volume even when several of its targets export it, no port group
+    /// is both this node's and a peer's, and a remote volume is exported
+    /// only in a state that refuses media access.
     fn check_alua(&self) -> Result<(), ConfigError> {
         let mut seen: BTreeMap<(String, u16), AluaState> = BTreeMap::new();
+        let volumes: HashMap<&str, &VolumeConfig> = self.volumes.iter().map(|v| (v.name.as_str(), v)).collect();
         for t in &self.targets {
+            let local_ports = t.relative_port.into_iter().collect::<Vec<_>>();
+            for (lun, volume) in t.lun_map() {
+                let Some(v) = volumes.get(volume.as_str()) else { continue };
+                if v.peer_port_groups.iter().any(|p| p.tpg == t.tpg || local_ports.contains(&p.relative_port)) {
+                    return Err(ConfigError::BadPeerPortGroup {
+                        volume: volume.clone(),
+                        why: format!("peer port group {} or its port is also target {:?}'s", t.tpg, t.iqn),
+                    });
+                }
+                let state = t.alua_state(lun);
+                if v.backend == BackendKind::Remote
+                    && matches!(state, AluaState::ActiveOptimized | AluaState::ActiveNonOptimized)
+                {
+                    return Err(ConfigError::RemoteVolumeActive { target: t.iqn.clone(), lun, volume, state });
+                }
+            }
             let map = t.lun_map();
             for key in t.alua.keys() {
                 if !key.trim().parse().is_ok_and(|l: u64| map.contains_key(&l)) {
@@ -591,6 +638,25 @@ impl EngineConfig {
         }
         Ok(())
     }
+}
+
+/// A volume's peer port groups: a bounded list, each group and each port
+/// named once, none numbered 0.
+fn check_peer_port_groups(v: &VolumeConfig) -> Result<(), ConfigError> {
+    let bad = |why: String| ConfigError::BadPeerPortGroup { volume: v.name.clone(), why };
+    if v.peer_port_groups.len() > MAX_PEER_PORT_GROUPS {
+        return Err(bad(format!("{} peer port groups; at most {MAX_PEER_PORT_GROUPS}", v.peer_port_groups.len())));
+    }
+    let (mut groups, mut ports) = (HashSet::new(), HashSet::new());
+    for p in &v.peer_port_groups {
+        if p.tpg == 0 || p.relative_port == 0 {
+            return Err(bad("peer port groups and their ports are numbered from 1".into()));
+        }
+        if !groups.insert(p.tpg) || !ports.insert(p.relative_port) {
+            return Err(bad(format!("peer port group {} or port {} is listed twice", p.tpg, p.relative_port)));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

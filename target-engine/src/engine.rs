@@ -28,7 +28,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::backend::throttle::{Throttle, ThrottledBackend};
-use crate::backend::{file::FileBackend, group_commit::GroupCommit, memory::MemoryBackend, BackendError, BlockBackend};
+use crate::backend::{
+    file::FileBackend, group_commit::GroupCommit, memory::MemoryBackend, remote::RemoteBackend, BackendError,
+    BlockBackend,
+};
 use crate::config::{AluaState, BackendKind, ConfigError, EngineConfig, VolumeConfig, WriteCache};
 use crate::iscsi::name;
 use crate::iscsi::registry::{AclEntry, Catalog, Registry, TargetEntry};
@@ -193,6 +196,7 @@ fn open_volume(
     let mut copy = None;
     let backend: Arc<dyn BlockBackend> = match v.backend {
         BackendKind::Memory => Arc::new(MemoryBackend::new(v.size.0)),
+        BackendKind::Remote => Arc::new(RemoteBackend::new(v.size.0)),
         BackendKind::File => {
             let path = v.path.as_ref().expect("validated: file volumes have a path");
             let file = FileBackend::open(path, v.size.0, v.read_only)
@@ -220,6 +224,7 @@ fn open_volume(
         block_size: v.block_size,
         read_only: v.read_only,
         reservations: v.reservations,
+        remote: v.backend == BackendKind::Remote,
     };
     let lu = LogicalUnit::new(spec, backend);
     let state_error = |source| EngineError::Reservations { volume: v.name.clone(), source };
@@ -504,12 +509,17 @@ impl Engine {
                 ports.entry(volume.as_str()).or_default().push((t.tpg, entry.relative_port));
             }
         }
-        for (name, (_, lu)) in &st.volumes {
+        for (name, (v, lu)) in &st.volumes {
             lu.set_target_ports(ports.get(name.as_str()).map(Vec::as_slice).unwrap_or_default());
+            let peers: Vec<(u16, u16, AluaState)> =
+                v.peer_port_groups.iter().map(|p| (p.tpg, p.relative_port, p.state)).collect();
+            lu.set_peer_port_groups(&peers);
         }
         for ((volume, tpg), state) in configured(&config) {
-            let changed = opened.contains(&volume) || before.get(&(volume.clone(), tpg)) != Some(&state);
-            if let (true, Some((_, lu))) = (changed, st.volumes.get(&volume)) {
+            let Some((_, lu)) = st.volumes.get(&volume) else { continue };
+            if opened.contains(&volume) {
+                lu.set_initial_alua_state(tpg, state);
+            } else if before.get(&(volume.clone(), tpg)) != Some(&state) {
                 lu.set_alua_state(tpg, state);
             }
         }
@@ -554,11 +564,13 @@ impl Engine {
     }
 
     /// Counters of every volume, by name.
+    /// A volume whose data is on another node is counted there, not here.
     pub async fn volume_stats(&self) -> Vec<VolumeStats> {
         let st = self.inner.state.lock().await;
         let mut v: Vec<VolumeStats> = st
             .volumes
             .iter()
+            .filter(|(_, (config, _))| config.backend != BackendKind::Remote)
             .map(|(n, (_, lu))| VolumeStats { volume: n.clone(), size: lu.backend().size(), counters: lu.counters() })
             .collect();
         v.sort_by(|a, b| a.volume.cmp(&b.volume));

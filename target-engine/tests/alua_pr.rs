@@ -317,3 +317,107 @@ async fn the_standalone_engine_reloads_its_file() {
     engine.await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One node's part of a volume exported by two nodes: this node's target
+/// (`tpg`, relative port `tpg`) in `state`, the other node's group listed
+/// as a peer; `backend` says whether the data is here (`memory`) or there
+/// (`remote`).
+fn node_part(iqn: &str, tpg: u16, state: &str, backend: &str, peer: u16, peer_state: &str) -> String {
+    format!(
+        r#"
+[[volume]]
+name = "shared"
+backend = "{backend}"
+size = "8MiB"
+wwn = "600140500000000000000000000000aa"
+serial = "SHARED0001"
+peer_port_groups = [{{ tpg = {peer}, relative_port = {peer}, state = "{peer_state}" }}]
+[[target]]
+iqn = "{iqn}"
+portals = ["127.0.0.1:0"]
+tpg = {tpg}
+relative_port = {tpg}
+luns = {{ 0 = "shared" }}
+alua = {{ 0 = "{state}" }}
+"#
+    )
+}
+
+fn stpg(tpg: u16, state: u8) -> ([u8; 12], Vec<u8>) {
+    let mut params = vec![0u8; 8];
+    params[4] = state;
+    params[6..8].copy_from_slice(&tpg.to_be_bytes());
+    ([0xa4, 0x0a, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0], params)
+}
+
+#[tokio::test]
+async fn a_volume_exported_by_two_nodes_reports_the_same_groups_through_both() {
+    // Node 1 holds the data (group 1, active/optimized); node 2 exports the
+    // volume from afar (group 2, standby).
+    let (holder, addr_a) = start(&node_part(A, 1, "active-optimized", "memory", 2, "standby")).await;
+    let (standby, addr_b) = start(&node_part(B, 2, "standby", "remote", 1, "active-optimized")).await;
+    let mut a = login(addr_a, A, 1).await;
+    let mut b = login(addr_b, B, 2).await;
+
+    let rtpg_a = a.command_ok(0, &report_target_port_groups(), 4096, &[]).await;
+    let rtpg_b = b.command_ok(0, &report_target_port_groups(), 4096, &[]).await;
+    assert_eq!((rtpg_a.status, rtpg_b.status), (0, 0));
+    assert_eq!(rtpg_a.data, rtpg_b.data, "the same answer through both nodes' ports");
+    assert_eq!(parse_groups(&rtpg_a.data), vec![(1, 0x0, vec![1]), (2, 0x2, vec![2])]);
+    // The same unit: same serial number through both.
+    let serial = [0x12, 1, 0x80, 0, 64, 0];
+    assert_eq!(a.command_ok(0, &serial, 64, &[]).await.data, b.command_ok(0, &serial, 64, &[]).await.data);
+
+    // The standby port refuses media access, and what the holder's state
+    // would answer, with 04h/0Bh; it answers what needs no data.
+    assert_eq!(a.command_ok(0, &write10(0, 1), 0, &[0x33; 512]).await.status, 0);
+    for cdb in [&TEST_UNIT_READY[..], &read10(0, 1)[..], &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]] {
+        assert_eq!(sense(&b.command_ok(0, cdb, 512, &[]).await), (0x2, 0x04, 0x0b), "{cdb:02x?}");
+    }
+    assert_eq!(sense(&b.command_ok(0, &write10(0, 1), 0, &[0x44; 512]).await), (0x2, 0x04, 0x0b));
+    assert_eq!(sense(&b.command_ok(0, &pr_in(0x00), 4096, &[]).await), (0x2, 0x04, 0x0b));
+    let r = b.command_ok(0, &pr_out(0x00, 0), 0, &pr_out_params(0, 0xb, false)).await;
+    assert_eq!(sense(&r), (0x2, 0x04, 0x0b));
+    assert_eq!(b.command_ok(0, &[0x1a, 0, 0x3f, 0, 255, 0], 255, &[]).await.status, 0, "MODE SENSE");
+    assert_eq!(read_keys(&mut a).await, Vec::<u64>::new(), "nothing registered on the holder");
+    let r = a.command_ok(0, &read10(0, 1), 512, &[]).await;
+    assert_eq!(r.data, vec![0x33; 512], "the refused write changed nothing");
+
+    // SET TARGET PORT GROUPS: the standby node's group may not become
+    // active, and neither node may set the other's group.
+    let (cdb, params) = stpg(2, 0x0);
+    assert_eq!(sense(&b.command_ok(0, &cdb, 0, &params).await), (0x5, 0x26, 0x00));
+    let (cdb, params) = stpg(1, 0x2);
+    assert_eq!(sense(&b.command_ok(0, &cdb, 0, &params).await), (0x5, 0x26, 0x00));
+    let (cdb, params) = stpg(2, 0x0);
+    assert_eq!(sense(&a.command_ok(0, &cdb, 0, &params).await), (0x5, 0x26, 0x00));
+    let r = b.command_ok(0, &report_target_port_groups(), 4096, &[]).await;
+    assert_eq!(parse_groups(&r.data), vec![(1, 0x0, vec![1]), (2, 0x2, vec![2])], "nothing changed");
+
+    // The cluster moves the peer group's state: the nexus learns of it and
+    // the report follows.
+    holder
+        .apply(EngineConfig::from_toml(&node_part(A, 1, "active-optimized", "memory", 2, "unavailable")).unwrap())
+        .await
+        .unwrap();
+    let ua = a.command(0, &TEST_UNIT_READY, 0, &[], 0, 0).await;
+    assert_eq!(sense(&ua), (0x6, 0x2a, 0x06), "ASYMMETRIC ACCESS STATE CHANGED");
+    let r = a.command_ok(0, &report_target_port_groups(), 4096, &[]).await;
+    assert_eq!(parse_groups(&r.data), vec![(1, 0x0, vec![1]), (2, 0x3, vec![2])]);
+    holder.shutdown().await;
+    standby.shutdown().await;
+}
+
+#[test]
+fn a_remote_volume_is_never_exported_active() {
+    let active = node_part(B, 2, "active-optimized", "remote", 1, "active-optimized");
+    let err = EngineConfig::from_toml(&active).unwrap_err();
+    assert!(err.to_string().contains("only exported standby or unavailable"), "{err}");
+    let clash = node_part(A, 1, "active-optimized", "memory", 1, "standby");
+    assert!(EngineConfig::from_toml(&clash).unwrap_err().to_string().contains("also target"));
+    let twice = node_part(A, 1, "active-optimized", "memory", 2, "standby").replace(
+        "state = \"standby\" }]",
+        "state = \"standby\" }, { tpg = 2, relative_port = 3, state = \"standby\" }]",
+    );
+    assert!(EngineConfig::from_toml(&twice).unwrap_err().to_string().contains("listed twice"));
+}

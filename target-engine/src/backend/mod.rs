@@ -22,6 +22,9 @@ pub enum BackendError {
     /// lease ran out, or another primary took over.
     #[error("this node does not serve the volume now: {0}")]
     NotServing(&'static str),
+    /// The volume's data is on another node ([`remote::RemoteBackend`]).
+    #[error("the volume's data is on another node")]
+    Remote,
 }
 
 /// The small set of operations every store of blocks offers.
@@ -106,4 +109,5 @@ pub mod group_commit;
 pub mod memory;
 #[cfg(any(test, feature = "test-util"))]
 pub mod power_cut;
+pub mod remote;
 pub mod throttle;

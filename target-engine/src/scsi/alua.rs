@@ -8,6 +8,15 @@
 //! that export the unit. We support implicit and explicit transitions
 //! (TPGS 11b); a transition is instantaneous, so TRANSITIONING is only seen
 //! when the engine sets it on purpose.
+//!
+//! In a cluster the table also lists the port groups of other nodes that
+//! export the unit ([`AluaTable::set_peer_groups`]), so that REPORT TARGET
+//! PORT GROUPS gives the same answer through every port (SPC-4 §5.16.2.1:
+//! the groups are those of the logical unit, not of one target). Their
+//! states are the cluster's to set: SET TARGET PORT GROUPS naming one is
+//! refused, and a unit whose data is on another node ([`check_remote`])
+//! refuses media access and every command whose answer would come from
+//! state that lives with the data.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -117,6 +126,29 @@ pub fn check(state: AluaState, cdb: &Cdb) -> Result<(), SenseReason> {
     }
 }
 
+/// What a unit whose data is on another node answers beside the ALUA
+/// check: INQUIRY, REPORT LUNS, REQUEST SENSE, REPORT TARGET PORT GROUPS,
+/// the device server's own reports, MODE SENSE (its parameters are the
+/// configured ones) and SET TARGET PORT GROUPS (which only takes standby
+/// or unavailable for such a unit). MODE SELECT and the reservation
+/// commands would change or read state that the node holding the data
+/// keeps; until they are forwarded there they get the Standby refusal,
+/// LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE, which every
+/// multipath initiator takes as "use another path".
+pub fn check_remote(cdb: &Cdb) -> Result<(), SenseReason> {
+    match cdb {
+        Cdb::Inquiry { .. }
+        | Cdb::ReportLuns { .. }
+        | Cdb::RequestSense { .. }
+        | Cdb::ReportTargetPortGroups { .. }
+        | Cdb::ReportSupportedOpcodes { .. }
+        | Cdb::ReportSupportedTmfs { .. }
+        | Cdb::ModeSense { .. }
+        | Cdb::SetTargetPortGroups { .. } => Ok(()),
+        _ => Err(SenseReason::AluaStandby),
+    }
+}
+
 /// Why a group's state last changed (the STATUS CODE field, SPC-4 table 205).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum StatusCode {
@@ -133,6 +165,8 @@ struct Group {
     status: StatusCode,
     /// Relative target port identifiers of the ports in the group.
     ports: BTreeSet<u16>,
+    /// A group on another node, whose state the cluster sets.
+    peer: bool,
 }
 
 /// The target port groups exporting one unit and their states.
@@ -156,19 +190,60 @@ impl AluaTable {
         self.groups.entry(tpg).or_default().ports.insert(rtp);
     }
 
-    /// Replaces the set of ports (group, relative port) exporting the unit;
-    /// groups that remain keep their state, new ones start active/optimized.
+    /// Replaces the set of this node's ports (group, relative port)
+    /// exporting the unit; groups that remain keep their state, new ones
+    /// start active/optimized. Peer groups stay.
     pub fn set_ports(&mut self, ports: &[(u16, u16)]) {
         let mut groups: BTreeMap<u16, Group> = BTreeMap::new();
         for &(tpg, rtp) in ports {
             let g = groups.entry(tpg).or_insert_with(|| {
-                let mut g = self.groups.get(&tpg).cloned().unwrap_or_default();
+                let mut g = self.groups.get(&tpg).filter(|g| !g.peer).cloned().unwrap_or_default();
                 g.ports.clear();
                 g
             });
             g.ports.insert(rtp);
         }
+        for (&tpg, g) in &self.groups {
+            if g.peer && !groups.contains_key(&tpg) {
+                groups.insert(tpg, g.clone());
+            }
+        }
         self.groups = groups;
+    }
+
+    /// Replaces the port groups on other nodes, each (group, its one
+    /// relative port, state); a group of this node's keeps its own.
+    /// Returns whether any peer group came, went or changed state.
+    pub fn set_peer_groups(&mut self, peers: &[(u16, u16, AluaState)]) -> bool {
+        let before: BTreeMap<u16, (AluaState, StatusCode)> =
+            self.groups.iter().filter(|(_, g)| g.peer).map(|(&t, g)| (t, (g.state, g.status))).collect();
+        self.groups.retain(|_, g| !g.peer);
+        for &(tpg, rtp, state) in peers {
+            if self.groups.contains_key(&tpg) {
+                continue;
+            }
+            // A group seen for the first time has made no transition, as on
+            // the node whose group it is (see `set_initial_state`).
+            let status = match before.get(&tpg) {
+                Some(&(old, status)) if old == state => status,
+                Some(_) => StatusCode::Implicit,
+                None => StatusCode::None,
+            };
+            let g = Group { state, preferred: false, status, ports: BTreeSet::from([rtp]), peer: true };
+            self.groups.insert(tpg, g);
+        }
+        let after: BTreeMap<u16, AluaState> =
+            self.groups.iter().filter(|(_, g)| g.peer).map(|(&t, g)| (t, g.state)).collect();
+        after != before.into_iter().map(|(t, (state, _))| (t, state)).collect()
+    }
+
+    /// Sets the state `tpg` starts in when the unit is opened: no
+    /// transition, so its status code stays "none" (as every other node
+    /// reports the group when it first lists it).
+    pub fn set_initial_state(&mut self, tpg: u16, state: AluaState) {
+        let g = self.groups.entry(tpg).or_default();
+        g.state = state;
+        g.status = StatusCode::None;
     }
 
     /// Sets `tpg`'s state by the target's own decision (an implicit
@@ -215,9 +290,12 @@ impl AluaTable {
     }
 
     /// SET TARGET PORT GROUPS with its parameter list (SPC-4 §6.38.2); the
-    /// whole list is checked before any state changes. Returns whether any
-    /// group changed state.
-    pub fn set_from_parameters(&mut self, data: &[u8]) -> Result<bool, SenseReason> {
+    /// whole list is checked before any state changes. A peer group's state
+    /// is not this node's to set, and neither is an active state when the
+    /// unit's data is on another node (`active_allowed` false): both are
+    /// an INVALID FIELD IN PARAMETER LIST. Returns whether any group
+    /// changed state.
+    pub fn set_from_parameters(&mut self, data: &[u8], active_allowed: bool) -> Result<bool, SenseReason> {
         if data.len() < 4 && !data.is_empty() {
             return Err(SenseReason::ParameterListLength);
         }
@@ -233,8 +311,11 @@ impl AluaTable {
             let at = |delta: usize| u16::try_from(4 + 4 * i + delta).unwrap_or(u16::MAX);
             let state = AluaState::from_set_code(desc[0] & 0x0f)
                 .ok_or(SenseReason::InvalidFieldInParameterList(Field::bit(at(0), 3)))?;
+            if !active_allowed && matches!(state, AluaState::ActiveOptimized | AluaState::ActiveNonOptimized) {
+                return Err(SenseReason::InvalidFieldInParameterList(Field::bit(at(0), 3)));
+            }
             let tpg = u16::from_be_bytes([desc[2], desc[3]]);
-            if !self.groups.contains_key(&tpg) {
+            if self.groups.get(&tpg).is_none_or(|g| g.peer) {
                 return Err(SenseReason::InvalidFieldInParameterList(Field::byte(at(2))));
             }
             wanted.insert(tpg, state);
@@ -350,15 +431,15 @@ mod tests {
         let mut t = AluaTable::default();
         t.set_ports(&[(1, 1), (2, 2)]);
         let bad = [0, 0, 0, 0, 0x02, 0, 0, 1, 0x0f, 0, 0, 2];
-        assert!(matches!(t.set_from_parameters(&bad), Err(SenseReason::InvalidFieldInParameterList(_))));
+        assert!(matches!(t.set_from_parameters(&bad, true), Err(SenseReason::InvalidFieldInParameterList(_))));
         assert_eq!(t.state(1), AluaState::ActiveOptimized);
         let unknown = [0, 0, 0, 0, 0x02, 0, 0, 9];
-        assert!(t.set_from_parameters(&unknown).is_err());
-        assert_eq!(t.set_from_parameters(&[0, 0, 0, 0, 0x02, 0, 0, 2]), Ok(true));
+        assert!(t.set_from_parameters(&unknown, true).is_err());
+        assert_eq!(t.set_from_parameters(&[0, 0, 0, 0, 0x02, 0, 0, 2], true), Ok(true));
         assert_eq!(t.state(2), AluaState::Standby);
         assert_eq!(t.report(false)[4 + 12 + 5], 1, "status: altered by SET TARGET PORT GROUPS");
-        assert_eq!(t.set_from_parameters(&[0, 0, 0, 0, 0x02, 0, 0, 2]), Ok(false));
-        assert_eq!(t.set_from_parameters(&[]), Ok(false));
+        assert_eq!(t.set_from_parameters(&[0, 0, 0, 0, 0x02, 0, 0, 2], true), Ok(false));
+        assert_eq!(t.set_from_parameters(&[], true), Ok(false));
     }
 
     #[test]
@@ -371,10 +452,65 @@ mod tests {
             list.extend_from_slice(&[0x02, 0, 0, 2]);
         }
         list.extend_from_slice(&[0x02, 0, 0, 9]);
-        assert_eq!(t.set_from_parameters(&list), Err(SenseReason::InvalidFieldInParameterList(Field::byte(u16::MAX))));
+        assert_eq!(
+            t.set_from_parameters(&list, true),
+            Err(SenseReason::InvalidFieldInParameterList(Field::byte(u16::MAX)))
+        );
         list.truncate(list.len() - 4);
-        assert_eq!(t.set_from_parameters(&list), Ok(true));
+        assert_eq!(t.set_from_parameters(&list, true), Ok(true));
         assert_eq!(t.state(2), AluaState::Standby);
+    }
+
+    #[test]
+    fn peer_groups_are_reported_beside_ours_and_are_not_ours_to_set() {
+        let mut t = AluaTable::default();
+        t.set_ports(&[(2, 2)]);
+        t.set_initial_state(2, AluaState::Standby);
+        assert!(t.set_peer_groups(&[(1, 1, AluaState::ActiveOptimized), (3, 3, AluaState::Standby)]));
+        let d = t.report(false);
+        assert_eq!(u32::from_be_bytes(d[0..4].try_into().unwrap()) as usize, 3 * 12);
+        assert_eq!(&d[4..10], &[0x00, SUPPORTED_STATES, 0, 1, 0, 0], "no transition yet");
+        assert_eq!(&d[16..22], &[0x02, SUPPORTED_STATES, 0, 2, 0, 0]);
+        assert_eq!(&d[28..32], &[0x02, SUPPORTED_STATES, 0, 3]);
+        assert_eq!(&d[36..40], &[0, 0, 0, 3], "the peer group's one port");
+        // The same peers again change nothing; our own ports keep the peers.
+        assert!(!t.set_peer_groups(&[(1, 1, AluaState::ActiveOptimized), (3, 3, AluaState::Standby)]));
+        t.set_ports(&[(2, 2)]);
+        assert_eq!(t.report(false), d);
+        // A peer's state is the cluster's: SET TARGET PORT GROUPS naming it is refused whole.
+        let list = [0, 0, 0, 0, 0x00, 0, 0, 2, 0x02, 0, 0, 1];
+        assert_eq!(t.set_from_parameters(&list, true), Err(SenseReason::InvalidFieldInParameterList(Field::byte(10))));
+        assert_eq!(t.state(2), AluaState::Standby);
+        // Where the data is elsewhere, our group may not become active.
+        let list = [0, 0, 0, 0, 0x00, 0, 0, 2];
+        assert_eq!(
+            t.set_from_parameters(&list, false),
+            Err(SenseReason::InvalidFieldInParameterList(Field::bit(4, 3)))
+        );
+        assert_eq!(t.set_from_parameters(&[0, 0, 0, 0, 0x03, 0, 0, 2], false), Ok(true));
+        // A peer's new state is an implicit change; a peer gone is no longer listed.
+        assert!(t.set_peer_groups(&[(1, 1, AluaState::Standby)]));
+        assert_eq!(t.state(1), AluaState::Standby);
+        assert_eq!(t.report(false)[4 + 5], StatusCode::Implicit as u8);
+        assert_eq!(t.report(false).len(), 4 + 2 * 12);
+        // Our own group is never replaced by a peer of the same number.
+        assert!(t.set_peer_groups(&[(2, 9, AluaState::ActiveOptimized)]));
+        assert_eq!(t.state(2), AluaState::Unavailable);
+    }
+
+    #[test]
+    fn a_remote_unit_answers_only_what_needs_no_data() {
+        for (cdb, [standby, ..]) in all_kinds() {
+            let allowed = check_remote(&cdb).is_ok();
+            let stateful = matches!(
+                cdb,
+                Cdb::ModeSelect { .. } | Cdb::PersistentReserveIn { .. } | Cdb::PersistentReserveOut { .. }
+            );
+            assert_eq!(allowed, standby && !stateful, "{cdb:?}");
+            if !allowed {
+                assert_eq!(check_remote(&cdb), Err(SenseReason::AluaStandby));
+            }
+        }
     }
 
     #[test]

@@ -232,9 +232,27 @@ impl LogicalUnit {
         changed
     }
 
+    /// Sets the state group `tpg` starts in, for a unit just opened (no
+    /// transition: no unit attention beyond the power-on one).
+    pub fn set_initial_alua_state(&self, tpg: u16, state: AluaState) {
+        self.state().alua.set_initial_state(tpg, state);
+    }
+
     /// Sets the PREF bit REPORT TARGET PORT GROUPS shows for group `tpg`.
     pub fn set_alua_preferred(&self, tpg: u16, preferred: bool) {
         self.state().alua.set_preferred(tpg, preferred);
+    }
+
+    /// The target port groups on other nodes that export the unit, as
+    /// (group, relative port, state); if any state or group changed, every
+    /// I_T nexus gets ASYMMETRIC ACCESS STATE CHANGED.
+    pub fn set_peer_port_groups(&self, peers: &[(u16, u16, AluaState)]) -> bool {
+        let mut st = self.state();
+        let changed = st.alua.set_peer_groups(peers);
+        if changed {
+            st.ua.raise_all(UnitAttention::AsymmetricAccessStateChanged);
+        }
+        changed
     }
 
     /// Every target port exporting the unit, as (target port group,
@@ -263,6 +281,9 @@ impl LogicalUnit {
     /// The access checks of [`Self::pre_execute`] for `cdb` sent by `id`:
     /// ALUA state, reservations, write protection.
     fn check_access(&self, id: &NexusId, cdb: &Cdb) -> Result<(), SenseReason> {
+        if self.spec.remote {
+            alua::check_remote(cdb)?;
+        }
         let st = self.state();
         alua::check(st.alua.state(id.target_port_group), cdb)?;
         st.pr.check(id, cdb)?;

@@ -129,6 +129,10 @@ pub struct LuSpec {
     /// Whether the unit takes reservations (PERSISTENT RESERVE IN/OUT,
     /// RESERVE/RELEASE); without them those commands are not supported.
     pub reservations: bool,
+    /// The unit's data is on another node: it is exported here only through
+    /// standby port groups and answers what needs no data
+    /// ([`alua::check_remote`]).
+    pub remote: bool,
 }
 
 pub mod alua;

@@ -33,6 +33,8 @@ pub(crate) fn read_error(e: BackendError) -> SenseReason {
         BackendError::Resize { .. } => SenseReason::InternalFailure,
         // Initiators retry NOT READY, TRANSITIONING on another path.
         BackendError::NotServing(_) => SenseReason::AluaTransitioning,
+        // The port is standby for this unit, whatever its table says.
+        BackendError::Remote => SenseReason::AluaStandby,
     }
 }
 

@@ -97,7 +97,7 @@ pub(crate) async fn execute(
             let data = &data_out[..data_out.len().min(param_len as usize)];
             let mut guard = lu.state();
             let st = &mut *guard;
-            if st.alua.set_from_parameters(data)? {
+            if st.alua.set_from_parameters(data, !lu.spec.remote)? {
                 // SPC-4 §5.16.2.6: every other nexus learns of the explicit transition.
                 st.ua.raise_others(&nexus.id, super::sense::UnitAttention::AsymmetricAccessStateChanged);
             }

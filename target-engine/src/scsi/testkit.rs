@@ -18,6 +18,7 @@ pub fn spec(block_size: u32, read_only: bool) -> LuSpec {
         block_size,
         read_only,
         reservations: true,
+        remote: false,
     }
 }
 
