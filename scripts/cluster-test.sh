@@ -17,6 +17,11 @@
 #     volume is not placed on it; out of maintenance, with its portal taken
 #     by another program, node 1 shows node 2's engine status (the portal
 #     left out, and why); freed, the portal is back at the next change;
+#     with a target on node 3 too and vol-a (held by node 2) as LUN 0:
+#     discovery through each of the 3 portals lists the 3 targets, REPORT
+#     TARGET PORT GROUPS is the same through all 3 ports (node 2's group
+#     active/optimized, the others standby), and a read is refused with
+#     04h/0Bh through the standby ports and succeeds through node 2's;
 #  4. kill -9 of the leader: the other two elect a leader (the time to
 #     elect and to commit a change is printed), mark the killed node
 #     offline, and take changes; the killed node, restarted, catches up to
@@ -30,6 +35,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 portico=${1:?usage: cluster-test.sh PORTICO_BINARY}
+# The test initiator's ALUA tool (REPORT TARGET PORT GROUPS, a read).
+cargo build -q -p target-engine --features test-util --example aluatool
+aluatool="$CARGO_TARGET_DIR/debug/examples/aluatool"
 
 work=$(mktemp -d /dev/shm/portico-cluster.XXXXXX)
 declare -A pid
@@ -271,6 +279,47 @@ for i in $(seq 1 25); do
 done
 [ "$problems" = 0 ] || fail "node 1 still shows problems of node 2's engine"
 pass "in maintenance node 2's target stops, discovery elsewhere leaves it out, and nothing new is placed on it; out of it, a taken portal is shown on node 1 as node 2's engine status, and once free it is back"
+
+# A group across three nodes with a LUN: the same port groups through every
+# port, one of them active/optimized (node 2's, which holds vol-a).
+out=$(api 3 POST /target-groups/g1/targets "{\"node\":\"node3\",\"portals\":[\"127.0.3.1:$iscsi_port\"]}")
+[ "$(echo "$out" | status)" = 201 ] || fail "adding node 3's target: $out"
+out=$(api 1 POST /target-groups/g1/luns '{"volume":"vol-a","lun":0}')
+[ "$(echo "$out" | status)" = 201 ] || fail "attaching vol-a to g1: $out"
+alua() { timeout 30 "$aluatool" --portal "127.0.$1.1:$iscsi_port" --target "iqn.2026-11.local.portico:g1.node$1" "${@:2}"; }
+for n in 1 2 3; do
+  for i in $(seq 1 25); do
+    listed=$(iscsi-ls "iscsi://127.0.$n.1:$iscsi_port" 2>&1 | grep '^Target:' | sort || true)
+    [ "$(echo "$listed" | grep -c 'Portal:127.0.[123].1')" = 3 ] && break
+    sleep 0.2
+  done
+  [ "$(echo "$listed" | grep -c 'Portal:127.0.[123].1')" = 3 ] || fail "discovery through node $n lists: $listed"
+done
+echo "   through node 3: $(echo "$listed" | tr '\n' ' ')"
+expected="tpg 1 standby ports [1]; tpg 2 active-optimized ports [2]; tpg 3 standby ports [3]"
+for n in 1 2 3; do
+  for i in $(seq 1 25); do
+    groups=$(alua "$n" rtpg 2>&1 || true)
+    [ "$groups" = "$expected" ] && break
+    sleep 0.2
+  done
+  echo "   REPORT TARGET PORT GROUPS through node $n: $groups"
+  [ "$groups" = "$expected" ] || fail "node $n reports '$groups', not '$expected'"
+done
+for n in 1 3; do
+  read=$(alua "$n" read)
+  echo "   a read through node $n (standby): $read"
+  [ "$read" = "CHECK CONDITION, sense 2/04/0b" ] || fail "a read through standby node $n: $read"
+done
+read=$(alua 2 read)
+echo "   a read through node 2 (active/optimized): $read"
+[ "$read" = "GOOD, 512 bytes" ] || fail "a read through node 2: $read"
+pass "a group with a target on each node: every portal lists the 3 targets, REPORT TARGET PORT GROUPS is the same through all 3 ports, the standby ports refuse a read with 04h/0Bh and node 2's serves it"
+# Back to the group as it was, so that vol-a can be deleted and node 3 removed later.
+out=$(api 1 DELETE /target-groups/g1/luns/0)
+[ "$(echo "$out" | status)" = 204 ] || fail "detaching vol-a: $out"
+out=$(api 1 DELETE "/target-groups/g1/targets/iqn.2026-11.local.portico:g1.node3")
+[ "$(echo "$out" | status)" = 204 ] || fail "removing node 3's target: $out"
 
 # 4. kill -9 of the leader.
 kill -9 "${pid[1]}"

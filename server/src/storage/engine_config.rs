@@ -3,6 +3,12 @@
 //! node, with its LUNs, CHAP, ACL (each rule with its own CHAP and
 //! privileges), session parameters and privileges, and the discovery CHAP
 //! every node shares.
+//!
+//! A group's targets on several nodes all export every LUN of the group
+//! (PRODUCT.md). A volume another node holds is exported here as a remote
+//! unit, standby only; and every volume lists the port groups of the other
+//! nodes with their states, so that REPORT TARGET PORT GROUPS answers the
+//! same through every port of the cluster (CLUSTER.md §1).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,8 +17,8 @@ use std::path::Path;
 use portico_app::model::storage::WriteCache;
 use sqlx::SqliteConnection;
 use target_engine::config::{
-    AclEntry, AluaState, BackendKind, ChapConfig, ChapMode, EngineConfig, PeerTarget, Size, TargetConfig, VolumeConfig,
-    WriteCache as EngineWriteCache,
+    AclEntry, AluaState, BackendKind, ChapConfig, ChapMode, EngineConfig, PeerPortGroup, PeerTarget, Size,
+    TargetConfig, VolumeConfig, WriteCache as EngineWriteCache,
 };
 
 use super::paths::{engine_state, path_state};
@@ -91,49 +97,75 @@ fn chap_config(
     })
 }
 
+/// The engine's volume for a stored one: its image and state files when
+/// its data is here (`data_dir`), a remote unit (exported standby only)
+/// when another node holds it (`None`).
+fn volume_config(row: VolumeRow, data_dir: Option<&Path>) -> Result<VolumeConfig, DeriveError> {
+    let (_, name, size, block_size, wwn, serial, iops_limit, mbps_limit, write_cache) = row;
+    let write_cache = match WriteCache::parse(&write_cache) {
+        Some(WriteCache::WriteThrough) => EngineWriteCache::WriteThrough,
+        Some(WriteCache::WriteBack) => EngineWriteCache::WriteBack,
+        Some(WriteCache::Initiator) => EngineWriteCache::Initiator,
+        None => return Err(DeriveError::Damaged(format!("volume {name}: write cache {write_cache:?}"))),
+    };
+    Ok(VolumeConfig {
+        path: data_dir.map(|d| volume_files::image_path(d, &name)),
+        backend: if data_dir.is_some() { BackendKind::File } else { BackendKind::Remote },
+        // The unit's state (APTPL reservations, mode parameters), named
+        // here with the image so that a delete finds every file.
+        state_file: data_dir.map(|d| volume_files::reservation_path(d, &name)),
+        name,
+        size: Size(size as u64),
+        block_size: block_size as u32,
+        read_only: false,
+        wwn: Some(wwn),
+        serial: Some(serial),
+        iops_limit: iops_limit.map(|v| v as u64),
+        mbps_limit: mbps_limit.map(|v| v as u64),
+        reservations: true,
+        write_cache,
+        // One copy until the cluster control plane places replicas.
+        replication: None,
+        peer_port_groups: Vec::new(),
+    })
+}
+
+const VOLUME_COLUMNS: &str =
+    "v.id, v.name, v.size, v.block_size, v.wwn, v.serial, v.iops_limit, v.mbps_limit, v.write_cache";
+
 pub async fn derive(
     conn: &mut SqliteConnection,
     node_id: i64,
     data_dir: &Path,
     secrets: &SecretBox,
 ) -> Result<EngineConfig, DeriveError> {
-    let volumes: Vec<VolumeRow> = sqlx::query_as(
-        "SELECT id, name, size, block_size, wwn, serial, iops_limit, mbps_limit, write_cache \
-         FROM volumes WHERE node_id = ? ORDER BY name",
-    )
+    let volumes: Vec<VolumeRow> =
+        sqlx::query_as(&format!("SELECT {VOLUME_COLUMNS} FROM volumes v WHERE v.node_id = ? ORDER BY v.name"))
+            .bind(node_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    // The volumes another node holds that a target here exports: standby
+    // here, so that every port of the group reports the same port groups.
+    let remote: Vec<VolumeRow> = sqlx::query_as(&format!(
+        "SELECT DISTINCT {VOLUME_COLUMNS} FROM volumes v JOIN luns l ON l.volume_id = v.id \
+         JOIN targets t ON t.group_id = l.group_id JOIN target_groups g ON g.id = t.group_id \
+         JOIN nodes n ON n.id = t.node_id \
+         WHERE t.node_id = ? AND v.node_id <> ? AND g.state = 'running' AND n.state <> 'maintenance' \
+         ORDER BY v.name"
+    ))
+    .bind(node_id)
     .bind(node_id)
     .fetch_all(&mut *conn)
     .await?;
     let mut volume_names = BTreeMap::new();
     let mut config = EngineConfig::default();
-    for (id, name, size, block_size, wwn, serial, iops_limit, mbps_limit, write_cache) in volumes {
-        volume_names.insert(id, name.clone());
-        let write_cache = match WriteCache::parse(&write_cache) {
-            Some(WriteCache::WriteThrough) => EngineWriteCache::WriteThrough,
-            Some(WriteCache::WriteBack) => EngineWriteCache::WriteBack,
-            Some(WriteCache::Initiator) => EngineWriteCache::Initiator,
-            None => return Err(DeriveError::Damaged(format!("volume {name}: write cache {write_cache:?}"))),
-        };
-        let state_file = Some(volume_files::reservation_path(data_dir, &name));
-        config.volumes.push(VolumeConfig {
-            path: Some(volume_files::image_path(data_dir, &name)),
-            name,
-            backend: BackendKind::File,
-            size: Size(size as u64),
-            block_size: block_size as u32,
-            read_only: false,
-            wwn: Some(wwn),
-            serial: Some(serial),
-            iops_limit: iops_limit.map(|v| v as u64),
-            mbps_limit: mbps_limit.map(|v| v as u64),
-            reservations: true,
-            // The unit's state (APTPL reservations, mode parameters), named
-            // here with the image so that a delete finds every file.
-            state_file,
-            write_cache,
-            // One copy until the cluster control plane places replicas.
-            replication: None,
-        });
+    let held_here = volumes.into_iter().map(|row| (row, Some(data_dir)));
+    for (row, data_dir) in held_here.chain(remote.into_iter().map(|row| (row, None))) {
+        let id = row.0;
+        let mut volume = volume_config(row, data_dir)?;
+        volume.peer_port_groups = peer_port_groups(conn, id, node_id).await?;
+        volume_names.insert(id, volume.name.clone());
+        config.volumes.push(volume);
     }
 
     let discovery: ChapRow = sqlx::query_as(
@@ -169,7 +201,7 @@ pub async fn derive(
         .fetch_all(&mut *conn)
         .await?;
         let lun_ids: Vec<u64> = luns.iter().map(|(l, _, _)| *l as u64).collect();
-        // A volume placed on another node is not served here (replication comes later).
+        // Every LUN of the group is served: the volumes another node holds as remote units.
         let served: Vec<&(i64, i64, i64)> = luns.iter().filter(|(_, vol, _)| volume_names.contains_key(vol)).collect();
         let alua: BTreeMap<String, AluaState> = served
             .iter()
@@ -227,6 +259,36 @@ pub async fn derive(
     Ok(config)
 }
 
+/// The port groups on other nodes that export volume `volume_id` (the
+/// running targets of its group there), each in the state the cluster
+/// gives it; every target is one port group with one port, numbered alike
+/// on every node.
+async fn peer_port_groups(
+    conn: &mut SqliteConnection,
+    volume_id: i64,
+    node_id: i64,
+) -> Result<Vec<PeerPortGroup>, DeriveError> {
+    let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT t.tpg, t.node_id, v.node_id FROM luns l JOIN volumes v ON v.id = l.volume_id \
+         JOIN targets t ON t.group_id = l.group_id JOIN target_groups g ON g.id = t.group_id \
+         JOIN nodes n ON n.id = t.node_id \
+         WHERE l.volume_id = ? AND t.node_id <> ? AND g.state = 'running' AND n.state <> 'maintenance' \
+         ORDER BY t.tpg",
+    )
+    .bind(volume_id)
+    .bind(node_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(tpg, target_node, volume_node)| PeerPortGroup {
+            tpg: tpg as u16,
+            relative_port: tpg as u16,
+            state: engine_state(path_state(target_node, volume_node)),
+        })
+        .collect())
+}
+
 /// The targets of running groups that other nodes serve: discovery through
 /// this node lists them too, as their ACLs admit (CLUSTER.md §0).
 async fn peer_targets(conn: &mut SqliteConnection, node_id: i64) -> Result<Vec<PeerTarget>, DeriveError> {
@@ -259,4 +321,106 @@ async fn peer_targets(conn: &mut SqliteConnection, node_id: i64) -> Result<Vec<P
         peers.push(PeerTarget { iqn, portals, tpg: tpg as u16, initiators });
     }
     Ok(peers)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use portico_app::model::storage::Command;
+    use serde_json::json;
+
+    use super::*;
+    use crate::storage::commands;
+    use crate::storage::proposal::{self, Change, Here};
+    use crate::storage::quotas::Limits;
+
+    /// Decides `change` as node `node_id` would, and applies it.
+    async fn commit(pool: &sqlx::SqlitePool, here: &Here<'_>, change: Change) {
+        let proposal = proposal::decide(change, here).expect("decided");
+        let mut tx = pool.begin().await.unwrap();
+        commands::apply(proposal, &mut tx).await.expect("applied");
+        tx.commit().await.unwrap();
+    }
+
+    fn storage(command: serde_json::Value) -> Change {
+        Change::Storage(serde_json::from_value::<Command>(command).expect("a command"))
+    }
+
+    /// What REPORT TARGET PORT GROUPS would list for `volume` through a
+    /// port of `config`: this node's groups and the peers', with states.
+    fn reported(config: &EngineConfig, volume: &str) -> BTreeMap<u16, AluaState> {
+        let v = config.volumes.iter().find(|v| v.name == volume).expect("the volume is exported");
+        let own = config.targets.iter().filter_map(|t| {
+            let (lun, _) = t.lun_map().into_iter().find(|(_, name)| name == volume)?;
+            Some((t.tpg, t.alua_state(lun)))
+        });
+        own.chain(v.peer_port_groups.iter().map(|p| (p.tpg, p.state))).collect()
+    }
+
+    /// CLUSTER.md §1: a group with a target on each of three nodes and a
+    /// volume that node 2 holds. Each node's engine runs its own target,
+    /// exports the LUN (node 2 from its image, the others as a remote unit),
+    /// and all three report the same port groups: node 2's active/optimized,
+    /// the others standby.
+    #[tokio::test]
+    async fn a_group_spanning_three_nodes_derives_alike_on_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(dir.path()).await.unwrap();
+        let secrets = SecretBox::open_or_create(dir.path()).unwrap();
+        let limits = Limits::default();
+        let here = |node_id| Here { node_id, secrets: &secrets, limits: &limits, data_dir: dir.path() };
+        for (n, address) in [(1, "10.0.0.1"), (2, "10.0.0.2"), (3, "10.0.0.3")] {
+            let interfaces = BTreeMap::from([("eth0".to_string(), vec![address.to_string()])]);
+            let change = Change::RegisterNode { name: format!("n{n}"), interfaces, member: Default::default() };
+            commit(&pool, &here(n), change).await;
+        }
+        commit(&pool, &here(2), storage(json!({"command": "create_volume", "name": "v", "size": "64MiB"}))).await;
+        commit(&pool, &here(1), storage(json!({"command": "create_volume", "name": "idle", "size": "64MiB"}))).await;
+        let targets: Vec<_> =
+            (1..=3).map(|n| json!({"node": format!("n{n}"), "portals": [format!("10.0.0.{n}")]})).collect();
+        commit(&pool, &here(1), storage(json!({"command": "create_target_group", "name": "g", "targets": targets})))
+            .await;
+        commit(&pool, &here(3), storage(json!({"command": "attach_volume", "group": "g", "lun": {"volume": "v"}})))
+            .await;
+
+        let mut conn = pool.acquire().await.unwrap();
+        let mut reports = Vec::new();
+        for n in 1..=3 {
+            let config = derive(&mut conn, n, dir.path(), &secrets).await.unwrap();
+            config.validate().unwrap_or_else(|e| panic!("node {n}: {e}"));
+            assert_eq!(config.targets.len(), 1, "node {n} runs its own target only");
+            let v = config.volumes.iter().find(|v| v.name == "v").unwrap();
+            let state = config.targets[0].alua_state(0);
+            if n == 2 {
+                assert_eq!((v.backend, state), (BackendKind::File, AluaState::ActiveOptimized));
+                assert!(v.path.is_some() && v.state_file.is_some());
+            } else {
+                assert_eq!((v.backend, state), (BackendKind::Remote, AluaState::Standby), "node {n}");
+                assert!(v.path.is_none() && v.state_file.is_none(), "node {n} keeps no file of v");
+            }
+            assert_eq!(v.peer_port_groups.len(), 2, "node {n}");
+            assert!(v.peer_port_groups.iter().all(|p| p.tpg == p.relative_port && p.tpg != config.targets[0].tpg));
+            // A volume no group exports is only where it is held.
+            assert_eq!(config.volumes.iter().any(|v| v.name == "idle"), n == 1, "node {n}");
+            reports.push(reported(&config, "v"));
+        }
+        assert_eq!(reports[0], reports[1]);
+        assert_eq!(reports[1], reports[2]);
+        let optimized: Vec<u16> =
+            reports[0].iter().filter(|(_, s)| **s == AluaState::ActiveOptimized).map(|(t, _)| *t).collect();
+        assert_eq!(optimized.len(), 1, "one active/optimized port group: {:?}", reports[0]);
+
+        // Node 3 in maintenance: its target stops, and the others no longer list its group.
+        commit(
+            &pool,
+            &here(1),
+            storage(json!({"command": "update_node", "name": "n3", "patch": {"maintenance": true}})),
+        )
+        .await;
+        let config = derive(&mut conn, 1, dir.path(), &secrets).await.unwrap();
+        let v = config.volumes.iter().find(|v| v.name == "v").unwrap();
+        assert_eq!(v.peer_port_groups.len(), 1);
+        assert!(derive(&mut conn, 3, dir.path(), &secrets).await.unwrap().targets.is_empty());
+    }
 }
