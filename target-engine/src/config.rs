@@ -600,30 +600,14 @@ impl EngineConfig {
         let mut seen: BTreeMap<(String, u16), AluaState> = BTreeMap::new();
         let volumes: HashMap<&str, &VolumeConfig> = self.volumes.iter().map(|v| (v.name.as_str(), v)).collect();
         for t in &self.targets {
-            let local_ports = t.relative_port.into_iter().collect::<Vec<_>>();
-            for (lun, volume) in t.lun_map() {
-                let Some(v) = volumes.get(volume.as_str()) else { continue };
-                if v.peer_port_groups.iter().any(|p| p.tpg == t.tpg || local_ports.contains(&p.relative_port)) {
-                    return Err(ConfigError::BadPeerPortGroup {
-                        volume: volume.clone(),
-                        why: format!("peer port group {} or its port is also target {:?}'s", t.tpg, t.iqn),
-                    });
-                }
-                let state = t.alua_state(lun);
-                if v.backend == BackendKind::Remote
-                    && matches!(state, AluaState::ActiveOptimized | AluaState::ActiveNonOptimized)
-                {
-                    return Err(ConfigError::RemoteVolumeActive { target: t.iqn.clone(), lun, volume, state });
-                }
-            }
             let map = t.lun_map();
             for key in t.alua.keys() {
                 if !key.trim().parse().is_ok_and(|l: u64| map.contains_key(&l)) {
                     return Err(ConfigError::AluaUnknownLun { target: t.iqn.clone(), key: key.clone() });
                 }
             }
-            for (lun, volume) in &map {
-                let state = t.alua_state(*lun);
+            for (&lun, volume) in &map {
+                let state = t.alua_state(lun);
                 if let Some(first) = seen.insert((volume.clone(), t.tpg), state) {
                     if first != state {
                         return Err(ConfigError::AluaConflict {
@@ -633,6 +617,19 @@ impl EngineConfig {
                             second: state,
                         });
                     }
+                }
+                let Some(v) = volumes.get(volume.as_str()) else { continue };
+                if v.peer_port_groups.iter().any(|p| p.tpg == t.tpg || t.relative_port == Some(p.relative_port)) {
+                    return Err(ConfigError::BadPeerPortGroup {
+                        volume: volume.clone(),
+                        why: format!("peer port group {} or its port is also target {:?}'s", t.tpg, t.iqn),
+                    });
+                }
+                if v.backend == BackendKind::Remote
+                    && matches!(state, AluaState::ActiveOptimized | AluaState::ActiveNonOptimized)
+                {
+                    let volume = volume.clone();
+                    return Err(ConfigError::RemoteVolumeActive { target: t.iqn.clone(), lun, volume, state });
                 }
             }
         }

@@ -98,15 +98,7 @@ impl std::str::FromStr for AluaState {
 /// REPORT SUPPORTED OPERATION CODES and TASK MANAGEMENT FUNCTIONS describe
 /// the device server, not the medium, and are allowed everywhere, as LIO does.
 pub fn check(state: AluaState, cdb: &Cdb) -> Result<(), SenseReason> {
-    let always = matches!(
-        cdb,
-        Cdb::Inquiry { .. }
-            | Cdb::ReportLuns { .. }
-            | Cdb::RequestSense { .. }
-            | Cdb::ReportTargetPortGroups { .. }
-            | Cdb::ReportSupportedOpcodes { .. }
-            | Cdb::ReportSupportedTmfs { .. }
-    );
+    let always = allowed_in_every_state(cdb);
     match state {
         AluaState::ActiveOptimized | AluaState::ActiveNonOptimized => Ok(()),
         _ if always => Ok(()),
@@ -136,17 +128,25 @@ pub fn check(state: AluaState, cdb: &Cdb) -> Result<(), SenseReason> {
 /// LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE, which every
 /// multipath initiator takes as "use another path".
 pub fn check_remote(cdb: &Cdb) -> Result<(), SenseReason> {
-    match cdb {
-        Cdb::Inquiry { .. }
-        | Cdb::ReportLuns { .. }
-        | Cdb::RequestSense { .. }
-        | Cdb::ReportTargetPortGroups { .. }
-        | Cdb::ReportSupportedOpcodes { .. }
-        | Cdb::ReportSupportedTmfs { .. }
-        | Cdb::ModeSense { .. }
-        | Cdb::SetTargetPortGroups { .. } => Ok(()),
-        _ => Err(SenseReason::AluaStandby),
+    if allowed_in_every_state(cdb) || matches!(cdb, Cdb::ModeSense { .. } | Cdb::SetTargetPortGroups { .. }) {
+        Ok(())
+    } else {
+        Err(SenseReason::AluaStandby)
     }
+}
+
+/// The commands every access state allows: they describe the unit and the
+/// device server, not the medium.
+fn allowed_in_every_state(cdb: &Cdb) -> bool {
+    matches!(
+        cdb,
+        Cdb::Inquiry { .. }
+            | Cdb::ReportLuns { .. }
+            | Cdb::RequestSense { .. }
+            | Cdb::ReportTargetPortGroups { .. }
+            | Cdb::ReportSupportedOpcodes { .. }
+            | Cdb::ReportSupportedTmfs { .. }
+    )
 }
 
 /// Why a group's state last changed (the STATUS CODE field, SPC-4 table 205).
