@@ -200,7 +200,7 @@ pass "a spent token, a wrong secret and a wrong CA fingerprint are refused, and 
 
 # 3. A change through a follower.
 t0=$(date +%s.%N)
-out=$(api 2 POST /volumes '{"name":"vol-a","size":"4MiB"}')
+out=$(api 2 POST /volumes '{"name":"vol-a","size":"4MiB","node":"node2"}')
 [ "$(echo "$out" | status)" = 201 ] || fail "creating a volume through node 2: $out"
 answered=$(since "$t0")
 for n in 1 3; do
@@ -244,7 +244,7 @@ done
 echo "$listed" | grep -q "Portal:127.0.1.1:$iscsi_port" && ! echo "$listed" | grep -q "127.0.2.1" \
   || fail "with node 2 in maintenance, discovery through node 1 lists: $listed"
 iscsi-ls "iscsi://127.0.2.1:$iscsi_port" >/dev/null 2>&1 && fail "node 2's portal still answers in maintenance"
-out=$(api 2 POST /volumes '{"name":"vol-m","size":"4MiB"}')
+out=$(api 2 POST /volumes '{"name":"vol-m","size":"4MiB","node":"node2"}')
 [ "$(echo "$out" | status)" = 409 ] || fail "a volume was placed on node 2 in maintenance: $out"
 echo "   $(echo "$out" | body | json 'd["message"]')"
 # Another program takes node 2's portal meanwhile: node 2 leaves it out and
@@ -264,7 +264,7 @@ echo "   node 1 shows node 2's engine status: $problems"
 echo "$problems" | grep -q "portal/127.0.2.1:$iscsi_port" || fail "node 2's lost portal is not shown on node 1"
 kill "$squatter"; wait "$squatter" 2>/dev/null || true
 # The next change anywhere in the cluster makes node 2 try again.
-out=$(api 1 POST /volumes '{"name":"vol-n","size":"4MiB"}')
+out=$(api 1 POST /volumes '{"name":"vol-n","size":"4MiB","node":"node1"}')
 [ "$(echo "$out" | status)" = 201 ] || fail "creating vol-n: $out"
 for i in $(seq 1 25); do
   n=$(iscsi-ls "iscsi://127.0.2.1:$iscsi_port" 2>&1 | grep -c '^Target:' || true)
@@ -321,13 +321,43 @@ out=$(api 1 DELETE /target-groups/g1/luns/0)
 out=$(api 1 DELETE "/target-groups/g1/targets/iqn.2026-11.local.portico:g1.node3")
 [ "$(echo "$out" | status)" = 204 ] || fail "removing node 3's target: $out"
 
+# Placement: a volume named for node 3 through node 1 is judged and made
+# there; one without a node goes on an online node with the most room.
+out=$(api 1 POST /volumes '{"name":"vol-p","size":"4MiB","node":"node3"}')
+[ "$(echo "$out" | status)" = 201 ] || fail "creating vol-p on node 3 through node 1: $out"
+for i in $(seq 1 25); do [ -f "$work/data3/volumes/vol-p.img" ] && break; sleep 0.2; done
+[ -f "$work/data3/volumes/vol-p.img" ] || fail "vol-p's image is not on node 3"
+[ -e "$work/data1/volumes/vol-p.img" ] && fail "vol-p's image is on node 1 too"
+out=$(api 1 POST /volumes '{"name":"vol-q","size":"4MiB","node":"node9"}')
+[ "$(echo "$out" | status)" = 422 ] || fail "a volume for an unknown node: $out"
+echo "   vol-p, named for node 3 through node 1: node 2 lists it on $(api 2 GET /volumes/vol-p | body | json 'd["node"]')"
+out=$(api 1 DELETE /volumes/vol-p)
+[ "$(echo "$out" | status)" = 204 ] || fail "deleting vol-p: $out"
+for i in $(seq 1 25); do [ -e "$work/data3/volumes/vol-p.img" ] || break; sleep 0.2; done
+if [ -e "$work/data3/volumes/vol-p.img" ]; then fail "vol-p was deleted through node 1, but its image stays on node 3"; fi
+# No node named: an online node with the most room takes it, and only it has the image.
+out=$(api 2 POST /volumes '{"name":"vol-r","size":"4MiB"}')
+[ "$(echo "$out" | status)" = 201 ] || fail "creating vol-r with no node named: $out"
+placed=$(api 3 GET /volumes/vol-r | body | json 'd["node"]')
+case "$placed" in node1|node2|node3) ;; *) fail "vol-r is on '$placed'" ;; esac
+n=${placed#node}
+for i in $(seq 1 25); do [ -f "$work/data$n/volumes/vol-r.img" ] && break; sleep 0.2; done
+[ -f "$work/data$n/volumes/vol-r.img" ] || fail "vol-r is placed on $placed, but its image is not there"
+for m in 1 2 3; do
+  if [ "$m" != "$n" ] && [ -e "$work/data$m/volumes/vol-r.img" ]; then fail "vol-r's image is on node $m too"; fi
+done
+echo "   vol-r, with no node named, created through node 2: placed on $placed, its image there only"
+out=$(api 2 DELETE /volumes/vol-r)
+[ "$(echo "$out" | status)" = 204 ] || fail "deleting vol-r: $out"
+pass "a volume named for node 3 through node 1 has its image on node 3 only, and loses it there when deleted; an unknown node is refused with 422; a volume with no node named goes on one node, with its image"
+
 # 4. kill -9 of the leader.
 kill -9 "${pid[1]}"
 wait "${pid[1]}" 2>/dev/null || true
 unset 'pid[1]'
 t0=$(date +%s.%N)
 # A change made at once waits for the new leader, then commits.
-out=$(api 3 POST /volumes '{"name":"vol-b","size":"4MiB"}')
+out=$(api 3 POST /volumes '{"name":"vol-b","size":"4MiB","node":"node3"}')
 [ "$(echo "$out" | status)" = 201 ] || fail "creating a volume without node 1: $out"
 committed=$(since "$t0")
 new_leader=""
@@ -405,6 +435,7 @@ names=$(api 2 GET /nodes | body | json '",".join(x["name"] for x in d)')
 [ "$names" = "node1,node2" ] || fail "node 2 lists nodes '$names'"
 out=$(api 2 POST /volumes '{"name":"vol-c","size":"4MiB"}')
 [ "$(echo "$out" | status)" = 201 ] || fail "a change after node 3 left: $out"
+echo "   vol-c, no node named: placed on $(api 1 GET /volumes/vol-c | body | json 'd["node"]') (the online node with the most room)"
 pass "node 3 is refused removal while it holds a volume, then removed: two members remain (leader ${a#* }), and they take changes"
 
 echo "cluster: all checks passed"

@@ -42,11 +42,12 @@ pub(crate) fn opt(s: String) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
-#[server(prefix = "/rpc", endpoint = "storage/volumes", input = Json)]
-pub async fn list_volumes() -> Result<Vec<VolumeView>, ApiError> {
+/// The volumes, and the nodes a new one may be placed on, in one answer.
+#[server(prefix = "/rpc", endpoint = "storage/volumes-page", input = Json)]
+pub async fn get_volumes_page() -> Result<VolumesPageData, ApiError> {
     let go = async {
         let (s, c) = ssr::storage().await?;
-        s.volumes(&c).await
+        Ok(VolumesPageData { volumes: s.volumes(&c).await?, nodes: s.node_names(&c).await? })
     };
     go.await.map_err(ssr::failed)
 }
@@ -68,6 +69,7 @@ pub async fn create_volume(
     size: String,
     block_size: u32,
     #[server(default)] write_cache: String,
+    #[server(default)] node: String,
 ) -> Result<(), ApiError> {
     ssr::run(Command::CreateVolume(NewVolume {
         name: name.trim().to_string(),
@@ -75,6 +77,7 @@ pub async fn create_volume(
         block_size,
         replicas: 1,
         write_cache: self::write_cache(write_cache).map_err(ssr::failed)?.unwrap_or_default(),
+        node: opt(node),
     }))
     .await
 }

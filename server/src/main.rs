@@ -104,6 +104,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .context("cannot bring up the cluster and the stored storage configuration")?;
     let storage = Arc::new(storage);
     storage.follow_applied_changes();
+    let checks: std::sync::Weak<dyn portico_server::cluster::node_checks::NodeChecks> = Arc::downgrade(&storage) as _;
+    storage.cluster().serve_node_checks(checks);
     let node =
         Node::new(pool, NodeSettings::new(node_name.clone()), storage_status(storage.clone()), storage.cluster());
     let (password, generated) = match std::env::var("PORTICO_ADMIN_PASSWORD") {

@@ -139,6 +139,16 @@ pub struct VolumeView {
     /// The write cache (WCE) initiators see now; absent while the engine
     /// does not serve the volume.
     pub wce: Option<bool>,
+    /// The node that holds its data.
+    pub node: String,
+}
+
+/// Everything the volumes page draws, in one answer: the volumes, and the
+/// nodes the new-volume form offers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolumesPageData {
+    pub volumes: Vec<VolumeView>,
+    pub nodes: Vec<String>,
 }
 
 /// Who decides whether a volume caches writes (the Caching mode page's WCE).
@@ -196,6 +206,10 @@ pub struct NewVolume {
     /// Default: write-through.
     #[serde(default)]
     pub write_cache: WriteCache,
+    /// The node that holds the volume's data; absent: the online node with
+    /// the most room for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 fn default_block_size() -> u32 {

@@ -7,9 +7,9 @@ use super::reservations::ReservationsCard;
 use crate::chart::LiveActivity;
 use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage, JsonForm};
 use crate::format;
-use crate::model::storage::{format_size, VolumeView, WriteCache};
+use crate::model::storage::{format_size, VolumeView, VolumesPageData, WriteCache};
 use crate::model::{Me, Role};
-use crate::storage_fns::{list_volumes, CreateVolume, DeleteVolume, UpdateVolume};
+use crate::storage_fns::{get_volumes_page, CreateVolume, DeleteVolume, UpdateVolume};
 
 /// Whether the current user may change storage objects (the server checks again).
 pub fn can_change() -> bool {
@@ -21,9 +21,9 @@ pub fn VolumesPage() -> impl IntoView {
     let create = ServerAction::<CreateVolume>::new();
     let update = ServerAction::<UpdateVolume>::new();
     let delete = ServerAction::<DeleteVolume>::new();
-    let volumes = Resource::new(
+    let page = Resource::new(
         move || (create.version().get(), update.version().get(), delete.version().get()),
-        |_| list_volumes(),
+        |_| get_volumes_page(),
     );
     let editing = RwSignal::new(None::<String>);
     let writer = can_change();
@@ -38,54 +38,80 @@ pub fn VolumesPage() -> impl IntoView {
         <ActionError value=update.value()/>
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match volumes.await {
+                match page.await {
                     Err(e) => view! { <ErrorBanner error=e/> }.into_any(),
-                    Ok(list) if list.is_empty() => view! { <p class="empty">"No volumes yet."</p> }.into_any(),
-                    Ok(list) => {
-                        let charts: Vec<String> = list.iter().map(|v| v.name.clone()).collect();
-                        view! {
-                        <div class="table-wrap">
-                            <table class="table" data-testid="volumes-table">
-                                <thead><tr>
-                                    <th>"Name"</th><th>"Size"</th><th>"Block"</th><th>"State"</th><th>"Attached to"</th>
-                                    <th>"Write cache"</th><th>"Limits"</th><th>"WWN"</th><th class="actions-col"></th>
-                                </tr></thead>
-                                <tbody>
-                                    {list.into_iter().map(|v| view! { <VolumeRow v writer update delete editing/> }).collect_view()}
-                                </tbody>
-                            </table>
-                        </div>
-                        <ReservationsCard/>
-                        <section class="card">
-                            <h2>"Activity"</h2>
-                            {charts.into_iter().map(|name| view! {
-                                <h3 class="small">{name.clone()}</h3>
-                                <LiveActivity volume=name/>
-                            }).collect_view()}
-                        </section>
-                    }.into_any()
-                    }
+                    Ok(VolumesPageData { volumes, nodes }) => view! {
+                        <VolumeList list=volumes writer update delete editing/>
+                        {writer.then(|| view! { <NewVolumeForm create nodes/> })}
+                    }.into_any(),
                 }
             })}
         </Transition>
-        {writer.then(|| view! {
-            <section class="card">
-                <h2>"New volume"</h2>
-                <JsonForm action=create attr:class="form form-grid" attr:id="create-volume">
-                    <label>"Name"<input type="text" name="name" required maxlength="63" placeholder="vol1"/>
-                        <FieldMessage value=create.value() field="name"/></label>
-                    <label>"Size"<input type="text" name="size" required placeholder="1GiB"/>
-                        <FieldMessage value=create.value() field="size"/></label>
-                    <label>"Block size"
-                        <select name="block_size"><option value="512">"512 bytes"</option><option value="4096">"4096 bytes"</option></select>
-                        <FieldMessage value=create.value() field="block_size"/></label>
-                    <WriteCacheChoice current=None/>
-                    <FieldMessage value=create.value() field="write_cache"/>
-                    <div class="form-actions"><button type="submit" class="btn btn-primary">"Create volume"</button></div>
-                </JsonForm>
-                <ActionError value=create.value()/>
-            </section>
-        })}
+    }
+}
+
+#[component]
+fn VolumeList(
+    list: Vec<VolumeView>,
+    writer: bool,
+    update: ServerAction<UpdateVolume>,
+    delete: ServerAction<DeleteVolume>,
+    editing: RwSignal<Option<String>>,
+) -> impl IntoView {
+    if list.is_empty() {
+        return view! { <p class="empty">"No volumes yet."</p> }.into_any();
+    }
+    let charts: Vec<String> = list.iter().map(|v| v.name.clone()).collect();
+    view! {
+        <div class="table-wrap">
+            <table class="table" data-testid="volumes-table">
+                <thead><tr>
+                    <th>"Name"</th><th>"Size"</th><th>"Block"</th><th>"State"</th><th>"Node"</th><th>"Attached to"</th>
+                    <th>"Write cache"</th><th>"Limits"</th><th>"WWN"</th><th class="actions-col"></th>
+                </tr></thead>
+                <tbody>
+                    {list.into_iter().map(|v| view! { <VolumeRow v writer update delete editing/> }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+        <ReservationsCard/>
+        <section class="card">
+            <h2>"Activity"</h2>
+            {charts.into_iter().map(|name| view! {
+                <h3 class="small">{name.clone()}</h3>
+                <LiveActivity volume=name/>
+            }).collect_view()}
+        </section>
+    }
+    .into_any()
+}
+
+/// The new-volume form; the node is the cluster's choice unless one is picked.
+#[component]
+fn NewVolumeForm(create: ServerAction<CreateVolume>, nodes: Vec<String>) -> impl IntoView {
+    view! {
+        <section class="card">
+            <h2>"New volume"</h2>
+            <JsonForm action=create attr:class="form form-grid" attr:id="create-volume">
+                <label>"Name"<input type="text" name="name" required maxlength="63" placeholder="vol1"/>
+                    <FieldMessage value=create.value() field="name"/></label>
+                <label>"Size"<input type="text" name="size" required placeholder="1GiB"/>
+                    <FieldMessage value=create.value() field="size"/></label>
+                <label>"Block size"
+                    <select name="block_size"><option value="512">"512 bytes"</option><option value="4096">"4096 bytes"</option></select>
+                    <FieldMessage value=create.value() field="block_size"/></label>
+                <label>"Node"
+                    <select name="node" aria-label="Node">
+                        <option value="">"automatic: the online node with the most room"</option>
+                        {nodes.into_iter().map(|n| view! { <option value=n.clone()>{n.clone()}</option> }).collect_view()}
+                    </select>
+                    <FieldMessage value=create.value() field="node"/></label>
+                <WriteCacheChoice current=None/>
+                <FieldMessage value=create.value() field="write_cache"/>
+                <div class="form-actions"><button type="submit" class="btn btn-primary">"Create volume"</button></div>
+            </JsonForm>
+            <ActionError value=create.value()/>
+        </section>
     }
 }
 
@@ -124,6 +150,7 @@ fn VolumeRow(
             <td class="nowrap">{format_size(v.size)}</td>
             <td>{v.block_size}</td>
             <td><Badge kind=state_kind text=v.state.clone()/></td>
+            <td data-testid="volume-node">{v.node.clone()}</td>
             <td>{attached}</td>
             <td class="nowrap" data-testid="write-cache">
                 {v.write_cache.as_str()}

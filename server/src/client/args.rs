@@ -119,6 +119,9 @@ pub enum VolumeAction {
         replicas: u8,
         #[arg(long, value_enum, default_value = "write-through")]
         write_cache: CacheChoice,
+        /// The node to hold it; without: the online node with the most room.
+        #[arg(long)]
+        node: Option<String>,
     },
     /// Change the size (grow only), the limits or the write cache.
     Update {

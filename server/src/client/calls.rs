@@ -90,6 +90,7 @@ const VOLUMES: &[Column] = &[
     ("SIZE", "size"),
     ("REPLICAS", "replicas"),
     ("STATE", "state"),
+    ("NODE", "node"),
     ("GROUP", "attached_to"),
     ("LUN", "lun"),
     ("CACHE", "write_cache"),
@@ -150,9 +151,15 @@ async fn volume(api: &Api, action: VolumeAction) -> Result<Answer, CallError> {
     Ok(match action {
         VolumeAction::List => Answer::rows(api.get("/api/v1/volumes").await?, VOLUMES),
         VolumeAction::Show { name } => Answer::record(api.get(&format!("/api/v1/volumes/{}", seg(&name))).await?),
-        VolumeAction::Create { name, size: s, block_size, replicas, write_cache } => {
-            let new =
-                NewVolume { name: name.clone(), size: size(&s), block_size, replicas, write_cache: write_cache.into() };
+        VolumeAction::Create { name, size: s, block_size, replicas, write_cache, node } => {
+            let new = NewVolume {
+                name: name.clone(),
+                size: size(&s),
+                block_size,
+                replicas,
+                write_cache: write_cache.into(),
+                node,
+            };
             let json = api.post("/api/v1/volumes", body(&new)).await?;
             Answer::done(json, format!("Created the volume {name}."))
         }

@@ -12,6 +12,7 @@
 
 pub mod join;
 pub mod liveness;
+pub mod node_checks;
 pub mod raft;
 pub mod tls;
 pub mod transport;
@@ -79,6 +80,8 @@ struct Shared {
     client: Option<Arc<Client>>,
     /// The leader changes membership one step at a time.
     membership_lock: tokio::sync::Mutex<()>,
+    /// This node's storage, for other members' checks.
+    node_checks: node_checks::Slot,
 }
 
 /// Where this node stands in the cluster, for the API and the dashboard.
@@ -186,6 +189,7 @@ impl Cluster {
             identity,
             client,
             membership_lock: Default::default(),
+            node_checks: Default::default(),
         };
         let cluster = Cluster { raft, id, state_machine, shared: Arc::new(shared) };
         if let (Some(address), Some(identity)) = (options.cluster_addr, &cluster.shared.identity) {
@@ -239,7 +243,9 @@ impl Cluster {
     }
 
     fn routes(&self) -> axum::Router {
-        raft::network::routes(self.raft.clone()).merge(join::routes(self.clone()))
+        raft::network::routes(self.raft.clone())
+            .merge(join::routes(self.clone()))
+            .merge(node_checks::routes(self.shared.node_checks.clone()))
     }
 
     fn client(&self) -> Result<&Arc<Client>, ApiError> {

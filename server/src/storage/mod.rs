@@ -24,6 +24,7 @@ mod discovery;
 pub mod engine_config;
 pub mod nodes;
 pub mod paths;
+mod placement;
 mod privileges;
 pub mod proposal;
 pub mod quotas;
@@ -42,6 +43,7 @@ use portico_app::model::storage::*;
 use portico_app::model::{AuditResult, EngineStatus, NodeProblem, Role, StorageCapacity};
 use portico_app::service::Caller;
 use sqlx::SqlitePool;
+use target_engine::config::BackendKind;
 use target_engine::engine::Engine;
 
 pub use portico_app::model::storage::Command;
@@ -261,9 +263,31 @@ impl Storage {
         self.authorize(caller, Role::Operator, "change storage objects", action, &object).await?;
         let _one_at_a_time = self.apply_lock.lock().await;
         let here = self.here();
-        let proposal = match proposal::decide(Change::Storage(command), &here) {
+        let placed = match &command {
+            Command::CreateVolume(v) => match self.place_volume(v).await {
+                Ok(node) => Some(node),
+                Err(e) => return self.failed(caller, action, &object, e).await,
+            },
+            _ => None,
+        };
+        let mut proposal = match proposal::decide(Change::Storage(command), &here) {
             Ok(proposal) => proposal,
             Err(e) => return self.failed(caller, action, &object, e).await,
+        };
+        if let Some(node) = &placed {
+            proposal.decided.node_id = Some(node.id);
+        }
+        // A change that takes space on another node is that node's to judge.
+        let elsewhere = match self.node_concerned(&proposal).await {
+            Ok(node) => node,
+            Err(e) => return self.failed(caller, action, &object, e).await,
+        };
+        let judged_there = match &elsewhere {
+            Some(node) => match self.dry_run_on(node, &proposal).await {
+                Ok(note) => Some(note),
+                Err(e) => return self.failed(caller, action, &object, e).await,
+            },
+            None => None,
         };
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let mut effects = match commands::apply(proposal.clone(), &mut tx).await {
@@ -273,7 +297,16 @@ impl Storage {
                 return self.failed(caller, action, &object, e).await;
             }
         };
-        match proposal::check_here(&proposal, &mut tx, &here).await {
+        let judged = match judged_there {
+            Some(note) => Ok(note),
+            None => proposal::check_here(&proposal, &mut tx, &here).await,
+        };
+        // The image of a volume placed elsewhere is made there, when its
+        // engine takes the committed change.
+        if elsewhere.is_some() {
+            effects.create_image = None;
+        }
+        match judged {
             Ok(None) => {}
             Ok(Some(note)) => {
                 effects.detail = Some(match effects.detail.take() {
@@ -506,8 +539,8 @@ impl Storage {
         // This node's volumes that another node deleted: their files go
         // once the engine has let go of them.
         let mut deleted = Vec::new();
-        for v in before.iter().flat_map(|b| &b.volumes) {
-            if config.volumes.iter().any(|n| n.name == v.name) {
+        for v in before.iter().flat_map(|b| &b.volumes).filter(|v| v.backend == BackendKind::File) {
+            if config.volumes.iter().any(|n| n.name == v.name && n.backend == BackendKind::File) {
                 continue;
             }
             let row: Result<Option<(i64,)>, _> =
@@ -517,6 +550,7 @@ impl Storage {
             }
         }
         drop(conn);
+        self.make_images_placed_here(before.as_ref(), &config);
         self.set_derived(config.clone());
         match degraded::apply(&self.engine, config, |_| true).await {
             Ok(problems) => self.set_problems(problems),
@@ -531,6 +565,31 @@ impl Storage {
             match removed {
                 Ok(()) => tracing::info!(volume = %name, "removed the files of a volume deleted through another node"),
                 Err(e) => tracing::error!(volume = %name, error = %e, "cannot remove the files of a deleted volume"),
+            }
+        }
+    }
+
+    /// Makes the images of volumes that another node placed here since the
+    /// engine was last set. Only a volume new to this node gets an image:
+    /// one whose image went missing later stays out of the engine, a problem
+    /// the node reports, rather than coming back empty.
+    fn make_images_placed_here(
+        &self,
+        before: Option<&target_engine::config::EngineConfig>,
+        config: &target_engine::config::EngineConfig,
+    ) {
+        let Some(before) = before else { return };
+        let is_file = |v: &&target_engine::config::VolumeConfig| v.backend == BackendKind::File;
+        for v in config.volumes.iter().filter(is_file) {
+            if before.volumes.iter().filter(is_file).any(|b| b.name == v.name) {
+                continue;
+            }
+            if volume_files::image_path(&self.data_dir, &v.name).symlink_metadata().is_ok() {
+                continue;
+            }
+            match volume_files::create(&self.data_dir, &v.name, v.size.0) {
+                Ok(()) => tracing::info!(volume = %v.name, "made the image of a volume placed on this node"),
+                Err(e) => tracing::error!(volume = %v.name, error = %e, "cannot make the image of a volume placed on this node"),
             }
         }
     }

@@ -22,13 +22,14 @@ type VolumeRow = (
     Option<String>,
     Option<i64>,
     String,
+    String,
 );
 
 pub async fn volumes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<VolumeView>> {
     let rows: Vec<VolumeRow> = sqlx::query_as(
         "SELECT v.name, v.size, v.block_size, v.replicas, v.wwn, v.serial, v.iops_limit, v.mbps_limit, v.state, v.created_at, \
-                g.name, l.lun, v.write_cache \
-         FROM volumes v LEFT JOIN luns l ON l.volume_id = v.id LEFT JOIN target_groups g ON g.id = l.group_id \
+                g.name, l.lun, v.write_cache, n.name \
+         FROM volumes v JOIN nodes n ON n.id = v.node_id LEFT JOIN luns l ON l.volume_id = v.id LEFT JOIN target_groups g ON g.id = l.group_id \
          WHERE ? IS NULL OR v.name = ? ORDER BY v.name",
     )
     .bind(name)
@@ -52,6 +53,7 @@ pub async fn volumes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<
                 group,
                 lun,
                 write_cache,
+                node,
             )| VolumeView {
                 name,
                 size: size as u64,
@@ -69,6 +71,7 @@ pub async fn volumes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<
                 // The column's CHECK constraint allows only the three policies.
                 write_cache: WriteCache::parse(&write_cache).unwrap_or_default(),
                 wce: None,
+                node,
             },
         )
         .collect())

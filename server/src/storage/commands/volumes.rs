@@ -71,7 +71,9 @@ pub(super) async fn create(tx: &mut Tx<'_>, d: &Decided, v: NewVolume) -> Result
     if res.rows_affected() == 0 {
         return Err(name_taken("volume", &v.name));
     }
-    let detail = format!("{} bytes, {}-byte blocks, {}", size, v.block_size, v.write_cache.as_str());
+    let (node,): (String,) =
+        sqlx::query_as("SELECT name FROM nodes WHERE id = ?").bind(node_id).fetch_one(&mut **tx).await.map_err(db)?;
+    let detail = format!("{} bytes, {}-byte blocks, {}, on {node}", size, v.block_size, v.write_cache.as_str());
     Ok(Effects { detail: Some(detail), create_image: Some((v.name, size)), ..Default::default() })
 }
 

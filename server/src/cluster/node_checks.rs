@@ -1,0 +1,101 @@
+//! What one member asks another about that node's own part (CLUSTER.md §0:
+//! "checks that can fail on one node run on that node before the command
+//! is proposed"):
+//!
+//! - `/cluster/capacity`: the space under its volumes, so that a new volume
+//!   goes where there is most room (CLUSTER.md §1, volume placement);
+//! - `/cluster/dry-run`: a proposal tried against its copy of the state and
+//!   checked against what only it knows (its caps, its disks, files left
+//!   over from a volume of the same name), then rolled back.
+//!
+//! The storage layer answers both through [`NodeChecks`]; the routes serve
+//! members only, and a node whose storage is not up yet answers 503.
+
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use portico_app::error::ApiError;
+use portico_app::model::StorageCapacity;
+
+use super::transport::{CallError, FromMember};
+use super::Cluster;
+use crate::api::extract::{ApiFailure, ApiJson};
+use crate::storage::proposal::Proposal;
+
+/// How long a member has to say how much room it has.
+const CAPACITY_DEADLINE: Duration = Duration::from_secs(2);
+/// How long a member has for a dry run.
+const DRY_RUN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// This node's answers to the other members.
+#[async_trait]
+pub trait NodeChecks: Send + Sync {
+    /// The space under this node's volumes.
+    async fn capacity(&self) -> Result<StorageCapacity, ApiError>;
+    /// Tries `proposal` here and rolls it back: the refusal, or the note
+    /// for the audit (a thin volume's over-provisioning).
+    async fn dry_run(&self, proposal: Proposal) -> Result<Option<String>, ApiError>;
+}
+
+/// Where the routes find this node's storage once it is up.
+pub(super) type Slot = Arc<OnceLock<Weak<dyn NodeChecks>>>;
+
+fn checks(slot: &Slot) -> Result<Arc<dyn NodeChecks>, ApiError> {
+    slot.get().and_then(Weak::upgrade).ok_or_else(|| ApiError::new(503, "This node's storage is not up yet."))
+}
+
+async fn capacity(State(slot): State<Slot>, _member: FromMember) -> Result<Json<StorageCapacity>, ApiFailure> {
+    Ok(Json(checks(&slot)?.capacity().await?))
+}
+
+async fn dry_run(
+    State(slot): State<Slot>,
+    _member: FromMember,
+    ApiJson(proposal): ApiJson<Proposal>,
+) -> Result<Json<Result<Option<String>, ApiError>>, ApiFailure> {
+    Ok(Json(checks(&slot)?.dry_run(proposal).await))
+}
+
+pub(super) fn routes(slot: Slot) -> Router {
+    Router::new()
+        .route("/cluster/capacity", post(capacity))
+        .layer(DefaultBodyLimit::max(16 << 10))
+        .merge(Router::new().route("/cluster/dry-run", post(dry_run)).layer(DefaultBodyLimit::max(1 << 20)))
+        .with_state(slot)
+}
+
+fn unreachable(node: &str, e: CallError) -> ApiError {
+    ApiError::new(503, format!("Node {node} could not be asked ({e}); nothing was changed. Try again."))
+}
+
+impl Cluster {
+    /// Lets the other members ask this node's storage (once, at start).
+    pub fn serve_node_checks(&self, checks: Weak<dyn NodeChecks>) {
+        let _ = self.shared.node_checks.set(checks);
+    }
+
+    /// The space under the volumes of node `node`, at cluster address `address`.
+    pub async fn ask_capacity(&self, node: &str, address: &str) -> Result<StorageCapacity, ApiError> {
+        let client = self.client()?;
+        client.call(address, "/cluster/capacity", &(), CAPACITY_DEADLINE).await.map_err(|e| unreachable(node, e))
+    }
+
+    /// A dry run of `proposal` on node `node`, at cluster address `address`.
+    pub async fn ask_dry_run(
+        &self,
+        node: &str,
+        address: &str,
+        proposal: &Proposal,
+    ) -> Result<Option<String>, ApiError> {
+        let client = self.client()?;
+        let answer: Result<Option<String>, ApiError> = client
+            .call(address, "/cluster/dry-run", proposal, DRY_RUN_DEADLINE)
+            .await
+            .map_err(|e| unreachable(node, e))?;
+        answer
+    }
+}

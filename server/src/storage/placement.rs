@@ -1,0 +1,199 @@
+//! Where a new volume goes (CLUSTER.md §1, "Volume placement"), and the
+//! checks that run on the node a change concerns before it is proposed
+//! (CLUSTER.md §0, "After commit, not before").
+//!
+//! A new volume goes on the node the request names, or else on the online
+//! node, not in maintenance, with the most room: free space on its disk
+//! less what its thin volumes may still claim. Each candidate measures
+//! itself ([`Storage::capacity`] here, `/cluster/capacity` on another node);
+//! one that does not answer within 2 s is passed over.
+//!
+//! A change that takes space on another node (a volume placed there, a
+//! volume of its grown) is tried there first ([`NodeChecks::dry_run`]): its
+//! caps, its disk and the files an earlier volume of that name left behind
+//! are that node's to judge. Its refusal refuses the change.
+
+use async_trait::async_trait;
+use portico_app::error::ApiError;
+use portico_app::model::storage::{Command, NewVolume};
+use portico_app::model::StorageCapacity;
+
+use super::proposal::{self, Change, Proposal};
+use super::{commands, db_error, discard, quotas, volume_files, Storage};
+use crate::cluster::node_checks::NodeChecks;
+
+/// A node that a change concerns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRef {
+    pub id: i64,
+    pub name: String,
+    /// Its cluster address; `None` for this node.
+    pub address: Option<String>,
+}
+
+/// What a node could still give new volumes: free space, less what its thin
+/// volumes were promised and have not taken yet.
+fn room(c: &StorageCapacity) -> u64 {
+    c.free_bytes.saturating_sub(c.provisioned_bytes.saturating_sub(c.allocated_bytes))
+}
+
+/// The candidate with the most room; on a tie, the first by name.
+fn roomiest(measured: Vec<(NodeRef, StorageCapacity)>) -> Option<NodeRef> {
+    let mut best: Option<(NodeRef, u64)> = None;
+    for (node, capacity) in measured {
+        let r = room(&capacity);
+        if best.as_ref().is_none_or(|(b, br)| r > *br || (r == *br && node.name < b.name)) {
+            best = Some((node, r));
+        }
+    }
+    best.map(|(n, _)| n)
+}
+
+impl Storage {
+    fn node_ref(&self, id: i64, name: String, address: Option<String>) -> NodeRef {
+        let address = if id == self.node_id { None } else { address };
+        NodeRef { id, name, address }
+    }
+
+    /// The node named `name`, or a 422 on the `node` field.
+    async fn named_node(&self, name: &str) -> Result<NodeRef, ApiError> {
+        let row: Option<(i64, String, Option<String>)> =
+            sqlx::query_as("SELECT id, name, cluster_addr FROM nodes WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+        let (id, name, address) =
+            row.ok_or_else(|| ApiError::invalid_field("node", format!("No node of the cluster is named {name}.")))?;
+        Ok(self.node_ref(id, name, address))
+    }
+
+    /// Where new volume `v` goes (see the module's documentation).
+    pub(super) async fn place_volume(&self, v: &NewVolume) -> Result<NodeRef, ApiError> {
+        if let Some(name) = &v.node {
+            return self.named_node(name).await;
+        }
+        let rows: Vec<(i64, String, Option<String>)> =
+            sqlx::query_as("SELECT id, name, cluster_addr FROM nodes WHERE state = 'online' ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+        let asked = rows.into_iter().map(|(id, name, address)| {
+            let node = self.node_ref(id, name, address);
+            async move {
+                let capacity = match &node.address {
+                    None => self.capacity().await,
+                    Some(address) => self.cluster.ask_capacity(&node.name, address).await,
+                };
+                match capacity {
+                    Ok(c) => Some((node, c)),
+                    Err(e) => {
+                        tracing::warn!(node = %node.name, error = %e.message, "passed over for a new volume");
+                        None
+                    }
+                }
+            }
+        });
+        let measured = futures_util::future::join_all(asked).await.into_iter().flatten().collect();
+        // With no candidate (every node offline or in maintenance), the
+        // volume is offered to this node, whose refusal says why.
+        Ok(roomiest(measured).unwrap_or_else(|| self.node_ref(self.node_id, self.node_name.clone(), None)))
+    }
+
+    /// The node other than this one that `command` takes space on, if any.
+    pub(super) async fn node_concerned(&self, proposal: &Proposal) -> Result<Option<NodeRef>, ApiError> {
+        let id = match &proposal.change {
+            Change::Storage(Command::CreateVolume(_)) => proposal.decided.node_id,
+            Change::Storage(Command::UpdateVolume { name, patch }) if patch.size.is_some() => {
+                let row: Option<(i64,)> = sqlx::query_as("SELECT node_id FROM volumes WHERE name = ?")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_error)?;
+                row.map(|(id,)| id)
+            }
+            _ => None,
+        };
+        let Some(id) = id.filter(|id| *id != self.node_id) else { return Ok(None) };
+        let row: Option<(String, Option<String>)> = sqlx::query_as("SELECT name, cluster_addr FROM nodes WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(row.map(|(name, address)| self.node_ref(id, name, address)))
+    }
+
+    /// `proposal` tried on `node`, which it concerns.
+    pub(super) async fn dry_run_on(&self, node: &NodeRef, proposal: &Proposal) -> Result<Option<String>, ApiError> {
+        match &node.address {
+            Some(address) => self.cluster.ask_dry_run(&node.name, address, proposal).await,
+            None => Err(ApiError::new(
+                503,
+                format!("Node {} has no cluster address to be asked at; nothing was changed.", node.name),
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl NodeChecks for Storage {
+    async fn capacity(&self) -> Result<StorageCapacity, ApiError> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        quotas::capacity(&mut conn, self.node_id, &self.data_dir, &self.limits).await
+    }
+
+    async fn dry_run(&self, proposal: Proposal) -> Result<Option<String>, ApiError> {
+        let here = self.here();
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let tried = async {
+            let effects = commands::apply(proposal.clone(), &mut tx).await?;
+            let note = proposal::check_here(&proposal, &mut tx, &here).await?;
+            if let Some((name, _)) = &effects.create_image {
+                let leftovers = volume_files::existing_files(&self.data_dir, name);
+                if !leftovers.is_empty() {
+                    let e = volume_files::VolumeFileError::Leftovers { volume: name.clone(), files: leftovers };
+                    return Err(super::file_error(e));
+                }
+            }
+            Ok(note)
+        }
+        .await;
+        discard(tx).await;
+        tried
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str) -> NodeRef {
+        NodeRef { id: 0, name: name.into(), address: None }
+    }
+
+    fn capacity(provisioned: u64, allocated: u64, free: u64) -> StorageCapacity {
+        StorageCapacity {
+            provisioned_bytes: provisioned,
+            allocated_bytes: allocated,
+            free_bytes: free,
+            max_overprovision_percent: None,
+        }
+    }
+
+    #[test]
+    fn the_node_with_the_most_room_is_chosen() {
+        // n1 has the most free space, but its thin volumes may claim 60 of it.
+        let measured = vec![
+            (node("n1"), capacity(100, 40, 100)),
+            (node("n2"), capacity(0, 0, 50)),
+            (node("n3"), capacity(10, 10, 45)),
+        ];
+        assert_eq!(roomiest(measured).unwrap().name, "n2");
+        // A tie goes to the first by name; no candidate, no choice.
+        let tie = vec![(node("n3"), capacity(0, 0, 7)), (node("n2"), capacity(0, 0, 7))];
+        assert_eq!(roomiest(tie).unwrap().name, "n2");
+        assert_eq!(roomiest(Vec::new()), None);
+        // Promised more than the disk holds: no room, not an overflow.
+        assert_eq!(room(&capacity(1 << 40, 0, 10)), 0);
+    }
+}
