@@ -347,9 +347,18 @@ for m in 1 2 3; do
   if [ "$m" != "$n" ] && [ -e "$work/data$m/volumes/vol-r.img" ]; then fail "vol-r's image is on node $m too"; fi
 done
 echo "   vol-r, with no node named, created through node 2: placed on $placed, its image there only"
+# The audit log is the cluster's: node 3 lists what was done through node 2.
+audited=""
+for i in $(seq 1 50); do
+  audited=$(api 3 GET '/audit?per_page=200' | body | json '" ".join(e["node"] for e in d["entries"] if e["action"] == "volume.create" and e["object"] == "volume/vol-r")')
+  [ "$audited" = node2 ] && break
+  sleep 0.2
+done
+[ "$audited" = node2 ] || fail "node 3's audit log does not list vol-r's creation through node 2 (got '$audited')"
+echo "   node 3's audit log lists vol-r's creation, through node2"
 out=$(api 2 DELETE /volumes/vol-r)
 [ "$(echo "$out" | status)" = 204 ] || fail "deleting vol-r: $out"
-pass "a volume named for node 3 through node 1 has its image on node 3 only, and loses it there when deleted; an unknown node is refused with 422; a volume with no node named goes on one node, with its image"
+pass "a volume named for node 3 through node 1 has its image on node 3 only, and loses it there when deleted; an unknown node is refused with 422; a volume with no node named goes on one node, with its image; another node's audit log lists its creation"
 
 # 4. kill -9 of the leader.
 kill -9 "${pid[1]}"

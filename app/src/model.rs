@@ -196,7 +196,10 @@ impl AuditResult {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
 pub struct AuditEntry {
+    /// The record's number among those of its node.
     pub id: i64,
+    /// The node that wrote it (the one the request came through).
+    pub node: String,
     /// RFC 3339, UTC.
     pub time: String,
     /// Who acted (a username, or the name tried at a failed login).

@@ -1,4 +1,4 @@
-//! The audit log: who did what, when, newest first.
+//! The audit log of the whole cluster: who did what, through which node, when, newest first.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -32,7 +32,7 @@ pub fn AuditPage() -> impl IntoView {
                             <div class="table-wrap">
                                 <table class="table" data-testid="audit-table">
                                     <thead>
-                                        <tr><th>"Time"</th><th>"User"</th><th>"Action"</th><th>"Object"</th><th>"Result"</th><th>"From"</th><th>"Detail"</th></tr>
+                                        <tr><th>"Time"</th><th>"User"</th><th>"Action"</th><th>"Object"</th><th>"Result"</th><th>"Node"</th><th>"From"</th><th>"Detail"</th></tr>
                                     </thead>
                                     <tbody>
                                         {p.entries.into_iter().map(|e| {
@@ -48,6 +48,7 @@ pub fn AuditPage() -> impl IntoView {
                                                     <td><code>{e.action}</code></td>
                                                     <td>{e.object}</td>
                                                     <td>{badge}</td>
+                                                    <td>{e.node}</td>
                                                     <td class="muted">{e.source.unwrap_or_default()}</td>
                                                     <td class="muted">{e.detail.unwrap_or_default()}</td>
                                                 </tr>

@@ -124,6 +124,7 @@ const AUDIT: &[Column] = &[
     ("ACTION", "action"),
     ("OBJECT", "object"),
     ("RESULT", "result"),
+    ("NODE", "node"),
     ("DETAIL", "detail"),
 ];
 

@@ -1,13 +1,28 @@
-//! Writing and reading the audit log.
+//! Writing, sharing and reading the audit log.
+//!
+//! A node writes each record to its own `audit_log` at once, then shares
+//! its records with the cluster in order (`cluster_audit`, see
+//! `storage::commands::audit`). Reading on any node lists the cluster's
+//! records and this node's own records it has not shared yet, so that a
+//! change shows up in the log at once, and on every node soon after.
+
+use std::time::Duration;
 
 use portico_app::error::ApiError;
 use portico_app::model::{AuditEntry, AuditPage, AuditResult, Role};
 use portico_app::service::Caller;
 
 use super::{db_error, Node};
+use crate::storage::commands::audit::MAX_SHARED;
+use crate::storage::proposal::{Change, Proposal, SharedAuditRecord};
 
-/// id, time, user, action, object, result, source, detail.
-type AuditRow = (i64, String, String, String, String, String, Option<String>, Option<String>);
+/// node, seq, time, user, action, object, result, source, detail.
+type AuditRow = (String, i64, String, String, String, String, String, Option<String>, Option<String>);
+
+/// How often a node looks for records to share, and how long it waits
+/// after the cluster could not take them.
+const SHARE_PERIOD: Duration = Duration::from_secs(1);
+const SHARE_RETRY: Duration = Duration::from_secs(3);
 
 /// One entry to write.
 #[derive(Debug, Clone)]
@@ -89,6 +104,80 @@ pub async fn write_audit_batch(pool: &sqlx::SqlitePool, records: Vec<AuditRecord
     }
 }
 
+/// The id of the last record of node `origin` the cluster has.
+async fn last_shared(pool: &sqlx::SqlitePool, origin: u64) -> Result<i64, sqlx::Error> {
+    let (seq,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM cluster_audit WHERE origin = ?")
+        .bind(origin as i64)
+        .fetch_one(pool)
+        .await?;
+    Ok(seq)
+}
+
+/// Shares the next batch of this node's records; how many it shared.
+async fn share_next(pool: &sqlx::SqlitePool, cluster: &crate::cluster::Cluster, node: &str) -> Result<usize, ApiError> {
+    let origin = cluster.node_id();
+    let after = last_shared(pool, origin).await.map_err(db_error)?;
+    let rows: Vec<(i64, String, String, String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT id, time, username, action, object, result, source, detail FROM audit_log \
+         WHERE id > ? ORDER BY id LIMIT ?",
+    )
+    .bind(after)
+    .bind(MAX_SHARED as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?;
+    let records: Vec<SharedAuditRecord> = rows
+        .into_iter()
+        .map(|(seq, time, user, action, object, result, source, detail)| SharedAuditRecord {
+            seq,
+            time,
+            user,
+            action,
+            object,
+            result,
+            source,
+            detail,
+        })
+        .collect();
+    let count = records.len();
+    if count > 0 {
+        let change = Change::ShareAudit { origin, node: node.to_string(), records };
+        cluster.propose(Proposal::now(change)).await??;
+    }
+    Ok(count)
+}
+
+/// Shares this node's audit records with the cluster for as long as the
+/// process runs: a full batch is followed at once by the next, and a
+/// cluster without a leader is asked again later (the records wait in this
+/// node's own log meanwhile).
+pub fn share_with_cluster(pool: sqlx::SqlitePool, cluster: crate::cluster::Cluster, node: String) {
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            match share_next(&pool, &cluster, &node).await {
+                Ok(count) => {
+                    if failing {
+                        tracing::info!("audit records are shared with the cluster again");
+                        failing = false;
+                    }
+                    if count == MAX_SHARED {
+                        continue;
+                    }
+                    tokio::time::sleep(SHARE_PERIOD).await;
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e.message, "cannot share audit records with the cluster yet; they wait here");
+                        failing = true;
+                    }
+                    tokio::time::sleep(SHARE_RETRY).await;
+                }
+            }
+        }
+    });
+}
+
 impl Node {
     pub(crate) async fn record(&self, r: AuditRecord) {
         write_audit(&self.pool, r).await
@@ -119,11 +208,26 @@ impl Node {
         let per_page = per_page.clamp(1, 200);
         let page = page.max(1);
         let offset = i64::from(page - 1) * i64::from(per_page);
-        let (total,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM audit_log").fetch_one(&self.pool).await.map_err(db_error)?;
-        let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT id, time, username, action, object, result, source, detail FROM audit_log ORDER BY id DESC LIMIT ? OFFSET ?",
+        let origin = self.cluster.node_id();
+        let shared = last_shared(&self.pool, origin).await.map_err(db_error)?;
+        // The cluster's records, and this node's own not shared yet.
+        let (total,): (i64,) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM cluster_audit) + (SELECT COUNT(*) FROM audit_log WHERE id > ?)",
         )
+        .bind(shared)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT node, seq, time, username, action, object, result, source, detail FROM ( \
+               SELECT node, seq, time, username, action, object, result, source, detail FROM cluster_audit \
+               UNION ALL \
+               SELECT ? AS node, id AS seq, time, username, action, object, result, source, detail \
+                 FROM audit_log WHERE id > ? \
+             ) ORDER BY time DESC, node, seq DESC LIMIT ? OFFSET ?",
+        )
+        .bind(&self.settings.node_name)
+        .bind(shared)
         .bind(i64::from(per_page))
         .bind(offset)
         .fetch_all(&self.pool)
@@ -131,8 +235,9 @@ impl Node {
         .map_err(db_error)?;
         let entries = rows
             .into_iter()
-            .map(|(id, time, user, action, object, result, source, detail)| AuditEntry {
+            .map(|(node, id, time, user, action, object, result, source, detail)| AuditEntry {
                 id,
+                node,
                 time,
                 user,
                 action,

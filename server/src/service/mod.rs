@@ -2,7 +2,7 @@
 //! written once. Each operation checks the caller's role, validates its
 //! input, changes the database and writes the audit entry.
 
-mod audit;
+pub mod audit;
 mod auth;
 mod refusals;
 mod tokens;

@@ -55,6 +55,23 @@ pub enum Change {
     /// A node that showed a valid join token: it gets the next Raft id and
     /// the token is spent.
     AdmitNode { token_id: String, name: String, cluster_addr: String },
+    /// Audit records a node wrote, shared with the cluster in the order it
+    /// wrote them. `origin` is the node's Raft id.
+    ShareAudit { origin: u64, node: String, records: Vec<SharedAuditRecord> },
+}
+
+/// One audit record as its node shares it: `seq` is its id in that node's
+/// own log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedAuditRecord {
+    pub seq: i64,
+    pub time: String,
+    pub user: String,
+    pub action: String,
+    pub object: String,
+    pub result: String,
+    pub source: Option<String>,
+    pub detail: Option<String>,
 }
 
 /// Users and API tokens change through the cluster, so that every node has
@@ -155,6 +172,7 @@ impl Change {
             Change::SetNodeState { online: true, .. } => "node.online",
             Change::SetNodeState { online: false, .. } => "node.offline",
             Change::AdmitNode { .. } => "cluster.node.admit",
+            Change::ShareAudit { .. } => "audit.share",
         }
     }
 
@@ -165,7 +183,8 @@ impl Change {
             | Change::AdmitNode { name, .. }
             | Change::SetNodeState { name, .. }
             | Change::RemoveNode { name }
-            | Change::ReportEngine { name, .. } => {
+            | Change::ReportEngine { name, .. }
+            | Change::ShareAudit { node: name, .. } => {
                 format!("node/{name}")
             }
             Change::CreateJoinToken { id, .. } => format!("join-token/{id}"),

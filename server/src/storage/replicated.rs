@@ -22,6 +22,7 @@ pub const TABLES: &[&str] = &[
     "iscsi_settings",
     "counters",
     "join_tokens",
+    "cluster_audit",
 ];
 
 /// Every row of the replicated tables as text, one line per row.
@@ -56,7 +57,7 @@ mod tests {
 
     use super::*;
     use crate::storage::commands;
-    use crate::storage::proposal::{self, Change, Here, Proposal, UserChange};
+    use crate::storage::proposal::{self, Change, Here, Proposal, SharedAuditRecord, UserChange};
     use crate::storage::quotas::Limits;
     use crate::storage::secret_box::SecretBox;
 
@@ -124,7 +125,33 @@ mod tests {
             user(UserChange::RevokeToken { id: 1, owner: Some(1) }),
             user(UserChange::RevokeToken { id: 1, owner: None }),
             user(UserChange::SetPassword { username: "op".into(), password_hash: "$argon2id$c".into() }),
+            audit(2, "n2", &[1, 2]),
+            // Shared again after a lost answer: nothing is added twice.
+            audit(2, "n2", &[2, 3]),
+            audit(1, "n1", &[1]),
+            Change::ShareAudit {
+                origin: 1,
+                node: "n1".into(),
+                records: vec![SharedAuditRecord { result: "maybe".into(), ..record(2) }],
+            },
         ]
+    }
+
+    fn record(seq: i64) -> SharedAuditRecord {
+        SharedAuditRecord {
+            seq,
+            time: format!("2026-12-01T10:00:0{seq}Z"),
+            user: "admin".into(),
+            action: "volume.create".into(),
+            object: format!("volume/v{seq}"),
+            result: "success".into(),
+            source: Some("10.0.0.9".into()),
+            detail: None,
+        }
+    }
+
+    fn audit(origin: u64, node: &str, seqs: &[i64]) -> Change {
+        Change::ShareAudit { origin, node: node.into(), records: seqs.iter().map(|s| record(*s)).collect() }
     }
 
     /// Applies `proposal` in its own transaction; what it answered.
@@ -176,8 +203,14 @@ mod tests {
                 "409 The volume v1 is attached to g1 as LUN 0: detach it first.",
                 "409 This is the last enabled administrator: add or enable another administrator first.",
                 "404 The token 1 does not exist.",
+                "422 Some fields need attention.",
             ]
         );
+        let shared: Vec<(i64, i64)> = sqlx::query_as("SELECT origin, seq FROM cluster_audit ORDER BY rowid")
+            .fetch_all(&pool_b)
+            .await
+            .unwrap();
+        assert_eq!(shared, [(2, 1), (2, 2), (2, 3), (1, 1)]);
         // A reset password revoked the user's tokens: none is left.
         let (tokens,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM api_tokens").fetch_one(&pool_b).await.unwrap();
         assert_eq!(tokens, 0);

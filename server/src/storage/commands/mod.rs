@@ -8,6 +8,7 @@
 //! that is refused (a name already taken) is refused the same way
 //! everywhere.
 
+pub mod audit;
 mod acl_rules;
 mod chap_users;
 mod luns;
@@ -75,6 +76,7 @@ pub async fn apply(proposal: Proposal, tx: &mut Tx<'_>) -> Result<Effects, ApiEr
         Change::AdmitNode { token_id, name, cluster_addr } => {
             return members::admit(tx, &decided, &token_id, &name, &cluster_addr).await
         }
+        Change::ShareAudit { origin, node, records } => return audit::share(tx, origin, &node, &records).await,
     };
     let d: &Decided = &decided;
     match command {
