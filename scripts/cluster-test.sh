@@ -66,7 +66,7 @@ start() {
   local n=$1; shift
   PORTICO_ADMIN_PASSWORD=$password RUST_LOG=${RUST_LOG:-info} RUST_BACKTRACE=0 \
     "$portico" serve --data-dir "$work/data$n" --node-name "node$n" --http "$(http "$n")" \
-    --cluster-addr "$(member "$n")" --site-root "$work/site" "$@" >>"$work/node$n.log" 2>&1 &
+    --cluster-addr "${CLUSTER_ADDR:-$(member "$n")}" --site-root "$work/site" "$@" >>"$work/node$n.log" 2>&1 &
   pid[$n]=$!
 }
 
@@ -411,11 +411,25 @@ kill -9 "${pid[1]}"; wait "${pid[1]}" 2>/dev/null || true; unset 'pid[1]'
 took=$(wait_state "$new_leader" node1 offline 10)
 echo "   node 1, a follower, killed (kill -9): offline after $took s (bound: 6 s)"
 python3 -c "import sys; sys.exit(0 if float('$took') <= 6 else 1)" || fail "offline after $took s, more than 6"
-start 1
+# It comes back at another cluster address: it tells the members, and the
+# leader reaches it there.
+moved="127.0.1.1:$(free_port)"
+CLUSTER_ADDR=$moved start 1
 ready 1
 took=$(wait_state "$new_leader" node1 online 20)
-echo "   node 1 restarted: online $took s after it answered (bound: 15 s)"
-pass "a follower killed is offline within 6 s and online again within 15 s of its restart"
+echo "   node 1 restarted at cluster address $moved: online $took s after it answered (bound: 15 s)"
+python3 -c "import sys; sys.exit(0 if float('$took') <= 15 else 1)" || fail "online after $took s, more than 15"
+for n in 1 "$new_leader"; do
+  listed=$(api "$n" GET /nodes | body | json "next(x['cluster_addr'] for x in d if x['name'] == 'node1')")
+  [ "$listed" = "$moved" ] || fail "node $n lists node 1 at '$listed', not $moved"
+done
+out=$(api "$new_leader" POST /volumes '{"name":"vol-s","size":"4MiB","node":"node1"}')
+[ "$(echo "$out" | status)" = 201 ] || fail "creating vol-s on node 1 at its new address: $out"
+for i in $(seq 1 25); do [ -f "$work/data1/volumes/vol-s.img" ] && break; sleep 0.2; done
+[ -f "$work/data1/volumes/vol-s.img" ] || fail "vol-s's image is not on node 1"
+out=$(api 1 DELETE /volumes/vol-s)
+[ "$(echo "$out" | status)" = 204 ] || fail "deleting vol-s: $out"
+pass "a follower killed is offline within 6 s; restarted at a new cluster address, it is online again within 15 s, listed there, and takes a volume placed on it"
 
 # A volume deleted through another node than the one holding it.
 [ -f "$work/data2/volumes/vol-a.img" ] || fail "vol-a's image is not on node 2, which holds it"

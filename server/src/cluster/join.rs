@@ -306,6 +306,38 @@ async fn add(
     }
 }
 
+/// A member's new cluster address (see `Cluster::tell_members_own_address`).
+#[derive(Serialize, Deserialize)]
+pub(super) struct AddressRequest {
+    pub raft_id: u64,
+    pub address: String,
+}
+
+/// Records a member's new address on the leader (forwarded there from any
+/// member). Whether it changed.
+async fn address(
+    State(cluster): State<Cluster>,
+    _member: FromMember,
+    ApiJson(request): ApiJson<AddressRequest>,
+) -> Result<Json<bool>, ApiFailure> {
+    let parsed: std::net::SocketAddr = request
+        .address
+        .parse()
+        .map_err(|_| ApiError::invalid_field("address", "Give the member's cluster address as IP:PORT."))?;
+    if parsed.ip().is_unspecified() || parsed.port() == 0 {
+        return Err(ApiError::invalid_field("address", "The cluster address must be one other nodes can dial.").into());
+    }
+    if let Some(leader) = cluster.leader_address_if_not_me().await? {
+        let answer = cluster.client()?.call(&leader, "/cluster/address", &request, Duration::from_secs(8)).await;
+        return answer.map(Json).map_err(|e| forwarded(e).into());
+    }
+    let changed = cluster.set_member_address(request.raft_id, &parsed.to_string()).await?;
+    if changed {
+        tracing::info!(raft_id = request.raft_id, address = %parsed, "a member is reached at a new address");
+    }
+    Ok(Json(changed))
+}
+
 #[derive(Serialize, Deserialize)]
 pub(super) struct RemoveRequest {
     pub raft_id: u64,
@@ -344,6 +376,7 @@ pub fn routes(cluster: Cluster) -> Router {
         .route("/cluster/join", post(join))
         .route("/cluster/add", post(add))
         .route("/cluster/remove", post(remove))
+        .route("/cluster/address", post(address))
         .route("/cluster/status", post(status))
         .layer(DefaultBodyLimit::max(16 << 10))
         .merge(Router::new().route("/cluster/propose", post(propose)).layer(DefaultBodyLimit::max(1 << 20)))

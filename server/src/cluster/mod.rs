@@ -46,6 +46,28 @@ const NOT_LEADER: u16 = 421;
 /// How long a change waits for the cluster to commit it.
 const COMMIT_WAIT: Duration = Duration::from_secs(5);
 
+/// Keeps `book` on the members' addresses as the membership names them.
+fn keep_addresses(raft: &Raft, book: raft::network::AddressBook) {
+    let mut metrics = raft.metrics();
+    tokio::spawn(async move {
+        let mut seen = None;
+        loop {
+            let membership = metrics.borrow_watched().membership_config.clone();
+            // The metrics change with every entry; the membership seldom.
+            if seen != Some(*membership.log_id()) {
+                seen = Some(*membership.log_id());
+                book.update(membership.membership().nodes());
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// How long a node back at a new address keeps telling the members.
+const ADDRESS_TELLING: Duration = Duration::from_secs(60);
+
 /// How this node takes part: its name, the address it serves the cluster
 /// channel on, and the member to join through (first start only).
 #[derive(Clone, Debug, Default)]
@@ -180,8 +202,10 @@ impl Cluster {
         };
         let new = log.is_empty().await?;
         let state_machine = StateMachine::open(pool.clone(), data_dir).await?;
-        let network = raft::network::Network::new(client.clone());
+        let book = raft::network::AddressBook::default();
+        let network = raft::network::Network::new(client.clone(), book.clone());
         let raft = Raft::new(id, raft_config()?, network, log, state_machine.clone()).await?;
+        keep_addresses(&raft, book);
         let shared = Shared {
             pool,
             data_dir: data_dir.to_path_buf(),
@@ -198,6 +222,9 @@ impl Cluster {
                 .with_context(|| format!("cannot listen on the cluster address {address}"))?;
             transport::serve(listener, identity.server_config()?, cluster.routes());
             tracing::info!(%address, ca = %identity.ca_fingerprint(), "serving the cluster channel");
+        }
+        if !new && joining.is_none() {
+            cluster.tell_members_own_address();
         }
         if new && joining.is_none() {
             let me = BasicNode::new(options.cluster_addr.map(|a| a.to_string()).unwrap_or_default());
@@ -221,25 +248,91 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The address the membership names for node `id`, if any.
+    fn member_address(&self, id: NodeId) -> Option<String> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let address = metrics.membership_config.membership().get_node(&id).map(|n| n.addr.clone());
+        address
+    }
+
     /// A leader whose membership names another address for it than the
     /// one it serves now (a one-node cluster that got `--cluster-addr`, or
     /// a new address) sets it, so that the others can reach it.
     async fn publish_own_address(&self) {
         let Some(address) = self.shared.cluster_addr.map(|a| a.to_string()) else { return };
-        let metrics = self.raft.metrics().borrow_watched().clone();
-        if metrics.current_leader != Some(self.id) {
+        if self.raft.metrics().borrow_watched().current_leader != Some(self.id) {
             return;
         }
-        let known = metrics.membership_config.membership().get_node(&self.id).map(|n| n.addr.clone());
-        if known.as_deref() == Some(address.as_str()) {
-            return;
+        match self.set_member_address(self.id, &address).await {
+            Ok(true) => tracing::info!(%address, "the cluster reaches this node at its new address"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e.message, "cannot record this node's cluster address"),
         }
+    }
+
+    /// On the leader: records that member `id` is reached at `address`.
+    /// Whether anything changed.
+    pub(crate) async fn set_member_address(&self, id: NodeId, address: &str) -> Result<bool, ApiError> {
         let _one_change_at_a_time = self.shared.membership_lock.lock().await;
-        let change = ChangeMembers::SetNodes(BTreeMap::from([(self.id, BasicNode::new(&address))]));
-        match self.raft.change_membership(change, true).await {
-            Ok(_) => tracing::info!(%address, "the cluster reaches this node at its new address"),
-            Err(e) => tracing::warn!(error = %e, "cannot record this node's cluster address"),
+        match self.member_address(id) {
+            None => return Err(ApiError::not_found(format!("Raft node {id}"))),
+            Some(known) if known == address => return Ok(false),
+            Some(_) => {}
         }
+        let change = ChangeMembers::SetNodes(BTreeMap::from([(id, BasicNode::new(address))]));
+        match tokio::time::timeout(COMMIT_WAIT, self.raft.change_membership(change, true)).await {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(e)) => Err(ApiError::new(503, format!("The member's new address could not be recorded: {e}"))),
+            Err(_) => Err(ApiError::new(503, "The member's new address was not committed within 5 s.")),
+        }
+    }
+
+    /// A follower that comes back at another address than the membership
+    /// names for it cannot hear the leader, which sends to the old one: it
+    /// tells the other members its address (any of them forwards it to the
+    /// leader), again and again until the membership has it or a minute
+    /// has passed.
+    fn tell_members_own_address(&self) {
+        let Some(address) = self.shared.cluster_addr.map(|a| a.to_string()) else { return };
+        let Ok(client) = self.client().cloned() else { return };
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            // The membership as stored, once Raft has loaded it.
+            let id = cluster.id;
+            let loaded = cluster
+                .raft
+                .wait(Some(Duration::from_secs(10)))
+                .metrics(|m| m.membership_config.membership().get_node(&id).is_some(), "this node's membership")
+                .await;
+            if loaded.is_err() || cluster.member_address(id).is_none_or(|known| known == address) {
+                return;
+            }
+            tracing::info!(%address, "this node is back at another cluster address: telling the members");
+            let request = join::AddressRequest { raft_id: cluster.id, address: address.clone() };
+            let deadline = tokio::time::Instant::now() + ADDRESS_TELLING;
+            while tokio::time::Instant::now() < deadline {
+                if cluster.member_address(cluster.id).as_deref() == Some(address.as_str()) {
+                    return;
+                }
+                let members = cluster.raft.metrics().borrow_watched().membership_config.membership().clone();
+                for (id, node) in members.nodes() {
+                    if *id == cluster.id || node.addr.is_empty() {
+                        continue;
+                    }
+                    let told: Result<bool, _> =
+                        client.call(&node.addr, "/cluster/address", &request, Duration::from_secs(10)).await;
+                    match told {
+                        Ok(_) => {
+                            tracing::info!(%address, through = %node.addr, "the cluster reaches this node at its new address");
+                            return;
+                        }
+                        Err(e) => tracing::debug!(error = %e, member = %node.addr, "cannot tell a member this node's address"),
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            tracing::warn!(%address, "no member took this node's new cluster address within a minute");
+        });
     }
 
     fn routes(&self) -> axum::Router {

@@ -8,6 +8,7 @@
 //! openraft back off before it tries again; a peer that answered with
 //! something else than a result is a network error.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,23 +32,47 @@ const MAX_SNAPSHOT: usize = 512 << 20;
 /// The largest other Raft message (a batch of entries).
 const MAX_MESSAGE: usize = 64 << 20;
 
+/// Where each member is reached now, as the membership last named it.
+///
+/// openraft keeps a peer's client (and its replication stream) when only
+/// the peer's address changes in the membership; each call looks the
+/// address up here, so that a member back at a new address is reached
+/// there at once. The cluster keeps it in step with the membership.
+#[derive(Clone, Default)]
+pub struct AddressBook(Arc<std::sync::RwLock<BTreeMap<NodeId, String>>>);
+
+impl AddressBook {
+    /// Takes the addresses of `nodes` (the membership's members).
+    pub fn update<'a>(&self, nodes: impl Iterator<Item = (&'a NodeId, &'a BasicNode)>) {
+        let book: BTreeMap<NodeId, String> = nodes.map(|(id, node)| (*id, node.addr.clone())).collect();
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = book;
+    }
+
+    fn address(&self, id: NodeId) -> Option<String> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).get(&id).filter(|a| !a.is_empty()).cloned()
+    }
+}
+
 /// Makes a client per peer, all sharing the cluster channel.
 #[derive(Clone)]
 pub struct Network {
     client: Option<Arc<Client>>,
+    book: AddressBook,
 }
 
 impl Network {
     /// A node without a cluster address has no channel: a one-node cluster.
-    pub fn new(client: Option<Arc<Client>>) -> Self {
-        Network { client }
+    pub fn new(client: Option<Arc<Client>>, book: AddressBook) -> Self {
+        Network { client, book }
     }
 }
 
 /// One peer, named by its Raft id and reached at its cluster address.
 pub struct Peer {
     target: NodeId,
+    /// Its address when the client was made; the book's is newer.
     address: String,
+    book: AddressBook,
     client: Option<Arc<Client>>,
 }
 
@@ -73,7 +98,8 @@ impl Peer {
                 self.target
             ))));
         };
-        match client.call::<Q, Result<A, String>>(&self.address, path, body, deadline).await {
+        let address = self.book.address(self.target).unwrap_or_else(|| self.address.clone());
+        match client.call::<Q, Result<A, String>>(&address, path, body, deadline).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(fatal)) => Err(RPCError::Network(NetworkError::from_string(format!(
                 "node {} cannot take Raft messages: {fatal}",
@@ -89,7 +115,7 @@ impl RaftNetworkFactory<C> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        Peer { target, address: node.addr.clone(), client: self.client.clone() }
+        Peer { target, address: node.addr.clone(), book: self.book.clone(), client: self.client.clone() }
     }
 }
 
