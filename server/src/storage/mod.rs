@@ -289,7 +289,9 @@ impl Storage {
             },
             None => None,
         };
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        // The dry run reads, then writes: it takes the write lock at once,
+        // so that another connection's write cannot fail it midway.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
         let mut effects = match commands::apply(proposal.clone(), &mut tx).await {
             Ok(effects) => effects,
             Err(e) => {
@@ -449,7 +451,7 @@ impl Storage {
         let proposal = proposal::Proposal::now(Change::RemoveNode { name: name.to_string() });
         // What would refuse it (unknown, still holding something) refuses it
         // before the membership changes.
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
         let tried = commands::apply(proposal.clone(), &mut tx).await;
         discard(tx).await;
         if let Err(e) = tried {

@@ -144,7 +144,7 @@ impl NodeChecks for Storage {
 
     async fn dry_run(&self, proposal: Proposal) -> Result<Option<String>, ApiError> {
         let here = self.here();
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
         let tried = async {
             let effects = commands::apply(proposal.clone(), &mut tx).await?;
             let note = proposal::check_here(&proposal, &mut tx, &here).await?;

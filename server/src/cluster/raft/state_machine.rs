@@ -7,7 +7,8 @@
 //!
 //! A node that cannot apply an entry for a reason of its own (the disk, the
 //! database) does not make that an outcome, which would set it apart from
-//! the others: openraft gets an I/O error and stops this node's Raft.
+//! the others: it tries again a few times (a busy database passes), then
+//! openraft gets an I/O error and stops this node's Raft.
 //!
 //! A snapshot is a consistent copy of the state database (`VACUUM INTO`),
 //! built on its own connection beside the apply path. Installing one copies
@@ -36,7 +37,56 @@ pub struct StateMachine {
     applied: Arc<watch::Sender<u64>>,
 }
 
+/// How often an entry this node could not apply (its database busy, say)
+/// is tried again before this node's Raft stops, and the pause before
+/// each try (growing: 100 ms, 200 ms, ...).
+const APPLY_ATTEMPTS: u32 = 5;
+const APPLY_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl StateMachine {
+    /// Applies one entry in one transaction, which takes the database's
+    /// write lock at once (`BEGIN IMMEDIATE`): a transaction that read first
+    /// and wrote later could find another connection's write in its way
+    /// and fail without waiting. Its outcome, or this node's own failure.
+    async fn apply_one(
+        &self,
+        entry: &super::Entry,
+    ) -> Result<Option<Result<AppliedChange, portico_app::error::ApiError>>, std::io::Error> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(io)?;
+        let (_, mut membership) = read_applied(&mut tx).await?;
+        let outcome = match &entry.payload {
+            EntryPayload::Blank => None,
+            EntryPayload::Membership(m) => {
+                membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                None
+            }
+            EntryPayload::Normal(proposal) => {
+                let mut savepoint = tx.begin().await.map_err(io)?;
+                match commands::apply(proposal.clone(), &mut savepoint).await {
+                    Ok(effects) => {
+                        savepoint.commit().await.map_err(io)?;
+                        Some(Ok(AppliedChange {
+                            detail: effects.detail,
+                            remove_volume: effects.remove_volume,
+                            raft_id: effects.raft_id,
+                            created_id: effects.created_id,
+                        }))
+                    }
+                    Err(e) if e.status >= 500 => {
+                        return Err(io(format!("entry {} cannot be applied here: {}", entry.log_id, e.message)))
+                    }
+                    Err(e) => {
+                        savepoint.rollback().await.map_err(io)?;
+                        Some(Err(e))
+                    }
+                }
+            }
+        };
+        write_applied(&mut tx, Some(entry.log_id), &membership).await?;
+        tx.commit().await.map_err(io)?;
+        Ok(outcome)
+    }
+
     pub async fn open(pool: SqlitePool, data_dir: &Path) -> anyhow::Result<Self> {
         let (log_id, _) = read_applied(&mut *pool.acquire().await?).await?;
         let (applied, _) = watch::channel(log_id.map(|l| l.index).unwrap_or(0));
@@ -136,38 +186,18 @@ impl RaftStateMachine<C> for StateMachine {
         Strm: Stream<Item = Result<EntryResponder<C>, std::io::Error>> + Unpin + OptionalSend,
     {
         while let Some((entry, responder)) = entries.try_next().await? {
-            let mut tx = self.pool.begin().await.map_err(io)?;
-            let (_, mut membership) = read_applied(&mut tx).await?;
-            let outcome = match entry.payload {
-                EntryPayload::Blank => None,
-                EntryPayload::Membership(m) => {
-                    membership = StoredMembership::new(Some(entry.log_id), m);
-                    None
-                }
-                EntryPayload::Normal(proposal) => {
-                    let mut savepoint = tx.begin().await.map_err(io)?;
-                    match commands::apply(proposal, &mut savepoint).await {
-                        Ok(effects) => {
-                            savepoint.commit().await.map_err(io)?;
-                            Some(Ok(AppliedChange {
-                                detail: effects.detail,
-                                remove_volume: effects.remove_volume,
-                                raft_id: effects.raft_id,
-                                created_id: effects.created_id,
-                            }))
-                        }
-                        Err(e) if e.status >= 500 => {
-                            return Err(io(format!("entry {} cannot be applied here: {}", entry.log_id, e.message)))
-                        }
-                        Err(e) => {
-                            savepoint.rollback().await.map_err(io)?;
-                            Some(Err(e))
-                        }
+            let mut attempt = 0;
+            let outcome = loop {
+                match self.apply_one(&entry).await {
+                    Ok(outcome) => break outcome,
+                    Err(e) if attempt < APPLY_ATTEMPTS => {
+                        attempt += 1;
+                        tracing::warn!(log_id = %entry.log_id, error = %e, attempt, "an entry could not be applied; trying again");
+                        tokio::time::sleep(APPLY_RETRY_PAUSE * attempt).await;
                     }
+                    Err(e) => return Err(e),
                 }
             };
-            write_applied(&mut tx, Some(entry.log_id), &membership).await?;
-            tx.commit().await.map_err(io)?;
             self.applied.send_replace(entry.log_id.index);
             if let Some(responder) = responder {
                 responder.send(Applied { outcome });
