@@ -106,7 +106,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     storage.follow_applied_changes();
     let checks: std::sync::Weak<dyn portico_server::cluster::node_checks::NodeChecks> = Arc::downgrade(&storage) as _;
     storage.cluster().serve_node_checks(checks);
-    portico_server::service::audit::share_with_cluster(pool.clone(), storage.cluster(), node_name.clone());
     let node =
         Node::new(pool, NodeSettings::new(node_name.clone()), storage_status(storage.clone()), storage.cluster());
     let (password, generated) = match std::env::var("PORTICO_ADMIN_PASSWORD") {

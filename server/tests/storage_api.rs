@@ -666,3 +666,47 @@ async fn the_write_cache_policy_is_durable_by_default_and_changes_live() {
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["write_cache"], "initiator");
 }
+
+/// CLUSTER.md §0: a change that takes space on another node is tried there
+/// first. The dry run that node answers refuses what it would refuse (files
+/// an earlier volume left, its caps), accepts the rest, and keeps nothing.
+#[tokio::test]
+async fn a_dry_run_refuses_what_the_node_would_and_keeps_nothing() {
+    use portico_server::cluster::node_checks::NodeChecks;
+    use portico_server::storage::proposal::{Change, Decided, Proposal};
+    let n = common::node_with(|o| o.limits.max_volumes = 1).await;
+    let op = operator(&n).await;
+    // The node's row: the first, and only, one.
+    let node_id = 1;
+    let create = |name: &str| Proposal {
+        change: Change::Storage(
+            serde_json::from_value(json!({"command": "create_volume", "name": name, "size": "4MiB"})).unwrap(),
+        ),
+        decided: Decided {
+            at: "2026-12-01T10:00:00Z".into(),
+            wwn: Some(format!("6{:031x}", 7)),
+            serial: Some("PRT00000007".into()),
+            node_id: Some(node_id),
+            sealed_secret: None,
+        },
+    };
+
+    // Accepted, and nothing of it kept.
+    assert!(n.storage.dry_run(create("v1")).await.is_ok());
+    assert_eq!(get(&n, &op, "/api/v1/volumes").await.1, json!([]));
+    assert!(!n.dir.path().join("volumes/v1.img").exists(), "a dry run makes no image");
+
+    // Files an earlier volume of the name left on this node.
+    std::fs::create_dir_all(n.dir.path().join("volumes")).unwrap();
+    std::fs::write(n.dir.path().join("volumes/v2.img"), b"old").unwrap();
+    let e = n.storage.dry_run(create("v2")).await.unwrap_err();
+    assert_eq!(e.status, 409, "{e:?}");
+    assert!(e.field("name").is_some(), "{e:?}");
+
+    // This node's cap on volumes.
+    assert_eq!(post(&n, &op, "/api/v1/volumes", json!({"name": "v1", "size": "4MiB"})).await.0, StatusCode::CREATED);
+    let e = n.storage.dry_run(create("v3")).await.unwrap_err();
+    assert!(e.message.contains("--max-volumes"), "{e:?}");
+    let (_, volumes) = get(&n, &op, "/api/v1/volumes").await;
+    assert_eq!(volumes.as_array().unwrap().len(), 1, "{volumes}");
+}

@@ -711,4 +711,80 @@ mod tests {
         let want = |name: &str, id: i64, state: &str| (name.to_string(), Some(id), state.to_string());
         assert_eq!(rows, vec![want("n1", 1, "online"), want("n2", 2, "offline"), want("n3", 3, "offline")]);
     }
+
+    fn free_address() -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    }
+
+    /// Two members over the cluster channel: a node joins with a token and
+    /// becomes a voter (a membership change), a change proposed through it
+    /// goes to the leader and is applied on both before it answers, and
+    /// the joined node, back at another address, is reached there.
+    #[tokio::test]
+    async fn a_joined_node_forwards_changes_and_is_reached_at_a_new_address() {
+        let (a_addr, b_addr) = (free_address(), free_address());
+        let a_dir = tempfile::tempdir().unwrap();
+        let a_pool = crate::db::open(a_dir.path()).await.unwrap();
+        let options = ClusterOptions { node_name: "a".into(), cluster_addr: Some(a_addr), join: None };
+        let a = TestNode { cluster: Cluster::start(a_dir.path(), a_pool.clone(), &options).await.unwrap(), dir: a_dir, pool: a_pool };
+        let mut me = register("a");
+        if let Change::RegisterNode { member, .. } = &mut me {
+            member.cluster_addr = Some(a_addr.to_string());
+        }
+        propose(&a, me).await.unwrap();
+        let (_, fingerprint) = a.cluster.cluster_address().unwrap();
+        let token = JoinToken::generate(&fingerprint);
+        let change = Change::CreateJoinToken {
+            id: token.id.clone(),
+            secret_hash: token.secret_hash(),
+            expires_at: "2999-01-01T00:00:00Z".into(),
+            created_by: "admin".into(),
+        };
+        propose(&a, change).await.unwrap();
+
+        let b_dir = tempfile::tempdir().unwrap();
+        let b_pool = crate::db::open(b_dir.path()).await.unwrap();
+        let join = Some(JoinOptions { url: format!("https://{a_addr}"), token });
+        let options = ClusterOptions { node_name: "b".into(), cluster_addr: Some(b_addr), join };
+        let b = TestNode { cluster: Cluster::start(b_dir.path(), b_pool.clone(), &options).await.unwrap(), dir: b_dir, pool: b_pool };
+        let status = a.cluster.status();
+        assert_eq!((status.role.as_str(), status.voters), ("leader", vec![1, 2]));
+        assert_eq!((b.cluster.status().role.as_str(), b.cluster.status().leader), ("follower", Some(1)));
+
+        // Proposed on the follower: the leader commits it, and the follower
+        // answers once it has applied it itself.
+        let created = propose(&b, command(json!({"command": "create_volume", "name": "v1", "size": "1MiB"}))).await;
+        assert!(created.unwrap().detail.unwrap().contains("1048576 bytes"));
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM volumes").fetch_one(&b.pool).await.unwrap();
+        assert_eq!(count, 1, "the follower reads its own write");
+        let refused = propose(&b, command(json!({"command": "create_volume", "name": "v1", "size": "1MiB"}))).await;
+        assert_eq!(refused.unwrap_err().status, 409, "a refusal comes back through the follower too");
+
+        // The follower restarts at another address: it tells the leader,
+        // which reaches it there.
+        b.cluster.shutdown().await;
+        b.pool.close().await;
+        let moved = free_address();
+        let b_pool = crate::db::open(b.dir.path()).await.unwrap();
+        let options = ClusterOptions { node_name: "b".into(), cluster_addr: Some(moved), join: None };
+        let b = TestNode { cluster: Cluster::start(b.dir.path(), b_pool.clone(), &options).await.unwrap(), dir: b.dir, pool: b_pool };
+        let reached = a
+            .cluster
+            .raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.membership_config.membership().get_node(&2).is_some_and(|n| n.addr == moved.to_string()), "b's new address")
+            .await;
+        assert!(reached.is_ok(), "the leader did not take b's new address");
+        propose(&a, command(json!({"command": "create_volume", "name": "v2", "size": "1MiB"}))).await.unwrap();
+        let applied = b
+            .cluster
+            .raft
+            .wait(Some(Duration::from_secs(10)))
+            .applied_index_at_least(Some(a.cluster.status().applied_index), "b catches up")
+            .await;
+        assert!(applied.is_ok(), "b, at its new address, did not get the leader's entries");
+        b.cluster.shutdown().await;
+        a.cluster.shutdown().await;
+    }
 }

@@ -90,8 +90,9 @@ pub struct Node {
 }
 
 impl Node {
-    /// The service; from inside a Tokio runtime, also the task that writes
-    /// the counted login refusals to the audit log every period.
+    /// The service; from inside a Tokio runtime, also the tasks that write
+    /// the counted login refusals to the audit log every period and share
+    /// the audit log with the cluster.
     pub fn new(
         pool: SqlitePool,
         settings: NodeSettings,
@@ -100,6 +101,8 @@ impl Node {
     ) -> Self {
         let refusals = Arc::new(RefusalTally::default());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let _enter = runtime.enter();
+            audit::share_with_cluster(pool.clone(), cluster.clone(), settings.node_name.clone());
             let tally = Arc::downgrade(&refusals);
             let pool = pool.clone();
             let period = settings.refusal_audit_period;

@@ -29,6 +29,7 @@ pub struct TestNode {
     pub app: Router,
     pub dir: tempfile::TempDir,
     pub engine: target_engine::engine::Engine,
+    pub storage: Arc<Storage>,
     pub options: Options,
     /// What creating the first administrator answered at this start.
     pub first_admin: Result<bool, portico_app::error::ApiError>,
@@ -104,12 +105,12 @@ async fn start(dir: tempfile::TempDir, options: Options) -> TestNode {
         .build();
     let state = AppState {
         service: Arc::new(node) as SharedService,
-        storage,
+        storage: storage.clone(),
         leptos_options,
         secure_cookies: false,
         trusted_proxies: options.trusted_proxies.clone().into(),
     };
-    TestNode { app: portico_server::web::router(state), dir, engine, options, first_admin }
+    TestNode { app: portico_server::web::router(state), dir, engine, storage, options, first_admin }
 }
 
 impl TestNode {
