@@ -194,9 +194,19 @@ PORTICO_JOIN_TOKEN="${t4%.*}.$(printf '0%.0s' $(seq 1 64))" refused 4 "a wrong s
 grep -q "not known to the cluster" "$work/node4.log" || fail "a wrong secret was not refused"
 PORTICO_JOIN_TOKEN="$(printf 'a%.0s' $(seq 1 64)).${t4#*.}" refused 4 "a wrong CA fingerprint" --join "https://$(member 1)"
 grep -q "not from the CA" "$work/node4.log" || fail "a wrong fingerprint was not refused"
+# An unused token revoked through a follower no longer admits anyone.
+t4_id=${t4#*.}; t4_id=${t4_id%%.*}
+open=$(api 3 GET /cluster/join-tokens | body | json '" ".join(t["id"] for t in d)')
+[ "$open" = "$t4_id" ] || fail "node 3 lists the unused join tokens '$open', not $t4_id"
+out=$(api 2 DELETE "/cluster/join-tokens/$t4_id")
+[ "$(echo "$out" | status)" = 204 ] || fail "revoking a join token through node 2: $out"
+out=$(api 2 DELETE "/cluster/join-tokens/$t4_id")
+[ "$(echo "$out" | status)" = 404 ] || fail "revoking a join token twice: $out"
+PORTICO_JOIN_TOKEN=$t4 refused 4 "a revoked token" --join "https://$(member 1)"
+grep -q "not known to the cluster" "$work/node4.log" || fail "a revoked token was not refused"
 members=$(api 1 GET /cluster | body | json 'len(d["members"])')
 [ "$members" = 3 ] || fail "a refused node is a member: $members members"
-pass "a spent token, a wrong secret and a wrong CA fingerprint are refused, and the cluster keeps three members"
+pass "a spent token, a wrong secret, a wrong CA fingerprint and a revoked token are refused, and the cluster keeps three members"
 
 # 3. A change through a follower.
 t0=$(date +%s.%N)

@@ -285,6 +285,29 @@ pub struct NodeOverview {
     /// The space of the volumes; absent when it cannot be measured.
     pub capacity: Option<StorageCapacity>,
     pub users: u32,
+    pub cluster: ClusterHealth,
+}
+
+/// The cluster at a glance, as the answering node sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct ClusterHealth {
+    pub nodes: u32,
+    pub online: u32,
+    pub offline: u32,
+    pub maintenance: u32,
+    /// Nodes whose engine left part of the configuration out.
+    pub degraded_engines: u32,
+    /// The leader's node name; none while there is no leader.
+    pub leader: Option<String>,
+}
+
+impl ClusterHealth {
+    /// Every node online (or in maintenance, on purpose), every engine
+    /// serving all of its part, and a leader.
+    pub fn healthy(&self) -> bool {
+        self.offline == 0 && self.degraded_engines == 0 && self.leader.is_some()
+    }
 }
 
 /// Limits shared by the forms and the server's validation.

@@ -145,6 +145,12 @@ pub trait StorageService: Send + Sync + 'static {
     async fn reservations(&self, caller: &Caller) -> Result<Vec<crate::model::storage::VolumeReservations>, ApiError>;
     /// A join token for a new node (admins).
     async fn create_join_token(&self, caller: &Caller) -> Result<crate::model::storage::CreatedJoinToken, ApiError>;
+    /// Removes a node that holds nothing from the cluster (admins).
+    async fn remove_node(&self, caller: &Caller, name: &str) -> Result<(), ApiError>;
+    /// The join tokens that may still be used (admins).
+    async fn join_tokens(&self, caller: &Caller) -> Result<Vec<crate::model::storage::JoinTokenView>, ApiError>;
+    /// Revokes an unused join token (admins).
+    async fn revoke_join_token(&self, caller: &Caller, id: &str) -> Result<(), ApiError>;
 }
 
 pub type SharedStorage = Arc<dyn StorageService>;

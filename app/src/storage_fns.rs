@@ -386,6 +386,33 @@ pub async fn create_join_token() -> Result<CreatedJoinToken, ApiError> {
     go.await.map_err(ssr::failed)
 }
 
+#[server(prefix = "/rpc", endpoint = "cluster/nodes/remove", input = Json)]
+pub async fn remove_node(node: String) -> Result<(), ApiError> {
+    let go = async {
+        let (s, c) = ssr::storage().await?;
+        s.remove_node(&c, &node).await
+    };
+    go.await.map_err(ssr::failed)
+}
+
+#[server(prefix = "/rpc", endpoint = "cluster/join-tokens", input = Json)]
+pub async fn list_join_tokens() -> Result<Vec<JoinTokenView>, ApiError> {
+    let go = async {
+        let (s, c) = ssr::storage().await?;
+        s.join_tokens(&c).await
+    };
+    go.await.map_err(ssr::failed)
+}
+
+#[server(prefix = "/rpc", endpoint = "cluster/join-token/revoke", input = Json)]
+pub async fn revoke_join_token(id: String) -> Result<(), ApiError> {
+    let go = async {
+        let (s, c) = ssr::storage().await?;
+        s.revoke_join_token(&c, &id).await
+    };
+    go.await.map_err(ssr::failed)
+}
+
 #[server(prefix = "/rpc", endpoint = "storage/reservations", input = Json)]
 pub async fn list_reservations() -> Result<Vec<VolumeReservations>, ApiError> {
     let go = async {

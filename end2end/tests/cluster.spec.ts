@@ -7,7 +7,9 @@ import { adminPassword, hydrated, logIn, expect, test } from "./session";
 
 // A second node joins the node under test (scripts/test-e2e.sh starts it
 // with a cluster address) with a join token an admin created on the Nodes
-// page; the page then shows both nodes and their places in the cluster.
+// page; the page then shows both nodes and their places in the cluster, an
+// unused token is revoked there, and a target group gets a target on each
+// node through its form.
 
 const portico = process.env.PORTICO_BIN ?? "";
 const member = process.env.PORTICO_CLUSTER_ADDR ?? "";
@@ -24,7 +26,7 @@ function freePort(host: string): Promise<number> {
   });
 }
 
-test("an admin adds a node with a join token from the Nodes page, and both nodes are listed", async ({ page }) => {
+test("an admin adds a node with a join token from the Nodes page, both nodes are listed, and a group gets a target on each", async ({ page }) => {
   expect(portico, "PORTICO_BIN names the binary").not.toBe("");
   expect(member, "the node under test serves the cluster channel").not.toBe("");
   await logIn(page, "admin", adminPassword);
@@ -36,6 +38,10 @@ test("an admin adds a node with a join token from the Nodes page, and both nodes
   const token = /PORTICO_JOIN_TOKEN=(\S+)/.exec(command ?? "")?.[1] ?? "";
   expect(token).toMatch(/^[0-9a-f]{64}\.[0-9a-f]{16}\.[0-9a-f]{64}$/);
   expect(command).toContain(`--join https://${member}`);
+  // The token waits in the list of unused ones, by its id (never its secret).
+  const tokenId = token.split(".")[1];
+  await expect(card.getByTestId("join-tokens")).toContainText(tokenId);
+  await expect(card.getByTestId("join-tokens")).not.toContainText(token.split(".")[2]);
 
   const host = "127.0.0.2";
   const [http, cluster] = [await freePort(host), await freePort(host)];
@@ -72,10 +78,51 @@ test("an admin adds a node with a join token from the Nodes page, and both nodes
       .poll(async () => (await page.reload(), await second.locator(".badge").first().textContent()), { timeout: 25_000 })
       .toBe("online");
 
+    // The overview shows the cluster's health at a glance.
+    const nodes = (await (await page.request.get("/api/v1/nodes")).json()) as { name: string }[];
+    const firstName = nodes.map((n) => n.name).find((n) => n !== "e2e-node2") ?? "";
+    await page.goto("/");
+    await hydrated(page);
+    await expect(page.getByTestId("cluster-health")).toContainText("2 of 2 nodes online");
+    await expect(page.getByTestId("cluster-health")).toContainText(`leader ${firstName}`);
+    await page.getByRole("link", { name: "Nodes" }).click();
+    await hydrated(page);
+
+    // Spent, the token is no longer listed. Another one, revoked, goes too.
+    await expect(page.getByTestId("join-token")).not.toContainText(tokenId);
+    await card.getByRole("button", { name: "Create a join token" }).click();
+    const other = /PORTICO_JOIN_TOKEN=[0-9a-f]+\.([0-9a-f]{16})\./.exec((await card.locator("pre").textContent()) ?? "")?.[1] ?? "";
+    expect(other).toMatch(/^[0-9a-f]{16}$/);
+    const row = card.getByTestId("join-tokens").locator("tr", { hasText: other });
+    await row.getByRole("button", { name: "Revoke" }).click();
+    await expect(card.getByTestId("join-tokens")).toHaveCount(0);
+    await expect(card).toContainText("No join token is waiting to be used.");
+
+    // A target group with a target on each node, added in the group's form.
+    const group = `two${Date.now() % 100000}`;
+    expect((await page.request.post("/api/v1/target-groups", { data: { name: group, targets: [] } })).status()).toBe(201);
+    try {
+      await page.goto(`/target-groups/${group}`);
+      await hydrated(page);
+      for (const node of [firstName, "e2e-node2"]) {
+        const form = page.locator("form", { has: page.getByRole("button", { name: "Add target" }) });
+        await form.locator('select[name="node"]').selectOption(node);
+        await form.locator('input[name="portals"]').fill(`127.0.0.1:${await freePort("127.0.0.1")}`);
+        await form.getByRole("button", { name: "Add target" }).click();
+        await expect(page.getByTestId("targets-table")).toContainText(`iqn.2026-11.local.portico:${group}.${node}`);
+      }
+      await expect(page.getByTestId("targets-table").locator("tbody tr")).toHaveCount(2);
+    } finally {
+      expect((await page.request.delete(`/api/v1/target-groups/${group}?force=true`)).status()).toBe(204);
+    }
+
     // Removed again while it runs, so that the node under test is a
     // cluster of one for the tests that follow.
-    const removed = await page.request.delete("/api/v1/nodes/e2e-node2");
-    expect(removed.status()).toBe(204);
+    await page.getByRole("link", { name: "Nodes" }).click();
+    await hydrated(page);
+    page.once("dialog", (d) => d.accept());
+    await second.getByRole("button", { name: "Remove from the cluster" }).click();
+    await expect(page.getByRole("heading", { name: /e2e-node2/ })).toHaveCount(0);
     await page.reload();
     await hydrated(page);
     await expect(page.getByRole("heading", { name: /e2e-node2/ })).toHaveCount(0);

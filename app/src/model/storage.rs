@@ -65,6 +65,18 @@ pub struct CreatedJoinToken {
     pub command: String,
 }
 
+/// A join token that has not been used and has not expired (its secret is
+/// never shown again). `GET /api/v1/cluster/join-tokens`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct JoinTokenView {
+    /// The token's public part: 16 hex digits, the middle of the token.
+    pub id: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub expires_at: String,
+}
+
 impl std::fmt::Debug for CreatedJoinToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CreatedJoinToken").field("expires_at", &self.expires_at).finish_non_exhaustive()

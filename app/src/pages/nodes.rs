@@ -7,12 +7,15 @@ use super::volumes::can_change;
 use crate::components::{ActionError, Badge, ErrorBanner, JsonForm};
 use crate::format;
 use crate::model::{Me, Role};
-use crate::storage_fns::{list_nodes, CreateJoinToken, SetMaintenance, SetTraffic};
+use crate::storage_fns::{
+    list_join_tokens, list_nodes, CreateJoinToken, RemoveNode, RevokeJoinToken, SetMaintenance, SetTraffic,
+};
 
 #[component]
 pub fn NodesPage() -> impl IntoView {
     let traffic = ServerAction::<SetTraffic>::new();
     let maintenance = ServerAction::<SetMaintenance>::new();
+    let remove = ServerAction::<RemoveNode>::new();
     view! {
         <Title text="Nodes"/>
         <div class="page-head">
@@ -21,16 +24,25 @@ pub fn NodesPage() -> impl IntoView {
         </div>
         <ActionError value=traffic.value()/>
         <ActionError value=maintenance.value()/>
+        <ActionError value=remove.value()/>
         {use_context::<Me>().is_some_and(|m| m.role == Role::Admin).then(JoinTokenCard)}
-        <NodesLoaded traffic maintenance/>
+        <NodesLoaded traffic maintenance remove/>
     }
 }
 
 /// The nodes, reloaded after each change that went through.
 #[component]
-fn NodesLoaded(traffic: ServerAction<SetTraffic>, maintenance: ServerAction<SetMaintenance>) -> impl IntoView {
-    let nodes = Resource::new(move || (traffic.version().get(), maintenance.version().get()), |_| list_nodes());
+fn NodesLoaded(
+    traffic: ServerAction<SetTraffic>,
+    maintenance: ServerAction<SetMaintenance>,
+    remove: ServerAction<RemoveNode>,
+) -> impl IntoView {
+    let nodes = Resource::new(
+        move || (traffic.version().get(), maintenance.version().get(), remove.version().get()),
+        |_| list_nodes(),
+    );
     let writer = can_change();
+    let admin = use_context::<Me>().is_some_and(|m| m.role == Role::Admin);
     view! {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
@@ -50,6 +62,18 @@ fn NodesLoaded(traffic: ServerAction<SetTraffic>, maintenance: ServerAction<SetM
                                             on:click=move |_| { maintenance.dispatch(SetMaintenance { node: node.clone(), on }); }>
                                             {if on { "Enter maintenance" } else { "Leave maintenance" }}
                                         </button>
+                                    }
+                                })}
+                                {(admin && !n.is_local).then(|| {
+                                    let node = node.clone();
+                                    view! {
+                                        " "
+                                        <button type="button" class="btn btn-small btn-danger" on:click=move |_| {
+                                            let q = format!("Remove the node {node} from the cluster? It must hold no volumes or targets.");
+                                            if window().confirm_with_message(&q).unwrap_or(false) {
+                                                remove.dispatch(RemoveNode { node: node.clone() });
+                                            }
+                                        }>"Remove from the cluster"</button>
                                     }
                                 })}
                                 <p class="muted small">
@@ -106,10 +130,13 @@ fn NodesLoaded(traffic: ServerAction<SetTraffic>, maintenance: ServerAction<SetM
     }
 }
 
-/// Admins create a join token here for a new node, shown this once.
+/// Admins create a join token here for a new node, shown this once, and
+/// see and revoke the tokens not used yet.
 #[allow(non_snake_case)]
 fn JoinTokenCard() -> impl IntoView {
     let create = ServerAction::<CreateJoinToken>::new();
+    let revoke = ServerAction::<RevokeJoinToken>::new();
+    let open = Resource::new(move || (create.version().get(), revoke.version().get()), |_| list_join_tokens());
     view! {
         <section class="card" data-testid="join-token">
             <h2>"Add a node"</h2>
@@ -118,6 +145,7 @@ fn JoinTokenCard() -> impl IntoView {
                 "Start the new node with an empty data directory and the command below."
             </p>
             <ActionError value=create.value()/>
+            <ActionError value=revoke.value()/>
             <button type="button" class="btn" on:click=move |_| { create.dispatch(CreateJoinToken {}); }>
                 "Create a join token"
             </button>
@@ -125,6 +153,39 @@ fn JoinTokenCard() -> impl IntoView {
                 <p class="small">"Expires " {format::timestamp(&t.expires_at)} ". It is shown only now."</p>
                 <pre class="code-block">{format!("PORTICO_JOIN_TOKEN={} \\\n  {}", t.token, t.command)}</pre>
             })}
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match open.await {
+                        Err(e) => view! { <ErrorBanner error=e/> }.into_any(),
+                        Ok(list) if list.is_empty() => view! { <p class="small muted">"No join token is waiting to be used."</p> }.into_any(),
+                        Ok(list) => view! {
+                            <h3>"Not used yet"</h3>
+                            <table class="table" data-testid="join-tokens">
+                                <thead>
+                                    <tr><th>"Id"</th><th>"Created by"</th><th>"Expires"</th><th class="actions-col"></th></tr>
+                                </thead>
+                                <tbody>
+                                    {list.into_iter().map(|t| {
+                                        let id = t.id.clone();
+                                        view! {
+                                            <tr>
+                                                <td><code>{t.id}</code></td>
+                                                <td>{t.created_by}</td>
+                                                <td>{format::timestamp(&t.expires_at)}</td>
+                                                <td class="actions-col">
+                                                    <button type="button" class="btn btn-small btn-danger" on:click=move |_| {
+                                                        revoke.dispatch(RevokeJoinToken { id: id.clone() });
+                                                    }>"Revoke"</button>
+                                                </td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
         </section>
     }
 }

@@ -1,4 +1,4 @@
-//! This node at a glance.
+//! This node, and the cluster, at a glance.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -6,7 +6,7 @@ use leptos_meta::Title;
 use crate::components::{Badge, ErrorBanner};
 use crate::format;
 use crate::model::storage::format_size;
-use crate::model::{NodeProblem, StorageCapacity};
+use crate::model::{ClusterHealth, NodeProblem, StorageCapacity};
 use crate::server_fns::get_overview;
 
 /// What of the stored configuration the node left out at start (or since),
@@ -73,6 +73,40 @@ fn CapacityCard(capacity: Option<StorageCapacity>) -> impl IntoView {
     .into_any()
 }
 
+/// The cluster's health: nodes online, the leader, engines that left
+/// something out.
+#[component]
+fn ClusterCard(cluster: ClusterHealth) -> impl IntoView {
+    let badge = if cluster.healthy() {
+        view! { <Badge kind="ok" text="healthy"/> }
+    } else if cluster.leader.is_none() {
+        view! { <Badge kind="bad" text="no leader"/> }
+    } else {
+        view! { <Badge kind="warn" text="degraded"/> }
+    };
+    let mut notes = vec![format!("{} of {} nodes online", cluster.online, cluster.nodes)];
+    if cluster.maintenance > 0 {
+        notes.push(format!("{} in maintenance", cluster.maintenance));
+    }
+    if cluster.offline > 0 {
+        notes.push(format!("{} offline", cluster.offline));
+    }
+    if cluster.degraded_engines > 0 {
+        notes.push(format!("{} with engine problems", cluster.degraded_engines));
+    }
+    notes.push(match &cluster.leader {
+        Some(leader) => format!("leader {leader}"),
+        None => "no leader".into(),
+    });
+    view! {
+        <div class="card stat" data-testid="cluster-health">
+            <div class="stat-label"><a href="/nodes">"Cluster"</a></div>
+            <div class="stat-value">{badge}</div>
+            <div class="stat-note">{notes.join(" · ")}</div>
+        </div>
+    }
+}
+
 #[component]
 pub fn OverviewPage() -> impl IntoView {
     let overview = Resource::new(|| (), |_| get_overview());
@@ -112,6 +146,7 @@ pub fn OverviewPage() -> impl IntoView {
                                         {o.engine.sessions} " sessions"
                                     </div>
                                 </div>
+                                <ClusterCard cluster=o.cluster.clone()/>
                                 <CapacityCard capacity=o.capacity.clone()/>
                                 <div class="card stat">
                                     <div class="stat-label">"Dashboard users"</div>

@@ -57,7 +57,8 @@ pub fn router() -> Router<AppState> {
         .route("/nodes", get(storage::list_nodes))
         .route("/nodes/{name}", get(storage::get_node).patch(storage::update_node).delete(storage::remove_node))
         .route("/cluster", get(cluster::status))
-        .route("/cluster/join-tokens", post(cluster::create_join_token))
+        .route("/cluster/join-tokens", get(cluster::list_join_tokens).post(cluster::create_join_token))
+        .route("/cluster/join-tokens/{id}", delete(cluster::revoke_join_token))
         .route("/openapi.json", get(openapi::document))
         .fallback(routes::not_found)
 }

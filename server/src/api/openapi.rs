@@ -23,7 +23,7 @@ use super::{cluster, iscsi_settings, routes, storage};
         storage::list_nodes, storage::get_node, storage::update_node, storage::remove_node,
         iscsi_settings::get_session, iscsi_settings::put_session, iscsi_settings::get_privileges, iscsi_settings::put_privileges,
         iscsi_settings::get_discovery, iscsi_settings::put_discovery,
-        cluster::status, cluster::create_join_token,
+        cluster::status, cluster::create_join_token, cluster::list_join_tokens, cluster::revoke_join_token,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),

@@ -387,6 +387,10 @@ pub enum ClusterAction {
     Status,
     /// A single-use token for `portico serve --join` (admins only).
     JoinToken,
+    /// The join tokens not used yet (admins only).
+    JoinTokens,
+    /// Revoke an unused join token by its id (admins only).
+    RevokeJoinToken { id: String },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -118,6 +118,8 @@ const USERS: &[Column] =
     &[("USER", "username"), ("ROLE", "role"), ("ENABLED", "enabled"), ("LAST LOGIN", "last_login_at")];
 const TOKENS: &[Column] =
     &[("ID", "id"), ("NAME", "name"), ("OWNER", "owner"), ("CREATED", "created_at"), ("LAST USED", "last_used_at")];
+const JOIN_TOKENS: &[Column] =
+    &[("ID", "id"), ("CREATED BY", "created_by"), ("CREATED", "created_at"), ("EXPIRES", "expires_at")];
 const AUDIT: &[Column] = &[
     ("TIME", "time"),
     ("USER", "user"),
@@ -361,6 +363,11 @@ async fn cluster(api: &Api, action: ClusterAction) -> Result<Answer, CallError> 
             let json = api.post("/api/v1/cluster/join-tokens", json!({})).await?;
             let token = json.get("token").and_then(Value::as_str).unwrap_or_default().to_string();
             Answer::done(json, format!("PORTICO_JOIN_TOKEN={token}\n(single use, valid for one hour; shown only now)"))
+        }
+        ClusterAction::JoinTokens => Answer::rows(api.get("/api/v1/cluster/join-tokens").await?, JOIN_TOKENS),
+        ClusterAction::RevokeJoinToken { id } => {
+            let json = api.delete(&format!("/api/v1/cluster/join-tokens/{}", seg(&id))).await?;
+            Answer::done(json, format!("Revoked the join token {id}."))
         }
     })
 }

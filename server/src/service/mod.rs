@@ -240,6 +240,7 @@ impl NodeService for Node {
         let (users,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(db_error)?;
         let storage = (self.storage_status)().await;
+        let cluster = self.cluster_health().await?;
         Ok(NodeOverview {
             node_name: self.settings.node_name.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -248,6 +249,35 @@ impl NodeService for Node {
             engine: storage.engine,
             capacity: storage.capacity,
             users: users as u32,
+            cluster,
         })
+    }
+}
+
+impl Node {
+    /// The nodes' states and the leader, for the overview.
+    async fn cluster_health(&self) -> Result<portico_app::model::ClusterHealth, ApiError> {
+        let rows: Vec<(String, String, Option<i64>, String)> =
+            sqlx::query_as("SELECT name, state, raft_id, engine_problems FROM nodes ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+        let leader = self.cluster.status().leader;
+        let mut health = portico_app::model::ClusterHealth { nodes: rows.len() as u32, ..Default::default() };
+        for (name, state, raft_id, problems) in rows {
+            match state.as_str() {
+                "online" => health.online += 1,
+                "maintenance" => health.maintenance += 1,
+                _ => health.offline += 1,
+            }
+            // An empty JSON list is `[]`; anything longer names a problem.
+            if problems.trim() != "[]" {
+                health.degraded_engines += 1;
+            }
+            if leader.is_some() && raft_id.map(|id| id as u64) == leader {
+                health.leader = Some(name);
+            }
+        }
+        Ok(health)
     }
 }

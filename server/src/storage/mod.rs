@@ -514,6 +514,44 @@ impl Storage {
         })
     }
 
+    /// The join tokens that may still admit a node (admins only), oldest
+    /// first. Their secrets are not kept, so never shown.
+    pub async fn join_tokens(&self, caller: &Caller) -> Result<Vec<JoinTokenView>, ApiError> {
+        caller.require(Role::Admin, "see join tokens")?;
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT id, created_at, created_by, expires_at FROM join_tokens \
+             WHERE used_at IS NULL AND expires_at > ? ORDER BY created_at, id",
+        )
+        .bind(crate::db::now())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, created_at, created_by, expires_at)| JoinTokenView { id, created_at, created_by, expires_at })
+            .collect())
+    }
+
+    /// Revokes an unused join token (admins only): it admits no node.
+    pub async fn revoke_join_token(&self, caller: &Caller, id: &str) -> Result<(), ApiError> {
+        let action = "cluster.join_token.revoke";
+        // Only a token's id is named in the log and the audit, never other text.
+        let well_formed = id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        let object = if well_formed { format!("join-token/{id}") } else { "join-token/?".into() };
+        self.authorize(caller, Role::Admin, "revoke join tokens", action, &object).await?;
+        if !well_formed {
+            let e = ApiError::new(404, "A join token's id is 16 hex digits: the middle part of the token.");
+            return self.failed(caller, action, &object, e).await;
+        }
+        match self.cluster.propose(proposal::Proposal::now(Change::RevokeJoinToken { id: id.to_string() })).await {
+            Ok(Ok(_)) => {
+                self.audit(caller, action, &object, AuditResult::Success, None).await;
+                Ok(())
+            }
+            Ok(Err(e)) | Err(e) => self.failed(caller, action, &object, e).await,
+        }
+    }
+
     /// Brings the engine back to the stored configuration.
     async fn restore_engine(&self) {
         self.follow_stored(true).await;
@@ -852,6 +890,18 @@ impl portico_app::service::StorageService for Storage {
     }
     async fn create_join_token(&self, caller: &Caller) -> Result<CreatedJoinToken, ApiError> {
         Storage::create_join_token(self, caller).await
+    }
+
+    async fn join_tokens(&self, caller: &Caller) -> Result<Vec<JoinTokenView>, ApiError> {
+        Storage::join_tokens(self, caller).await
+    }
+
+    async fn remove_node(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
+        Storage::remove_node(self, caller, name).await
+    }
+
+    async fn revoke_join_token(&self, caller: &Caller, id: &str) -> Result<(), ApiError> {
+        Storage::revoke_join_token(self, caller, id).await
     }
     async fn node_names(&self, caller: &Caller) -> Result<Vec<String>, ApiError> {
         Storage::node_names(self, caller).await

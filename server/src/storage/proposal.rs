@@ -52,6 +52,8 @@ pub enum Change {
     /// A join token: its public id and the SHA-256 of its secret. The
     /// secret itself never enters the log.
     CreateJoinToken { id: String, secret_hash: String, expires_at: String, created_by: String },
+    /// An unused join token an admin revoked.
+    RevokeJoinToken { id: String },
     /// A node that showed a valid join token: it gets the next Raft id and
     /// the token is spent.
     AdmitNode { token_id: String, name: String, cluster_addr: String },
@@ -166,6 +168,7 @@ impl Change {
             Change::Storage(c) => c.action(),
             Change::RegisterNode { .. } => "node.register",
             Change::CreateJoinToken { .. } => "cluster.join_token.create",
+            Change::RevokeJoinToken { .. } => "cluster.join_token.revoke",
             Change::RemoveNode { .. } => "node.remove",
             Change::Users(u) => u.action(),
             Change::ReportEngine { .. } => "node.engine_status",
@@ -187,7 +190,7 @@ impl Change {
             | Change::ShareAudit { node: name, .. } => {
                 format!("node/{name}")
             }
-            Change::CreateJoinToken { id, .. } => format!("join-token/{id}"),
+            Change::CreateJoinToken { id, .. } | Change::RevokeJoinToken { id } => format!("join-token/{id}"),
             Change::Users(u) => u.object(),
         }
     }

@@ -125,6 +125,15 @@ mod tests {
             user(UserChange::RevokeToken { id: 1, owner: Some(1) }),
             user(UserChange::RevokeToken { id: 1, owner: None }),
             user(UserChange::SetPassword { username: "op".into(), password_hash: "$argon2id$c".into() }),
+            Change::CreateJoinToken {
+                id: "00112233aabbccdd".into(),
+                secret_hash: "ab".repeat(32),
+                expires_at: "2999-01-01T00:00:00Z".into(),
+                created_by: "admin".into(),
+            },
+            Change::RevokeJoinToken { id: "00112233aabbccdd".into() },
+            // Revoked already: nothing to revoke.
+            Change::RevokeJoinToken { id: "00112233aabbccdd".into() },
             audit(2, "n2", &[1, 2]),
             // Shared again after a lost answer: nothing is added twice.
             audit(2, "n2", &[2, 3]),
@@ -203,6 +212,7 @@ mod tests {
                 "409 The volume v1 is attached to g1 as LUN 0: detach it first.",
                 "409 This is the last enabled administrator: add or enable another administrator first.",
                 "404 The token 1 does not exist.",
+                "404 No unused join token has the id 00112233aabbccdd.",
                 "422 Some fields need attention.",
             ]
         );
@@ -214,6 +224,9 @@ mod tests {
         // A reset password revoked the user's tokens: none is left.
         let (tokens,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM api_tokens").fetch_one(&pool_b).await.unwrap();
         assert_eq!(tokens, 0);
+        let (join_tokens,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM join_tokens").fetch_one(&pool_b).await.unwrap();
+        assert_eq!(join_tokens, 0, "a revoked join token is gone");
         let dump_a = dump(&mut pool_a.acquire().await.unwrap()).await.unwrap();
         let dump_b = dump(&mut pool_b.acquire().await.unwrap()).await.unwrap();
         assert_eq!(dump_a, dump_b);

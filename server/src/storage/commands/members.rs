@@ -49,6 +49,20 @@ pub(super) async fn create_token(
     Ok(Effects { detail: Some(format!("expires {expires_at}")), ..Default::default() })
 }
 
+/// Revokes the unused join token `id`: it can no longer admit a node. A
+/// spent token stays, as the record of the node that joined with it.
+pub(super) async fn revoke_token(tx: &mut Tx<'_>, id: &str) -> Result<Effects, ApiError> {
+    let done = sqlx::query("DELETE FROM join_tokens WHERE id = ? AND used_at IS NULL")
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::new(404, format!("No unused join token has the id {id}.")));
+    }
+    Ok(Effects::default())
+}
+
 /// The join token `id` as stored: its secret's hash, when it expires and
 /// whether it is spent.
 pub struct StoredToken {

@@ -69,6 +69,7 @@ pub async fn apply(proposal: Proposal, tx: &mut Tx<'_>) -> Result<Effects, ApiEr
         Change::CreateJoinToken { id, secret_hash, expires_at, created_by } => {
             return members::create_token(tx, &decided, &id, &secret_hash, &expires_at, &created_by).await
         }
+        Change::RevokeJoinToken { id } => return members::revoke_token(tx, &id).await,
         Change::RemoveNode { name } => return node_interfaces::remove(tx, &name).await,
         Change::Users(change) => return users::apply(tx, &decided, change).await,
         Change::ReportEngine { name, problems } => return node_interfaces::report_engine(tx, &name, &problems).await,
