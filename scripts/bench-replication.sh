@@ -21,6 +21,7 @@ portico="$CARGO_TARGET_DIR/release/portico"
 bench="$CARGO_TARGET_DIR/release/examples/writebench"
 
 work=$(mktemp -d /dev/shm/portico-bench-replication.XXXXXX)
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/replication.key"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -45,7 +46,7 @@ volume() { # NODE NAME REPLICA_NODES...
 }
 for node in 1 2 3; do
   {
-    printf '[replication]\nnode = %s\nlisten = "127.0.%s.1:%s"\n\n' "$node" "$node" "$repl"
+    printf '[replication]\nnode = %s\nlisten = "127.0.%s.1:%s"\nkey_file = "%s"\n\n' "$node" "$node" "$repl" "$work/replication.key"
     [ "$node" = 1 ] && volume 1 one
     [ "$node" != 3 ] && volume "$node" two 2
     volume "$node" three 2 3

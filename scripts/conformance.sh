@@ -31,6 +31,7 @@ Verify10 Verify12 Verify16 Write10 Write12 Write16 WriteVerify10 WriteVerify12 W
 iSCSIcmdsn iSCSIdatasn iSCSIResiduals iSCSITMF"
 
 work=$(mktemp -d /dev/shm/portico-conformance.XXXXXX)
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/replication.key"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pids=()
 cleanup() {
@@ -229,6 +230,7 @@ replicated() { # NODE
 [replication]
 node = $1
 listen = "127.0.$1.1:$repl"
+key_file = "$work/replication.key"
 
 [[volume]]
 name = "conf"

@@ -38,6 +38,8 @@ bench="$CARGO_TARGET_DIR/debug/examples/writebench"
 prtool="$CARGO_TARGET_DIR/debug/examples/prtool"
 
 work=$(mktemp -d /dev/shm/portico-replication.XXXXXX)
+# The cluster's replication key: the same file for every node.
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/replication.key"
 declare -A pid
 cleanup() {
   for n in "${!pid[@]}"; do kill -9 "${pid[$n]}" 2>/dev/null || true; done
@@ -67,6 +69,7 @@ config() {
 [replication]
 node = $me
 listen = "127.0.$me.1:$repl_port"
+key_file = "$work/replication.key"
 
 [[volume]]
 name = "r1"

@@ -66,6 +66,8 @@ pub enum EngineError {
     Replication { volume: String, why: String },
     #[error("cannot listen for replication on {addr}: {source}")]
     ReplicationBind { addr: SocketAddr, source: std::io::Error },
+    #[error("replication: {0}")]
+    ReplicationKey(String),
 }
 
 /// A replicated volume as this node sees it.
@@ -294,7 +296,8 @@ impl Engine {
                 if st.replication.as_ref().is_some_and(|rt| rt.config.listen == r.listen) {
                     st.replication = None;
                 }
-                let node = ReplicaNode::new(r.cluster.clone(), r.node);
+                let key = crate::replication::auth::Key::load(&r.key_file).map_err(EngineError::ReplicationKey)?;
+                let node = ReplicaNode::new(r.cluster.clone(), r.node, key);
                 let (bound, listener) = node
                     .listen(r.listen)
                     .await

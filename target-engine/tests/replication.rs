@@ -8,7 +8,9 @@
 //! * a primary whose replica applied a newer placement is fenced: its
 //!   writes end with NOT READY, LOGICAL UNIT NOT ACCESSIBLE, ASYMMETRIC
 //!   ACCESS STATE TRANSITION (02h/04h/0Ah), never GOOD;
-//! * a replica's own unit refuses media access the same way.
+//! * a replica's own unit refuses media access the same way;
+//! * a stream from a primary that does not hold the replication key is
+//!   refused before anything else.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use target_engine::{Engine, EngineConfig, ReplicationStatus};
 const VOLUME_BYTES: u64 = 8 << 20;
 const PRIMARY_IQN: &str = "iqn.2026-11.test.portico:primary";
 const REPLICA_IQN: &str = "iqn.2026-11.test.portico:replica";
+const TEST_KEY: &[u8] = b"portico-test-replication-key";
 
 struct Dir(PathBuf);
 
@@ -28,7 +31,12 @@ impl Dir {
         let d = std::env::temp_dir().join(format!("portico-repl-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("replication.key"), TEST_KEY).unwrap();
         Dir(d)
+    }
+    /// The replication key every node of the test shares.
+    fn key(&self) -> PathBuf {
+        self.0.join("replication.key")
     }
     fn image(&self, node: u32) -> PathBuf {
         self.0.join(format!("node{node}.img"))
@@ -59,6 +67,7 @@ fn node_config(
 [replication]
 node = {me}
 listen = "{listen}"
+key_file = "{key}"
 
 [[volume]]
 name = "r1"
@@ -72,6 +81,7 @@ portals = ["127.0.{me}.1:0"]
 luns = {{ 0 = "r1" }}
 "#,
         image = dir.image(me).display(),
+        key = dir.key().display(),
         copies = copies.join(", "),
     );
     EngineConfig::from_toml(&toml).expect("a valid test configuration")
@@ -362,5 +372,61 @@ async fn reservations_follow_the_volume_to_its_new_primary() {
     let mut j = session(&r2, PRIMARY_IQN).await;
     let _ = j.command_ok(0, &[0u8; 6], 0, &[]).await;
     assert_eq!(reservation(&j.command_ok(0, &READ_RESERVATION, 0x40, &[]).await), Some((0xfeed, 1)));
+    r2.shutdown().await;
+}
+
+/// A primary must prove it holds the cluster's replication key: a replica
+/// answers a hello with its own proof (which only the right key verifies)
+/// and refuses a wrong proof before it looks at the volume or the epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_without_the_replication_key_is_refused() {
+    use bytes::BytesMut;
+    use target_engine::replication::auth::{self, Exchange, Key, Side};
+    use target_engine::replication::core::ops::Epoch;
+    use target_engine::replication::frame::{self, Frame, Refusal};
+    use tokio::io::AsyncWriteExt;
+
+    let dir = Dir::new("key");
+    let listen2: SocketAddr = "127.0.2.1:0".parse().unwrap();
+    let (r2, a2) = start_replica(node_config(&dir, 2, listen2, 1, 1, &[(2, PLACEHOLDER.parse().unwrap())], 1)).await;
+    let (mut rd, mut wr) = tokio::net::TcpStream::connect(a2).await.unwrap().into_split();
+    let send = |f: Frame| {
+        let mut out = BytesMut::new();
+        frame::encode(&f, &mut out);
+        out
+    };
+    let primary_nonce = [9u8; auth::NONCE];
+    let hello = Frame::Hello {
+        cluster: "portico".into(),
+        volume: "r1".into(),
+        epoch: Epoch(1),
+        primary: 1,
+        replica: 2,
+        nonce: primary_nonce,
+    };
+    wr.write_all(&send(hello)).await.unwrap();
+    let mut buf = BytesMut::new();
+    let Frame::Challenge { nonce, proof } = frame::read(&mut rd, &mut buf, "replica").await.unwrap() else {
+        panic!("the replica did not answer the hello with its challenge");
+    };
+    let exchange = Exchange {
+        cluster: "portico",
+        volume: "r1",
+        epoch: 1,
+        primary: 1,
+        replica: 2,
+        primary_nonce: &primary_nonce,
+        replica_nonce: &nonce,
+    };
+    let (right, wrong) = (Key::new(TEST_KEY).unwrap(), Key::new(b"not-the-cluster-key-0000").unwrap());
+    assert!(exchange.verify(&right, Side::Replica, &proof), "the replica proves it holds the key");
+    assert!(!exchange.verify(&wrong, Side::Replica, &proof));
+
+    wr.write_all(&send(Frame::Proof(exchange.proof(&wrong, Side::Primary)))).await.unwrap();
+    let answer = frame::read(&mut rd, &mut buf, "replica").await.unwrap();
+    assert_eq!(answer, Frame::Refused(Refusal::Unauthenticated));
+    assert!(frame::read(&mut rd, &mut buf, "replica").await.is_err(), "the stream ends");
+    let status = status_of(&r2.replication().await).clone();
+    assert_eq!(status.epoch, 1, "nothing changed on the replica: {status:?}");
     r2.shutdown().await;
 }

@@ -25,6 +25,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use std::path::PathBuf;
+
 use super::core::ops::{Epoch, ReplicaId};
 
 /// This node's part in replication.
@@ -38,6 +40,10 @@ pub struct ReplicationNode {
     /// Checked in every stream's hello.
     #[serde(default = "default_cluster")]
     pub cluster: String,
+    /// The cluster's replication key, the same file on every node: both
+    /// ends of a stream prove they hold it before anything else moves
+    /// (see [`super::auth`]).
+    pub key_file: PathBuf,
     /// What resyncing one volume may read and send, in MB/s (0: no limit),
     /// so that initiators keep most of the disks and the network.
     #[serde(default = "default_resync_mbps")]

@@ -10,6 +10,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::auth;
 use super::core::ops::{Epoch, Op, ReplicaId};
 use super::core::primary::{FromReplica, ToReplica};
 
@@ -27,20 +28,30 @@ pub enum Refusal {
     StaleEpoch(Epoch),
     /// This node keeps no replica of that volume.
     UnknownVolume,
+    /// The primary did not prove that it holds the replication key.
+    Unauthenticated,
 }
 
 /// Everything that travels on a replication stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
     /// The primary opens a stream for `volume` of `cluster`, at `epoch`, to
-    /// replica `replica`.
+    /// replica `replica`, with its nonce (see [`super::auth`]).
     Hello {
         cluster: String,
         volume: String,
         epoch: Epoch,
         primary: ReplicaId,
         replica: ReplicaId,
+        nonce: [u8; auth::NONCE],
     },
+    /// The replica's nonce and its proof that it holds the key.
+    Challenge {
+        nonce: [u8; auth::NONCE],
+        proof: [u8; auth::PROOF],
+    },
+    /// The primary's proof that it holds the key.
+    Proof([u8; auth::PROOF]),
     HelloOk,
     Refused(Refusal),
     ToReplica(ToReplica),
@@ -77,6 +88,8 @@ mod kind {
     pub const PONG: u8 = 10;
     pub const VERIFY: u8 = 11;
     pub const DIFFERS: u8 = 12;
+    pub const CHALLENGE: u8 = 13;
+    pub const PROOF: u8 = 14;
 }
 
 mod op_kind {
@@ -110,13 +123,23 @@ pub fn encode_parts(frame: &Frame) -> (Bytes, Option<Bytes>) {
     let mut body = BytesMut::new();
     let mut payload: Option<Bytes> = None;
     let t = match frame {
-        Frame::Hello { cluster, volume, epoch, primary, replica } => {
+        Frame::Hello { cluster, volume, epoch, primary, replica, nonce } => {
             put_text(&mut body, cluster);
             put_text(&mut body, volume);
             body.put_u64(epoch.0);
             body.put_u32(*primary);
             body.put_u32(*replica);
+            body.put_slice(nonce);
             kind::HELLO
+        }
+        Frame::Challenge { nonce, proof } => {
+            body.put_slice(nonce);
+            body.put_slice(proof);
+            kind::CHALLENGE
+        }
+        Frame::Proof(proof) => {
+            body.put_slice(proof);
+            kind::PROOF
         }
         Frame::HelloOk => kind::HELLO_OK,
         Frame::Refused(r) => {
@@ -127,6 +150,10 @@ pub fn encode_parts(frame: &Frame) -> (Bytes, Option<Bytes>) {
                 }
                 Refusal::UnknownVolume => {
                     body.put_u8(2);
+                    body.put_u64(0);
+                }
+                Refusal::Unauthenticated => {
+                    body.put_u8(3);
                     body.put_u64(0);
                 }
             }
@@ -289,7 +316,7 @@ pub fn check(buf: &[u8]) -> Result<Option<usize>, FrameError> {
     if buf[0] != b'P' || buf[1] != b'R' || buf[2] != VERSION {
         return Err(FrameError::Magic);
     }
-    if !(kind::HELLO..=kind::DIFFERS).contains(&buf[3]) {
+    if !(kind::HELLO..=kind::PROOF).contains(&buf[3]) {
         return Err(FrameError::UnknownType(buf[3]));
     }
     let len = u32::from_be_bytes(buf[4..8].try_into().expect("4 bytes")) as usize;
@@ -318,6 +345,14 @@ impl Body {
             return Err(FrameError::Malformed);
         }
         String::from_utf8(self.0.split_to(n).to_vec()).map_err(|_| FrameError::Malformed)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], FrameError> {
+        if self.0.remaining() < N {
+            return Err(FrameError::Malformed);
+        }
+        let mut out = [0u8; N];
+        self.0.copy_to_slice(&mut out);
+        Ok(out)
     }
     fn rest(&mut self) -> Bytes {
         std::mem::take(&mut self.0)
@@ -348,8 +383,20 @@ pub fn parse(buf: &mut BytesMut, total: usize) -> Result<Frame, FrameError> {
             let epoch = Epoch(b.u64()?);
             let primary = b.u32()?;
             let replica = b.u32()?;
+            let nonce = b.array()?;
             b.end()?;
-            return Ok(Frame::Hello { cluster, volume, epoch, primary, replica });
+            return Ok(Frame::Hello { cluster, volume, epoch, primary, replica, nonce });
+        }
+        kind::CHALLENGE => {
+            let nonce = b.array()?;
+            let proof = b.array()?;
+            b.end()?;
+            return Ok(Frame::Challenge { nonce, proof });
+        }
+        kind::PROOF => {
+            let proof = b.array()?;
+            b.end()?;
+            return Ok(Frame::Proof(proof));
         }
         kind::HELLO_OK => Frame::HelloOk,
         kind::REFUSED => {
@@ -358,6 +405,7 @@ pub fn parse(buf: &mut BytesMut, total: usize) -> Result<Frame, FrameError> {
             Frame::Refused(match why {
                 1 => Refusal::StaleEpoch(epoch),
                 2 => Refusal::UnknownVolume,
+                3 => Refusal::Unauthenticated,
                 _ => return Err(FrameError::Malformed),
             })
         }
@@ -437,7 +485,17 @@ mod tests {
     #[test]
     fn every_frame_round_trips() {
         let e = Epoch(7);
-        round_trip(Frame::Hello { cluster: "c1".into(), volume: "vol1".into(), epoch: e, primary: 1, replica: 2 });
+        round_trip(Frame::Hello {
+            cluster: "c1".into(),
+            volume: "vol1".into(),
+            epoch: e,
+            primary: 1,
+            replica: 2,
+            nonce: [7; auth::NONCE],
+        });
+        round_trip(Frame::Challenge { nonce: [1; auth::NONCE], proof: [2; auth::PROOF] });
+        round_trip(Frame::Proof([3; auth::PROOF]));
+        round_trip(Frame::Refused(Refusal::Unauthenticated));
         round_trip(Frame::HelloOk);
         round_trip(Frame::Refused(Refusal::StaleEpoch(Epoch(9))));
         round_trip(Frame::Refused(Refusal::UnknownVolume));

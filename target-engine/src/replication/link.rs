@@ -17,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
+use super::auth;
 use super::backend::{LinkMessage, PrimaryVolume};
 use super::core::ops::ReplicaId;
 use super::core::primary::FromReplica;
@@ -38,6 +39,7 @@ pub struct LinkConfig {
     pub me: ReplicaId,
     pub replica: ReplicaId,
     pub address: SocketAddr,
+    pub key: auth::Key,
 }
 
 /// Starts the link; it runs until `stop` changes.
@@ -88,12 +90,14 @@ async fn session(
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let epoch = volume.epoch();
+    let primary_nonce = auth::nonce();
     let hello = Frame::Hello {
         cluster: cfg.cluster.clone(),
         volume: volume.name.clone(),
         epoch,
         primary: cfg.me,
         replica: cfg.replica,
+        nonce: primary_nonce,
     };
     let mut out = BytesMut::new();
     frame::encode(&hello, &mut out);
@@ -101,6 +105,30 @@ async fn session(
         return Ended::Failed("cannot say hello".into());
     }
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    // The replica proves it holds the key, then this end does.
+    let (replica_nonce, proof) = match tokio::time::timeout(CONNECT, frame::read(&mut rd, &mut buf, "replica")).await {
+        Ok(Ok(Frame::Challenge { nonce, proof })) => (nonce, proof),
+        Ok(Ok(other)) => return Ended::Failed(format!("unexpected answer to hello: {other:?}")),
+        Ok(Err(e)) => return Ended::Failed(e),
+        Err(_) => return Ended::Failed("no answer to hello".into()),
+    };
+    let exchange = auth::Exchange {
+        cluster: &cfg.cluster,
+        volume: &volume.name,
+        epoch: epoch.0,
+        primary: cfg.me,
+        replica: cfg.replica,
+        primary_nonce: &primary_nonce,
+        replica_nonce: &replica_nonce,
+    };
+    if !exchange.verify(&cfg.key, auth::Side::Replica, &proof) {
+        return Ended::Failed("the replica did not prove that it holds the replication key".into());
+    }
+    let mut out = BytesMut::new();
+    frame::encode(&Frame::Proof(exchange.proof(&cfg.key, auth::Side::Primary)), &mut out);
+    if !matches!(tokio::time::timeout(CONNECT, wr.write_all(&out)).await, Ok(Ok(()))) {
+        return Ended::Failed("cannot send this end's proof".into());
+    }
     match tokio::time::timeout(CONNECT, frame::read(&mut rd, &mut buf, "replica")).await {
         Ok(Ok(Frame::HelloOk)) => {}
         Ok(Ok(Frame::Refused(Refusal::StaleEpoch(current)))) => {
@@ -110,6 +138,11 @@ async fn session(
         }
         Ok(Ok(Frame::Refused(Refusal::UnknownVolume))) => {
             return Ended::Failed("the replica does not keep this volume".into());
+        }
+        Ok(Ok(Frame::Refused(Refusal::Unauthenticated))) => {
+            return Ended::Failed(
+                "the replica did not take this end's proof: the nodes' replication keys differ".into(),
+            );
         }
         Ok(Ok(other)) => return Ended::Failed(format!("unexpected answer to hello: {other:?}")),
         Ok(Err(e)) => return Ended::Failed(e),

@@ -8,6 +8,7 @@
 //! [`link`] its stream to each replica, [`server`] the replicas' side;
 //! [`control`] what is asked of the control plane.
 
+pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod control;

@@ -8,8 +8,9 @@
 //! and [`IN_FLIGHT`] bytes of operations being applied per stream (reading
 //! stops while it is spent). The replication address belongs on the
 //! cluster's own network (the `replication` traffic type): a stream is
-//! accepted only for the epoch and primary this node has applied, but it
-//! is not authenticated here.
+//! accepted only from a primary that proves it holds the cluster's
+//! replication key ([`super::auth`]), and only for the epoch and primary
+//! this node has applied. The stream is not encrypted.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::auth::{self, Key, Side};
 use super::backend::apply;
 use super::core::ops::{Epoch, Op, ReplicaId};
 use super::core::primary::FromReplica;
@@ -155,6 +157,7 @@ impl ReplicaVolume {
 pub struct ReplicaNode {
     pub cluster: String,
     pub me: ReplicaId,
+    key: Key,
     volumes: RwLock<HashMap<String, Arc<ReplicaVolume>>>,
     streams: Arc<Semaphore>,
     /// Set when the node stops: every stream ends.
@@ -162,10 +165,11 @@ pub struct ReplicaNode {
 }
 
 impl ReplicaNode {
-    pub fn new(cluster: String, me: ReplicaId) -> Arc<Self> {
+    pub fn new(cluster: String, me: ReplicaId, key: Key) -> Arc<Self> {
         Arc::new(ReplicaNode {
             cluster,
             me,
+            key,
             volumes: RwLock::default(),
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
             stop: watch::channel(false).0,
@@ -225,7 +229,7 @@ impl ReplicaNode {
         let hello = tokio::time::timeout(HELLO, frame::read(&mut rd, &mut buf, "primary"))
             .await
             .map_err(|_| "no hello".to_string())??;
-        let Frame::Hello { cluster, volume, epoch, primary, replica } = hello else {
+        let Frame::Hello { cluster, volume, epoch, primary, replica, nonce: primary_nonce } = hello else {
             return Err("the first frame is not a hello".into());
         };
         let answer = |f: Frame| {
@@ -233,6 +237,29 @@ impl ReplicaNode {
             frame::encode(&f, &mut out);
             out
         };
+        // Both ends prove they hold the key before anything else is said.
+        let replica_nonce = auth::nonce();
+        let exchange = auth::Exchange {
+            cluster: &cluster,
+            volume: &volume,
+            epoch: epoch.0,
+            primary,
+            replica,
+            primary_nonce: &primary_nonce,
+            replica_nonce: &replica_nonce,
+        };
+        let challenge = Frame::Challenge { nonce: replica_nonce, proof: exchange.proof(&self.key, Side::Replica) };
+        wr.write_all(&answer(challenge)).await.map_err(|e| e.to_string())?;
+        let proof = tokio::time::timeout(HELLO, frame::read(&mut rd, &mut buf, "primary"))
+            .await
+            .map_err(|_| "no proof after the hello".to_string())??;
+        let proven = matches!(&proof, Frame::Proof(p) if exchange.verify(&self.key, Side::Primary, p));
+        if !proven {
+            let _ = wr.write_all(&answer(Frame::Refused(Refusal::Unauthenticated))).await;
+            return Err(format!(
+                "hello for {volume:?} from primary {primary}: it did not prove that it holds the replication key"
+            ));
+        }
         let vol = self.volume(&volume).filter(|_| cluster == self.cluster && replica == self.me);
         let Some(vol) = vol else {
             let _ = wr.write_all(&answer(Frame::Refused(Refusal::UnknownVolume))).await;

@@ -83,10 +83,16 @@ pub fn open(
                 .collect();
             let core = Primary::new(epoch, size, placement.min_in_sync, states);
             let volume = PrimaryVolume::new(name.to_string(), core, local, control.clone(), node.resync_mbps);
+            let key = super::auth::Key::load(&node.key_file)?;
             let (stop, stopped) = watch::channel(false);
             for r in &placement.replicas {
-                let cfg =
-                    LinkConfig { cluster: node.cluster.clone(), me: node.node, replica: r.node, address: r.address };
+                let cfg = LinkConfig {
+                    cluster: node.cluster.clone(),
+                    me: node.node,
+                    replica: r.node,
+                    address: r.address,
+                    key: key.clone(),
+                };
                 link::spawn(volume.clone(), cfg, stopped.clone());
             }
             let backend = Arc::new(ReplicatedBackend::new(volume.clone()));
