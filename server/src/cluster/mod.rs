@@ -326,7 +326,9 @@ impl Cluster {
                             tracing::info!(%address, through = %node.addr, "the cluster reaches this node at its new address");
                             return;
                         }
-                        Err(e) => tracing::debug!(error = %e, member = %node.addr, "cannot tell a member this node's address"),
+                        Err(e) => {
+                            tracing::debug!(error = %e, member = %node.addr, "cannot tell a member this node's address")
+                        }
                     }
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -727,7 +729,11 @@ mod tests {
         let a_dir = tempfile::tempdir().unwrap();
         let a_pool = crate::db::open(a_dir.path()).await.unwrap();
         let options = ClusterOptions { node_name: "a".into(), cluster_addr: Some(a_addr), join: None };
-        let a = TestNode { cluster: Cluster::start(a_dir.path(), a_pool.clone(), &options).await.unwrap(), dir: a_dir, pool: a_pool };
+        let a = TestNode {
+            cluster: Cluster::start(a_dir.path(), a_pool.clone(), &options).await.unwrap(),
+            dir: a_dir,
+            pool: a_pool,
+        };
         let mut me = register("a");
         if let Change::RegisterNode { member, .. } = &mut me {
             member.cluster_addr = Some(a_addr.to_string());
@@ -747,7 +753,11 @@ mod tests {
         let b_pool = crate::db::open(b_dir.path()).await.unwrap();
         let join = Some(JoinOptions { url: format!("https://{a_addr}"), token });
         let options = ClusterOptions { node_name: "b".into(), cluster_addr: Some(b_addr), join };
-        let b = TestNode { cluster: Cluster::start(b_dir.path(), b_pool.clone(), &options).await.unwrap(), dir: b_dir, pool: b_pool };
+        let b = TestNode {
+            cluster: Cluster::start(b_dir.path(), b_pool.clone(), &options).await.unwrap(),
+            dir: b_dir,
+            pool: b_pool,
+        };
         let status = a.cluster.status();
         assert_eq!((status.role.as_str(), status.voters), ("leader", vec![1, 2]));
         assert_eq!((b.cluster.status().role.as_str(), b.cluster.status().leader), ("follower", Some(1)));
@@ -768,12 +778,19 @@ mod tests {
         let moved = free_address();
         let b_pool = crate::db::open(b.dir.path()).await.unwrap();
         let options = ClusterOptions { node_name: "b".into(), cluster_addr: Some(moved), join: None };
-        let b = TestNode { cluster: Cluster::start(b.dir.path(), b_pool.clone(), &options).await.unwrap(), dir: b.dir, pool: b_pool };
+        let b = TestNode {
+            cluster: Cluster::start(b.dir.path(), b_pool.clone(), &options).await.unwrap(),
+            dir: b.dir,
+            pool: b_pool,
+        };
         let reached = a
             .cluster
             .raft
             .wait(Some(Duration::from_secs(10)))
-            .metrics(|m| m.membership_config.membership().get_node(&2).is_some_and(|n| n.addr == moved.to_string()), "b's new address")
+            .metrics(
+                |m| m.membership_config.membership().get_node(&2).is_some_and(|n| n.addr == moved.to_string()),
+                "b's new address",
+            )
             .await;
         assert!(reached.is_ok(), "the leader did not take b's new address");
         propose(&a, command(json!({"command": "create_volume", "name": "v2", "size": "1MiB"}))).await.unwrap();

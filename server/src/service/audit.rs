@@ -16,6 +16,10 @@ use super::{db_error, Node};
 use crate::storage::commands::audit::MAX_SHARED;
 use crate::storage::proposal::{Change, Proposal, SharedAuditRecord};
 
+/// id, time, user, action, object, result, source, detail: a record of
+/// this node's own log.
+type OwnRow = (i64, String, String, String, String, String, Option<String>, Option<String>);
+
 /// node, seq, time, user, action, object, result, source, detail.
 type AuditRow = (String, i64, String, String, String, String, String, Option<String>, Option<String>);
 
@@ -117,7 +121,7 @@ async fn last_shared(pool: &sqlx::SqlitePool, origin: u64) -> Result<i64, sqlx::
 async fn share_next(pool: &sqlx::SqlitePool, cluster: &crate::cluster::Cluster, node: &str) -> Result<usize, ApiError> {
     let origin = cluster.node_id();
     let after = last_shared(pool, origin).await.map_err(db_error)?;
-    let rows: Vec<(i64, String, String, String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
+    let rows: Vec<OwnRow> = sqlx::query_as(
         "SELECT id, time, username, action, object, result, source, detail FROM audit_log \
          WHERE id > ? ORDER BY id LIMIT ?",
     )

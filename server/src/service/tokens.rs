@@ -36,7 +36,7 @@ impl Node {
             name: name.clone(),
             token_hash: secrets::sha256_hex(&token),
         };
-        let id = self.change_users(change).await?.created_id.ok_or_else(|| ApiError::internal())?;
+        let id = self.change_users(change).await?.created_id.ok_or_else(ApiError::internal)?;
         self.record(
             AuditRecord::by(caller, "token.create", format!("token/{id}"), AuditResult::Success)
                 .detail(format!("name {name}")),

@@ -629,7 +629,9 @@ impl Storage {
             }
             match volume_files::create(&self.data_dir, &v.name, v.size.0) {
                 Ok(()) => tracing::info!(volume = %v.name, "made the image of a volume placed on this node"),
-                Err(e) => tracing::error!(volume = %v.name, error = %e, "cannot make the image of a volume placed on this node"),
+                Err(e) => {
+                    tracing::error!(volume = %v.name, error = %e, "cannot make the image of a volume placed on this node")
+                }
             }
         }
     }

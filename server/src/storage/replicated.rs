@@ -216,10 +216,8 @@ mod tests {
                 "422 Some fields need attention.",
             ]
         );
-        let shared: Vec<(i64, i64)> = sqlx::query_as("SELECT origin, seq FROM cluster_audit ORDER BY rowid")
-            .fetch_all(&pool_b)
-            .await
-            .unwrap();
+        let shared: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT origin, seq FROM cluster_audit ORDER BY rowid").fetch_all(&pool_b).await.unwrap();
         assert_eq!(shared, [(2, 1), (2, 2), (2, 3), (1, 1)]);
         // A reset password revoked the user's tokens: none is left.
         let (tokens,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM api_tokens").fetch_one(&pool_b).await.unwrap();

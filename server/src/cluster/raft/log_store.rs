@@ -173,7 +173,7 @@ impl RaftLogStorage<C> for LogStore {
         }
         // synchronous = FULL: the commit returns once the WAL is synced.
         let result = tx.commit().await.map_err(io);
-        callback.io_completed(result.as_ref().map(|_| ()).map_err(|e| io(e)));
+        callback.io_completed(result.as_ref().map(|_| ()).map_err(io));
         result
     }
 

@@ -98,7 +98,7 @@ pub(super) async fn admit(
     name: &str,
     cluster_addr: &str,
 ) -> Result<Effects, ApiError> {
-    let token = find_token(&mut **tx, token_id).await.map_err(db)?;
+    let token = find_token(tx, token_id).await.map_err(db)?;
     let token = token.ok_or_else(|| ApiError::new(403, "This join token is not known to the cluster."))?;
     usable(&token, &d.at)?;
     let taken: Option<(i64,)> =

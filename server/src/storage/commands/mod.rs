@@ -8,8 +8,8 @@
 //! that is refused (a name already taken) is refused the same way
 //! everywhere.
 
-pub mod audit;
 mod acl_rules;
+pub mod audit;
 mod chap_users;
 mod luns;
 pub mod members;
