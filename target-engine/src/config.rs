@@ -660,6 +660,24 @@ fn check_peer_port_groups(v: &VolumeConfig) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
 
+    /// A volume lists at most 64 peer port groups, each group and each
+    /// port once, none numbered 0.
+    #[test]
+    fn peer_port_groups_are_bounded_and_named_once() {
+        let mut v: VolumeConfig =
+            toml::from_str("name = \"v\"\nbackend = \"remote\"\nsize = \"1MiB\"\n").expect("a volume");
+        let group = |n: u16| PeerPortGroup { tpg: n, relative_port: n, state: AluaState::Standby };
+        v.peer_port_groups = (1..=MAX_PEER_PORT_GROUPS as u16).map(group).collect();
+        assert!(check_peer_port_groups(&v).is_ok());
+        v.peer_port_groups.push(group(MAX_PEER_PORT_GROUPS as u16 + 1));
+        let e = check_peer_port_groups(&v).unwrap_err().to_string();
+        assert!(e.contains("65 peer port groups; at most 64"), "{e}");
+        v.peer_port_groups = vec![group(1), group(1)];
+        assert!(check_peer_port_groups(&v).unwrap_err().to_string().contains("listed twice"));
+        v.peer_port_groups = vec![group(0)];
+        assert!(check_peer_port_groups(&v).unwrap_err().to_string().contains("numbered from 1"));
+    }
+
     const SAMPLE: &str = r#"
 [[volume]]
 name = "vol1"
