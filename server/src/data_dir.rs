@@ -38,6 +38,25 @@ pub fn create_new_private(path: &Path) -> io::Result<File> {
     OpenOptions::new().read(true).write(true).create_new(true).mode(FILE_MODE).open(path)
 }
 
+/// Writes a file only the node's user may read (a key, a certificate),
+/// whole or not at all: written beside, synced, then renamed into place.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,23 +89,4 @@ mod tests {
         assert_eq!(mode(&path), 0o600);
         private_file(&tmp.path().join("missing")).unwrap();
     }
-}
-
-/// Writes a file only the node's user may read (a key, a certificate),
-/// whole or not at all: written beside, synced, then renamed into place.
-pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }

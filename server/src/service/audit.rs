@@ -108,6 +108,13 @@ pub async fn write_audit_batch(pool: &sqlx::SqlitePool, records: Vec<AuditRecord
     }
 }
 
+/// Ends a read-only transaction.
+async fn discard_read(tx: sqlx::Transaction<'_, sqlx::Sqlite>) {
+    if let Err(e) = tx.rollback().await {
+        tracing::warn!(error = %e, "cannot end a read of the audit log");
+    }
+}
+
 /// The id of the last record of node `origin` the cluster has.
 async fn last_shared(pool: &sqlx::SqlitePool, origin: u64) -> Result<i64, sqlx::Error> {
     let (seq,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM cluster_audit WHERE origin = ?")
@@ -212,14 +219,16 @@ impl Node {
         let per_page = per_page.clamp(1, 200);
         let page = page.max(1);
         let offset = i64::from(page - 1) * i64::from(per_page);
-        let origin = self.cluster.node_id();
-        let shared = last_shared(&self.pool, origin).await.map_err(db_error)?;
-        // The cluster's records, and this node's own not shared yet.
+        let origin = self.cluster.node_id() as i64;
+        // The cluster's records, and this node's own not shared yet, read in
+        // one transaction: records shared meanwhile are counted once.
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
         let (total,): (i64,) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM cluster_audit) + (SELECT COUNT(*) FROM audit_log WHERE id > ?)",
+            "SELECT (SELECT COUNT(*) FROM cluster_audit) + (SELECT COUNT(*) FROM audit_log \
+               WHERE id > (SELECT COALESCE(MAX(seq), 0) FROM cluster_audit WHERE origin = ?))",
         )
-        .bind(shared)
-        .fetch_one(&self.pool)
+        .bind(origin)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
         let rows: Vec<AuditRow> = sqlx::query_as(
@@ -227,16 +236,17 @@ impl Node {
                SELECT node, seq, time, username, action, object, result, source, detail FROM cluster_audit \
                UNION ALL \
                SELECT ? AS node, id AS seq, time, username, action, object, result, source, detail \
-                 FROM audit_log WHERE id > ? \
+                 FROM audit_log WHERE id > (SELECT COALESCE(MAX(seq), 0) FROM cluster_audit WHERE origin = ?) \
              ) ORDER BY time DESC, node, seq DESC LIMIT ? OFFSET ?",
         )
         .bind(&self.settings.node_name)
-        .bind(shared)
+        .bind(origin)
         .bind(i64::from(per_page))
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(db_error)?;
+        discard_read(tx).await;
         let entries = rows
             .into_iter()
             .map(|(node, id, time, user, action, object, result, source, detail)| AuditEntry {
