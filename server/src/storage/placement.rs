@@ -19,7 +19,7 @@ use portico_app::model::storage::{Command, NewVolume};
 use portico_app::model::StorageCapacity;
 
 use super::proposal::{self, Change, Proposal};
-use super::{commands, db_error, discard, quotas, volume_files, Storage};
+use super::{commands, db_error, discard, volume_files, Storage};
 use crate::cluster::node_checks::NodeChecks;
 
 /// A node that a change concerns.
@@ -138,8 +138,7 @@ impl Storage {
 #[async_trait]
 impl NodeChecks for Storage {
     async fn capacity(&self) -> Result<StorageCapacity, ApiError> {
-        let mut conn = self.pool.acquire().await.map_err(db_error)?;
-        quotas::capacity(&mut conn, self.node_id, &self.data_dir, &self.limits).await
+        Storage::capacity(self).await
     }
 
     async fn dry_run(&self, proposal: Proposal) -> Result<Option<String>, ApiError> {

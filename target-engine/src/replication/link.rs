@@ -76,6 +76,14 @@ enum Ended {
     Failed(String),
 }
 
+/// Writes one frame of the opening exchange; whether it went within the
+/// connect deadline.
+async fn send_one(wr: &mut tokio::net::tcp::OwnedWriteHalf, f: &Frame) -> bool {
+    let mut out = BytesMut::new();
+    frame::encode(f, &mut out);
+    matches!(tokio::time::timeout(CONNECT, wr.write_all(&out)).await, Ok(Ok(())))
+}
+
 /// One connection, from hello to its end.
 async fn session(
     volume: &Arc<PrimaryVolume>,
@@ -99,9 +107,7 @@ async fn session(
         replica: cfg.replica,
         nonce: primary_nonce,
     };
-    let mut out = BytesMut::new();
-    frame::encode(&hello, &mut out);
-    if !matches!(tokio::time::timeout(CONNECT, wr.write_all(&out)).await, Ok(Ok(()))) {
+    if !send_one(&mut wr, &hello).await {
         return Ended::Failed("cannot say hello".into());
     }
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -124,9 +130,7 @@ async fn session(
     if !exchange.verify(&cfg.key, auth::Side::Replica, &proof) {
         return Ended::Failed("the replica did not prove that it holds the replication key".into());
     }
-    let mut out = BytesMut::new();
-    frame::encode(&Frame::Proof(exchange.proof(&cfg.key, auth::Side::Primary)), &mut out);
-    if !matches!(tokio::time::timeout(CONNECT, wr.write_all(&out)).await, Ok(Ok(()))) {
+    if !send_one(&mut wr, &Frame::Proof(exchange.proof(&cfg.key, auth::Side::Primary))).await {
         return Ended::Failed("cannot send this end's proof".into());
     }
     match tokio::time::timeout(CONNECT, frame::read(&mut rd, &mut buf, "replica")).await {
