@@ -28,6 +28,12 @@
 #     the same applied index and is marked online again after 10 s of
 #     steady heartbeats; then kill -9 of a follower: offline within 6 s,
 #     online within 15 s of its restart;
+#  6. (run before 5) a volume with two copies, primary on node 1: 32 MiB
+#     written through node 1's port leave both images equal; the other
+#     copy's node killed (kill -9), writes go on once the cluster marks the
+#     copy out of sync (audited), and the volume reads degraded; restarted,
+#     the copy resyncs only what changed, the volume is healthy and the
+#     images are equal; deleted, its image goes from both nodes;
 #  5. an admin removes node 3: refused while it holds a volume, then done;
 #     the two left keep a leader and take changes.
 #
@@ -36,8 +42,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 portico=${1:?usage: cluster-test.sh PORTICO_BINARY}
 # The test initiator's ALUA tool (REPORT TARGET PORT GROUPS, a read).
-cargo build -q -p target-engine --features test-util --example aluatool
+cargo build -q -p target-engine --features test-util --example aluatool --example writebench
 aluatool="$CARGO_TARGET_DIR/debug/examples/aluatool"
+writebench="$CARGO_TARGET_DIR/debug/examples/writebench"
 
 work=$(mktemp -d /dev/shm/portico-cluster.XXXXXX)
 declare -A pid
@@ -448,6 +455,58 @@ out=$(api 1 DELETE /volumes/vol-a)
 for i in $(seq 1 25); do [ -e "$work/data2/volumes/vol-a.img" ] || break; sleep 0.2; done
 [ -e "$work/data2/volumes/vol-a.img" ] && fail "vol-a's image stayed on node 2"
 pass "a volume deleted through node 1 loses its image on node 2, which held it"
+
+# 6. (before 5, while three nodes run) A volume with two copies (CLUSTER.md
+# §2): primary on node 1, its other copy placed by room on node 2 or 3.
+echo "-- a replicated volume"
+out=$(api 2 POST /volumes '{"name":"vol-r2","size":"64MiB","replicas":2,"node":"node1"}')
+[ "$(echo "$out" | status)" = 201 ] || fail "creating vol-r2 with 2 copies: $out"
+copy=$(api 3 GET /volumes/vol-r2 | body | json 'd["copies"][0]["node"]')
+c=${copy#node}
+case "$c" in 2|3) ;; *) fail "vol-r2's other copy is on '$copy'" ;; esac
+out=$(api 1 POST /target-groups/g1/luns '{"volume":"vol-r2","lun":0}')
+[ "$(echo "$out" | status)" = 201 ] || fail "attaching vol-r2: $out"
+# copy_link: how node 1, the primary, sees the copy's stream.
+copy_link() { api 1 GET /volumes/vol-r2 | body | json 'd["state"] + " " + str(d["copies"][0]["link"]) + " " + str(d["copies"][0]["in_sync"])'; }
+for i in $(seq 1 50); do [ "$(copy_link)" = "healthy in-sync True" ] && break; sleep 0.2; done
+[ "$(copy_link)" = "healthy in-sync True" ] || fail "vol-r2 is not healthy with its copy on $copy: $(copy_link)"
+echo "   vol-r2: primary on node 1, the other copy on $copy (the online node with the most room), stream open"
+write() { timeout 60 "$writebench" --portal "127.0.1.1:$iscsi_port" --target "iqn.2026-11.local.portico:g1.node1" "$@"; }
+errors() { awk '{for (i = 2; i <= NF; i++) if ($i == "errors,") print $(i - 1)}' | tr -d '(,'; }
+images() { sha256sum "$work/data1/volumes/vol-r2.img" "$work/data$c/volumes/vol-r2.img" | awk '{print $1}' | uniq | wc -l; }
+line=$(write --mib 32 --size 131072 --depth 16)
+echo "   $line"
+[ "$(errors <<<"$line")" = 0 ] || fail "writes to vol-r2 failed"
+[ "$(images)" = 1 ] || fail "the two images of vol-r2 differ after 32 MiB"
+pass "32 MiB written through node 1's port: both copies of vol-r2 are equal"
+
+kill -9 "${pid[$c]}"; wait "${pid[$c]}" 2>/dev/null || true; unset "pid[$c]"
+line=$(write --seconds 4 --size 4096 --depth 8 --random --span-mib 8 --seed 3)
+echo "   $line"
+[ "$(errors <<<"$line")" = 0 ] || fail "writes to vol-r2 failed without its copy"
+for i in $(seq 1 25); do [ "$(copy_link)" = "degraded out-of-sync False" ] && break; sleep 0.2; done
+[ "$(copy_link)" = "degraded out-of-sync False" ] || fail "vol-r2 without its copy: $(copy_link)"
+api 1 GET "/audit?per_page=200" | body | grep -q "volume.copy.out_of_sync" || fail "the mark is not in the audit log"
+pass "$copy killed (kill -9): writes went on (longest wait $(sed -n 's/.*longest \([0-9]*\) ms.*/\1/p' <<<"$line") ms) once the cluster marked the copy out of sync; vol-r2 is degraded"
+
+start "$c"
+ready "$c"
+t0=$(date +%s.%N)
+for i in $(seq 1 300); do [ "$(copy_link)" = "healthy in-sync True" ] && break; sleep 0.2; done
+[ "$(copy_link)" = "healthy in-sync True" ] || fail "vol-r2 did not come back in sync: $(copy_link)"
+insync=$(grep "replica back in sync" "$work/node1.log" | tail -n 1 | sed 's/\x1b\[[0-9;]*m//g')
+copied=$(sed -n 's/.*copied_bytes=\([0-9]*\).*/\1/p' <<<"$insync")
+[ "$(images)" = 1 ] || fail "the two images of vol-r2 differ after the resync"
+echo "   $copy restarted: back in sync after $(since "$t0") s, ${copied:-?} bytes copied (the writes covered 8 MiB of 64 MiB)"
+[ -n "$copied" ] && [ "$copied" -le $((16 << 20)) ] || fail "the resync copied ${copied:-?} bytes, more than the changed part"
+pass "$copy resynced only what changed; vol-r2 is healthy and both images are equal"
+out=$(api 1 DELETE /target-groups/g1/luns/0)
+[ "$(echo "$out" | status)" = 204 ] || fail "detaching vol-r2: $out"
+out=$(api 3 DELETE /volumes/vol-r2)
+[ "$(echo "$out" | status)" = 204 ] || fail "deleting vol-r2: $out"
+for i in $(seq 1 25); do [ -e "$work/data$c/volumes/vol-r2.img" ] || break; sleep 0.2; done
+[ -e "$work/data$c/volumes/vol-r2.img" ] && fail "vol-r2's copy stayed on $copy"
+pass "vol-r2 deleted: its image is gone from $copy too"
 
 # 5. An admin removes node 3 (the leader, as it happens, or not): first it
 # must give up what it holds.

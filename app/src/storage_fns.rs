@@ -68,6 +68,7 @@ pub async fn create_volume(
     name: String,
     size: String,
     block_size: u32,
+    #[server(default)] replicas: Option<u8>,
     #[server(default)] write_cache: String,
     #[server(default)] node: String,
 ) -> Result<(), ApiError> {
@@ -75,7 +76,7 @@ pub async fn create_volume(
         name: name.trim().to_string(),
         size: SizeInput::Text(size),
         block_size,
-        replicas: 1,
+        replicas: replicas.unwrap_or(1),
         write_cache: self::write_cache(write_cache).map_err(ssr::failed)?.unwrap_or_default(),
         node: opt(node),
     }))

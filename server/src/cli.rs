@@ -82,6 +82,12 @@ pub struct ServeArgs {
     /// Without it the node is a cluster of one.
     #[arg(long, value_name = "IP:PORT", env = "PORTICO_CLUSTER_ADDR")]
     pub cluster_addr: Option<SocketAddr>,
+    /// The address this node takes replication streams on from the
+    /// primaries of volumes it keeps copies of (the `replication` traffic
+    /// type): an IP other nodes can dial, and a port. Defaults to the
+    /// cluster address's IP, port 3270.
+    #[arg(long, value_name = "IP:PORT", env = "PORTICO_REPLICATION_ADDR", requires = "cluster_addr")]
+    pub replication_addr: Option<SocketAddr>,
     /// On first start, join the cluster of the member at this cluster
     /// address (https://IP:PORT) instead of creating a cluster.
     #[arg(long, value_name = "URL", requires = "token", requires = "cluster_addr")]
@@ -99,6 +105,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
 }
+
+/// Where a node takes replication streams unless told otherwise.
+const DEFAULT_REPLICATION_PORT: u16 = 3270;
 
 impl ServeArgs {
     /// Whether the dashboard is served over HTTPS: when a certificate is
@@ -123,7 +132,23 @@ impl ServeArgs {
                 "--cluster-addr {address}: give the IP and port other nodes dial to reach this one"
             );
         }
-        Ok(crate::cluster::ClusterOptions { node_name: node_name.to_string(), cluster_addr: self.cluster_addr, join })
+        let replication_addr = match (self.replication_addr, self.cluster_addr) {
+            (Some(address), _) => {
+                anyhow::ensure!(
+                    !address.ip().is_unspecified() && address.port() != 0,
+                    "--replication-addr {address}: give the IP and port other nodes dial to reach this one"
+                );
+                Some(address)
+            }
+            (None, Some(cluster)) => Some(SocketAddr::new(cluster.ip(), DEFAULT_REPLICATION_PORT)),
+            (None, None) => None,
+        };
+        Ok(crate::cluster::ClusterOptions {
+            node_name: node_name.to_string(),
+            cluster_addr: self.cluster_addr,
+            replication_addr,
+            join,
+        })
     }
 }
 

@@ -687,6 +687,7 @@ async fn a_dry_run_refuses_what_the_node_would_and_keeps_nothing() {
             wwn: Some(format!("6{:031x}", 7)),
             serial: Some("PRT00000007".into()),
             node_id: Some(node_id),
+            copies: Vec::new(),
             sealed_secret: None,
         },
     };

@@ -37,7 +37,7 @@ use crate::iscsi::name;
 use crate::iscsi::registry::{AclEntry, Catalog, Registry, TargetEntry};
 use crate::portal::Portal;
 use crate::replication::config::ReplicationNode;
-use crate::replication::control::LocalPlacement;
+use crate::replication::control::{ControlPlane, Placement};
 use crate::replication::server::ReplicaNode;
 use crate::replication::volumes::{self, Copy};
 use crate::scsi::{LogicalUnit, LuCounters, LuSpec, LunMap, ReservationStatus};
@@ -143,7 +143,7 @@ impl Drop for ReplicationRuntime {
 struct Inner {
     registry: Arc<Registry>,
     state: tokio::sync::Mutex<State>,
-    placement: Arc<LocalPlacement>,
+    placement: ControlPlane,
 }
 
 /// The engine handle: cheap to clone, `Send + Sync`.
@@ -176,11 +176,18 @@ fn same_volume(a: &VolumeConfig, b: &VolumeConfig, me: Option<u32>) -> bool {
 /// anew, except on a node that stays a replica: its copy is kept and takes
 /// the new placement, so that work still being applied for the old primary
 /// stays ordered before the new primary's (and the old primary is fenced).
+/// A primary keeps its copy when only the replicas' in-sync marks differ:
+/// it read them when it opened at this epoch and has made every mark since
+/// (with `portico serve` the cluster's state then shows its own marks).
 fn same_placement(a: &VolumeConfig, b: &VolumeConfig, me: Option<u32>) -> bool {
     use crate::replication::config::Role;
     match (&a.replication, &b.replication, me) {
         (x, y, _) if x == y => true,
-        (Some(x), Some(y), Some(me)) => x.role(me) == Ok(Role::Replica) && y.role(me) == Ok(Role::Replica),
+        (Some(x), Some(y), Some(me)) => match (x.role(me), y.role(me)) {
+            (Ok(Role::Replica), Ok(Role::Replica)) => true,
+            (Ok(Role::Primary), Ok(Role::Primary)) => x.without_marks() == y.without_marks(),
+            _ => false,
+        },
         _ => false,
     }
 }
@@ -192,7 +199,7 @@ type Opened = (Arc<LogicalUnit>, Arc<Throttle>, Option<Copy>);
 fn open_volume(
     v: &VolumeConfig,
     replication: Option<&ReplicationNode>,
-    placement: &Arc<LocalPlacement>,
+    placement: &ControlPlane,
     warm: bool,
 ) -> Result<Opened, EngineError> {
     let mut copy = None;
@@ -251,9 +258,16 @@ impl Engine {
             inner: Arc::new(Inner {
                 registry: Registry::new(),
                 state: Default::default(),
-                placement: Arc::new(LocalPlacement::default()),
+                placement: ControlPlane::default(),
             }),
         }
+    }
+
+    /// Puts the cluster's control plane over this node's own marks of
+    /// replicas (`portico serve`); set once, before the first `apply`.
+    /// False if one was set already.
+    pub fn set_control_plane(&self, above: Arc<dyn Placement>) -> bool {
+        self.inner.placement.set_above(above)
     }
 
     /// Reconciles the running engine to `config`, or changes nothing and

@@ -140,7 +140,9 @@ pub struct VolumeView {
     pub thin: bool,
     pub iops_limit: Option<u64>,
     pub mbps_limit: Option<u64>,
-    /// `healthy`, `degraded`, `resyncing` or `offline`.
+    /// `healthy`; `degraded` (a copy is out of sync), `resyncing` (one is
+    /// catching up), `suspended` (writes wait for copies in sync) or
+    /// `offline` (its primary's engine does not serve it).
     pub state: String,
     /// The target group it is attached to, and as which LUN.
     pub attached_to: Option<String>,
@@ -151,8 +153,28 @@ pub struct VolumeView {
     /// The write cache (WCE) initiators see now; absent while the engine
     /// does not serve the volume.
     pub wce: Option<bool>,
-    /// The node that holds its data.
+    /// The node that holds its data (its primary copy, when it has several).
     pub node: String,
+    /// Its other copies, on other nodes.
+    #[serde(default)]
+    pub copies: Vec<VolumeCopy>,
+}
+
+/// A copy of a replicated volume on another node than its primary's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct VolumeCopy {
+    pub node: String,
+    /// Whether the cluster counts it as holding every acknowledged write.
+    pub in_sync: bool,
+    /// What the primary's engine says of it now (`in-sync`, `failing`,
+    /// `out-of-sync`, `resyncing`, `catching-up`); absent when the primary
+    /// could not be asked.
+    pub link: Option<String>,
+    /// While it resyncs: bytes copied and left, and bytes a second.
+    pub copied_bytes: u64,
+    pub left_bytes: u64,
+    pub resync_rate: u64,
 }
 
 /// Everything the volumes page draws, in one answer: the volumes, and the

@@ -7,7 +7,7 @@ use super::reservations::ReservationsCard;
 use crate::chart::LiveActivity;
 use crate::components::{ActionError, Badge, ErrorBanner, FieldMessage, JsonForm};
 use crate::format;
-use crate::model::storage::{format_size, VolumeView, VolumesPageData, WriteCache};
+use crate::model::storage::{format_size, VolumeCopy, VolumeView, VolumesPageData, WriteCache};
 use crate::model::{Me, Role};
 use crate::storage_fns::{get_volumes_page, CreateVolume, DeleteVolume, UpdateVolume};
 
@@ -106,6 +106,13 @@ fn NewVolumeForm(create: ServerAction<CreateVolume>, nodes: Vec<String>) -> impl
                         {nodes.into_iter().map(|n| view! { <option value=n.clone()>{n.clone()}</option> }).collect_view()}
                     </select>
                     <FieldMessage value=create.value() field="node"/></label>
+                <label>"Copies"
+                    <select name="replicas" aria-label="Copies">
+                        <option value="1">"1: on one node"</option>
+                        <option value="2">"2: written synchronously to two nodes"</option>
+                        <option value="3">"3: written synchronously to three nodes"</option>
+                    </select>
+                    <FieldMessage value=create.value() field="replicas"/></label>
                 <WriteCacheChoice current=None/>
                 <FieldMessage value=create.value() field="write_cache"/>
                 <div class="form-actions"><button type="submit" class="btn btn-primary">"Create volume"</button></div>
@@ -150,7 +157,11 @@ fn VolumeRow(
             <td class="nowrap">{format_size(v.size)}</td>
             <td>{v.block_size}</td>
             <td><Badge kind=state_kind text=v.state.clone()/></td>
-            <td data-testid="volume-node">{v.node.clone()}</td>
+            <td data-testid="volume-node">
+                {v.node.clone()}
+                {(!v.copies.is_empty()).then(|| view! { <span class="muted small">" (primary)"</span> })}
+                {v.copies.iter().map(|c| view! { <CopyLine copy=c.clone()/> }).collect_view()}
+            </td>
             <td>{attached}</td>
             <td class="nowrap" data-testid="write-cache">
                 {v.write_cache.as_str()}
@@ -195,6 +206,27 @@ fn VolumeRow(
         </tr>
     }
     .into_any()
+}
+
+/// One other copy of a replicated volume: its node, and how it stands.
+#[component]
+fn CopyLine(copy: VolumeCopy) -> impl IntoView {
+    let how = match (copy.link.as_deref(), copy.in_sync) {
+        (Some("resyncing" | "catching-up"), _) if copy.copied_bytes + copy.left_bytes > 0 => format!(
+            "resyncing: {} of {} copied, {}/s",
+            format_size(copy.copied_bytes),
+            format_size(copy.copied_bytes + copy.left_bytes),
+            format_size(copy.resync_rate)
+        ),
+        (Some(link), _) => link.replace('-', " "),
+        (None, true) => "in sync".into(),
+        (None, false) => "out of sync".into(),
+    };
+    view! {
+        <div class="small" data-testid="volume-copy" data-node=copy.node.clone()>
+            {copy.node.clone()} <span class="muted">" · " {how}</span>
+        </div>
+    }
 }
 
 /// The write-cache policy as a choice, with what each costs on a power cut

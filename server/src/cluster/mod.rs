@@ -74,6 +74,8 @@ const ADDRESS_TELLING: Duration = Duration::from_secs(60);
 pub struct ClusterOptions {
     pub node_name: String,
     pub cluster_addr: Option<SocketAddr>,
+    /// Where this node takes replication streams (none for a cluster of one).
+    pub replication_addr: Option<SocketAddr>,
     pub join: Option<JoinOptions>,
 }
 

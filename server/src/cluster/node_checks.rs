@@ -6,7 +6,9 @@
 //!   goes where there is most room (CLUSTER.md §1, volume placement);
 //! - `/cluster/dry-run`: a proposal tried against its copy of the state and
 //!   checked against what only it knows (its caps, its disks, files left
-//!   over from a volume of the same name), then rolled back.
+//!   over from a volume of the same name), then rolled back;
+//! - `/cluster/replication`: how the volumes it is primary of stand with
+//!   their replicas now (links, resync progress), for the Volumes page.
 //!
 //! The storage layer answers both through [`NodeChecks`]; the routes serve
 //! members only, and a node whose storage is not up yet answers 503.
@@ -28,6 +30,8 @@ use crate::storage::proposal::Proposal;
 
 /// How long a member has to say how much room it has.
 const CAPACITY_DEADLINE: Duration = Duration::from_secs(2);
+/// How long a member has to say how its replicated volumes stand.
+const REPLICATION_DEADLINE: Duration = Duration::from_secs(2);
 /// How long a member has for a dry run.
 const DRY_RUN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -39,6 +43,28 @@ pub trait NodeChecks: Send + Sync {
     /// Tries `proposal` here and rolls it back: the refusal, or the note
     /// for the audit (a thin volume's over-provisioning).
     async fn dry_run(&self, proposal: Proposal) -> Result<Option<String>, ApiError>;
+    /// The volumes this node is the primary of, with their replicas now.
+    async fn replication(&self) -> Vec<PrimaryReport>;
+}
+
+/// A replicated volume as its primary's engine sees it now.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PrimaryReport {
+    pub volume: String,
+    pub epoch: u64,
+    /// Writes wait for lack of copies in sync.
+    pub suspended: bool,
+    pub replicas: Vec<ReplicaReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicaReport {
+    /// The replica's node id.
+    pub node: u32,
+    pub state: String,
+    pub copied_bytes: u64,
+    pub left_bytes: u64,
+    pub resync_rate: u64,
 }
 
 /// Where the routes find this node's storage once it is up.
@@ -60,9 +86,14 @@ async fn dry_run(
     Ok(Json(checks(&slot)?.dry_run(proposal).await))
 }
 
+async fn replication(State(slot): State<Slot>, _member: FromMember) -> Result<Json<Vec<PrimaryReport>>, ApiFailure> {
+    Ok(Json(checks(&slot)?.replication().await))
+}
+
 pub(super) fn routes(slot: Slot) -> Router {
     Router::new()
         .route("/cluster/capacity", post(capacity))
+        .route("/cluster/replication", post(replication))
         .layer(DefaultBodyLimit::max(16 << 10))
         .merge(Router::new().route("/cluster/dry-run", post(dry_run)).layer(DefaultBodyLimit::max(1 << 20)))
         .with_state(slot)
@@ -82,6 +113,15 @@ impl Cluster {
     pub async fn ask_capacity(&self, node: &str, address: &str) -> Result<StorageCapacity, ApiError> {
         let client = self.client()?;
         client.call(address, "/cluster/capacity", &(), CAPACITY_DEADLINE).await.map_err(|e| unreachable(node, e))
+    }
+
+    /// How the volumes node `node` (at cluster address `address`) is the
+    /// primary of stand with their replicas.
+    pub async fn ask_replication(&self, node: &str, address: &str) -> Result<Vec<PrimaryReport>, ApiError> {
+        let client = self.client()?;
+        client.call(address, "/cluster/replication", &(), REPLICATION_DEADLINE).await.map_err(|e| {
+            ApiError::new(503, format!("Node {node} could not be asked how its replicated volumes stand ({e})."))
+        })
     }
 
     /// A dry run of `proposal` on node `node`, at cluster address `address`.

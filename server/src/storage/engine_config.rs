@@ -20,6 +20,7 @@ use target_engine::config::{
     AclEntry, AluaState, BackendKind, ChapConfig, ChapMode, EngineConfig, PeerPortGroup, PeerTarget, Size,
     TargetConfig, VolumeConfig, WriteCache as EngineWriteCache,
 };
+use target_engine::replication::config::{ReplicaPlacement, ReplicationNode, VolumePlacement};
 
 use super::paths::{engine_state, path_state};
 use super::secret_box::SecretBox;
@@ -39,8 +40,9 @@ impl From<super::columns::Damaged> for DeriveError {
     }
 }
 
-/// id, name, size, block size, WWN, serial, IOPS limit, MB/s limit, write-cache policy.
-type VolumeRow = (i64, String, i64, i64, String, String, Option<i64>, Option<i64>, String);
+/// id, name, size, block size, WWN, serial, IOPS limit, MB/s limit,
+/// write-cache policy, the primary's node, epoch.
+type VolumeRow = (i64, String, i64, i64, String, String, Option<i64>, Option<i64>, String, i64, i64);
 
 /// A CHAP setting as stored: mode, CHAP secret and user, mutual secret and user.
 type ChapRow = (Option<String>, Option<Vec<u8>>, Option<String>, Option<Vec<u8>>, Option<String>);
@@ -101,7 +103,7 @@ fn chap_config(
 /// its data is here (`data_dir`), a remote unit (exported standby only)
 /// when another node holds it (`None`).
 fn volume_config(row: VolumeRow, data_dir: Option<&Path>) -> Result<VolumeConfig, DeriveError> {
-    let (_, name, size, block_size, wwn, serial, iops_limit, mbps_limit, write_cache) = row;
+    let (_, name, size, block_size, wwn, serial, iops_limit, mbps_limit, write_cache, _, _) = row;
     let write_cache = match WriteCache::parse(&write_cache) {
         Some(WriteCache::WriteThrough) => EngineWriteCache::WriteThrough,
         Some(WriteCache::WriteBack) => EngineWriteCache::WriteBack,
@@ -124,14 +126,14 @@ fn volume_config(row: VolumeRow, data_dir: Option<&Path>) -> Result<VolumeConfig
         mbps_limit: mbps_limit.map(|v| v as u64),
         reservations: true,
         write_cache,
-        // One copy until the cluster control plane places replicas.
+        // Set by `derive` for a volume with copies on several nodes.
         replication: None,
         peer_port_groups: Vec::new(),
     })
 }
 
 const VOLUME_COLUMNS: &str =
-    "v.id, v.name, v.size, v.block_size, v.wwn, v.serial, v.iops_limit, v.mbps_limit, v.write_cache";
+    "v.id, v.name, v.size, v.block_size, v.wwn, v.serial, v.iops_limit, v.mbps_limit, v.write_cache, v.node_id, v.epoch";
 
 pub async fn derive(
     conn: &mut SqliteConnection,
@@ -139,21 +141,23 @@ pub async fn derive(
     data_dir: &Path,
     secrets: &SecretBox,
 ) -> Result<EngineConfig, DeriveError> {
-    let volumes: Vec<VolumeRow> =
-        sqlx::query_as(&format!("SELECT {VOLUME_COLUMNS} FROM volumes v WHERE v.node_id = ? ORDER BY v.name"))
-            .bind(node_id)
-            .fetch_all(&mut *conn)
-            .await?;
+    // Every volume with a copy here: its primary's and the others.
+    let volumes: Vec<VolumeRow> = sqlx::query_as(&format!(
+        "SELECT {VOLUME_COLUMNS} FROM volumes v WHERE v.node_id = ?1 \
+         OR v.id IN (SELECT volume_id FROM volume_copies WHERE node_id = ?1) ORDER BY v.name"
+    ))
+    .bind(node_id)
+    .fetch_all(&mut *conn)
+    .await?;
     // The volumes another node holds that a target here exports: standby
     // here, so that every port of the group reports the same port groups.
     let remote: Vec<VolumeRow> = sqlx::query_as(&format!(
         "SELECT DISTINCT {VOLUME_COLUMNS} FROM volumes v JOIN luns l ON l.volume_id = v.id \
          JOIN targets t ON t.group_id = l.group_id JOIN target_groups g ON g.id = t.group_id \
          JOIN nodes n ON n.id = t.node_id \
-         WHERE t.node_id = ? AND v.node_id <> ? AND g.state = 'running' AND n.state <> 'maintenance' \
-         ORDER BY v.name"
+         WHERE t.node_id = ?1 AND v.node_id <> ?1 AND g.state = 'running' AND n.state <> 'maintenance' \
+         AND v.id NOT IN (SELECT volume_id FROM volume_copies WHERE node_id = ?1) ORDER BY v.name"
     ))
-    .bind(node_id)
     .bind(node_id)
     .fetch_all(&mut *conn)
     .await?;
@@ -161,11 +165,18 @@ pub async fn derive(
     let mut config = EngineConfig::default();
     let held_here = volumes.into_iter().map(|row| (row, Some(data_dir)));
     for (row, data_dir) in held_here.chain(remote.into_iter().map(|row| (row, None))) {
-        let id = row.0;
+        let (id, primary, epoch) = (row.0, row.9, row.10);
         let mut volume = volume_config(row, data_dir)?;
+        if data_dir.is_some() {
+            volume.replication = placement(conn, id, primary, epoch).await?;
+        }
         volume.peer_port_groups = peer_port_groups(conn, id, node_id).await?;
         volume_names.insert(id, volume.name.clone());
         config.volumes.push(volume);
+    }
+
+    if config.volumes.iter().any(|v| v.replication.is_some()) {
+        config.replication = Some(replication_node(conn, node_id, data_dir).await?);
     }
 
     let discovery: ChapRow = sqlx::query_as(
@@ -258,6 +269,63 @@ pub async fn derive(
     config.discovery.peer_targets = peer_targets(conn, node_id).await?;
     Ok(config)
 }
+
+/// Where the copies of volume `volume_id` are, if it has more than one:
+/// its primary on node `primary` at `epoch`, and each other copy with its
+/// node's replication address and whether the primary counts it in sync.
+/// Node ids are the replicas' ids in the engine (the same on every node).
+async fn placement(
+    conn: &mut SqliteConnection,
+    volume_id: i64,
+    primary: i64,
+    epoch: i64,
+) -> Result<Option<VolumePlacement>, DeriveError> {
+    let copies: Vec<(i64, bool, String, Option<String>)> = sqlx::query_as(
+        "SELECT c.node_id, c.in_sync, n.name, n.replication_addr FROM volume_copies c \
+         JOIN nodes n ON n.id = c.node_id WHERE c.volume_id = ? ORDER BY c.node_id",
+    )
+    .bind(volume_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    if copies.is_empty() {
+        return Ok(None);
+    }
+    let mut replicas = Vec::new();
+    for (node, in_sync, name, address) in copies {
+        let address = replication_address(&name, address)?;
+        replicas.push(ReplicaPlacement { node: node as u32, address, in_sync });
+    }
+    Ok(Some(VolumePlacement { epoch: epoch as u64, primary: primary as u32, min_in_sync: 1, replicas }))
+}
+
+fn replication_address(node: &str, address: Option<String>) -> Result<SocketAddr, DeriveError> {
+    let address = address.ok_or_else(|| DeriveError::Damaged(format!("node {node} has no replication address")))?;
+    address.parse().map_err(|e| DeriveError::Damaged(format!("replication address of {node}: {e}")))
+}
+
+/// This node's part in replication, for a node that keeps a copy of a
+/// replicated volume.
+async fn replication_node(
+    conn: &mut SqliteConnection,
+    node_id: i64,
+    data_dir: &Path,
+) -> Result<ReplicationNode, DeriveError> {
+    let (name, address): (String, Option<String>) =
+        sqlx::query_as("SELECT name, replication_addr FROM nodes WHERE id = ?")
+            .bind(node_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(ReplicationNode {
+        node: node_id as u32,
+        listen: replication_address(&name, address)?,
+        cluster: "portico".into(),
+        key_file: super::replication::key_file(data_dir),
+        resync_mbps: RESYNC_MBPS,
+    })
+}
+
+/// What resyncing one volume may take of the disks and the network, MB/s.
+const RESYNC_MBPS: u64 = 200;
 
 /// The port groups on other nodes that export volume `volume_id` (the
 /// running targets of its group there), each in the state the cluster
@@ -422,5 +490,80 @@ mod tests {
         let v = config.volumes.iter().find(|v| v.name == "v").unwrap();
         assert_eq!(v.peer_port_groups.len(), 1);
         assert!(derive(&mut conn, 3, dir.path(), &secrets).await.unwrap().targets.is_empty());
+    }
+
+    /// CLUSTER.md §2: a volume with its primary on node 1 and a copy on
+    /// node 2, exported by a group with a target on each of three nodes.
+    /// Nodes 1 and 2 keep a copy (File, with the same placement), node 3
+    /// none (a remote unit); a mark made at the volume's epoch reaches the
+    /// placement, one made at another epoch is refused.
+    #[tokio::test]
+    async fn a_replicated_volume_derives_a_copy_on_each_of_its_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(dir.path()).await.unwrap();
+        let secrets = SecretBox::open_or_create(dir.path()).unwrap();
+        let limits = Limits::default();
+        let here = |node_id| Here { node_id, secrets: &secrets, limits: &limits, data_dir: dir.path() };
+        for n in 1..=3 {
+            let interfaces = BTreeMap::from([("eth0".to_string(), vec![format!("10.0.0.{n}")])]);
+            let member =
+                proposal::Membership { replication_addr: Some(format!("10.0.1.{n}:3270")), ..Default::default() };
+            commit(&pool, &here(n), Change::RegisterNode { name: format!("n{n}"), interfaces, member }).await;
+        }
+        let create = storage(json!({"command": "create_volume", "name": "r", "size": "64MiB", "replicas": 2}));
+        let mut proposal = proposal::decide(create, &here(1)).unwrap();
+        proposal.decided.node_id = Some(1);
+        proposal.decided.copies = vec![2];
+        let mut tx = pool.begin().await.unwrap();
+        commands::apply(proposal, &mut tx).await.unwrap();
+        tx.commit().await.unwrap();
+        let targets: Vec<_> =
+            (1..=3).map(|n| json!({"node": format!("n{n}"), "portals": [format!("10.0.0.{n}")]})).collect();
+        commit(&pool, &here(1), storage(json!({"command": "create_target_group", "name": "g", "targets": targets})))
+            .await;
+        commit(&pool, &here(1), storage(json!({"command": "attach_volume", "group": "g", "lun": {"volume": "r"}})))
+            .await;
+
+        let mut conn = pool.acquire().await.unwrap();
+        let mut placements = Vec::new();
+        for n in 1..=3 {
+            let config = derive(&mut conn, n, dir.path(), &secrets).await.unwrap();
+            config.validate().unwrap_or_else(|e| panic!("node {n}: {e}"));
+            let v = config.volumes.iter().find(|v| v.name == "r").unwrap();
+            let state = config.targets[0].alua_state(0);
+            match n {
+                3 => {
+                    assert_eq!((v.backend, state), (BackendKind::Remote, AluaState::Standby));
+                    assert!(v.replication.is_none() && config.replication.is_none(), "node 3 keeps no copy");
+                }
+                _ => {
+                    assert_eq!(v.backend, BackendKind::File, "node {n} keeps a copy");
+                    let expected = if n == 1 { AluaState::ActiveOptimized } else { AluaState::Standby };
+                    assert_eq!(state, expected, "node {n}");
+                    let node = config.replication.as_ref().expect("node {n} takes part in replication");
+                    assert_eq!((node.node, node.listen.to_string()), (n as u32, format!("10.0.1.{n}:3270")));
+                    assert_eq!(node.key_file, crate::storage::replication::key_file(dir.path()));
+                    placements.push(v.replication.clone().expect("a placement"));
+                }
+            }
+        }
+        assert_eq!(placements[0], placements[1], "both copies see the same placement");
+        let p = &placements[0];
+        assert_eq!((p.epoch, p.primary, p.replicas.len()), (1, 1, 1));
+        assert_eq!((p.replicas[0].node, p.replicas[0].in_sync), (2, true));
+        assert_eq!(p.replicas[0].address.to_string(), "10.0.1.2:3270");
+
+        let mark = |epoch, in_sync| Change::MarkCopy { volume: "r".into(), epoch, node_id: 2, in_sync };
+        let mut tx = pool.begin().await.unwrap();
+        let stale = commands::apply(proposal::decide(mark(2, false), &here(1)).unwrap(), &mut tx).await;
+        assert_eq!(stale.err().map(|e| e.status), Some(409), "a mark at another epoch is refused");
+        commands::apply(proposal::decide(mark(1, false), &here(1)).unwrap(), &mut tx).await.unwrap();
+        tx.commit().await.unwrap();
+        let config = derive(&mut conn, 1, dir.path(), &secrets).await.unwrap();
+        let v = config.volumes.iter().find(|v| v.name == "r").unwrap();
+        assert!(!v.replication.as_ref().unwrap().replicas[0].in_sync);
+        let views = crate::storage::views::volumes(&pool, Some("r")).await.unwrap();
+        assert_eq!(views[0].state, "degraded");
+        assert_eq!(views[0].copies.len(), 1);
     }
 }

@@ -30,6 +30,7 @@ mod privileges;
 pub mod proposal;
 pub mod quotas;
 pub mod replicated;
+mod replication;
 pub mod secret_box;
 mod session_settings;
 pub mod stats;
@@ -111,10 +112,17 @@ fn file_error(e: volume_files::VolumeFileError) -> ApiError {
 
 /// Registers (or refreshes) this node and its interfaces' addresses through
 /// the cluster, as any other change. Returns the node's id.
-async fn register_node(cluster: &Cluster, pool: &SqlitePool, name: &str, secrets: &SecretBox) -> anyhow::Result<i64> {
+async fn register_node(
+    cluster: &Cluster,
+    pool: &SqlitePool,
+    name: &str,
+    secrets: &SecretBox,
+    replication_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<i64> {
     let member = proposal::Membership {
         raft_id: Some(cluster.node_id()),
         cluster_addr: cluster.cluster_address().map(|(a, _)| a.to_string()),
+        replication_addr: replication_addr.map(|a| a.to_string()),
     };
     let change =
         Change::RegisterNode { name: name.to_string(), interfaces: nodes::local_interface_addresses(), member };
@@ -144,7 +152,12 @@ impl Storage {
         let cluster = Cluster::start(&data_dir, pool.clone(), &cluster_options).await?;
         let secrets = SecretBox::open_or_create(&data_dir)?;
         crate::data_dir::private_dir(&volume_files::volumes_dir(&data_dir))?;
-        let node_id = register_node(&cluster, &pool, &node_name, &secrets).await?;
+        replication::install_key(&data_dir)?;
+        let marks = replication::ClusterMarks { cluster: cluster.clone(), pool: pool.clone() };
+        if !engine.set_control_plane(std::sync::Arc::new(marks)) {
+            anyhow::bail!("the engine has a control plane already");
+        }
+        let node_id = register_node(&cluster, &pool, &node_name, &secrets, cluster_options.replication_addr).await?;
         let activity = std::sync::Arc::new(stats::ActivityLog::default());
         stats::spawn_sampler(engine.clone(), std::sync::Arc::downgrade(&activity));
         let storage = Storage {
@@ -265,31 +278,39 @@ impl Storage {
         let _one_at_a_time = self.apply_lock.lock().await;
         let here = self.here();
         let placed = match &command {
-            Command::CreateVolume(v) => match self.place_volume(v).await {
-                Ok(node) => Some(node),
-                Err(e) => return self.failed(caller, action, &object, e).await,
-            },
+            Command::CreateVolume(v) => {
+                let placed = match self.place_volume(v).await {
+                    Ok(node) => node,
+                    Err(e) => return self.failed(caller, action, &object, e).await,
+                };
+                match self.place_copies(v, &placed).await {
+                    Ok(copies) => Some((placed, copies)),
+                    Err(e) => return self.failed(caller, action, &object, e).await,
+                }
+            }
             _ => None,
         };
         let mut proposal = match proposal::decide(Change::Storage(command), &here) {
             Ok(proposal) => proposal,
             Err(e) => return self.failed(caller, action, &object, e).await,
         };
-        if let Some(node) = &placed {
+        if let Some((node, copies)) = &placed {
             proposal.decided.node_id = Some(node.id);
+            proposal.decided.copies = copies.iter().map(|c| c.id).collect();
         }
-        // A change that takes space on another node is that node's to judge.
-        let elsewhere = match self.node_concerned(&proposal).await {
-            Ok(node) => node,
+        // A change that takes space on other nodes is theirs to judge.
+        let concerned = match self.nodes_concerned(&proposal).await {
+            Ok(nodes) => nodes,
             Err(e) => return self.failed(caller, action, &object, e).await,
         };
-        let judged_there = match &elsewhere {
-            Some(node) => match self.dry_run_on(node, &proposal).await {
-                Ok(note) => Some(note),
+        let mut notes = Vec::new();
+        for node in concerned.iter().filter(|n| n.id != self.node_id) {
+            match self.dry_run_on(node, &proposal).await {
+                Ok(note) => notes.extend(note),
                 Err(e) => return self.failed(caller, action, &object, e).await,
-            },
-            None => None,
-        };
+            }
+        }
+        let concerns_here = concerned.is_empty() || concerned.iter().any(|n| n.id == self.node_id);
         // The dry run reads, then writes: it takes the write lock at once,
         // so that another connection's write cannot fail it midway.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
@@ -300,27 +321,28 @@ impl Storage {
                 return self.failed(caller, action, &object, e).await;
             }
         };
-        let judged = match judged_there {
-            Some(note) => Ok(note),
-            None => proposal::check_here(&proposal, &mut tx, &here).await,
+        let judged = match concerns_here {
+            true => proposal::check_here(&proposal, &mut tx, &here).await,
+            false => Ok(None),
         };
         // The image of a volume placed elsewhere is made there, when its
         // engine takes the committed change.
-        if elsewhere.is_some() {
+        if !concerns_here {
             effects.create_image = None;
         }
         match judged {
-            Ok(None) => {}
-            Ok(Some(note)) => {
-                effects.detail = Some(match effects.detail.take() {
-                    Some(detail) => format!("{detail}; {note}"),
-                    None => note,
-                })
-            }
+            Ok(note) => notes.extend(note),
             Err(e) => {
                 discard(tx).await;
                 return self.failed(caller, action, &object, e).await;
             }
+        }
+        if !notes.is_empty() {
+            notes.dedup();
+            effects.detail = Some(match effects.detail.take() {
+                Some(detail) => format!("{detail}; {}", notes.join("; ")),
+                None => notes.join("; "),
+            })
         }
         if let Some((name, size)) = &effects.create_image {
             if let Err(e) = volume_files::create(&self.data_dir, name, *size) {
@@ -599,9 +621,11 @@ impl Storage {
     }
 
     /// Volumes as stored, with the write cache their initiators see now;
-    /// one the engine does not serve reads as offline.
+    /// one the engine does not serve reads as offline; a replicated one
+    /// with its replicas as its primary sees them.
     async fn volume_views(&self, name: Option<&str>) -> Result<Vec<VolumeView>, ApiError> {
         let mut volumes = views::volumes(&self.pool, name).await.map_err(db_error)?;
+        self.add_replication_reports(&mut volumes).await?;
         let offline = self.offline_volumes();
         let wce: std::collections::BTreeMap<String, bool> =
             self.engine.write_caches().await.into_iter().map(|(n, _, wce)| (n, wce)).collect();

@@ -20,7 +20,7 @@ use portico_app::model::StorageCapacity;
 
 use super::proposal::{self, Change, Proposal};
 use super::{commands, db_error, discard, volume_files, Storage};
-use crate::cluster::node_checks::NodeChecks;
+use crate::cluster::node_checks::{NodeChecks, PrimaryReport};
 
 /// A node that a change concerns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,16 +68,22 @@ impl Storage {
         Ok(self.node_ref(id, name, address))
     }
 
-    /// Where new volume `v` goes (see the module's documentation).
-    pub(super) async fn place_volume(&self, v: &NewVolume) -> Result<NodeRef, ApiError> {
-        if let Some(name) = &v.node {
-            return self.named_node(name).await;
-        }
-        let rows: Vec<(i64, String, Option<String>)> =
-            sqlx::query_as("SELECT id, name, cluster_addr FROM nodes WHERE state = 'online' ORDER BY name")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_error)?;
+    /// Online nodes (not in maintenance) but `except`, each with what it
+    /// could still give; a node that does not answer is passed over.
+    async fn measure_online(
+        &self,
+        except: Option<i64>,
+        with_replication: bool,
+    ) -> Result<Vec<(NodeRef, StorageCapacity)>, ApiError> {
+        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT id, name, cluster_addr FROM nodes WHERE state = 'online' AND id <> ? \
+             AND (? = 0 OR replication_addr IS NOT NULL) ORDER BY name",
+        )
+        .bind(except.unwrap_or(0))
+        .bind(with_replication)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
         let asked = rows.into_iter().map(|(id, name, address)| {
             let node = self.node_ref(id, name, address);
             async move {
@@ -94,33 +100,81 @@ impl Storage {
                 }
             }
         });
-        let measured = futures_util::future::join_all(asked).await.into_iter().flatten().collect();
+        Ok(futures_util::future::join_all(asked).await.into_iter().flatten().collect())
+    }
+
+    /// Where new volume `v` goes (see the module's documentation).
+    pub(super) async fn place_volume(&self, v: &NewVolume) -> Result<NodeRef, ApiError> {
+        if let Some(name) = &v.node {
+            return self.named_node(name).await;
+        }
+        let measured = self.measure_online(None, v.replicas > 1).await?;
         // With no candidate (every node offline or in maintenance), the
         // volume is offered to this node, whose refusal says why.
         Ok(roomiest(measured).unwrap_or_else(|| self.node_ref(self.node_id, self.node_name.clone(), None)))
     }
 
-    /// The node other than this one that `command` takes space on, if any.
-    pub(super) async fn node_concerned(&self, proposal: &Proposal) -> Result<Option<NodeRef>, ApiError> {
-        let id = match &proposal.change {
-            Change::Storage(Command::CreateVolume(_)) => proposal.decided.node_id,
+    /// Where the other copies of new volume `v` go, its primary on
+    /// `primary`: the online nodes with a replication address and the most
+    /// room, one copy each.
+    pub(super) async fn place_copies(&self, v: &NewVolume, primary: &NodeRef) -> Result<Vec<NodeRef>, ApiError> {
+        let wanted = usize::from(v.replicas.saturating_sub(1));
+        let (nodes,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM nodes").fetch_one(&self.pool).await.map_err(db_error)?;
+        // Too many copies for the cluster (or for any volume): the command's
+        // own checks say so.
+        if wanted == 0 || wanted > 2 || wanted as i64 >= nodes {
+            return Ok(Vec::new());
+        }
+        let mut measured = self.measure_online(Some(primary.id), true).await?;
+        measured.sort_by(|(a, ca), (b, cb)| room(cb).cmp(&room(ca)).then_with(|| a.name.cmp(&b.name)));
+        if measured.len() < wanted {
+            return Err(ApiError::invalid_field(
+                "replicas",
+                format!(
+                    "{} copies need {wanted} online node(s) besides {} with a replication address and room; {} answered.",
+                    v.replicas,
+                    primary.name,
+                    measured.len()
+                ),
+            ));
+        }
+        Ok(measured.into_iter().take(wanted).map(|(n, _)| n).collect())
+    }
+
+    /// The nodes `proposal` takes space on (each copy of a new or grown
+    /// volume), this one included; empty for a change that takes none.
+    pub(super) async fn nodes_concerned(&self, proposal: &Proposal) -> Result<Vec<NodeRef>, ApiError> {
+        let ids: Vec<i64> = match &proposal.change {
+            Change::Storage(Command::CreateVolume(_)) => {
+                proposal.decided.node_id.into_iter().chain(proposal.decided.copies.iter().copied()).collect()
+            }
             Change::Storage(Command::UpdateVolume { name, patch }) if patch.size.is_some() => {
-                let row: Option<(i64,)> = sqlx::query_as("SELECT node_id FROM volumes WHERE name = ?")
-                    .bind(name)
+                let rows: Vec<(i64,)> = sqlx::query_as(
+                    "SELECT node_id FROM volumes WHERE name = ?1 UNION \
+                     SELECT c.node_id FROM volume_copies c JOIN volumes v ON v.id = c.volume_id WHERE v.name = ?1",
+                )
+                .bind(name)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+                rows.into_iter().map(|(id,)| id).collect()
+            }
+            _ => Vec::new(),
+        };
+        let mut nodes = Vec::new();
+        for id in ids {
+            let row: Option<(String, Option<String>)> =
+                sqlx::query_as("SELECT name, cluster_addr FROM nodes WHERE id = ?")
+                    .bind(id)
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(db_error)?;
-                row.map(|(id,)| id)
+            if let Some((name, address)) = row {
+                nodes.push(self.node_ref(id, name, address));
             }
-            _ => None,
-        };
-        let Some(id) = id.filter(|id| *id != self.node_id) else { return Ok(None) };
-        let row: Option<(String, Option<String>)> = sqlx::query_as("SELECT name, cluster_addr FROM nodes WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
-        Ok(row.map(|(name, address)| self.node_ref(id, name, address)))
+        }
+        Ok(nodes)
     }
 
     /// `proposal` tried on `node`, which it concerns.
@@ -139,6 +193,10 @@ impl Storage {
 impl NodeChecks for Storage {
     async fn capacity(&self) -> Result<StorageCapacity, ApiError> {
         Storage::capacity(self).await
+    }
+
+    async fn replication(&self) -> Vec<PrimaryReport> {
+        self.primary_reports().await
     }
 
     async fn dry_run(&self, proposal: Proposal) -> Result<Option<String>, ApiError> {

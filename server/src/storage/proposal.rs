@@ -60,6 +60,10 @@ pub enum Change {
     /// Audit records a node wrote, shared with the cluster in the order it
     /// wrote them. `origin` is the node's Raft id.
     ShareAudit { origin: u64, node: String, records: Vec<SharedAuditRecord> },
+    /// A volume's primary marks one of its other copies out of sync (it
+    /// missed writes) or back in sync (resynced), if the volume's epoch is
+    /// still `epoch`: a compare-and-set (CLUSTER.md §2).
+    MarkCopy { volume: String, epoch: u64, node_id: i64, in_sync: bool },
 }
 
 /// One audit record as its node shares it: `seq` is its id in that node's
@@ -160,6 +164,9 @@ pub struct Membership {
     pub raft_id: Option<u64>,
     /// The address it serves the cluster channel on (IP:PORT).
     pub cluster_addr: Option<String>,
+    /// The address it takes replication streams on (IP:PORT).
+    #[serde(default)]
+    pub replication_addr: Option<String>,
 }
 
 impl Change {
@@ -176,6 +183,8 @@ impl Change {
             Change::SetNodeState { online: false, .. } => "node.offline",
             Change::AdmitNode { .. } => "cluster.node.admit",
             Change::ShareAudit { .. } => "audit.share",
+            Change::MarkCopy { in_sync: true, .. } => "volume.copy.in_sync",
+            Change::MarkCopy { in_sync: false, .. } => "volume.copy.out_of_sync",
         }
     }
 
@@ -192,6 +201,7 @@ impl Change {
             }
             Change::CreateJoinToken { id, .. } | Change::RevokeJoinToken { id } => format!("join-token/{id}"),
             Change::Users(u) => u.object(),
+            Change::MarkCopy { volume, .. } => format!("volume/{volume}"),
         }
     }
 }
@@ -205,8 +215,11 @@ pub struct Decided {
     pub wwn: Option<String>,
     /// A new volume's unit serial number.
     pub serial: Option<String>,
-    /// The node that holds a new volume.
+    /// The node that holds a new volume (its primary copy).
     pub node_id: Option<i64>,
+    /// The nodes that hold a new volume's other copies.
+    #[serde(default)]
+    pub copies: Vec<i64>,
     /// A CHAP secret sealed with the cluster's key; its clear text is
     /// blanked in the command.
     pub sealed_secret: Option<Vec<u8>>,
@@ -288,7 +301,12 @@ pub async fn check_here(proposal: &Proposal, tx: &mut Tx<'_>, here: &Here<'_>) -
     match command {
         Command::CreateVolume(_) => {
             quotas::ensure_within(tx, limits, Counted::Volumes).await?;
-            space(tx, proposal.decided.node_id.unwrap_or(here.node_id), here).await
+            // Run on each node that takes a copy, for its own disk.
+            let node = match proposal.decided.copies.contains(&here.node_id) {
+                true => here.node_id,
+                false => proposal.decided.node_id.unwrap_or(here.node_id),
+            };
+            space(tx, node, here).await
         }
         Command::UpdateVolume { name, patch } if patch.size.is_some() => {
             let node_id = commands::volume_node(tx, name).await?;

@@ -99,21 +99,24 @@ pub async fn ensure_within(conn: &mut SqliteConnection, limits: &Limits, what: C
     Ok(())
 }
 
-/// The space of the volumes on this node, measured now.
+/// The space of the volumes on this node (each copy it holds), measured now.
 pub async fn capacity(
     conn: &mut SqliteConnection,
     node_id: i64,
     data_dir: &Path,
     limits: &Limits,
 ) -> Result<StorageCapacity, ApiError> {
-    let names: Vec<(String, i64)> = sqlx::query_as("SELECT name, size FROM volumes WHERE node_id = ?")
-        .bind(node_id)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "database error");
-            ApiError::internal()
-        })?;
+    let names: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT name, size FROM volumes WHERE node_id = ?1 \
+         OR id IN (SELECT volume_id FROM volume_copies WHERE node_id = ?1)",
+    )
+    .bind(node_id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "database error");
+        ApiError::internal()
+    })?;
     let provisioned = names.iter().map(|(_, size)| *size as u64).sum();
     let images: Vec<_> = names.iter().map(|(name, _)| super::volume_files::image_path(data_dir, name)).collect();
     let dir = super::volume_files::volumes_dir(data_dir);

@@ -14,6 +14,7 @@ pub const TABLES: &[&str] = &[
     "nodes",
     "interfaces",
     "volumes",
+    "volume_copies",
     "chap_users",
     "target_groups",
     "targets",

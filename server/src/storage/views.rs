@@ -36,7 +36,15 @@ pub async fn volumes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<
     .bind(name)
     .fetch_all(pool)
     .await?;
-    Ok(rows
+    let copies: Vec<(String, String, bool)> = sqlx::query_as(
+        "SELECT v.name, n.name, c.in_sync FROM volume_copies c JOIN volumes v ON v.id = c.volume_id \
+         JOIN nodes n ON n.id = c.node_id WHERE ? IS NULL OR v.name = ? ORDER BY n.name",
+    )
+    .bind(name)
+    .bind(name)
+    .fetch_all(pool)
+    .await?;
+    let mut volumes: Vec<VolumeView> = rows
         .into_iter()
         .map(
             |(
@@ -72,9 +80,19 @@ pub async fn volumes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<
                 write_cache: WriteCache::parse(&write_cache).unwrap_or_default(),
                 wce: None,
                 node,
+                copies: Vec::new(),
             },
         )
-        .collect())
+        .collect();
+    for (volume, node, in_sync) in copies {
+        if let Some(v) = volumes.iter_mut().find(|v| v.name == volume) {
+            v.copies.push(VolumeCopy { node, in_sync, link: None, copied_bytes: 0, left_bytes: 0, resync_rate: 0 });
+            if !in_sync {
+                v.state = "degraded".into();
+            }
+        }
+    }
+    Ok(volumes)
 }
 
 /// id, name, state, ACL on, CHAP mode, CHAP user, mutual user, session settings, privileges, created.

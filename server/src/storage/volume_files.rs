@@ -1,7 +1,9 @@
 //! What a volume is on disk, in `<data dir>/volumes/`: its image
 //! `<name>.img`, the file where the engine keeps its APTPL reservations
-//! (`<name>.img.reservations.toml`, SPC-4 §5.13.5) and the temporary file the
-//! engine writes that through before renaming it (`….toml.tmp`).
+//! (`<name>.img.reservations.toml`, SPC-4 §5.13.5), on a replicated volume's
+//! primary the marks it keeps of its replicas (`<name>.img.placement.toml`),
+//! and the temporary files the engine writes those through before renaming
+//! them (`….toml.tmp`).
 //!
 //! A volume's files are created and removed together, here and nowhere else:
 //! an image is created exclusively (mode 0600), so a file left by an earlier
@@ -44,13 +46,20 @@ pub fn reservation_path(data_dir: &Path, volume: &str) -> PathBuf {
 }
 
 /// Every file that belongs to the volume, the image first.
-fn all_files(data_dir: &Path, volume: &str) -> [PathBuf; 3] {
+fn all_files(data_dir: &Path, volume: &str) -> [PathBuf; 5] {
     let reservations = reservation_path(data_dir, volume);
-    // The engine writes the reservations to this name, then renames it
+    let image = image_path(data_dir, volume);
+    // A replicated volume's primary keeps its marks of the replicas here.
+    let marks = target_engine::replication::volumes::marks_file(&image);
+    // The engine writes these files to a temporary name, then renames it
     // (target-engine `scsi::unit_state::write`); a crash in between leaves it.
-    let mut tmp = reservations.clone().into_os_string();
-    tmp.push(".tmp");
-    [image_path(data_dir, volume), reservations, PathBuf::from(tmp)]
+    let tmp = |p: &Path| {
+        let mut t = p.to_path_buf().into_os_string();
+        t.push(".tmp");
+        PathBuf::from(t)
+    };
+    let (reservations_tmp, marks_tmp) = (tmp(&reservations), tmp(&marks));
+    [image, reservations, reservations_tmp, marks, marks_tmp]
 }
 
 /// Files of the volume that exist now.

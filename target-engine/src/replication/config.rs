@@ -114,6 +114,14 @@ impl VolumePlacement {
         Err(format!("node {me} is neither its primary ({}) nor one of its replicas", self.primary))
     }
 
+    /// The placement with every replica counted in sync: what stays the
+    /// same while a primary marks its replicas.
+    pub fn without_marks(&self) -> VolumePlacement {
+        let mut p = self.clone();
+        p.replicas.iter_mut().for_each(|r| r.in_sync = true);
+        p
+    }
+
     /// Why the placement cannot work, if it cannot.
     pub fn check(&self) -> Result<(), String> {
         if self.epoch == 0 {
@@ -163,6 +171,12 @@ replicas = [ { node = 1, address = "127.0.2.1:3270" } ]"#,
         assert!(twice.check().unwrap_err().contains("two copies"));
         let too_many_in_sync = VolumePlacement { min_in_sync: 3, ..p.clone() };
         assert!(too_many_in_sync.check().is_ok());
-        assert!(VolumePlacement { min_in_sync: 4, ..p }.check().is_err());
+        assert!(VolumePlacement { min_in_sync: 4, ..p.clone() }.check().is_err());
+        // Marks aside, the same placement; another epoch is not.
+        let mut marked = p.clone();
+        marked.replicas[1].in_sync = true;
+        assert_ne!(marked, p);
+        assert_eq!(marked.without_marks(), p.without_marks());
+        assert_ne!(VolumePlacement { epoch: 3, ..marked }.without_marks(), p.without_marks());
     }
 }

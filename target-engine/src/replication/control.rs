@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
@@ -146,6 +146,72 @@ impl Placement for LocalPlacement {
     }
 }
 
+/// The control plane the engine's primaries mark replicas with: this
+/// node's own marks, under the cluster's once the server sets it.
+#[derive(Debug, Default)]
+pub struct ControlPlane {
+    local: Arc<LocalPlacement>,
+    above: std::sync::OnceLock<Arc<dyn Placement>>,
+}
+
+impl ControlPlane {
+    pub fn local(&self) -> &Arc<LocalPlacement> {
+        &self.local
+    }
+
+    /// Puts the cluster's control plane over this node's marks (once,
+    /// before any volume opens); false if one was set already.
+    pub fn set_above(&self, above: Arc<dyn Placement>) -> bool {
+        self.above.set(above).is_ok()
+    }
+
+    /// What a primary opened now marks its replicas through.
+    pub fn marks(&self) -> Arc<dyn Placement> {
+        match self.above.get() {
+            Some(above) => Arc::new(Upstream::new(above.clone(), self.local.clone())),
+            None => self.local.clone(),
+        }
+    }
+}
+
+/// The control plane of `portico serve` over this node's own marks: each
+/// mark is made in the cluster's state first (whose refusal stands), then
+/// kept beside the volume as [`LocalPlacement`] keeps it; the lease is the
+/// cluster's to give.
+#[derive(Debug)]
+pub struct Upstream {
+    above: Arc<dyn Placement>,
+    local: Arc<LocalPlacement>,
+}
+
+impl Upstream {
+    pub fn new(above: Arc<dyn Placement>, local: Arc<LocalPlacement>) -> Self {
+        Upstream { above, local }
+    }
+}
+
+#[async_trait]
+impl Placement for Upstream {
+    async fn mark_out_of_sync(&self, volume: &str, epoch: Epoch, replica: ReplicaId) -> Result<(), PlacementError> {
+        self.above.mark_out_of_sync(volume, epoch, replica).await?;
+        self.local.mark(volume, epoch, replica, true)
+    }
+
+    async fn mark_in_sync(&self, volume: &str, epoch: Epoch, replica: ReplicaId) -> Result<(), PlacementError> {
+        self.above.mark_in_sync(volume, epoch, replica).await?;
+        self.local.mark(volume, epoch, replica, false)
+    }
+
+    fn lease_valid(&self, volume: &str) -> bool {
+        self.above.lease_valid(volume)
+    }
+
+    fn closed_cleanly(&self, volume: &str, epoch: Epoch) {
+        self.local.closed_cleanly(volume, epoch);
+        self.above.closed_cleanly(volume, epoch);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +246,43 @@ mod tests {
         // A new epoch starts with no marks.
         p.mark_out_of_sync("vol", Epoch(3), 2).await.unwrap();
         assert!(LocalPlacement::default().open("vol", Epoch(4), file).unwrap().out_of_sync.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A control plane that refuses every mark past a given epoch.
+    #[derive(Debug)]
+    struct Cluster(Epoch);
+
+    #[async_trait]
+    impl Placement for Cluster {
+        async fn mark_out_of_sync(&self, volume: &str, epoch: Epoch, _: ReplicaId) -> Result<(), PlacementError> {
+            match epoch == self.0 {
+                true => Ok(()),
+                false => Err(PlacementError::Refused { volume: volume.into(), current: self.0 }),
+            }
+        }
+        async fn mark_in_sync(&self, volume: &str, epoch: Epoch, r: ReplicaId) -> Result<(), PlacementError> {
+            self.mark_out_of_sync(volume, epoch, r).await
+        }
+        fn lease_valid(&self, _: &str) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mark_the_cluster_refuses_is_not_kept_here() {
+        let dir = std::env::temp_dir().join(format!("portico-upstream-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("vol.img.placement.toml");
+        let local = Arc::new(LocalPlacement::default());
+        local.open("vol", Epoch(3), file.clone()).unwrap();
+        let moved_on = Upstream::new(Arc::new(Cluster(Epoch(4))), local.clone());
+        assert!(matches!(moved_on.mark_out_of_sync("vol", Epoch(3), 2).await, Err(PlacementError::Refused { .. })));
+        assert!(!moved_on.lease_valid("vol"), "the lease is the cluster's");
+        let same = Upstream::new(Arc::new(Cluster(Epoch(3))), local.clone());
+        same.mark_out_of_sync("vol", Epoch(3), 3).await.unwrap();
+        let reopened = LocalPlacement::default().open("vol", Epoch(3), file).unwrap();
+        assert_eq!(reopened.out_of_sync, BTreeSet::from([3]), "only the mark the cluster made is kept");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::backend::{PrimaryVolume, ReplicatedBackend};
 use super::config::{ReplicationNode, Role, VolumePlacement};
-use super::control::LocalPlacement;
+use super::control::ControlPlane;
 use super::core::dirty::DirtyMap;
 use super::core::primary::{Primary, ReplicaState};
 use super::link::{self, LinkConfig};
@@ -54,14 +54,14 @@ pub fn open(
     placement: &VolumePlacement,
     node: &ReplicationNode,
     local: Arc<dyn BlockBackend>,
-    control: &Arc<LocalPlacement>,
+    control: &ControlPlane,
     state_file: Option<PathBuf>,
     write_cache: WriteCache,
 ) -> Result<(Arc<dyn BlockBackend>, Copy), String> {
     let epoch = placement.epoch();
     match placement.role(node.node)? {
         Role::Primary => {
-            let opened = control.open(name, epoch, marks_file(image)).map_err(|e| e.to_string())?;
+            let opened = control.local().open(name, epoch, marks_file(image)).map_err(|e| e.to_string())?;
             if opened.unclean {
                 tracing::warn!(volume = name, "the primary did not stop cleanly here: writes it had in flight may be on some copies only, so every replica is resynced in full");
             }
@@ -82,7 +82,7 @@ pub fn open(
                 })
                 .collect();
             let core = Primary::new(epoch, size, placement.min_in_sync, states);
-            let volume = PrimaryVolume::new(name.to_string(), core, local, control.clone(), node.resync_mbps);
+            let volume = PrimaryVolume::new(name.to_string(), core, local, control.marks(), node.resync_mbps);
             let key = super::auth::Key::load(&node.key_file)?;
             let (stop, stopped) = watch::channel(false);
             for r in &placement.replicas {

@@ -78,6 +78,9 @@ pub async fn apply(proposal: Proposal, tx: &mut Tx<'_>) -> Result<Effects, ApiEr
             return members::admit(tx, &decided, &token_id, &name, &cluster_addr).await
         }
         Change::ShareAudit { origin, node, records } => return audit::share(tx, origin, &node, &records).await,
+        Change::MarkCopy { volume, epoch, node_id, in_sync } => {
+            return volumes::mark_copy(tx, &volume, epoch, node_id, in_sync).await
+        }
     };
     let d: &Decided = &decided;
     match command {

@@ -57,15 +57,16 @@ pub(super) async fn register(
         }
     }
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO nodes (name, state, last_heartbeat, raft_id, cluster_addr) VALUES (?, 'online', ?, ?, ?) \
-         ON CONFLICT (name) DO UPDATE SET \
-         raft_id = COALESCE(excluded.raft_id, raft_id), cluster_addr = COALESCE(excluded.cluster_addr, cluster_addr) \
-         RETURNING id",
+        "INSERT INTO nodes (name, state, last_heartbeat, raft_id, cluster_addr, replication_addr) \
+         VALUES (?, 'online', ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET \
+         raft_id = COALESCE(excluded.raft_id, raft_id), cluster_addr = COALESCE(excluded.cluster_addr, cluster_addr), \
+         replication_addr = COALESCE(excluded.replication_addr, replication_addr) RETURNING id",
     )
     .bind(name)
     .bind(&d.at)
     .bind(member.raft_id.map(|r| r as i64))
     .bind(&member.cluster_addr)
+    .bind(&member.replication_addr)
     .fetch_one(&mut **tx)
     .await
     .map_err(db)?;
@@ -125,7 +126,8 @@ pub(super) async fn remove(tx: &mut Tx<'_>, name: &str) -> Result<Effects, ApiEr
         sqlx::query_as("SELECT id FROM nodes WHERE name = ?").bind(name).fetch_optional(&mut **tx).await.map_err(db)?;
     let (node_id,) = node.ok_or_else(|| ApiError::not_found(format!("The node {name}")))?;
     let (volumes, targets): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM volumes WHERE node_id = ?1), (SELECT COUNT(*) FROM targets WHERE node_id = ?1)",
+        "SELECT (SELECT COUNT(*) FROM volumes WHERE node_id = ?1) + (SELECT COUNT(*) FROM volume_copies WHERE node_id = ?1), \
+                (SELECT COUNT(*) FROM targets WHERE node_id = ?1)",
     )
     .bind(node_id)
     .fetch_one(&mut **tx)
@@ -133,7 +135,7 @@ pub(super) async fn remove(tx: &mut Tx<'_>, name: &str) -> Result<Effects, ApiEr
     .map_err(db)?;
     if volumes + targets > 0 {
         return Err(ApiError::conflict(format!(
-            "{name} holds {volumes} volume(s) and {targets} target(s): delete them, or remove its targets from their groups, first."
+            "{name} holds copies of {volumes} volume(s) and {targets} target(s): delete them, or remove its targets from their groups, first."
         )));
     }
     sqlx::query("DELETE FROM nodes WHERE id = ?").bind(node_id).execute(&mut **tx).await.map_err(db)?;

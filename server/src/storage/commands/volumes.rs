@@ -73,8 +73,90 @@ pub(super) async fn create(tx: &mut Tx<'_>, d: &Decided, v: NewVolume) -> Result
     }
     let (node,): (String,) =
         sqlx::query_as("SELECT name FROM nodes WHERE id = ?").bind(node_id).fetch_one(&mut **tx).await.map_err(db)?;
-    let detail = format!("{} bytes, {}-byte blocks, {}, on {node}", size, v.block_size, v.write_cache.as_str());
+    let mut detail = format!("{} bytes, {}-byte blocks, {}, on {node}", size, v.block_size, v.write_cache.as_str());
+    let copies = add_copies(tx, &v.name, node_id, &d.copies, usize::from(v.replicas) - 1).await?;
+    if !copies.is_empty() {
+        detail.push_str(&format!(", copies on {}", copies.join(", ")));
+    }
     Ok(Effects { detail: Some(detail), create_image: Some((v.name, size)), ..Default::default() })
+}
+
+/// Records the other copies of new volume `volume` (primary on `primary`)
+/// on `nodes`: `wanted` distinct nodes other than the primary's, none in
+/// maintenance, each with a replication address. A new volume's copies are
+/// all zeros alike, so they start in sync. Returns the nodes' names.
+async fn add_copies(
+    tx: &mut Tx<'_>,
+    volume: &str,
+    primary: i64,
+    nodes: &[i64],
+    wanted: usize,
+) -> Result<Vec<String>, ApiError> {
+    let distinct: std::collections::BTreeSet<i64> = nodes.iter().copied().collect();
+    if nodes.len() != wanted || distinct.len() != wanted || distinct.contains(&primary) {
+        return Err(undecided("the nodes of a new volume's other copies"));
+    }
+    let mut names = Vec::new();
+    for &node_id in nodes {
+        let row: Option<(String, String, Option<String>)> =
+            sqlx::query_as("SELECT name, state, replication_addr FROM nodes WHERE id = ?")
+                .bind(node_id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db)?;
+        let Some((name, state, address)) = row else {
+            return Err(field("replicas", "A node chosen for a copy has left the cluster; try again."));
+        };
+        if state == "maintenance" {
+            return Err(field("replicas", format!("{name} is in maintenance and takes no new copies.")));
+        }
+        if address.is_none() {
+            return Err(field("replicas", format!("{name} has no replication address (serve --replication-addr).")));
+        }
+        sqlx::query(
+            "INSERT INTO volume_copies (volume_id, node_id, in_sync) \
+             SELECT id, ?, 1 FROM volumes WHERE name = ?",
+        )
+        .bind(node_id)
+        .bind(volume)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// Marks the copy of `volume` on node `node_id` in or out of sync, if the
+/// volume is still at `epoch` (its primary saw the copy at that epoch).
+pub(super) async fn mark_copy(
+    tx: &mut Tx<'_>,
+    volume: &str,
+    epoch: u64,
+    node_id: i64,
+    in_sync: bool,
+) -> Result<Effects, ApiError> {
+    let row: Option<(i64, i64)> = sqlx::query_as("SELECT id, epoch FROM volumes WHERE name = ?")
+        .bind(volume)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
+    let (id, current) = row.ok_or_else(|| ApiError::not_found(format!("The volume {volume}")))?;
+    if current as u64 != epoch {
+        return Err(ApiError::conflict(format!("The volume {volume} is at epoch {current}, not {epoch}.")));
+    }
+    let res = sqlx::query("UPDATE volume_copies SET in_sync = ? WHERE volume_id = ? AND node_id = ?")
+        .bind(in_sync)
+        .bind(id)
+        .bind(node_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    if res.rows_affected() == 0 {
+        return Err(ApiError::not_found(format!("A copy of {volume} on node {node_id}")));
+    }
+    let what = if in_sync { "back in sync" } else { "out of sync" };
+    Ok(Effects { detail: Some(format!("the copy on node {node_id} is {what} at epoch {epoch}")), ..Default::default() })
 }
 
 pub(super) async fn update(tx: &mut Tx<'_>, name: &str, patch: VolumePatch) -> Result<Effects, ApiError> {
@@ -87,6 +169,17 @@ pub(super) async fn update(tx: &mut Tx<'_>, name: &str, patch: VolumePatch) -> R
         }
         if new > MAX_VOLUME || new % block_size as u64 != 0 {
             return Err(field("size", format!("Up to 64 TiB, a multiple of the block size ({block_size} bytes).")));
+        }
+        let (copies,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM volume_copies WHERE volume_id = ?")
+            .bind(id)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db)?;
+        if copies > 0 && new != size as u64 {
+            return Err(ApiError::conflict(format!(
+                "{name} has copies on {} nodes; growing a replicated volume is not supported yet.",
+                copies + 1
+            )));
         }
         if new != size as u64 {
             sqlx::query("UPDATE volumes SET size = ? WHERE id = ?")
