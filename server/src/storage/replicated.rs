@@ -80,7 +80,11 @@ mod tests {
     fn changes() -> Vec<Change> {
         vec![
             node("n1", "lo", "127.0.0.1"),
-            node("n2", "eth0", "10.0.0.2"),
+            Change::RegisterNode {
+                name: "n2".into(),
+                interfaces: BTreeMap::from([("eth0".to_string(), vec!["10.0.0.2".to_string()])]),
+                member: proposal::Membership { replication_addr: Some("10.0.1.2:3270".into()), ..Default::default() },
+            },
             storage(json!({"command": "create_chap_user", "name": "host-a", "secret": "host-a-secret1"})),
             storage(json!({"command": "create_chap_user", "name": "target-a", "secret": "target-secret1"})),
             storage(json!({"command": "create_chap_user", "name": "host-a", "secret": "taken-already1"})),
@@ -110,6 +114,11 @@ mod tests {
                 "target": {"node": "n2", "portals": ["10.0.0.2:3261"]}})),
             storage(json!({"command": "delete_volume", "name": "v2"})),
             storage(json!({"command": "delete_volume", "name": "v1"})),
+            // Two copies: the other on n2 (see `decided`).
+            storage(json!({"command": "create_volume", "name": "v3", "size": "1GiB", "replicas": 2})),
+            mark("v3", 1, false),
+            mark("v3", 2, true),
+            mark("v9", 1, true),
             user(UserChange::Create {
                 username: "admin".into(),
                 password_hash: "$argon2id$a".into(),
@@ -145,6 +154,20 @@ mod tests {
                 records: vec![SharedAuditRecord { result: "maybe".into(), ..record(2) }],
             },
         ]
+    }
+
+    fn mark(volume: &str, epoch: u64, in_sync: bool) -> Change {
+        Change::MarkCopy { volume: volume.into(), epoch, node_id: 2, in_sync }
+    }
+
+    /// What `here` decides for `change`, with a replicated volume's other
+    /// copy on node 2 (as the placement would choose it).
+    fn decided(change: Change, here: &Here<'_>) -> Proposal {
+        let mut proposal = proposal::decide(change, here).expect("decided");
+        if let Change::Storage(Command::CreateVolume(v)) = &proposal.change {
+            proposal.decided.copies = (2..=u64::from(v.replicas)).map(|n| n as i64).collect();
+        }
+        proposal
     }
 
     fn record(seq: i64) -> SharedAuditRecord {
@@ -191,7 +214,7 @@ mod tests {
         let mut answers = Vec::new();
         let mut log = Vec::new();
         for change in changes() {
-            let proposal = proposal::decide(change, &here).expect("decided");
+            let proposal = decided(change, &here);
             // The proposal travels as bytes (the Raft log), never in the clear.
             let bytes = serde_json::to_vec(&proposal).unwrap();
             assert!(!String::from_utf8_lossy(&bytes).contains("secret1"), "a secret in the clear");
@@ -211,6 +234,8 @@ mod tests {
                 "409 A CHAP user named host-a already exists.",
                 "409 A volume named v1 already exists.",
                 "409 The volume v1 is attached to g1 as LUN 0: detach it first.",
+                "409 The volume v3 is at epoch 1, not 2.",
+                "404 The volume v9 does not exist.",
                 "409 This is the last enabled administrator: add or enable another administrator first.",
                 "404 The token 1 does not exist.",
                 "404 No unused join token has the id 00112233aabbccdd.",
@@ -226,6 +251,9 @@ mod tests {
         let (join_tokens,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM join_tokens").fetch_one(&pool_b).await.unwrap();
         assert_eq!(join_tokens, 0, "a revoked join token is gone");
+        let copies: Vec<(i64, bool)> =
+            sqlx::query_as("SELECT node_id, in_sync FROM volume_copies").fetch_all(&pool_b).await.unwrap();
+        assert_eq!(copies, [(2, false)], "v3's copy on n2, marked out of sync at epoch 1");
         let dump_a = dump(&mut pool_a.acquire().await.unwrap()).await.unwrap();
         let dump_b = dump(&mut pool_b.acquire().await.unwrap()).await.unwrap();
         assert_eq!(dump_a, dump_b);
