@@ -500,6 +500,28 @@ copied=$(sed -n 's/.*copied_bytes=\([0-9]*\).*/\1/p' <<<"$insync")
 echo "   $copy restarted: back in sync after $(since "$t0") s, ${copied:-?} bytes copied (the writes covered 8 MiB of 64 MiB)"
 [ -n "$copied" ] && [ "$copied" -le $((16 << 20)) ] || fail "the resync copied ${copied:-?} bytes, more than the changed part"
 pass "$copy resynced only what changed; vol-r2 is healthy and both images are equal"
+
+# Online: a third copy, then back to two.
+t=$((5 - c))
+out=$(api 2 PATCH /volumes/vol-r2 '{"replicas":3}')
+[ "$(echo "$out" | status)" = 200 ] || fail "giving vol-r2 a third copy: $out"
+states() { api 1 GET /volumes/vol-r2 | body | json '" ".join(sorted(c["node"] + "=" + str(c["link"]) for c in d["copies"])) + " " + d["state"]'; }
+t0=$(date +%s.%N)
+for i in $(seq 1 300); do [ "$(states)" = "node2=in-sync node3=in-sync healthy" ] && break; sleep 0.2; done
+[ "$(states)" = "node2=in-sync node3=in-sync healthy" ] || fail "vol-r2 with 3 copies: $(states)"
+sums=$(sha256sum "$work"/data{1,2,3}/volumes/vol-r2.img | awk '{print $1}' | uniq | wc -l)
+[ "$sums" = 1 ] || fail "the three images of vol-r2 differ"
+echo "   vol-r2 given a third copy (on node$t) online: in sync after $(since "$t0") s, the three images equal"
+out=$(api 3 PATCH /volumes/vol-r2 '{"replicas":2}')
+[ "$(echo "$out" | status)" = 200 ] || fail "taking vol-r2 back to 2 copies: $out"
+left=$(api 1 GET /volumes/vol-r2 | body | json '" ".join(c["node"] for c in d["copies"])')
+[ "$left" = node2 ] || fail "vol-r2 back to 2 copies keeps '$left', not node2 (the newest node's copy goes)"
+for i in $(seq 1 25); do [ -e "$work/data3/volumes/vol-r2.img" ] || break; sleep 0.2; done
+[ -e "$work/data3/volumes/vol-r2.img" ] && fail "the copy taken away stayed on node 3"
+for i in $(seq 1 100); do [ "$(copy_link)" = "healthy in-sync True" ] && break; sleep 0.2; done
+[ "$(copy_link)" = "healthy in-sync True" ] || fail "vol-r2 back to 2 copies: $(copy_link)"
+c=2
+pass "vol-r2 went to 3 copies and back to 2 online: the new copy resynced in full, the one taken away lost its image"
 out=$(api 1 DELETE /target-groups/g1/luns/0)
 [ "$(echo "$out" | status)" = 204 ] || fail "detaching vol-r2: $out"
 out=$(api 3 DELETE /volumes/vol-r2)

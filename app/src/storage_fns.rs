@@ -90,6 +90,7 @@ pub async fn update_volume(
     iops_limit: String,
     mbps_limit: String,
     #[server(default)] write_cache: String,
+    #[server(default)] replicas: Option<u8>,
 ) -> Result<(), ApiError> {
     let number = |field: &str, v: String| -> Result<Option<u64>, ApiError> {
         opt(v)
@@ -103,6 +104,7 @@ pub async fn update_volume(
         iops_limit: number("iops_limit", iops_limit).map_err(ssr::failed)?,
         mbps_limit: number("mbps_limit", mbps_limit).map_err(ssr::failed)?,
         write_cache: self::write_cache(write_cache).map_err(ssr::failed)?,
+        replicas,
     };
     ssr::run(Command::UpdateVolume { name, patch }).await
 }

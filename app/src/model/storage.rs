@@ -267,6 +267,11 @@ pub struct VolumePatch {
     /// Applied live; initiators see MODE PARAMETERS CHANGED if WCE changes.
     #[serde(default)]
     pub write_cache: Option<WriteCache>,
+    /// The number of copies (1–3), changed online: a new copy goes on
+    /// another online node and is resynced in full there; a copy taken away
+    /// is an out-of-sync one first.
+    #[serde(default)]
+    pub replicas: Option<u8>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

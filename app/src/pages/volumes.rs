@@ -151,6 +151,7 @@ fn VolumeRow(
     };
     let delete_name = name.clone();
     let form_name = name.clone();
+    let copies = 1 + v.copies.len() as u8;
     view! {
         <tr data-volume=name.clone()>
             <td><strong>{name.clone()}</strong><div class="muted small">"since " {format::timestamp(&v.created_at)}</div></td>
@@ -176,7 +177,7 @@ fn VolumeRow(
             <td class="actions-col">
                 {writer.then(|| view! {
                     <div class="row-actions">
-                        <button class="btn btn-small" on:click=move |_| editing.set(Some(open_name.clone()))>"Grow / limits"</button>
+                        <button class="btn btn-small" on:click=move |_| editing.set(Some(open_name.clone()))>"Grow / limits / copies"</button>
                         <button class="btn btn-small btn-danger" on:click=move |_| {
                             let q = format!("Delete the volume {delete_name} and all its data?");
                             if window().confirm_with_message(&q).unwrap_or(false) {
@@ -194,9 +195,15 @@ fn VolumeRow(
                                     <input type="text" name="iops_limit" placeholder="IOPS limit" aria-label="IOPS limit" size="8"/>
                                     <input type="text" name="mbps_limit" placeholder="MB/s limit" aria-label="MB/s limit" size="8"/>
                                     <WriteCacheChoice current=Some(v.write_cache)/>
+                                    <select name="replicas" aria-label="Copies">
+                                        {(1..=3u8).map(|n| view! {
+                                            <option value=n.to_string() selected=n == copies>{format!("{n} {}", if n == 1 { "copy" } else { "copies" })}</option>
+                                        }).collect_view()}
+                                    </select>
                                     <button type="submit" class="btn btn-small btn-primary">"Apply"</button>
                                     <button type="button" class="btn btn-small btn-ghost" on:click=move |_| editing.set(None)>"Close"</button>
                                     <FieldMessage value=update.value() field="size"/>
+                                    <FieldMessage value=update.value() field="replicas"/>
                                 </JsonForm>
                             }
                         }

@@ -136,6 +136,9 @@ pub enum VolumeAction {
         mbps_limit: Option<u64>,
         #[arg(long, value_enum)]
         write_cache: Option<CacheChoice>,
+        /// Copies on distinct nodes (1–3), changed online.
+        #[arg(long)]
+        replicas: Option<u8>,
     },
     /// Delete a volume that no group exports; its data is gone.
     Delete { name: String },

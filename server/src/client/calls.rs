@@ -166,12 +166,13 @@ async fn volume(api: &Api, action: VolumeAction) -> Result<Answer, CallError> {
             let json = api.post("/api/v1/volumes", body(&new)).await?;
             Answer::done(json, format!("Created the volume {name}."))
         }
-        VolumeAction::Update { name, size: s, iops_limit, mbps_limit, write_cache } => {
+        VolumeAction::Update { name, size: s, iops_limit, mbps_limit, write_cache, replicas } => {
             let patch = VolumePatch {
                 size: s.as_deref().map(size),
                 iops_limit,
                 mbps_limit,
                 write_cache: write_cache.map(Into::into),
+                replicas,
             };
             let json = api.patch(&format!("/api/v1/volumes/{}", seg(&name)), body(&patch)).await?;
             Answer::done(json, format!("Changed the volume {name}."))

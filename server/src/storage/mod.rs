@@ -110,6 +110,21 @@ fn file_error(e: volume_files::VolumeFileError) -> ApiError {
     }
 }
 
+/// The volumes whose copy this node kept under `before` and does not keep
+/// under `config`.
+fn copies_gone(
+    before: Option<&target_engine::config::EngineConfig>,
+    config: &target_engine::config::EngineConfig,
+) -> Vec<String> {
+    let kept = |v: &&target_engine::config::VolumeConfig| v.backend == BackendKind::File;
+    before
+        .iter()
+        .flat_map(|b| b.volumes.iter().filter(kept))
+        .filter(|v| !config.volumes.iter().filter(kept).any(|n| n.name == v.name))
+        .map(|v| v.name.clone())
+        .collect()
+}
+
 /// Registers (or refreshes) this node and its interfaces' addresses through
 /// the cluster, as any other change. Returns the node's id.
 async fn register_node(
@@ -277,27 +292,25 @@ impl Storage {
         self.authorize(caller, Role::Operator, "change storage objects", action, &object).await?;
         let _one_at_a_time = self.apply_lock.lock().await;
         let here = self.here();
-        let placed = match &command {
-            Command::CreateVolume(v) => {
-                let placed = match self.place_volume(v).await {
-                    Ok(node) => node,
-                    Err(e) => return self.failed(caller, action, &object, e).await,
-                };
-                match self.place_copies(v, &placed).await {
-                    Ok(copies) => Some((placed, copies)),
-                    Err(e) => return self.failed(caller, action, &object, e).await,
-                }
-            }
+        let primary = match &command {
+            Command::CreateVolume(v) => match self.place_volume(v).await {
+                Ok(node) => Some(node),
+                Err(e) => return self.failed(caller, action, &object, e).await,
+            },
             _ => None,
+        };
+        let copies = match self.place_new_copies(&command, primary.as_ref()).await {
+            Ok(copies) => copies,
+            Err(e) => return self.failed(caller, action, &object, e).await,
         };
         let mut proposal = match proposal::decide(Change::Storage(command), &here) {
             Ok(proposal) => proposal,
             Err(e) => return self.failed(caller, action, &object, e).await,
         };
-        if let Some((node, copies)) = &placed {
+        if let Some(node) = &primary {
             proposal.decided.node_id = Some(node.id);
-            proposal.decided.copies = copies.iter().map(|c| c.id).collect();
         }
+        proposal.decided.copies = copies.iter().map(|c| c.id).collect();
         // A change that takes space on other nodes is theirs to judge.
         let concerned = match self.nodes_concerned(&proposal).await {
             Ok(nodes) => nodes,
@@ -400,7 +413,13 @@ impl Storage {
             }
         };
         self.set_problems(problems);
+        let before = self.derived.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let gone: Vec<String> = copies_gone(before.as_ref(), &derived)
+            .into_iter()
+            .filter(|name| applied.remove_volume.as_ref() != Some(name))
+            .collect();
         self.set_derived(derived);
+        self.remove_copies(gone);
         if let Some(name) = &applied.remove_volume {
             let removed = volume_files::remove_image(&self.data_dir, name)
                 .and_then(|_| volume_files::remove_rest(&self.data_dir, name));
@@ -484,17 +503,21 @@ impl Storage {
         if !always && before.as_ref() == Some(&config) && self.problems().is_empty() {
             return;
         }
-        // This node's volumes that another node deleted: their files go
-        // once the engine has let go of them.
+        // Copies this node no longer keeps (the volume deleted, or the copy
+        // taken away) through another node: their files go once the engine
+        // has let go of them.
         let mut deleted = Vec::new();
-        for v in before.iter().flat_map(|b| &b.volumes).filter(|v| v.backend == BackendKind::File) {
-            if config.volumes.iter().any(|n| n.name == v.name && n.backend == BackendKind::File) {
-                continue;
-            }
-            let row: Result<Option<(i64,)>, _> =
-                sqlx::query_as("SELECT id FROM volumes WHERE name = ?").bind(&v.name).fetch_optional(&mut *conn).await;
-            if matches!(row, Ok(None)) {
-                deleted.push(v.name.clone());
+        for name in copies_gone(before.as_ref(), &config) {
+            let here: Result<Option<(i64,)>, _> = sqlx::query_as(
+                "SELECT id FROM volumes WHERE name = ?1 AND (node_id = ?2 \
+                 OR id IN (SELECT volume_id FROM volume_copies WHERE node_id = ?2))",
+            )
+            .bind(&name)
+            .bind(self.node_id)
+            .fetch_optional(&mut *conn)
+            .await;
+            if matches!(here, Ok(None)) {
+                deleted.push(name);
             }
         }
         drop(conn);
@@ -507,12 +530,19 @@ impl Storage {
                 return;
             }
         }
-        for name in deleted {
+        self.remove_copies(deleted);
+    }
+
+    /// Removes the files of volume copies this node no longer keeps.
+    fn remove_copies(&self, names: Vec<String>) {
+        for name in names {
             let removed = volume_files::remove_image(&self.data_dir, &name)
                 .and_then(|_| volume_files::remove_rest(&self.data_dir, &name));
             match removed {
-                Ok(()) => tracing::info!(volume = %name, "removed the files of a volume deleted through another node"),
-                Err(e) => tracing::error!(volume = %name, error = %e, "cannot remove the files of a deleted volume"),
+                Ok(()) => tracing::info!(volume = %name, "removed the files of a copy this node no longer keeps"),
+                Err(e) => {
+                    tracing::error!(volume = %name, error = %e, "cannot remove the files of a copy gone from here")
+                }
             }
         }
     }

@@ -72,14 +72,15 @@ impl Storage {
     /// could still give; a node that does not answer is passed over.
     async fn measure_online(
         &self,
-        except: Option<i64>,
+        except: &[i64],
         with_replication: bool,
     ) -> Result<Vec<(NodeRef, StorageCapacity)>, ApiError> {
         let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT id, name, cluster_addr FROM nodes WHERE state = 'online' AND id <> ? \
+            "SELECT id, name, cluster_addr FROM nodes WHERE state = 'online' \
+             AND id NOT IN (SELECT value FROM json_each(?)) \
              AND (? = 0 OR replication_addr IS NOT NULL) ORDER BY name",
         )
-        .bind(except.unwrap_or(0))
+        .bind(serde_json::to_string(except).unwrap_or_else(|_| "[]".into()))
         .bind(with_replication)
         .fetch_all(&self.pool)
         .await
@@ -108,38 +109,73 @@ impl Storage {
         if let Some(name) = &v.node {
             return self.named_node(name).await;
         }
-        let measured = self.measure_online(None, v.replicas > 1).await?;
+        let measured = self.measure_online(&[], v.replicas > 1).await?;
         // With no candidate (every node offline or in maintenance), the
         // volume is offered to this node, whose refusal says why.
         Ok(roomiest(measured).unwrap_or_else(|| self.node_ref(self.node_id, self.node_name.clone(), None)))
     }
 
-    /// Where the other copies of new volume `v` go, its primary on
-    /// `primary`: the online nodes with a replication address and the most
-    /// room, one copy each.
-    pub(super) async fn place_copies(&self, v: &NewVolume, primary: &NodeRef) -> Result<Vec<NodeRef>, ApiError> {
-        let wanted = usize::from(v.replicas.saturating_sub(1));
+    /// Where the copies a volume lacks go, to have `replicas` in all
+    /// besides those on `holders` (its primary's node first): the online
+    /// nodes with a replication address and the most room, one copy each.
+    async fn place_copies(&self, replicas: u8, holders: &[NodeRef]) -> Result<Vec<NodeRef>, ApiError> {
+        let wanted = usize::from(replicas).saturating_sub(holders.len());
         let (nodes,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM nodes").fetch_one(&self.pool).await.map_err(db_error)?;
         // Too many copies for the cluster (or for any volume): the command's
         // own checks say so.
-        if wanted == 0 || wanted > 2 || wanted as i64 >= nodes {
+        if wanted == 0 || replicas > 3 || i64::from(replicas) > nodes {
             return Ok(Vec::new());
         }
-        let mut measured = self.measure_online(Some(primary.id), true).await?;
+        let ids: Vec<i64> = holders.iter().map(|h| h.id).collect();
+        let mut measured = self.measure_online(&ids, true).await?;
         measured.sort_by(|(a, ca), (b, cb)| room(cb).cmp(&room(ca)).then_with(|| a.name.cmp(&b.name)));
         if measured.len() < wanted {
+            let holders: Vec<&str> = holders.iter().map(|h| h.name.as_str()).collect();
             return Err(ApiError::invalid_field(
                 "replicas",
                 format!(
-                    "{} copies need {wanted} online node(s) besides {} with a replication address and room; {} answered.",
-                    v.replicas,
-                    primary.name,
+                    "{replicas} copies need {wanted} online node(s) besides {} with a replication address and room; {} answered.",
+                    holders.join(", "),
                     measured.len()
                 ),
             ));
         }
         Ok(measured.into_iter().take(wanted).map(|(n, _)| n).collect())
+    }
+
+    /// The nodes that get a copy of a volume with `command`: a new
+    /// volume's other copies (its primary on `primary`), or the copies a
+    /// volume that gets more replicas lacks.
+    pub(super) async fn place_new_copies(
+        &self,
+        command: &Command,
+        primary: Option<&NodeRef>,
+    ) -> Result<Vec<NodeRef>, ApiError> {
+        match (command, primary) {
+            (Command::CreateVolume(v), Some(primary)) => {
+                self.place_copies(v.replicas, std::slice::from_ref(primary)).await
+            }
+            (Command::UpdateVolume { name, patch }, _) if patch.replicas.is_some() => {
+                let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+                    "SELECT n.id, n.name, n.cluster_addr FROM volumes v JOIN nodes n ON n.id = v.node_id WHERE v.name = ?1 \
+                     UNION ALL SELECT n.id, n.name, n.cluster_addr FROM volume_copies c JOIN volumes v ON v.id = c.volume_id \
+                     JOIN nodes n ON n.id = c.node_id WHERE v.name = ?1",
+                )
+                .bind(name)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+                // An unknown volume: the command says so.
+                if rows.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let holders: Vec<NodeRef> =
+                    rows.into_iter().map(|(id, name, address)| self.node_ref(id, name, address)).collect();
+                self.place_copies(patch.replicas.unwrap_or(1), &holders).await
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// The nodes `proposal` takes space on (each copy of a new or grown
@@ -149,16 +185,21 @@ impl Storage {
             Change::Storage(Command::CreateVolume(_)) => {
                 proposal.decided.node_id.into_iter().chain(proposal.decided.copies.iter().copied()).collect()
             }
-            Change::Storage(Command::UpdateVolume { name, patch }) if patch.size.is_some() => {
-                let rows: Vec<(i64,)> = sqlx::query_as(
-                    "SELECT node_id FROM volumes WHERE name = ?1 UNION \
-                     SELECT c.node_id FROM volume_copies c JOIN volumes v ON v.id = c.volume_id WHERE v.name = ?1",
-                )
-                .bind(name)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_error)?;
-                rows.into_iter().map(|(id,)| id).collect()
+            // Grown: each copy's node; more copies: each new copy's node.
+            Change::Storage(Command::UpdateVolume { name, patch }) => {
+                let mut ids = proposal.decided.copies.clone();
+                if patch.size.is_some() {
+                    let rows: Vec<(i64,)> = sqlx::query_as(
+                        "SELECT node_id FROM volumes WHERE name = ?1 UNION \
+                         SELECT c.node_id FROM volume_copies c JOIN volumes v ON v.id = c.volume_id WHERE v.name = ?1",
+                    )
+                    .bind(name)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_error)?;
+                    ids.extend(rows.into_iter().map(|(id,)| id));
+                }
+                ids
             }
             _ => Vec::new(),
         };

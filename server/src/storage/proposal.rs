@@ -308,6 +308,10 @@ pub async fn check_here(proposal: &Proposal, tx: &mut Tx<'_>, here: &Here<'_>) -
             };
             space(tx, node, here).await
         }
+        // A node that gets a new copy judges its own disk.
+        Command::UpdateVolume { .. } if proposal.decided.copies.contains(&here.node_id) => {
+            space(tx, here.node_id, here).await
+        }
         Command::UpdateVolume { name, patch } if patch.size.is_some() => {
             let node_id = commands::volume_node(tx, name).await?;
             space(tx, node_id, here).await

@@ -85,7 +85,7 @@ pub async fn apply(proposal: Proposal, tx: &mut Tx<'_>) -> Result<Effects, ApiEr
     let d: &Decided = &decided;
     match command {
         Command::CreateVolume(v) => volumes::create(tx, d, v).await,
-        Command::UpdateVolume { name, patch } => volumes::update(tx, &name, patch).await,
+        Command::UpdateVolume { name, patch } => volumes::update(tx, d, &name, patch).await,
         Command::DeleteVolume { name } => volumes::delete(tx, &name).await,
         Command::CreateChapUser(u) => chap_users::create(tx, d, u).await,
         Command::UpdateChapUser { name, patch } => chap_users::update(tx, d, &name, patch).await,

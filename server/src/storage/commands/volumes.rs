@@ -74,23 +74,25 @@ pub(super) async fn create(tx: &mut Tx<'_>, d: &Decided, v: NewVolume) -> Result
     let (node,): (String,) =
         sqlx::query_as("SELECT name FROM nodes WHERE id = ?").bind(node_id).fetch_one(&mut **tx).await.map_err(db)?;
     let mut detail = format!("{} bytes, {}-byte blocks, {}, on {node}", size, v.block_size, v.write_cache.as_str());
-    let copies = add_copies(tx, &v.name, node_id, &d.copies, usize::from(v.replicas) - 1).await?;
+    let copies = add_copies(tx, &v.name, node_id, &d.copies, usize::from(v.replicas) - 1, true).await?;
     if !copies.is_empty() {
         detail.push_str(&format!(", copies on {}", copies.join(", ")));
     }
     Ok(Effects { detail: Some(detail), create_image: Some((v.name, size)), ..Default::default() })
 }
 
-/// Records the other copies of new volume `volume` (primary on `primary`)
-/// on `nodes`: `wanted` distinct nodes other than the primary's, none in
-/// maintenance, each with a replication address. A new volume's copies are
-/// all zeros alike, so they start in sync. Returns the nodes' names.
+/// Records copies of volume `volume` (primary on `primary`) on `nodes`:
+/// `wanted` distinct nodes other than the primary's, none in maintenance,
+/// each with a replication address. A new volume's copies are all zeros
+/// alike, so they start `in_sync`; a copy added later does not. Returns
+/// the nodes' names.
 async fn add_copies(
     tx: &mut Tx<'_>,
     volume: &str,
     primary: i64,
     nodes: &[i64],
     wanted: usize,
+    in_sync: bool,
 ) -> Result<Vec<String>, ApiError> {
     let distinct: std::collections::BTreeSet<i64> = nodes.iter().copied().collect();
     if nodes.len() != wanted || distinct.len() != wanted || distinct.contains(&primary) {
@@ -115,9 +117,10 @@ async fn add_copies(
         }
         sqlx::query(
             "INSERT INTO volume_copies (volume_id, node_id, in_sync) \
-             SELECT id, ?, 1 FROM volumes WHERE name = ?",
+             SELECT id, ?, ? FROM volumes WHERE name = ?",
         )
         .bind(node_id)
+        .bind(in_sync)
         .bind(volume)
         .execute(&mut **tx)
         .await
@@ -159,9 +162,19 @@ pub(super) async fn mark_copy(
     Ok(Effects { detail: Some(format!("the copy on node {node_id} is {what} at epoch {epoch}")), ..Default::default() })
 }
 
-pub(super) async fn update(tx: &mut Tx<'_>, name: &str, patch: VolumePatch) -> Result<Effects, ApiError> {
+pub(super) async fn update(tx: &mut Tx<'_>, d: &Decided, name: &str, patch: VolumePatch) -> Result<Effects, ApiError> {
     let (id, size, block_size) = volume_row(tx, name).await?;
     let mut changes = Vec::new();
+    let mut effects = Effects::default();
+    if let Some(wanted) = patch.replicas {
+        if let Some((change, added)) = change_copies(tx, d, id, name, wanted).await? {
+            changes.push(change);
+            // A node that gets a copy makes its image.
+            if added {
+                effects.create_image = Some((name.to_string(), size as u64));
+            }
+        }
+    }
     if let Some(new) = &patch.size {
         let new = size_bytes(new).map_err(|m| field("size", m))?;
         if new < size as u64 {
@@ -213,9 +226,77 @@ pub(super) async fn update(tx: &mut Tx<'_>, name: &str, patch: VolumePatch) -> R
         changes.push(format!("write cache {}", policy.as_str()));
     }
     if changes.is_empty() {
-        return Err(ApiError::new(422, "Nothing to change: give size, iops_limit, mbps_limit or write_cache."));
+        return Err(ApiError::new(
+            422,
+            "Nothing to change: give size, iops_limit, mbps_limit, write_cache or another number of replicas.",
+        ));
     }
-    Ok(Effects { detail: Some(changes.join("; ")), ..Default::default() })
+    effects.detail = Some(changes.join("; "));
+    Ok(effects)
+}
+
+/// Makes volume `id` have `wanted` copies: new ones on the nodes decided
+/// (`d.copies`, out of sync until resynced), or the ones taken away chosen
+/// here, out-of-sync copies first, then the newest node. The epoch goes up,
+/// so that marks made for the old set of copies no longer apply. `None`
+/// when the volume has that many copies already; else what changed, and
+/// whether copies were added.
+async fn change_copies(
+    tx: &mut Tx<'_>,
+    d: &Decided,
+    id: i64,
+    name: &str,
+    wanted: u8,
+) -> Result<Option<(String, bool)>, ApiError> {
+    let (nodes,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM nodes").fetch_one(&mut **tx).await.map_err(db)?;
+    if !(1..=3).contains(&wanted) || i64::from(wanted) > nodes {
+        return Err(field(
+            "replicas",
+            format!("A volume has 1 to 3 copies, at most one per node; the cluster has {nodes}."),
+        ));
+    }
+    let (primary, current): (i64, i64) = sqlx::query_as(
+        "SELECT node_id, (SELECT COUNT(*) FROM volume_copies WHERE volume_id = ?1) + 1 FROM volumes WHERE id = ?1",
+    )
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db)?;
+    let wanted = i64::from(wanted);
+    let change = if wanted > current {
+        // A new copy holds nothing yet: its primary resyncs it in full.
+        let added = add_copies(tx, name, primary, &d.copies, (wanted - current) as usize, false).await?;
+        format!("copies {current} → {wanted}: added on {}", added.join(", "))
+    } else if wanted < current {
+        let removed: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT c.node_id, n.name FROM volume_copies c JOIN nodes n ON n.id = c.node_id \
+             WHERE c.volume_id = ? ORDER BY c.in_sync, c.node_id DESC LIMIT ?",
+        )
+        .bind(id)
+        .bind(current - wanted)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db)?;
+        for (node_id, _) in &removed {
+            sqlx::query("DELETE FROM volume_copies WHERE volume_id = ? AND node_id = ?")
+                .bind(id)
+                .bind(node_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+        }
+        let removed: Vec<String> = removed.into_iter().map(|(_, n)| n).collect();
+        format!("copies {current} → {wanted}: removed from {}", removed.join(", "))
+    } else {
+        return Ok(None);
+    };
+    sqlx::query("UPDATE volumes SET replicas = ?, epoch = epoch + 1 WHERE id = ?")
+        .bind(wanted)
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(Some((change, wanted > current)))
 }
 
 pub(super) async fn delete(tx: &mut Tx<'_>, name: &str) -> Result<Effects, ApiError> {
