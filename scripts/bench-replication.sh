@@ -65,9 +65,23 @@ done
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.1.1/$iscsi") 2>/dev/null && break; sleep 0.1; done
 for _ in $(seq 100); do [ "$(grep -c 'replication stream open' "$work/node1.log" || true)" -ge 3 ] && break; sleep 0.1; done
 
-run() { # LUN ARGS...
+# Where the time goes: CPU ticks (1/100 s) of each engine and of the whole
+# machine (all cores, busy and idle) from /proc.
+ticks() { # PID...: each process's user+system ticks, then the machine's busy and total
+  for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat"; done
+  awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6; print t}' /proc/stat
+}
+run() { # LUN ARGS...: the writebench line, then where the CPU went during it
   local lun=$1; shift
-  "$bench" --portal "127.0.1.1:$iscsi" --target "$iqn" --lun "$lun" --seconds "$seconds" --span-mib 1024 "$@"
+  local before after line
+  before=($(ticks "${pids[2]}" "${pids[1]}" "${pids[0]}"))
+  line=$("$bench" --portal "127.0.1.1:$iscsi" --target "$iqn" --lun "$lun" --seconds "$seconds" --span-mib 1024 "$@")
+  after=($(ticks "${pids[2]}" "${pids[1]}" "${pids[0]}"))
+  echo "$line"
+  awk -v n1=$((after[0] - before[0])) -v n2=$((after[1] - before[1])) -v n3=$((after[2] - before[2])) \
+    -v busy=$((after[3] - before[3])) -v total=$((after[4] - before[4])) -v cores="$(nproc)" 'BEGIN {
+      printf "     CPU: node1 %.0f%%, node2 %.0f%%, node3 %.0f%% of one core; the machine %.0f%% busy (%d cores)\n",
+        100 * n1 / (total / cores), 100 * n2 / (total / cores), 100 * n3 / (total / cores), 100 * busy / total, cores }'
 }
 pick() { # KEY: the number before KEY in a writebench line
   awk -v k="$1" '{for (i = 2; i <= NF; i++) if ($i == k) print $(i - 1)}'
@@ -93,9 +107,9 @@ declare -A mbps iops p50 p99
 for copies in 1 2 3; do
   lun=$((copies - 1))
   echo "-- $copies cop$([ $copies = 1 ] && echo y || echo ies)"
-  line=$(run "$lun" --size 131072 --depth 32); echo "   $line"; mbps[$copies]=$(pick MB/s, <<<"$line")
-  line=$(run "$lun" --size 4096 --depth 32 --random); echo "   $line"; iops[$copies]=$(pick IOPS, <<<"$line")
-  line=$(run "$lun" --size 4096 --depth 1 --random); echo "   $line"
+  line=$(run "$lun" --size 131072 --depth 32); echo "   $line"; line=${line%%$'\n'*}; mbps[$copies]=$(pick MB/s, <<<"$line")
+  line=$(run "$lun" --size 4096 --depth 32 --random); echo "   $line"; line=${line%%$'\n'*}; iops[$copies]=$(pick IOPS, <<<"$line")
+  line=$(run "$lun" --size 4096 --depth 1 --random); echo "   $line"; line=${line%%$'\n'*}
   p50[$copies]=$(pick "ms," <<<"$line" | sed -n 1p); p99[$copies]=$(pick "ms," <<<"$line" | sed -n 2p)
 done
 for copies in 2 3; do
