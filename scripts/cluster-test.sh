@@ -33,7 +33,9 @@
 #     copy's node killed (kill -9), writes go on once the cluster marks the
 #     copy out of sync (audited), and the volume reads degraded; restarted,
 #     the copy resyncs only what changed, the volume is healthy and the
-#     images are equal; deleted, its image goes from both nodes;
+#     images are equal; a third copy is added and taken away online; grown
+#     online and written in its new part, both images are equal; deleted,
+#     its image goes from both nodes;
 #  5. an admin removes node 3: refused while it holds a volume, then done;
 #     the two left keep a leader and take changes.
 #
@@ -522,6 +524,20 @@ for i in $(seq 1 100); do [ "$(copy_link)" = "healthy in-sync True" ] && break; 
 [ "$(copy_link)" = "healthy in-sync True" ] || fail "vol-r2 back to 2 copies: $(copy_link)"
 c=2
 pass "vol-r2 went to 3 copies and back to 2 online: the new copy resynced in full, the one taken away lost its image"
+
+# Grown online, then written in its new part: both copies grow alike.
+out=$(api 3 PATCH /volumes/vol-r2 '{"size":"96MiB"}')
+[ "$(echo "$out" | status)" = 200 ] || fail "growing vol-r2: $out"
+for i in $(seq 1 25); do
+  [ "$(stat -c %s "$work/data1/volumes/vol-r2.img")" = $((96 << 20)) ] && [ "$(stat -c %s "$work/data2/volumes/vol-r2.img")" = $((96 << 20)) ] && break
+  sleep 0.2
+done
+line=$(write --mib 16 --size 131072 --depth 16 --offset-mib 72 --span-mib 24)
+echo "   $line"
+[ "$(errors <<<"$line")" = 0 ] || fail "writes to vol-r2's new part failed"
+[ "$(copy_link)" = "healthy in-sync True" ] || fail "vol-r2 after growing: $(copy_link)"
+[ "$(images)" = 1 ] || fail "the two images of vol-r2 differ after it grew"
+pass "vol-r2 grown from 64 to 96 MiB online: both images are 96 MiB, and equal after 16 MiB written in the new part"
 out=$(api 1 DELETE /target-groups/g1/luns/0)
 [ "$(echo "$out" | status)" = 204 ] || fail "detaching vol-r2: $out"
 out=$(api 3 DELETE /volumes/vol-r2)

@@ -312,10 +312,8 @@ pub async fn check_here(proposal: &Proposal, tx: &mut Tx<'_>, here: &Here<'_>) -
         Command::UpdateVolume { .. } if proposal.decided.copies.contains(&here.node_id) => {
             space(tx, here.node_id, here).await
         }
-        Command::UpdateVolume { name, patch } if patch.size.is_some() => {
-            let node_id = commands::volume_node(tx, name).await?;
-            space(tx, node_id, here).await
-        }
+        // Run on each node with a copy, for its own disk.
+        Command::UpdateVolume { patch, .. } if patch.size.is_some() => space(tx, here.node_id, here).await,
         Command::CreateTargetGroup(_) => {
             quotas::ensure_within(tx, limits, Counted::TargetGroups).await?;
             quotas::ensure_within(tx, limits, Counted::Targets).await?;

@@ -306,6 +306,10 @@ pub(crate) async fn apply(local: &dyn BlockBackend, op: Op) -> Result<(), Backen
         // The unit's state is the unit's business: the primary's own copy
         // of it was written by the unit before it asked for replication.
         Op::UnitState { .. } => Ok(()),
+        // Grown already (by its own configuration, or this op sent again
+        // after a lost answer): nothing to do.
+        Op::Resize { size } if size <= local.size() => Ok(()),
+        Op::Resize { size } => local.resize(size).await,
     }
 }
 
@@ -364,8 +368,9 @@ impl BlockBackend for ReplicatedBackend {
     }
 
     async fn resize(&self, new_size: u64) -> Result<(), BackendError> {
-        // Every node grows its own copy from its configuration.
-        self.volume.local.resize(new_size).await
+        // Every copy grows in the same place of the order of writes.
+        self.volume.serving()?;
+        self.volume.submit(Op::Resize { size: new_size }).await
     }
 
     fn serving(&self) -> Result<(), BackendError> {

@@ -99,6 +99,7 @@ mod op_kind {
     pub const FLUSH: u8 = 4;
     pub const STATE: u8 = 5;
     pub const STATE_REMOVED: u8 = 6;
+    pub const RESIZE: u8 = 7;
 }
 
 fn put_text(b: &mut BytesMut, s: &str) {
@@ -169,6 +170,7 @@ pub fn encode_parts(frame: &Frame) -> (Bytes, Option<Bytes>) {
                 Op::Flush => (op_kind::FLUSH, false, 0, 0, None),
                 Op::UnitState { text: Some(t) } => (op_kind::STATE, false, 0, t.len() as u64, Some(t)),
                 Op::UnitState { text: None } => (op_kind::STATE_REMOVED, false, 0, 0, None),
+                Op::Resize { size } => (op_kind::RESIZE, false, *size, 0, None),
             };
             body.put_u8(k);
             body.put_u8(u8::from(fua));
@@ -430,6 +432,7 @@ pub fn parse(buf: &mut BytesMut, total: usize) -> Result<Frame, FrameError> {
                 op_kind::FLUSH if data.is_empty() => Op::Flush,
                 op_kind::STATE if data.len() as u64 == len => Op::UnitState { text: Some(data) },
                 op_kind::STATE_REMOVED if data.is_empty() => Op::UnitState { text: None },
+                op_kind::RESIZE if data.is_empty() && len == 0 => Op::Resize { size: offset },
                 _ => return Err(FrameError::Malformed),
             };
             if offset.checked_add(len).is_none() {
@@ -506,6 +509,7 @@ mod tests {
             Op::Flush,
             Op::UnitState { text: Some(Bytes::from_static(b"[mode]\nwce = false\n")) },
             Op::UnitState { text: None },
+            Op::Resize { size: 3 << 30 },
         ] {
             round_trip(Frame::ToReplica(ToReplica::Op { seq: 42, epoch: e, op }));
         }

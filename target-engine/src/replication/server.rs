@@ -136,6 +136,15 @@ impl ReplicaVolume {
                 }
                 Ok(())
             }
+            // Grown through the unit, so that its nexuses here hear of it
+            // (CAPACITY DATA HAS CHANGED) as the primary's do.
+            ReplicaAction::Apply { op: Op::Resize { size }, .. } if *size > self.local.size() => {
+                let unit = self.unit.lock().unwrap_or_else(|e| e.into_inner()).upgrade();
+                match unit {
+                    Some(lu) => lu.resize(*size).await.map_err(|e| e.to_string()),
+                    None => self.local.resize(*size).await.map_err(|e| e.to_string()),
+                }
+            }
             ReplicaAction::Apply { op, .. } => {
                 apply(&*self.local, op.clone()).await.map_err(|e| e.to_string())?;
                 if matches!(op, Op::Flush) {
@@ -144,6 +153,12 @@ impl ReplicaVolume {
                 Ok(())
             }
             ReplicaAction::WriteCopy { offset, data, .. } => {
+                // A copy that missed its volume's growth grows to what the
+                // primary sends (the last region ends at the volume's end).
+                let end = offset.saturating_add(data.len() as u64);
+                if end > self.local.size() {
+                    self.local.resize(end).await.map_err(|e| e.to_string())?;
+                }
                 // Copies are durable before the region counts as copied.
                 self.local.write(*offset, data.clone(), true).await.map_err(|e| e.to_string())
             }

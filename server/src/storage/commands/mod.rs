@@ -191,17 +191,6 @@ pub(super) async fn volume_row(tx: &mut Tx<'_>, name: &str) -> Result<(i64, i64,
         .ok_or_else(|| ApiError::not_found(format!("The volume {name}")))
 }
 
-/// The node that holds a volume.
-pub(super) async fn volume_node(tx: &mut Tx<'_>, name: &str) -> Result<i64, ApiError> {
-    sqlx::query_as::<_, (i64,)>("SELECT node_id FROM volumes WHERE name = ?")
-        .bind(name)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db)?
-        .map(|(id,)| id)
-        .ok_or_else(|| ApiError::not_found(format!("The volume {name}")))
-}
-
 /// A proposal that lacks what [`decide`](crate::storage::proposal::decide)
 /// fills in: a bug on the proposing node, refused the same way everywhere.
 pub(super) fn undecided(what: &str) -> ApiError {

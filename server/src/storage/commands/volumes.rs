@@ -183,17 +183,7 @@ pub(super) async fn update(tx: &mut Tx<'_>, d: &Decided, name: &str, patch: Volu
         if new > MAX_VOLUME || new % block_size as u64 != 0 {
             return Err(field("size", format!("Up to 64 TiB, a multiple of the block size ({block_size} bytes).")));
         }
-        let (copies,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM volume_copies WHERE volume_id = ?")
-            .bind(id)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(db)?;
-        if copies > 0 && new != size as u64 {
-            return Err(ApiError::conflict(format!(
-                "{name} has copies on {} nodes; growing a replicated volume is not supported yet.",
-                copies + 1
-            )));
-        }
+
         if new != size as u64 {
             sqlx::query("UPDATE volumes SET size = ? WHERE id = ?")
                 .bind(new as i64)

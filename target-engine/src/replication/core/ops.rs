@@ -2,7 +2,7 @@
 //! operations, each with the bytes of the volume it touches.
 //!
 //! UNMAP and WRITE SAME travel as operations (a range and one block), not as
-//! the data they stand for; COMPARE AND WRITE travels as the write it became
+//! the data they stand for, and so does a volume's growth; COMPARE AND WRITE travels as the write it became
 //! on the primary, which compared under the unit's exclusive lock (SBC-3
 //! §5.2), so every copy applies the same bytes in the same place and order.
 
@@ -50,6 +50,12 @@ pub enum Op {
     UnitState {
         text: Option<Bytes>,
     },
+    /// Grows every copy to `size` bytes (never shrinks one): ordered after
+    /// every operation before it, so that no copy gets a write beyond its
+    /// end that the others could take.
+    Resize {
+        size: u64,
+    },
 }
 
 /// What an operation is ordered against: the bytes it touches, everything
@@ -82,14 +88,21 @@ impl Op {
             Op::WriteSame { offset, len, .. } | Op::Unmap { offset, len } => {
                 Extent::Bytes { offset: *offset, len: *len }
             }
-            Op::Flush => Extent::All,
+            Op::Flush | Op::Resize { .. } => Extent::All,
             Op::UnitState { .. } => Extent::UnitState,
         }
     }
 
     /// Whether a copy acknowledges it only once it is durable.
     pub fn durable(&self) -> bool {
-        matches!(self, Op::Write { fua: true, .. } | Op::WriteSame { fua: true, .. } | Op::Flush | Op::UnitState { .. })
+        matches!(
+            self,
+            Op::Write { fua: true, .. }
+                | Op::WriteSame { fua: true, .. }
+                | Op::Flush
+                | Op::UnitState { .. }
+                | Op::Resize { .. }
+        )
     }
 
     /// Bytes of the volume it changes, if any (for dirty-region tracking).
@@ -106,7 +119,7 @@ impl Op {
             Op::Write { data, .. } => data.len(),
             Op::WriteSame { block, .. } => block.len(),
             Op::UnitState { text } => text.as_ref().map_or(0, Bytes::len),
-            Op::Unmap { .. } | Op::Flush => 0,
+            Op::Unmap { .. } | Op::Flush | Op::Resize { .. } => 0,
         }
     }
 }

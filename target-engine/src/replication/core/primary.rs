@@ -314,7 +314,15 @@ impl Primary {
     fn number(&mut self, token: Option<Token>, op: Op, out: &mut Vec<Action>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let changes = op.changes();
+        let mut changes = op.changes();
+        // A copy that misses a growth gets the new bytes as a dirty range:
+        // its resync makes them (and grows it).
+        if let Op::Resize { size } = op {
+            if size > self.size {
+                changes = Some((self.size, size - self.size));
+                self.size = size;
+            }
+        }
         let mut unacked = BTreeSet::new();
         for (&id, state) in self.replicas.iter_mut() {
             match state {

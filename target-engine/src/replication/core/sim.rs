@@ -93,7 +93,7 @@ fn apply(image: &mut [u8], op: &Op) {
             }
         }
         Op::Unmap { offset, len } => image[*offset as usize..(offset + len) as usize].fill(0),
-        Op::Flush | Op::UnitState { .. } => {}
+        Op::Flush | Op::UnitState { .. } | Op::Resize { .. } => {}
     }
 }
 
@@ -538,10 +538,37 @@ fn a_lease_that_runs_out_fails_what_is_held() {
     assert_eq!(out, vec![Action::Complete { token: 1, result: Err(super::primary::Failure::NotReady) }]);
 }
 
+/// Growth is ordered after every write before it and sent to the copies
+/// in sync; a copy out of sync gets the new bytes as changed (its resync
+/// makes them), and a copy lost before it answered the growth too.
 #[test]
-fn debug_seed_tmp() {
-    let mut sim = Sim::new(15787094812687924376, 1, 384);
-    sim.run_to_end(250, 7);
+fn a_copy_that_misses_a_growth_gets_the_new_bytes_in_its_resync() {
+    let states = BTreeMap::from([(1, ReplicaState::InSync), (2, ReplicaState::OutOfSync(DirtyMap::default()))]);
+    let mut p = Primary::new(Epoch(1), 1 << 20, 1, states);
+    let _ = p.connected(1);
+    let out = p.submit(1, Op::Write { offset: 0, data: Bytes::from(vec![1; 512]), fua: false });
+    assert!(out.iter().any(|a| matches!(a, Action::ApplyLocal { .. })));
+    let out = p.submit(2, Op::Resize { size: 2 << 20 });
+    assert!(!out.iter().any(|a| matches!(a, Action::ApplyLocal { .. })), "the growth waits for the write before it");
+    assert!(
+        out.iter().any(|a| matches!(a, Action::Send { to: 1, msg: ToReplica::Op { op: Op::Resize { size }, .. } } if *size == 2 << 20)),
+        "the copy in sync is sent the growth: {out:?}"
+    );
+    // The write and the new bytes, whichever way the copy missed them.
+    let mut missed = DirtyMap::default();
+    missed.mark(0, 512);
+    missed.mark(1 << 20, 1 << 20);
+    match p.replica(2) {
+        Some(ReplicaState::OutOfSync(d)) => assert_eq!(d, &missed),
+        other => panic!("{other:?}"),
+    }
+    // Lost before it answered either.
+    let _ = p.replica_lost(1);
+    match p.replica(1) {
+        Some(ReplicaState::Failing(d)) => assert_eq!(d, &missed),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.submit(3, Op::Resize { size: 1 << 20 }).len(), 0, "held while frozen; never a shrink either way");
 }
 
 /// A region written while its copy is in flight is copied again, after
