@@ -17,7 +17,9 @@
 #     epoch 2 with node 2 as primary (SIGHUP) while node 1 still runs at
 #     epoch 1: node 1 gets no write accepted, the replicas' images do not
 #     change, and READ RESERVATION through node 2 shows the reservation;
-#  4. writes through the new primary reach node 3, and libiscsi's
+#  4. the new primary compares node 3's copy by checksums (an operation of
+#     the old one that reached node 2 alone is sent to node 3); writes
+#     through the new primary reach node 3, and libiscsi's
 #     persistent-reservation and COMPARE AND WRITE families pass against it.
 #
 # The whole conformance suite against a replicated volume is part of
@@ -182,6 +184,10 @@ echo "-- 3. a new primary at epoch 2 while the old one still runs"
 echo "   $(pr 1 register abc1)"
 echo "   $(pr 1 reserve abc1 1)"
 echo "   node 1: $(pr 1 read-reservation)"
+# An operation of the old primary that reached node 2 alone before node 2
+# takes over: the new primary compares the copies and node 3 gets it.
+printf 'reached node 2 alone' | dd of="$work/node2.img" bs=1 seek=$((110 << 20)) conv=notrunc status=none
+resyncs=$(grep -c "replica back in sync" "$work/node2.log" || true)
 config 2 2 2 >"$work/node2.toml"; config 3 2 2 >"$work/node3.toml"
 kill -HUP "${pid[2]}" "${pid[3]}"
 wait_log 2 "replication stream open" 20 1
@@ -201,9 +207,13 @@ echo "-- 4. the new primary"
 line=$(write 2 --mib 8 --size 65536 --depth 8 --seed 4)
 echo "   node 2: $line"
 [ "$(field errors, <<<"$line")" = 0 ] || fail "writes through the new primary failed"
+grep -q "promoted from a replica" "$work/node2.log" || fail "the promoted primary trusted its replicas"
+wait_log 2 "replica back in sync" 60 $((resyncs + 1))
+insync=$(grep "replica back in sync" "$work/node2.log" | tail -n 1 | sed 's/\x1b\[[0-9;]*m//g')
+echo "   node 2, promoted, compared node 3's copy: $(sed -n 's/.*copied_bytes=\([0-9]*\).*matched_bytes=\([0-9]*\).*/\1 bytes sent, \2 found equal/p' <<<"$insync")"
 mapfile -t s < <(sums)
 [ "${s[1]}" = "${s[2]}" ] || fail "node 3 differs from the new primary"
-pass "writes through node 2 are on node 3"
+pass "writes through node 2 are on node 3, and so is what reached node 2 alone before it took over"
 url="iscsi://127.0.2.1:$iscsi_port/$(iqn 2)/0"
 # The reservation of step 3 is still held; the suite makes its own.
 echo "   $(pr 2 clear abc2)"

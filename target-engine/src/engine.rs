@@ -196,11 +196,13 @@ fn same_placement(a: &VolumeConfig, b: &VolumeConfig, me: Option<u32>) -> bool {
 /// replicated, this node's copy.
 type Opened = (Arc<LogicalUnit>, Arc<Throttle>, Option<Copy>);
 
+/// `promoted`: this node kept a replica of `v` until now.
 fn open_volume(
     v: &VolumeConfig,
     replication: Option<&ReplicationNode>,
     placement: &ControlPlane,
     warm: bool,
+    promoted: bool,
 ) -> Result<Opened, EngineError> {
     let mut copy = None;
     let backend: Arc<dyn BlockBackend> = match v.backend {
@@ -214,9 +216,18 @@ fn open_volume(
             let local: Arc<dyn BlockBackend> = Arc::new(GroupCommit::new(Arc::new(file)));
             match (&v.replication, replication) {
                 (Some(p), Some(node)) => {
-                    let (backend, c) =
-                        volumes::open(&v.name, path, p, node, local, placement, v.state_path(), v.write_cache)
-                            .map_err(|why| EngineError::Replication { volume: v.name.clone(), why })?;
+                    let (backend, c) = volumes::open(
+                        &v.name,
+                        path,
+                        p,
+                        node,
+                        local,
+                        placement,
+                        v.state_path(),
+                        v.write_cache,
+                        promoted,
+                    )
+                    .map_err(|why| EngineError::Replication { volume: v.name.clone(), why })?;
                     copy = Some(c);
                     backend
                 }
@@ -344,7 +355,8 @@ impl Engine {
                 }
                 _ => {
                     let node = new_runtime.as_ref().map(|r| &r.config).or(config.replication.as_ref());
-                    let (lu, throttle, copy) = open_volume(v, node, &self.inner.placement, st.started)?;
+                    let promoted = matches!(st.copies.get(&v.name), Some(Copy::Replica(_)));
+                    let (lu, throttle, copy) = open_volume(v, node, &self.inner.placement, st.started, promoted)?;
                     volumes.insert(v.name.clone(), (v.clone(), lu));
                     throttles.insert(v.name.clone(), throttle);
                     opened.insert(v.name.clone());

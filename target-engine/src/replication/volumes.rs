@@ -46,7 +46,8 @@ pub fn marks_file(image: &std::path::Path) -> PathBuf {
 }
 
 /// Opens `local` (the volume's own file, with group commit) as this node's
-/// copy; returns the backend its unit is to use and the copy.
+/// copy; returns the backend its unit is to use and the copy. `promoted`:
+/// this node kept a replica of the volume until now.
 #[allow(clippy::too_many_arguments)]
 pub fn open(
     name: &str,
@@ -57,13 +58,20 @@ pub fn open(
     control: &ControlPlane,
     state_file: Option<PathBuf>,
     write_cache: WriteCache,
+    promoted: bool,
 ) -> Result<(Arc<dyn BlockBackend>, Copy), String> {
     let epoch = placement.epoch();
     match placement.role(node.node)? {
         Role::Primary => {
-            let opened = control.local().open(name, epoch, marks_file(image)).map_err(|e| e.to_string())?;
+            let mut opened = control.local().open(name, epoch, marks_file(image)).map_err(|e| e.to_string())?;
             if opened.unclean {
                 tracing::warn!(volume = name, "the primary did not stop cleanly here: writes it had in flight may be on some copies only, so every replica is resynced in full");
+            } else if promoted {
+                // The old primary's last operations may have reached this
+                // copy and not the others (or the others and not this one):
+                // the copies are compared by checksums before they count.
+                tracing::warn!(volume = name, "promoted from a replica: what the old primary had in flight may be on some copies only, so every replica is resynced in full");
+                opened.unclean = true;
             }
             let out = opened.out_of_sync;
             let size = local.size();
