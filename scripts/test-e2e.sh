@@ -17,9 +17,12 @@ export PORTICO_NODE_NAME=e2e-node
 export PORTICO_ISCSI_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 # A cluster address, so that a test can join a second node to this one.
 export PORTICO_CLUSTER_ADDR="127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+# And a replication address on a free port, for a volume with two copies.
+replication_addr="127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 export PORTICO_BIN="$portico" PORTICO_SITE_ROOT="$here/target/site"
 "$portico" serve --http "127.0.0.1:$port" --data-dir "$work/data" --node-name "$PORTICO_NODE_NAME" \
-  --cluster-addr "$PORTICO_CLUSTER_ADDR" --site-root "$here/target/site" >"$work/node.log" 2>&1 &
+  --cluster-addr "$PORTICO_CLUSTER_ADDR" --replication-addr "$replication_addr" \
+  --site-root "$here/target/site" >"$work/node.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do
   curl -fs "http://127.0.0.1:$port/api/v1/openapi.json" >/dev/null 2>&1 && break

@@ -8,8 +8,9 @@ import { adminPassword, hydrated, logIn, expect, test } from "./session";
 // A second node joins the node under test (scripts/test-e2e.sh starts it
 // with a cluster address) with a join token an admin created on the Nodes
 // page; the page then shows both nodes and their places in the cluster, an
-// unused token is revoked there, and a target group gets a target on each
-// node through its form.
+// unused token is revoked there, a target group gets a target on each
+// node through its form, and a volume made with two copies in the Volumes
+// form shows its copy on the second node, in sync.
 
 const portico = process.env.PORTICO_BIN ?? "";
 const member = process.env.PORTICO_CLUSTER_ADDR ?? "";
@@ -44,7 +45,7 @@ test("an admin adds a node with a join token from the Nodes page, both nodes are
   await expect(card.getByTestId("join-tokens")).not.toContainText(token.split(".")[2]);
 
   const host = "127.0.0.2";
-  const [http, cluster] = [await freePort(host), await freePort(host)];
+  const [http, cluster, replication] = [await freePort(host), await freePort(host), await freePort(host)];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "portico-e2e-node2-"));
   let node: ChildProcess | undefined;
   let log = "";
@@ -52,7 +53,8 @@ test("an admin adds a node with a join token from the Nodes page, both nodes are
     node = spawn(
       portico,
       ["serve", "--http", `${host}:${http}`, "--data-dir", path.join(dir, "data"), "--node-name", "e2e-node2",
-        "--cluster-addr", `${host}:${cluster}`, "--join", `https://${member}`, "--site-root", siteRoot],
+        "--cluster-addr", `${host}:${cluster}`, "--replication-addr", `${host}:${replication}`,
+        "--join", `https://${member}`, "--site-root", siteRoot],
       { env: { ...process.env, PORTICO_JOIN_TOKEN: token, PORTICO_ADMIN_PASSWORD: adminPassword } },
     );
     node.stdout?.on("data", (d) => (log += d));
@@ -114,6 +116,27 @@ test("an admin adds a node with a join token from the Nodes page, both nodes are
       await expect(page.getByTestId("targets-table").locator("tbody tr")).toHaveCount(2);
     } finally {
       expect((await page.request.delete(`/api/v1/target-groups/${group}?force=true`)).status()).toBe(204);
+    }
+
+    // A volume with two copies: its primary here, the other on node 2.
+    const volume = `copies${Date.now() % 100000}`;
+    await page.getByRole("link", { name: "Volumes" }).click();
+    await hydrated(page);
+    const volumeForm = page.locator("#create-volume");
+    await volumeForm.locator('input[name="name"]').fill(volume);
+    await volumeForm.locator('input[name="size"]').fill("16MiB");
+    await volumeForm.locator('select[name="node"]').selectOption(firstName);
+    await volumeForm.locator('select[name="replicas"]').selectOption("2");
+    await volumeForm.getByRole("button", { name: "Create volume" }).click();
+    const volumeRow = page.locator(`tr[data-volume="${volume}"]`);
+    await expect(volumeRow.getByTestId("volume-node")).toContainText(`${firstName} (primary)`);
+    try {
+      await expect
+        .poll(async () => (await page.reload(), await volumeRow.getByTestId("volume-copy").textContent()), { timeout: 20_000 })
+        .toContain("e2e-node2 · in sync");
+      await expect(volumeRow.locator(".badge").first()).toHaveText("healthy");
+    } finally {
+      expect((await page.request.delete(`/api/v1/volumes/${volume}`)).status()).toBe(204);
     }
 
     // Removed again while it runs, so that the node under test is a
