@@ -34,8 +34,10 @@
 #     copy out of sync (audited), and the volume reads degraded; restarted,
 #     the copy resyncs only what changed, the volume is healthy and the
 #     images are equal; a third copy is added and taken away online; grown
-#     online and written in its new part, both images are equal; deleted,
-#     its image goes from both nodes;
+#     online and written in its new part, both images are equal; its copy's
+#     node killed for longer than --rebuild-after, the copy is made again
+#     on node 3 (audited) and is equal; deleted, its image goes from both
+#     nodes;
 #  5. an admin removes node 3: refused while it holds a volume, then done;
 #     the two left keep a leader and take changes.
 #
@@ -67,6 +69,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 http_port=$(free_port)
 cluster_port=$(free_port)
 password=cluster-test-pass1
+# A copy's node offline this long gets its copy made again elsewhere: long
+# enough for every restart below to come back first.
+rebuild_after=30
 http() { echo "127.0.$1.1:$http_port"; }
 member() { echo "127.0.$1.1:$cluster_port"; }
 
@@ -75,7 +80,8 @@ start() {
   local n=$1; shift
   PORTICO_ADMIN_PASSWORD=$password RUST_LOG=${RUST_LOG:-info} RUST_BACKTRACE=0 \
     "$portico" serve --data-dir "$work/data$n" --node-name "node$n" --http "$(http "$n")" \
-    --cluster-addr "${CLUSTER_ADDR:-$(member "$n")}" --site-root "$work/site" "$@" >>"$work/node$n.log" 2>&1 &
+    --cluster-addr "${CLUSTER_ADDR:-$(member "$n")}" --rebuild-after "$rebuild_after" --site-root "$work/site" "$@" \
+    >>"$work/node$n.log" 2>&1 &
   pid[$n]=$!
 }
 
@@ -538,13 +544,30 @@ echo "   $line"
 [ "$(copy_link)" = "healthy in-sync True" ] || fail "vol-r2 after growing: $(copy_link)"
 [ "$(images)" = 1 ] || fail "the two images of vol-r2 differ after it grew"
 pass "vol-r2 grown from 64 to 96 MiB online: both images are 96 MiB, and equal after 16 MiB written in the new part"
+
+# Its copy's node gone for good: the copy is made again on node 3.
+kill -9 "${pid[2]}"; wait "${pid[2]}" 2>/dev/null || true; unset 'pid[2]'
+t0=$(date +%s.%N)
+line=$(write --seconds 2 --size 4096 --depth 8 --random --offset-mib 80 --span-mib 8 --seed 7)
+[ "$(errors <<<"$line")" = 0 ] || fail "writes to vol-r2 failed without node 2"
+rebuilt() { api 1 GET /volumes/vol-r2 | body | json '" ".join(c["node"] + "=" + str(c["link"]) for c in d["copies"]) + " " + d["state"]'; }
+for i in $(seq 1 400); do [ "$(rebuilt)" = "node3=in-sync healthy" ] && break; sleep 0.2; done
+[ "$(rebuilt)" = "node3=in-sync healthy" ] || fail "vol-r2's copy was not rebuilt on node 3: $(rebuilt)"
+took=$(since "$t0")
+c=3
+[ "$(images)" = 1 ] || fail "the rebuilt copy on node 3 differs from the primary's"
+detail=$(api 1 GET '/audit?per_page=200' | body | json 'next(e["detail"] for e in d["entries"] if e["action"] == "volume.copy.rebuild")')
+echo "   node 2 killed: vol-r2's copy rebuilt on node 3 and in sync $took s later (rebuild after ${rebuild_after} s offline); audited: $detail"
+start 2
+ready 2
+pass "a copy whose node stayed offline longer than --rebuild-after is made again on another node, resynced, and equal"
 out=$(api 1 DELETE /target-groups/g1/luns/0)
 [ "$(echo "$out" | status)" = 204 ] || fail "detaching vol-r2: $out"
 out=$(api 3 DELETE /volumes/vol-r2)
 [ "$(echo "$out" | status)" = 204 ] || fail "deleting vol-r2: $out"
 for i in $(seq 1 25); do [ -e "$work/data$c/volumes/vol-r2.img" ] || break; sleep 0.2; done
-[ -e "$work/data$c/volumes/vol-r2.img" ] && fail "vol-r2's copy stayed on $copy"
-pass "vol-r2 deleted: its image is gone from $copy too"
+[ -e "$work/data$c/volumes/vol-r2.img" ] && fail "vol-r2's copy stayed on node$c"
+pass "vol-r2 deleted: its image is gone from node$c too"
 
 # 5. An admin removes node 3 (the leader, as it happens, or not): first it
 # must give up what it holds.

@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// cluster address's IP, port 3270.
     #[arg(long, value_name = "IP:PORT", env = "PORTICO_REPLICATION_ADDR", requires = "cluster_addr")]
     pub replication_addr: Option<SocketAddr>,
+    /// How long a node keeping a copy of a replicated volume may be offline
+    /// before, if this node leads, the copy is made again on another node.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, env = "PORTICO_REBUILD_AFTER")]
+    pub rebuild_after: u64,
     /// On first start, join the cluster of the member at this cluster
     /// address (https://IP:PORT) instead of creating a cluster.
     #[arg(long, value_name = "URL", requires = "token", requires = "cluster_addr")]
@@ -147,6 +151,7 @@ impl ServeArgs {
             node_name: node_name.to_string(),
             cluster_addr: self.cluster_addr,
             replication_addr,
+            rebuild_after: std::time::Duration::from_secs(self.rebuild_after),
             join,
         })
     }

@@ -92,6 +92,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let engine = target_engine::engine::Engine::new();
     let cluster = args.cluster_options(&node_name)?;
+    let rebuild_after = cluster.rebuild_after;
     let storage = Storage::start(
         pool.clone(),
         engine.clone(),
@@ -104,6 +105,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .context("cannot bring up the cluster and the stored storage configuration")?;
     let storage = Arc::new(storage);
     storage.follow_applied_changes();
+    storage.rebuild_lost_copies(rebuild_after);
     let checks: std::sync::Weak<dyn portico_server::cluster::node_checks::NodeChecks> = Arc::downgrade(&storage) as _;
     storage.cluster().serve_node_checks(checks);
     let node =

@@ -76,6 +76,9 @@ pub struct ClusterOptions {
     pub cluster_addr: Option<SocketAddr>,
     /// Where this node takes replication streams (none for a cluster of one).
     pub replication_addr: Option<SocketAddr>,
+    /// How long a copy's node may be offline before the copy is made again
+    /// on another node.
+    pub rebuild_after: Duration,
     pub join: Option<JoinOptions>,
 }
 

@@ -172,7 +172,7 @@ async fn a_joined_node_forwards_changes_and_is_reached_at_a_new_address() {
     let a_dir = tempfile::tempdir().unwrap();
     let a_pool = crate::db::open(a_dir.path()).await.unwrap();
     let options =
-        ClusterOptions { node_name: "a".into(), cluster_addr: Some(a_addr), replication_addr: None, join: None };
+        ClusterOptions { node_name: "a".into(), cluster_addr: Some(a_addr), join: None, ..Default::default() };
     let a = TestNode {
         cluster: Cluster::start(a_dir.path(), a_pool.clone(), &options).await.unwrap(),
         dir: a_dir,
@@ -196,7 +196,7 @@ async fn a_joined_node_forwards_changes_and_is_reached_at_a_new_address() {
     let b_dir = tempfile::tempdir().unwrap();
     let b_pool = crate::db::open(b_dir.path()).await.unwrap();
     let join = Some(JoinOptions { url: format!("https://{a_addr}"), token });
-    let options = ClusterOptions { node_name: "b".into(), cluster_addr: Some(b_addr), replication_addr: None, join };
+    let options = ClusterOptions { node_name: "b".into(), cluster_addr: Some(b_addr), join, ..Default::default() };
     let b = TestNode {
         cluster: Cluster::start(b_dir.path(), b_pool.clone(), &options).await.unwrap(),
         dir: b_dir,
@@ -221,8 +221,7 @@ async fn a_joined_node_forwards_changes_and_is_reached_at_a_new_address() {
     b.pool.close().await;
     let moved = free_address();
     let b_pool = crate::db::open(b.dir.path()).await.unwrap();
-    let options =
-        ClusterOptions { node_name: "b".into(), cluster_addr: Some(moved), replication_addr: None, join: None };
+    let options = ClusterOptions { node_name: "b".into(), cluster_addr: Some(moved), join: None, ..Default::default() };
     let b = TestNode {
         cluster: Cluster::start(b.dir.path(), b_pool.clone(), &options).await.unwrap(),
         dir: b.dir,

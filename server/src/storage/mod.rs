@@ -29,6 +29,7 @@ mod placement;
 mod privileges;
 pub mod proposal;
 pub mod quotas;
+mod rebuild;
 pub mod replicated;
 mod replication;
 pub mod secret_box;

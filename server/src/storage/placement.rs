@@ -144,6 +144,17 @@ impl Storage {
         Ok(measured.into_iter().take(wanted).map(|(n, _)| n).collect())
     }
 
+    /// The online node with a replication address and the most room, but
+    /// those in `except`: where a lost copy is made again.
+    pub(super) async fn roomiest_for_a_copy(&self, except: &[i64]) -> Result<Option<NodeRef>, ApiError> {
+        Ok(roomiest(self.measure_online(except, true).await?))
+    }
+
+    /// `proposal` tried on this node, which it concerns.
+    pub(super) async fn dry_run_here(&self, proposal: &Proposal) -> Result<Option<String>, ApiError> {
+        NodeChecks::dry_run(self, proposal.clone()).await
+    }
+
     /// The nodes that get a copy of a volume with `command`: a new
     /// volume's other copies (its primary on `primary`), or the copies a
     /// volume that gets more replicas lacks.

@@ -64,6 +64,10 @@ pub enum Change {
     /// missed writes) or back in sync (resynced), if the volume's epoch is
     /// still `epoch`: a compare-and-set (CLUSTER.md §2).
     MarkCopy { volume: String, epoch: u64, node_id: i64, in_sync: bool },
+    /// The leader replaces a volume's copy on node `from`, gone too long,
+    /// with a new one on node `to`, out of sync until its primary has
+    /// resynced it (see `storage::rebuild`).
+    ReplaceCopy { volume: String, from: i64, to: i64 },
 }
 
 /// One audit record as its node shares it: `seq` is its id in that node's
@@ -185,6 +189,7 @@ impl Change {
             Change::ShareAudit { .. } => "audit.share",
             Change::MarkCopy { in_sync: true, .. } => "volume.copy.in_sync",
             Change::MarkCopy { in_sync: false, .. } => "volume.copy.out_of_sync",
+            Change::ReplaceCopy { .. } => "volume.copy.rebuild",
         }
     }
 
@@ -201,7 +206,7 @@ impl Change {
             }
             Change::CreateJoinToken { id, .. } | Change::RevokeJoinToken { id } => format!("join-token/{id}"),
             Change::Users(u) => u.object(),
-            Change::MarkCopy { volume, .. } => format!("volume/{volume}"),
+            Change::MarkCopy { volume, .. } | Change::ReplaceCopy { volume, .. } => format!("volume/{volume}"),
         }
     }
 }
@@ -297,6 +302,10 @@ pub fn decide(change: Change, here: &Here<'_>) -> Result<Proposal, ApiError> {
 /// volume's over-provisioning).
 pub async fn check_here(proposal: &Proposal, tx: &mut Tx<'_>, here: &Here<'_>) -> Result<Option<String>, ApiError> {
     let limits = here.limits;
+    // The node that takes the new copy judges its own disk.
+    if let Change::ReplaceCopy { .. } = &proposal.change {
+        return space(tx, here.node_id, here).await;
+    }
     let Change::Storage(command) = &proposal.change else { return Ok(None) };
     match command {
         Command::CreateVolume(_) => {

@@ -119,6 +119,9 @@ mod tests {
             mark("v3", 1, false),
             mark("v3", 2, true),
             mark("v9", 1, true),
+            // n2's copy replaced by one on n1, the primary's node: refused.
+            Change::ReplaceCopy { volume: "v3".into(), from: 2, to: 1 },
+            Change::ReplaceCopy { volume: "v3".into(), from: 3, to: 4 },
             user(UserChange::Create {
                 username: "admin".into(),
                 password_hash: "$argon2id$a".into(),
@@ -236,6 +239,8 @@ mod tests {
                 "409 The volume v1 is attached to g1 as LUN 0: detach it first.",
                 "409 The volume v3 is at epoch 1, not 2.",
                 "404 The volume v9 does not exist.",
+                "409 Node 1 holds a copy of v3 already.",
+                "404 A copy of v3 on node 3 does not exist.",
                 "409 This is the last enabled administrator: add or enable another administrator first.",
                 "404 The token 1 does not exist.",
                 "404 No unused join token has the id 00112233aabbccdd.",

@@ -81,6 +81,7 @@ pub async fn apply(proposal: Proposal, tx: &mut Tx<'_>) -> Result<Effects, ApiEr
         Change::MarkCopy { volume, epoch, node_id, in_sync } => {
             return volumes::mark_copy(tx, &volume, epoch, node_id, in_sync).await
         }
+        Change::ReplaceCopy { volume, from, to } => return volumes::replace_copy(tx, &volume, from, to).await,
     };
     let d: &Decided = &decided;
     match command {

@@ -162,6 +162,45 @@ pub(super) async fn mark_copy(
     Ok(Effects { detail: Some(format!("the copy on node {node_id} is {what} at epoch {epoch}")), ..Default::default() })
 }
 
+/// Replaces the copy of `volume` on node `from` with a new one on node
+/// `to`, out of sync; the epoch goes up. The new copy's node makes its image.
+pub(super) async fn replace_copy(tx: &mut Tx<'_>, volume: &str, from: i64, to: i64) -> Result<Effects, ApiError> {
+    let (id, size, _) = volume_row(tx, volume).await?;
+    let (primary,): (i64,) =
+        sqlx::query_as("SELECT node_id FROM volumes WHERE id = ?").bind(id).fetch_one(&mut **tx).await.map_err(db)?;
+    let (held,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM volume_copies WHERE volume_id = ? AND node_id = ?")
+        .bind(id)
+        .bind(to)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)?;
+    if to == primary || held > 0 {
+        return Err(ApiError::conflict(format!("Node {to} holds a copy of {volume} already.")));
+    }
+    let removed = sqlx::query("DELETE FROM volume_copies WHERE volume_id = ? AND node_id = ?")
+        .bind(id)
+        .bind(from)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    if removed.rows_affected() == 0 {
+        return Err(ApiError::not_found(format!("A copy of {volume} on node {from}")));
+    }
+    let added = add_copies(tx, volume, primary, &[to], 1, false).await?;
+    sqlx::query("UPDATE volumes SET epoch = epoch + 1 WHERE id = ?").bind(id).execute(&mut **tx).await.map_err(db)?;
+    let (from_name,): (String,) =
+        sqlx::query_as("SELECT COALESCE((SELECT name FROM nodes WHERE id = ?), 'a removed node')")
+            .bind(from)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db)?;
+    Ok(Effects {
+        detail: Some(format!("the copy on {from_name} is replaced by a new one on {}", added.join(", "))),
+        create_image: Some((volume.to_string(), size as u64)),
+        ..Default::default()
+    })
+}
+
 pub(super) async fn update(tx: &mut Tx<'_>, d: &Decided, name: &str, patch: VolumePatch) -> Result<Effects, ApiError> {
     let (id, size, block_size) = volume_row(tx, name).await?;
     let mut changes = Vec::new();
