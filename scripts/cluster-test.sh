@@ -36,8 +36,8 @@
 #     images are equal; a third copy is added and taken away online; grown
 #     online and written in its new part, both images are equal; its copy's
 #     node killed for longer than --rebuild-after, the copy is made again
-#     on node 3 (audited) and is equal; deleted, its image goes from both
-#     nodes;
+#     on node 3 (audited) and is equal, and the node, restarted, removes
+#     its old copy's files; deleted, its image goes from both nodes;
 #  5. an admin removes node 3: refused while it holds a volume, then done;
 #     the two left keep a leader and take changes.
 #
@@ -560,6 +560,10 @@ detail=$(api 1 GET '/audit?per_page=200' | body | json 'next(e["detail"] for e i
 echo "   node 2 killed: vol-r2's copy rebuilt on node 3 and in sync $took s later (rebuild after ${rebuild_after} s offline); audited: $detail"
 start 2
 ready 2
+# Back, node 2 catches up with the cluster and lets go of its old copy.
+for i in $(seq 1 100); do [ -e "$work/data2/volumes/vol-r2.img" ] || break; sleep 0.2; done
+[ -e "$work/data2/volumes/vol-r2.img" ] && fail "node 2 kept the image of the copy rebuilt elsewhere"
+echo "   node 2 restarted: it removed the files of its old copy once it caught up"
 pass "a copy whose node stayed offline longer than --rebuild-after is made again on another node, resynced, and equal"
 out=$(api 1 DELETE /target-groups/g1/luns/0)
 [ "$(echo "$out" | status)" = 204 ] || fail "detaching vol-r2: $out"

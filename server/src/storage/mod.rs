@@ -111,21 +111,6 @@ fn file_error(e: volume_files::VolumeFileError) -> ApiError {
     }
 }
 
-/// The volumes whose copy this node kept under `before` and does not keep
-/// under `config`.
-fn copies_gone(
-    before: Option<&target_engine::config::EngineConfig>,
-    config: &target_engine::config::EngineConfig,
-) -> Vec<String> {
-    let kept = |v: &&target_engine::config::VolumeConfig| v.backend == BackendKind::File;
-    before
-        .iter()
-        .flat_map(|b| b.volumes.iter().filter(kept))
-        .filter(|v| !config.volumes.iter().filter(kept).any(|n| n.name == v.name))
-        .map(|v| v.name.clone())
-        .collect()
-}
-
 /// Registers (or refreshes) this node and its interfaces' addresses through
 /// the cluster, as any other change. Returns the node's id.
 async fn register_node(
@@ -219,6 +204,8 @@ impl Storage {
         let targets = storage.engine.config().await.targets.len();
         tracing::info!(targets, left_out = problems.len(), "engine configured from the database");
         storage.set_problems(problems);
+        // Copies taken from this node while it was down, or before it stopped.
+        storage.let_go_of_dropped_copies().await;
         Ok(storage)
     }
 
@@ -414,13 +401,8 @@ impl Storage {
             }
         };
         self.set_problems(problems);
-        let before = self.derived.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let gone: Vec<String> = copies_gone(before.as_ref(), &derived)
-            .into_iter()
-            .filter(|name| applied.remove_volume.as_ref() != Some(name))
-            .collect();
         self.set_derived(derived);
-        self.remove_copies(gone);
+        self.let_go_of_dropped_copies().await;
         if let Some(name) = &applied.remove_volume {
             let removed = volume_files::remove_image(&self.data_dir, name)
                 .and_then(|_| volume_files::remove_rest(&self.data_dir, name));
@@ -502,24 +484,9 @@ impl Storage {
         // Unchanged, and the engine runs all of it: nothing to do. Pieces
         // left out are tried again, as every change here tries them.
         if !always && before.as_ref() == Some(&config) && self.problems().is_empty() {
+            drop(conn);
+            self.let_go_of_dropped_copies().await;
             return;
-        }
-        // Copies this node no longer keeps (the volume deleted, or the copy
-        // taken away) through another node: their files go once the engine
-        // has let go of them.
-        let mut deleted = Vec::new();
-        for name in copies_gone(before.as_ref(), &config) {
-            let here: Result<Option<(i64,)>, _> = sqlx::query_as(
-                "SELECT id FROM volumes WHERE name = ?1 AND (node_id = ?2 \
-                 OR id IN (SELECT volume_id FROM volume_copies WHERE node_id = ?2))",
-            )
-            .bind(&name)
-            .bind(self.node_id)
-            .fetch_optional(&mut *conn)
-            .await;
-            if matches!(here, Ok(None)) {
-                deleted.push(name);
-            }
         }
         drop(conn);
         self.make_images_placed_here(before.as_ref(), &config);
@@ -531,21 +498,66 @@ impl Storage {
                 return;
             }
         }
-        self.remove_copies(deleted);
+        self.let_go_of_dropped_copies().await;
     }
 
-    /// Removes the files of volume copies this node no longer keeps.
-    fn remove_copies(&self, names: Vec<String>) {
-        for name in names {
-            let removed = volume_files::remove_image(&self.data_dir, &name)
-                .and_then(|_| volume_files::remove_rest(&self.data_dir, &name));
-            match removed {
-                Ok(()) => tracing::info!(volume = %name, "removed the files of a copy this node no longer keeps"),
-                Err(e) => {
-                    tracing::error!(volume = %name, error = %e, "cannot remove the files of a copy gone from here")
+    /// Removes the files of the copies the cluster took from this node (a
+    /// volume deleted, a copy taken away or rebuilt elsewhere), as applied
+    /// here, also while this node was down (migration 0013): once this node
+    /// holds no copy of the volume and its engine has let go. A failure is
+    /// logged and tried again at the next change.
+    async fn let_go_of_dropped_copies(&self) {
+        let rows: Result<Vec<(String,)>, _> = sqlx::query_as("SELECT volume FROM dropped_copies WHERE node_id = ?")
+            .bind(self.node_id)
+            .fetch_all(&self.pool)
+            .await;
+        let Ok(rows) = rows else { return };
+        let served: std::collections::BTreeSet<String> = self
+            .engine
+            .config()
+            .await
+            .volumes
+            .into_iter()
+            .filter(|v| v.backend == BackendKind::File)
+            .map(|v| v.name)
+            .collect();
+        for (name,) in rows {
+            let here: Result<Option<(i64,)>, _> = sqlx::query_as(
+                "SELECT id FROM volumes WHERE name = ?1 AND (node_id = ?2 \
+                 OR id IN (SELECT volume_id FROM volume_copies WHERE node_id = ?2))",
+            )
+            .bind(&name)
+            .bind(self.node_id)
+            .fetch_optional(&self.pool)
+            .await;
+            match here {
+                // Held here again (a new volume of that name): its files stay.
+                Ok(Some(_)) => {}
+                Ok(None) if served.contains(&name) => continue,
+                Ok(None) => {
+                    let removed = volume_files::remove_image(&self.data_dir, &name)
+                        .and_then(|_| volume_files::remove_rest(&self.data_dir, &name));
+                    match removed {
+                        Ok(()) => {
+                            tracing::info!(volume = %name, "removed the files of a copy this node no longer keeps")
+                        }
+                        Err(e) => {
+                            tracing::error!(volume = %name, error = %e, "cannot remove the files of a copy gone from here");
+                            continue;
+                        }
+                    }
                 }
+                Err(_) => continue,
             }
+            let _ = sqlx::query("DELETE FROM dropped_copies WHERE volume = ? AND node_id = ?")
+                .bind(&name)
+                .bind(self.node_id)
+                .execute(&self.pool)
+                .await;
         }
+        // Other nodes' copies are theirs to remove.
+        let _ =
+            sqlx::query("DELETE FROM dropped_copies WHERE node_id <> ?").bind(self.node_id).execute(&self.pool).await;
     }
 
     /// Makes the images of volumes that another node placed here since the

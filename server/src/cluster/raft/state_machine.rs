@@ -64,6 +64,14 @@ impl StateMachine {
                 let mut savepoint = tx.begin().await.map_err(io)?;
                 match commands::apply(proposal.clone(), &mut savepoint).await {
                     Ok(effects) => {
+                        for (volume, node) in &effects.dropped_copies {
+                            sqlx::query("INSERT OR IGNORE INTO dropped_copies (volume, node_id) VALUES (?, ?)")
+                                .bind(volume)
+                                .bind(node)
+                                .execute(&mut *savepoint)
+                                .await
+                                .map_err(io)?;
+                        }
                         savepoint.commit().await.map_err(io)?;
                         Some(Ok(AppliedChange {
                             detail: effects.detail,

@@ -40,6 +40,9 @@ pub struct Effects {
     pub raft_id: Option<u64>,
     /// The id of a new row (an API token).
     pub created_id: Option<i64>,
+    /// Copies taken from nodes (volume, node id): each node removes its own
+    /// files once its engine has let go.
+    pub dropped_copies: Vec<(String, i64)>,
 }
 
 pub type Tx<'t> = Transaction<'t, Sqlite>;

@@ -197,6 +197,7 @@ pub(super) async fn replace_copy(tx: &mut Tx<'_>, volume: &str, from: i64, to: i
     Ok(Effects {
         detail: Some(format!("the copy on {from_name} is replaced by a new one on {}", added.join(", "))),
         create_image: Some((volume.to_string(), size as u64)),
+        dropped_copies: vec![(volume.to_string(), from)],
         ..Default::default()
     })
 }
@@ -206,7 +207,7 @@ pub(super) async fn update(tx: &mut Tx<'_>, d: &Decided, name: &str, patch: Volu
     let mut changes = Vec::new();
     let mut effects = Effects::default();
     if let Some(wanted) = patch.replicas {
-        if let Some((change, added)) = change_copies(tx, d, id, name, wanted).await? {
+        if let Some((change, added)) = change_copies(tx, d, id, name, wanted, &mut effects.dropped_copies).await? {
             changes.push(change);
             // A node that gets a copy makes its image.
             if added {
@@ -276,6 +277,7 @@ async fn change_copies(
     id: i64,
     name: &str,
     wanted: u8,
+    dropped: &mut Vec<(String, i64)>,
 ) -> Result<Option<(String, bool)>, ApiError> {
     let (nodes,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM nodes").fetch_one(&mut **tx).await.map_err(db)?;
     if !(1..=3).contains(&wanted) || i64::from(wanted) > nodes {
@@ -313,6 +315,7 @@ async fn change_copies(
                 .execute(&mut **tx)
                 .await
                 .map_err(db)?;
+            dropped.push((name.to_string(), *node_id));
         }
         let removed: Vec<String> = removed.into_iter().map(|(_, n)| n).collect();
         format!("copies {current} → {wanted}: removed from {}", removed.join(", "))
@@ -342,6 +345,17 @@ pub(super) async fn delete(tx: &mut Tx<'_>, name: &str) -> Result<Effects, ApiEr
             "The volume {name} is attached to {group} as LUN {lun}: detach it first."
         )));
     }
+    let holders: Vec<(i64,)> = sqlx::query_as(
+        "SELECT node_id FROM volumes WHERE id = ?1 UNION SELECT node_id FROM volume_copies WHERE volume_id = ?1",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db)?;
     sqlx::query("DELETE FROM volumes WHERE id = ?").bind(id).execute(&mut **tx).await.map_err(db)?;
-    Ok(Effects { remove_volume: Some(name.to_string()), ..Default::default() })
+    Ok(Effects {
+        remove_volume: Some(name.to_string()),
+        dropped_copies: holders.into_iter().map(|(node,)| (name.to_string(), node)).collect(),
+        ..Default::default()
+    })
 }
