@@ -507,11 +507,17 @@ impl Storage {
     /// holds no copy of the volume and its engine has let go. A failure is
     /// logged and tried again at the next change.
     async fn let_go_of_dropped_copies(&self) {
+        // Other nodes' copies are theirs to remove.
+        let _ =
+            sqlx::query("DELETE FROM dropped_copies WHERE node_id <> ?").bind(self.node_id).execute(&self.pool).await;
         let rows: Result<Vec<(String,)>, _> = sqlx::query_as("SELECT volume FROM dropped_copies WHERE node_id = ?")
             .bind(self.node_id)
             .fetch_all(&self.pool)
             .await;
         let Ok(rows) = rows else { return };
+        if rows.is_empty() {
+            return;
+        }
         let served: std::collections::BTreeSet<String> = self
             .engine
             .config()
@@ -555,9 +561,6 @@ impl Storage {
                 .execute(&self.pool)
                 .await;
         }
-        // Other nodes' copies are theirs to remove.
-        let _ =
-            sqlx::query("DELETE FROM dropped_copies WHERE node_id <> ?").bind(self.node_id).execute(&self.pool).await;
     }
 
     /// Makes the images of volumes that another node placed here since the

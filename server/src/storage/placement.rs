@@ -168,25 +168,30 @@ impl Storage {
                 self.place_copies(v.replicas, std::slice::from_ref(primary)).await
             }
             (Command::UpdateVolume { name, patch }, _) if patch.replicas.is_some() => {
-                let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
-                    "SELECT n.id, n.name, n.cluster_addr FROM volumes v JOIN nodes n ON n.id = v.node_id WHERE v.name = ?1 \
-                     UNION ALL SELECT n.id, n.name, n.cluster_addr FROM volume_copies c JOIN volumes v ON v.id = c.volume_id \
-                     JOIN nodes n ON n.id = c.node_id WHERE v.name = ?1",
-                )
-                .bind(name)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_error)?;
+                let holders = self.holders(name).await?;
                 // An unknown volume: the command says so.
-                if rows.is_empty() {
+                if holders.is_empty() {
                     return Ok(Vec::new());
                 }
-                let holders: Vec<NodeRef> =
-                    rows.into_iter().map(|(id, name, address)| self.node_ref(id, name, address)).collect();
                 self.place_copies(patch.replicas.unwrap_or(1), &holders).await
             }
             _ => Ok(Vec::new()),
         }
+    }
+
+    /// The nodes that hold a copy of volume `name`, its primary's first;
+    /// none for an unknown volume.
+    pub(super) async fn holders(&self, name: &str) -> Result<Vec<NodeRef>, ApiError> {
+        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT n.id, n.name, n.cluster_addr FROM volumes v JOIN nodes n ON n.id = v.node_id WHERE v.name = ?1 \
+             UNION ALL SELECT n.id, n.name, n.cluster_addr FROM volume_copies c JOIN volumes v ON v.id = c.volume_id \
+             JOIN nodes n ON n.id = c.node_id WHERE v.name = ?1",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(|(id, name, address)| self.node_ref(id, name, address)).collect())
     }
 
     /// The nodes `proposal` takes space on (each copy of a new or grown
@@ -198,24 +203,19 @@ impl Storage {
             }
             // Grown: each copy's node; more copies: each new copy's node.
             Change::Storage(Command::UpdateVolume { name, patch }) => {
-                let mut ids = proposal.decided.copies.clone();
-                if patch.size.is_some() {
-                    let rows: Vec<(i64,)> = sqlx::query_as(
-                        "SELECT node_id FROM volumes WHERE name = ?1 UNION \
-                         SELECT c.node_id FROM volume_copies c JOIN volumes v ON v.id = c.volume_id WHERE v.name = ?1",
-                    )
-                    .bind(name)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db_error)?;
-                    ids.extend(rows.into_iter().map(|(id,)| id));
-                }
-                ids
+                let mut nodes = if patch.size.is_some() { self.holders(name).await? } else { Vec::new() };
+                nodes.extend(self.nodes_by_id(&proposal.decided.copies).await?);
+                return Ok(nodes);
             }
             _ => Vec::new(),
         };
+        self.nodes_by_id(&ids).await
+    }
+
+    /// The nodes with these ids that are still members.
+    async fn nodes_by_id(&self, ids: &[i64]) -> Result<Vec<NodeRef>, ApiError> {
         let mut nodes = Vec::new();
-        for id in ids {
+        for &id in ids {
             let row: Option<(String, Option<String>)> =
                 sqlx::query_as("SELECT name, cluster_addr FROM nodes WHERE id = ?")
                     .bind(id)

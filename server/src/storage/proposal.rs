@@ -317,12 +317,12 @@ pub async fn check_here(proposal: &Proposal, tx: &mut Tx<'_>, here: &Here<'_>) -
             };
             space(tx, node, here).await
         }
-        // A node that gets a new copy judges its own disk.
-        Command::UpdateVolume { .. } if proposal.decided.copies.contains(&here.node_id) => {
+        // Run on each node with a copy, old (grown) or new, for its own disk.
+        Command::UpdateVolume { patch, .. }
+            if patch.size.is_some() || proposal.decided.copies.contains(&here.node_id) =>
+        {
             space(tx, here.node_id, here).await
         }
-        // Run on each node with a copy, for its own disk.
-        Command::UpdateVolume { patch, .. } if patch.size.is_some() => space(tx, here.node_id, here).await,
         Command::CreateTargetGroup(_) => {
             quotas::ensure_within(tx, limits, Counted::TargetGroups).await?;
             quotas::ensure_within(tx, limits, Counted::Targets).await?;

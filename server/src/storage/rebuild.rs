@@ -24,8 +24,8 @@ use crate::service::audit::{write_audit, AuditRecord};
 /// How often the leader looks for copies to rebuild.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 
-/// volume, its primary's node, the lost copy's node and its name, seconds offline.
-type LostCopy = (String, i64, i64, String, f64);
+/// volume, the lost copy's node and its name, seconds offline.
+type LostCopy = (String, i64, String, f64);
 
 impl Storage {
     /// Rebuilds copies lost for longer than `after`, while this node leads.
@@ -50,7 +50,7 @@ impl Storage {
     /// a node to take it.
     async fn rebuild_one(&self, after: Duration) -> Result<(), portico_app::error::ApiError> {
         let lost: Vec<LostCopy> = sqlx::query_as(
-            "SELECT v.name, v.node_id, c.node_id, n.name, \
+            "SELECT v.name, c.node_id, n.name, \
                     (julianday('now') - julianday(n.last_heartbeat)) * 86400.0 \
              FROM volume_copies c JOIN volumes v ON v.id = c.volume_id JOIN nodes n ON n.id = c.node_id \
              WHERE n.state = 'offline' ORDER BY v.name",
@@ -58,18 +58,11 @@ impl Storage {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        for (volume, primary, from, from_name, offline) in lost {
+        for (volume, from, from_name, offline) in lost {
             if offline < after.as_secs_f64() {
                 continue;
             }
-            let holders: Vec<(i64,)> = sqlx::query_as(
-                "SELECT c.node_id FROM volume_copies c JOIN volumes v ON v.id = c.volume_id WHERE v.name = ?",
-            )
-            .bind(&volume)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)?;
-            let except: Vec<i64> = holders.into_iter().map(|(id,)| id).chain([primary]).collect();
+            let except: Vec<i64> = self.holders(&volume).await?.into_iter().map(|n| n.id).collect();
             let Some(to) = self.roomiest_for_a_copy(&except).await? else {
                 tracing::warn!(volume, node = from_name, "a copy is lost, and no other node can take it");
                 continue;
