@@ -91,7 +91,7 @@ pub struct Snapshot {
 }
 
 const NODE_STATES: [&str; 3] = ["online", "offline", "maintenance"];
-const REPLICA_STATES: [&str; 5] = ["in-sync", "failing", "out-of-sync", "resyncing", "catching-up"];
+const REPLICA_STATES: [&str; 6] = ["in-sync", "reconciling", "failing", "out-of-sync", "resyncing", "catching-up"];
 const RAFT_ROLES: [&str; 5] = ["leader", "follower", "candidate", "learner", "shutdown"];
 
 /// The snapshot as OpenMetrics text.

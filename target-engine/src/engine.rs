@@ -196,13 +196,14 @@ fn same_placement(a: &VolumeConfig, b: &VolumeConfig, me: Option<u32>) -> bool {
 /// replicated, this node's copy.
 type Opened = (Arc<LogicalUnit>, Arc<Throttle>, Option<Copy>);
 
-/// `promoted`: this node kept a replica of `v` until now.
+/// `promoted`: this node kept a replica of `v` until now, with this
+/// activity log (`None`: not known).
 fn open_volume(
     v: &VolumeConfig,
     replication: Option<&ReplicationNode>,
     placement: &ControlPlane,
     warm: bool,
-    promoted: bool,
+    promoted: Option<Option<crate::replication::core::dirty::DirtyMap>>,
 ) -> Result<Opened, EngineError> {
     let mut copy = None;
     let backend: Arc<dyn BlockBackend> = match v.backend {
@@ -355,7 +356,16 @@ impl Engine {
                 }
                 _ => {
                     let node = new_runtime.as_ref().map(|r| &r.config).or(config.replication.as_ref());
-                    let promoted = matches!(st.copies.get(&v.name), Some(Copy::Replica(_)));
+                    // A replica that becomes the primary takes nothing more
+                    // from the old one, and brings its activity log.
+                    let promoted = match (st.copies.get(&v.name), &v.replication, node) {
+                        (Some(Copy::Replica(r)), Some(p), Some(n))
+                            if matches!(p.role(n.node), Ok(crate::replication::config::Role::Primary)) =>
+                        {
+                            Some(r.hand_over(p.epoch()).await)
+                        }
+                        _ => None,
+                    };
                     let (lu, throttle, copy) = open_volume(v, node, &self.inner.placement, st.started, promoted)?;
                     volumes.insert(v.name.clone(), (v.clone(), lu));
                     throttles.insert(v.name.clone(), throttle);
@@ -664,6 +674,34 @@ impl Engine {
             .collect();
         v.sort_by(|a, b| a.volume.cmp(&b.volume));
         v
+    }
+
+    /// Demotes `volume`, of which this node is the primary (the hook a
+    /// planned move calls before the new placement is committed, CLUSTER.md
+    /// §3): its unit admits no media command and no change of its state
+    /// any more (NOT READY, ASYMMETRIC ACCESS STATE TRANSITION), what was
+    /// admitted completes, and the replicas are told that everything is
+    /// settled, so that the next primary has nothing to reconcile. Waits at
+    /// most `within` and says how far it got. Promotion is the other half:
+    /// applying a placement that makes this node the primary at a new epoch.
+    pub async fn demote(
+        &self,
+        volume: &str,
+        within: std::time::Duration,
+    ) -> Result<crate::replication::backend::Demoted, EngineError> {
+        let primary = {
+            let st = self.inner.state.lock().await;
+            match st.copies.get(volume) {
+                Some(Copy::Primary { volume, .. }) => volume.clone(),
+                _ => {
+                    return Err(EngineError::Replication {
+                        volume: volume.to_string(),
+                        why: "this node is not its primary".into(),
+                    })
+                }
+            }
+        };
+        Ok(primary.demote(within).await)
     }
 
     /// The reservations of every volume, by name.

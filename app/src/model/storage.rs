@@ -167,9 +167,9 @@ pub struct VolumeCopy {
     pub node: String,
     /// Whether the cluster counts it as holding every acknowledged write.
     pub in_sync: bool,
-    /// What the primary's engine says of it now (`in-sync`, `failing`,
-    /// `out-of-sync`, `resyncing`, `catching-up`); absent when the primary
-    /// could not be asked.
+    /// What the primary's engine says of it now (`in-sync`, `reconciling`
+    /// after a promotion, `failing`, `out-of-sync`, `resyncing`,
+    /// `catching-up`); absent when the primary could not be asked.
     pub link: Option<String>,
     /// While it resyncs: bytes copied and left, and bytes a second.
     pub copied_bytes: u64,

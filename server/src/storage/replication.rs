@@ -207,7 +207,7 @@ fn volume_state(copies: &[VolumeCopy], suspended: bool) -> &'static str {
     let link = |c: &VolumeCopy, s: &str| c.link.as_deref() == Some(s);
     if suspended {
         "suspended"
-    } else if copies.iter().any(|c| link(c, "resyncing") || link(c, "catching-up")) {
+    } else if copies.iter().any(|c| link(c, "resyncing") || link(c, "catching-up") || link(c, "reconciling")) {
         "resyncing"
     } else if copies.iter().all(|c| c.in_sync && (c.link.is_none() || link(c, "in-sync"))) {
         "healthy"

@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 
 use super::control::Placement;
+use super::core::dirty::DirtyMap;
 use super::core::ops::{Op, ReplicaId};
 use super::core::primary::{Action, Failure, FromReplica, Primary, ReplicaState, ResyncProgress, Token};
 use super::frame::Frame;
@@ -27,6 +28,23 @@ pub enum LinkMessage {
     Frame(Frame),
     /// Close the stream (and connect again later).
     Drop,
+}
+
+/// What a demotion came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Demoted {
+    pub epoch: super::core::ops::Epoch,
+    /// Every operation admitted before the demotion completed.
+    pub drained: bool,
+    /// The replicas were told that everything is settled (a flush on every
+    /// in-sync copy): the next primary has nothing to reconcile.
+    pub settled: bool,
+    #[serde(serialize_with = "millis")]
+    pub took: std::time::Duration,
+}
+
+fn millis<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
 }
 
 /// The state a volume's primary shares between its backend, its links and
@@ -47,6 +65,8 @@ pub struct PrimaryVolume {
     resync: crate::backend::throttle::Throttle,
     /// Each resync under way: when it started and what had been copied then.
     resyncs: Mutex<HashMap<ReplicaId, (std::time::Instant, ResyncProgress)>>,
+    /// Each reconciliation after a promotion under way, likewise.
+    reconciles: Mutex<HashMap<ReplicaId, (std::time::Instant, ResyncProgress)>>,
 }
 
 impl PrimaryVolume {
@@ -73,6 +93,7 @@ impl PrimaryVolume {
             unit_state: Mutex::default(),
             resync: crate::backend::throttle::Throttle::new(pace),
             resyncs: Mutex::default(),
+            reconciles: Mutex::default(),
         })
     }
 
@@ -209,21 +230,93 @@ impl PrimaryVolume {
         }
     }
 
+    /// Hands the volume over (the demotion hook of CLUSTER.md §3's planned
+    /// move): nothing new is admitted (NOT READY, so that initiators retry
+    /// on another path), what was numbered completes, and a final flush
+    /// settles everything on the replicas, all within `within`.
+    pub async fn demote(self: &Arc<Self>, within: std::time::Duration) -> Demoted {
+        let started = tokio::time::Instant::now();
+        let deadline = started + within;
+        let epoch = self.epoch();
+        self.drive(|p| p.demote());
+        let mut waiting = self.core().backlog().0;
+        while waiting > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            waiting = self.core().backlog().0;
+        }
+        let mut settled = false;
+        if waiting == 0 {
+            let (tx, rx) = oneshot::channel();
+            let token = {
+                let mut next = self.next_token.lock().unwrap_or_else(|e| e.into_inner());
+                *next += 1;
+                *next
+            };
+            self.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(token, tx);
+            self.drive(|p| p.settle_everything(token));
+            settled = matches!(tokio::time::timeout_at(deadline, rx).await, Ok(Ok(Ok(()))));
+        }
+        let demoted = Demoted { epoch, drained: waiting == 0, settled, took: started.elapsed() };
+        tracing::info!(volume = %self.name, %epoch, drained = demoted.drained, settled, waiting,
+            ms = demoted.took.as_millis() as u64, "demoted: the primary admits nothing more");
+        demoted
+    }
+
     /// A replica answered on its stream.
     pub fn received(self: &Arc<Self>, from: ReplicaId, msg: FromReplica) {
         self.drive(|p| p.received(from, msg));
+        self.report_reconciled(from);
     }
 
-    pub fn connected(self: &Arc<Self>, replica: ReplicaId) {
+    /// Logs a reconciliation after promotion once it is over.
+    fn report_reconciled(&self, replica: ReplicaId) {
+        let mut reconciles = self.reconciles.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((at, before)) = reconciles.get(&replica).copied() else { return };
+        let core = self.core();
+        let outcome = match core.replica(replica) {
+            Some(ReplicaState::InSync) => "reconciled",
+            Some(ReplicaState::Unsettled(_) | ReplicaState::Resyncing { reconcile: true, .. }) => return,
+            // Lost on the way, or its log was not known: marked out of sync.
+            _ => "not reconciled, marked out of sync",
+        };
+        let copied = core.progress(replica).copied_bytes - before.copied_bytes;
+        drop(core);
+        reconciles.remove(&replica);
+        tracing::info!(
+            volume = %self.name, replica, copied_bytes = copied, seconds = format!("{:.3}", at.elapsed().as_secs_f64()),
+            "replica {outcome} after promotion"
+        );
+    }
+
+    /// The stream to `replica` is open; `unsettled` is its activity log.
+    pub fn connected(self: &Arc<Self>, replica: ReplicaId, unsettled: Option<DirtyMap>) {
         {
             let core = self.core();
-            if let Some(ReplicaState::OutOfSync(_)) = core.replica(replica) {
-                let p = core.progress(replica);
-                tracing::info!(volume = %self.name, replica, left_bytes = p.left_bytes, "resync starts");
-                self.resyncs.lock().unwrap_or_else(|e| e.into_inner()).insert(replica, (std::time::Instant::now(), p));
+            match core.replica(replica) {
+                Some(ReplicaState::OutOfSync(_)) => {
+                    let p = core.progress(replica);
+                    tracing::info!(volume = %self.name, replica, left_bytes = p.left_bytes, "resync starts");
+                    let mut resyncs = self.resyncs.lock().unwrap_or_else(|e| e.into_inner());
+                    resyncs.insert(replica, (std::time::Instant::now(), p));
+                }
+                Some(ReplicaState::Unsettled(ours)) => {
+                    let mut regions = ours.clone();
+                    let theirs = unsettled.as_ref().map_or("not known".to_string(), |t| {
+                        regions.absorb(t);
+                        format!("{} regions", t.len())
+                    });
+                    tracing::info!(
+                        volume = %self.name, replica, ours = ours.len(), theirs = %theirs, regions = regions.len(),
+                        "reconciling a replica after promotion: the regions of both activity logs are copied from here"
+                    );
+                    let at = (std::time::Instant::now(), core.progress(replica));
+                    self.reconciles.lock().unwrap_or_else(|e| e.into_inner()).insert(replica, at);
+                }
+                _ => {}
             }
         }
-        self.drive(|p| p.connected(replica));
+        self.drive(|p| p.connected(replica, unsettled));
+        self.report_reconciled(replica);
         let state = self.unit_state.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(text) = state {
             let me = self.clone();
@@ -258,6 +351,7 @@ impl PrimaryVolume {
             .filter_map(|id| {
                 let state = match core.replica(id)? {
                     ReplicaState::InSync => "in-sync",
+                    ReplicaState::Unsettled(_) | ReplicaState::Resyncing { reconcile: true, .. } => "reconciling",
                     ReplicaState::Failing(_) => "failing",
                     ReplicaState::OutOfSync(_) => "out-of-sync",
                     ReplicaState::Resyncing { .. } => "resyncing",
@@ -278,9 +372,14 @@ impl PrimaryVolume {
     }
 
     fn serving(&self) -> Result<(), BackendError> {
-        if self.core().fenced() {
+        let core = self.core();
+        if core.fenced() {
             return Err(BackendError::NotServing("another primary took over"));
         }
+        if core.demoted() {
+            return Err(BackendError::NotServing("the primary is handing the volume over"));
+        }
+        drop(core);
         if !self.control.lease_valid(&self.name) {
             return Err(BackendError::NotServing("the primary's lease ran out"));
         }

@@ -9,8 +9,8 @@
 //! primary that restarts does not count a replica in sync that is not. The
 //! file also says whether the primary is serving: one that finds it still
 //! serving at its start did not stop cleanly, and writes it had in flight
-//! may be on some copies and not others, so every replica is resynced in
-//! full (there is no activity log of the regions in flight yet).
+//! may be on some copies and not others (its own activity log was in its
+//! memory), so every replica is marked out of sync and compared in full.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

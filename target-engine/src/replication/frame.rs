@@ -3,7 +3,7 @@
 //! buffered, validating the header and bounding the length before anything
 //! of the body is awaited; [`parse`] takes it off the buffer.
 //!
-//! A frame is a 12-byte header — `P`, `R`, version 1, the frame type, the
+//! A frame is a 12-byte header — `P`, `R`, version 2, the frame type, the
 //! body length (big-endian u32) and the body's CRC32C — then the body.
 //! Bodies are at most [`MAX_BODY`] bytes: one operation carries at most a
 //! SCSI transfer (8 MiB) or a 64 KiB region.
@@ -11,13 +11,17 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::auth;
+use super::core::dirty::DirtyMap;
 use super::core::ops::{Epoch, Op, ReplicaId};
 use super::core::primary::{FromReplica, ToReplica};
+use super::core::replica::MAX_UNSETTLED_REGIONS;
 
 pub const HEADER: usize = 12;
 /// The largest body a frame may carry.
 pub const MAX_BODY: usize = (8 << 20) + 4096;
-const VERSION: u8 = 1;
+/// Version 2: operations carry the settled mark, and the replica's hello
+/// answer its activity log.
+const VERSION: u8 = 2;
 /// The longest text (names, reasons) a frame carries.
 const MAX_TEXT: usize = 1024;
 
@@ -52,7 +56,11 @@ pub enum Frame {
     },
     /// The primary's proof that it holds the key.
     Proof([u8; auth::PROOF]),
-    HelloOk,
+    /// The stream is accepted; the replica's activity log (the regions in
+    /// which its copy may differ from the others, `None` if not known).
+    HelloOk {
+        unsettled: Option<DirtyMap>,
+    },
     Refused(Refusal),
     ToReplica(ToReplica),
     FromReplica(FromReplica),
@@ -142,7 +150,19 @@ pub fn encode_parts(frame: &Frame) -> (Bytes, Option<Bytes>) {
             body.put_slice(proof);
             kind::PROOF
         }
-        Frame::HelloOk => kind::HELLO_OK,
+        Frame::HelloOk { unsettled } => {
+            match unsettled {
+                Some(regions) => {
+                    body.put_u8(1);
+                    body.put_u32(regions.len().min(MAX_UNSETTLED_REGIONS) as u32);
+                    for r in regions.regions().take(MAX_UNSETTLED_REGIONS as usize) {
+                        body.put_u64(r);
+                    }
+                }
+                None => body.put_u8(0),
+            }
+            kind::HELLO_OK
+        }
         Frame::Refused(r) => {
             match r {
                 Refusal::StaleEpoch(e) => {
@@ -160,9 +180,10 @@ pub fn encode_parts(frame: &Frame) -> (Bytes, Option<Bytes>) {
             }
             kind::REFUSED
         }
-        Frame::ToReplica(ToReplica::Op { seq, epoch, op }) => {
+        Frame::ToReplica(ToReplica::Op { seq, epoch, settled, op }) => {
             body.put_u64(*seq);
             body.put_u64(epoch.0);
+            body.put_u64(*settled);
             let (k, fua, offset, len, data) = match op {
                 Op::Write { offset, data, fua } => (op_kind::WRITE, *fua, *offset, data.len() as u64, Some(data)),
                 Op::WriteSame { offset, len, block, fua } => (op_kind::WRITE_SAME, *fua, *offset, *len, Some(block)),
@@ -400,7 +421,28 @@ pub fn parse(buf: &mut BytesMut, total: usize) -> Result<Frame, FrameError> {
             b.end()?;
             return Ok(Frame::Proof(proof));
         }
-        kind::HELLO_OK => Frame::HelloOk,
+        kind::HELLO_OK => {
+            let unsettled = match b.u8()? {
+                0 => None,
+                1 => {
+                    let n = b.u32()?;
+                    if u64::from(n) > MAX_UNSETTLED_REGIONS {
+                        return Err(FrameError::Malformed);
+                    }
+                    let mut regions = DirtyMap::default();
+                    for _ in 0..n {
+                        let r = b.u64()?;
+                        if r > u64::MAX / super::core::dirty::REGION {
+                            return Err(FrameError::Malformed);
+                        }
+                        regions.mark(r * super::core::dirty::REGION, 1);
+                    }
+                    Some(regions)
+                }
+                _ => return Err(FrameError::Malformed),
+            };
+            Frame::HelloOk { unsettled }
+        }
         kind::REFUSED => {
             let why = b.u8()?;
             let epoch = Epoch(b.u64()?);
@@ -414,6 +456,7 @@ pub fn parse(buf: &mut BytesMut, total: usize) -> Result<Frame, FrameError> {
         kind::OP => {
             let seq = b.u64()?;
             let epoch = Epoch(b.u64()?);
+            let settled = b.u64()?;
             let k = b.u8()?;
             let fua = match b.u8()? {
                 0 => false,
@@ -438,7 +481,7 @@ pub fn parse(buf: &mut BytesMut, total: usize) -> Result<Frame, FrameError> {
             if offset.checked_add(len).is_none() {
                 return Err(FrameError::Malformed);
             }
-            return Ok(Frame::ToReplica(ToReplica::Op { seq, epoch, op }));
+            return Ok(Frame::ToReplica(ToReplica::Op { seq, epoch, settled, op }));
         }
         kind::COPY => {
             let seq = b.u64()?;
@@ -499,7 +542,12 @@ mod tests {
         round_trip(Frame::Challenge { nonce: [1; auth::NONCE], proof: [2; auth::PROOF] });
         round_trip(Frame::Proof([3; auth::PROOF]));
         round_trip(Frame::Refused(Refusal::Unauthenticated));
-        round_trip(Frame::HelloOk);
+        round_trip(Frame::HelloOk { unsettled: None });
+        round_trip(Frame::HelloOk { unsettled: Some(DirtyMap::default()) });
+        let mut log = DirtyMap::default();
+        log.mark(0, 1);
+        log.mark(77 << 16, 3 << 16);
+        round_trip(Frame::HelloOk { unsettled: Some(log) });
         round_trip(Frame::Refused(Refusal::StaleEpoch(Epoch(9))));
         round_trip(Frame::Refused(Refusal::UnknownVolume));
         for op in [
@@ -511,7 +559,7 @@ mod tests {
             Op::UnitState { text: None },
             Op::Resize { size: 3 << 30 },
         ] {
-            round_trip(Frame::ToReplica(ToReplica::Op { seq: 42, epoch: e, op }));
+            round_trip(Frame::ToReplica(ToReplica::Op { seq: 42, epoch: e, settled: 40, op }));
         }
         round_trip(Frame::ToReplica(ToReplica::Copy {
             seq: 3,
@@ -536,9 +584,10 @@ mod tests {
 
     #[test]
     fn bad_headers_are_refused_before_the_body_arrives() {
-        assert_eq!(check(b"PR\x01\x04\x7f\xff\xff\xff\0\0\0\0"), Err(FrameError::TooLong(0x7fff_ffff)));
-        assert_eq!(check(b"XX\x01\x04\0\0\0\0\0\0\0\0"), Err(FrameError::Magic));
-        assert_eq!(check(b"PR\x01\x63\0\0\0\0\0\0\0\0"), Err(FrameError::UnknownType(0x63)));
+        assert_eq!(check(b"PR\x02\x04\x7f\xff\xff\xff\0\0\0\0"), Err(FrameError::TooLong(0x7fff_ffff)));
+        assert_eq!(check(b"XX\x02\x04\0\0\0\0\0\0\0\0"), Err(FrameError::Magic));
+        assert_eq!(check(b"PR\x01\x04\0\0\0\0\0\0\0\0"), Err(FrameError::Magic), "version 1 is not spoken");
+        assert_eq!(check(b"PR\x02\x63\0\0\0\0\0\0\0\0"), Err(FrameError::UnknownType(0x63)));
         let mut b = BytesMut::new();
         encode(&Frame::Ping(5), &mut b);
         b[HEADER] ^= 1;
@@ -557,9 +606,9 @@ mod tests {
 
         /// A valid header over an arbitrary body (right checksum) never panics either.
         #[test]
-        fn arbitrary_bodies_never_panic(t in 1u8..=10, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120)) {
+        fn arbitrary_bodies_never_panic(t in 1u8..=14, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120)) {
             let mut b = BytesMut::new();
-            b.put_slice(&[b'P', b'R', 1, t]);
+            b.put_slice(&[b'P', b'R', VERSION, t]);
             b.put_u32(body.len() as u32);
             b.put_u32(crc32c::crc32c(&body));
             b.put_slice(&body);

@@ -133,8 +133,8 @@ async fn session(
     if !send_one(&mut wr, &Frame::Proof(exchange.proof(&cfg.key, auth::Side::Primary))).await {
         return Ended::Failed("cannot send this end's proof".into());
     }
-    match tokio::time::timeout(CONNECT, frame::read(&mut rd, &mut buf, "replica")).await {
-        Ok(Ok(Frame::HelloOk)) => {}
+    let unsettled = match tokio::time::timeout(CONNECT, frame::read(&mut rd, &mut buf, "replica")).await {
+        Ok(Ok(Frame::HelloOk { unsettled })) => unsettled,
         Ok(Ok(Frame::Refused(Refusal::StaleEpoch(current)))) => {
             tracing::warn!(volume = %volume.name, replica = cfg.replica, ours = %epoch, theirs = %current, "the replica refused the stream");
             volume.received(cfg.replica, FromReplica::StaleEpoch { current });
@@ -151,9 +151,9 @@ async fn session(
         Ok(Ok(other)) => return Ended::Failed(format!("unexpected answer to hello: {other:?}")),
         Ok(Err(e)) => return Ended::Failed(e),
         Err(_) => return Ended::Failed("no answer to hello".into()),
-    }
+    };
     tracing::info!(volume = %volume.name, replica = cfg.replica, %epoch, "replication stream open");
-    volume.connected(cfg.replica);
+    volume.connected(cfg.replica, unsettled);
 
     // The writer: frames in the order they were queued, a ping when idle.
     let (wtx, wrx) = mpsc::unbounded_channel::<Frame>();

@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use super::auth::{self, Key, Side};
 use super::backend::apply;
+use super::core::dirty::DirtyMap;
 use super::core::ops::{Epoch, Op, ReplicaId};
 use super::core::primary::FromReplica;
 use super::core::replica::{Replica, ReplicaAction};
@@ -108,6 +109,22 @@ impl ReplicaVolume {
         // No primary's id is ReplicaId::MAX: nothing is taken any more.
         let _ = self.core().set_placement(epoch, ReplicaId::MAX);
         tracing::info!(volume = %self.name, %epoch, "replica: this copy is retired");
+    }
+
+    /// This copy becomes the primary at `epoch`: it takes nothing more from
+    /// the old primary, what it was applying lands first (within 5 s), and
+    /// its activity log says where the copies may differ (`None`: not known).
+    pub async fn hand_over(&self, epoch: Epoch) -> Option<DirtyMap> {
+        let _ = self.core().set_placement(epoch, ReplicaId::MAX);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.core().in_flight() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(volume = %self.name, "operations of the old primary are still being applied here");
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.core().unsettled()
     }
 
     /// The placement this node applied moved on: the old primary's stream
@@ -280,8 +297,11 @@ impl ReplicaNode {
             let _ = wr.write_all(&answer(Frame::Refused(Refusal::UnknownVolume))).await;
             return Err(format!("hello for {volume:?} (replica {replica} of {cluster:?}): not kept here"));
         };
-        let said = vol.core().hello(epoch, primary);
-        let stream = match said {
+        let said = {
+            let mut core = vol.core();
+            core.hello(epoch, primary).map(|stream| (stream, core.unsettled()))
+        };
+        let (stream, unsettled) = match said {
             Ok(s) => s,
             Err(FromReplica::StaleEpoch { current }) => {
                 let _ = wr.write_all(&answer(Frame::Refused(Refusal::StaleEpoch(current)))).await;
@@ -289,7 +309,7 @@ impl ReplicaNode {
             }
             Err(other) => return Err(format!("{other:?}")),
         };
-        wr.write_all(&answer(Frame::HelloOk)).await.map_err(|e| e.to_string())?;
+        wr.write_all(&answer(Frame::HelloOk { unsettled })).await.map_err(|e| e.to_string())?;
         tracing::info!(volume = %vol.name, primary, %epoch, "replication stream accepted");
 
         let (tx, rx) = mpsc::unbounded_channel::<Frame>();

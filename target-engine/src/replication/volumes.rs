@@ -4,7 +4,11 @@
 //! * the primary's unit writes through a [`ReplicatedBackend`] over the
 //!   local copy, with a link to every replica; replicas the control plane
 //!   counts out of sync get the whole volume when they connect (this node
-//!   kept no map of what they missed: a full resync);
+//!   kept no map of what they missed: a full resync, by checksums). A
+//!   primary promoted from a replica reconciles the replicas in sync by the
+//!   activity logs (its own, and each replica's); one that finds it did not
+//!   stop cleanly here, or whose log is not known, cannot tell where the
+//!   copies differ: it has them marked out of sync and compares them all.
 //! * a replica's copy takes the primary's stream ([`ReplicaVolume`]), and the
 //!   unit this node exports on a standby path refuses media access (a
 //!   replica never serves its copy to an initiator).
@@ -47,7 +51,8 @@ pub fn marks_file(image: &std::path::Path) -> PathBuf {
 
 /// Opens `local` (the volume's own file, with group commit) as this node's
 /// copy; returns the backend its unit is to use and the copy. `promoted`:
-/// this node kept a replica of the volume until now.
+/// this node kept a replica of the volume until now, with this activity
+/// log (`None`: not known).
 #[allow(clippy::too_many_arguments)]
 pub fn open(
     name: &str,
@@ -58,39 +63,54 @@ pub fn open(
     control: &ControlPlane,
     state_file: Option<PathBuf>,
     write_cache: WriteCache,
-    promoted: bool,
+    promoted: Option<Option<DirtyMap>>,
 ) -> Result<(Arc<dyn BlockBackend>, Copy), String> {
     let epoch = placement.epoch();
     match placement.role(node.node)? {
         Role::Primary => {
-            let mut opened = control.local().open(name, epoch, marks_file(image)).map_err(|e| e.to_string())?;
-            if opened.unclean {
-                tracing::warn!(volume = name, "the primary did not stop cleanly here: writes it had in flight may be on some copies only, so every replica is resynced in full");
-            } else if promoted {
-                // The old primary's last operations may have reached this
-                // copy and not the others (or the others and not this one):
-                // the copies are compared by checksums before they count.
-                tracing::warn!(volume = name, "promoted from a replica: what the old primary had in flight may be on some copies only, so every replica is resynced in full");
-                opened.unclean = true;
-            }
+            let opened = control.local().open(name, epoch, marks_file(image)).map_err(|e| e.to_string())?;
+            // Where the copies in sync may differ: nowhere, in the regions
+            // of the activity logs, or anywhere (`None`).
+            let unsettled = if opened.unclean {
+                tracing::warn!(volume = name, "the primary did not stop cleanly here: writes it had in flight may be on some copies only, so every replica is marked out of sync and compared in full");
+                None
+            } else {
+                match promoted {
+                    None => Some(None),
+                    Some(Some(log)) => {
+                        tracing::info!(volume = name, regions = log.len(), "promoted from a replica: the replicas in sync are reconciled by the activity logs before anything is written");
+                        Some(Some(log))
+                    }
+                    Some(None) => {
+                        tracing::warn!(volume = name, "promoted from a replica whose activity log is not known: every replica is marked out of sync and compared in full");
+                        None
+                    }
+                }
+            };
             let out = opened.out_of_sync;
             let size = local.size();
+            let all = || {
+                let mut all = DirtyMap::default();
+                all.mark_all(size);
+                all
+            };
             let states: BTreeMap<_, _> = placement
                 .replicas
                 .iter()
                 .map(|r| {
-                    let state = if r.in_sync && !out.contains(&r.node) && !opened.unclean {
-                        ReplicaState::InSync
-                    } else {
-                        let mut all = DirtyMap::default();
-                        all.mark_all(size);
-                        ReplicaState::OutOfSync(all)
+                    let state = match &unsettled {
+                        _ if !r.in_sync || out.contains(&r.node) => ReplicaState::OutOfSync(all()),
+                        Some(None) => ReplicaState::InSync,
+                        Some(Some(log)) => ReplicaState::Unsettled(log.clone()),
+                        // In sync for the control plane, not to be trusted here.
+                        None => ReplicaState::Failing(all()),
                     };
                     (r.node, state)
                 })
                 .collect();
             let core = Primary::new(epoch, size, placement.min_in_sync, states);
             let volume = PrimaryVolume::new(name.to_string(), core, local, control.marks(), node.resync_mbps);
+            volume.drive(Primary::start);
             let key = super::auth::Key::load(&node.key_file)?;
             let (stop, stopped) = watch::channel(false);
             for r in &placement.replicas {

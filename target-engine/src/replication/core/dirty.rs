@@ -103,6 +103,11 @@ impl DirtyMap {
         self.count == 0
     }
 
+    /// The dirty regions, in order.
+    pub fn regions(&self) -> impl Iterator<Item = u64> + '_ {
+        std::iter::successors(self.next_from(0), |r| self.next_from(r + 1))
+    }
+
     /// Every region of `other` is dirty here too.
     pub fn absorb(&mut self, other: &DirtyMap) {
         let mut r = other.next_from(0);

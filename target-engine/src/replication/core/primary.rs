@@ -28,6 +28,21 @@
 //!   writes: they are held, and [`Primary::suspended`] says so.
 //! * A replica that answers with a newer epoch has seen another primary
 //!   take over: this one is fenced, fails everything and accepts nothing.
+//! * Every operation tells the replicas how far operations are settled
+//!   (every one numbered below has completed on every in-sync copy), so
+//!   that each keeps the activity log of its copy (see `super::replica`).
+//! * A primary promoted from a replica starts with its in-sync replicas
+//!   [`ReplicaState::Unsettled`]: the old primary's last operations may be
+//!   on some copies only. Each replica's log comes with its stream; the
+//!   regions of both logs are copied from here before any operation is
+//!   numbered, and then it is in sync at the new epoch with nothing more
+//!   asked of the control plane. A replica that cannot be reconciled (it is
+//!   not reached, or its log is not known) is marked out of sync first,
+//!   as one lost in sync is, and resynced by checksums.
+//! * A primary that is demoted stops admitting operations (what comes
+//!   fails NOT READY, so that the initiator retries on another path), lets
+//!   what it numbered complete, and then settles everything on the
+//!   replicas with a flush, so that the next primary has nothing to copy.
 //!
 //! The epoch changes only when the primary does; marking replicas in or
 //! out of sync is a compare-and-set on it in the control plane.
@@ -59,25 +74,16 @@ pub enum ToReplica {
     Op {
         seq: u64,
         epoch: Epoch,
+        /// Every operation numbered below has completed on every in-sync copy.
+        settled: u64,
         op: Op,
     },
     /// A region it missed, as the primary holds it now.
-    Copy {
-        seq: u64,
-        epoch: Epoch,
-        offset: u64,
-        data: Bytes,
-    },
+    Copy { seq: u64, epoch: Epoch, offset: u64, data: Bytes },
     /// A region it may hold already (a full resync): the CRC32C of the
     /// primary's bytes, answered `Done` if the replica's match, `Differs`
     /// if not (then the `Copy` follows with the same number).
-    Verify {
-        seq: u64,
-        epoch: Epoch,
-        offset: u64,
-        len: u64,
-        crc: u32,
-    },
+    Verify { seq: u64, epoch: Epoch, offset: u64, len: u64, crc: u32 },
 }
 
 /// What a replica answers.
@@ -137,6 +143,11 @@ pub enum Action {
 pub enum ReplicaState {
     /// Has every completed operation; every new one waits for it.
     InSync,
+    /// In sync for the control plane, but the previous primary's last
+    /// operations may differ here in these regions (this copy's activity
+    /// log; the replica's is added when it connects). Nothing is numbered
+    /// until it is reconciled.
+    Unsettled(DirtyMap),
     /// Lost while in sync; being marked out of sync. Nothing completes.
     Failing(DirtyMap),
     /// Missed the regions in the map.
@@ -144,8 +155,10 @@ pub enum ReplicaState {
     /// Connected again: gets new operations and, a region at a time, what
     /// it missed; `copying` are the regions being copied now. With
     /// `verify` (nothing is known of what it missed: the whole volume is
-    /// dirty) a region is sent only if its checksum differs there.
-    Resyncing { dirty: DirtyMap, copying: BTreeSet<u64>, cursor: u64, verify: bool },
+    /// dirty) a region is sent only if its checksum differs there. With
+    /// `reconcile` it is in sync for the control plane and is being
+    /// reconciled after a promotion: nothing is numbered until it is done.
+    Resyncing { dirty: DirtyMap, copying: BTreeSet<u64>, cursor: u64, verify: bool, reconcile: bool },
     /// Nothing left to copy; being marked in sync. Operations wait for it.
     Catching,
 }
@@ -153,7 +166,12 @@ pub enum ReplicaState {
 impl ReplicaState {
     /// Whether operations wait for this replica before they complete.
     fn waited_for(&self) -> bool {
-        matches!(self, ReplicaState::InSync | ReplicaState::Catching)
+        matches!(self, ReplicaState::InSync | ReplicaState::Catching) || self.reconciling()
+    }
+
+    /// In sync for the control plane, not yet reconciled with this primary.
+    fn reconciling(&self) -> bool {
+        matches!(self, ReplicaState::Unsettled(_) | ReplicaState::Resyncing { reconcile: true, .. })
     }
 }
 
@@ -207,12 +225,18 @@ pub struct Primary {
     matched: BTreeMap<ReplicaId, u64>,
     /// Regions copied at once per resyncing replica.
     copy_window: usize,
+    /// Operations numbered and not yet answered.
+    unanswered: BTreeSet<u64>,
+    /// Demoted: nothing new is admitted.
+    demoted: bool,
 }
 
 impl Primary {
     /// A primary at `epoch` of a volume of `size` bytes, with its replicas
     /// in the states the control plane holds: in sync, or out of sync with
-    /// what they missed (the whole volume when nothing better is known).
+    /// what they missed (the whole volume when nothing better is known);
+    /// after a promotion, unsettled; `Failing` for one that the control
+    /// plane counts in sync and this primary cannot trust (see [`Primary::start`]).
     pub fn new(epoch: Epoch, size: u64, min_in_sync: usize, replicas: BTreeMap<ReplicaId, ReplicaState>) -> Self {
         Primary {
             epoch,
@@ -229,7 +253,25 @@ impl Primary {
             copied: BTreeMap::new(),
             matched: BTreeMap::new(),
             copy_window: 4,
+            unanswered: BTreeSet::new(),
+            demoted: false,
         }
+    }
+
+    /// What the primary asks for before anything else: that every replica
+    /// it started `Failing` be marked out of sync.
+    pub fn start(&mut self) -> Vec<Action> {
+        let epoch = self.epoch;
+        self.replicas
+            .iter()
+            .filter(|(_, s)| matches!(s, ReplicaState::Failing(_)))
+            .map(|(&replica, _)| Action::RequestOutOfSync { replica, epoch })
+            .collect()
+    }
+
+    /// Every operation numbered below this has completed on every in-sync copy.
+    fn settled(&self) -> u64 {
+        self.unanswered.first().copied().unwrap_or(self.next_seq)
     }
 
     pub fn epoch(&self) -> Epoch {
@@ -266,7 +308,9 @@ impl Primary {
 
     pub fn progress(&self, id: ReplicaId) -> ResyncProgress {
         let left = match self.replicas.get(&id) {
-            Some(ReplicaState::OutOfSync(d)) | Some(ReplicaState::Failing(d)) => d.len() * REGION,
+            Some(ReplicaState::OutOfSync(d)) | Some(ReplicaState::Failing(d)) | Some(ReplicaState::Unsettled(d)) => {
+                d.len() * REGION
+            }
             Some(ReplicaState::Resyncing { dirty, copying, .. }) => (dirty.len() + copying.len() as u64) * REGION,
             _ => 0,
         };
@@ -285,12 +329,13 @@ impl Primary {
             && self.lease
             && !self.frozen()
             && !self.suspended()
+            && self.replicas.values().all(|s| !s.reconciling())
             && self.replicas.iter().all(|(id, s)| !s.waited_for() || self.connected.contains(id))
     }
 
     /// An operation from the initiator's side.
     pub fn submit(&mut self, token: Token, op: Op) -> Vec<Action> {
-        if self.fenced || !self.lease {
+        if self.fenced || !self.lease || self.demoted {
             return vec![Action::Complete { token, result: Err(Failure::NotReady) }];
         }
         let mut out = Vec::new();
@@ -353,8 +398,12 @@ impl Primary {
                 _ => {}
             }
         }
+        if token.is_some() {
+            self.unanswered.insert(seq);
+        }
+        let settled = self.settled();
         for &to in &unacked {
-            out.push(Action::Send { to, msg: ToReplica::Op { seq, epoch: self.epoch, op: op.clone() } });
+            out.push(Action::Send { to, msg: ToReplica::Op { seq, epoch: self.epoch, settled, op: op.clone() } });
         }
         let free = self.order.push(seq, op.extent());
         self.pending.insert(seq, Pending { kind: Kind::Op { changes }, token, op: Some(op), local: None, unacked });
@@ -502,6 +551,7 @@ impl Primary {
         }
         if let Some(token) = p.token.take() {
             out.push(Action::Complete { token, result: local.clone().map_err(Failure::Local) });
+            self.unanswered.remove(&seq);
         }
         // A resyncing replica's answer is still awaited: should it fail, the
         // bytes go back into its map.
@@ -517,14 +567,41 @@ impl Primary {
         }
     }
 
-    /// The stream to `replica` is open and its handshake agreed on the epoch.
-    pub fn connected(&mut self, replica: ReplicaId) -> Vec<Action> {
+    /// The stream to `replica` is open and its handshake agreed on the
+    /// epoch; `unsettled` is the replica's activity log (`None`: not known).
+    pub fn connected(&mut self, replica: ReplicaId, unsettled: Option<DirtyMap>) -> Vec<Action> {
         let mut out = Vec::new();
         if self.fenced || !self.replicas.contains_key(&replica) {
             out.push(Action::Disconnect { replica });
             return out;
         }
         self.connected.insert(replica);
+        if let Some(state @ ReplicaState::Unsettled(_)) = self.replicas.get_mut(&replica) {
+            let ReplicaState::Unsettled(mut dirty) = std::mem::replace(state, ReplicaState::Catching) else {
+                unreachable!()
+            };
+            match unsettled {
+                Some(theirs) => {
+                    dirty.absorb(&theirs);
+                    *state = ReplicaState::Resyncing {
+                        dirty,
+                        copying: BTreeSet::new(),
+                        cursor: 0,
+                        verify: false,
+                        reconcile: true,
+                    };
+                    self.copy_more(replica, &mut out);
+                }
+                None => {
+                    // Nothing is known of where it may differ: out of sync
+                    // first, then compared region by region.
+                    let mut all = DirtyMap::default();
+                    all.mark_all(self.size);
+                    *state = ReplicaState::Failing(all);
+                    out.push(Action::RequestOutOfSync { replica, epoch: self.epoch });
+                }
+            }
+        }
         self.resync(replica, &mut out);
         self.release_held(&mut out);
         out
@@ -537,7 +614,7 @@ impl Primary {
             let dirty = std::mem::take(dirty);
             // Every region dirty: nothing is known of it (a full resync).
             let verify = dirty.len() >= self.size.div_ceil(REGION);
-            *state = ReplicaState::Resyncing { dirty, copying: BTreeSet::new(), cursor: 0, verify };
+            *state = ReplicaState::Resyncing { dirty, copying: BTreeSet::new(), cursor: 0, verify, reconcile: false };
             self.copy_more(replica, out);
         }
     }
@@ -546,7 +623,9 @@ impl Primary {
     /// marked in sync once nothing is left.
     fn copy_more(&mut self, replica: ReplicaId, out: &mut Vec<Action>) {
         loop {
-            let Some(ReplicaState::Resyncing { dirty, copying, cursor, .. }) = self.replicas.get_mut(&replica) else {
+            let Some(ReplicaState::Resyncing { dirty, copying, cursor, reconcile, .. }) =
+                self.replicas.get_mut(&replica)
+            else {
                 return;
             };
             if copying.len() >= self.copy_window {
@@ -564,8 +643,14 @@ impl Primary {
             };
             let Some(region) = next_idle(*cursor).or_else(|| next_idle(0)) else {
                 if dirty.is_empty() && copying.is_empty() {
-                    self.replicas.insert(replica, ReplicaState::Catching);
-                    out.push(Action::RequestInSync { replica, epoch: self.epoch });
+                    if *reconcile {
+                        // In sync for the control plane all along.
+                        self.replicas.insert(replica, ReplicaState::InSync);
+                        self.release_held(out);
+                    } else {
+                        self.replicas.insert(replica, ReplicaState::Catching);
+                        out.push(Action::RequestInSync { replica, epoch: self.epoch });
+                    }
                 }
                 return;
             };
@@ -631,6 +716,20 @@ impl Primary {
             // The control plane may count it in sync: mark it out first.
             ReplicaState::InSync | ReplicaState::Catching => {
                 *state = ReplicaState::Failing(missed);
+                out.push(Action::RequestOutOfSync { replica, epoch: self.epoch });
+            }
+            // In sync for the control plane, and not reconciled.
+            ReplicaState::Unsettled(dirty) => {
+                dirty.absorb(&missed);
+                *state = ReplicaState::Failing(std::mem::take(dirty));
+                out.push(Action::RequestOutOfSync { replica, epoch: self.epoch });
+            }
+            ReplicaState::Resyncing { dirty, copying, reconcile: true, .. } => {
+                dirty.absorb(&missed);
+                for r in std::mem::take(copying) {
+                    dirty.mark(r * REGION, 1);
+                }
+                *state = ReplicaState::Failing(std::mem::take(dirty));
                 out.push(Action::RequestOutOfSync { replica, epoch: self.epoch });
             }
             ReplicaState::Resyncing { dirty, copying, .. } => {
@@ -714,6 +813,32 @@ impl Primary {
         }
     }
 
+    /// Stops admitting operations: what is held and what comes fails
+    /// NOT READY, and what was numbered goes on to complete.
+    pub fn demote(&mut self) -> Vec<Action> {
+        self.demoted = true;
+        self.held.drain(..).map(|(token, _)| Action::Complete { token, result: Err(Failure::NotReady) }).collect()
+    }
+
+    /// After [`Primary::demote`], once nothing numbered waits for an
+    /// answer: a flush under `token` that tells every replica that all
+    /// operations before it are settled (their activity logs empty, the
+    /// next primary has nothing to reconcile). Completes NOT READY if it
+    /// cannot be numbered now.
+    pub fn settle_everything(&mut self, token: Token) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.demoted && self.unanswered.is_empty() && self.may_number() {
+            self.number(Some(token), Op::Flush, &mut out);
+        } else {
+            out.push(Action::Complete { token, result: Err(Failure::NotReady) });
+        }
+        out
+    }
+
+    pub fn demoted(&self) -> bool {
+        self.demoted
+    }
+
     /// Fails every operation not yet answered, numbered or held.
     fn fail_waiting(&mut self, out: &mut Vec<Action>) {
         for p in self.pending.values_mut() {
@@ -721,6 +846,7 @@ impl Primary {
                 out.push(Action::Complete { token, result: Err(Failure::NotReady) });
             }
         }
+        self.unanswered.clear();
         for (token, _) in self.held.drain(..) {
             out.push(Action::Complete { token, result: Err(Failure::NotReady) });
         }

@@ -13,11 +13,24 @@
 //!   they do not ([`Sequencer`]), as on the primary. FUA writes, flushes,
 //!   unit state and copies are reported done only once durable (the driver
 //!   applies them so).
+//! * The replica keeps the activity log of its copy: the regions of every
+//!   operation the primary has not yet told it settled (every operation
+//!   numbered below `settled` has completed on every in-sync copy), and of
+//!   every copy received since the last primary reconciled the copies.
+//!   Only there can in-sync copies differ after their primary is lost: its
+//!   last operations may have reached some copies and not others. A new
+//!   primary learns each replica's log when its stream opens
+//!   ([`Replica::unsettled`]) and copies those regions before it numbers a
+//!   new operation; the first operation a stream brings therefore means
+//!   the copies agree again, and the log of earlier streams is dropped. A
+//!   replica that starts knows nothing of what it applied before it
+//!   stopped: its log is not known until a stream brings an operation.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use super::dirty::DirtyMap;
 use super::ops::{Epoch, Extent, Op, ReplicaId};
 use super::order::Sequencer;
 use super::primary::{FromReplica, ToReplica};
@@ -56,6 +69,12 @@ enum WorkKind {
     Started,
 }
 
+/// The most operations of one stream the activity log tracks one by one;
+/// beyond, it says it does not know (the next primary compares every region).
+const MAX_TRACKED_OPS: usize = 65_536;
+/// The most regions a replica reports as unsettled (1 GiB of 64 KiB regions).
+pub const MAX_UNSETTLED_REGIONS: u64 = 16_384;
+
 /// A replica's state machine for one volume.
 #[derive(Debug)]
 pub struct Replica {
@@ -71,6 +90,15 @@ pub struct Replica {
     /// Arrival order, across streams (a restarted primary numbers afresh).
     next_id: u64,
     work: BTreeMap<u64, Work>,
+    /// The open stream's operations not yet settled: their bytes, by number.
+    unsettled_ops: BTreeMap<u64, (u64, u64)>,
+    /// Regions of earlier streams' unsettled operations, and of copies,
+    /// since a primary last reconciled the copies.
+    carried: DirtyMap,
+    /// Nothing is known of where the copies may differ: this copy started
+    /// with what it applied before unknown (a restart), or had too much to
+    /// track. A stream's first operation clears it.
+    unknown: bool,
 }
 
 impl Replica {
@@ -85,6 +113,40 @@ impl Replica {
             order: Sequencer::default(),
             next_id: 1,
             work: BTreeMap::new(),
+            unsettled_ops: BTreeMap::new(),
+            carried: DirtyMap::default(),
+            unknown: true,
+        }
+    }
+
+    /// Where this copy may differ from the other in-sync copies (see the
+    /// module documentation); `None` when that is not known.
+    pub fn unsettled(&self) -> Option<DirtyMap> {
+        if self.unknown {
+            return None;
+        }
+        let mut regions = self.carried.clone();
+        for &(offset, len) in self.unsettled_ops.values() {
+            regions.mark(offset, len);
+            if regions.len() > MAX_UNSETTLED_REGIONS {
+                return None;
+            }
+        }
+        (regions.len() <= MAX_UNSETTLED_REGIONS).then_some(regions)
+    }
+
+    /// Operation `seq` of the open stream changes `changes`, and every
+    /// operation numbered below `settled` is on every in-sync copy.
+    fn log(&mut self, seq: u64, changes: Option<(u64, u64)>, settled: u64) {
+        let kept = self.unsettled_ops.split_off(&settled);
+        self.unsettled_ops = kept;
+        if let Some(c) = changes.filter(|_| !self.unknown) {
+            if self.unsettled_ops.len() >= MAX_TRACKED_OPS {
+                self.unknown = true;
+                self.unsettled_ops.clear();
+            } else {
+                self.unsettled_ops.insert(seq, c);
+            }
         }
     }
 
@@ -115,6 +177,9 @@ impl Replica {
         self.open = true;
         self.last_seq = 0;
         self.stream += 1;
+        for (_, (offset, len)) in std::mem::take(&mut self.unsettled_ops) {
+            self.carried.mark(offset, len);
+        }
         Ok(self.stream)
     }
 
@@ -151,13 +216,24 @@ impl Replica {
         // Operations leave the primary in the order it numbered them; copies
         // leave when their region has been read, so their numbers may come
         // late (the primary sends nothing that overlaps a copy in flight).
-        if matches!(msg, ToReplica::Op { .. }) {
-            if seq <= self.last_seq {
-                tracing::warn!(seq, last = self.last_seq, "replication stream out of order: closing it");
-                self.open = false;
-                return vec![ReplicaAction::Disconnect];
+        match &msg {
+            ToReplica::Op { op, settled, .. } => {
+                if seq <= self.last_seq {
+                    tracing::warn!(seq, last = self.last_seq, "replication stream out of order: closing it");
+                    self.open = false;
+                    return vec![ReplicaAction::Disconnect];
+                }
+                if self.last_seq == 0 {
+                    // The primary numbers operations only once it has
+                    // reconciled every in-sync copy.
+                    self.carried = DirtyMap::default();
+                    self.unknown = false;
+                }
+                self.last_seq = seq;
+                self.log(seq, op.changes(), *settled);
             }
-            self.last_seq = seq;
+            ToReplica::Copy { offset, data, .. } => self.carried.mark(*offset, data.len() as u64),
+            ToReplica::Verify { .. } => {}
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -243,6 +319,7 @@ mod tests {
         ToReplica::Op {
             seq,
             epoch: Epoch(epoch),
+            settled: 1,
             op: Op::Write { offset: 0, data: Bytes::from_static(b"x"), fua: false },
         }
     }
