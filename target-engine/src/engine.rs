@@ -192,6 +192,21 @@ fn same_placement(a: &VolumeConfig, b: &VolumeConfig, me: Option<u32>) -> bool {
     }
 }
 
+/// How long a primary reopened by a change of its placement has to drain.
+const HAND_OVER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Primaries demoted for a change that was not applied in the end: they
+/// serve again.
+struct ResumeUnlessApplied(Vec<Arc<crate::replication::backend::PrimaryVolume>>);
+
+impl Drop for ResumeUnlessApplied {
+    fn drop(&mut self) {
+        for v in self.0.drain(..) {
+            v.resume();
+        }
+    }
+}
+
 /// A volume opened for this node: its unit, its limiter and, if it is
 /// replicated, this node's copy.
 type Opened = (Arc<LogicalUnit>, Arc<Throttle>, Option<Copy>);
@@ -334,6 +349,7 @@ impl Engine {
         };
 
         // 1. Volumes: keep, grow, replace or open.
+        let mut resume_if_not_applied = ResumeUnlessApplied(Vec::new());
         let mut volumes = HashMap::new();
         let mut throttles = HashMap::new();
         let mut copies = HashMap::new();
@@ -355,6 +371,18 @@ impl Engine {
                     }
                 }
                 _ => {
+                    // A primary reopened here (its placement changed) hands
+                    // over to the new one first: what it admitted completes
+                    // and is settled on the replicas, so that the new one
+                    // opens clean (nothing to compare) and nothing in flight
+                    // is left waiting on streams that close.
+                    if let Some(Copy::Primary { volume: old, .. }) = st.copies.get(&v.name) {
+                        let demoted = old.demote(HAND_OVER).await;
+                        resume_if_not_applied.0.push(old.clone());
+                        if demoted.drained && demoted.settled {
+                            self.inner.placement.local().closed_cleanly(&v.name, demoted.epoch);
+                        }
+                    }
                     let node = new_runtime.as_ref().map(|r| &r.config).or(config.replication.as_ref());
                     // A replica that becomes the primary takes nothing more
                     // from the old one, and brings its activity log.
@@ -460,6 +488,7 @@ impl Engine {
             }
         }
         st.copies = copies;
+        resume_if_not_applied.0.clear();
         if let Some(rt) = new_runtime {
             st.replication = Some(rt);
         }

@@ -262,6 +262,12 @@ impl PrimaryVolume {
         demoted
     }
 
+    /// Serves again after [`PrimaryVolume::demote`].
+    pub fn resume(self: &Arc<Self>) {
+        self.drive(Primary::resume);
+        tracing::info!(volume = %self.name, "serving again: the hand-over did not happen");
+    }
+
     /// A replica answered on its stream.
     pub fn received(self: &Arc<Self>, from: ReplicaId, msg: FromReplica) {
         self.drive(|p| p.received(from, msg));

@@ -839,6 +839,15 @@ impl Primary {
         self.demoted
     }
 
+    /// Admits operations again after [`Primary::demote`] (the hand-over
+    /// it was for did not happen).
+    pub fn resume(&mut self) -> Vec<Action> {
+        self.demoted = false;
+        let mut out = Vec::new();
+        self.release_held(&mut out);
+        out
+    }
+
     /// Fails every operation not yet answered, numbered or held.
     fn fail_waiting(&mut self, out: &mut Vec<Action>) {
         for p in self.pending.values_mut() {
