@@ -21,7 +21,10 @@
 #     discovery through each of the 3 portals lists the 3 targets, REPORT
 #     TARGET PORT GROUPS is the same through all 3 ports (node 2's group
 #     active/optimized, the others standby), and a read is refused with
-#     04h/0Bh through the standby ports and succeeds through node 2's;
+#     04h/0Bh through the standby ports and succeeds through node 2's; a
+#     REGISTER and RESERVE through node 1's standby port and a CLEAR
+#     through node 3's run on node 2, and READ RESERVATION and READ KEYS
+#     answer the same through every port;
 #  4. kill -9 of the leader: the other two elect a leader (the time to
 #     elect and to commit a change is printed), mark the killed node
 #     offline, and take changes; the killed node, restarted, catches up to
@@ -46,8 +49,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 portico=${1:?usage: cluster-test.sh PORTICO_BINARY}
 # The test initiator's ALUA tool (REPORT TARGET PORT GROUPS, a read).
-cargo build -q -p target-engine --features test-util --example aluatool --example writebench
+cargo build -q -p target-engine --features test-util --example aluatool --example writebench --example prtool
 aluatool="$CARGO_TARGET_DIR/debug/examples/aluatool"
+prtool="$CARGO_TARGET_DIR/debug/examples/prtool"
 writebench="$CARGO_TARGET_DIR/debug/examples/writebench"
 
 work=$(mktemp -d /dev/shm/portico-cluster.XXXXXX)
@@ -340,6 +344,24 @@ read=$(alua 2 read)
 echo "   a read through node 2 (active/optimized): $read"
 [ "$read" = "GOOD, 512 bytes" ] || fail "a read through node 2: $read"
 pass "a group with a target on each node: every portal lists the 3 targets, REPORT TARGET PORT GROUPS is the same through all 3 ports, the standby ports refuse a read with 04h/0Bh and node 2's serves it"
+# Reservation commands through a standby port run on node 2, which serves vol-a.
+pr() { timeout 30 "$prtool" --portal "127.0.$1.1:$iscsi_port" --target "iqn.2026-11.local.portico:g1.node$1" "${@:2}"; }
+line=$(pr 1 register c1) || fail "REGISTER through node 1: $line"
+echo "   through node 1 (standby): $line"
+line=$(pr 1 reserve c1 1) || fail "RESERVE through node 1: $line"
+echo "   through node 1 (standby): $line"
+for n in 1 2 3; do
+  line=$(pr "$n" read-reservation)
+  echo "   READ RESERVATION through node $n: $line"
+  grep -q "reservation key 0xc1, type 1" <<<"$line" || fail "node $n does not show the reservation made through node 1: $line"
+done
+line=$(pr 3 read-keys); echo "   READ KEYS through node 3 (standby): $line"
+grep -q "keys \[0xc1\]" <<<"$line" || fail "READ KEYS through node 3: $line"
+line=$(pr 3 clear c3) || fail "CLEAR through node 3: $line"
+echo "   through node 3 (standby): $line"
+line=$(pr 2 read-reservation); echo "   READ RESERVATION through node 2: $line"
+grep -q "no reservation" <<<"$line" || fail "the CLEAR through node 3 did not reach node 2: $line"
+pass "reservation commands through the standby ports of nodes 1 and 3 run on node 2, which serves vol-a: every port reads the same reservation and keys"
 # Back to the group as it was, so that vol-a can be deleted and node 3 removed later.
 out=$(api 1 DELETE /target-groups/g1/luns/0)
 [ "$(echo "$out" | status)" = 204 ] || fail "detaching vol-a: $out"

@@ -144,6 +144,9 @@ struct Inner {
     registry: Arc<Registry>,
     state: tokio::sync::Mutex<State>,
     placement: ControlPlane,
+    /// Where units send reservation commands while this node does not serve
+    /// their volume (`portico serve`; see `scsi::forward`).
+    forwarder: std::sync::OnceLock<Arc<dyn crate::scsi::forward::UnitForwarder>>,
 }
 
 /// The engine handle: cheap to clone, `Send + Sync`.
@@ -286,6 +289,7 @@ impl Engine {
                 registry: Registry::new(),
                 state: Default::default(),
                 placement: ControlPlane::default(),
+                forwarder: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -295,6 +299,26 @@ impl Engine {
     /// False if one was set already.
     pub fn set_control_plane(&self, above: Arc<dyn Placement>) -> bool {
         self.inner.placement.set_above(above)
+    }
+
+    /// Sends reservation commands that arrive through a port of a volume
+    /// this node does not serve to the node that does (`portico serve`);
+    /// set once, before the first `apply`. False if one was set already.
+    pub fn set_unit_forwarder(&self, forwarder: Arc<dyn crate::scsi::forward::UnitForwarder>) -> bool {
+        self.inner.forwarder.set(forwarder).is_ok()
+    }
+
+    /// Runs a reservation command forwarded from another node's port
+    /// (`scsi::forward`) on this node's unit of the volume.
+    pub async fn run_forwarded(
+        &self,
+        command: crate::scsi::forward::ForwardedCommand,
+    ) -> crate::scsi::forward::ForwardedOutcome {
+        let lu = self.inner.state.lock().await.volumes.get(&command.volume).map(|(_, lu)| lu.clone());
+        // Not here (any more): the sender's placement is behind or ahead.
+        let lu = lu.ok_or(crate::scsi::SenseReason::AluaTransitioning)?;
+        let id = crate::scsi::NexusId::from(&command.nexus);
+        lu.run_forwarded(id, &command.cdb, bytes::Bytes::from(command.data)).await.map(|b| b.to_vec())
     }
 
     /// Reconciles the running engine to `config`, or changes nothing and
@@ -395,6 +419,9 @@ impl Engine {
                         _ => None,
                     };
                     let (lu, throttle, copy) = open_volume(v, node, &self.inner.placement, st.started, promoted)?;
+                    if let Some(forwarder) = self.inner.forwarder.get() {
+                        lu.forward_reservations(forwarder.clone());
+                    }
                     volumes.insert(v.name.clone(), (v.clone(), lu));
                     throttles.insert(v.name.clone(), throttle);
                     opened.insert(v.name.clone());

@@ -511,3 +511,80 @@ async fn a_replica_promoted_after_a_crash_reconciles_only_the_last_writes() {
     r2.shutdown().await;
     r3.shutdown().await;
 }
+
+/// Reservation commands sent to the engine that serves the volume, as
+/// `portico serve` does over the cluster's member routes.
+#[derive(Debug, Default)]
+struct ToPrimary(std::sync::Mutex<Option<Engine>>);
+
+#[async_trait::async_trait]
+impl target_engine::scsi::forward::UnitForwarder for ToPrimary {
+    async fn forward(
+        &self,
+        command: target_engine::scsi::forward::ForwardedCommand,
+    ) -> Result<target_engine::scsi::forward::ForwardedOutcome, String> {
+        let primary = self.0.lock().unwrap().clone().ok_or("the primary's node does not answer")?;
+        Ok(primary.run_forwarded(command).await)
+    }
+}
+
+/// The keys READ KEYS reports.
+fn keys(r: &CmdResult) -> Vec<u64> {
+    assert_eq!(r.status, 0, "READ KEYS");
+    let len = u32::from_be_bytes(r.data[4..8].try_into().unwrap()) as usize;
+    r.data[8..8 + len].chunks(8).map(|k| u64::from_be_bytes(k.try_into().unwrap())).collect()
+}
+
+const READ_KEYS: [u8; 10] = [0x5e, 0x00, 0, 0, 0, 0, 0, 0x10, 0, 0];
+
+/// PERSISTENT RESERVE OUT and IN through the replica's standby port run on
+/// the primary, for the nexus they came on: the registration and the
+/// reservation are the primary's (and conflict there with another
+/// initiator's write), and both ports answer READ KEYS and READ
+/// RESERVATION alike. With the primary gone, the standby port refuses them
+/// as before (NOT READY, standby) instead of answering from stale state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservation_commands_through_a_standby_port_run_on_the_primary() {
+    let dir = Dir::new("forward");
+    let forwarder = std::sync::Arc::new(ToPrimary::default());
+    let listen2: SocketAddr = "127.0.2.1:0".parse().unwrap();
+    let r2 = Engine::new();
+    assert!(r2.set_unit_forwarder(forwarder.clone()));
+    r2.apply(node_config(&dir, 2, listen2, 1, 1, &[(2, PLACEHOLDER.parse().unwrap())], 2)).await.unwrap();
+    let a2 = r2.replication_address().await.unwrap();
+    let primary = Engine::new();
+    primary.apply(node_config(&dir, 1, "127.0.1.1:0".parse().unwrap(), 1, 1, &[(2, a2)], 2)).await.unwrap();
+    wait_for_state(&primary, 2, "in-sync").await;
+    *forwarder.0.lock().unwrap() = Some(primary.clone());
+
+    let mut standby = session(&r2, REPLICA_IQN).await;
+    let _ = standby.command_ok(0, &[0u8; 6], 0, &[]).await;
+    assert_eq!(standby.command_ok(0, &pr_out(0x00, 0), 0, &pr_params(0, 0xbeef)).await.status, 0, "REGISTER");
+    assert_eq!(standby.command_ok(0, &pr_out(0x01, 1), 0, &pr_params(0xbeef, 0)).await.status, 0, "RESERVE");
+    let mut i = session(&primary, PRIMARY_IQN).await;
+    let _ = i.command_ok(0, &[0u8; 6], 0, &[]).await;
+    for (port, s) in [("primary", &mut i), ("standby", &mut standby)] {
+        assert_eq!(keys(&s.command_ok(0, &READ_KEYS, 0x10, &[]).await), vec![0xbeef], "READ KEYS through the {port}");
+        let r = s.command_ok(0, &READ_RESERVATION, 0x40, &[]).await;
+        assert_eq!(reservation(&r), Some((0xbeef, 1)), "READ RESERVATION through the {port}");
+    }
+    // Write Exclusive, held through the standby port: another initiator's
+    // write through the primary conflicts.
+    let mut other = Initiator::connect(portal(&primary).await).await;
+    let o =
+        LoginOpts { initiator: "iqn.2026-11.test.portico:other-host", target: Some(PRIMARY_IQN), ..Default::default() };
+    other.login(&o).await.expect("login");
+    let _ = other.command_ok(0, &[0u8; 6], 0, &[]).await;
+    assert_eq!(write_4k(&mut other, 0, 1).await.status, 0x18, "RESERVATION CONFLICT");
+    // A bad service action key through the standby port: the primary's answer.
+    let r = standby.command_ok(0, &pr_out(0x01, 1), 0, &pr_params(0xbad, 0)).await;
+    assert_eq!(r.status, 0x18, "RESERVE with a key that is not registered");
+    // The replica's own copy of the state followed (it is replicated).
+    assert_eq!(r2.reservations().await[0].1, primary.reservations().await[0].1);
+
+    primary.shutdown().await;
+    *forwarder.0.lock().unwrap() = None;
+    let r = standby.command_ok(0, &READ_KEYS, 0x10, &[]).await;
+    assert_eq!(sense(&r), (0x2, 0x04, 0x0b), "no primary: the standby refusal");
+    r2.shutdown().await;
+}

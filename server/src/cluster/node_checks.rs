@@ -8,9 +8,12 @@
 //!   checked against what only it knows (its caps, its disks, files left
 //!   over from a volume of the same name), then rolled back;
 //! - `/cluster/replication`: how the volumes it is primary of stand with
-//!   their replicas now (links, resync progress), for the Volumes page.
+//!   their replicas now (links, resync progress), for the Volumes page;
+//! - `/cluster/unit-command`: a PERSISTENT RESERVE IN or OUT that came
+//!   through another node's standby port for a volume this node serves,
+//!   run here for the nexus it came on (`target_engine::scsi::forward`).
 //!
-//! The storage layer answers both through [`NodeChecks`]; the routes serve
+//! The storage layer answers them through [`NodeChecks`]; the routes serve
 //! members only, and a node whose storage is not up yet answers 503.
 
 use std::sync::{Arc, OnceLock, Weak};
@@ -27,6 +30,7 @@ use super::transport::{CallError, FromMember};
 use super::Cluster;
 use crate::api::extract::{ApiFailure, ApiJson};
 use crate::storage::proposal::Proposal;
+use target_engine::scsi::forward::{ForwardedCommand, ForwardedOutcome, MAX_FORWARDED_DATA};
 
 /// How long a member has to say how much room it has.
 const CAPACITY_DEADLINE: Duration = Duration::from_secs(2);
@@ -34,6 +38,11 @@ const CAPACITY_DEADLINE: Duration = Duration::from_secs(2);
 const REPLICATION_DEADLINE: Duration = Duration::from_secs(2);
 /// How long a member has for a dry run.
 const DRY_RUN_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a member has to run a forwarded reservation command (it waits
+/// for its replicas to keep the new state).
+const UNIT_COMMAND_DEADLINE: Duration = Duration::from_secs(5);
+/// A forwarded command's body: its parameter list (at most 128 KiB) as JSON.
+const UNIT_COMMAND_BODY: usize = 1 << 20;
 
 /// This node's answers to the other members.
 #[async_trait]
@@ -45,6 +54,8 @@ pub trait NodeChecks: Send + Sync {
     async fn dry_run(&self, proposal: Proposal) -> Result<Option<String>, ApiError>;
     /// The volumes this node is the primary of, with their replicas now.
     async fn replication(&self) -> Vec<PrimaryReport>;
+    /// Runs a reservation command forwarded from another node's port.
+    async fn unit_command(&self, command: ForwardedCommand) -> ForwardedOutcome;
 }
 
 /// A replicated volume as its primary's engine sees it now.
@@ -90,12 +101,28 @@ async fn replication(State(slot): State<Slot>, _member: FromMember) -> Result<Js
     Ok(Json(checks(&slot)?.replication().await))
 }
 
+async fn unit_command(
+    State(slot): State<Slot>,
+    _member: FromMember,
+    ApiJson(command): ApiJson<ForwardedCommand>,
+) -> Result<Json<ForwardedOutcome>, ApiFailure> {
+    if command.data.len() > MAX_FORWARDED_DATA || command.cdb.len() > 16 {
+        return Err(ApiError::new(413, "A forwarded command carries at most a 16-byte CDB and 128 KiB of data.").into());
+    }
+    Ok(Json(checks(&slot)?.unit_command(command).await))
+}
+
 pub(super) fn routes(slot: Slot) -> Router {
     Router::new()
         .route("/cluster/capacity", post(capacity))
         .route("/cluster/replication", post(replication))
         .layer(DefaultBodyLimit::max(16 << 10))
         .merge(Router::new().route("/cluster/dry-run", post(dry_run)).layer(DefaultBodyLimit::max(1 << 20)))
+        .merge(
+            Router::new()
+                .route("/cluster/unit-command", post(unit_command))
+                .layer(DefaultBodyLimit::max(UNIT_COMMAND_BODY)),
+        )
         .with_state(slot)
 }
 
@@ -121,6 +148,20 @@ impl Cluster {
         let client = self.client()?;
         client.call(address, "/cluster/replication", &(), REPLICATION_DEADLINE).await.map_err(|e| {
             ApiError::new(503, format!("Node {node} could not be asked how its replicated volumes stand ({e})."))
+        })
+    }
+
+    /// Runs a reservation command on node `node` (at cluster address
+    /// `address`), which serves its volume.
+    pub async fn ask_unit_command(
+        &self,
+        node: &str,
+        address: &str,
+        command: &ForwardedCommand,
+    ) -> Result<ForwardedOutcome, ApiError> {
+        let client = self.client()?;
+        client.call(address, "/cluster/unit-command", command, UNIT_COMMAND_DEADLINE).await.map_err(|e| {
+            ApiError::new(503, format!("Node {node} could not be asked to run a reservation command ({e})."))
         })
     }
 

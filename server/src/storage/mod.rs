@@ -22,6 +22,7 @@ pub(crate) mod commands;
 pub mod degraded;
 mod discovery;
 pub mod engine_config;
+mod forwarding;
 mod membership;
 pub mod nodes;
 pub mod paths;
@@ -159,6 +160,10 @@ impl Storage {
             anyhow::bail!("the engine has a control plane already");
         }
         let node_id = register_node(&cluster, &pool, &node_name, &secrets, cluster_options.replication_addr).await?;
+        let forwarder = forwarding::ClusterForwarder { cluster: cluster.clone(), pool: pool.clone(), node_id };
+        if !engine.set_unit_forwarder(std::sync::Arc::new(forwarder)) {
+            anyhow::bail!("the engine forwards reservation commands already");
+        }
         let activity = std::sync::Arc::new(stats::ActivityLog::default());
         stats::spawn_sampler(engine.clone(), std::sync::Arc::downgrade(&activity));
         let storage = Storage {

@@ -251,6 +251,13 @@ impl NodeChecks for Storage {
         self.primary_reports().await
     }
 
+    async fn unit_command(
+        &self,
+        command: target_engine::scsi::forward::ForwardedCommand,
+    ) -> target_engine::scsi::forward::ForwardedOutcome {
+        self.engine.run_forwarded(command).await
+    }
+
     async fn dry_run(&self, proposal: Proposal) -> Result<Option<String>, ApiError> {
         let here = self.here();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;

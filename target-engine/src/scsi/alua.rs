@@ -122,13 +122,17 @@ pub fn check(state: AluaState, cdb: &Cdb) -> Result<(), SenseReason> {
 /// check: INQUIRY, REPORT LUNS, REQUEST SENSE, REPORT TARGET PORT GROUPS,
 /// the device server's own reports, MODE SENSE (its parameters are the
 /// configured ones) and SET TARGET PORT GROUPS (which only takes standby
-/// or unavailable for such a unit). MODE SELECT and the reservation
-/// commands would change or read state that the node holding the data
-/// keeps; until they are forwarded there they get the Standby refusal,
-/// LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE, which every
-/// multipath initiator takes as "use another path".
-pub fn check_remote(cdb: &Cdb) -> Result<(), SenseReason> {
-    if allowed_in_every_state(cdb) || matches!(cdb, Cdb::ModeSense { .. } | Cdb::SetTargetPortGroups { .. }) {
+/// or unavailable for such a unit). The reservation commands are the
+/// node holding the data's to answer: with `forwarding` they go there
+/// (`super::forward`), without they get the Standby refusal, LOGICAL UNIT
+/// NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE, which every multipath
+/// initiator takes as "use another path"; so does MODE SELECT.
+pub fn check_remote(cdb: &Cdb, forwarding: bool) -> Result<(), SenseReason> {
+    let forwarded = forwarding && matches!(cdb, Cdb::PersistentReserveIn { .. } | Cdb::PersistentReserveOut { .. });
+    if forwarded
+        || allowed_in_every_state(cdb)
+        || matches!(cdb, Cdb::ModeSense { .. } | Cdb::SetTargetPortGroups { .. })
+    {
         Ok(())
     } else {
         Err(SenseReason::AluaStandby)
@@ -501,15 +505,19 @@ mod tests {
     #[test]
     fn a_remote_unit_answers_only_what_needs_no_data() {
         for (cdb, [standby, ..]) in all_kinds() {
-            let allowed = check_remote(&cdb).is_ok();
+            let allowed = check_remote(&cdb, false).is_ok();
             let stateful = matches!(
                 cdb,
                 Cdb::ModeSelect { .. } | Cdb::PersistentReserveIn { .. } | Cdb::PersistentReserveOut { .. }
             );
             assert_eq!(allowed, standby && !stateful, "{cdb:?}");
             if !allowed {
-                assert_eq!(check_remote(&cdb), Err(SenseReason::AluaStandby));
+                assert_eq!(check_remote(&cdb, false), Err(SenseReason::AluaStandby));
             }
+            // With forwarding, the reservation commands go to the node that
+            // holds the data; MODE SELECT is still refused.
+            let reservation = matches!(cdb, Cdb::PersistentReserveIn { .. } | Cdb::PersistentReserveOut { .. });
+            assert_eq!(check_remote(&cdb, true).is_ok(), allowed || reservation, "{cdb:?}");
         }
     }
 

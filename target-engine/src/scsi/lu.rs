@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::alua::{self, AluaState, AluaTable};
 use super::cdb::{Cdb, UaPolicy};
+use super::forward::{ForwardedCommand, UnitForwarder};
 use super::latency::{LatencyHistogram, LatencyRecorder};
 use super::mode::ModeState;
 use super::nexus::AbortMailbox;
@@ -68,6 +69,9 @@ pub struct LogicalUnit {
     pub(super) state_changes: tokio::sync::Mutex<()>,
     /// The abort mailbox of every nexus that has addressed the unit.
     nexuses: Mutex<Vec<(NexusId, Weak<AbortMailbox>)>>,
+    /// Where reservation commands go while this node does not serve the
+    /// volume (see [`super::forward`]).
+    forwarder: std::sync::OnceLock<Arc<dyn UnitForwarder>>,
 }
 
 /// A successful command's status and Data-In.
@@ -104,7 +108,67 @@ impl LogicalUnit {
             state_file: std::sync::OnceLock::new(),
             state_changes: tokio::sync::Mutex::new(()),
             nexuses: Mutex::default(),
+            forwarder: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sends this unit's reservation commands to the node that serves the
+    /// volume whenever this node does not (set once, as the unit opens).
+    pub fn forward_reservations(&self, forwarder: Arc<dyn UnitForwarder>) {
+        let _ = self.forwarder.set(forwarder);
+    }
+
+    /// Where a reservation command goes now, if not to this unit.
+    fn forwarding(&self) -> Option<&Arc<dyn UnitForwarder>> {
+        self.forwarder.get().filter(|_| self.spec.remote || self.backend.serving().is_err())
+    }
+
+    /// Sends a reservation command that came on `nexus` to the node that
+    /// serves the volume.
+    async fn forward(
+        &self,
+        to: &Arc<dyn UnitForwarder>,
+        nexus: &Nexus,
+        cmd: &ScsiCommand,
+    ) -> Result<Reply, SenseReason> {
+        if cmd.data_out.len() > super::forward::MAX_FORWARDED_DATA {
+            return Err(SenseReason::InsufficientRegistrationResources);
+        }
+        let command = ForwardedCommand {
+            volume: self.spec.name.clone(),
+            nexus: (&nexus.id).into(),
+            cdb: cmd.cdb.to_vec(),
+            data: cmd.data_out.to_vec(),
+        };
+        match to.forward(command).await {
+            Ok(outcome) => outcome.map(|data| Reply::bytes(Bytes::from(data))),
+            Err(why) => {
+                tracing::warn!(volume = %self.spec.name, "cannot forward a reservation command to the node serving the volume: {why}");
+                Err(SenseReason::AluaStandby)
+            }
+        }
+    }
+
+    /// A reservation command forwarded from another node's port, for the
+    /// I_T nexus `id` there: run here as if it came on that nexus, if this
+    /// node serves the volume (else NOT READY, transitioning: the sender's
+    /// view of the placement is behind).
+    pub async fn run_forwarded(&self, id: NexusId, cdb: &[u8], data: Bytes) -> Result<Bytes, SenseReason> {
+        self.backend.serving().map_err(super::sbc::write_error)?;
+        let decoded = Cdb::decode(cdb)?;
+        if !matches!(decoded, Cdb::PersistentReserveIn { .. } | Cdb::PersistentReserveOut { .. }) {
+            return Err(SenseReason::InvalidOpcode);
+        }
+        let nexus = Nexus::new(id);
+        if !self.spec.reservations {
+            return Err(SenseReason::InvalidOpcode);
+        }
+        {
+            let st = self.state();
+            st.pr.check(&nexus.id, &decoded)?;
+        }
+        let reply = spc::execute(self, &LunMap::new(), &nexus, decoded, &data).await?;
+        Ok(reply.data)
     }
 
     pub fn backend(&self) -> &Arc<dyn BlockBackend> {
@@ -282,7 +346,7 @@ impl LogicalUnit {
     /// ALUA state, reservations, write protection.
     fn check_access(&self, id: &NexusId, cdb: &Cdb) -> Result<(), SenseReason> {
         if self.spec.remote {
-            alua::check_remote(cdb)?;
+            alua::check_remote(cdb, self.forwarder.get().is_some())?;
         }
         let st = self.state();
         alua::check(st.alua.state(id.target_port_group), cdb)?;
@@ -316,6 +380,11 @@ impl LogicalUnit {
         }
         let cdb = decoded?;
         self.pre_execute(nexus, &cdb)?;
+        if matches!(cdb, Cdb::PersistentReserveIn { .. } | Cdb::PersistentReserveOut { .. }) {
+            if let Some(to) = self.forwarding() {
+                return self.forward(to, nexus, cmd).await;
+            }
+        }
         match cdb {
             Cdb::Read { .. }
             | Cdb::Write { .. }

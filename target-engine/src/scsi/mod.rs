@@ -137,6 +137,7 @@ pub struct LuSpec {
 
 pub mod alua;
 pub mod cdb;
+pub mod forward;
 mod inquiry;
 mod latency;
 mod lu;

@@ -25,7 +25,7 @@ pub enum SenseKey {
 }
 
 /// A unit attention condition (SAM-5 §5.14, SPC-4 §4.5.6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum UnitAttention {
     /// POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (29h/00h).
     PowerOnReset,
@@ -49,7 +49,7 @@ pub enum UnitAttention {
 
 /// Where a bad field is: byte offset and, when known, the highest bad bit
 /// (the SENSE KEY SPECIFIC field pointer, SPC-4 §4.5.2.4.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Field {
     pub byte: u16,
     pub bit: Option<u8>,
@@ -65,8 +65,9 @@ impl Field {
 }
 
 /// Why a command ended in CHECK CONDITION (or, for [`SenseReason::NoSense`],
-/// what REQUEST SENSE reports when nothing is pending).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// what REQUEST SENSE reports when nothing is pending). It travels between
+/// nodes as the outcome of a forwarded command (`super::forward`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum SenseReason {
     #[error("no sense")]
     NoSense,

@@ -1,0 +1,46 @@
+//! Reservation commands that arrive through this node's standby ports
+//! for a volume another node serves (`target_engine::scsi::forward`): sent
+//! to that node's `/cluster/unit-command` member route, where its engine
+//! runs them for the I_T nexus they came on, and answered with its outcome.
+//! The volume's primary is the one the cluster's state names; a node that
+//! does not answer within the route's deadline leaves the command refused
+//! as a standby port refuses it.
+
+use async_trait::async_trait;
+use sqlx::SqlitePool;
+use target_engine::scsi::forward::{ForwardedCommand, ForwardedOutcome, UnitForwarder};
+
+use crate::cluster::Cluster;
+
+pub struct ClusterForwarder {
+    pub cluster: Cluster,
+    pub pool: SqlitePool,
+    /// This node's id.
+    pub node_id: i64,
+}
+
+impl std::fmt::Debug for ClusterForwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterForwarder").field("node_id", &self.node_id).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl UnitForwarder for ClusterForwarder {
+    async fn forward(&self, command: ForwardedCommand) -> Result<ForwardedOutcome, String> {
+        let primary: Option<(i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT n.id, n.name, n.cluster_addr FROM volumes v JOIN nodes n ON n.id = v.node_id WHERE v.name = ?",
+        )
+        .bind(&command.volume)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        let (id, name, address) =
+            primary.ok_or_else(|| format!("volume {} is not in the cluster's state", command.volume))?;
+        if id == self.node_id {
+            return Err(format!("this node is the primary of {} but its engine does not serve it yet", command.volume));
+        }
+        let address = address.ok_or_else(|| format!("node {name} has no cluster address"))?;
+        self.cluster.ask_unit_command(&name, &address, &command).await.map_err(|e| e.message)
+    }
+}
