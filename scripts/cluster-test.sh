@@ -36,7 +36,9 @@
 #     copy's node killed (kill -9), writes go on once the cluster marks the
 #     copy out of sync (audited), and the volume reads degraded; restarted,
 #     the copy resyncs only what changed, the volume is healthy and the
-#     images are equal; a third copy is added and taken away online; grown
+#     images are equal; nodes 2 and 3 stopped (SIGSTOP), node 1 refuses a
+#     read of it within its 3 s lease (02h/04h/0Ah) and serves it again
+#     after SIGCONT; a third copy is added and taken away online; grown
 #     online and written in its new part, both images are equal; its copy's
 #     node killed for longer than --rebuild-after, the copy is made again
 #     on node 3 (audited) and is equal, and the node, restarted, removes
@@ -530,6 +532,24 @@ copied=$(sed -n 's/.*copied_bytes=\([0-9]*\).*/\1/p' <<<"$insync")
 echo "   $copy restarted: back in sync after $(since "$t0") s, ${copied:-?} bytes copied (the writes covered 8 MiB of 64 MiB)"
 [ -n "$copied" ] && [ "$copied" -le $((16 << 20)) ] || fail "the resync copied ${copied:-?} bytes, more than the changed part"
 pass "$copy resynced only what changed; vol-r2 is healthy and both images are equal"
+
+# The lease: node 1, cut off from both other nodes (SIGSTOP), stops
+# serving vol-r2 within 3 s of last hearing from a majority.
+kill -STOP "${pid[2]}" "${pid[3]}"
+t0=$(date +%s.%N)
+for i in $(seq 1 50); do read=$(alua 1 read); [ "$read" = "CHECK CONDITION, sense 2/04/0a" ] && break; sleep 0.2; done
+took=$(since "$t0")
+kill -CONT "${pid[2]}" "${pid[3]}"
+echo "   nodes 2 and 3 stopped (SIGSTOP): a read of vol-r2 through node 1 is refused $took s later: $read"
+[ "$read" = "CHECK CONDITION, sense 2/04/0a" ] || fail "node 1 served vol-r2 without a majority: $read"
+t0=$(date +%s.%N)
+for i in $(seq 1 50); do read=$(alua 1 read); [ "$read" = "GOOD, 512 bytes" ] && break; sleep 0.2; done
+[ "$read" = "GOOD, 512 bytes" ] || fail "node 1 does not serve vol-r2 again after SIGCONT: $read"
+echo "   SIGCONT: node 1 serves vol-r2 again $(since "$t0") s later"
+for i in $(seq 1 150); do [ "$(copy_link)" = "healthy in-sync True" ] && break; sleep 0.2; done
+[ "$(copy_link)" = "healthy in-sync True" ] || fail "vol-r2 after the stop: $(copy_link)"
+[ "$(images)" = 1 ] || fail "the two images of vol-r2 differ after the stop"
+pass "cut off from the majority, node 1 stops serving vol-r2 within its 3 s lease (NOT READY, transitioning), and serves it again once the cluster is whole"
 
 # Online: a third copy, then back to two.
 t=$((5 - c))

@@ -11,6 +11,7 @@
 //! change itself, so whoever made it reads it back on this node.
 
 pub mod join;
+pub mod lease;
 pub mod liveness;
 pub mod node_checks;
 pub mod raft;
@@ -109,6 +110,8 @@ struct Shared {
     membership_lock: tokio::sync::Mutex<()>,
     /// This node's storage, for other members' checks.
     node_checks: node_checks::Slot,
+    /// Whether this node has heard from a majority lately.
+    lease: Arc<lease::Lease>,
 }
 
 /// Where this node stands in the cluster, for the API and the dashboard.
@@ -208,7 +211,8 @@ impl Cluster {
         let new = log.is_empty().await?;
         let state_machine = StateMachine::open(pool.clone(), data_dir).await?;
         let book = raft::network::AddressBook::default();
-        let network = raft::network::Network::new(client.clone(), book.clone());
+        let lease = Arc::new(lease::Lease::default());
+        let network = raft::network::Network::new(client.clone(), book.clone(), lease.clone());
         let raft = Raft::new(id, raft_config()?, network, log, state_machine.clone()).await?;
         keep_addresses(&raft, book);
         let shared = Shared {
@@ -219,6 +223,7 @@ impl Cluster {
             client,
             membership_lock: Default::default(),
             node_checks: Default::default(),
+            lease,
         };
         let cluster = Cluster { raft, id, state_machine, shared: Arc::new(shared) };
         if let (Some(address), Some(identity)) = (options.cluster_addr, &cluster.shared.identity) {
@@ -250,7 +255,14 @@ impl Cluster {
         }
         cluster.publish_own_address().await;
         liveness::spawn(cluster.clone());
+        lease::spawn(cluster.clone());
         Ok(cluster)
+    }
+
+    /// Whether this node has heard from a majority within the lease
+    /// (CLUSTER.md §2): a primary serves media commands only while it does.
+    pub fn lease_holds(&self) -> bool {
+        self.shared.lease.holds()
     }
 
     /// The address the membership names for node `id`, if any.
@@ -343,7 +355,7 @@ impl Cluster {
     }
 
     fn routes(&self) -> axum::Router {
-        raft::network::routes(self.raft.clone())
+        raft::network::routes(self.raft.clone(), self.shared.lease.clone())
             .merge(join::routes(self.clone()))
             .merge(node_checks::routes(self.shared.node_checks.clone()))
     }

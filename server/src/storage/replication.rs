@@ -117,11 +117,10 @@ impl Placement for ClusterMarks {
         self.mark(volume, epoch, replica, true).await
     }
 
-    /// Until the controller of part 3 moves primaries (CLUSTER.md §3), the
-    /// cluster makes no other node a volume's primary, so the placement
-    /// itself is the lease: the epoch fences any copy that is not its primary.
+    /// This node's lease (`cluster::lease`): it has heard from a majority
+    /// within the last 3 s.
     fn lease_valid(&self, _volume: &str) -> bool {
-        true
+        self.cluster.lease_holds()
     }
 }
 

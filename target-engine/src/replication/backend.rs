@@ -30,6 +30,9 @@ pub enum LinkMessage {
     Drop,
 }
 
+/// How often a primary looks at its lease.
+const LEASE_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// What a demotion came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Demoted {
@@ -95,6 +98,32 @@ impl PrimaryVolume {
             resyncs: Mutex::default(),
             reconciles: Mutex::default(),
         })
+    }
+
+    /// Watches the primary's lease for as long as the volume is open: when
+    /// it runs out, what waits fails NOT READY (the initiator retries on
+    /// another path) and nothing new is admitted until it holds again.
+    pub fn watch_lease(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut held = true;
+            let mut tick = tokio::time::interval(LEASE_CHECK);
+            loop {
+                tick.tick().await;
+                let Some(volume) = me.upgrade() else { return };
+                let holds = volume.control.lease_valid(&volume.name);
+                if holds != held {
+                    held = holds;
+                    if holds {
+                        tracing::info!(volume = %volume.name, "the lease holds again: serving");
+                        volume.drive(Primary::lease_renewed);
+                    } else {
+                        tracing::warn!(volume = %volume.name, "the lease ran out (no majority heard from): what waits fails NOT READY");
+                        volume.drive(Primary::lease_lost);
+                    }
+                }
+            }
+        });
     }
 
     fn core(&self) -> std::sync::MutexGuard<'_, Primary> {

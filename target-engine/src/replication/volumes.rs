@@ -111,6 +111,7 @@ pub fn open(
             let core = Primary::new(epoch, size, placement.min_in_sync, states);
             let volume = PrimaryVolume::new(name.to_string(), core, local, control.marks(), node.resync_mbps);
             volume.drive(Primary::start);
+            volume.watch_lease();
             let key = super::auth::Key::load(&node.key_file)?;
             let (stop, stopped) = watch::channel(false);
             for r in &placement.replicas {

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{NodeId, Raft, Snapshot, SnapshotData, SnapshotMeta, Vote, C};
 use crate::api::extract::{ApiFailure, ApiJson};
+use crate::cluster::lease::Lease;
 use crate::cluster::transport::{CallError, Client, FromMember};
 
 /// The largest snapshot a member accepts (a copy of the state database).
@@ -58,12 +59,13 @@ impl AddressBook {
 pub struct Network {
     client: Option<Arc<Client>>,
     book: AddressBook,
+    lease: Arc<Lease>,
 }
 
 impl Network {
     /// A node without a cluster address has no channel: a one-node cluster.
-    pub fn new(client: Option<Arc<Client>>, book: AddressBook) -> Self {
-        Network { client, book }
+    pub fn new(client: Option<Arc<Client>>, book: AddressBook, lease: Arc<Lease>) -> Self {
+        Network { client, book, lease }
     }
 }
 
@@ -74,6 +76,17 @@ pub struct Peer {
     address: String,
     book: AddressBook,
     client: Option<Arc<Client>>,
+    /// This node's lease: as leader, its quorum's last acknowledgement
+    /// travels with each AppendEntries.
+    lease: Arc<Lease>,
+}
+
+/// AppendEntries as it travels: with how long ago the leader's quorum last
+/// acknowledged it (see [`crate::cluster::lease`]).
+#[derive(Serialize, Deserialize)]
+struct AppendRequest {
+    rpc: AppendEntriesRequest<C>,
+    quorum_age_ms: Option<u64>,
 }
 
 /// A snapshot as it travels.
@@ -115,7 +128,13 @@ impl RaftNetworkFactory<C> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        Peer { target, address: node.addr.clone(), book: self.book.clone(), client: self.client.clone() }
+        Peer {
+            target,
+            address: node.addr.clone(),
+            book: self.book.clone(),
+            client: self.client.clone(),
+            lease: self.lease.clone(),
+        }
     }
 }
 
@@ -127,7 +146,8 @@ impl RaftNetworkV2<C> for Peer {
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        self.call("/raft/append", &rpc, option.hard_ttl()).await
+        let quorum_age_ms = self.lease.quorum_age().map(|age| age.as_millis() as u64);
+        self.call("/raft/append", &AppendRequest { rpc, quorum_age_ms }, option.hard_ttl()).await
     }
 
     async fn vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
@@ -173,15 +193,23 @@ fn answer<T, E: std::fmt::Display>(result: Result<T, E>) -> Answer<T> {
 }
 
 async fn append(
-    State(raft): State<Raft>,
+    State((raft, lease)): State<(Raft, Arc<Lease>)>,
     _member: FromMember,
-    ApiJson(rpc): ApiJson<AppendEntriesRequest<C>>,
+    ApiJson(request): ApiJson<AppendRequest>,
 ) -> Result<Answer<AppendEntriesResponse<C>>, ApiFailure> {
-    Ok(answer::<_, RaftError<C>>(raft.append_entries(rpc).await))
+    let result = raft.append_entries(request.rpc).await;
+    // Taken from the leader of this term: the majority was heard from as
+    // lately as its quorum acknowledged it.
+    if let (Ok(answer), Some(age)) = (&result, request.quorum_age_ms) {
+        if !matches!(answer, AppendEntriesResponse::HigherVote(_)) {
+            lease.heard_from_leader(Duration::from_millis(age));
+        }
+    }
+    Ok(answer::<_, RaftError<C>>(result))
 }
 
 async fn vote(
-    State(raft): State<Raft>,
+    State((raft, _)): State<(Raft, Arc<Lease>)>,
     _member: FromMember,
     ApiJson(rpc): ApiJson<VoteRequest<C>>,
 ) -> Result<Answer<VoteResponse<C>>, ApiFailure> {
@@ -189,7 +217,7 @@ async fn vote(
 }
 
 async fn pre_vote(
-    State(raft): State<Raft>,
+    State((raft, _)): State<(Raft, Arc<Lease>)>,
     _member: FromMember,
     ApiJson(rpc): ApiJson<VoteRequest<C>>,
 ) -> Result<Answer<VoteResponse<C>>, ApiFailure> {
@@ -197,7 +225,7 @@ async fn pre_vote(
 }
 
 async fn snapshot(
-    State(raft): State<Raft>,
+    State((raft, _)): State<(Raft, Arc<Lease>)>,
     _member: FromMember,
     ApiJson(request): ApiJson<SnapshotRequest>,
 ) -> Result<Answer<SnapshotResponse<C>>, ApiFailure> {
@@ -210,7 +238,7 @@ async fn snapshot(
 }
 
 /// The routes that take Raft's messages.
-pub fn routes(raft: Raft) -> Router {
+pub fn routes(raft: Raft, lease: Arc<Lease>) -> Router {
     Router::new()
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
@@ -221,5 +249,5 @@ pub fn routes(raft: Raft) -> Router {
                 .route("/raft/snapshot", post(snapshot))
                 .layer(DefaultBodyLimit::max(MAX_SNAPSHOT / 3 * 4 + 4096)),
         )
-        .with_state(raft)
+        .with_state((raft, lease))
 }
