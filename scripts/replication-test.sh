@@ -205,7 +205,11 @@ region() { dd if="$work/node$1.img" bs=64K skip=$((110 * 16)) count=1 status=non
 echo "   node 1 killed (kill -9) with a 64 KiB write at 110 MiB on node 3 (region $(region 3)…) and held on its way to node 2 (region $(region 2)…)"
 [ "$(region 2)" != "$(region 3)" ] || fail "the write in flight did not reach node 3 alone"
 config 2 2 2 >"$work/node2.toml"; config 3 2 2 >"$work/node3.toml"
-kill -HUP "${pid[2]}" "${pid[3]}"
+# The replica first, then the new primary (as the README says to).
+applied=$(grep -c "new placement applied" "$work/node3.log" || true)
+kill -HUP "${pid[3]}"
+wait_log 3 "new placement applied" 20 $((applied + 1))
+kill -HUP "${pid[2]}"
 wait_log 2 "replica reconciled after promotion" 20 1
 line=$(grep "reconciling a replica after promotion" "$work/node2.log" | tail -n 1 | sed 's/\x1b\[[0-9;]*m//g')
 echo "   node 2, promoted at epoch 2: its activity log $(sed -n 's/.*ours=\([0-9]*\).*/\1/p' <<<"$line") regions, node 3's $(sed -n 's/.*theirs=\([0-9]*\).*/\1/p' <<<"$line") regions"

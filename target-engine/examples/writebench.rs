@@ -11,7 +11,10 @@
 //! ```
 //!
 //! `--mib N` stops after N MiB instead of at the time limit; `--seed`
-//! changes the data written. Besides the percentiles, the longest wait for
+//! changes the data written. With `--retry-not-ready S`, a write that ends
+//! NOT READY, ASYMMETRIC ACCESS STATE TRANSITION (04h/0Ah) is sent again
+//! 50 ms later, for up to S seconds from its first try, as a multipathing
+//! host retries it; its latency counts from that first try. Besides the percentiles, the longest wait for
 //! one write is printed: a pause (a replica lost, a path failing over)
 //! shows there.
 //!
@@ -40,6 +43,7 @@ struct Args {
     offset: u64,
     bytes: Option<u64>,
     seed: u8,
+    retry_not_ready: Option<Duration>,
 }
 
 fn args() -> Args {
@@ -56,6 +60,7 @@ fn args() -> Args {
         offset: 0,
         bytes: None,
         seed: 0,
+        retry_not_ready: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -73,6 +78,9 @@ fn args() -> Args {
             "--offset-mib" => a.offset = v().parse::<u64>().expect("--offset-mib N") << 20,
             "--mib" => a.bytes = Some(v().parse::<u64>().expect("--mib N") << 20),
             "--seed" => a.seed = v().parse().expect("--seed 0..255"),
+            "--retry-not-ready" => {
+                a.retry_not_ready = Some(Duration::from_secs_f64(v().parse().expect("--retry-not-ready SECONDS")))
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -124,34 +132,59 @@ async fn main() {
     let slots = (a.span / a.size as u64).max(1);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut next_slot = 0u64;
-    let mut in_flight: HashMap<u32, Instant> = HashMap::new();
+    // By task tag: when the write was first sent, and where it goes.
+    let mut in_flight: HashMap<u32, (Instant, u64)> = HashMap::new();
+    // Writes to send again: (when, first sent, where).
+    let mut again: std::collections::VecDeque<(Instant, Instant, u64)> = Default::default();
     let mut latencies: Vec<Duration> = Vec::new();
-    let (mut errors, mut retries) = (0u64, 0u64);
+    let (mut errors, mut retries, mut not_ready) = (0u64, 0u64, 0u64);
     let start = Instant::now();
     let end = start + Duration::from_secs(a.seconds);
     let mut sent = 0u64;
     let more = |sent: u64| a.bytes.map_or(Instant::now() < end, |b| sent < b);
     loop {
-        while in_flight.len() < a.depth && more(sent) {
-            let slot = if a.random { rng.next() % slots } else { next_slot % slots };
-            next_slot += 1;
-            let lba = (a.offset + slot * a.size as u64) / a.block_size;
-            sent += a.size as u64;
+        while in_flight.len() < a.depth {
+            let (first, lba) = match again.front() {
+                Some(&(at, first, lba)) if at <= Instant::now() => {
+                    again.pop_front();
+                    (first, lba)
+                }
+                _ if more(sent) => {
+                    let slot = if a.random { rng.next() % slots } else { next_slot % slots };
+                    next_slot += 1;
+                    sent += a.size as u64;
+                    (Instant::now(), (a.offset + slot * a.size as u64) / a.block_size)
+                }
+                _ => break,
+            };
             let b = i.scsi_pdu(a.lun, &write16(lba, blocks), false, true, a.size as u32);
-            in_flight.insert(b.itt(), Instant::now());
+            in_flight.insert(b.itt(), (first, lba));
             i.send(Pdu::with_data(b, data.clone())).await;
         }
         if in_flight.is_empty() {
-            break;
+            match again.front() {
+                Some(&(at, ..)) => {
+                    tokio::time::sleep_until(at.into()).await;
+                    continue;
+                }
+                None => break,
+            }
         }
         let p = i.recv().await;
         if p.bhs.opcode() != op::SCSI_RESP {
             continue;
         }
-        if let Some(t) = in_flight.remove(&p.bhs.itt()) {
+        if let Some((first, lba)) = in_flight.remove(&p.bhs.itt()) {
+            // Sense data follows its 2-byte length: key, then ASC/ASCQ at 12–13.
+            let sense = p.data.get(2..).unwrap_or_default();
+            let transitioning = sense.get(2).map(|k| k & 0x0f) == Some(0x2) && sense.get(12..14) == Some(&[0x04, 0x0a]);
             match p.bhs.0[3] {
-                0 => latencies.push(t.elapsed()),
+                0 => latencies.push(first.elapsed()),
                 0x28 | 0x08 => retries += 1, // TASK SET FULL, BUSY
+                2 if transitioning && a.retry_not_ready.is_some_and(|limit| first.elapsed() < limit) => {
+                    not_ready += 1;
+                    again.push_back((Instant::now() + Duration::from_millis(50), first, lba));
+                }
                 _ => errors += 1,
             }
         }
@@ -161,7 +194,7 @@ async fn main() {
     let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p) as usize).copied().unwrap_or_default();
     let n = latencies.len() as f64;
     println!(
-        "writes of {} KiB, {} in flight, {}: {:.0} IOPS, {:.1} MB/s, latency median {:.3} ms, p99 {:.3} ms, longest {:.0} ms ({} done, {} errors, {} refused for lack of room)",
+        "writes of {} KiB, {} in flight, {}: {:.0} IOPS, {:.1} MB/s, latency median {:.3} ms, p99 {:.3} ms, longest {:.0} ms ({} done, {} errors, {} refused for lack of room, {} sent again after NOT READY)",
         a.size / 1024,
         a.depth,
         if a.random { "random" } else { "sequential" },
@@ -172,6 +205,7 @@ async fn main() {
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
         latencies.len(),
         errors,
-        retries
+        retries,
+        not_ready
     );
 }

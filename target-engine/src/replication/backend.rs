@@ -194,6 +194,11 @@ impl PrimaryVolume {
                                 me.drive(|p| p.out_of_sync_confirmed(replica));
                                 return;
                             }
+                            Err(super::control::PlacementError::Refused { current, .. }) if current > epoch => {
+                                // The volume has a newer placement: this primary is done.
+                                me.drive(|p| p.superseded(current));
+                                return;
+                            }
                             Err(e) => {
                                 tracing::error!(volume = %me.name, replica, "cannot mark the replica out of sync, writes wait: {e}");
                                 if me.core().epoch() != epoch {

@@ -718,10 +718,12 @@ impl Primary {
                 *state = ReplicaState::Failing(missed);
                 out.push(Action::RequestOutOfSync { replica, epoch: self.epoch });
             }
-            // In sync for the control plane, and not reconciled.
-            ReplicaState::Unsettled(dirty) => {
-                dirty.absorb(&missed);
-                *state = ReplicaState::Failing(std::mem::take(dirty));
+            // In sync for the control plane, and not reconciled; its own
+            // log never came: where it differs is not known.
+            ReplicaState::Unsettled(_) => {
+                let mut all = DirtyMap::default();
+                all.mark_all(self.size);
+                *state = ReplicaState::Failing(all);
                 out.push(Action::RequestOutOfSync { replica, epoch: self.epoch });
             }
             ReplicaState::Resyncing { dirty, copying, reconcile: true, .. } => {
@@ -801,6 +803,18 @@ impl Primary {
         self.lease = true;
         let mut out = Vec::new();
         self.release_held(&mut out);
+        out
+    }
+
+    /// The control plane refused a mark because the placement is at
+    /// `current`: past this primary's epoch, another primary may serve the
+    /// volume, and this one is fenced.
+    pub fn superseded(&mut self, current: Epoch) -> Vec<Action> {
+        let mut out = Vec::new();
+        if current > self.epoch && !self.fenced {
+            tracing::error!(ours = %self.epoch, theirs = %current, "fenced: the control plane has a newer placement");
+            self.fence(&mut out);
+        }
         out
     }
 

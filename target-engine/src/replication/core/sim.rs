@@ -386,7 +386,15 @@ impl Sim {
             let node = self.nodes.get_mut(&r).unwrap();
             let _ = node.replica.set_placement(self.epoch, new);
             node.inbound.clear();
-            self.connect(r);
+            if self.rng.chance(30) {
+                // Not reached at first (it had not applied the placement
+                // yet, or its node is slow): it connects later.
+                node.down_until = self.step + 1 + self.rng.below(40);
+                let actions = self.primary.replica_lost(r);
+                self.run(actions);
+            } else {
+                self.connect(r);
+            }
         }
         // Reconcile, with nothing new submitted and no fault.
         while self.nodes.keys().any(|r| {
@@ -776,4 +784,21 @@ fn a_full_resync_skips_the_regions_that_match() {
         assert!(p.copied_bytes < size / 4, "seed {seed}: most regions were not sent: {p:?}");
         assert!(p.matched_bytes + p.copied_bytes >= size, "seed {seed}: every region was checked or sent: {p:?}");
     }
+}
+
+/// A mark the control plane refuses because the placement moved past this
+/// primary's epoch fences it: what waited fails NOT READY, nothing more is
+/// admitted.
+#[test]
+fn a_primary_whose_mark_is_refused_for_a_newer_epoch_is_fenced() {
+    let states = BTreeMap::from([(1, ReplicaState::InSync)]);
+    let mut p = Primary::new(Epoch(3), 1 << 20, 1, states);
+    let _ = p.connected(1, None);
+    let out = p.submit(7, Op::Write { offset: 0, data: Bytes::from(vec![1; 512]), fua: false });
+    assert!(out.iter().any(|a| matches!(a, Action::Send { to: 1, .. })));
+    let _ = p.replica_lost(1);
+    assert!(p.superseded(Epoch(3)).is_empty(), "its own epoch: nothing happens");
+    let out = p.superseded(Epoch(4));
+    assert!(out.contains(&Action::Complete { token: 7, result: Err(super::primary::Failure::NotReady) }));
+    assert!(p.fenced());
 }
