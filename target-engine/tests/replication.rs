@@ -579,6 +579,16 @@ async fn reservation_commands_through_a_standby_port_run_on_the_primary() {
     // A bad service action key through the standby port: the primary's answer.
     let r = standby.command_ok(0, &pr_out(0x01, 1), 0, &pr_params(0xbad, 0)).await;
     assert_eq!(r.status, 0x18, "RESERVE with a key that is not registered");
+    // A parameter list longer than a node forwards is refused here, before it
+    // is sent (as naming more ports than a unit takes).
+    let long = (128 << 10) + 24u32;
+    let mut cdb = pr_out(0x00, 0);
+    cdb[5..9].copy_from_slice(&long.to_be_bytes());
+    let mut params = pr_params(0, 0xfeed);
+    params.resize(long as usize, 0);
+    let r = standby.command_ok(0, &cdb, 0, &params).await;
+    assert_eq!(sense(&r), (0x5, 0x55, 0x04), "a parameter list over 128 KiB through the standby port");
+    assert_eq!(keys(&i.command_ok(0, &READ_KEYS, 0x10, &[]).await), vec![0xbeef], "nothing changed");
     // The replica's own copy of the state followed (it is replicated).
     assert_eq!(r2.reservations().await[0].1, primary.reservations().await[0].1);
 
