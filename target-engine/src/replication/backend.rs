@@ -70,6 +70,8 @@ pub struct PrimaryVolume {
     resyncs: Mutex<HashMap<ReplicaId, (std::time::Instant, ResyncProgress)>>,
     /// Each reconciliation after a promotion under way, likewise.
     reconciles: Mutex<HashMap<ReplicaId, (std::time::Instant, ResyncProgress)>>,
+    /// How many there are: a replica's answer looks no further when none.
+    reconciling: std::sync::atomic::AtomicUsize,
 }
 
 impl PrimaryVolume {
@@ -97,6 +99,7 @@ impl PrimaryVolume {
             resync: crate::backend::throttle::Throttle::new(pace),
             resyncs: Mutex::default(),
             reconciles: Mutex::default(),
+            reconciling: Default::default(),
         })
     }
 
@@ -247,8 +250,8 @@ impl PrimaryVolume {
         }
     }
 
-    /// Submits `op` and waits for it to complete.
-    pub async fn submit(self: &Arc<Self>, op: Op) -> Result<(), BackendError> {
+    /// A new token, and where its operation's end is told.
+    fn waiter(&self) -> (Token, oneshot::Receiver<Result<(), Failure>>) {
         let (tx, rx) = oneshot::channel();
         let token = {
             let mut next = self.next_token.lock().unwrap_or_else(|e| e.into_inner());
@@ -256,6 +259,12 @@ impl PrimaryVolume {
             *next
         };
         self.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(token, tx);
+        (token, rx)
+    }
+
+    /// Submits `op` and waits for it to complete.
+    pub async fn submit(self: &Arc<Self>, op: Op) -> Result<(), BackendError> {
+        let (token, rx) = self.waiter();
         self.drive(|p| p.submit(token, op));
         match rx.await {
             Ok(Ok(())) => Ok(()),
@@ -280,13 +289,7 @@ impl PrimaryVolume {
         }
         let mut settled = false;
         if waiting == 0 {
-            let (tx, rx) = oneshot::channel();
-            let token = {
-                let mut next = self.next_token.lock().unwrap_or_else(|e| e.into_inner());
-                *next += 1;
-                *next
-            };
-            self.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(token, tx);
+            let (token, rx) = self.waiter();
             self.drive(|p| p.settle_everything(token));
             settled = matches!(tokio::time::timeout_at(deadline, rx).await, Ok(Ok(Ok(()))));
         }
@@ -310,18 +313,29 @@ impl PrimaryVolume {
 
     /// Logs a reconciliation after promotion once it is over.
     fn report_reconciled(&self, replica: ReplicaId) {
-        let mut reconciles = self.reconciles.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((at, before)) = reconciles.get(&replica).copied() else { return };
-        let core = self.core();
-        let outcome = match core.replica(replica) {
-            Some(ReplicaState::InSync) => "reconciled",
-            Some(ReplicaState::Unsettled(_) | ReplicaState::Resyncing { reconcile: true, .. }) => return,
-            // Lost on the way, or its log was not known: marked out of sync.
-            _ => "not reconciled, marked out of sync",
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.reconciling.load(Relaxed) == 0 {
+            return;
+        }
+        // The state machine's lock is never taken while `reconciles` is held.
+        let Some((at, before)) = self.reconciles.lock().unwrap_or_else(|e| e.into_inner()).get(&replica).copied()
+        else {
+            return;
         };
-        let copied = core.progress(replica).copied_bytes - before.copied_bytes;
-        drop(core);
-        reconciles.remove(&replica);
+        let (outcome, copied) = {
+            let core = self.core();
+            let outcome = match core.replica(replica) {
+                Some(ReplicaState::InSync) => "reconciled",
+                Some(ReplicaState::Unsettled(_) | ReplicaState::Resyncing { reconcile: true, .. }) => return,
+                // Lost on the way, or its log was not known: marked out of sync.
+                _ => "not reconciled, marked out of sync",
+            };
+            (outcome, core.progress(replica).copied_bytes - before.copied_bytes)
+        };
+        if self.reconciles.lock().unwrap_or_else(|e| e.into_inner()).remove(&replica).is_none() {
+            return;
+        }
+        self.reconciling.fetch_sub(1, Relaxed);
         tracing::info!(
             volume = %self.name, replica, copied_bytes = copied, seconds = format!("{:.3}", at.elapsed().as_secs_f64()),
             "replica {outcome} after promotion"
@@ -350,7 +364,9 @@ impl PrimaryVolume {
                         "reconciling a replica after promotion: the regions of both activity logs are copied from here"
                     );
                     let at = (std::time::Instant::now(), core.progress(replica));
-                    self.reconciles.lock().unwrap_or_else(|e| e.into_inner()).insert(replica, at);
+                    if self.reconciles.lock().unwrap_or_else(|e| e.into_inner()).insert(replica, at).is_none() {
+                        self.reconciling.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
                 _ => {}
             }

@@ -128,7 +128,7 @@ pub fn check(state: AluaState, cdb: &Cdb) -> Result<(), SenseReason> {
 /// NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE, which every multipath
 /// initiator takes as "use another path"; so does MODE SELECT.
 pub fn check_remote(cdb: &Cdb, forwarding: bool) -> Result<(), SenseReason> {
-    let forwarded = forwarding && matches!(cdb, Cdb::PersistentReserveIn { .. } | Cdb::PersistentReserveOut { .. });
+    let forwarded = forwarding && cdb.is_persistent_reservation_command();
     if forwarded
         || allowed_in_every_state(cdb)
         || matches!(cdb, Cdb::ModeSense { .. } | Cdb::SetTargetPortGroups { .. })

@@ -462,7 +462,12 @@ impl Cdb {
     /// Whether the command belongs to the reservation feature (persistent
     /// and SPC-2 reservations), which a unit may be configured without.
     pub fn is_reservation_command(&self) -> bool {
-        matches!(self, Cdb::PersistentReserveIn { .. } | Cdb::PersistentReserveOut { .. } | Cdb::Reserve | Cdb::Release)
+        self.is_persistent_reservation_command() || matches!(self, Cdb::Reserve | Cdb::Release)
+    }
+
+    /// PERSISTENT RESERVE IN or OUT (SPC-4 §6.15, §6.16).
+    pub fn is_persistent_reservation_command(&self) -> bool {
+        matches!(self, Cdb::PersistentReserveIn { .. } | Cdb::PersistentReserveOut { .. })
     }
 
     /// Whether the command changes the medium (refused on write-protected units).

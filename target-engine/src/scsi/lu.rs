@@ -156,7 +156,7 @@ impl LogicalUnit {
     pub async fn run_forwarded(&self, id: NexusId, cdb: &[u8], data: Bytes) -> Result<Bytes, SenseReason> {
         self.backend.serving().map_err(super::sbc::write_error)?;
         let decoded = Cdb::decode(cdb)?;
-        if !matches!(decoded, Cdb::PersistentReserveIn { .. } | Cdb::PersistentReserveOut { .. }) {
+        if !decoded.is_persistent_reservation_command() {
             return Err(SenseReason::InvalidOpcode);
         }
         let nexus = Nexus::new(id);
@@ -380,7 +380,7 @@ impl LogicalUnit {
         }
         let cdb = decoded?;
         self.pre_execute(nexus, &cdb)?;
-        if matches!(cdb, Cdb::PersistentReserveIn { .. } | Cdb::PersistentReserveOut { .. }) {
+        if cdb.is_persistent_reservation_command() {
             if let Some(to) = self.forwarding() {
                 return self.forward(to, nexus, cmd).await;
             }

@@ -138,8 +138,9 @@ impl Replica {
     /// Operation `seq` of the open stream changes `changes`, and every
     /// operation numbered below `settled` is on every in-sync copy.
     fn log(&mut self, seq: u64, changes: Option<(u64, u64)>, settled: u64) {
-        let kept = self.unsettled_ops.split_off(&settled);
-        self.unsettled_ops = kept;
+        while self.unsettled_ops.first_key_value().is_some_and(|(&seq, _)| seq < settled) {
+            self.unsettled_ops.pop_first();
+        }
         if let Some(c) = changes.filter(|_| !self.unknown) {
             if self.unsettled_ops.len() >= MAX_TRACKED_OPS {
                 self.unknown = true;

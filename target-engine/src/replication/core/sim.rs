@@ -70,6 +70,27 @@ struct Node {
     down_until: u64,
 }
 
+impl Node {
+    /// Does the replica's work item `i` on its image, and says what follows.
+    fn do_work(&mut self, i: usize) -> Vec<ReplicaAction> {
+        match self.work.swap_remove(i) {
+            ReplicaAction::Apply { id, op } => {
+                apply(&mut self.image, &op);
+                self.replica.applied(id, Ok(()))
+            }
+            ReplicaAction::WriteCopy { id, offset, data } => {
+                self.image[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
+                self.replica.applied(id, Ok(()))
+            }
+            ReplicaAction::Verify { id, offset, len, crc } => {
+                let same = crc32c::crc32c(&self.image[offset as usize..(offset + len) as usize]) == crc;
+                self.replica.verified(id, Ok(same))
+            }
+            other => panic!("not work: {other:?}"),
+        }
+    }
+}
+
 pub struct Sim {
     rng: Rng,
     epoch: Epoch,
@@ -329,18 +350,7 @@ impl Sim {
             // The replica applies what it received (answers go nowhere).
             while !node.work.is_empty() {
                 let i = self.rng.below(node.work.len() as u64) as usize;
-                let more = match node.work.swap_remove(i) {
-                    ReplicaAction::Apply { id, op } => {
-                        apply(&mut node.image, &op);
-                        node.replica.applied(id, Ok(()))
-                    }
-                    ReplicaAction::WriteCopy { id, offset, data } => {
-                        node.image[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
-                        node.replica.applied(id, Ok(()))
-                    }
-                    ReplicaAction::Verify { id, .. } => node.replica.verified(id, Ok(true)),
-                    other => panic!("not work: {other:?}"),
-                };
+                let more = node.do_work(i);
                 node.work.extend(
                     more.into_iter().filter(|a| !matches!(a, ReplicaAction::Send(_) | ReplicaAction::Disconnect)),
                 );
@@ -467,21 +477,7 @@ impl Sim {
                 let r = busy[self.rng.below(busy.len() as u64) as usize];
                 let node = self.nodes.get_mut(&r).unwrap();
                 let i = self.rng.below(node.work.len() as u64) as usize;
-                let actions = match node.work.swap_remove(i) {
-                    ReplicaAction::Apply { id, op } => {
-                        apply(&mut node.image, &op);
-                        node.replica.applied(id, Ok(()))
-                    }
-                    ReplicaAction::WriteCopy { id, offset, data } => {
-                        node.image[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
-                        node.replica.applied(id, Ok(()))
-                    }
-                    ReplicaAction::Verify { id, offset, len, crc } => {
-                        let same = crc32c::crc32c(&node.image[offset as usize..(offset + len) as usize]) == crc;
-                        node.replica.verified(id, Ok(same))
-                    }
-                    other => panic!("not work: {other:?}"),
-                };
+                let actions = node.do_work(i);
                 self.replica_actions(r, actions);
             }
             2 => {
