@@ -176,7 +176,7 @@ for n in 1 2 3; do
 done
 listed=$(api 2 GET /nodes | body | json '", ".join(x["name"] + " " + str(x["raft_role"]) + " applied " + str(x["applied_index"]) + " last contact " + str(x["last_contact_ms"]) + " ms" for x in d)')
 echo "   node 2 lists: $listed"
-echo "$listed" | grep -q "applied None\|contact None" && fail "a member did not tell node 2 where it stands: $listed"
+grep -q "applied None\|contact None" <<<"$listed" && fail "a member did not tell node 2 where it stands: $listed"
 pass "nodes 2 and 3 joined with a token each (node 3 through a follower) and are voters; every node sees the same members and leader, and each member's applied index"
 
 t0=$(date +%s.%N)
@@ -262,7 +262,7 @@ for n in 1 2; do
     sleep 0.2
   done
   echo "$listed" | sed "s/^/   through node $n: /"
-  echo "$listed" | grep -q "Portal:127.0.1.1:$iscsi_port" && echo "$listed" | grep -q "Portal:127.0.2.1:$iscsi_port" \
+  grep -q "Portal:127.0.1.1:$iscsi_port" <<<"$listed" && grep -q "Portal:127.0.2.1:$iscsi_port" <<<"$listed" \
     || fail "discovery through node $n does not list both nodes' targets"
 done
 pass "SendTargets through either node's portal lists the group's targets on both nodes, each with its portal"
@@ -275,7 +275,7 @@ for i in $(seq 1 25); do
   [ "$(echo "$listed" | grep -c '^Target:')" = 1 ] && break
   sleep 0.2
 done
-echo "$listed" | grep -q "Portal:127.0.1.1:$iscsi_port" && ! echo "$listed" | grep -q "127.0.2.1" \
+grep -q "Portal:127.0.1.1:$iscsi_port" <<<"$listed" && ! grep -q "127.0.2.1" <<<"$listed" \
   || fail "with node 2 in maintenance, discovery through node 1 lists: $listed"
 iscsi-ls "iscsi://127.0.2.1:$iscsi_port" >/dev/null 2>&1 && fail "node 2's portal still answers in maintenance"
 out=$(api 2 POST /volumes '{"name":"vol-m","size":"4MiB","node":"node2"}')
@@ -295,7 +295,7 @@ for i in $(seq 1 25); do
   sleep 0.2
 done
 echo "   node 1 shows node 2's engine status: $problems"
-echo "$problems" | grep -q "portal/127.0.2.1:$iscsi_port" || fail "node 2's lost portal is not shown on node 1"
+grep -q "portal/127.0.2.1:$iscsi_port" <<<"$problems" || fail "node 2's lost portal is not shown on node 1"
 kill "$squatter"; wait "$squatter" 2>/dev/null || true
 # The next change anywhere in the cluster makes node 2 try again.
 out=$(api 1 POST /volumes '{"name":"vol-n","size":"4MiB","node":"node1"}')
@@ -524,7 +524,7 @@ echo "   $line"
 [ "$(errors <<<"$line")" = 0 ] || fail "writes to vol-r2 failed without its copy"
 for i in $(seq 1 25); do [ "$(copy_link)" = "degraded out-of-sync False" ] && break; sleep 0.2; done
 [ "$(copy_link)" = "degraded out-of-sync False" ] || fail "vol-r2 without its copy: $(copy_link)"
-api 1 GET "/audit?per_page=200" | body | grep -q "volume.copy.out_of_sync" || fail "the mark is not in the audit log"
+grep -q "volume.copy.out_of_sync" <<<"$(api 1 GET "/audit?per_page=200" | body)" || fail "the mark is not in the audit log"
 pass "$copy killed (kill -9): writes went on (longest wait $(sed -n 's/.*longest \([0-9]*\) ms.*/\1/p' <<<"$line") ms) once the cluster marked the copy out of sync; vol-r2 is degraded"
 
 start "$c"

@@ -18,7 +18,7 @@ dpkg-deb -x "$deb" "$root"
 dpkg-deb -e "$deb" "$root/DEBIAN"
 
 [ "$(dpkg-deb -f "$deb" Package)" = portico ] || fail "the package is not named portico"
-dpkg-deb -f "$deb" Depends | grep -q adduser || fail "Depends lacks adduser"
+grep -q adduser <<<"$(dpkg-deb -f "$deb" Depends)" || fail "Depends lacks adduser"
 for f in usr/bin/portico lib/systemd/system/portico.service etc/default/portico \
          usr/share/portico/site/pkg/portico.js usr/share/portico/site/pkg/portico.css \
          usr/share/portico/site/pkg/portico.wasm usr/share/portico/site/favicon.svg usr/share/doc/portico/README.md; do
@@ -26,8 +26,8 @@ for f in usr/bin/portico lib/systemd/system/portico.service etc/default/portico 
 done
 [ -x "$root/usr/bin/portico" ] || fail "/usr/bin/portico is not executable"
 grep -qx /etc/default/portico "$root/DEBIAN/conffiles" || fail "/etc/default/portico is not a conffile"
-"$root/usr/bin/portico" --version | grep -q '^portico ' || fail "the binary does not run"
-"$root/usr/bin/portico" serve --help | grep -q -- '--tls-cert' || fail "serve --help lacks --tls-cert"
+grep -q '^portico ' <<<"$("$root/usr/bin/portico" --version)" || fail "the binary does not run"
+grep -q -- '--tls-cert' <<<"$("$root/usr/bin/portico" serve --help)" || fail "serve --help lacks --tls-cert"
 
 unit="$root/lib/systemd/system/portico.service"
 grep -q '^User=portico$' "$unit" || fail "the unit does not run as the user portico"
