@@ -4,7 +4,8 @@
 # suite against `portico engine` (a replicated volume included), replication
 # between three `portico engine` processes with a replica killed and a
 # primary replaced, a cluster of three `portico serve` nodes (join, a
-# leader killed), the Debian package, and the browser tests (Playwright +
+# leader killed), failover across them under a multipath test initiator,
+# the Debian package, and the browser tests (Playwright +
 # Chromium) on the release build.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +30,9 @@ step "replication between three nodes (kill -9, a new primary beside the old)"
 
 step "a cluster of three nodes (join, forwarded changes, kill -9 of the leader)"
 "$here/scripts/cluster-test.sh" "$portico"
+
+step "failover across three nodes (kill -9, SIGSTOP, a planned switchover, the leader killed), at most 10 minutes"
+timeout 600 "$here/scripts/failover-test.sh" "$portico"
 
 step "the Debian package (cargo-deb; unpacked and checked)"
 "$here/scripts/deb-test.sh"

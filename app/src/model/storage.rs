@@ -254,6 +254,16 @@ fn default_replicas() -> u8 {
     1
 }
 
+/// Body of `POST /api/v1/volumes/{name}/primary`: a planned switchover to
+/// the node that is to hold the volume's primary, and so its LUN's
+/// Active/Optimized path. It must keep an in-sync copy and be online.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PrimaryMove {
+    pub node: String,
+}
+
 /// Body of `PATCH /api/v1/volumes/{name}`: grow, set limits (0 removes a limit).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]

@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/volumes", get(storage::list_volumes).post(storage::create_volume))
         .route("/volumes/{name}", get(storage::get_volume).patch(storage::update_volume).delete(storage::delete_volume))
         .route("/volumes/{name}/activity", get(storage::volume_activity))
+        .route("/volumes/{name}/primary", post(storage::move_primary))
         .route("/volumes/{name}/reservations", get(storage::volume_reservations))
         .route("/target-groups", get(storage::list_groups).post(storage::create_group))
         .route(

@@ -79,6 +79,24 @@ pub async fn delete_volume(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A planned switchover (operators and admins): the volume's primary, and
+/// with it the Active/Optimized path of its LUN, moves to another node
+/// that keeps an in-sync copy. The old primary completes what it admitted;
+/// initiators retry what it refuses on the new path.
+#[utoipa::path(post, path = "/api/v1/volumes/{name}/primary", tag = "volumes", params(("name" = String, Path)), request_body = PrimaryMove,
+    responses((status = 200, body = VolumeView), (status = 403, body = ApiError), (status = 404, body = ApiError),
+              (status = 409, body = ApiError, description = "The node keeps no in-sync copy, is not online, or holds the primary already"),
+              (status = 422, body = ApiError, description = "No node has that name")))]
+pub async fn move_primary(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+    ApiJson(to): ApiJson<PrimaryMove>,
+) -> ApiResult<Json<VolumeView>> {
+    s.storage.move_primary(&c, &name, &to.node).await?;
+    Ok(Json(s.storage.volume(&c, &name).await?))
+}
+
 /// The volume's IOPS and throughput over the last minutes (5-second samples).
 #[utoipa::path(get, path = "/api/v1/volumes/{name}/activity", tag = "volumes", params(("name" = String, Path)),
     responses((status = 200, body = VolumeActivity), (status = 404, body = ApiError)))]

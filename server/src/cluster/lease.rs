@@ -16,6 +16,13 @@
 //!   sends ever older acknowledgements, so its followers' leases run out
 //!   with its own.
 //!
+//! * A node whose lease had run out (or that just started) holds it again
+//!   only once its engine has been brought to what the cluster had
+//!   committed when it heard from the majority again: a primary that was
+//!   stopped, cut off or restarted while the controller moved its volume
+//!   elsewhere must not serve the old placement for the moment it takes
+//!   to apply the new one.
+//!
 //! The lease is kept as a deadline in an atomic, read on every command of a
 //! replicated volume.
 
@@ -38,11 +45,22 @@ pub struct Lease {
     /// Milliseconds after `base` of the leader's last quorum acknowledgement
     /// (0: none, or not the leader).
     quorum_acked: AtomicU64,
+    /// The Raft index this node's engine must have been brought to before
+    /// the lease holds: what was committed when a lapsed lease was renewed.
+    catch_up_to: AtomicU64,
+    /// The Raft index this node's engine was last brought to.
+    engine_at: AtomicU64,
 }
 
 impl Default for Lease {
     fn default() -> Self {
-        Lease { base: Instant::now(), until: AtomicU64::new(0), quorum_acked: AtomicU64::new(0) }
+        Lease {
+            base: Instant::now(),
+            until: AtomicU64::new(0),
+            quorum_acked: AtomicU64::new(0),
+            catch_up_to: AtomicU64::new(0),
+            engine_at: AtomicU64::new(0),
+        }
     }
 }
 
@@ -53,12 +71,26 @@ impl Lease {
 
     /// Whether this node may serve as a primary now.
     pub fn holds(&self) -> bool {
+        self.in_time() && self.engine_at.load(Ordering::Acquire) >= self.catch_up_to.load(Ordering::Acquire)
+    }
+
+    fn in_time(&self) -> bool {
         self.ms(Instant::now()) < self.until.load(Ordering::Relaxed)
     }
 
-    /// The majority was last heard from at `at`.
-    fn heard_at(&self, at: Instant) {
+    /// The majority was last heard from at `at`, when `committed` was the
+    /// cluster's commit index.
+    fn heard_at(&self, at: Instant, committed: u64) {
+        if !self.in_time() {
+            self.catch_up_to.fetch_max(committed, Ordering::AcqRel);
+        }
         self.until.fetch_max(self.ms(at + LEASE), Ordering::Relaxed);
+    }
+
+    /// This node's engine now runs what the cluster had applied here up to
+    /// Raft index `index`.
+    pub fn engine_brought_to(&self, index: u64) {
+        self.engine_at.fetch_max(index, Ordering::AcqRel);
     }
 
     /// On the leader: how long ago a quorum last acknowledged it, for its
@@ -69,10 +101,11 @@ impl Lease {
     }
 
     /// On a follower: it accepted an AppendEntries whose leader's quorum
-    /// acknowledged it `age` ago.
-    pub fn heard_from_leader(&self, age: Duration) {
+    /// acknowledged it `age` ago, and which said the leader had committed
+    /// up to `committed`.
+    pub fn heard_from_leader(&self, age: Duration, committed: u64) {
         if let Some(at) = Instant::now().checked_sub(age) {
-            self.heard_at(at);
+            self.heard_at(at, committed);
         }
     }
 }
@@ -103,7 +136,8 @@ pub fn spawn(cluster: Cluster) {
             };
             if let Some(at) = acked {
                 lease.quorum_acked.store(lease.ms(at).max(1), Ordering::Relaxed);
-                lease.heard_at(at);
+                // A new leader's log holds everything committed.
+                lease.heard_at(at, metrics.last_log_index.unwrap_or(0));
             }
         }
     });
@@ -117,16 +151,32 @@ mod tests {
     fn the_lease_runs_out_three_seconds_after_the_majority_was_last_heard() {
         let lease = Lease::default();
         assert!(!lease.holds(), "no lease before anything is heard");
-        lease.heard_from_leader(Duration::ZERO);
+        lease.heard_from_leader(Duration::ZERO, 0);
         assert!(lease.holds());
         let late = Lease::default();
         std::thread::sleep(Duration::from_millis(20));
-        late.heard_from_leader(LEASE);
+        late.heard_from_leader(LEASE, 0);
         assert!(!late.holds(), "the leader's quorum acknowledged it 3 s ago: nothing is left");
-        late.heard_from_leader(LEASE - Duration::from_millis(500));
+        late.heard_from_leader(LEASE - Duration::from_millis(500), 0);
         assert!(late.holds(), "half a second left");
         // An older acknowledgement never shortens the lease.
-        late.heard_from_leader(LEASE + Duration::from_secs(5));
+        late.heard_from_leader(LEASE + Duration::from_secs(5), 0);
         assert!(late.holds());
+    }
+
+    #[test]
+    fn a_renewed_lease_waits_for_the_engine_to_catch_up() {
+        let lease = Lease::default();
+        lease.engine_brought_to(7);
+        // Restarted (or back from a stop): the cluster has committed up to 12.
+        lease.heard_from_leader(Duration::ZERO, 12);
+        assert!(!lease.holds(), "the engine runs what index 7 said; 12 may have moved a volume away");
+        lease.engine_brought_to(11);
+        assert!(!lease.holds());
+        lease.engine_brought_to(12);
+        assert!(lease.holds());
+        // While the lease holds, later commits do not take it away.
+        lease.heard_from_leader(Duration::ZERO, 30);
+        assert!(lease.holds(), "a node that never lost the lease follows as it goes");
     }
 }

@@ -265,6 +265,12 @@ impl Cluster {
         self.shared.lease.holds()
     }
 
+    /// This node's engine runs what was applied here up to Raft index
+    /// `index` (a renewed lease waits for it; see `lease`).
+    pub fn engine_brought_to(&self, index: u64) {
+        self.shared.lease.engine_brought_to(index);
+    }
+
     /// The address the membership names for node `id`, if any.
     fn member_address(&self, id: NodeId) -> Option<String> {
         let metrics = self.raft.metrics().borrow_watched().clone();

@@ -496,7 +496,8 @@ mod tests {
     /// node 2, exported by a group with a target on each of three nodes.
     /// Nodes 1 and 2 keep a copy (File, with the same placement), node 3
     /// none (a remote unit); a mark made at the volume's epoch reaches the
-    /// placement, one made at another epoch is refused.
+    /// placement, one made at another epoch is refused. Promoted to node 2,
+    /// node 2's path is the one active/optimized on every node.
     #[tokio::test]
     async fn a_replicated_volume_derives_a_copy_on_each_of_its_nodes() {
         let dir = tempfile::tempdir().unwrap();
@@ -565,5 +566,51 @@ mod tests {
         let views = crate::storage::views::volumes(&pool, Some("r")).await.unwrap();
         assert_eq!(views[0].state, "degraded");
         assert_eq!(views[0].copies.len(), 1);
+
+        // CLUSTER.md §3: the controller moves the primary to node 2 only if
+        // its copy is in sync, its node online, and the epoch is still the
+        // one it saw.
+        let cause = proposal::PromoteCause::NodeOffline { node: "n1".into() };
+        let promote = |epoch| Change::Promote { volume: "r".into(), epoch, to: 2, cause: cause.clone() };
+        let tried = |change: Change| {
+            let pool = pool.clone();
+            let proposal = proposal::decide(change, &here(3)).unwrap();
+            async move {
+                let mut tx = pool.begin().await.unwrap();
+                let answer = commands::apply(proposal, &mut tx).await;
+                tx.commit().await.unwrap();
+                answer.map(|e| e.detail.unwrap_or_default()).map_err(|e| e.message)
+            }
+        };
+        let refused = tried(promote(1)).await.unwrap_err();
+        assert_eq!(refused, "The copy of r on n2 is not in sync.");
+        tried(mark(1, true)).await.unwrap();
+        tried(Change::SetNodeState { name: "n2".into(), online: false }).await.unwrap();
+        assert_eq!(tried(promote(1)).await.unwrap_err(), "n2 is offline: it cannot take r.");
+        tried(Change::SetNodeState { name: "n2".into(), online: true }).await.unwrap();
+        assert_eq!(tried(promote(2)).await.unwrap_err(), "The volume r is at epoch 1, not 2.");
+        let detail = tried(promote(1)).await.unwrap();
+        assert_eq!(
+            detail,
+            "n1 went offline: the primary moves from n1 to n2 at epoch 2; \
+             the copy on n1 is out of sync until it is resynced"
+        );
+        assert_eq!(tried(promote(1)).await.unwrap_err(), "The volume r is at epoch 2, not 1.", "never twice");
+        for n in 1..=3 {
+            let config = derive(&mut conn, n, dir.path(), &secrets).await.unwrap();
+            config.validate().unwrap_or_else(|e| panic!("node {n}: {e}"));
+            let expected = if n == 2 { AluaState::ActiveOptimized } else { AluaState::Standby };
+            assert_eq!(config.targets[0].alua_state(0), expected, "node {n}'s path after the move");
+            let reported = reported(&config, "r");
+            let optimized: Vec<u16> =
+                reported.iter().filter(|(_, s)| **s == AluaState::ActiveOptimized).map(|(t, _)| *t).collect();
+            assert_eq!(optimized.len(), 1, "node {n} reports one active/optimized group: {reported:?}");
+            let v = config.volumes.iter().find(|v| v.name == "r").unwrap();
+            if n < 3 {
+                let p = v.replication.as_ref().expect("a placement");
+                assert_eq!((p.epoch, p.primary, p.replicas.len()), (2, 2, 1));
+                assert_eq!((p.replicas[0].node, p.replicas[0].in_sync), (1, false), "the old primary's copy");
+            }
+        }
     }
 }

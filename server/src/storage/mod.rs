@@ -22,6 +22,7 @@ pub(crate) mod commands;
 pub mod degraded;
 mod discovery;
 pub mod engine_config;
+mod failover;
 mod forwarding;
 mod membership;
 pub mod nodes;
@@ -181,12 +182,14 @@ impl Storage {
             activity,
             cluster,
         };
+        let index = *storage.cluster.applied().borrow();
         let mut conn = storage.pool.acquire().await?;
         let config = engine_config::derive(&mut conn, storage.node_id, &storage.data_dir, &storage.secrets).await;
         drop(conn);
         // Whatever cannot come up is left out and shown; the node serves the rest.
         let problems = match config {
             Ok(config) => {
+                storage.cluster.engine_brought_to(index);
                 storage.set_derived(config.clone());
                 for v in &config.volumes {
                     // Images an older version created readable by others.
@@ -454,6 +457,8 @@ impl Storage {
     /// engine runs its part of them. Ends with the storage.
     pub fn follow_applied_changes(self: &std::sync::Arc<Self>) {
         let mut applied = self.cluster.applied();
+        // What was applied since `start` derived counts too.
+        applied.mark_changed();
         let storage = std::sync::Arc::downgrade(self);
         tokio::spawn(async move {
             while applied.changed().await.is_ok() {
@@ -461,8 +466,10 @@ impl Storage {
                 // A change in progress here holds the lock, and its engine
                 // step is the newest state already.
                 let _one_at_a_time = storage.apply_lock.lock().await;
-                applied.borrow_and_update();
-                storage.follow_stored(false).await;
+                let index = *applied.borrow_and_update();
+                if storage.follow_stored(false).await {
+                    storage.cluster.engine_brought_to(index);
+                }
             }
         });
     }
@@ -476,13 +483,14 @@ impl Storage {
     /// fails (a committed change is never refused here). Unless `always`,
     /// nothing is done when the stored configuration derives as it did the
     /// last time the engine was set from it and nothing of it is left out.
-    async fn follow_stored(&self, always: bool) {
-        let Ok(mut conn) = self.pool.acquire().await else { return };
+    /// False if the engine could not be brought there.
+    async fn follow_stored(&self, always: bool) -> bool {
+        let Ok(mut conn) = self.pool.acquire().await else { return false };
         let config = match engine_config::derive(&mut conn, self.node_id, &self.data_dir, &self.secrets).await {
             Ok(config) => config,
             Err(e) => {
                 tracing::error!(error = %e, "cannot derive the stored engine configuration");
-                return;
+                return false;
             }
         };
         let before = self.derived.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -491,7 +499,7 @@ impl Storage {
         if !always && before.as_ref() == Some(&config) && self.problems().is_empty() {
             drop(conn);
             self.let_go_of_dropped_copies().await;
-            return;
+            return true;
         }
         drop(conn);
         self.make_images_placed_here(before.as_ref(), &config);
@@ -500,10 +508,11 @@ impl Storage {
             Ok(problems) => self.set_problems(problems),
             Err(e) => {
                 tracing::error!(error = %e, "the engine cannot return to the stored configuration");
-                return;
+                return false;
             }
         }
         self.let_go_of_dropped_copies().await;
+        true
     }
 
     /// Removes the files of the copies the cluster took from this node (a

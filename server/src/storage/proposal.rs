@@ -68,6 +68,32 @@ pub enum Change {
     /// with a new one on node `to`, out of sync until its primary has
     /// resynced it (see `storage::rebuild`).
     ReplaceCopy { volume: String, from: i64, to: i64 },
+    /// The controller moves a volume's primary to node `to`, if the volume
+    /// is still at `epoch` (a compare-and-set, CLUSTER.md §3): `to` keeps an
+    /// in-sync copy and is online. The epoch goes up, which fences the old
+    /// primary; its copy stays, out of sync, and is resynced from the new
+    /// primary when its node is back. `cause` says why, for the audit
+    /// record and the volume's timeline.
+    Promote { volume: String, epoch: u64, to: i64, cause: PromoteCause },
+}
+
+/// Why the controller moved a volume's primary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum PromoteCause {
+    /// The old primary's node stopped answering the cluster.
+    NodeOffline { node: String },
+    /// An operator asked for the move (a planned switchover).
+    Planned { by: String },
+}
+
+impl std::fmt::Display for PromoteCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PromoteCause::NodeOffline { node } => write!(f, "{node} went offline"),
+            PromoteCause::Planned { by } => write!(f, "a planned switchover asked for by {by}"),
+        }
+    }
 }
 
 /// One audit record as its node shares it: `seq` is its id in that node's
@@ -190,6 +216,8 @@ impl Change {
             Change::MarkCopy { in_sync: true, .. } => "volume.copy.in_sync",
             Change::MarkCopy { in_sync: false, .. } => "volume.copy.out_of_sync",
             Change::ReplaceCopy { .. } => "volume.copy.rebuild",
+            Change::Promote { cause: PromoteCause::NodeOffline { .. }, .. } => "volume.failover",
+            Change::Promote { cause: PromoteCause::Planned { .. }, .. } => "volume.switchover",
         }
     }
 
@@ -206,7 +234,9 @@ impl Change {
             }
             Change::CreateJoinToken { id, .. } | Change::RevokeJoinToken { id } => format!("join-token/{id}"),
             Change::Users(u) => u.object(),
-            Change::MarkCopy { volume, .. } | Change::ReplaceCopy { volume, .. } => format!("volume/{volume}"),
+            Change::MarkCopy { volume, .. } | Change::ReplaceCopy { volume, .. } | Change::Promote { volume, .. } => {
+                format!("volume/{volume}")
+            }
         }
     }
 }

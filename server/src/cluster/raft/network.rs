@@ -197,12 +197,13 @@ async fn append(
     _member: FromMember,
     ApiJson(request): ApiJson<AppendRequest>,
 ) -> Result<Answer<AppendEntriesResponse<C>>, ApiFailure> {
+    let committed = request.rpc.leader_commit.as_ref().map(|l| l.index).unwrap_or(0);
     let result = raft.append_entries(request.rpc).await;
     // Taken from the leader of this term: the majority was heard from as
     // lately as its quorum acknowledged it.
     if let (Ok(answer), Some(age)) = (&result, request.quorum_age_ms) {
         if !matches!(answer, AppendEntriesResponse::HigherVote(_)) {
-            lease.heard_from_leader(Duration::from_millis(age));
+            lease.heard_from_leader(Duration::from_millis(age), committed);
         }
     }
     Ok(answer::<_, RaftError<C>>(result))

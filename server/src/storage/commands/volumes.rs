@@ -4,7 +4,7 @@ use portico_app::error::{ApiError, FieldErrors};
 use portico_app::model::storage::*;
 
 use super::{db, field, name_taken, undecided, volume_row, Effects, Tx};
-use crate::storage::proposal::Decided;
+use crate::storage::proposal::{Decided, PromoteCause};
 
 /// Largest volume we create: 64 TiB.
 const MAX_VOLUME: u64 = 64 << 40;
@@ -198,6 +198,71 @@ pub(super) async fn replace_copy(tx: &mut Tx<'_>, volume: &str, from: i64, to: i
         detail: Some(format!("the copy on {from_name} is replaced by a new one on {}", added.join(", "))),
         create_image: Some((volume.to_string(), size as u64)),
         dropped_copies: vec![(volume.to_string(), from)],
+        ..Default::default()
+    })
+}
+
+/// Moves the primary of `volume` to node `to`, if the volume is still at
+/// `epoch`, `to` keeps an in-sync copy of it and is online: the old
+/// primary's node keeps an out-of-sync copy, and the epoch goes up.
+pub(super) async fn promote(
+    tx: &mut Tx<'_>,
+    volume: &str,
+    epoch: u64,
+    to: i64,
+    cause: &PromoteCause,
+) -> Result<Effects, ApiError> {
+    let row: Option<(i64, i64, i64)> = sqlx::query_as("SELECT id, node_id, epoch FROM volumes WHERE name = ?")
+        .bind(volume)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
+    let (id, from, current) = row.ok_or_else(|| ApiError::not_found(format!("The volume {volume}")))?;
+    if current as u64 != epoch {
+        return Err(ApiError::conflict(format!("The volume {volume} is at epoch {current}, not {epoch}.")));
+    }
+    let copy: Option<(bool, String, String)> = sqlx::query_as(
+        "SELECT c.in_sync, n.name, n.state FROM volume_copies c JOIN nodes n ON n.id = c.node_id \
+         WHERE c.volume_id = ? AND c.node_id = ?",
+    )
+    .bind(id)
+    .bind(to)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db)?;
+    let Some((in_sync, to_name, state)) = copy else {
+        return Err(ApiError::conflict(format!("Node {to} keeps no copy of {volume}.")));
+    };
+    if !in_sync {
+        return Err(ApiError::conflict(format!("The copy of {volume} on {to_name} is not in sync.")));
+    }
+    if state != "online" {
+        return Err(ApiError::conflict(format!("{to_name} is {state}: it cannot take {volume}.")));
+    }
+    sqlx::query("UPDATE volume_copies SET node_id = ?, in_sync = 0 WHERE volume_id = ? AND node_id = ?")
+        .bind(from)
+        .bind(id)
+        .bind(to)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    sqlx::query("UPDATE volumes SET node_id = ?, epoch = epoch + 1 WHERE id = ?")
+        .bind(to)
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    let (from_name,): (String,) =
+        sqlx::query_as("SELECT COALESCE((SELECT name FROM nodes WHERE id = ?), 'a removed node')")
+            .bind(from)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db)?;
+    Ok(Effects {
+        detail: Some(format!(
+            "{cause}: the primary moves from {from_name} to {to_name} at epoch {}; the copy on {from_name} is out of sync until it is resynced",
+            epoch + 1
+        )),
         ..Default::default()
     })
 }

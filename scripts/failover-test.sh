@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# ALUA failover across nodes (CLUSTER.md §3 and §4), with three `portico
+# serve` processes on 127.0.1.1, 127.0.2.1 and 127.0.3.1: one target group
+# with a target on each node, and vol-f, a volume with two copies, its
+# primary on node 2 (not the Raft leader), as LUN 0. The ledger test
+# initiator (every path of the group, most-recently-used path choice, TEST
+# UNIT READY checker) writes self-describing records throughout each
+# scenario and checks every acknowledged one on read-back; each scenario
+# prints the longest pause between two acknowledged writes and the verdict.
+#
+#  1. kill -9 of the primary's node: the controller promotes the in-sync
+#     copy (pause <= 10 s), no acknowledged write is lost;
+#  2. the old primary restarts: it comes back as an out-of-sync copy, is
+#     resynced, and the two images are equal;
+#  3. a planned switchover through the API back to node 2 (pause <= 5 s);
+#  4. SIGSTOP of the primary for 12 s, then SIGCONT: another node takes
+#     over, and the old primary, resumed, never answers GOOD to a read;
+#  5. kill -9 of the Raft leader when it holds a volume's primary (vol-l,
+#     LUN 1): a new leader is elected and fails it over (pause <= 10 s).
+#
+# After every scenario, REPORT TARGET PORT GROUPS through every running
+# port shows the same groups with exactly one active/optimized, and once
+# the copies are in sync, their images are equal.
+#
+# usage: scripts/failover-test.sh PORTICO_BINARY
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+portico=${1:?usage: failover-test.sh PORTICO_BINARY}
+cargo build -q -p target-engine --features test-util --example aluatool --example ledger
+aluatool="$CARGO_TARGET_DIR/debug/examples/aluatool"
+ledger="$CARGO_TARGET_DIR/debug/examples/ledger"
+
+scenario=failover
+# No copy is rebuilt elsewhere during this test.
+rebuild_after=3600
+. "$here/scripts/cluster-lib.sh"
+mkdir -p "$work/site"
+
+# Bring up three nodes: node 1 bootstraps, 2 and 3 join.
+start 1
+ready 1
+login 1
+join_token() { api 1 POST /cluster/join-tokens | body | json 'd["token"]'; }
+for n in 2 3; do
+  PORTICO_JOIN_TOKEN=$(join_token) start "$n" --join "https://$(member 1)"
+  ready "$n"
+  login "$n"
+done
+for n in 2 3; do wait_state 1 "node$n" online 30 >/dev/null; done
+pass "three nodes, node 1 leading"
+
+iscsi_port=$(free_port)
+targets=$(for n in 1 2 3; do printf '{"node":"node%s","portals":["127.0.%s.1:%s"]},' "$n" "$n" "$iscsi_port"; done)
+out=$(api 1 POST /target-groups "{\"name\":\"g\",\"targets\":[${targets%,}]}")
+[ "$(status <<<"$out")" = 201 ] || fail "creating the group: $out"
+iqn() { echo "iqn.2026-11.local.portico:g.node$1"; }
+paths=()
+for n in 1 2 3; do paths+=(--path "127.0.$n.1:$iscsi_port=$(iqn "$n")"); done
+
+# primary VOLUME: the node holding its primary (a number).
+primary() { api 1 GET "/volumes/$1" | body | json 'd["node"]' | tr -dc 0-9; }
+# healthy VOLUME: "yes" once every copy is in sync.
+healthy() { api 1 GET "/volumes/$1" | body | json '"yes" if d["state"] == "healthy" and all(c["in_sync"] for c in d["copies"]) else d["state"]'; }
+wait_healthy() {
+  local i
+  for i in $(seq 1 $(($2 * 5))); do [ "$(healthy "$1" 2>/dev/null || true)" = yes ] && return 0; sleep 0.2; done
+  fail "$1 is not healthy after $2 s: $(api 1 GET "/volumes/$1" | body)"
+}
+# images_equal VOLUME: the images of the primary and of every copy are equal.
+images_equal() {
+  local nodes
+  nodes=$(api 1 GET "/volumes/$1" | body | json '" ".join([d["node"]] + [c["node"] for c in d["copies"]])' | tr -dc '0-9 ')
+  local files=()
+  for n in $nodes; do files+=("$work/data$n/volumes/$1.img"); done
+  [ "$(sha256sum "${files[@]}" | awk '{print $1}' | uniq | wc -l)" = 1 ] || fail "the images of $1 on nodes $nodes differ"
+  echo "   the images of $1 on nodes $nodes are equal"
+}
+# one_optimized LUN NODES...: REPORT TARGET PORT GROUPS through each node's
+# port is the same, with exactly one group active/optimized; prints it.
+one_optimized() {
+  local lun=$1 n line first=""
+  shift
+  for n in "$@"; do
+    line=$(timeout 30 "$aluatool" --portal "127.0.$n.1:$iscsi_port" --target "$(iqn "$n")" --lun "$lun" rtpg)
+    [ -z "$first" ] && first=$line
+    [ "$line" = "$first" ] || fail "node $n reports '$line', node $1 '$first'"
+  done
+  [ "$(grep -o active-optimized <<<"$first" | wc -l)" = 1 ] || fail "not exactly one active/optimized group: $first"
+  echo "   REPORT TARGET PORT GROUPS through nodes $*: $first"
+}
+# run_ledger LUN VOLUME SECONDS: starts the ledger in the background.
+run_ledger() {
+  "$ledger" "${paths[@]}" --lun "$1" --volume "$2" --blocks 2048 --seconds "$3" --timeout 2 >"$work/ledger.txt" 2>&1 &
+  ledger_pid=$!
+}
+# ledger_verdict BOUND_MS: waits for the ledger; fails unless it is intact
+# and its longest pause is within the bound; prints its line.
+ledger_verdict() {
+  wait "$ledger_pid" || fail "the ledger: $(cat "$work/ledger.txt")"
+  local line pause
+  line=$(cat "$work/ledger.txt")
+  echo "   $line"
+  pause=$(sed -n 's/.*longest pause \([0-9]*\) ms.*/\1/p' <<<"$line")
+  [ -n "$pause" ] && [ "$pause" -le "$1" ] || fail "the longest pause, ${pause:-?} ms, is over $1 ms"
+  last_pause=$pause
+}
+# wait_primary VOLUME NOT SECONDS: waits until VOLUME's primary is not on
+# node NOT; prints the seconds it took.
+wait_primary_moves() {
+  local t0 i p
+  t0=$(date +%s.%N)
+  for i in $(seq 1 $(($3 * 5))); do
+    p=$(primary "$1" 2>/dev/null || true)
+    [ -n "$p" ] && [ "$p" != "$2" ] && { since "$t0"; return 0; }
+    sleep 0.2
+  done
+  fail "the primary of $1 is still on node $2 after $3 s"
+}
+
+out=$(api 1 POST /volumes '{"name":"vol-f","size":"64MiB","replicas":2,"node":"node2"}')
+[ "$(status <<<"$out")" = 201 ] || fail "creating vol-f: $out"
+c=$(api 1 GET /volumes/vol-f | body | json 'd["copies"][0]["node"]' | tr -dc 0-9)
+out=$(api 1 POST /target-groups/g/luns '{"volume":"vol-f","lun":0}')
+[ "$(status <<<"$out")" = 201 ] || fail "attaching vol-f: $out"
+wait_healthy vol-f 30
+echo "   vol-f: primary on node 2, its other copy on node $c, in sync"
+one_optimized 0 1 2 3
+
+echo "-- 1. kill -9 of the primary's node"
+run_ledger 0 vol-f 16
+sleep 4
+kill -9 "${pid[2]}"; wait "${pid[2]}" 2>/dev/null || true; unset 'pid[2]'
+took=$(wait_primary_moves vol-f 2 20)
+echo "   node 2 killed: vol-f's primary is on node $(primary vol-f) $took s later"
+[ "$(primary vol-f)" = "$c" ] || fail "vol-f moved to node $(primary vol-f), not node $c, which kept the in-sync copy"
+ledger_verdict 10000
+p1=$last_pause
+detail=$(api 1 GET "/audit?per_page=200" | body | json 'next(r["detail"] for r in d["entries"] if r["action"] == "volume.failover")')
+echo "   audit: volume.failover: $detail"
+alive=$(printf '%s ' 1 3)
+one_optimized 0 $alive
+pass "kill -9 of the primary's node: node $c, which kept the in-sync copy, took over; longest pause ${p1} ms; no acknowledged write lost"
+
+echo "-- 2. the old primary restarts"
+t0=$(date +%s.%N)
+start 2
+ready 2
+wait_healthy vol-f 60
+echo "   node 2 restarted: its copy of vol-f is in sync again $(since "$t0") s after the restart"
+took=$(wait_state 1 node2 online 30)
+echo "   node 2 is online again $(since "$t0") s after the restart (10 s of steady heartbeats)"
+images_equal vol-f
+one_optimized 0 1 2 3
+pass "the old primary came back as a copy, was resynced, and both images are equal"
+
+echo "-- 3. a planned switchover back to node 2"
+run_ledger 0 vol-f 12
+sleep 4
+t0=$(date +%s.%N)
+out=$(api 1 POST /volumes/vol-f/primary '{"node":"node2"}')
+[ "$(status <<<"$out")" = 200 ] || fail "moving vol-f's primary to node 2: $out"
+echo "   POST /volumes/vol-f/primary {node2}: answered after $(since "$t0") s"
+ledger_verdict 5000
+p3=$last_pause
+wait_healthy vol-f 60
+images_equal vol-f
+one_optimized 0 1 2 3
+out=$(api 1 POST /volumes/vol-f/primary '{"node":"node2"}')
+[ "$(status <<<"$out")" = 409 ] || fail "moving vol-f to node 2 again: $out"
+pass "a planned switchover through the API: longest pause ${p3} ms; a second one to the same node is refused (409)"
+
+echo "-- 4. SIGSTOP of the primary for 12 s"
+run_ledger 0 vol-f 20
+sleep 3
+kill -STOP "${pid[2]}"
+took=$(wait_primary_moves vol-f 2 20)
+echo "   node 2 stopped (SIGSTOP): vol-f's primary is on node $(primary vol-f) $took s later"
+sleep 12
+kill -CONT "${pid[2]}"
+# Resumed, node 2 serves vol-f's old placement no more: every read through
+# its port for the next 3 s is refused.
+answers=()
+until_s=$((SECONDS + 3))
+while [ "$SECONDS" -lt "$until_s" ]; do
+  answers+=("$(timeout 10 "$aluatool" --portal "127.0.2.1:$iscsi_port" --target "$(iqn 2)" read 2>&1 || true)")
+done
+printf '%s\n' "${answers[@]}" | sort | uniq -c | sed 's/^ */   after SIGCONT, reads through node 2: /'
+printf '%s\n' "${answers[@]}" | grep -q '^GOOD' && fail "node 2, resumed, answered GOOD to a read of vol-f after losing its primary"
+ledger_verdict 10000
+p4=$last_pause
+wait_healthy vol-f 60
+images_equal vol-f
+one_optimized 0 1 2 3
+pass "SIGSTOP of the primary for 12 s: node $(primary vol-f) took over; node 2, resumed, never answered GOOD; longest pause ${p4} ms; the ledger is intact"
+
+echo "-- 5. kill -9 of the Raft leader, which holds a primary"
+leader=$(api 1 GET /cluster | body | json 'd["leader"]')
+out=$(api 1 POST /volumes "{\"name\":\"vol-l\",\"size\":\"64MiB\",\"replicas\":2,\"node\":\"node$leader\"}")
+[ "$(status <<<"$out")" = 201 ] || fail "creating vol-l on node $leader: $out"
+out=$(api 1 POST /target-groups/g/luns '{"volume":"vol-l","lun":1}')
+[ "$(status <<<"$out")" = 201 ] || fail "attaching vol-l: $out"
+wait_healthy vol-l 30
+others=$(printf '%s\n' 1 2 3 | grep -vx "$leader" | tr '\n' ' ')
+o=${others%% *}
+# The API of a node that stays.
+api_node() { api "$o" "$@"; }
+run_ledger 1 vol-l 16
+sleep 4
+kill -9 "${pid[$leader]}"; wait "${pid[$leader]}" 2>/dev/null || true; unset "pid[$leader]"
+t0=$(date +%s.%N)
+for i in $(seq 1 100); do
+  p=$(api_node GET /volumes/vol-l 2>/dev/null | body | json 'd["node"]' 2>/dev/null | tr -dc 0-9 || true)
+  [ -n "$p" ] && [ "$p" != "$leader" ] && break
+  sleep 0.2
+done
+[ -n "$p" ] && [ "$p" != "$leader" ] || fail "vol-l did not move from node $leader"
+new_leader=$(api_node GET /cluster | body | json 'd["leader"]')
+echo "   node $leader (leader, vol-l's primary) killed: node $new_leader leads, vol-l's primary is on node $p $(since "$t0") s later"
+ledger_verdict 10000
+p5=$last_pause
+one_optimized 1 $others
+pass "kill -9 of the leader holding vol-l's primary: node $new_leader, newly elected, failed it over to node $p; longest pause ${p5} ms"
+
+echo "   pauses: kill -9 ${p1} ms, planned ${p3} ms, SIGSTOP ${p4} ms, leader kill ${p5} ms"
+echo "failover: all checks passed"

@@ -1,0 +1,166 @@
+//! The failover controller (CLUSTER.md §3): one decision maker, on the
+//! Raft leader, moves the primary of a replicated volume away from a node
+//! the cluster has marked offline.
+//!
+//! Every [`CHECK_EVERY`] the leader looks for replicated volumes whose
+//! primary's node is offline. For each, it picks a copy that is in sync, on
+//! an online node, preferring a node with a running target that exports
+//! the volume (so that a path stays Active/Optimized), then the lowest node
+//! id, and commits [`Change::Promote`]: a compare-and-set on the volume's
+//! epoch, so that two leaders in turn, or a retry, never promote twice.
+//!
+//! Fencing comes first, and from time alone: a node is offline only once
+//! the leader has not heard from it for 4 s (`cluster::liveness`), while
+//! its own lease ran out 3 s after it last heard from a majority
+//! (`cluster::lease`); from then on it serves no media command of a
+//! replicated volume. The new epoch fences it for good: its replicas refuse
+//! its stream, and its marks are refused, so no write it takes completes.
+//! When it is back, it applies the change before its lease holds again,
+//! and becomes an out-of-sync copy that its new primary resyncs.
+//!
+//! An operator may also move the primary to another in-sync copy's node
+//! ([`Storage::move_primary`], a planned switchover); the old primary then
+//! demotes as it applies the change: what it admitted completes, and what
+//! arrives after ends NOT READY, transitioning, so that initiators retry on
+//! the new Active/Optimized path.
+//!
+//! Each move is one committed entry and one audit record with its cause
+//! (`volume.failover`, `volume.switchover`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portico_app::error::ApiError;
+use portico_app::model::{AuditResult, Role};
+
+use super::proposal::{Change, PromoteCause, Proposal};
+use super::{db_error, Storage};
+use crate::service::audit::{write_audit, AuditRecord};
+use portico_app::service::Caller;
+
+/// How often the leader looks for primaries on offline nodes.
+const CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// A volume whose primary's node is offline: its name, epoch, and that
+/// node's name.
+type Stranded = (String, i64, String);
+
+impl Storage {
+    /// Moves primaries away from offline nodes, while this node leads.
+    /// Ends with the storage.
+    pub fn fail_over_lost_primaries(self: &Arc<Self>) {
+        let storage = Arc::downgrade(self);
+        tokio::spawn(async move {
+            // Volumes reported as having no copy to take over, at an epoch:
+            // said once, not every half second.
+            let mut told = HashSet::new();
+            loop {
+                tokio::time::sleep(CHECK_EVERY).await;
+                let Some(storage) = storage.upgrade() else { return };
+                if storage.cluster.status().role != "leader" {
+                    continue;
+                }
+                if let Err(e) = storage.fail_over(&mut told).await {
+                    tracing::warn!(error = %e.message, "a failover did not go through; trying again");
+                }
+            }
+        });
+    }
+
+    async fn fail_over(&self, told: &mut HashSet<(String, i64)>) -> Result<(), ApiError> {
+        let stranded: Vec<Stranded> = sqlx::query_as(
+            "SELECT v.name, v.epoch, n.name FROM volumes v JOIN nodes n ON n.id = v.node_id \
+             WHERE n.state = 'offline' AND EXISTS (SELECT 1 FROM volume_copies c WHERE c.volume_id = v.id) \
+             ORDER BY v.name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        told.retain(|(volume, epoch)| stranded.iter().any(|(v, e, _)| v == volume && e == epoch));
+        for (volume, epoch, from) in stranded {
+            let Some((to, to_name)) = self.successor(&volume).await? else {
+                if told.insert((volume.clone(), epoch)) {
+                    tracing::error!(volume, node = from, "the primary's node is offline and no copy is in sync on an online node: the volume is offline until one is");
+                }
+                continue;
+            };
+            let cause = PromoteCause::NodeOffline { node: from.clone() };
+            tracing::warn!(volume, from, to = to_name, "failing over");
+            let change = Change::Promote { volume: volume.clone(), epoch: epoch as u64, to, cause };
+            let proposal = Proposal::now(change);
+            let applied = match self.cluster.propose(proposal.clone()).await {
+                Ok(Ok(applied)) => applied,
+                Ok(Err(e)) | Err(e) => return Err(e),
+            };
+            let detail = applied.detail.unwrap_or_default();
+            tracing::info!(volume, %detail, "failed over");
+            let record = AuditRecord::system(
+                proposal.change.action(),
+                &proposal.change.object(),
+                AuditResult::Success,
+                Some(&detail),
+            );
+            write_audit(&self.pool, record).await;
+        }
+        Ok(())
+    }
+
+    /// The node to take over `volume`: an in-sync copy on an online node,
+    /// one with a running target that exports the volume first.
+    async fn successor(&self, volume: &str) -> Result<Option<(i64, String)>, ApiError> {
+        let candidates: Vec<(i64, String, bool)> = sqlx::query_as(
+            "SELECT c.node_id, n.name, EXISTS (SELECT 1 FROM luns l JOIN targets t ON t.group_id = l.group_id \
+                 JOIN target_groups g ON g.id = t.group_id \
+                 WHERE l.volume_id = v.id AND t.node_id = c.node_id AND g.state = 'running') AS exported \
+             FROM volumes v JOIN volume_copies c ON c.volume_id = v.id JOIN nodes n ON n.id = c.node_id \
+             WHERE v.name = ? AND c.in_sync AND n.state = 'online' ORDER BY exported DESC, c.node_id",
+        )
+        .bind(volume)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(candidates.into_iter().next().map(|(id, name, _)| (id, name)))
+    }
+
+    /// A planned switchover: moves the primary of `volume` (and with it the
+    /// Active/Optimized path of its LUN) to `node`, which keeps an in-sync
+    /// copy and is online. Operators and admins only; audited.
+    pub async fn move_primary(&self, caller: &Caller, volume: &str, node: &str) -> Result<(), ApiError> {
+        const ACTION: &str = "volume.switchover";
+        let object = format!("volume/{volume}");
+        self.authorize(caller, Role::Operator, "move a volume's primary", ACTION, &object).await?;
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT v.epoch, n.name FROM volumes v JOIN nodes n ON n.id = v.node_id WHERE v.name = ?")
+                .bind(volume)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+        let Some((epoch, from)) = row else {
+            return self.failed(caller, ACTION, &object, ApiError::not_found(format!("The volume {volume}"))).await;
+        };
+        if from == node {
+            let e = ApiError::conflict(format!("{node} holds the primary of {volume} already."));
+            return self.failed(caller, ACTION, &object, e).await;
+        }
+        let to: Option<(i64,)> = sqlx::query_as("SELECT id FROM nodes WHERE name = ?")
+            .bind(node)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let Some((to,)) = to else {
+            return self
+                .failed(caller, ACTION, &object, ApiError::invalid_field("node", format!("No node is named {node}.")))
+                .await;
+        };
+        let cause = PromoteCause::Planned { by: caller.username.clone() };
+        let proposal = Proposal::now(Change::Promote { volume: volume.to_string(), epoch: epoch as u64, to, cause });
+        match self.cluster.propose(proposal).await {
+            Ok(Ok(applied)) => {
+                self.audit(caller, ACTION, &object, AuditResult::Success, applied.detail).await;
+                Ok(())
+            }
+            Ok(Err(e)) | Err(e) => self.failed(caller, ACTION, &object, e).await,
+        }
+    }
+}
