@@ -12,7 +12,9 @@
 #     copy (pause <= 10 s), no acknowledged write is lost;
 #  2. the old primary restarts: it comes back as an out-of-sync copy, is
 #     resynced, and the two images are equal;
-#  3. a planned switchover through the API back to node 2 (pause <= 5 s);
+#  3. a planned switchover through the API back to node 2 (pause <= 5 s):
+#     the old primary drains and hands over, its copy stays in sync, and
+#     nothing is resynced;
 #  4. SIGSTOP of the primary for 12 s, then SIGCONT: another node takes
 #     over, and the old primary, resumed, never answers GOOD to a read;
 #  5. kill -9 of the Raft leader when it holds a volume's primary (vol-l,
@@ -154,20 +156,26 @@ one_optimized 0 1 2 3
 pass "the old primary came back as a copy, was resynced, and both images are equal"
 
 echo "-- 3. a planned switchover back to node 2"
+resyncs() { grep -c "resync starts.*volume=vol-f" <(sed 's/\x1b\[[0-9;]*m//g' "$work/node2.log") || true; }
+before=$(resyncs)
 run_ledger 0 vol-f 12
 sleep 4
 t0=$(date +%s.%N)
-out=$(api 1 POST /volumes/vol-f/primary '{"node":"node2"}')
+out=$(api 3 POST /volumes/vol-f/primary '{"node":"node2"}')
 [ "$(status <<<"$out")" = 200 ] || fail "moving vol-f's primary to node 2: $out"
-echo "   POST /volumes/vol-f/primary {node2}: answered after $(since "$t0") s"
+echo "   POST /volumes/vol-f/primary {node2} through node 3: answered after $(since "$t0") s"
 ledger_verdict 5000
 p3=$last_pause
-wait_healthy vol-f 60
+detail=$(api 1 GET "/audit?per_page=200" | body | json 'next(r["detail"] for r in d["entries"] if r["action"] == "volume.switchover" and r["result"] == "success")')
+echo "   audit: volume.switchover: $detail"
+grep -q "stays in sync" <<<"$detail" || fail "the old primary did not hand over with everything settled: $detail"
+[ "$(healthy vol-f)" = yes ] || fail "vol-f is not healthy right after the switchover: $(api 1 GET /volumes/vol-f | body)"
+[ "$(resyncs)" = "$before" ] || fail "node 2, the new primary, resynced a copy after the switchover"
 images_equal vol-f
 one_optimized 0 1 2 3
 out=$(api 1 POST /volumes/vol-f/primary '{"node":"node2"}')
 [ "$(status <<<"$out")" = 409 ] || fail "moving vol-f to node 2 again: $out"
-pass "a planned switchover through the API: longest pause ${p3} ms; a second one to the same node is refused (409)"
+pass "a planned switchover through the API: longest pause ${p3} ms, nothing resynced; a second one to the same node is refused (409)"
 
 echo "-- 4. SIGSTOP of the primary for 12 s"
 run_ledger 0 vol-f 20

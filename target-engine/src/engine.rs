@@ -214,14 +214,13 @@ impl Drop for ResumeUnlessApplied {
 /// replicated, this node's copy.
 type Opened = (Arc<LogicalUnit>, Arc<Throttle>, Option<Copy>);
 
-/// `promoted`: this node kept a replica of `v` until now, with this
-/// activity log (`None`: not known).
+/// `succession`: what this node's copy was until now.
 fn open_volume(
     v: &VolumeConfig,
     replication: Option<&ReplicationNode>,
     placement: &ControlPlane,
     warm: bool,
-    promoted: Option<Option<crate::replication::core::dirty::DirtyMap>>,
+    succession: volumes::Succession,
 ) -> Result<Opened, EngineError> {
     let mut copy = None;
     let backend: Arc<dyn BlockBackend> = match v.backend {
@@ -244,7 +243,7 @@ fn open_volume(
                         placement,
                         v.state_path(),
                         v.write_cache,
-                        promoted,
+                        succession,
                     )
                     .map_err(|why| EngineError::Replication { volume: v.name.clone(), why })?;
                     copy = Some(c);
@@ -400,11 +399,13 @@ impl Engine {
                     // and is settled on the replicas, so that the new one
                     // opens clean (nothing to compare) and nothing in flight
                     // is left waiting on streams that close.
+                    let mut handed_over = false;
                     if let Some(Copy::Primary { volume: old, .. }) = st.copies.get(&v.name) {
                         let demoted = old.demote(HAND_OVER).await;
                         resume_if_not_applied.0.push(old.clone());
                         if demoted.drained && demoted.settled {
                             self.inner.placement.local().closed_cleanly(&v.name, demoted.epoch);
+                            handed_over = !old.was_resumed();
                         }
                     }
                     let node = new_runtime.as_ref().map(|r| &r.config).or(config.replication.as_ref());
@@ -418,7 +419,12 @@ impl Engine {
                         }
                         _ => None,
                     };
-                    let (lu, throttle, copy) = open_volume(v, node, &self.inner.placement, st.started, promoted)?;
+                    let succession = match promoted {
+                        Some(log) => volumes::Succession::PromotedReplica(log),
+                        None if handed_over => volumes::Succession::HandedOver,
+                        None => volumes::Succession::Unknown,
+                    };
+                    let (lu, throttle, copy) = open_volume(v, node, &self.inner.placement, st.started, succession)?;
                     if let Some(forwarder) = self.inner.forwarder.get() {
                         lu.forward_reservations(forwarder.clone());
                     }
@@ -758,6 +764,21 @@ impl Engine {
             }
         };
         Ok(primary.demote(within).await)
+    }
+
+    /// Serves `volume` again after a [`Self::demote`] for a move that did
+    /// not happen.
+    pub async fn resume(&self, volume: &str) -> Result<(), EngineError> {
+        let st = self.inner.state.lock().await;
+        match st.copies.get(volume) {
+            Some(Copy::Primary { volume, .. }) => {
+                volume.resume();
+                Ok(())
+            }
+            _ => {
+                Err(EngineError::Replication { volume: volume.to_string(), why: "this node is not its primary".into() })
+            }
+        }
     }
 
     /// The reservations of every volume, by name.

@@ -11,7 +11,11 @@
 //!   their replicas now (links, resync progress), for the Volumes page;
 //! - `/cluster/unit-command`: a PERSISTENT RESERVE IN or OUT that came
 //!   through another node's standby port for a volume this node serves,
-//!   run here for the nexus it came on (`target_engine::scsi::forward`).
+//!   run here for the nexus it came on (`target_engine::scsi::forward`);
+//! - `/cluster/hand-over`: a planned switchover of a volume this node is
+//!   the primary of: it demotes its copy, drains it, and commits the move
+//!   itself, or serves again if the move is not committed
+//!   (`storage::failover`).
 //!
 //! The storage layer answers them through [`NodeChecks`]; the routes serve
 //! members only, and a node whose storage is not up yet answers 503.
@@ -43,6 +47,22 @@ const DRY_RUN_DEADLINE: Duration = Duration::from_secs(10);
 const UNIT_COMMAND_DEADLINE: Duration = Duration::from_secs(5);
 /// A forwarded command's body: its parameter list (at most 128 KiB) as JSON.
 const UNIT_COMMAND_BODY: usize = 1 << 20;
+/// How long a primary has to drain, hand over and commit a planned move
+/// (5 s to drain, then the commit).
+const HAND_OVER_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A planned switchover, as the node that was asked passes it to the
+/// volume's primary.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct HandOver {
+    pub volume: String,
+    /// The epoch the asking node saw: the move is for that placement only.
+    pub epoch: u64,
+    /// The node to take the primary.
+    pub to: i64,
+    /// Who asked for it.
+    pub by: String,
+}
 
 /// This node's answers to the other members.
 #[async_trait]
@@ -56,6 +76,9 @@ pub trait NodeChecks: Send + Sync {
     async fn replication(&self) -> Vec<PrimaryReport>;
     /// Runs a reservation command forwarded from another node's port.
     async fn unit_command(&self, command: ForwardedCommand) -> ForwardedOutcome;
+    /// Hands over a volume this node is the primary of (a planned
+    /// switchover): the committed change's detail, or why not.
+    async fn hand_over(&self, request: HandOver) -> Result<String, ApiError>;
 }
 
 /// A replicated volume as its primary's engine sees it now.
@@ -112,10 +135,19 @@ async fn unit_command(
     Ok(Json(checks(&slot)?.unit_command(command).await))
 }
 
+async fn hand_over(
+    State(slot): State<Slot>,
+    _member: FromMember,
+    ApiJson(request): ApiJson<HandOver>,
+) -> Result<Json<Result<String, ApiError>>, ApiFailure> {
+    Ok(Json(checks(&slot)?.hand_over(request).await))
+}
+
 pub(super) fn routes(slot: Slot) -> Router {
     Router::new()
         .route("/cluster/capacity", post(capacity))
         .route("/cluster/replication", post(replication))
+        .route("/cluster/hand-over", post(hand_over))
         .layer(DefaultBodyLimit::max(16 << 10))
         .merge(Router::new().route("/cluster/dry-run", post(dry_run)).layer(DefaultBodyLimit::max(1 << 20)))
         .merge(
@@ -163,6 +195,18 @@ impl Cluster {
         client.call(address, "/cluster/unit-command", command, UNIT_COMMAND_DEADLINE).await.map_err(|e| {
             ApiError::new(503, format!("Node {node} could not be asked to run a reservation command ({e})."))
         })
+    }
+
+    /// Asks node `node` (at cluster address `address`), the primary of a
+    /// volume, to hand it over: the committed change's detail. Fails with
+    /// 503 when the node could not be asked.
+    pub async fn ask_hand_over(&self, node: &str, address: &str, request: &HandOver) -> Result<String, ApiError> {
+        let client = self.client()?;
+        let answer: Result<String, ApiError> = client
+            .call(address, "/cluster/hand-over", request, HAND_OVER_DEADLINE)
+            .await
+            .map_err(|e| ApiError::new(503, format!("Node {node} could not be asked to hand over ({e}).")))?;
+        answer
     }
 
     /// A dry run of `proposal` on node `node`, at cluster address `address`.

@@ -593,7 +593,7 @@ mod tests {
         assert_eq!(
             detail,
             "n1 went offline: the primary moves from n1 to n2 at epoch 2; \
-             the copy on n1 is out of sync until it is resynced"
+             its copy is out of sync until it is resynced"
         );
         assert_eq!(tried(promote(1)).await.unwrap_err(), "The volume r is at epoch 2, not 1.", "never twice");
         for n in 1..=3 {

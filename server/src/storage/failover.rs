@@ -19,10 +19,13 @@
 //! and becomes an out-of-sync copy that its new primary resyncs.
 //!
 //! An operator may also move the primary to another in-sync copy's node
-//! ([`Storage::move_primary`], a planned switchover); the old primary then
-//! demotes as it applies the change: what it admitted completes, and what
-//! arrives after ends NOT READY, transitioning, so that initiators retry on
-//! the new Active/Optimized path.
+//! ([`Storage::move_primary`], a planned switchover). The old primary's
+//! node does it: it demotes its copy first (what it admitted completes and
+//! is settled on every in-sync copy; what arrives after ends NOT READY,
+//! transitioning, so that initiators retry on the new Active/Optimized
+//! path), then commits the move. Its copy then stays in sync, and the new
+//! primary has nothing to reconcile: no resync. An old primary that cannot
+//! be asked is fenced by the epoch, as in a failover.
 //!
 //! Each move is one committed entry and one audit record with its cause
 //! (`volume.failover`, `volume.switchover`).
@@ -36,11 +39,14 @@ use portico_app::model::{AuditResult, Role};
 
 use super::proposal::{Change, PromoteCause, Proposal};
 use super::{db_error, Storage};
+use crate::cluster::node_checks::HandOver;
 use crate::service::audit::{write_audit, AuditRecord};
 use portico_app::service::Caller;
 
 /// How often the leader looks for primaries on offline nodes.
 const CHECK_EVERY: Duration = Duration::from_millis(500);
+/// How long a primary handing over waits for what it admitted.
+const HAND_OVER: Duration = Duration::from_secs(5);
 
 /// A volume whose primary's node is offline: its name, epoch, and that
 /// node's name.
@@ -125,18 +131,23 @@ impl Storage {
 
     /// A planned switchover: moves the primary of `volume` (and with it the
     /// Active/Optimized path of its LUN) to `node`, which keeps an in-sync
-    /// copy and is online. Operators and admins only; audited.
+    /// copy and is online. The primary's node hands over (see
+    /// [`Self::hand_over_here`]); one that cannot be asked is fenced by the
+    /// new epoch instead, as in a failover. Operators and admins only;
+    /// audited.
     pub async fn move_primary(&self, caller: &Caller, volume: &str, node: &str) -> Result<(), ApiError> {
         const ACTION: &str = "volume.switchover";
         let object = format!("volume/{volume}");
         self.authorize(caller, Role::Operator, "move a volume's primary", ACTION, &object).await?;
-        let row: Option<(i64, String)> =
-            sqlx::query_as("SELECT v.epoch, n.name FROM volumes v JOIN nodes n ON n.id = v.node_id WHERE v.name = ?")
-                .bind(volume)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_error)?;
-        let Some((epoch, from)) = row else {
+        let row: Option<(i64, i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT v.epoch, n.id, n.name, n.cluster_addr FROM volumes v JOIN nodes n ON n.id = v.node_id \
+             WHERE v.name = ?",
+        )
+        .bind(volume)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let Some((epoch, from_id, from, address)) = row else {
             return self.failed(caller, ACTION, &object, ApiError::not_found(format!("The volume {volume}"))).await;
         };
         if from == node {
@@ -149,18 +160,85 @@ impl Storage {
             .await
             .map_err(db_error)?;
         let Some((to,)) = to else {
-            return self
-                .failed(caller, ACTION, &object, ApiError::invalid_field("node", format!("No node is named {node}.")))
-                .await;
+            let e = ApiError::invalid_field("node", format!("No node is named {node}."));
+            return self.failed(caller, ACTION, &object, e).await;
         };
-        let cause = PromoteCause::Planned { by: caller.username.clone() };
-        let proposal = Proposal::now(Change::Promote { volume: volume.to_string(), epoch: epoch as u64, to, cause });
-        match self.cluster.propose(proposal).await {
-            Ok(Ok(applied)) => {
-                self.audit(caller, ACTION, &object, AuditResult::Success, applied.detail).await;
+        let request = HandOver { volume: volume.to_string(), epoch: epoch as u64, to, by: caller.username.clone() };
+        let answer = match address {
+            _ if from_id == self.node_id => self.hand_over_here(request).await,
+            Some(address) => match self.cluster.ask_hand_over(&from, &address, &request).await {
+                Err(e) if e.status == 503 => {
+                    tracing::warn!(volume, node = from, reason = %e.message, "the primary cannot hand over: moving without it");
+                    self.promote_without_hand_over(request).await
+                }
+                other => other,
+            },
+            None => self.promote_without_hand_over(request).await,
+        };
+        match answer {
+            Ok(detail) => {
+                self.audit(caller, ACTION, &object, AuditResult::Success, Some(detail)).await;
                 Ok(())
             }
-            Ok(Err(e)) | Err(e) => self.failed(caller, ACTION, &object, e).await,
+            Err(e) => self.failed(caller, ACTION, &object, e).await,
+        }
+    }
+
+    /// On the primary's node: demotes its copy of the volume (what it
+    /// admitted completes and is settled on the replicas; what comes now
+    /// ends NOT READY, transitioning), then commits the move, saying
+    /// whether its copy stays in sync. A move the cluster refuses leaves
+    /// the primary serving again.
+    pub(super) async fn hand_over_here(&self, request: HandOver) -> Result<String, ApiError> {
+        // Refused before anything stops: what the move itself would be refused for.
+        let trial = self.promotion(&request, false);
+        self.dry_run_here(&trial).await?;
+        let demoted =
+            self.engine.demote(&request.volume, HAND_OVER).await.map_err(|e| ApiError::conflict(e.to_string()))?;
+        if demoted.epoch.0 != request.epoch {
+            self.resume(&request.volume).await;
+            let message =
+                format!("The primary of {} is at epoch {}, not {}.", request.volume, demoted.epoch.0, request.epoch);
+            return Err(ApiError::conflict(message));
+        }
+        let proposal = self.promotion(&request, demoted.drained && demoted.settled);
+        match self.cluster.propose(proposal).await {
+            Ok(Ok(applied)) => {
+                let detail = applied.detail.unwrap_or_default();
+                Ok(format!("{detail}; the old primary drained in {} ms", demoted.took.as_millis()))
+            }
+            Ok(Err(e)) => {
+                // Refused when applied: nothing moved.
+                self.resume(&request.volume).await;
+                Err(e)
+            }
+            Err(e) => {
+                // Not known to be committed. Serving again is safe either
+                // way: if the move did commit, the new epoch fences this
+                // copy, and a copy that served after its demotion is never
+                // trusted as settled.
+                self.resume(&request.volume).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The move when the old primary cannot hand over: as a failover.
+    async fn promote_without_hand_over(&self, request: HandOver) -> Result<String, ApiError> {
+        match self.cluster.propose(self.promotion(&request, false)).await {
+            Ok(Ok(applied)) => Ok(applied.detail.unwrap_or_default()),
+            Ok(Err(e)) | Err(e) => Err(e),
+        }
+    }
+
+    fn promotion(&self, request: &HandOver, handed_over: bool) -> Proposal {
+        let cause = PromoteCause::Planned { by: request.by.clone(), handed_over };
+        Proposal::now(Change::Promote { volume: request.volume.clone(), epoch: request.epoch, to: request.to, cause })
+    }
+
+    async fn resume(&self, volume: &str) {
+        if let Err(e) = self.engine.resume(volume).await {
+            tracing::warn!(volume, error = %e, "cannot serve again after a hand-over that did not happen");
         }
     }
 }

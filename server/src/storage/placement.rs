@@ -258,6 +258,10 @@ impl NodeChecks for Storage {
         self.engine.run_forwarded(command).await
     }
 
+    async fn hand_over(&self, request: crate::cluster::node_checks::HandOver) -> Result<String, ApiError> {
+        self.hand_over_here(request).await
+    }
+
     async fn dry_run(&self, proposal: Proposal) -> Result<Option<String>, ApiError> {
         let here = self.here();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;

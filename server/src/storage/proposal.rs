@@ -84,14 +84,17 @@ pub enum PromoteCause {
     /// The old primary's node stopped answering the cluster.
     NodeOffline { node: String },
     /// An operator asked for the move (a planned switchover).
-    Planned { by: String },
+    /// `handed_over`: the old primary demoted first, and everything it
+    /// admitted completed and settled on every in-sync copy, so its own
+    /// copy stays in sync.
+    Planned { by: String, handed_over: bool },
 }
 
 impl std::fmt::Display for PromoteCause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PromoteCause::NodeOffline { node } => write!(f, "{node} went offline"),
-            PromoteCause::Planned { by } => write!(f, "a planned switchover asked for by {by}"),
+            PromoteCause::Planned { by, .. } => write!(f, "a planned switchover asked for by {by}"),
         }
     }
 }

@@ -72,6 +72,9 @@ pub struct PrimaryVolume {
     reconciles: Mutex<HashMap<ReplicaId, (std::time::Instant, ResyncProgress)>>,
     /// How many there are: a replica's answer looks no further when none.
     reconciling: std::sync::atomic::AtomicUsize,
+    /// Served again after a demotion at least once: a later hand-over does
+    /// not vouch for its copy (what it admitted in between may be here only).
+    resumed: std::sync::atomic::AtomicBool,
 }
 
 impl PrimaryVolume {
@@ -100,6 +103,7 @@ impl PrimaryVolume {
             resyncs: Mutex::default(),
             reconciles: Mutex::default(),
             reconciling: Default::default(),
+            resumed: Default::default(),
         })
     }
 
@@ -301,8 +305,14 @@ impl PrimaryVolume {
 
     /// Serves again after [`PrimaryVolume::demote`].
     pub fn resume(self: &Arc<Self>) {
+        self.resumed.store(true, std::sync::atomic::Ordering::Release);
         self.drive(Primary::resume);
         tracing::info!(volume = %self.name, "serving again: the hand-over did not happen");
+    }
+
+    /// Whether it ever served again after a demotion.
+    pub fn was_resumed(&self) -> bool {
+        self.resumed.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A replica answered on its stream.

@@ -59,6 +59,8 @@ pub struct ReplicaVolume {
 }
 
 impl ReplicaVolume {
+    /// `settled`: this copy was the primary until now and handed over
+    /// with everything settled (see [`Replica::settled`]).
     pub fn new(
         name: String,
         epoch: Epoch,
@@ -66,10 +68,12 @@ impl ReplicaVolume {
         local: Arc<dyn BlockBackend>,
         state_file: Option<PathBuf>,
         write_cache: WriteCache,
+        settled: bool,
     ) -> Arc<Self> {
+        let core = if settled { Replica::settled(epoch, primary) } else { Replica::new(epoch, primary) };
         Arc::new(ReplicaVolume {
             name,
-            core: Mutex::new(Replica::new(epoch, primary)),
+            core: Mutex::new(core),
             local,
             unit: Mutex::new(Weak::new()),
             state_file,

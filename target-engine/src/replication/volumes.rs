@@ -49,10 +49,21 @@ pub fn marks_file(image: &std::path::Path) -> PathBuf {
     image.with_file_name(name)
 }
 
+/// What this node's copy of a volume was until it is opened anew.
+#[derive(Debug)]
+pub enum Succession {
+    /// Nothing is known: the node starts, or the copy is new here.
+    Unknown,
+    /// A replica, with its activity log (`None`: not known).
+    PromotedReplica(Option<DirtyMap>),
+    /// The primary, which handed over with every operation completed and
+    /// settled on every in-sync copy: as a replica, it differs from them
+    /// nowhere.
+    HandedOver,
+}
+
 /// Opens `local` (the volume's own file, with group commit) as this node's
-/// copy; returns the backend its unit is to use and the copy. `promoted`:
-/// this node kept a replica of the volume until now, with this activity
-/// log (`None`: not known).
+/// copy; returns the backend its unit is to use and the copy.
 #[allow(clippy::too_many_arguments)]
 pub fn open(
     name: &str,
@@ -63,8 +74,13 @@ pub fn open(
     control: &ControlPlane,
     state_file: Option<PathBuf>,
     write_cache: WriteCache,
-    promoted: Option<Option<DirtyMap>>,
+    succession: Succession,
 ) -> Result<(Arc<dyn BlockBackend>, Copy), String> {
+    let settled = matches!(succession, Succession::HandedOver);
+    let promoted = match succession {
+        Succession::PromotedReplica(log) => Some(log),
+        _ => None,
+    };
     let epoch = placement.epoch();
     match placement.role(node.node)? {
         Role::Primary => {
@@ -128,8 +144,15 @@ pub fn open(
             Ok((backend, Copy::Primary { volume, _links: stop }))
         }
         Role::Replica => {
-            let volume =
-                ReplicaVolume::new(name.to_string(), epoch, placement.primary, local.clone(), state_file, write_cache);
+            let volume = ReplicaVolume::new(
+                name.to_string(),
+                epoch,
+                placement.primary,
+                local.clone(),
+                state_file,
+                write_cache,
+                settled,
+            );
             Ok((Arc::new(NotPrimary(local)), Copy::Replica(volume)))
         }
     }

@@ -239,8 +239,10 @@ pub(super) async fn promote(
     if state != "online" {
         return Err(ApiError::conflict(format!("{to_name} is {state}: it cannot take {volume}.")));
     }
-    sqlx::query("UPDATE volume_copies SET node_id = ?, in_sync = 0 WHERE volume_id = ? AND node_id = ?")
+    let old_in_sync = matches!(cause, PromoteCause::Planned { handed_over: true, .. });
+    sqlx::query("UPDATE volume_copies SET node_id = ?, in_sync = ? WHERE volume_id = ? AND node_id = ?")
         .bind(from)
+        .bind(old_in_sync)
         .bind(id)
         .bind(to)
         .execute(&mut **tx)
@@ -258,9 +260,13 @@ pub(super) async fn promote(
             .fetch_one(&mut **tx)
             .await
             .map_err(db)?;
+    let old_copy = match old_in_sync {
+        true => "it handed over with everything settled, and its copy stays in sync",
+        false => "its copy is out of sync until it is resynced",
+    };
     Ok(Effects {
         detail: Some(format!(
-            "{cause}: the primary moves from {from_name} to {to_name} at epoch {}; the copy on {from_name} is out of sync until it is resynced",
+            "{cause}: the primary moves from {from_name} to {to_name} at epoch {}; {old_copy}",
             epoch + 1
         )),
         ..Default::default()

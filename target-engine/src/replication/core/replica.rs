@@ -119,6 +119,14 @@ impl Replica {
         }
     }
 
+    /// A replica made of the copy that was the primary until now and handed
+    /// over with every operation it admitted completed and settled on every
+    /// in-sync copy (`Engine::demote`): it differs from them nowhere, so its
+    /// activity log starts known and empty.
+    pub fn settled(epoch: Epoch, primary: ReplicaId) -> Self {
+        Replica { unknown: false, ..Replica::new(epoch, primary) }
+    }
+
     /// Where this copy may differ from the other in-sync copies (see the
     /// module documentation); `None` when that is not known.
     pub fn unsettled(&self) -> Option<DirtyMap> {
@@ -323,6 +331,13 @@ mod tests {
             settled: 1,
             op: Op::Write { offset: 0, data: Bytes::from_static(b"x"), fua: false },
         }
+    }
+
+    #[test]
+    fn a_primary_that_handed_over_starts_as_a_replica_with_nothing_unsettled() {
+        assert_eq!(Replica::new(Epoch(2), 1).unsettled(), None, "a replica that starts knows nothing");
+        let r = Replica::settled(Epoch(2), 1);
+        assert_eq!(r.unsettled().map(|log| log.len()), Some(0));
     }
 
     #[test]
