@@ -15,9 +15,12 @@
 #  3. a planned switchover through the API back to node 2 (pause <= 5 s):
 #     the old primary drains and hands over, its copy stays in sync, and
 #     nothing is resynced;
-#  4. SIGSTOP of the primary for 12 s, then SIGCONT: another node takes
+#  4. SET TARGET PORT GROUPS from the test initiator, through a standby
+#     port, for another node's group moves the primary there (and back);
+#     for a group whose node keeps no copy it is ILLEGAL REQUEST;
+#  5. SIGSTOP of the primary for 12 s, then SIGCONT: another node takes
 #     over, and the old primary, resumed, never answers GOOD to a read;
-#  5. kill -9 of the Raft leader when it holds a volume's primary (vol-l,
+#  6. kill -9 of the Raft leader when it holds a volume's primary (vol-l,
 #     LUN 1): a new leader is elected and fails it over (pause <= 10 s).
 #
 # After every scenario, REPORT TARGET PORT GROUPS through every running
@@ -177,7 +180,32 @@ out=$(api 1 POST /volumes/vol-f/primary '{"node":"node2"}')
 [ "$(status <<<"$out")" = 409 ] || fail "moving vol-f to node 2 again: $out"
 pass "a planned switchover through the API: longest pause ${p3} ms, nothing resynced; a second one to the same node is refused (409)"
 
-echo "-- 4. SIGSTOP of the primary for 12 s"
+echo "-- 4. explicit ALUA: SET TARGET PORT GROUPS from the initiator"
+stpg() { timeout 30 "$aluatool" --portal "127.0.$1.1:$iscsi_port" --target "$(iqn "$1")" "stpg:$2"; }
+run_ledger 0 vol-f 12
+sleep 3
+t0=$(date +%s.%N)
+answer=$(stpg 3 1)
+echo "   SET TARGET PORT GROUPS through node 3's port, group 1 active/optimized: $answer after $(since "$t0") s"
+[ "$answer" = "GOOD, 0 bytes" ] || fail "SET TARGET PORT GROUPS for group 1: $answer"
+[ "$(primary vol-f)" = 1 ] || fail "vol-f's primary is on node $(primary vol-f) after SET TARGET PORT GROUPS for group 1"
+one_optimized 0 1 2 3
+answer=$(stpg 1 3)
+echo "   group 3 (node 3 keeps no copy of vol-f): $answer"
+[ "$answer" = "CHECK CONDITION, sense 5/26/00" ] || fail "SET TARGET PORT GROUPS for group 3 was not refused as an invalid parameter: $answer"
+sleep 2
+answer=$(stpg 1 2)
+echo "   SET TARGET PORT GROUPS through node 1's port, group 2 active/optimized: $answer"
+[ "$answer" = "GOOD, 0 bytes" ] || fail "SET TARGET PORT GROUPS for group 2: $answer"
+ledger_verdict 5000
+pstpg=$last_pause
+[ "$(primary vol-f)" = 2 ] || fail "vol-f's primary is on node $(primary vol-f), not node 2"
+wait_healthy vol-f 30
+images_equal vol-f
+one_optimized 0 1 2 3
+pass "SET TARGET PORT GROUPS moved vol-f's primary to node 1 and back to node 2 (longest pause ${pstpg} ms); a group whose node keeps no copy is refused with ILLEGAL REQUEST"
+
+echo "-- 5. SIGSTOP of the primary for 12 s"
 run_ledger 0 vol-f 20
 sleep 3
 kill -STOP "${pid[2]}"
@@ -201,7 +229,7 @@ images_equal vol-f
 one_optimized 0 1 2 3
 pass "SIGSTOP of the primary for 12 s: node $(primary vol-f) took over; node 2, resumed, never answered GOOD; longest pause ${p4} ms; the ledger is intact"
 
-echo "-- 5. kill -9 of the Raft leader, which holds a primary"
+echo "-- 6. kill -9 of the Raft leader, which holds a primary"
 leader=$(api 1 GET /cluster | body | json 'd["leader"]')
 out=$(api 1 POST /volumes "{\"name\":\"vol-l\",\"size\":\"64MiB\",\"replicas\":2,\"node\":\"node$leader\"}")
 [ "$(status <<<"$out")" = 201 ] || fail "creating vol-l on node $leader: $out"
@@ -229,5 +257,5 @@ p5=$last_pause
 one_optimized 1 $others
 pass "kill -9 of the leader holding vol-l's primary: node $new_leader, newly elected, failed it over to node $p; longest pause ${p5} ms"
 
-echo "   pauses: kill -9 ${p1} ms, planned ${p3} ms, SIGSTOP ${p4} ms, leader kill ${p5} ms"
+echo "   pauses: kill -9 ${p1} ms, planned ${p3} ms, SET TARGET PORT GROUPS ${pstpg} ms, SIGSTOP ${p4} ms, leader kill ${p5} ms"
 echo "failover: all checks passed"

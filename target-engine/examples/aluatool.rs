@@ -5,12 +5,15 @@
 //! ```text
 //! aluatool --portal ADDR --target IQN [--lun 0] rtpg
 //! aluatool --portal ADDR --target IQN [--lun 0] read
+//! aluatool --portal ADDR --target IQN [--lun 0] stpg:TPG
 //! ```
 //!
 //! `rtpg` prints REPORT TARGET PORT GROUPS as one line, group by group:
 //! `tpg 1 active-optimized ports [1]; tpg 2 standby ports [2]`. `read`
 //! reads the first block and prints `GOOD, 512 bytes` or the CHECK
-//! CONDITION's sense, `CHECK CONDITION, sense 2/04/0b`. Either way it exits
+//! CONDITION's sense, `CHECK CONDITION, sense 2/04/0b`. `stpg:TPG` sends
+//! SET TARGET PORT GROUPS asking for group TPG to be active/optimized, and
+//! prints how it ended (`GOOD, 0 bytes` or the sense). Either way it exits
 //! 0 once the target has answered; 1 if the login or the command failed
 //! otherwise.
 
@@ -76,7 +79,7 @@ async fn main() -> ExitCode {
         }
     }
     let (Some(portal), Some(target), Some(action), true) = (portal, target, action, lun <= 255) else {
-        eprintln!("usage: aluatool --portal ADDR --target IQN [--lun N] rtpg | read");
+        eprintln!("usage: aluatool --portal ADDR --target IQN [--lun N] rtpg | read | stpg:TPG");
         return ExitCode::from(2);
     };
     let mut i = Initiator::connect(portal).await;
@@ -97,6 +100,18 @@ async fn main() -> ExitCode {
             }
         }
         "read" => outcome(&i.command_ok(lun, &read10(0, 1), 4096, &[]).await),
+        stpg if stpg.starts_with("stpg:") => {
+            let Ok(tpg) = stpg["stpg:".len()..].parse::<u16>() else {
+                eprintln!("stpg:TPG takes a port group number");
+                return ExitCode::from(2);
+            };
+            // One descriptor: ACTIVE/OPTIMIZED (0h) for the group.
+            let mut list = vec![0u8; 4];
+            list.extend_from_slice(&[0x00, 0]);
+            list.extend_from_slice(&tpg.to_be_bytes());
+            let cdb = [0xa4, 0x0a, 0, 0, 0, 0, 0, 0, 0, list.len() as u8, 0, 0];
+            outcome(&i.command_ok(lun, &cdb, 0, &list).await)
+        }
         other => {
             eprintln!("unknown action {other:?}");
             return ExitCode::from(2);

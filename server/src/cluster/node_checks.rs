@@ -79,6 +79,9 @@ pub trait NodeChecks: Send + Sync {
     /// Hands over a volume this node is the primary of (a planned
     /// switchover): the committed change's detail, or why not.
     async fn hand_over(&self, request: HandOver) -> Result<String, ApiError>;
+    /// This node's own engine asks (not a member): SET TARGET PORT GROUPS
+    /// came through one of its ports for port group `tpg` of `volume`.
+    async fn activate_port_group(&self, volume: &str, tpg: u16, initiator: &str) -> Result<String, ApiError>;
 }
 
 /// A replicated volume as its primary's engine sees it now.
@@ -163,6 +166,11 @@ fn unreachable(node: &str, e: CallError) -> ApiError {
 }
 
 impl Cluster {
+    /// This node's own storage, through the slot the member routes use.
+    pub(crate) fn local_checks(&self) -> Result<Arc<dyn NodeChecks>, ApiError> {
+        checks(&self.shared.node_checks)
+    }
+
     /// Lets the other members ask this node's storage (once, at start).
     pub fn serve_node_checks(&self, checks: Weak<dyn NodeChecks>) {
         let _ = self.shared.node_checks.set(checks);

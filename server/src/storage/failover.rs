@@ -24,8 +24,11 @@
 //! is settled on every in-sync copy; what arrives after ends NOT READY,
 //! transitioning, so that initiators retry on the new Active/Optimized
 //! path), then commits the move. Its copy then stays in sync, and the new
-//! primary has nothing to reconcile: no resync. An old primary that cannot
-//! be asked is fenced by the epoch, as in a failover.
+//! primary has nothing to reconcile: no resync. A primary that cannot be
+//! asked is not moved this way: it may still hold its lease, and a move
+//! never shortens the wait that fencing needs. SET TARGET PORT GROUPS
+//! asking for another node's port group (explicit ALUA) is the same move,
+//! asked by the initiator ([`Storage::activate_port_group`]).
 //!
 //! Each move is one committed entry and one audit record with its cause
 //! (`volume.failover`, `volume.switchover`).
@@ -131,14 +134,64 @@ impl Storage {
 
     /// A planned switchover: moves the primary of `volume` (and with it the
     /// Active/Optimized path of its LUN) to `node`, which keeps an in-sync
-    /// copy and is online. The primary's node hands over (see
-    /// [`Self::hand_over_here`]); one that cannot be asked is fenced by the
-    /// new epoch instead, as in a failover. Operators and admins only;
-    /// audited.
+    /// copy and is online. Operators and admins only; audited.
     pub async fn move_primary(&self, caller: &Caller, volume: &str, node: &str) -> Result<(), ApiError> {
         const ACTION: &str = "volume.switchover";
         let object = format!("volume/{volume}");
         self.authorize(caller, Role::Operator, "move a volume's primary", ACTION, &object).await?;
+        let to: Option<(i64,)> = sqlx::query_as("SELECT id FROM nodes WHERE name = ?")
+            .bind(node)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let answer = match to {
+            Some((to,)) => self.switch_over(volume, to, &caller.username).await,
+            None => Err(ApiError::invalid_field("node", format!("No node is named {node}."))),
+        };
+        match answer {
+            Ok(detail) => {
+                self.audit(caller, ACTION, &object, AuditResult::Success, Some(detail)).await;
+                Ok(())
+            }
+            Err(e) => self.failed(caller, ACTION, &object, e).await,
+        }
+    }
+
+    /// SET TARGET PORT GROUPS through a port of this node asked for port
+    /// group `tpg` to be active for `volume` (explicit ALUA): the move to
+    /// that group's node, as a planned switchover, audited with the
+    /// initiator's name.
+    pub(crate) async fn activate_port_group(
+        &self,
+        volume: &str,
+        tpg: u16,
+        initiator: &str,
+    ) -> Result<String, ApiError> {
+        let node: Option<(i64, String)> =
+            sqlx::query_as("SELECT n.id, n.name FROM targets t JOIN nodes n ON n.id = t.node_id WHERE t.tpg = ?")
+                .bind(i64::from(tpg))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+        let answer = match node {
+            Some((to, _)) => self.switch_over(volume, to, &format!("initiator {initiator}")).await,
+            None => Err(ApiError::conflict(format!("No target has port group {tpg}."))),
+        };
+        let (result, detail) = match &answer {
+            Ok(detail) => (AuditResult::Success, format!("SET TARGET PORT GROUPS for port group {tpg}: {detail}")),
+            Err(e) => (AuditResult::Failure, format!("SET TARGET PORT GROUPS for port group {tpg}: {}", e.message)),
+        };
+        let record = AuditRecord::system("volume.switchover", &format!("volume/{volume}"), result, Some(&detail));
+        write_audit(&self.pool, record).await;
+        answer
+    }
+
+    /// Moves the primary of `volume` to node `to`, for `by`: the primary's
+    /// node hands over (see [`Self::hand_over_here`]). A primary that
+    /// cannot be asked is not moved from here: it may still hold its lease,
+    /// and the move must not shorten the fencing a failover waits for (if
+    /// its node is down, the controller fails over once it is offline).
+    async fn switch_over(&self, volume: &str, to: i64, by: &str) -> Result<String, ApiError> {
         let row: Option<(i64, i64, String, Option<String>)> = sqlx::query_as(
             "SELECT v.epoch, n.id, n.name, n.cluster_addr FROM volumes v JOIN nodes n ON n.id = v.node_id \
              WHERE v.name = ?",
@@ -148,40 +201,19 @@ impl Storage {
         .await
         .map_err(db_error)?;
         let Some((epoch, from_id, from, address)) = row else {
-            return self.failed(caller, ACTION, &object, ApiError::not_found(format!("The volume {volume}"))).await;
+            return Err(ApiError::not_found(format!("The volume {volume}")));
         };
-        if from == node {
-            let e = ApiError::conflict(format!("{node} holds the primary of {volume} already."));
-            return self.failed(caller, ACTION, &object, e).await;
+        if from_id == to {
+            return Err(ApiError::conflict(format!("{from} holds the primary of {volume} already.")));
         }
-        let to: Option<(i64,)> = sqlx::query_as("SELECT id FROM nodes WHERE name = ?")
-            .bind(node)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
-        let Some((to,)) = to else {
-            let e = ApiError::invalid_field("node", format!("No node is named {node}."));
-            return self.failed(caller, ACTION, &object, e).await;
-        };
-        let request = HandOver { volume: volume.to_string(), epoch: epoch as u64, to, by: caller.username.clone() };
-        let answer = match address {
-            _ if from_id == self.node_id => self.hand_over_here(request).await,
-            Some(address) => match self.cluster.ask_hand_over(&from, &address, &request).await {
-                Err(e) if e.status == 503 => {
-                    tracing::warn!(volume, node = from, reason = %e.message, "the primary cannot hand over: moving without it");
-                    self.promote_without_hand_over(request).await
-                }
-                other => other,
-            },
-            None => self.promote_without_hand_over(request).await,
-        };
-        match answer {
-            Ok(detail) => {
-                self.audit(caller, ACTION, &object, AuditResult::Success, Some(detail)).await;
-                Ok(())
-            }
-            Err(e) => self.failed(caller, ACTION, &object, e).await,
+        let request = HandOver { volume: volume.to_string(), epoch: epoch as u64, to, by: by.to_string() };
+        if from_id == self.node_id {
+            return self.hand_over_here(request).await;
         }
+        let Some(address) = address else {
+            return Err(ApiError::new(503, format!("{from}, the primary of {volume}, has no cluster address.")));
+        };
+        self.cluster.ask_hand_over(&from, &address, &request).await
     }
 
     /// On the primary's node: demotes its copy of the volume (what it
@@ -220,14 +252,6 @@ impl Storage {
                 self.resume(&request.volume).await;
                 Err(e)
             }
-        }
-    }
-
-    /// The move when the old primary cannot hand over: as a failover.
-    async fn promote_without_hand_over(&self, request: HandOver) -> Result<String, ApiError> {
-        match self.cluster.propose(self.promotion(&request, false)).await {
-            Ok(Ok(applied)) => Ok(applied.detail.unwrap_or_default()),
-            Ok(Err(e)) | Err(e) => Err(e),
         }
     }
 

@@ -9,6 +9,7 @@
 use async_trait::async_trait;
 use sqlx::SqlitePool;
 use target_engine::scsi::forward::{ForwardedCommand, ForwardedOutcome, UnitForwarder};
+use target_engine::scsi::sense::{Field, SenseReason};
 
 use crate::cluster::Cluster;
 
@@ -42,5 +43,24 @@ impl UnitForwarder for ClusterForwarder {
         }
         let address = address.ok_or_else(|| format!("node {name} has no cluster address"))?;
         self.cluster.ask_unit_command(&name, &address, &command).await.map_err(|e| e.message)
+    }
+
+    /// The move is refused as an invalid parameter when the cluster says
+    /// no (the group's node keeps no copy in sync, or is not online); it
+    /// failed when it could not be decided (no quorum, the primary could not
+    /// be asked).
+    async fn activate_port_group(&self, volume: &str, tpg: u16, initiator: &str) -> Result<(), SenseReason> {
+        let checks = self.cluster.local_checks().map_err(|_| SenseReason::SetTargetPortGroupsFailed)?;
+        match checks.activate_port_group(volume, tpg, initiator).await {
+            Ok(_) => Ok(()),
+            Err(e) if (400..500).contains(&e.status) => {
+                tracing::info!(volume, tpg, initiator, reason = %e.message, "SET TARGET PORT GROUPS refused");
+                Err(SenseReason::InvalidFieldInParameterList(Field::byte(6)))
+            }
+            Err(e) => {
+                tracing::warn!(volume, tpg, initiator, reason = %e.message, "SET TARGET PORT GROUPS failed");
+                Err(SenseReason::SetTargetPortGroupsFailed)
+            }
+        }
     }
 }

@@ -262,6 +262,10 @@ impl NodeChecks for Storage {
         self.hand_over_here(request).await
     }
 
+    async fn activate_port_group(&self, volume: &str, tpg: u16, initiator: &str) -> Result<String, ApiError> {
+        Storage::activate_port_group(self, volume, tpg, initiator).await
+    }
+
     async fn dry_run(&self, proposal: Proposal) -> Result<Option<String>, ApiError> {
         let here = self.here();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;

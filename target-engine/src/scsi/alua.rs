@@ -293,6 +293,58 @@ impl AluaTable {
         d
     }
 
+    /// Whether port groups of other nodes export the unit (a cluster).
+    pub fn has_peers(&self) -> bool {
+        self.groups.values().any(|g| g.peer)
+    }
+
+    /// SET TARGET PORT GROUPS in a cluster, where the states are the
+    /// cluster's: the one group the parameter list asks to be active
+    /// (active/optimized or active/non-optimized: the cluster has one
+    /// active group per unit), if it is not the active one already. The
+    /// whole list is checked first: every descriptor names a state that may
+    /// be requested and a group of the unit; at most one group is asked to
+    /// be active, and the active group is not asked to stop being active
+    /// unless another takes its place. Otherwise INVALID FIELD IN PARAMETER
+    /// LIST, pointing at the descriptor.
+    pub fn requested_active(&self, data: &[u8]) -> Result<Option<u16>, SenseReason> {
+        if data.len() < 4 && !data.is_empty() {
+            return Err(SenseReason::ParameterListLength);
+        }
+        let body = data.get(4..).unwrap_or(&[]);
+        if !body.len().is_multiple_of(4) {
+            return Err(SenseReason::ParameterListLength);
+        }
+        let mut active: Option<u16> = None;
+        let mut left: Option<usize> = None;
+        for (i, desc) in body.chunks_exact(4).enumerate() {
+            let at = |delta: usize| u16::try_from(4 + 4 * i + delta).unwrap_or(u16::MAX);
+            let state = AluaState::from_set_code(desc[0] & 0x0f)
+                .ok_or(SenseReason::InvalidFieldInParameterList(Field::bit(at(0), 3)))?;
+            let tpg = u16::from_be_bytes([desc[2], desc[3]]);
+            let Some(group) = self.groups.get(&tpg) else {
+                return Err(SenseReason::InvalidFieldInParameterList(Field::byte(at(2))));
+            };
+            if matches!(state, AluaState::ActiveOptimized | AluaState::ActiveNonOptimized) {
+                if active.is_some_and(|a| a != tpg) {
+                    return Err(SenseReason::InvalidFieldInParameterList(Field::bit(at(0), 3)));
+                }
+                active = Some(tpg);
+            } else if group.state == AluaState::ActiveOptimized {
+                left.get_or_insert(i);
+            }
+        }
+        let current = self.groups.iter().find(|(_, g)| g.state == AluaState::ActiveOptimized).map(|(&t, _)| t);
+        match (active, left) {
+            (None, Some(i)) => {
+                let at = u16::try_from(4 + 4 * i).unwrap_or(u16::MAX);
+                Err(SenseReason::InvalidFieldInParameterList(Field::bit(at, 3)))
+            }
+            (Some(tpg), _) if Some(tpg) == current => Ok(None),
+            (wanted, _) => Ok(wanted),
+        }
+    }
+
     /// SET TARGET PORT GROUPS with its parameter list (SPC-4 §6.38.2); the
     /// whole list is checked before any state changes. A peer group's state
     /// is not this node's to set, and neither is an active state when the
@@ -428,6 +480,37 @@ mod tests {
         t.set_ports(&[(2, 2)]);
         assert_eq!(t.state(2), AluaState::Standby);
         assert_eq!(t.report(false).len(), 4 + 12);
+    }
+
+    #[test]
+    fn in_a_cluster_set_target_port_groups_names_the_one_group_to_activate() {
+        let mut t = AluaTable::default();
+        t.set_ports(&[(1, 1)]);
+        t.set_initial_state(1, AluaState::Standby);
+        t.set_peer_groups(&[(2, 2, AluaState::ActiveOptimized), (3, 3, AluaState::Standby)]);
+        assert!(t.has_peers());
+        let list = |descs: &[(u8, u16)]| {
+            let mut d = vec![0u8; 4];
+            for &(state, tpg) in descs {
+                d.extend_from_slice(&[state, 0]);
+                d.extend_from_slice(&tpg.to_be_bytes());
+            }
+            d
+        };
+        assert_eq!(t.requested_active(&list(&[(0, 1)])), Ok(Some(1)), "this node's group");
+        assert_eq!(t.requested_active(&list(&[(1, 3), (2, 2)])), Ok(Some(3)), "another node's, the active one standby");
+        assert_eq!(t.requested_active(&list(&[(0, 2)])), Ok(None), "active already");
+        assert_eq!(t.requested_active(&list(&[(2, 3)])), Ok(None), "a standby group standby: nothing to do");
+        let bad = |byte: u16, bit| Err(SenseReason::InvalidFieldInParameterList(Field::bit(byte, bit)));
+        assert_eq!(t.requested_active(&list(&[(2, 2)])), bad(4, 3), "the active group cannot just stop");
+        assert_eq!(t.requested_active(&list(&[(0, 1), (0, 3)])), bad(8, 3), "two active groups");
+        assert_eq!(t.requested_active(&list(&[(0xe, 1)])), bad(4, 3), "offline is not requested");
+        assert_eq!(
+            t.requested_active(&list(&[(0, 9)])),
+            Err(SenseReason::InvalidFieldInParameterList(Field::byte(6))),
+            "no such group"
+        );
+        assert_eq!(t.requested_active(&[0, 0]), Err(SenseReason::ParameterListLength));
     }
 
     #[test]

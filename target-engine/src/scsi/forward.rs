@@ -90,4 +90,16 @@ pub type ForwardedOutcome = Result<Vec<u8>, SenseReason>;
 pub trait UnitForwarder: Send + Sync + std::fmt::Debug {
     /// The outcome on the serving node, or why it could not be asked.
     async fn forward(&self, command: ForwardedCommand) -> Result<ForwardedOutcome, String>;
+
+    /// SET TARGET PORT GROUPS asked, through a port of this node, for port
+    /// group `tpg` (this node's or another's) to be the active/optimized
+    /// one of `volume`: the cluster moves the volume's primary to that
+    /// group's node, and this returns once the move is committed, or with
+    /// the reason it is refused (a group whose node keeps no copy in sync,
+    /// or is not online, is an INVALID FIELD IN PARAMETER LIST). Without a
+    /// cluster, no group is another node's to activate.
+    async fn activate_port_group(&self, volume: &str, tpg: u16, initiator: &str) -> Result<(), SenseReason> {
+        let _ = (volume, tpg, initiator);
+        Err(SenseReason::InvalidFieldInParameterList(super::sense::Field::byte(6)))
+    }
 }

@@ -114,6 +114,11 @@ impl LogicalUnit {
 
     /// Sends this unit's reservation commands to the node that serves the
     /// volume whenever this node does not (set once, as the unit opens).
+    /// The cluster's forwarder, if the unit has one (`portico serve`).
+    pub(crate) fn cluster_forwarder(&self) -> Option<Arc<dyn UnitForwarder>> {
+        self.forwarder.get().cloned()
+    }
+
     pub fn forward_reservations(&self, forwarder: Arc<dyn UnitForwarder>) {
         let _ = self.forwarder.set(forwarder);
     }

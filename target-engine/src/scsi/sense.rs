@@ -125,6 +125,11 @@ pub enum SenseReason {
     /// Not sense at all: RESERVATION CONFLICT status (SPC-4 §5.13.1).
     #[error("reservation conflict")]
     ReservationConflict,
+    /// SET TARGET PORT GROUPS could not be carried out (SPC-4 §6.38.1:
+    /// HARDWARE ERROR, SET TARGET PORT GROUPS COMMAND FAILED), here because
+    /// the cluster could not commit the move; the states are unchanged.
+    #[error("set target port groups command failed")]
+    SetTargetPortGroupsFailed,
 }
 
 /// Sense key, ASC and ASCQ.
@@ -178,6 +183,7 @@ impl SenseReason {
             SenseReason::AluaTransitioning => (NotReady, 0x04, 0x0a),
             SenseReason::InsufficientRegistrationResources => (IllegalRequest, 0x55, 0x04),
             SenseReason::ReservationConflict => (NoSense, 0x00, 0x00),
+            SenseReason::SetTargetPortGroupsFailed => (HardwareError, 0x67, 0x0a),
         };
         SenseCode { key, asc, ascq }
     }

@@ -95,6 +95,20 @@ pub(crate) async fn execute(
         }
         Cdb::SetTargetPortGroups { param_len } => {
             let data = &data_out[..data_out.len().min(param_len as usize)];
+            // In a cluster the states are the cluster's: the group asked to
+            // be active takes the volume's primary (CLUSTER.md §3).
+            if let Some(forwarder) = lu.cluster_forwarder() {
+                let wanted = {
+                    let st = lu.state();
+                    st.alua.has_peers().then(|| st.alua.requested_active(data)).transpose()?
+                };
+                if let Some(requested) = wanted {
+                    if let Some(tpg) = requested {
+                        forwarder.activate_port_group(&lu.spec.name, tpg, &nexus.id.initiator_name).await?;
+                    }
+                    return Ok(Reply::good());
+                }
+            }
             let mut guard = lu.state();
             let st = &mut *guard;
             if st.alua.set_from_parameters(data, !lu.spec.remote)? {
