@@ -4,8 +4,8 @@
 # $work/dataN and its log in $work/nodeN.log.
 #
 # The sourcing script sets: portico (the binary), scenario (a word naming
-# the work directory), rebuild_after (seconds), and may set KEEP=1 to keep
-# the work directory.
+# the work directory), rebuild_after (seconds), may set failback_after
+# (seconds, 60 by default), and KEEP=1 to keep the work directory.
 
 work=$(mktemp -d "/dev/shm/portico-$scenario.XXXXXX")
 declare -A pid
@@ -34,7 +34,8 @@ start() {
   local n=$1; shift
   PORTICO_ADMIN_PASSWORD=$password RUST_LOG=${RUST_LOG:-info} RUST_BACKTRACE=0 \
     "$portico" serve --data-dir "$work/data$n" --node-name "node$n" --http "$(http "$n")" \
-    --cluster-addr "${CLUSTER_ADDR:-$(member "$n")}" --rebuild-after "$rebuild_after" --site-root "$work/site" "$@" \
+    --cluster-addr "${CLUSTER_ADDR:-$(member "$n")}" --rebuild-after "$rebuild_after" \
+    --failback-after "${failback_after:-60}" --site-root "$work/site" "$@" \
     >>"$work/node$n.log" 2>&1 &
   pid[$n]=$!
 }

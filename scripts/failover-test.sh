@@ -11,15 +11,17 @@
 #  1. kill -9 of the primary's node: the controller promotes the in-sync
 #     copy (pause <= 10 s), no acknowledged write is lost;
 #  2. the old primary restarts: it comes back as an out-of-sync copy, is
-#     resynced, and the two images are equal;
-#  3. a planned switchover through the API back to node 2 (pause <= 5 s):
-#     the old primary drains and hands over, its copy stays in sync, and
-#     nothing is resynced;
+#     resynced, and once online and in sync for the hold time (15 s here)
+#     gets the role back, exactly once (no move in the next 20 s);
+#  3. a planned switchover through the API to the other copy's node
+#     (pause <= 5 s): the old primary drains and hands over, its copy stays
+#     in sync, nothing is resynced, and the new node is preferred;
 #  4. SET TARGET PORT GROUPS from the test initiator, through a standby
-#     port, for another node's group moves the primary there (and back);
-#     for a group whose node keeps no copy it is ILLEGAL REQUEST;
+#     port, for node 2's group moves the primary there; for a group whose
+#     node keeps no copy it is ILLEGAL REQUEST;
 #  5. SIGSTOP of the primary for 12 s, then SIGCONT: another node takes
-#     over, and the old primary, resumed, never answers GOOD to a read;
+#     over, the old primary, resumed, never answers GOOD to a read, and it
+#     does not get the role back (one failback per volume in 10 minutes);
 #  6. kill -9 of the Raft leader when it holds a volume's primary (vol-l,
 #     LUN 1): a new leader is elected and fails it over (pause <= 10 s).
 #
@@ -36,8 +38,10 @@ aluatool="$CARGO_TARGET_DIR/debug/examples/aluatool"
 ledger="$CARGO_TARGET_DIR/debug/examples/ledger"
 
 scenario=failover
-# No copy is rebuilt elsewhere during this test.
+# No copy is rebuilt elsewhere during this test; a preferred node gets its
+# volume back after 15 s online and in sync.
 rebuild_after=3600
+failback_after=15
 . "$here/scripts/cluster-lib.sh"
 mkdir -p "$work/site"
 
@@ -146,64 +150,69 @@ alive=$(printf '%s ' 1 3)
 one_optimized 0 $alive
 pass "kill -9 of the primary's node: node $c, which kept the in-sync copy, took over; longest pause ${p1} ms; no acknowledged write lost"
 
-echo "-- 2. the old primary restarts"
+echo "-- 2. the old primary restarts, and the role comes back once"
+moves() { api 1 GET /volumes/vol-f/moves | body | json 'len(d)'; }
 t0=$(date +%s.%N)
 start 2
 ready 2
 wait_healthy vol-f 60
 echo "   node 2 restarted: its copy of vol-f is in sync again $(since "$t0") s after the restart"
-took=$(wait_state 1 node2 online 30)
+wait_state 1 node2 online 30 >/dev/null
 echo "   node 2 is online again $(since "$t0") s after the restart (10 s of steady heartbeats)"
+for i in $(seq 1 200); do [ "$(primary vol-f)" = 2 ] && break; sleep 0.2; done
+[ "$(primary vol-f)" = 2 ] || fail "vol-f did not fail back to node 2, its preferred node, within 40 s of it being online"
+echo "   vol-f failed back to node 2 $(since "$t0") s after the restart (hold time ${failback_after} s once online and in sync)"
+n_moves=$(moves)
+sleep 20
+[ "$(moves)" = "$n_moves" ] || fail "vol-f moved again after its failback: $(api 1 GET /volumes/vol-f/moves | body)"
+api 1 GET /volumes/vol-f/moves | body | json '"\n".join("   timeline: " + m["at"] + " " + m["kind"] + " " + m["from_node"] + " -> " + m["to_node"] + " (epoch " + str(m["epoch"]) + "): " + m["cause"] for m in reversed(d))'
+wait_healthy vol-f 60
 images_equal vol-f
 one_optimized 0 1 2 3
-pass "the old primary came back as a copy, was resynced, and both images are equal"
+pass "the old primary came back as a copy, was resynced, and got the role back exactly once, after the hold time; both images are equal"
 
-echo "-- 3. a planned switchover back to node 2"
-resyncs() { grep -c "resync starts.*volume=vol-f" <(sed 's/\x1b\[[0-9;]*m//g' "$work/node2.log") || true; }
+echo "-- 3. a planned switchover to node $c"
+resyncs() { grep -c "resync starts.*volume=vol-f" <(sed 's/\x1b\[[0-9;]*m//g' "$work/node$c.log") || true; }
 before=$(resyncs)
 run_ledger 0 vol-f 12
 sleep 4
 t0=$(date +%s.%N)
-out=$(api 3 POST /volumes/vol-f/primary '{"node":"node2"}')
-[ "$(status <<<"$out")" = 200 ] || fail "moving vol-f's primary to node 2: $out"
-echo "   POST /volumes/vol-f/primary {node2} through node 3: answered after $(since "$t0") s"
+out=$(api 3 POST /volumes/vol-f/primary "{\"node\":\"node$c\"}")
+[ "$(status <<<"$out")" = 200 ] || fail "moving vol-f's primary to node $c: $out"
+echo "   POST /volumes/vol-f/primary {node$c} through node 3: answered after $(since "$t0") s"
 ledger_verdict 5000
 p3=$last_pause
 detail=$(api 1 GET "/audit?per_page=200" | body | json 'next(r["detail"] for r in d["entries"] if r["action"] == "volume.switchover" and r["result"] == "success")')
 echo "   audit: volume.switchover: $detail"
 grep -q "stays in sync" <<<"$detail" || fail "the old primary did not hand over with everything settled: $detail"
 [ "$(healthy vol-f)" = yes ] || fail "vol-f is not healthy right after the switchover: $(api 1 GET /volumes/vol-f | body)"
-[ "$(resyncs)" = "$before" ] || fail "node 2, the new primary, resynced a copy after the switchover"
+[ "$(resyncs)" = "$before" ] || fail "node $c, the new primary, resynced a copy after the switchover"
+preferred=$(api 1 GET /volumes/vol-f | body | json 'd["preferred_node"]')
+[ "$preferred" = "node$c" ] || fail "after the switchover, vol-f's preferred node is $preferred"
 images_equal vol-f
 one_optimized 0 1 2 3
-out=$(api 1 POST /volumes/vol-f/primary '{"node":"node2"}')
-[ "$(status <<<"$out")" = 409 ] || fail "moving vol-f to node 2 again: $out"
-pass "a planned switchover through the API: longest pause ${p3} ms, nothing resynced; a second one to the same node is refused (409)"
+out=$(api 1 POST /volumes/vol-f/primary "{\"node\":\"node$c\"}")
+[ "$(status <<<"$out")" = 409 ] || fail "moving vol-f to node $c again: $out"
+pass "a planned switchover through the API: longest pause ${p3} ms, nothing resynced, node $c preferred from now on; a second one to the same node is refused (409)"
 
 echo "-- 4. explicit ALUA: SET TARGET PORT GROUPS from the initiator"
 stpg() { timeout 30 "$aluatool" --portal "127.0.$1.1:$iscsi_port" --target "$(iqn "$1")" "stpg:$2"; }
-run_ledger 0 vol-f 12
+run_ledger 0 vol-f 10
 sleep 3
-t0=$(date +%s.%N)
-answer=$(stpg 3 1)
-echo "   SET TARGET PORT GROUPS through node 3's port, group 1 active/optimized: $answer after $(since "$t0") s"
-[ "$answer" = "GOOD, 0 bytes" ] || fail "SET TARGET PORT GROUPS for group 1: $answer"
-[ "$(primary vol-f)" = 1 ] || fail "vol-f's primary is on node $(primary vol-f) after SET TARGET PORT GROUPS for group 1"
-one_optimized 0 1 2 3
 answer=$(stpg 1 3)
 echo "   group 3 (node 3 keeps no copy of vol-f): $answer"
 [ "$answer" = "CHECK CONDITION, sense 5/26/00" ] || fail "SET TARGET PORT GROUPS for group 3 was not refused as an invalid parameter: $answer"
-sleep 2
-answer=$(stpg 1 2)
-echo "   SET TARGET PORT GROUPS through node 1's port, group 2 active/optimized: $answer"
+t0=$(date +%s.%N)
+answer=$(stpg 3 2)
+echo "   SET TARGET PORT GROUPS through node 3's port, group 2 active/optimized: $answer after $(since "$t0") s"
 [ "$answer" = "GOOD, 0 bytes" ] || fail "SET TARGET PORT GROUPS for group 2: $answer"
+[ "$(primary vol-f)" = 2 ] || fail "vol-f's primary is on node $(primary vol-f) after SET TARGET PORT GROUPS for group 2"
 ledger_verdict 5000
 pstpg=$last_pause
-[ "$(primary vol-f)" = 2 ] || fail "vol-f's primary is on node $(primary vol-f), not node 2"
 wait_healthy vol-f 30
 images_equal vol-f
 one_optimized 0 1 2 3
-pass "SET TARGET PORT GROUPS moved vol-f's primary to node 1 and back to node 2 (longest pause ${pstpg} ms); a group whose node keeps no copy is refused with ILLEGAL REQUEST"
+pass "SET TARGET PORT GROUPS moved vol-f's primary to node 2 (longest pause ${pstpg} ms); a group whose node keeps no copy is refused with ILLEGAL REQUEST"
 
 echo "-- 5. SIGSTOP of the primary for 12 s"
 run_ledger 0 vol-f 20
@@ -227,7 +236,15 @@ p4=$last_pause
 wait_healthy vol-f 60
 images_equal vol-f
 one_optimized 0 1 2 3
-pass "SIGSTOP of the primary for 12 s: node $(primary vol-f) took over; node 2, resumed, never answered GOOD; longest pause ${p4} ms; the ledger is intact"
+# Failed back once within 10 minutes already: node 2, online and in sync
+# for longer than the hold time, does not get vol-f back.
+n_moves=$(moves)
+wait_state 1 node2 online 30 >/dev/null
+sleep $((failback_after + 5))
+[ "$(primary vol-f)" = "$c" ] || fail "vol-f failed back to node $(primary vol-f) twice within 10 minutes"
+[ "$(moves)" = "$n_moves" ] || fail "vol-f moved again: $(api 1 GET /volumes/vol-f/moves | body)"
+echo "   node 2 online and in sync for over ${failback_after} s: vol-f stays on node $c (one failback per 10 minutes)"
+pass "SIGSTOP of the primary for 12 s: node $c took over; node 2, resumed, never answered GOOD and did not get the role back; longest pause ${p4} ms; the ledger is intact"
 
 echo "-- 6. kill -9 of the Raft leader, which holds a primary"
 leader=$(api 1 GET /cluster | body | json 'd["leader"]')

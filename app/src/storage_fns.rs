@@ -105,6 +105,7 @@ pub async fn update_volume(
         mbps_limit: number("mbps_limit", mbps_limit).map_err(ssr::failed)?,
         write_cache: self::write_cache(write_cache).map_err(ssr::failed)?,
         replicas,
+        auto_failback: None,
     };
     ssr::run(Command::UpdateVolume { name, patch }).await
 }

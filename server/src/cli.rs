@@ -92,6 +92,11 @@ pub struct ServeArgs {
     /// before, if this node leads, the copy is made again on another node.
     #[arg(long, value_name = "SECONDS", default_value_t = 600, env = "PORTICO_REBUILD_AFTER")]
     pub rebuild_after: u64,
+    /// How long a replicated volume's preferred node must have been online
+    /// and in sync before, if this node leads, the volume's primary returns
+    /// to it (failback; at most once per volume in 10 minutes).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, env = "PORTICO_FAILBACK_AFTER")]
+    pub failback_after: u64,
     /// On first start, join the cluster of the member at this cluster
     /// address (https://IP:PORT) instead of creating a cluster.
     #[arg(long, value_name = "URL", requires = "token", requires = "cluster_addr")]
@@ -152,6 +157,7 @@ impl ServeArgs {
             cluster_addr: self.cluster_addr,
             replication_addr,
             rebuild_after: std::time::Duration::from_secs(self.rebuild_after),
+            failback_after: std::time::Duration::from_secs(self.failback_after),
             join,
         })
     }

@@ -93,6 +93,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let engine = target_engine::engine::Engine::new();
     let cluster = args.cluster_options(&node_name)?;
     let rebuild_after = cluster.rebuild_after;
+    let failback_after = cluster.failback_after;
     let storage = Storage::start(
         pool.clone(),
         engine.clone(),
@@ -106,7 +107,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let storage = Arc::new(storage);
     storage.follow_applied_changes();
     storage.rebuild_lost_copies(rebuild_after);
-    storage.fail_over_lost_primaries();
+    storage.fail_over_lost_primaries(failback_after);
     let checks: std::sync::Weak<dyn portico_server::cluster::node_checks::NodeChecks> = Arc::downgrade(&storage) as _;
     storage.cluster().serve_node_checks(checks);
     let node =

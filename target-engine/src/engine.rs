@@ -403,9 +403,9 @@ impl Engine {
                     if let Some(Copy::Primary { volume: old, .. }) = st.copies.get(&v.name) {
                         let demoted = old.demote(HAND_OVER).await;
                         resume_if_not_applied.0.push(old.clone());
-                        if demoted.drained && demoted.settled {
+                        handed_over = old.handed_over();
+                        if demoted.drained && demoted.settled || handed_over {
                             self.inner.placement.local().closed_cleanly(&v.name, demoted.epoch);
-                            handed_over = !old.was_resumed();
                         }
                     }
                     let node = new_runtime.as_ref().map(|r| &r.config).or(config.replication.as_ref());

@@ -158,6 +158,31 @@ pub struct VolumeView {
     /// Its other copies, on other nodes.
     #[serde(default)]
     pub copies: Vec<VolumeCopy>,
+    /// Where its primary returns after a failover (failback), if it keeps
+    /// a copy there: the node it was created on, or where an operator or an
+    /// initiator last moved it.
+    #[serde(default)]
+    pub preferred_node: Option<String>,
+    /// Whether the primary returns to the preferred node on its own.
+    #[serde(default)]
+    pub auto_failback: bool,
+}
+
+/// One move of a volume's primary, as its timeline lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct VolumeMove {
+    pub volume: String,
+    /// When the cluster committed it (RFC 3339, UTC).
+    pub at: String,
+    /// `failover`, `switchover` or `failback`.
+    pub kind: String,
+    pub from_node: String,
+    pub to_node: String,
+    /// The volume's epoch from then on.
+    pub epoch: u64,
+    /// Why: the node that went offline, who asked for it, or failback.
+    pub cause: String,
 }
 
 /// A copy of a replicated volume on another node than its primary's.
@@ -282,6 +307,10 @@ pub struct VolumePatch {
     /// is an out-of-sync one first.
     #[serde(default)]
     pub replicas: Option<u8>,
+    /// Whether the primary returns to its preferred node on its own after
+    /// a failover (on by default).
+    #[serde(default)]
+    pub auto_failback: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

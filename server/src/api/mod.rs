@@ -32,6 +32,8 @@ pub fn router() -> Router<AppState> {
         .route("/volumes/{name}", get(storage::get_volume).patch(storage::update_volume).delete(storage::delete_volume))
         .route("/volumes/{name}/activity", get(storage::volume_activity))
         .route("/volumes/{name}/primary", post(storage::move_primary))
+        .route("/volumes/{name}/moves", get(storage::volume_moves))
+        .route("/target-groups/{name}/moves", get(storage::group_moves))
         .route("/volumes/{name}/reservations", get(storage::volume_reservations))
         .route("/target-groups", get(storage::list_groups).post(storage::create_group))
         .route(

@@ -14,7 +14,7 @@ use super::{cluster, iscsi_settings, routes, storage};
         routes::login, routes::logout, routes::me, routes::overview,
         routes::list_users, routes::create_user, routes::update_user, routes::delete_user,
         routes::create_token, routes::list_tokens, routes::revoke_token, routes::audit,
-        storage::list_volumes, storage::create_volume, storage::get_volume, storage::update_volume, storage::delete_volume, storage::volume_activity, storage::volume_reservations, storage::move_primary,
+        storage::list_volumes, storage::create_volume, storage::get_volume, storage::update_volume, storage::delete_volume, storage::volume_activity, storage::volume_reservations, storage::move_primary, storage::volume_moves, storage::group_moves,
         storage::list_groups, storage::create_group, storage::get_group, storage::update_group, storage::delete_group,
         storage::start_group, storage::stop_group, storage::add_target, storage::remove_target,
         storage::list_luns, storage::attach_lun, storage::detach_lun,

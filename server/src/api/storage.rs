@@ -97,6 +97,29 @@ pub async fn move_primary(
     Ok(Json(s.storage.volume(&c, &name).await?))
 }
 
+/// The timeline of the volume's primary: each failover, switchover and
+/// failback, newest first: when, why, and from which node to which.
+#[utoipa::path(get, path = "/api/v1/volumes/{name}/moves", tag = "volumes", params(("name" = String, Path)),
+    responses((status = 200, body = Vec<VolumeMove>), (status = 404, body = ApiError)))]
+pub async fn volume_moves(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<VolumeMove>>> {
+    Ok(Json(s.storage.volume_moves(&c, &name).await?))
+}
+
+/// The timeline of the primaries of the group's volumes, newest first.
+#[utoipa::path(get, path = "/api/v1/target-groups/{name}/moves", tag = "target-groups", params(("name" = String, Path)),
+    responses((status = 200, body = Vec<VolumeMove>), (status = 404, body = ApiError)))]
+pub async fn group_moves(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<VolumeMove>>> {
+    Ok(Json(s.storage.group_moves(&c, &name).await?))
+}
+
 /// The volume's IOPS and throughput over the last minutes (5-second samples).
 #[utoipa::path(get, path = "/api/v1/volumes/{name}/activity", tag = "volumes", params(("name" = String, Path)),
     responses((status = 200, body = VolumeActivity), (status = 404, body = ApiError)))]

@@ -173,6 +173,7 @@ async fn volume(api: &Api, action: VolumeAction) -> Result<Answer, CallError> {
                 mbps_limit,
                 write_cache: write_cache.map(Into::into),
                 replicas,
+                auto_failback: None,
             };
             let json = api.patch(&format!("/api/v1/volumes/{}", seg(&name)), body(&patch)).await?;
             Answer::done(json, format!("Changed the volume {name}."))

@@ -80,6 +80,8 @@ pub struct ClusterOptions {
     /// How long a copy's node may be offline before the copy is made again
     /// on another node.
     pub rebuild_after: Duration,
+    /// How long a preferred node is online and in sync before failback.
+    pub failback_after: Duration,
     pub join: Option<JoinOptions>,
 }
 

@@ -62,6 +62,9 @@ pub struct HandOver {
     pub to: i64,
     /// Who asked for it.
     pub by: String,
+    /// The controller returns the primary to the volume's preferred node.
+    #[serde(default)]
+    pub failback: bool,
 }
 
 /// This node's answers to the other members.

@@ -30,10 +30,19 @@
 //! asking for another node's port group (explicit ALUA) is the same move,
 //! asked by the initiator ([`Storage::activate_port_group`]).
 //!
-//! Each move is one committed entry and one audit record with its cause
-//! (`volume.failover`, `volume.switchover`).
+//! Failback: once a volume's preferred node (where it was created, or
+//! where an operator or an initiator last moved it) has been online with
+//! its copy in sync for the hold time (`--failback-after`, 60 s), the
+//! leader moves the primary back, by a hand-over as in a planned
+//! switchover; at most once per volume in 10 minutes, never to a node the
+//! volume failed over from 3 times in that window, one volume per target
+//! group every 2 s, and only for volumes with `auto_failback` on.
+//!
+//! Each move is one committed entry, one row of the volume's timeline
+//! (`volume_moves`), and one audit record with its cause
+//! (`volume.failover`, `volume.switchover`, `volume.failback`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,14 +60,40 @@ const CHECK_EVERY: Duration = Duration::from_millis(500);
 /// How long a primary handing over waits for what it admitted.
 const HAND_OVER: Duration = Duration::from_secs(5);
 
+/// Failback happens at most once per volume in this window, and never to
+/// a node the volume failed over from [`FLAPS`] times in it.
+const FAILBACK_WINDOW: Duration = Duration::from_secs(600);
+const FLAPS: i64 = 3;
+/// Failbacks in one target group are this far apart, so that a group's
+/// LUNs do not all move at once.
+const FAILBACK_SPACING: Duration = Duration::from_secs(2);
+
 /// A volume whose primary's node is offline: its name, epoch, and that
 /// node's name.
 type Stranded = (String, i64, String);
 
+/// A volume whose primary is not on its preferred node, which is online
+/// with its copy in sync: name, preferred node's id and name, its group,
+/// failbacks and failovers from the preferred node in the window.
+type FailbackCandidate = (String, i64, String, Option<i64>, i64, i64);
+
+/// What the leader remembers between failback passes (a new leader starts
+/// the hold time again).
+#[derive(Default)]
+struct Failback {
+    after: Duration,
+    /// Since when each volume has been due to return.
+    eligible_since: HashMap<String, tokio::time::Instant>,
+    /// When each group last had a volume return.
+    last_in_group: HashMap<i64, tokio::time::Instant>,
+    /// Volumes whose refusal was logged.
+    told: HashSet<String>,
+}
+
 impl Storage {
     /// Moves primaries away from offline nodes, while this node leads.
     /// Ends with the storage.
-    pub fn fail_over_lost_primaries(self: &Arc<Self>) {
+    pub fn fail_over_lost_primaries(self: &Arc<Self>, failback_after: Duration) {
         let storage = Arc::downgrade(self);
         tokio::spawn(async move {
             // Volumes reported as having no copy to take over, at an epoch:
@@ -75,6 +110,83 @@ impl Storage {
                 }
             }
         });
+        // Apart, so that a hand-over that takes its time never holds up a failover.
+        let storage = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut failback = Failback { after: failback_after, ..Default::default() };
+            loop {
+                tokio::time::sleep(CHECK_EVERY).await;
+                let Some(storage) = storage.upgrade() else { return };
+                if storage.cluster.status().role != "leader" {
+                    failback = Failback { after: failback_after, ..Default::default() };
+                    continue;
+                }
+                if let Err(e) = storage.fail_back(&mut failback).await {
+                    tracing::warn!(error = %e.message, "a failback did not go through; trying again later");
+                }
+            }
+        });
+    }
+
+    /// Returns primaries to their preferred nodes: one volume a pass, one
+    /// per group every [`FAILBACK_SPACING`], each only once the preferred
+    /// node has been online with its copy in sync for the hold time, at
+    /// most once per volume in [`FAILBACK_WINDOW`], and never to a node the
+    /// volume failed over from [`FLAPS`] times in that window.
+    async fn fail_back(&self, state: &mut Failback) -> Result<(), ApiError> {
+        let due: Vec<FailbackCandidate> = sqlx::query_as(
+            "SELECT v.name, v.preferred_node_id, p.name, \
+                    (SELECT MIN(l.group_id) FROM luns l WHERE l.volume_id = v.id), \
+                    (SELECT COUNT(*) FROM volume_moves m WHERE m.volume = v.name AND m.kind = 'failback' \
+                        AND julianday(m.at) > julianday('now', ?1)), \
+                    (SELECT COUNT(*) FROM volume_moves m WHERE m.volume = v.name AND m.kind = 'failover' \
+                        AND m.from_node = p.name AND julianday(m.at) > julianday('now', ?1)) \
+             FROM volumes v JOIN nodes p ON p.id = v.preferred_node_id JOIN nodes cur ON cur.id = v.node_id \
+             JOIN volume_copies c ON c.volume_id = v.id AND c.node_id = v.preferred_node_id \
+             WHERE v.auto_failback AND v.node_id <> v.preferred_node_id AND c.in_sync \
+               AND p.state = 'online' AND cur.state = 'online' ORDER BY v.name",
+        )
+        .bind(format!("-{} seconds", FAILBACK_WINDOW.as_secs()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let now = tokio::time::Instant::now();
+        state.eligible_since.retain(|volume, _| due.iter().any(|d| &d.0 == volume));
+        for (volume, to, to_name, group, failbacks, flaps) in due {
+            let since = *state.eligible_since.entry(volume.clone()).or_insert(now);
+            if now.duration_since(since) < state.after || failbacks > 0 {
+                continue;
+            }
+            if flaps >= FLAPS {
+                if state.told.insert(volume.clone()) {
+                    tracing::warn!(
+                        volume,
+                        node = to_name,
+                        flaps,
+                        "no failback: the volume failed over from its preferred node too often"
+                    );
+                }
+                continue;
+            }
+            if let Some(group) = group {
+                if state.last_in_group.get(&group).is_some_and(|t| now.duration_since(*t) < FAILBACK_SPACING) {
+                    continue;
+                }
+                state.last_in_group.insert(group, now);
+            }
+            state.eligible_since.remove(&volume);
+            state.told.remove(&volume);
+            let answer = self.switch_over(&volume, to, "the failback controller", true).await;
+            let (result, detail) = match &answer {
+                Ok(detail) => (AuditResult::Success, detail.clone()),
+                Err(e) => (AuditResult::Failure, format!("failback to {to_name}: {}", e.message)),
+            };
+            tracing::info!(volume, %detail, "failback");
+            let record = AuditRecord::system("volume.failback", &format!("volume/{volume}"), result, Some(&detail));
+            write_audit(&self.pool, record).await;
+            return answer.map(|_| ());
+        }
+        Ok(())
     }
 
     async fn fail_over(&self, told: &mut HashSet<(String, i64)>) -> Result<(), ApiError> {
@@ -145,7 +257,7 @@ impl Storage {
             .await
             .map_err(db_error)?;
         let answer = match to {
-            Some((to,)) => self.switch_over(volume, to, &caller.username).await,
+            Some((to,)) => self.switch_over(volume, to, &caller.username, false).await,
             None => Err(ApiError::invalid_field("node", format!("No node is named {node}."))),
         };
         match answer {
@@ -174,7 +286,7 @@ impl Storage {
                 .await
                 .map_err(db_error)?;
         let answer = match node {
-            Some((to, _)) => self.switch_over(volume, to, &format!("initiator {initiator}")).await,
+            Some((to, _)) => self.switch_over(volume, to, &format!("initiator {initiator}"), false).await,
             None => Err(ApiError::conflict(format!("No target has port group {tpg}."))),
         };
         let (result, detail) = match &answer {
@@ -191,7 +303,7 @@ impl Storage {
     /// cannot be asked is not moved from here: it may still hold its lease,
     /// and the move must not shorten the fencing a failover waits for (if
     /// its node is down, the controller fails over once it is offline).
-    async fn switch_over(&self, volume: &str, to: i64, by: &str) -> Result<String, ApiError> {
+    async fn switch_over(&self, volume: &str, to: i64, by: &str, failback: bool) -> Result<String, ApiError> {
         let row: Option<(i64, i64, String, Option<String>)> = sqlx::query_as(
             "SELECT v.epoch, n.id, n.name, n.cluster_addr FROM volumes v JOIN nodes n ON n.id = v.node_id \
              WHERE v.name = ?",
@@ -206,7 +318,7 @@ impl Storage {
         if from_id == to {
             return Err(ApiError::conflict(format!("{from} holds the primary of {volume} already.")));
         }
-        let request = HandOver { volume: volume.to_string(), epoch: epoch as u64, to, by: by.to_string() };
+        let request = HandOver { volume: volume.to_string(), epoch: epoch as u64, to, by: by.to_string(), failback };
         if from_id == self.node_id {
             return self.hand_over_here(request).await;
         }
@@ -256,7 +368,10 @@ impl Storage {
     }
 
     fn promotion(&self, request: &HandOver, handed_over: bool) -> Proposal {
-        let cause = PromoteCause::Planned { by: request.by.clone(), handed_over };
+        let cause = match request.failback {
+            true => PromoteCause::Failback { handed_over },
+            false => PromoteCause::Planned { by: request.by.clone(), handed_over },
+        };
         Proposal::now(Change::Promote { volume: request.volume.clone(), epoch: request.epoch, to: request.to, cause })
     }
 

@@ -708,6 +708,18 @@ impl Storage {
         self.volume_views(Some(name)).await?.pop().ok_or_else(|| ApiError::not_found(format!("The volume {name}")))
     }
 
+    /// The timeline of the moves of a volume's primary, newest first.
+    pub async fn volume_moves(&self, caller: &Caller, name: &str) -> Result<Vec<VolumeMove>, ApiError> {
+        self.volume(caller, name).await?;
+        views::moves(&self.pool, Some(name), None).await.map_err(db_error)
+    }
+
+    /// The timeline of the moves of the primaries of a group's volumes.
+    pub async fn group_moves(&self, caller: &Caller, group: &str) -> Result<Vec<VolumeMove>, ApiError> {
+        self.target_group(caller, group).await?;
+        views::moves(&self.pool, None, Some(group)).await.map_err(db_error)
+    }
+
     pub async fn target_groups(&self, caller: &Caller) -> Result<Vec<TargetGroupView>, ApiError> {
         Self::read(caller)?;
         views::target_groups(&self.pool, None).await.map_err(db_error)

@@ -88,6 +88,25 @@ pub enum PromoteCause {
     /// admitted completed and settled on every in-sync copy, so its own
     /// copy stays in sync.
     Planned { by: String, handed_over: bool },
+    /// The controller returned the primary to the volume's preferred node,
+    /// online and in sync for the hold time (a hand-over, as planned).
+    Failback { handed_over: bool },
+}
+
+impl PromoteCause {
+    /// The kind of move, as the timeline lists it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PromoteCause::NodeOffline { .. } => "failover",
+            PromoteCause::Planned { .. } => "switchover",
+            PromoteCause::Failback { .. } => "failback",
+        }
+    }
+
+    /// The old primary handed over with everything settled.
+    pub fn handed_over(&self) -> bool {
+        matches!(self, PromoteCause::Planned { handed_over: true, .. } | PromoteCause::Failback { handed_over: true })
+    }
 }
 
 impl std::fmt::Display for PromoteCause {
@@ -95,6 +114,7 @@ impl std::fmt::Display for PromoteCause {
         match self {
             PromoteCause::NodeOffline { node } => write!(f, "{node} went offline"),
             PromoteCause::Planned { by, .. } => write!(f, "a planned switchover asked for by {by}"),
+            PromoteCause::Failback { .. } => write!(f, "failback to the preferred node"),
         }
     }
 }
@@ -221,6 +241,7 @@ impl Change {
             Change::ReplaceCopy { .. } => "volume.copy.rebuild",
             Change::Promote { cause: PromoteCause::NodeOffline { .. }, .. } => "volume.failover",
             Change::Promote { cause: PromoteCause::Planned { .. }, .. } => "volume.switchover",
+            Change::Promote { cause: PromoteCause::Failback { .. }, .. } => "volume.failback",
         }
     }
 

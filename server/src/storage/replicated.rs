@@ -15,6 +15,7 @@ pub const TABLES: &[&str] = &[
     "interfaces",
     "volumes",
     "volume_copies",
+    "volume_moves",
     "chap_users",
     "target_groups",
     "targets",

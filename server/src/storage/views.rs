@@ -81,6 +81,8 @@ pub async fn volumes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<
                 wce: None,
                 node,
                 copies: Vec::new(),
+                preferred_node: None,
+                auto_failback: true,
             },
         )
         .collect();
@@ -92,7 +94,48 @@ pub async fn volumes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<
             }
         }
     }
+    let failback: Vec<(String, Option<String>, bool)> = sqlx::query_as(
+        "SELECT v.name, n.name, v.auto_failback FROM volumes v LEFT JOIN nodes n ON n.id = v.preferred_node_id \
+         WHERE ? IS NULL OR v.name = ?",
+    )
+    .bind(name)
+    .bind(name)
+    .fetch_all(pool)
+    .await?;
+    for (volume, preferred, auto) in failback {
+        if let Some(v) = volumes.iter_mut().find(|v| v.name == volume) {
+            v.preferred_node = preferred;
+            v.auto_failback = auto;
+        }
+    }
     Ok(volumes)
+}
+
+/// The moves of the primary of `volume` (or of the volumes attached to
+/// `group`), newest first.
+pub async fn moves(pool: &SqlitePool, volume: Option<&str>, group: Option<&str>) -> sqlx::Result<Vec<VolumeMove>> {
+    let rows: Vec<(String, String, String, String, String, i64, String)> = sqlx::query_as(
+        "SELECT m.volume, m.at, m.kind, m.from_node, m.to_node, m.epoch, m.cause FROM volume_moves m \
+         WHERE (?1 IS NULL OR m.volume = ?1) AND (?2 IS NULL OR m.volume IN (SELECT v.name FROM volumes v \
+            JOIN luns l ON l.volume_id = v.id JOIN target_groups g ON g.id = l.group_id WHERE g.name = ?2)) \
+         ORDER BY m.id DESC LIMIT 500",
+    )
+    .bind(volume)
+    .bind(group)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(volume, at, kind, from_node, to_node, epoch, cause)| VolumeMove {
+            volume,
+            at,
+            kind,
+            from_node,
+            to_node,
+            epoch: epoch as u64,
+            cause,
+        })
+        .collect())
 }
 
 /// id, name, state, ACL on, CHAP mode, CHAP user, mutual user, session settings, privileges, created.

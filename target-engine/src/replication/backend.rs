@@ -75,6 +75,9 @@ pub struct PrimaryVolume {
     /// Served again after a demotion at least once: a later hand-over does
     /// not vouch for its copy (what it admitted in between may be here only).
     resumed: std::sync::atomic::AtomicBool,
+    /// A demotion drained and settled everything (and nothing was admitted
+    /// since, unless `resumed`).
+    settled_demotion: std::sync::atomic::AtomicBool,
 }
 
 impl PrimaryVolume {
@@ -104,6 +107,7 @@ impl PrimaryVolume {
             reconciles: Mutex::default(),
             reconciling: Default::default(),
             resumed: Default::default(),
+            settled_demotion: Default::default(),
         })
     }
 
@@ -298,6 +302,9 @@ impl PrimaryVolume {
             settled = matches!(tokio::time::timeout_at(deadline, rx).await, Ok(Ok(Ok(()))));
         }
         let demoted = Demoted { epoch, drained: waiting == 0, settled, took: started.elapsed() };
+        if demoted.drained && settled {
+            self.settled_demotion.store(true, std::sync::atomic::Ordering::Release);
+        }
         tracing::info!(volume = %self.name, %epoch, drained = demoted.drained, settled, waiting,
             ms = demoted.took.as_millis() as u64, "demoted: the primary admits nothing more");
         demoted
@@ -310,9 +317,13 @@ impl PrimaryVolume {
         tracing::info!(volume = %self.name, "serving again: the hand-over did not happen");
     }
 
-    /// Whether it ever served again after a demotion.
-    pub fn was_resumed(&self) -> bool {
-        self.resumed.load(std::sync::atomic::Ordering::Acquire)
+    /// Whether it handed over: a demotion drained and settled everything,
+    /// and it never served again after a demotion, so its copy equals every
+    /// in-sync copy (a later demotion may not settle again: the new primary
+    /// fences it as soon as it connects).
+    pub fn handed_over(&self) -> bool {
+        self.settled_demotion.load(std::sync::atomic::Ordering::Acquire)
+            && !self.resumed.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A replica answered on its stream.

@@ -53,8 +53,8 @@ pub(super) async fn create(tx: &mut Tx<'_>, d: &Decided, v: NewVolume) -> Result
     };
     super::ensure_not_in_maintenance(tx, node_id, "volume").await?;
     let res = sqlx::query(
-        "INSERT INTO volumes (name, size, block_size, replicas, wwn, serial, node_id, created_at, write_cache) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO volumes (name, size, block_size, replicas, wwn, serial, node_id, created_at, write_cache, \
+         preferred_node_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?7) ON CONFLICT (name) DO NOTHING",
     )
     .bind(&v.name)
     .bind(size as i64)
@@ -205,8 +205,12 @@ pub(super) async fn replace_copy(tx: &mut Tx<'_>, volume: &str, from: i64, to: i
 /// Moves the primary of `volume` to node `to`, if the volume is still at
 /// `epoch`, `to` keeps an in-sync copy of it and is online: the old
 /// primary's node keeps an out-of-sync copy, and the epoch goes up.
+/// The moves of one volume its timeline keeps.
+const MOVES_KEPT: i64 = 200;
+
 pub(super) async fn promote(
     tx: &mut Tx<'_>,
+    at: &str,
     volume: &str,
     epoch: u64,
     to: i64,
@@ -239,7 +243,7 @@ pub(super) async fn promote(
     if state != "online" {
         return Err(ApiError::conflict(format!("{to_name} is {state}: it cannot take {volume}.")));
     }
-    let old_in_sync = matches!(cause, PromoteCause::Planned { handed_over: true, .. });
+    let old_in_sync = cause.handed_over();
     sqlx::query("UPDATE volume_copies SET node_id = ?, in_sync = ? WHERE volume_id = ? AND node_id = ?")
         .bind(from)
         .bind(old_in_sync)
@@ -260,6 +264,39 @@ pub(super) async fn promote(
             .fetch_one(&mut **tx)
             .await
             .map_err(db)?;
+    // An operator's or an initiator's choice is where the primary belongs
+    // from now on; a failover or a failback keeps the preferred node.
+    if let PromoteCause::Planned { .. } = cause {
+        sqlx::query("UPDATE volumes SET preferred_node_id = ? WHERE id = ?")
+            .bind(to)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+    }
+    sqlx::query(
+        "INSERT INTO volume_moves (volume, at, kind, from_node, to_node, epoch, cause) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(volume)
+    .bind(at)
+    .bind(cause.kind())
+    .bind(&from_name)
+    .bind(&to_name)
+    .bind(epoch as i64 + 1)
+    .bind(cause.to_string())
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    // The timeline keeps each volume's newest moves.
+    sqlx::query(
+        "DELETE FROM volume_moves WHERE volume = ?1 AND id NOT IN \
+         (SELECT id FROM volume_moves WHERE volume = ?1 ORDER BY id DESC LIMIT ?2)",
+    )
+    .bind(volume)
+    .bind(MOVES_KEPT)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
     let old_copy = match old_in_sync {
         true => "it handed over with everything settled, and its copy stays in sync",
         false => "its copy is out of sync until it is resynced",
@@ -326,10 +363,19 @@ pub(super) async fn update(tx: &mut Tx<'_>, d: &Decided, name: &str, patch: Volu
             .map_err(db)?;
         changes.push(format!("write cache {}", policy.as_str()));
     }
+    if let Some(on) = patch.auto_failback {
+        sqlx::query("UPDATE volumes SET auto_failback = ? WHERE id = ?")
+            .bind(on)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+        changes.push(format!("automatic failback {}", if on { "on" } else { "off" }));
+    }
     if changes.is_empty() {
         return Err(ApiError::new(
             422,
-            "Nothing to change: give size, iops_limit, mbps_limit, write_cache or another number of replicas.",
+            "Nothing to change: give size, iops_limit, mbps_limit, write_cache, auto_failback or another number of replicas.",
         ));
     }
     effects.detail = Some(changes.join("; "));
@@ -424,6 +470,7 @@ pub(super) async fn delete(tx: &mut Tx<'_>, name: &str) -> Result<Effects, ApiEr
     .await
     .map_err(db)?;
     sqlx::query("DELETE FROM volumes WHERE id = ?").bind(id).execute(&mut **tx).await.map_err(db)?;
+    sqlx::query("DELETE FROM volume_moves WHERE volume = ?").bind(name).execute(&mut **tx).await.map_err(db)?;
     Ok(Effects {
         remove_volume: Some(name.to_string()),
         dropped_copies: holders.into_iter().map(|(node,)| (name.to_string(), node)).collect(),
