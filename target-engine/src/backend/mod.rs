@@ -85,6 +85,13 @@ pub trait BlockBackend: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// Whether the unit's access is changing hands here (a primary handing
+    /// over, without its lease, or reconciling after a promotion): REPORT
+    /// TARGET PORT GROUPS shows this node's active groups TRANSITIONING.
+    fn transitioning(&self) -> bool {
+        false
+    }
+
     /// Grows the backend to `new_size` bytes (never shrinks).
     async fn resize(&self, new_size: u64) -> Result<(), BackendError>;
 

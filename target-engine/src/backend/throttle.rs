@@ -162,6 +162,10 @@ impl BlockBackend for ThrottledBackend {
         self.inner.serving()
     }
 
+    fn transitioning(&self) -> bool {
+        self.inner.transitioning()
+    }
+
     async fn allocation(&self, offset: u64, len: u64, max_runs: usize) -> Result<Vec<Run>, BackendError> {
         self.inner.allocation(offset, len, max_runs).await
     }

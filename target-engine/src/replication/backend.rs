@@ -553,6 +553,10 @@ impl BlockBackend for ReplicatedBackend {
         self.volume.serving()
     }
 
+    fn transitioning(&self) -> bool {
+        self.volume.serving().is_err() || self.volume.core().reconciling()
+    }
+
     async fn allocation(&self, offset: u64, len: u64, max_runs: usize) -> Result<Vec<Run>, BackendError> {
         self.volume.local.allocation(offset, len, max_runs).await
     }

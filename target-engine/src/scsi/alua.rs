@@ -23,6 +23,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::cdb::Cdb;
 use super::sense::{Field, SenseReason};
 
+/// Seconds an application client should allow an implicit transition in a
+/// cluster before it times out (the IMPLICIT TRANSITION TIME, SPC-4 §6.27).
+pub const CLUSTER_TRANSITION_TIME: u8 = 15;
+
 /// An asymmetric access state (SPC-4 table 203, the ASYMMETRIC ACCESS STATE field).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -269,14 +273,23 @@ impl AluaTable {
     /// REPORT TARGET PORT GROUPS parameter data (SPC-4 §6.27.2), in the
     /// length-only format or, when `extended`, the extended header format
     /// whose RETURN DATA LENGTH also counts the four header bytes after it.
-    pub fn report(&self, extended: bool) -> Vec<u8> {
+    /// This node's active groups are shown TRANSITIONING while
+    /// `transitioning`: the unit's primary is handing over, has lost its
+    /// lease, or is reconciling its copies after a promotion (commands
+    /// then end NOT READY, 04h/0Ah, or wait). In a cluster the IMPLICIT
+    /// TRANSITION TIME is [`CLUSTER_TRANSITION_TIME`]: what a failover may
+    /// take (CLUSTER.md §3: 3 s of lease, 4 s until the node is offline, an
+    /// election); alone, transitions are immediate (0: not given).
+    pub fn report(&self, extended: bool, transitioning: bool) -> Vec<u8> {
         let mut d = vec![0u8; if extended { 8 } else { 4 }];
         if extended {
             d[4] = 0x10; // FORMAT TYPE 001b
-            d[5] = 0; // IMPLICIT TRANSITION TIME: transitions are immediate
+            d[5] = if self.has_peers() { CLUSTER_TRANSITION_TIME } else { 0 };
         }
         for (&id, g) in &self.groups {
-            d.push((u8::from(g.preferred) << 7) | g.state.code());
+            let active = matches!(g.state, AluaState::ActiveOptimized | AluaState::ActiveNonOptimized);
+            let state = if transitioning && active && !g.peer { AluaState::Transitioning } else { g.state };
+            d.push((u8::from(g.preferred) << 7) | state.code());
             d.push(SUPPORTED_STATES);
             d.extend_from_slice(&id.to_be_bytes());
             d.push(0);
@@ -466,20 +479,33 @@ mod tests {
         t.set_ports(&[(1, 1), (2, 2), (2, 3)]);
         t.set_state(2, AluaState::Standby);
         t.set_preferred(1, true);
-        let d = t.report(false);
+        let d = t.report(false, false);
         assert_eq!(u32::from_be_bytes(d[0..4].try_into().unwrap()) as usize, d.len() - 4);
         assert_eq!(&d[4..12], &[0x80, SUPPORTED_STATES, 0, 1, 0, 0, 0, 1]);
         assert_eq!(&d[12..16], &[0, 0, 0, 1]);
         assert_eq!(&d[16..24], &[0x02, SUPPORTED_STATES, 0, 2, 0, 2, 0, 2]);
         assert_eq!(&d[24..32], &[0, 0, 0, 2, 0, 0, 0, 3]);
-        let e = t.report(true);
+        let e = t.report(true, false);
         assert_eq!(e[4], 0x10);
         assert_eq!(&e[8..], &d[4..]);
         assert_eq!(u32::from_be_bytes(e[0..4].try_into().unwrap()) as usize, e.len() - 4);
         // A group whose ports all went away is no longer listed; the others keep their state.
         t.set_ports(&[(2, 2)]);
         assert_eq!(t.state(2), AluaState::Standby);
-        assert_eq!(t.report(false).len(), 4 + 12);
+        assert_eq!(t.report(false, false).len(), 4 + 12);
+    }
+
+    #[test]
+    fn a_primary_handing_over_reports_its_group_transitioning() {
+        let mut t = AluaTable::default();
+        t.set_ports(&[(1, 1)]);
+        t.set_initial_state(1, AluaState::ActiveOptimized);
+        assert_eq!(t.report(true, false)[5], 0, "alone: transitions are immediate");
+        t.set_peer_groups(&[(2, 2, AluaState::Standby)]);
+        let d = t.report(true, true);
+        assert_eq!(d[5], CLUSTER_TRANSITION_TIME);
+        assert_eq!((d[8] & 0x0f, d[8 + 12] & 0x0f), (0xf, 0x2), "this node's group transitioning, the peer's as it is");
+        assert_eq!(t.report(true, false)[8] & 0x0f, 0x0);
     }
 
     #[test]
@@ -524,7 +550,7 @@ mod tests {
         assert!(t.set_from_parameters(&unknown, true).is_err());
         assert_eq!(t.set_from_parameters(&[0, 0, 0, 0, 0x02, 0, 0, 2], true), Ok(true));
         assert_eq!(t.state(2), AluaState::Standby);
-        assert_eq!(t.report(false)[4 + 12 + 5], 1, "status: altered by SET TARGET PORT GROUPS");
+        assert_eq!(t.report(false, false)[4 + 12 + 5], 1, "status: altered by SET TARGET PORT GROUPS");
         assert_eq!(t.set_from_parameters(&[0, 0, 0, 0, 0x02, 0, 0, 2], true), Ok(false));
         assert_eq!(t.set_from_parameters(&[], true), Ok(false));
     }
@@ -554,7 +580,7 @@ mod tests {
         t.set_ports(&[(2, 2)]);
         t.set_initial_state(2, AluaState::Standby);
         assert!(t.set_peer_groups(&[(1, 1, AluaState::ActiveOptimized), (3, 3, AluaState::Standby)]));
-        let d = t.report(false);
+        let d = t.report(false, false);
         assert_eq!(u32::from_be_bytes(d[0..4].try_into().unwrap()) as usize, 3 * 12);
         assert_eq!(&d[4..10], &[0x00, SUPPORTED_STATES, 0, 1, 0, 0], "no transition yet");
         assert_eq!(&d[16..22], &[0x02, SUPPORTED_STATES, 0, 2, 0, 0]);
@@ -563,7 +589,7 @@ mod tests {
         // The same peers again change nothing; our own ports keep the peers.
         assert!(!t.set_peer_groups(&[(1, 1, AluaState::ActiveOptimized), (3, 3, AluaState::Standby)]));
         t.set_ports(&[(2, 2)]);
-        assert_eq!(t.report(false), d);
+        assert_eq!(t.report(false, false), d);
         // A peer's state is the cluster's: SET TARGET PORT GROUPS naming it is refused whole.
         let list = [0, 0, 0, 0, 0x00, 0, 0, 2, 0x02, 0, 0, 1];
         assert_eq!(t.set_from_parameters(&list, true), Err(SenseReason::InvalidFieldInParameterList(Field::byte(10))));
@@ -578,8 +604,8 @@ mod tests {
         // A peer's new state is an implicit change; a peer gone is no longer listed.
         assert!(t.set_peer_groups(&[(1, 1, AluaState::Standby)]));
         assert_eq!(t.state(1), AluaState::Standby);
-        assert_eq!(t.report(false)[4 + 5], StatusCode::Implicit as u8);
-        assert_eq!(t.report(false).len(), 4 + 2 * 12);
+        assert_eq!(t.report(false, false)[4 + 5], StatusCode::Implicit as u8);
+        assert_eq!(t.report(false, false).len(), 4 + 2 * 12);
         // Our own group is never replaced by a peer of the same number.
         assert!(t.set_peer_groups(&[(2, 9, AluaState::ActiveOptimized)]));
         assert_eq!(t.state(2), AluaState::Unavailable);

@@ -91,7 +91,8 @@ pub(crate) async fn execute(
             Ok(Reply::good())
         }
         Cdb::ReportTargetPortGroups { extended, alloc_len } => {
-            Ok(Reply::data(lu.state().alua.report(extended), alloc_len))
+            let transitioning = lu.backend().transitioning();
+            Ok(Reply::data(lu.state().alua.report(extended, transitioning), alloc_len))
         }
         Cdb::SetTargetPortGroups { param_len } => {
             let data = &data_out[..data_out.len().min(param_len as usize)];

@@ -292,6 +292,14 @@ impl Primary {
         self.in_sync() < self.min_in_sync
     }
 
+    /// Whether an in-sync replica is being reconciled after a promotion
+    /// (operations are not numbered until it is).
+    pub fn reconciling(&self) -> bool {
+        self.replicas
+            .values()
+            .any(|s| matches!(s, ReplicaState::Unsettled(_) | ReplicaState::Resyncing { reconcile: true, .. }))
+    }
+
     /// Whether everything waits while a lost replica is being marked out of sync.
     pub fn frozen(&self) -> bool {
         self.replicas.values().any(|s| matches!(s, ReplicaState::Failing(_)))
