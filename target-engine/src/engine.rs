@@ -425,6 +425,9 @@ impl Engine {
                         None => volumes::Succession::Unknown,
                     };
                     let (lu, throttle, copy) = open_volume(v, node, &self.inner.placement, st.started, succession)?;
+                    if let Some((_, old)) = st.volumes.get(&v.name).filter(|(_, old)| old.spec.naa == lu.spec.naa) {
+                        lu.carry_over_from(old);
+                    }
                     if let Some(forwarder) = self.inner.forwarder.get() {
                         lu.forward_reservations(forwarder.clone());
                     }

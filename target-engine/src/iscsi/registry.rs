@@ -176,12 +176,19 @@ impl SessionHandle {
     }
 
     /// Installs a new LUN view; raises REPORTED LUNS DATA HAS CHANGED if the
-    /// set of LUNs or the unit behind one of them changed.
+    /// set of LUNs or the logical unit behind one of them changed. A unit
+    /// reopened for the same logical unit (its volume's primary moved) is
+    /// installed without it: it reports its own change.
     pub fn update_luns(&self, new: LunMap) {
         let mut g = self.luns.write().unwrap_or_else(|e| e.into_inner());
-        let same = g.len() == new.len() && g.iter().zip(new.iter()).all(|((a, x), (b, y))| a == b && Arc::ptr_eq(x, y));
-        if !same {
-            *g = Arc::new(new);
+        let pairs = || g.len() == new.len() && g.iter().zip(new.iter()).all(|((a, _), (b, _))| a == b);
+        let same_objects = pairs() && g.values().zip(new.values()).all(|(x, y)| Arc::ptr_eq(x, y));
+        if same_objects {
+            return;
+        }
+        let same_units = pairs() && g.values().zip(new.values()).all(|(x, y)| x.spec.naa == y.spec.naa);
+        *g = Arc::new(new);
+        if !same_units {
             if let Some(n) = &self.nexus {
                 n.report_luns_changed();
             }

@@ -301,6 +301,21 @@ impl LogicalUnit {
         changed
     }
 
+    /// Takes the place of `old`, the same logical unit opened before (its
+    /// volume reopened here as primary or replica when its placement
+    /// changed): the nexuses `old` knew get ASYMMETRIC ACCESS STATE CHANGED
+    /// (SPC-4 §5.16.2.6: their access moved), with what was pending for
+    /// them, rather than POWER ON, RESET.
+    pub fn carry_over_from(&self, old: &LogicalUnit) {
+        let known = {
+            let st = old.state();
+            let mut copy = super::ua::UaTable::default();
+            copy.carry_over(&st.ua, UnitAttention::AsymmetricAccessStateChanged);
+            copy
+        };
+        self.state().ua.carry_over(&known, UnitAttention::AsymmetricAccessStateChanged);
+    }
+
     /// Sets the state group `tpg` starts in, for a unit just opened (no
     /// transition: no unit attention beyond the power-on one).
     pub fn set_initial_alua_state(&self, tpg: u16, state: AluaState) {

@@ -90,6 +90,18 @@ impl UaTable {
         }
     }
 
+    /// A unit that takes the place of `old` for the same logical unit (the
+    /// volume reopened as primary or replica after a move): every nexus
+    /// `old` knew keeps what was pending for it there, and gets `ua` too,
+    /// instead of the POWER ON, RESET a new unit reports.
+    pub fn carry_over(&mut self, old: &UaTable, ua: UnitAttention) {
+        for (id, q) in &old.pending {
+            let mut q = q.clone();
+            push(&mut q, ua);
+            self.pending.insert(id.clone(), q);
+        }
+    }
+
     /// Forgets a nexus (after I_T nexus loss); if it returns it starts afresh.
     pub fn forget(&mut self, id: &NexusId) {
         self.pending.remove(id);
@@ -110,6 +122,21 @@ mod tests {
             relative_target_port: 1,
             target_port_group: 1,
         }
+    }
+
+    #[test]
+    fn a_unit_in_the_place_of_another_reports_the_state_change_not_a_power_on() {
+        let (a, b) = (nexus_id(1), nexus_id(2));
+        let mut old = UaTable::default();
+        assert_eq!(old.take(&a), Some(UnitAttention::PowerOnReset));
+        old.entry(&b);
+        let mut new = UaTable::default();
+        new.carry_over(&old, UnitAttention::AsymmetricAccessStateChanged);
+        assert_eq!(new.take(&a), Some(UnitAttention::AsymmetricAccessStateChanged));
+        assert_eq!(new.take(&a), None);
+        assert_eq!(new.take(&b), Some(UnitAttention::PowerOnReset), "never addressed: the power-on implies it");
+        assert_eq!(new.take(&b), None);
+        assert_eq!(new.take(&nexus_id(3)), Some(UnitAttention::PowerOnReset), "a nexus never seen starts afresh");
     }
 
     #[test]
