@@ -38,6 +38,24 @@
 //! volume failed over from 3 times in that window, one volume per target
 //! group every 2 s, and only for volumes with `auto_failback` on.
 //!
+//! What initiators see while a volume moves, and why each multipath stack
+//! retries it on another path rather than failing the I/O:
+//! - the old primary's port: reads and writes end NOT READY, LOGICAL UNIT
+//!   NOT ACCESSIBLE, ASYMMETRIC ACCESS STATE TRANSITION (02h/04h/0Ah), and
+//!   REPORT TARGET PORT GROUPS shows its group TRANSITIONING (SPC-4
+//!   §5.16.2.4.6), with an IMPLICIT TRANSITION TIME of 15 s. Linux's
+//!   `scsi_dh_alua` takes 04h/0Ah as a transient state: it marks the group
+//!   transitioning, retries, and polls with TEST UNIT READY until the state
+//!   settles; VMware's VMW_SATP_ALUA and Windows' MSDSM treat it as a
+//!   transition to wait out and then re-read the groups. A dead or stopped
+//!   node gives no status at all: the command times out (the iSCSI NOP-Out
+//!   and replacement timeouts) and the path is failed;
+//! - the other ports: ASYMMETRIC ACCESS STATE CHANGED (06h/2Ah/06h) on
+//!   every nexus that knew the unit, which all three answer by reading
+//!   REPORT TARGET PORT GROUPS again; there the new group is
+//!   Active/Optimized and the rest Standby, whose reads and writes end
+//!   02h/04h/0Bh (the path is kept as a standby one, not used for I/O).
+//!
 //! Each move is one committed entry, one row of the volume's timeline
 //! (`volume_moves`), and one audit record with its cause
 //! (`volume.failover`, `volume.switchover`, `volume.failback`).
@@ -76,6 +94,29 @@ type Stranded = (String, i64, String);
 /// with its copy in sync: name, preferred node's id and name, its group,
 /// failbacks and failovers from the preferred node in the window.
 type FailbackCandidate = (String, i64, String, Option<i64>, i64, i64);
+
+/// The volumes whose primary is not on their preferred node while that
+/// node is online with its copy in sync, and the current primary's node is
+/// online too (it hands over), with automatic failback on; with their
+/// failbacks, and failovers away from the preferred node, in the last
+/// [`FAILBACK_WINDOW`].
+async fn failback_candidates(pool: &sqlx::SqlitePool) -> sqlx::Result<Vec<FailbackCandidate>> {
+    sqlx::query_as(
+        "SELECT v.name, v.preferred_node_id, p.name, \
+                (SELECT MIN(l.group_id) FROM luns l WHERE l.volume_id = v.id), \
+                (SELECT COUNT(*) FROM volume_moves m WHERE m.volume = v.name AND m.kind = 'failback' \
+                    AND julianday(m.at) > julianday('now', ?1)), \
+                (SELECT COUNT(*) FROM volume_moves m WHERE m.volume = v.name AND m.kind = 'failover' \
+                    AND m.from_node = p.name AND julianday(m.at) > julianday('now', ?1)) \
+         FROM volumes v JOIN nodes p ON p.id = v.preferred_node_id JOIN nodes cur ON cur.id = v.node_id \
+         JOIN volume_copies c ON c.volume_id = v.id AND c.node_id = v.preferred_node_id \
+         WHERE v.auto_failback AND v.node_id <> v.preferred_node_id AND c.in_sync \
+           AND p.state = 'online' AND cur.state = 'online' ORDER BY v.name",
+    )
+    .bind(format!("-{} seconds", FAILBACK_WINDOW.as_secs()))
+    .fetch_all(pool)
+    .await
+}
 
 /// What the leader remembers between failback passes (a new leader starts
 /// the hold time again).
@@ -134,22 +175,7 @@ impl Storage {
     /// most once per volume in [`FAILBACK_WINDOW`], and never to a node the
     /// volume failed over from [`FLAPS`] times in that window.
     async fn fail_back(&self, state: &mut Failback) -> Result<(), ApiError> {
-        let due: Vec<FailbackCandidate> = sqlx::query_as(
-            "SELECT v.name, v.preferred_node_id, p.name, \
-                    (SELECT MIN(l.group_id) FROM luns l WHERE l.volume_id = v.id), \
-                    (SELECT COUNT(*) FROM volume_moves m WHERE m.volume = v.name AND m.kind = 'failback' \
-                        AND julianday(m.at) > julianday('now', ?1)), \
-                    (SELECT COUNT(*) FROM volume_moves m WHERE m.volume = v.name AND m.kind = 'failover' \
-                        AND m.from_node = p.name AND julianday(m.at) > julianday('now', ?1)) \
-             FROM volumes v JOIN nodes p ON p.id = v.preferred_node_id JOIN nodes cur ON cur.id = v.node_id \
-             JOIN volume_copies c ON c.volume_id = v.id AND c.node_id = v.preferred_node_id \
-             WHERE v.auto_failback AND v.node_id <> v.preferred_node_id AND c.in_sync \
-               AND p.state = 'online' AND cur.state = 'online' ORDER BY v.name",
-        )
-        .bind(format!("-{} seconds", FAILBACK_WINDOW.as_secs()))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
+        let due = failback_candidates(&self.pool).await.map_err(db_error)?;
         let now = tokio::time::Instant::now();
         state.eligible_since.retain(|volume, _| due.iter().any(|d| &d.0 == volume));
         for (volume, to, to_name, group, failbacks, flaps) in due {
@@ -379,5 +405,95 @@ impl Storage {
         if let Err(e) = self.engine.resume(volume).await {
             tracing::warn!(volume, error = %e, "cannot serve again after a hand-over that did not happen");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use portico_app::model::storage::Command;
+    use serde_json::json;
+
+    use super::*;
+    use crate::storage::commands;
+    use crate::storage::proposal::{self, Here};
+    use crate::storage::quotas::Limits;
+    use crate::storage::secret_box::SecretBox;
+
+    async fn apply(pool: &sqlx::SqlitePool, here: &Here<'_>, change: Change) -> Result<(), String> {
+        let mut proposal = proposal::decide(change, here).map_err(|e| e.message)?;
+        if let Change::Storage(Command::CreateVolume(_)) = &proposal.change {
+            proposal.decided.node_id = Some(1);
+            proposal.decided.copies = vec![2];
+        }
+        let mut tx = pool.begin().await.unwrap();
+        let answer = commands::apply(proposal, &mut tx).await.map(|_| ()).map_err(|e| e.message);
+        tx.commit().await.unwrap();
+        answer
+    }
+
+    /// A move `minutes` ago, as the timeline keeps it.
+    async fn moved(pool: &sqlx::SqlitePool, kind: &str, from: &str, to: &str, minutes: i64) {
+        sqlx::query(
+            "INSERT INTO volume_moves (volume, at, kind, from_node, to_node, epoch, cause) \
+             VALUES ('r', strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?), ?, ?, ?, 9, 'test')",
+        )
+        .bind(format!("-{minutes} minutes"))
+        .bind(kind)
+        .bind(from)
+        .bind(to)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    /// CLUSTER.md §3, failback: a volume created on n1 and failed over to
+    /// n2 is due back on n1 once n1 is online with its copy in sync, with
+    /// the failbacks and the failovers from n1 of the last 10 minutes
+    /// counted (older ones are not); never with automatic failback off.
+    #[tokio::test]
+    async fn a_failed_over_volume_is_due_back_on_its_preferred_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(dir.path()).await.unwrap();
+        let secrets = SecretBox::open_or_create(dir.path()).unwrap();
+        let limits = Limits::default();
+        let here = Here { node_id: 1, secrets: &secrets, limits: &limits, data_dir: dir.path() };
+        for n in 1..=2 {
+            let interfaces = BTreeMap::from([("eth0".to_string(), vec![format!("10.0.0.{n}")])]);
+            let member =
+                proposal::Membership { replication_addr: Some(format!("10.0.1.{n}:3270")), ..Default::default() };
+            apply(&pool, &here, Change::RegisterNode { name: format!("n{n}"), interfaces, member }).await.unwrap();
+        }
+        let create = json!({"command": "create_volume", "name": "r", "size": "64MiB", "replicas": 2});
+        apply(&pool, &here, Change::Storage(serde_json::from_value(create).unwrap())).await.unwrap();
+        assert!(failback_candidates(&pool).await.unwrap().is_empty(), "on its preferred node already");
+
+        let offline = |online| Change::SetNodeState { name: "n1".into(), online };
+        apply(&pool, &here, offline(false)).await.unwrap();
+        let cause = PromoteCause::NodeOffline { node: "n1".into() };
+        apply(&pool, &here, Change::Promote { volume: "r".into(), epoch: 1, to: 2, cause }).await.unwrap();
+        assert!(failback_candidates(&pool).await.unwrap().is_empty(), "n1 is offline, its copy out of sync");
+        apply(&pool, &here, offline(true)).await.unwrap();
+        assert!(failback_candidates(&pool).await.unwrap().is_empty(), "n1's copy is not in sync yet");
+        let mark = Change::MarkCopy { volume: "r".into(), epoch: 2, node_id: 1, in_sync: true };
+        apply(&pool, &here, mark).await.unwrap();
+        let due = failback_candidates(&pool).await.unwrap();
+        assert_eq!(due, [("r".to_string(), 1, "n1".to_string(), None, 0, 1)], "one failover from n1 counted");
+
+        moved(&pool, "failover", "n1", "n2", 11).await;
+        moved(&pool, "failback", "n2", "n1", 12).await;
+        let counts = |due: Vec<FailbackCandidate>| (due[0].4, due[0].5);
+        assert_eq!(counts(failback_candidates(&pool).await.unwrap()), (0, 1), "older than 10 minutes: not counted");
+        moved(&pool, "failback", "n2", "n1", 3).await;
+        moved(&pool, "failover", "n1", "n2", 2).await;
+        moved(&pool, "failover", "n1", "n2", 1).await;
+        let (failbacks, flaps) = counts(failback_candidates(&pool).await.unwrap());
+        assert_eq!((failbacks, flaps), (1, 3), "a failback and three failovers from n1 in the window");
+        assert!(flaps >= FLAPS);
+
+        let off = json!({"command": "update_volume", "name": "r", "patch": {"auto_failback": false}});
+        apply(&pool, &here, Change::Storage(serde_json::from_value(off).unwrap())).await.unwrap();
+        assert!(failback_candidates(&pool).await.unwrap().is_empty(), "automatic failback off");
     }
 }
