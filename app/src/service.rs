@@ -141,6 +141,22 @@ pub trait StorageService: Send + Sync + 'static {
         caller: &Caller,
         volume: &str,
     ) -> Result<crate::model::storage::VolumeActivity, ApiError>;
+    /// A planned switchover: moves the primary of `volume`, and with it the
+    /// Active/Optimized path of its LUN, to `node`, which keeps an in-sync
+    /// copy (operators and admins).
+    async fn move_primary(&self, caller: &Caller, volume: &str, node: &str) -> Result<(), ApiError>;
+    /// The moves of a volume's primary, newest first.
+    async fn volume_moves(
+        &self,
+        caller: &Caller,
+        volume: &str,
+    ) -> Result<Vec<crate::model::storage::VolumeMove>, ApiError>;
+    /// The moves of the primaries of a target group's volumes, newest first.
+    async fn group_moves(
+        &self,
+        caller: &Caller,
+        group: &str,
+    ) -> Result<Vec<crate::model::storage::VolumeMove>, ApiError>;
     /// Reservations of every volume this node serves.
     async fn reservations(&self, caller: &Caller) -> Result<Vec<crate::model::storage::VolumeReservations>, ApiError>;
     /// A join token for a new node (admins).

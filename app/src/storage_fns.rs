@@ -434,3 +434,41 @@ pub async fn get_volume_activity(name: String) -> Result<VolumeActivity, ApiErro
     };
     go.await.map_err(ssr::failed)
 }
+
+/// A planned switchover: the primary of `name`, and with it the
+/// Active/Optimized path of its LUN, moves to `node`. Answers with the
+/// node that holds the primary now.
+#[server(prefix = "/rpc", endpoint = "storage/volumes/primary", input = Json)]
+pub async fn move_primary(name: String, node: String) -> Result<String, ApiError> {
+    let go = async {
+        let (s, c) = ssr::storage().await?;
+        let node = node.trim().to_string();
+        s.move_primary(&c, &name, &node).await?;
+        Ok(node)
+    };
+    go.await.map_err(ssr::failed)
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/volumes/auto-failback", input = Json)]
+pub async fn set_auto_failback(name: String, on: bool) -> Result<(), ApiError> {
+    let patch = VolumePatch { auto_failback: Some(on), ..Default::default() };
+    ssr::run(Command::UpdateVolume { name, patch }).await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/volumes/moves", input = Json)]
+pub async fn get_volume_moves(name: String) -> Result<Vec<VolumeMove>, ApiError> {
+    let go = async {
+        let (s, c) = ssr::storage().await?;
+        s.volume_moves(&c, &name).await
+    };
+    go.await.map_err(ssr::failed)
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/groups/moves", input = Json)]
+pub async fn get_group_moves(name: String) -> Result<Vec<VolumeMove>, ApiError> {
+    let go = async {
+        let (s, c) = ssr::storage().await?;
+        s.group_moves(&c, &name).await
+    };
+    go.await.map_err(ssr::failed)
+}

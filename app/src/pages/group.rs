@@ -1,6 +1,7 @@
 //! One target group: its targets and portals, the path state of each LUN on
 //! each target, attached LUNs, CHAP, session parameters, privileges, ACL
-//! rules (`group_acl`), and live connections.
+//! rules (`group_acl`), the timeline of its LUNs' path moves, and live
+//! connections.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -10,7 +11,7 @@ use super::chap_fields::ChapFields;
 use super::connect_host::ConnectHost;
 use super::group_acl::AclSection;
 use super::group_settings::{PrivilegesSection, SessionSection};
-use super::volumes::can_change;
+use super::volumes::{can_change, MoveTimeline};
 use crate::chart::{use_ticker, LiveActivity};
 use crate::components::{saves, ActionError, Badge, ErrorBanner, FieldMessage, JsonForm};
 use crate::format;
@@ -269,6 +270,8 @@ fn GroupView(data: GroupPageData, a: GroupActions) -> impl IntoView {
             }})}
         </section>
 
+        <GroupMoves group=name.clone()/>
+
         <SessionSection group=name.clone() session=g.session.clone() a writer/>
         <PrivilegesSection group=name.clone() privileges=g.privileges.clone() a writer/>
         <AclSection g=g.clone() a users writer/>
@@ -285,6 +288,30 @@ fn GroupView(data: GroupPageData, a: GroupActions) -> impl IntoView {
 
         <ConnectHost g=g.clone()/>
         <Connections group=name.clone()/>
+    }
+}
+
+/// When the primary of a volume of the group, and with it the
+/// Active/Optimized path of its LUN, moved to another node; refreshed every
+/// ten seconds, as a failover or failback happens on its own.
+#[component]
+fn GroupMoves(group: String) -> impl IntoView {
+    let tick = use_ticker(10);
+    let moves = Resource::new(move || (group.clone(), tick.get()), |(g, _)| get_group_moves(g));
+    view! {
+        <section class="card" data-testid="group-moves">
+            <h2>"Failover timeline"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match moves.await {
+                        Err(e) => view! { <ErrorBanner error=e/> }.into_any(),
+                        Ok(list) => view! {
+                            <MoveTimeline moves=list with_volume=true empty="No LUN's path has moved: no failover, switchover or failback yet."/>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
     }
 }
 

@@ -872,6 +872,19 @@ impl portico_app::service::StorageService for Storage {
     async fn reservations(&self, caller: &Caller) -> Result<Vec<VolumeReservations>, ApiError> {
         Storage::reservations(self, caller).await
     }
+
+    async fn move_primary(&self, caller: &Caller, volume: &str, node: &str) -> Result<(), ApiError> {
+        Storage::move_primary(self, caller, volume, node).await
+    }
+
+    async fn volume_moves(&self, caller: &Caller, volume: &str) -> Result<Vec<VolumeMove>, ApiError> {
+        Storage::volume_moves(self, caller, volume).await
+    }
+
+    async fn group_moves(&self, caller: &Caller, group: &str) -> Result<Vec<VolumeMove>, ApiError> {
+        Storage::group_moves(self, caller, group).await
+    }
+
     async fn create_join_token(&self, caller: &Caller) -> Result<CreatedJoinToken, ApiError> {
         Storage::create_join_token(self, caller).await
     }
