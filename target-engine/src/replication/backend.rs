@@ -317,6 +317,12 @@ impl PrimaryVolume {
         tracing::info!(volume = %self.name, "serving again: the hand-over did not happen");
     }
 
+    /// Whether replica `id` is in sync and its activity log is awaited
+    /// (after a promotion): nothing is numbered until it comes.
+    pub fn awaits_log(&self, id: ReplicaId) -> bool {
+        matches!(self.core().replica(id), Some(ReplicaState::Unsettled(_)))
+    }
+
     /// Whether it handed over: a demotion drained and settled everything,
     /// and it never served again after a demotion, so its copy equals every
     /// in-sync copy (a later demotion may not settle again: the new primary

@@ -48,16 +48,34 @@ pub fn spawn(volume: Arc<PrimaryVolume>, cfg: LinkConfig, mut stop: watch::Recei
     volume.attach_link(cfg.replica, tx);
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
+        let started = tokio::time::Instant::now();
         loop {
             let ended = tokio::select! {
                 r = session(&volume, &cfg, &mut rx) => r,
                 _ = stop.changed() => return,
             };
+            // Just after a hand-over, the old primary's node may not have
+            // reopened its copy as a replica yet: a replica whose activity
+            // log is awaited (nothing is numbered meanwhile, so nothing is
+            // queued for it) is not lost for that, for a moment.
+            if matches!(ended, Ended::NotKeptYet)
+                && started.elapsed() < NOT_KEPT_GRACE
+                && volume.awaits_log(cfg.replica)
+            {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
             // Lost: what was queued for the old stream is for nobody now.
             volume.lost(cfg.replica);
             while rx.try_recv().is_ok() {}
             match ended {
                 Ended::Refused => {}
+                Ended::NotKeptYet => {
+                    tracing::info!(volume = %volume.name, replica = cfg.replica, addr = %cfg.address, "replication stream: the replica does not keep this volume")
+                }
                 Ended::Failed(why) => {
                     tracing::info!(volume = %volume.name, replica = cfg.replica, addr = %cfg.address, "replication stream: {why}")
                 }
@@ -73,8 +91,14 @@ pub fn spawn(volume: Arc<PrimaryVolume>, cfg: LinkConfig, mut stop: watch::Recei
 
 enum Ended {
     Refused,
+    /// The replica's node does not keep the volume (yet).
+    NotKeptYet,
     Failed(String),
 }
+
+/// How long after a link starts a replica awaited by a new primary may
+/// answer that it does not keep the volume yet.
+const NOT_KEPT_GRACE: Duration = Duration::from_secs(3);
 
 /// Writes one frame of the opening exchange; whether it went within the
 /// connect deadline.
@@ -140,9 +164,7 @@ async fn session(
             volume.received(cfg.replica, FromReplica::StaleEpoch { current });
             return Ended::Refused;
         }
-        Ok(Ok(Frame::Refused(Refusal::UnknownVolume))) => {
-            return Ended::Failed("the replica does not keep this volume".into());
-        }
+        Ok(Ok(Frame::Refused(Refusal::UnknownVolume))) => return Ended::NotKeptYet,
         Ok(Ok(Frame::Refused(Refusal::Unauthenticated))) => {
             return Ended::Failed(
                 "the replica did not take this end's proof: the nodes' replication keys differ".into(),
