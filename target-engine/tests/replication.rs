@@ -479,6 +479,11 @@ async fn a_demoted_primary_drains_and_hands_over_with_nothing_to_copy() {
     let node3 = s.replicas.iter().find(|r| r.node == 3).unwrap();
     assert_eq!((node3.copied_bytes, node3.matched_bytes), (0, 0), "nothing to reconcile: {s:?}");
     assert!(same_images(&dir.image(2), &dir.image(3)));
+    // Asked again once the move is done (as reopening it as a replica
+    // does), the old primary answers how its demotion ended: it does not
+    // try to settle again on replicas that follow the new primary by now.
+    let again = primary.demote("r1", Duration::from_secs(5)).await.expect("still open as the primary here");
+    assert!(again.drained && again.settled, "{again:?}");
     let mut j = session(&r2, PRIMARY_IQN).await;
     let _ = j.command_ok(0, &[0u8; 6], 0, &[]).await;
     assert_eq!(write_4k(&mut j, 8, 3).await.status, 0, "the new primary serves");

@@ -285,10 +285,20 @@ impl PrimaryVolume {
     /// move): nothing new is admitted (NOT READY, so that initiators retry
     /// on another path), what was numbered completes, and a final flush
     /// settles everything on the replicas, all within `within`.
+    ///
+    /// A primary already demoted (and not resumed since) answers how that
+    /// demotion ended, at once: settling again after the move committed
+    /// would wait on replicas that follow the new primary by then, and hold
+    /// up this node's reopening as a replica, which the new primary awaits.
     pub async fn demote(self: &Arc<Self>, within: std::time::Duration) -> Demoted {
         let started = tokio::time::Instant::now();
         let deadline = started + within;
         let epoch = self.epoch();
+        if self.core().demoted() {
+            let waiting = self.core().backlog().0;
+            let settled = self.handed_over();
+            return Demoted { epoch, drained: waiting == 0, settled, took: started.elapsed() };
+        }
         self.drive(|p| p.demote());
         let mut waiting = self.core().backlog().0;
         while waiting > 0 && tokio::time::Instant::now() < deadline {
