@@ -254,7 +254,8 @@ for n in 1 2 3; do
   [ "$(echo "$listed" | grep -c 'Portal:127.0.[123].1')" = 3 ] || fail "discovery through node $n lists: $listed"
 done
 echo "   through node 3: $(echo "$listed" | tr '\n' ' ')"
-expected="tpg 1 standby ports [1]; tpg 2 active-optimized ports [2]; tpg 3 standby ports [3]"
+# vol-a was created on node 2: its group is the preferred one (the PREF bit).
+expected="tpg 1 standby ports [1]; tpg 2 active-optimized preferred ports [2]; tpg 3 standby ports [3]"
 for n in 1 2 3; do
   for i in $(seq 1 25); do
     groups=$(alua "$n" rtpg 2>&1 || true)

@@ -108,6 +108,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     storage.follow_applied_changes();
     storage.rebuild_lost_copies(rebuild_after);
     storage.fail_over_lost_primaries(failback_after);
+    storage.watch_portals();
     let checks: std::sync::Weak<dyn portico_server::cluster::node_checks::NodeChecks> = Arc::downgrade(&storage) as _;
     storage.cluster().serve_node_checks(checks);
     let node =

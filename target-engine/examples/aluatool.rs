@@ -9,7 +9,8 @@
 //! ```
 //!
 //! `rtpg` prints REPORT TARGET PORT GROUPS as one line, group by group:
-//! `tpg 1 active-optimized ports [1]; tpg 2 standby ports [2]`. `read`
+//! `tpg 1 active-optimized preferred ports [1]; tpg 2 standby ports [2]`
+//! ("preferred": the PREF bit). `read`
 //! reads the first block and prints `GOOD, 512 bytes` or the CHECK
 //! CONDITION's sense, `CHECK CONDITION, sense 2/04/0b`. `stpg:TPG` sends
 //! SET TARGET PORT GROUPS asking for group TPG to be active/optimized, and
@@ -47,7 +48,8 @@ fn groups(d: &[u8]) -> Option<String> {
             .map(|b| u16::from_be_bytes([b[0], b[1]]).to_string())
             .collect();
         let tpg = u16::from_be_bytes([d[p + 2], d[p + 3]]);
-        out.push(format!("tpg {tpg} {} ports [{}]", state_name(d[p]), ports.join(",")));
+        let preferred = if d[p] & 0x80 != 0 { " preferred" } else { "" };
+        out.push(format!("tpg {tpg} {}{preferred} ports [{}]", state_name(d[p]), ports.join(",")));
         p += 8 + 4 * count;
     }
     Some(out.join("; "))

@@ -181,6 +181,11 @@ pub struct VolumeConfig {
     /// node's own, so every port of the cluster gives the same answer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peer_port_groups: Vec<PeerPortGroup>,
+    /// The port group REPORT TARGET PORT GROUPS marks preferred (the PREF
+    /// bit, SPC-4 §6.27.2): in a cluster, the group on the node where the
+    /// volume's primary belongs. Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_port_group: Option<u16>,
 }
 
 /// A target port group on another node that exports a volume.

@@ -627,6 +627,9 @@ impl Engine {
                 lu.set_alua_state(tpg, state);
             }
         }
+        for (v, lu) in st.volumes.values() {
+            lu.set_preferred_port_group(v.preferred_port_group);
+        }
         let catalog = Catalog {
             targets,
             discovery_chap: config.discovery.chap.as_ref().map(|c| c.policy()).unwrap_or_default(),

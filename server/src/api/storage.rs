@@ -86,7 +86,9 @@ pub async fn delete_volume(
 #[utoipa::path(post, path = "/api/v1/volumes/{name}/primary", tag = "volumes", params(("name" = String, Path)), request_body = PrimaryMove,
     responses((status = 200, body = VolumeView), (status = 403, body = ApiError), (status = 404, body = ApiError),
               (status = 409, body = ApiError, description = "The node keeps no in-sync copy, is not online, or holds the primary already"),
-              (status = 422, body = ApiError, description = "No node has that name")))]
+              (status = 422, body = ApiError, description = "No node has that name"),
+              (status = 429, body = ApiError, description = "The volume was switched over 3 times in the last minute"),
+              (status = 503, body = ApiError, description = "The primary's node could not be asked to hand over")))]
 pub async fn move_primary(
     State(s): State<AppState>,
     Authed(c): Authed,

@@ -12,6 +12,9 @@
 //! - `/cluster/unit-command`: a PERSISTENT RESERVE IN or OUT that came
 //!   through another node's standby port for a volume this node serves,
 //!   run here for the nexus it came on (`target_engine::scsi::forward`);
+//! - `/cluster/portal-view`: what it sees of the other nodes' iSCSI
+//!   portals, for the leader to tell a node cut off from the iSCSI network
+//!   (`storage::portal_watch`);
 //! - `/cluster/hand-over`: a planned switchover of a volume this node is
 //!   the primary of: it demotes its copy, drains it, and commits the move
 //!   itself, or serves again if the move is not committed
@@ -33,6 +36,7 @@ use portico_app::model::StorageCapacity;
 use super::transport::{CallError, FromMember};
 use super::Cluster;
 use crate::api::extract::{ApiFailure, ApiJson};
+use crate::storage::portal_watch::PortalView;
 use crate::storage::proposal::Proposal;
 use target_engine::scsi::forward::{ForwardedCommand, ForwardedOutcome, MAX_FORWARDED_DATA};
 
@@ -40,6 +44,8 @@ use target_engine::scsi::forward::{ForwardedCommand, ForwardedOutcome, MAX_FORWA
 const CAPACITY_DEADLINE: Duration = Duration::from_secs(2);
 /// How long a member has to say how its replicated volumes stand.
 const REPLICATION_DEADLINE: Duration = Duration::from_secs(2);
+/// How long a member has to say what it sees of the others' portals.
+const PORTAL_VIEW_DEADLINE: Duration = Duration::from_secs(1);
 /// How long a member has for a dry run.
 const DRY_RUN_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a member has to run a forwarded reservation command (it waits
@@ -62,9 +68,21 @@ pub struct HandOver {
     pub to: i64,
     /// Who asked for it.
     pub by: String,
-    /// The controller returns the primary to the volume's preferred node.
+    /// Why the primary moves.
     #[serde(default)]
-    pub failback: bool,
+    pub why: MoveWhy,
+}
+
+/// Why a primary is asked to hand over.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MoveWhy {
+    /// An operator or an initiator asked for it.
+    #[default]
+    Planned,
+    /// The controller returns the primary to the volume's preferred node.
+    Failback,
+    /// No other node reaches the iSCSI portals of the primary's node.
+    PortalsDown,
 }
 
 /// This node's answers to the other members.
@@ -82,6 +100,8 @@ pub trait NodeChecks: Send + Sync {
     /// Hands over a volume this node is the primary of (a planned
     /// switchover): the committed change's detail, or why not.
     async fn hand_over(&self, request: HandOver) -> Result<String, ApiError>;
+    /// What this node sees of the other nodes' iSCSI portals.
+    fn portal_views(&self) -> Vec<PortalView>;
     /// This node's own engine asks (not a member): SET TARGET PORT GROUPS
     /// came through one of its ports for port group `tpg` of `volume`.
     async fn activate_port_group(&self, volume: &str, tpg: u16, initiator: &str) -> Result<String, ApiError>;
@@ -130,6 +150,10 @@ async fn replication(State(slot): State<Slot>, _member: FromMember) -> Result<Js
     Ok(Json(checks(&slot)?.replication().await))
 }
 
+async fn portal_view(State(slot): State<Slot>, _member: FromMember) -> Result<Json<Vec<PortalView>>, ApiFailure> {
+    Ok(Json(checks(&slot)?.portal_views()))
+}
+
 async fn unit_command(
     State(slot): State<Slot>,
     _member: FromMember,
@@ -154,6 +178,7 @@ pub(super) fn routes(slot: Slot) -> Router {
         .route("/cluster/capacity", post(capacity))
         .route("/cluster/replication", post(replication))
         .route("/cluster/hand-over", post(hand_over))
+        .route("/cluster/portal-view", post(portal_view))
         .layer(DefaultBodyLimit::max(16 << 10))
         .merge(Router::new().route("/cluster/dry-run", post(dry_run)).layer(DefaultBodyLimit::max(1 << 20)))
         .merge(
@@ -192,6 +217,13 @@ impl Cluster {
         client.call(address, "/cluster/replication", &(), REPLICATION_DEADLINE).await.map_err(|e| {
             ApiError::new(503, format!("Node {node} could not be asked how its replicated volumes stand ({e})."))
         })
+    }
+
+    /// What node `node` (at cluster address `address`) sees of the other
+    /// nodes' iSCSI portals.
+    pub async fn ask_portal_view(&self, node: &str, address: &str) -> Result<Vec<PortalView>, ApiError> {
+        let client = self.client()?;
+        client.call(address, "/cluster/portal-view", &(), PORTAL_VIEW_DEADLINE).await.map_err(|e| unreachable(node, e))
     }
 
     /// Runs a reservation command on node `node` (at cluster address

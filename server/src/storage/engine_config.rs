@@ -129,6 +129,8 @@ fn volume_config(row: VolumeRow, data_dir: Option<&Path>) -> Result<VolumeConfig
         // Set by `derive` for a volume with copies on several nodes.
         replication: None,
         peer_port_groups: Vec::new(),
+        // Set by `derive` where a group exports the volume.
+        preferred_port_group: None,
     })
 }
 
@@ -171,6 +173,7 @@ pub async fn derive(
             volume.replication = placement(conn, id, primary, epoch).await?;
         }
         volume.peer_port_groups = peer_port_groups(conn, id, node_id).await?;
+        volume.preferred_port_group = preferred_port_group(conn, id).await?;
         volume_names.insert(id, volume.name.clone());
         config.volumes.push(volume);
     }
@@ -357,6 +360,20 @@ async fn peer_port_groups(
         .collect())
 }
 
+/// The port group of volume `volume_id`'s group on the node where its
+/// primary belongs (its preferred node), which REPORT TARGET PORT GROUPS
+/// marks with the PREF bit through every port.
+async fn preferred_port_group(conn: &mut SqliteConnection, volume_id: i64) -> Result<Option<u16>, DeriveError> {
+    let tpg: Option<(i64,)> = sqlx::query_as(
+        "SELECT t.tpg FROM volumes v JOIN luns l ON l.volume_id = v.id \
+         JOIN targets t ON t.group_id = l.group_id AND t.node_id = v.preferred_node_id WHERE v.id = ?",
+    )
+    .bind(volume_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(tpg.map(|(tpg,)| tpg as u16))
+}
+
 /// The targets of running groups that other nodes serve: discovery through
 /// this node lists them too, as their ACLs admit (CLUSTER.md §0).
 async fn peer_targets(conn: &mut SqliteConnection, node_id: i64) -> Result<Vec<PeerTarget>, DeriveError> {
@@ -469,6 +486,10 @@ mod tests {
             }
             assert_eq!(v.peer_port_groups.len(), 2, "node {n}");
             assert!(v.peer_port_groups.iter().all(|p| p.tpg == p.relative_port && p.tpg != config.targets[0].tpg));
+            // Every node marks node 2's group preferred: v was created
+            // there, and its primary is there.
+            let active = reported(&config, "v").into_iter().find(|(_, s)| *s == AluaState::ActiveOptimized);
+            assert_eq!(v.preferred_port_group, active.map(|(tpg, _)| tpg), "node {n}");
             // A volume no group exports is only where it is held.
             assert_eq!(config.volumes.iter().any(|v| v.name == "idle"), n == 1, "node {n}");
             reports.push(reported(&config, "v"));

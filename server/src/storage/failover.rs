@@ -37,6 +37,9 @@
 //! switchover; at most once per volume in 10 minutes, never to a node the
 //! volume failed over from 3 times in that window, one volume per target
 //! group every 2 s, and only for volumes with `auto_failback` on.
+//! Planned switchovers of one volume are refused (429) beyond 3 a minute,
+//! so that two initiators each asking for their own group cannot move it
+//! back and forth.
 //!
 //! What initiators see while a volume moves, and why each multipath stack
 //! retries it on another path rather than failing the I/O:
@@ -69,7 +72,7 @@ use portico_app::model::{AuditResult, Role};
 
 use super::proposal::{Change, PromoteCause, Proposal};
 use super::{db_error, Storage};
-use crate::cluster::node_checks::HandOver;
+use crate::cluster::node_checks::{HandOver, MoveWhy};
 use crate::service::audit::{write_audit, AuditRecord};
 use portico_app::service::Caller;
 
@@ -85,6 +88,26 @@ const FLAPS: i64 = 3;
 /// Failbacks in one target group are this far apart, so that a group's
 /// LUNs do not all move at once.
 const FAILBACK_SPACING: Duration = Duration::from_secs(2);
+
+/// Planned switchovers of one volume (an operator's, or an initiator's SET
+/// TARGET PORT GROUPS) are refused beyond this many in [`PLANNED_WINDOW`]:
+/// two initiators that each want their own group active would otherwise
+/// move the volume back and forth for ever.
+const PLANNED_MOVES: i64 = 3;
+const PLANNED_WINDOW: Duration = Duration::from_secs(60);
+
+/// The planned switchovers of `volume` in the last [`PLANNED_WINDOW`].
+async fn recent_switchovers(pool: &sqlx::SqlitePool, volume: &str) -> sqlx::Result<i64> {
+    let (count,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM volume_moves WHERE volume = ? AND kind = 'switchover' \
+         AND julianday(at) > julianday('now', ?)",
+    )
+    .bind(volume)
+    .bind(format!("-{} seconds", PLANNED_WINDOW.as_secs()))
+    .fetch_one(pool)
+    .await?;
+    Ok(count)
+}
 
 /// A volume whose primary's node is offline: its name, epoch, and that
 /// node's name.
@@ -175,7 +198,10 @@ impl Storage {
     /// most once per volume in [`FAILBACK_WINDOW`], and never to a node the
     /// volume failed over from [`FLAPS`] times in that window.
     async fn fail_back(&self, state: &mut Failback) -> Result<(), ApiError> {
-        let due = failback_candidates(&self.pool).await.map_err(db_error)?;
+        let mut due = failback_candidates(&self.pool).await.map_err(db_error)?;
+        // A node that initiators cannot reach is not due yet: its hold time
+        // starts once its portals answer again.
+        due.retain(|(_, to, ..)| !self.portals.is_cut_off(*to));
         let now = tokio::time::Instant::now();
         state.eligible_since.retain(|volume, _| due.iter().any(|d| &d.0 == volume));
         for (volume, to, to_name, group, failbacks, flaps) in due {
@@ -202,7 +228,7 @@ impl Storage {
             }
             state.eligible_since.remove(&volume);
             state.told.remove(&volume);
-            let answer = self.switch_over(&volume, to, "the failback controller", true).await;
+            let answer = self.switch_over(&volume, to, "the failback controller", MoveWhy::Failback).await;
             let (result, detail) = match &answer {
                 Ok(detail) => (AuditResult::Success, detail.clone()),
                 Err(e) => (AuditResult::Failure, format!("failback to {to_name}: {}", e.message)),
@@ -253,9 +279,10 @@ impl Storage {
         Ok(())
     }
 
-    /// The node to take over `volume`: an in-sync copy on an online node,
-    /// one with a running target that exports the volume first.
-    async fn successor(&self, volume: &str) -> Result<Option<(i64, String)>, ApiError> {
+    /// The node to take over `volume`: an in-sync copy on an online node
+    /// that initiators can reach, one with a running target that exports
+    /// the volume first.
+    pub(super) async fn successor(&self, volume: &str) -> Result<Option<(i64, String)>, ApiError> {
         let candidates: Vec<(i64, String, bool)> = sqlx::query_as(
             "SELECT c.node_id, n.name, EXISTS (SELECT 1 FROM luns l JOIN targets t ON t.group_id = l.group_id \
                  JOIN target_groups g ON g.id = t.group_id \
@@ -267,7 +294,9 @@ impl Storage {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        Ok(candidates.into_iter().next().map(|(id, name, _)| (id, name)))
+        // Initiators must be able to reach it.
+        let reachable = candidates.into_iter().find(|(id, ..)| !self.portals.is_cut_off(*id));
+        Ok(reachable.map(|(id, name, _)| (id, name)))
     }
 
     /// A planned switchover: moves the primary of `volume` (and with it the
@@ -283,7 +312,7 @@ impl Storage {
             .await
             .map_err(db_error)?;
         let answer = match to {
-            Some((to,)) => self.switch_over(volume, to, &caller.username, false).await,
+            Some((to,)) => self.switch_over(volume, to, &caller.username, MoveWhy::Planned).await,
             None => Err(ApiError::invalid_field("node", format!("No node is named {node}."))),
         };
         match answer {
@@ -312,7 +341,7 @@ impl Storage {
                 .await
                 .map_err(db_error)?;
         let answer = match node {
-            Some((to, _)) => self.switch_over(volume, to, &format!("initiator {initiator}"), false).await,
+            Some((to, _)) => self.switch_over(volume, to, &format!("initiator {initiator}"), MoveWhy::Planned).await,
             None => Err(ApiError::conflict(format!("No target has port group {tpg}."))),
         };
         let (result, detail) = match &answer {
@@ -329,7 +358,7 @@ impl Storage {
     /// cannot be asked is not moved from here: it may still hold its lease,
     /// and the move must not shorten the fencing a failover waits for (if
     /// its node is down, the controller fails over once it is offline).
-    async fn switch_over(&self, volume: &str, to: i64, by: &str, failback: bool) -> Result<String, ApiError> {
+    pub(super) async fn switch_over(&self, volume: &str, to: i64, by: &str, why: MoveWhy) -> Result<String, ApiError> {
         let row: Option<(i64, i64, String, Option<String>)> = sqlx::query_as(
             "SELECT v.epoch, n.id, n.name, n.cluster_addr FROM volumes v JOIN nodes n ON n.id = v.node_id \
              WHERE v.name = ?",
@@ -344,7 +373,14 @@ impl Storage {
         if from_id == to {
             return Err(ApiError::conflict(format!("{from} holds the primary of {volume} already.")));
         }
-        let request = HandOver { volume: volume.to_string(), epoch: epoch as u64, to, by: by.to_string(), failback };
+        if why == MoveWhy::Planned && recent_switchovers(&self.pool, volume).await.map_err(db_error)? >= PLANNED_MOVES {
+            let message = format!(
+                "{volume} was switched over {PLANNED_MOVES} times in the last {} s; try again later.",
+                PLANNED_WINDOW.as_secs()
+            );
+            return Err(ApiError::new(429, message));
+        }
+        let request = HandOver { volume: volume.to_string(), epoch: epoch as u64, to, by: by.to_string(), why };
         if from_id == self.node_id {
             return self.hand_over_here(request).await;
         }
@@ -394,9 +430,10 @@ impl Storage {
     }
 
     fn promotion(&self, request: &HandOver, handed_over: bool) -> Proposal {
-        let cause = match request.failback {
-            true => PromoteCause::Failback { handed_over },
-            false => PromoteCause::Planned { by: request.by.clone(), handed_over },
+        let cause = match request.why {
+            MoveWhy::Failback => PromoteCause::Failback { handed_over },
+            MoveWhy::Planned => PromoteCause::Planned { by: request.by.clone(), handed_over },
+            MoveWhy::PortalsDown => PromoteCause::PortalsDown { node: self.node_name.clone(), handed_over },
         };
         Proposal::now(Change::Promote { volume: request.volume.clone(), epoch: request.epoch, to: request.to, cause })
     }
@@ -491,6 +528,13 @@ mod tests {
         let (failbacks, flaps) = counts(failback_candidates(&pool).await.unwrap());
         assert_eq!((failbacks, flaps), (1, 3), "a failback and three failovers from n1 in the window");
         assert!(flaps >= FLAPS);
+
+        // Planned switchovers: those of the last minute count.
+        assert_eq!(recent_switchovers(&pool, "r").await.unwrap(), 0);
+        moved(&pool, "switchover", "n1", "n2", 2).await;
+        moved(&pool, "switchover", "n2", "n1", 0).await;
+        moved(&pool, "switchover", "n1", "n2", 0).await;
+        assert_eq!(recent_switchovers(&pool, "r").await.unwrap(), 2);
 
         let off = json!({"command": "update_volume", "name": "r", "patch": {"auto_failback": false}});
         apply(&pool, &here, Change::Storage(serde_json::from_value(off).unwrap())).await.unwrap();

@@ -53,7 +53,8 @@ impl UnitForwarder for ClusterForwarder {
         let checks = self.cluster.local_checks().map_err(|_| SenseReason::SetTargetPortGroupsFailed)?;
         match checks.activate_port_group(volume, tpg, initiator).await {
             Ok(_) => Ok(()),
-            Err(e) if (400..500).contains(&e.status) => {
+            // Refused for what it asks (not for how often: 429).
+            Err(e) if (400..500).contains(&e.status) && e.status != 429 => {
                 tracing::info!(volume, tpg, initiator, reason = %e.message, "SET TARGET PORT GROUPS refused");
                 Err(SenseReason::InvalidFieldInParameterList(Field::byte(6)))
             }

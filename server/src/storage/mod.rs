@@ -28,6 +28,7 @@ mod membership;
 pub mod nodes;
 pub mod paths;
 mod placement;
+pub mod portal_watch;
 mod privileges;
 pub mod proposal;
 pub mod quotas;
@@ -80,6 +81,8 @@ pub struct Storage {
     activity: std::sync::Arc<stats::ActivityLog>,
     /// The cluster every change goes through.
     cluster: Cluster,
+    /// What this node sees of the other nodes' iSCSI portals.
+    portals: portal_watch::PortalWatch,
 }
 
 /// Ends a dry run's transaction now. Dropped, it would roll back only when
@@ -179,6 +182,7 @@ impl Storage {
             derived: Default::default(),
             reported: Default::default(),
             apply_lock: Default::default(),
+            portals: Default::default(),
             activity,
             cluster,
         };

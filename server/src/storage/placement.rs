@@ -258,6 +258,10 @@ impl NodeChecks for Storage {
         self.engine.run_forwarded(command).await
     }
 
+    fn portal_views(&self) -> Vec<super::portal_watch::PortalView> {
+        self.portals.views()
+    }
+
     async fn hand_over(&self, request: crate::cluster::node_checks::HandOver) -> Result<String, ApiError> {
         self.hand_over_here(request).await
     }

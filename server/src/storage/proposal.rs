@@ -91,13 +91,17 @@ pub enum PromoteCause {
     /// The controller returned the primary to the volume's preferred node,
     /// online and in sync for the hold time (a hand-over, as planned).
     Failback { handed_over: bool },
+    /// The old primary's node stayed in the cluster, but the other nodes
+    /// could not reach any of its iSCSI portals (a switch failure): it
+    /// handed over to a node that initiators can reach.
+    PortalsDown { node: String, handed_over: bool },
 }
 
 impl PromoteCause {
     /// The kind of move, as the timeline lists it.
     pub fn kind(&self) -> &'static str {
         match self {
-            PromoteCause::NodeOffline { .. } => "failover",
+            PromoteCause::NodeOffline { .. } | PromoteCause::PortalsDown { .. } => "failover",
             PromoteCause::Planned { .. } => "switchover",
             PromoteCause::Failback { .. } => "failback",
         }
@@ -105,7 +109,12 @@ impl PromoteCause {
 
     /// The old primary handed over with everything settled.
     pub fn handed_over(&self) -> bool {
-        matches!(self, PromoteCause::Planned { handed_over: true, .. } | PromoteCause::Failback { handed_over: true })
+        matches!(
+            self,
+            PromoteCause::Planned { handed_over: true, .. }
+                | PromoteCause::Failback { handed_over: true }
+                | PromoteCause::PortalsDown { handed_over: true, .. }
+        )
     }
 }
 
@@ -115,6 +124,9 @@ impl std::fmt::Display for PromoteCause {
             PromoteCause::NodeOffline { node } => write!(f, "{node} went offline"),
             PromoteCause::Planned { by, .. } => write!(f, "a planned switchover asked for by {by}"),
             PromoteCause::Failback { .. } => write!(f, "failback to the preferred node"),
+            PromoteCause::PortalsDown { node, .. } => {
+                write!(f, "no other node could reach {node}'s iSCSI portals (a network or switch failure)")
+            }
         }
     }
 }
@@ -239,7 +251,9 @@ impl Change {
             Change::MarkCopy { in_sync: true, .. } => "volume.copy.in_sync",
             Change::MarkCopy { in_sync: false, .. } => "volume.copy.out_of_sync",
             Change::ReplaceCopy { .. } => "volume.copy.rebuild",
-            Change::Promote { cause: PromoteCause::NodeOffline { .. }, .. } => "volume.failover",
+            Change::Promote { cause: PromoteCause::NodeOffline { .. } | PromoteCause::PortalsDown { .. }, .. } => {
+                "volume.failover"
+            }
             Change::Promote { cause: PromoteCause::Planned { .. }, .. } => "volume.switchover",
             Change::Promote { cause: PromoteCause::Failback { .. }, .. } => "volume.failback",
         }

@@ -266,8 +266,12 @@ impl AluaTable {
         changed
     }
 
-    pub fn set_preferred(&mut self, tpg: u16, preferred: bool) {
-        self.groups.entry(tpg).or_default().preferred = preferred;
+    /// Sets the PREF bit on group `preferred` only (none: on no group),
+    /// among the groups listed now.
+    pub fn prefer_only(&mut self, preferred: Option<u16>) {
+        for (tpg, g) in self.groups.iter_mut() {
+            g.preferred = Some(*tpg) == preferred;
+        }
     }
 
     /// REPORT TARGET PORT GROUPS parameter data (SPC-4 §6.27.2), in the
@@ -478,7 +482,7 @@ mod tests {
         let mut t = AluaTable::default();
         t.set_ports(&[(1, 1), (2, 2), (2, 3)]);
         t.set_state(2, AluaState::Standby);
-        t.set_preferred(1, true);
+        t.prefer_only(Some(1));
         let d = t.report(false, false);
         assert_eq!(u32::from_be_bytes(d[0..4].try_into().unwrap()) as usize, d.len() - 4);
         assert_eq!(&d[4..12], &[0x80, SUPPORTED_STATES, 0, 1, 0, 0, 0, 1]);
@@ -489,6 +493,15 @@ mod tests {
         assert_eq!(e[4], 0x10);
         assert_eq!(&e[8..], &d[4..]);
         assert_eq!(u32::from_be_bytes(e[0..4].try_into().unwrap()) as usize, e.len() - 4);
+        // The PREF bit moves to one group, or none; no group is added for it.
+        t.prefer_only(Some(2));
+        let d = t.report(false, false);
+        assert_eq!((d[4], d[16]), (0x00, 0x82));
+        t.prefer_only(Some(9));
+        assert_eq!(
+            t.report(false, false),
+            d.iter().enumerate().map(|(i, b)| if i == 16 { 0x02 } else { *b }).collect::<Vec<u8>>()
+        );
         // A group whose ports all went away is no longer listed; the others keep their state.
         t.set_ports(&[(2, 2)]);
         assert_eq!(t.state(2), AluaState::Standby);

@@ -322,9 +322,11 @@ impl LogicalUnit {
         self.state().alua.set_initial_state(tpg, state);
     }
 
-    /// Sets the PREF bit REPORT TARGET PORT GROUPS shows for group `tpg`.
-    pub fn set_alua_preferred(&self, tpg: u16, preferred: bool) {
-        self.state().alua.set_preferred(tpg, preferred);
+    /// Sets the PREF bit REPORT TARGET PORT GROUPS shows on group
+    /// `preferred` only (none: on no group). No unit attention: the access
+    /// states stay as they are.
+    pub fn set_preferred_port_group(&self, preferred: Option<u16>) {
+        self.state().alua.prefer_only(preferred);
     }
 
     /// The target port groups on other nodes that export the unit, as
