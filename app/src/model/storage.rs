@@ -183,6 +183,13 @@ pub struct VolumeMove {
     pub epoch: u64,
     /// Why: the node that went offline, who asked for it, or failback.
     pub cause: String,
+    /// How long I/O was held, in milliseconds, as the controller measured
+    /// it when it proposed the move: from the old primary's demotion (a
+    /// hand-over), or from the last time the leader heard from the failed
+    /// node (a failover; the election of a new leader, if the failed node
+    /// led, comes on top). Absent for moves recorded before it was kept.
+    #[serde(default)]
+    pub held_ms: Option<u64>,
 }
 
 /// A copy of a replicated volume on another node than its primary's.

@@ -384,6 +384,15 @@ fn MoveForm(name: String, targets: Vec<String>, paths: PathActions) -> impl Into
     .into_any()
 }
 
+/// How long a move held I/O, as the timeline shows it.
+fn held(ms: Option<u64>) -> String {
+    match ms {
+        None => "—".to_string(),
+        Some(ms) if ms < 1000 => format!("{ms} ms"),
+        Some(ms) => format!("{:.1} s", ms as f64 / 1000.0),
+    }
+}
+
 /// Moves of primaries, newest first: a volume's, or (`with_volume`) those
 /// of a group's volumes.
 #[component]
@@ -394,7 +403,7 @@ pub(super) fn MoveTimeline(moves: Vec<VolumeMove>, with_volume: bool, empty: &'s
     view! {
         <div class="table-wrap"><table class="table" data-testid="moves-table">
             <thead><tr>
-                <th>"When"</th>{with_volume.then(|| view! { <th>"Volume"</th> })}<th>"Kind"</th><th>"From → to"</th><th>"Cause"</th>
+                <th>"When"</th>{with_volume.then(|| view! { <th>"Volume"</th> })}<th>"Kind"</th><th>"From → to"</th><th>"I/O held"</th><th>"Cause"</th>
             </tr></thead>
             <tbody>{moves.into_iter().map(|m| {
                 let kind = match m.kind.as_str() {
@@ -409,6 +418,7 @@ pub(super) fn MoveTimeline(moves: Vec<VolumeMove>, with_volume: bool, empty: &'s
                         <td><Badge kind text=m.kind.clone()/></td>
                         <td class="nowrap">{m.from_node.clone()} " → " {m.to_node.clone()}
                             <div class="muted small">"epoch " {m.epoch}</div></td>
+                        <td class="nowrap">{held(m.held_ms)}</td>
                         <td>{m.cause.clone()}</td>
                     </tr>
                 }

@@ -592,7 +592,7 @@ mod tests {
         // its copy is in sync, its node online, and the epoch is still the
         // one it saw.
         let cause = proposal::PromoteCause::NodeOffline { node: "n1".into() };
-        let promote = |epoch| Change::Promote { volume: "r".into(), epoch, to: 2, cause: cause.clone() };
+        let promote = |epoch| Change::Promote { volume: "r".into(), epoch, to: 2, cause: cause.clone(), held_ms: None };
         let tried = |change: Change| {
             let pool = pool.clone();
             let proposal = proposal::decide(change, &here(3)).unwrap();

@@ -72,6 +72,7 @@ use portico_app::model::{AuditResult, Role};
 
 use super::proposal::{Change, PromoteCause, Proposal};
 use super::{db_error, Storage};
+use crate::cluster::liveness::OFFLINE_AFTER;
 use crate::cluster::node_checks::{HandOver, MoveWhy};
 use crate::service::audit::{write_audit, AuditRecord};
 use portico_app::service::Caller;
@@ -109,9 +110,9 @@ async fn recent_switchovers(pool: &sqlx::SqlitePool, volume: &str) -> sqlx::Resu
     Ok(count)
 }
 
-/// A volume whose primary's node is offline: its name, epoch, and that
-/// node's name.
-type Stranded = (String, i64, String);
+/// A volume whose primary's node is offline: its name, epoch, that node's
+/// name, and how long ago it was marked offline (ms).
+type Stranded = (String, i64, String, i64);
 
 /// A volume whose primary is not on its preferred node, which is online
 /// with its copy in sync: name, preferred node's id and name, its group,
@@ -243,15 +244,17 @@ impl Storage {
 
     async fn fail_over(&self, told: &mut HashSet<(String, i64)>) -> Result<(), ApiError> {
         let stranded: Vec<Stranded> = sqlx::query_as(
-            "SELECT v.name, v.epoch, n.name FROM volumes v JOIN nodes n ON n.id = v.node_id \
+            "SELECT v.name, v.epoch, n.name, \
+                 CAST((julianday('now') - julianday(n.last_heartbeat)) * 86400000 AS INTEGER) \
+             FROM volumes v JOIN nodes n ON n.id = v.node_id \
              WHERE n.state = 'offline' AND EXISTS (SELECT 1 FROM volume_copies c WHERE c.volume_id = v.id) \
              ORDER BY v.name",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        told.retain(|(volume, epoch)| stranded.iter().any(|(v, e, _)| v == volume && e == epoch));
-        for (volume, epoch, from) in stranded {
+        told.retain(|(volume, epoch)| stranded.iter().any(|(v, e, ..)| v == volume && e == epoch));
+        for (volume, epoch, from, offline_ms) in stranded {
             let Some((to, to_name)) = self.successor(&volume).await? else {
                 if told.insert((volume.clone(), epoch)) {
                     tracing::error!(volume, node = from, "the primary's node is offline and no copy is in sync on an online node: the volume is offline until one is");
@@ -260,7 +263,11 @@ impl Storage {
             };
             let cause = PromoteCause::NodeOffline { node: from.clone() };
             tracing::warn!(volume, from, to = to_name, "failing over");
-            let change = Change::Promote { volume: volume.clone(), epoch: epoch as u64, to, cause };
+            // I/O stopped when the node was last heard from: the offline
+            // mark came OFFLINE_AFTER later.
+            let held_ms = (offline_ms.max(0) as u64).saturating_add(OFFLINE_AFTER.as_millis() as u64);
+            let change =
+                Change::Promote { volume: volume.clone(), epoch: epoch as u64, to, cause, held_ms: Some(held_ms) };
             let proposal = Proposal::now(change);
             let applied = match self.cluster.propose(proposal.clone()).await {
                 Ok(Ok(applied)) => applied,
@@ -397,8 +404,10 @@ impl Storage {
     /// the primary serving again.
     pub(super) async fn hand_over_here(&self, request: HandOver) -> Result<String, ApiError> {
         // Refused before anything stops: what the move itself would be refused for.
-        let trial = self.promotion(&request, false);
+        let trial = self.promotion(&request, false, None);
         self.dry_run_here(&trial).await?;
+        // I/O is held from the demotion on.
+        let started = tokio::time::Instant::now();
         let demoted =
             self.engine.demote(&request.volume, HAND_OVER).await.map_err(|e| ApiError::conflict(e.to_string()))?;
         if demoted.epoch.0 != request.epoch {
@@ -407,7 +416,8 @@ impl Storage {
                 format!("The primary of {} is at epoch {}, not {}.", request.volume, demoted.epoch.0, request.epoch);
             return Err(ApiError::conflict(message));
         }
-        let proposal = self.promotion(&request, demoted.drained && demoted.settled);
+        let held_ms = started.elapsed().as_millis() as u64;
+        let proposal = self.promotion(&request, demoted.drained && demoted.settled, Some(held_ms));
         match self.cluster.propose(proposal).await {
             Ok(Ok(applied)) => {
                 let detail = applied.detail.unwrap_or_default();
@@ -429,13 +439,14 @@ impl Storage {
         }
     }
 
-    fn promotion(&self, request: &HandOver, handed_over: bool) -> Proposal {
+    fn promotion(&self, request: &HandOver, handed_over: bool, held_ms: Option<u64>) -> Proposal {
         let cause = match request.why {
             MoveWhy::Failback => PromoteCause::Failback { handed_over },
             MoveWhy::Planned => PromoteCause::Planned { by: request.by.clone(), handed_over },
             MoveWhy::PortalsDown => PromoteCause::PortalsDown { node: self.node_name.clone(), handed_over },
         };
-        Proposal::now(Change::Promote { volume: request.volume.clone(), epoch: request.epoch, to: request.to, cause })
+        let (volume, epoch, to) = (request.volume.clone(), request.epoch, request.to);
+        Proposal::now(Change::Promote { volume, epoch, to, cause, held_ms })
     }
 
     async fn resume(&self, volume: &str) {
@@ -509,7 +520,11 @@ mod tests {
         let offline = |online| Change::SetNodeState { name: "n1".into(), online };
         apply(&pool, &here, offline(false)).await.unwrap();
         let cause = PromoteCause::NodeOffline { node: "n1".into() };
-        apply(&pool, &here, Change::Promote { volume: "r".into(), epoch: 1, to: 2, cause }).await.unwrap();
+        apply(&pool, &here, Change::Promote { volume: "r".into(), epoch: 1, to: 2, cause, held_ms: Some(4321) })
+            .await
+            .unwrap();
+        let timeline = crate::storage::views::moves(&pool, Some("r"), None).await.unwrap();
+        assert_eq!((timeline[0].kind.as_str(), timeline[0].held_ms), ("failover", Some(4321)));
         assert!(failback_candidates(&pool).await.unwrap().is_empty(), "n1 is offline, its copy out of sync");
         apply(&pool, &here, offline(true)).await.unwrap();
         assert!(failback_candidates(&pool).await.unwrap().is_empty(), "n1's copy is not in sync yet");

@@ -74,7 +74,17 @@ pub enum Change {
     /// primary; its copy stays, out of sync, and is resynced from the new
     /// primary when its node is back. `cause` says why, for the audit
     /// record and the volume's timeline.
-    Promote { volume: String, epoch: u64, to: i64, cause: PromoteCause },
+    Promote {
+        volume: String,
+        epoch: u64,
+        to: i64,
+        cause: PromoteCause,
+        /// How long I/O was held before the move was proposed, for the
+        /// timeline: from the old primary's demotion, or (a failover) from
+        /// the last time the leader heard from its node.
+        #[serde(default)]
+        held_ms: Option<u64>,
+    },
 }
 
 /// Why the controller moved a volume's primary.

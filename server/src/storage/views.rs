@@ -114,8 +114,9 @@ pub async fn volumes(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<
 /// The moves of the primary of `volume` (or of the volumes attached to
 /// `group`), newest first.
 pub async fn moves(pool: &SqlitePool, volume: Option<&str>, group: Option<&str>) -> sqlx::Result<Vec<VolumeMove>> {
-    let rows: Vec<(String, String, String, String, String, i64, String)> = sqlx::query_as(
-        "SELECT m.volume, m.at, m.kind, m.from_node, m.to_node, m.epoch, m.cause FROM volume_moves m \
+    type Row = (String, String, String, String, String, i64, String, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT m.volume, m.at, m.kind, m.from_node, m.to_node, m.epoch, m.cause, m.held_ms FROM volume_moves m \
          WHERE (?1 IS NULL OR m.volume = ?1) AND (?2 IS NULL OR m.volume IN (SELECT v.name FROM volumes v \
             JOIN luns l ON l.volume_id = v.id JOIN target_groups g ON g.id = l.group_id WHERE g.name = ?2)) \
          ORDER BY m.id DESC LIMIT 500",
@@ -126,7 +127,7 @@ pub async fn moves(pool: &SqlitePool, volume: Option<&str>, group: Option<&str>)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(volume, at, kind, from_node, to_node, epoch, cause)| VolumeMove {
+        .map(|(volume, at, kind, from_node, to_node, epoch, cause, held_ms)| VolumeMove {
             volume,
             at,
             kind,
@@ -134,6 +135,7 @@ pub async fn moves(pool: &SqlitePool, volume: Option<&str>, group: Option<&str>)
             to_node,
             epoch: epoch as u64,
             cause,
+            held_ms: held_ms.map(|ms| ms.max(0) as u64),
         })
         .collect())
 }

@@ -85,8 +85,8 @@ pub async fn apply(proposal: Proposal, tx: &mut Tx<'_>) -> Result<Effects, ApiEr
             return volumes::mark_copy(tx, &volume, epoch, node_id, in_sync).await
         }
         Change::ReplaceCopy { volume, from, to } => return volumes::replace_copy(tx, &volume, from, to).await,
-        Change::Promote { volume, epoch, to, cause } => {
-            return volumes::promote(tx, &decided.at, &volume, epoch, to, &cause).await
+        Change::Promote { volume, epoch, to, cause, held_ms } => {
+            return volumes::promote(tx, &decided.at, &volume, (epoch, to), &cause, held_ms).await
         }
     };
     let d: &Decided = &decided;

@@ -212,9 +212,9 @@ pub(super) async fn promote(
     tx: &mut Tx<'_>,
     at: &str,
     volume: &str,
-    epoch: u64,
-    to: i64,
+    (epoch, to): (u64, i64),
     cause: &PromoteCause,
+    held_ms: Option<u64>,
 ) -> Result<Effects, ApiError> {
     let row: Option<(i64, i64, i64)> = sqlx::query_as("SELECT id, node_id, epoch FROM volumes WHERE name = ?")
         .bind(volume)
@@ -275,7 +275,8 @@ pub(super) async fn promote(
             .map_err(db)?;
     }
     sqlx::query(
-        "INSERT INTO volume_moves (volume, at, kind, from_node, to_node, epoch, cause) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO volume_moves (volume, at, kind, from_node, to_node, epoch, cause, held_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(volume)
     .bind(at)
@@ -284,6 +285,7 @@ pub(super) async fn promote(
     .bind(&to_name)
     .bind(epoch as i64 + 1)
     .bind(cause.to_string())
+    .bind(held_ms.map(|ms| ms as i64))
     .execute(&mut **tx)
     .await
     .map_err(db)?;
