@@ -514,6 +514,15 @@ impl Engine {
                 copies.insert(name.clone(), c);
             }
         }
+        for (name, (v, _)) in &volumes {
+            let in_sync_here = match (&v.replication, config.replication.as_ref().map(|r| r.node), &v.path) {
+                (Some(p), Some(me), Some(_)) => p.primary != me && p.replicas.iter().any(|r| r.node == me && r.in_sync),
+                _ => false,
+            };
+            if let (true, Some(path)) = (in_sync_here, &v.path) {
+                self.inner.placement.in_sync_as_replica(name, &volumes::marks_file(path));
+            }
+        }
         // Replicas this node no longer keeps as they were (promoted, moved
         // away, removed) refuse their old primary from now on: a stream
         // still open to the old copy must not apply anything more.

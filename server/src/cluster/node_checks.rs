@@ -71,6 +71,10 @@ pub struct HandOver {
     /// Why the primary moves.
     #[serde(default)]
     pub why: MoveWhy,
+    /// How long initiators could not reach the primary before it was
+    /// asked (its portals missed), for the timeline.
+    #[serde(default)]
+    pub held_before_ms: u64,
 }
 
 /// Why a primary is asked to hand over.

@@ -200,9 +200,9 @@ impl Storage {
     /// volume failed over from [`FLAPS`] times in that window.
     async fn fail_back(&self, state: &mut Failback) -> Result<(), ApiError> {
         let mut due = failback_candidates(&self.pool).await.map_err(db_error)?;
-        // A node that initiators cannot reach is not due yet: its hold time
-        // starts once its portals answer again.
-        due.retain(|(_, to, ..)| !self.portals.is_cut_off(*to));
+        // A node that initiators could not reach at the last look is not
+        // due yet: its hold time starts once its portals answer again.
+        due.retain(|(_, to, ..)| !self.portals.is_missed(*to));
         let now = tokio::time::Instant::now();
         state.eligible_since.retain(|volume, _| due.iter().any(|d| &d.0 == volume));
         for (volume, to, to_name, group, failbacks, flaps) in due {
@@ -229,7 +229,7 @@ impl Storage {
             }
             state.eligible_since.remove(&volume);
             state.told.remove(&volume);
-            let answer = self.switch_over(&volume, to, "the failback controller", MoveWhy::Failback).await;
+            let answer = self.switch_over(&volume, to, "the failback controller", MoveWhy::Failback, 0).await;
             let (result, detail) = match &answer {
                 Ok(detail) => (AuditResult::Success, detail.clone()),
                 Err(e) => (AuditResult::Failure, format!("failback to {to_name}: {}", e.message)),
@@ -319,7 +319,7 @@ impl Storage {
             .await
             .map_err(db_error)?;
         let answer = match to {
-            Some((to,)) => self.switch_over(volume, to, &caller.username, MoveWhy::Planned).await,
+            Some((to,)) => self.switch_over(volume, to, &caller.username, MoveWhy::Planned, 0).await,
             None => Err(ApiError::invalid_field("node", format!("No node is named {node}."))),
         };
         match answer {
@@ -348,7 +348,7 @@ impl Storage {
                 .await
                 .map_err(db_error)?;
         let answer = match node {
-            Some((to, _)) => self.switch_over(volume, to, &format!("initiator {initiator}"), MoveWhy::Planned).await,
+            Some((to, _)) => self.switch_over(volume, to, &format!("initiator {initiator}"), MoveWhy::Planned, 0).await,
             None => Err(ApiError::conflict(format!("No target has port group {tpg}."))),
         };
         let (result, detail) = match &answer {
@@ -365,7 +365,14 @@ impl Storage {
     /// cannot be asked is not moved from here: it may still hold its lease,
     /// and the move must not shorten the fencing a failover waits for (if
     /// its node is down, the controller fails over once it is offline).
-    pub(super) async fn switch_over(&self, volume: &str, to: i64, by: &str, why: MoveWhy) -> Result<String, ApiError> {
+    pub(super) async fn switch_over(
+        &self,
+        volume: &str,
+        to: i64,
+        by: &str,
+        why: MoveWhy,
+        held_before_ms: u64,
+    ) -> Result<String, ApiError> {
         let row: Option<(i64, i64, String, Option<String>)> = sqlx::query_as(
             "SELECT v.epoch, n.id, n.name, n.cluster_addr FROM volumes v JOIN nodes n ON n.id = v.node_id \
              WHERE v.name = ?",
@@ -387,7 +394,8 @@ impl Storage {
             );
             return Err(ApiError::new(429, message));
         }
-        let request = HandOver { volume: volume.to_string(), epoch: epoch as u64, to, by: by.to_string(), why };
+        let request =
+            HandOver { volume: volume.to_string(), epoch: epoch as u64, to, by: by.to_string(), why, held_before_ms };
         if from_id == self.node_id {
             return self.hand_over_here(request).await;
         }
@@ -416,7 +424,7 @@ impl Storage {
                 format!("The primary of {} is at epoch {}, not {}.", request.volume, demoted.epoch.0, request.epoch);
             return Err(ApiError::conflict(message));
         }
-        let held_ms = started.elapsed().as_millis() as u64;
+        let held_ms = request.held_before_ms.saturating_add(started.elapsed().as_millis() as u64);
         let proposal = self.promotion(&request, demoted.drained && demoted.settled, Some(held_ms));
         match self.cluster.propose(proposal).await {
             Ok(Ok(applied)) => {

@@ -67,6 +67,11 @@ pub struct PortalWatch {
     seen: Mutex<HashMap<i64, (bool, Instant)>>,
     /// The nodes the leader judges cut off now (empty elsewhere).
     cut_off: Mutex<BTreeSet<i64>>,
+    /// The nodes whose portals no observer reached at the leader's last
+    /// look, however briefly: failback to them waits for the hold time
+    /// from when they answer again, so a flapping link never brings a
+    /// volume back between two flaps.
+    missed: Mutex<BTreeSet<i64>>,
 }
 
 impl PortalWatch {
@@ -88,6 +93,12 @@ impl PortalWatch {
     /// Whether the leader judges node `node` cut off from the iSCSI network.
     pub fn is_cut_off(&self, node: i64) -> bool {
         self.cut_off.lock().unwrap_or_else(|e| e.into_inner()).contains(&node)
+    }
+
+    /// Whether the leader's last look found node `node`'s portals missed
+    /// by every observer (or judged it cut off).
+    pub fn is_missed(&self, node: i64) -> bool {
+        self.is_cut_off(node) || self.missed.lock().unwrap_or_else(|e| e.into_inner()).contains(&node)
     }
 
     fn record(&self, results: HashMap<i64, bool>) {
@@ -136,6 +147,17 @@ pub fn cut_off(views: &HashMap<i64, Vec<PortalView>>, after: Duration) -> BTreeS
         .collect()
 }
 
+/// Since when every observer has missed node `node`'s portals (ms): the
+/// shortest time any of them has.
+fn missed_for(views: &HashMap<i64, Vec<PortalView>>, node: i64) -> u64 {
+    views
+        .iter()
+        .filter(|(observer, _)| **observer != node)
+        .filter_map(|(_, seen)| seen.iter().find(|v| v.node == node && !v.reachable).map(|v| v.for_ms))
+        .min()
+        .unwrap_or(0)
+}
+
 /// Where a portal is probed from another node: a wildcard address at the
 /// node's cluster address.
 fn probe_address(portal: &str, cluster_addr: Option<&str>) -> Option<SocketAddr> {
@@ -178,6 +200,7 @@ impl Storage {
                 let Some(storage) = storage.upgrade() else { return };
                 if storage.cluster.status().role != "leader" {
                     storage.portals.judged(BTreeSet::new());
+                    *storage.portals.missed.lock().unwrap_or_else(|e| e.into_inner()) = BTreeSet::new();
                     continue;
                 }
                 if let Err(e) = storage.move_off_cut_off_nodes(&mut told).await {
@@ -235,6 +258,7 @@ impl Storage {
         views.insert(self.node_id, self.portals.views());
         let online: HashSet<i64> = members.iter().map(|(id, ..)| *id).collect();
         let judged: BTreeSet<i64> = cut_off(&views, CUT_OFF_AFTER).into_iter().filter(|n| online.contains(n)).collect();
+        *self.portals.missed.lock().unwrap_or_else(|e| e.into_inner()) = cut_off(&views, Duration::ZERO);
         let (newly, back) = self.portals.judged(judged.clone());
         let name = |id: i64| members.iter().find(|m| m.0 == id).map(|m| m.1.clone()).unwrap_or_else(|| id.to_string());
         for n in newly {
@@ -262,7 +286,9 @@ impl Storage {
                 }
                 continue;
             };
-            let answer = self.switch_over(&volume, to, "the failover controller", MoveWhy::PortalsDown).await;
+            let held_before_ms = missed_for(&views, from);
+            let answer =
+                self.switch_over(&volume, to, "the failover controller", MoveWhy::PortalsDown, held_before_ms).await;
             let (result, detail) = match &answer {
                 Ok(detail) => (AuditResult::Success, detail.clone()),
                 Err(e) => (
@@ -300,6 +326,7 @@ mod tests {
             (3, vec![view(1, true, 60000), view(2, false, 3500)]),
         ]);
         assert_eq!(cut_off(&views, AFTER), BTreeSet::from([2]));
+        assert_eq!(missed_for(&views, 2), 3500, "I/O through node 2 held for 3.5 s at least");
     }
 
     #[test]

@@ -165,6 +165,33 @@ impl ControlPlane {
         self.above.set(above).is_ok()
     }
 
+    /// This node's copy, a replica that the cluster counts in sync under
+    /// another primary (so resynced from it since this node last served
+    /// the volume): the marks kept at `file` no longer say that writes of
+    /// this node's time as the primary may be on this copy only, and this
+    /// node, promoted again, reconciles by the activity logs instead of
+    /// comparing every copy in full. Only under the cluster's control plane,
+    /// whose in-sync mark is the new primary's own after a resync; an
+    /// administrator's placement file says nothing of the kind.
+    pub fn in_sync_as_replica(&self, volume: &str, file: &std::path::Path) {
+        if self.above.get().is_none() {
+            return;
+        }
+        let Ok(text) = std::fs::read_to_string(file) else { return };
+        let Ok(mut marks) = toml::from_str::<Marks>(&text) else { return };
+        if !marks.serving {
+            return;
+        }
+        marks.serving = false;
+        match save(file, &marks) {
+            Ok(()) => tracing::info!(
+                volume,
+                "this copy is in sync under another primary: its own unclean stop as the primary no longer counts"
+            ),
+            Err(e) => tracing::warn!(volume, "cannot note that this copy is in sync under another primary: {e}"),
+        }
+    }
+
     /// What a primary opened now marks its replicas through.
     pub fn marks(&self) -> Arc<dyn Placement> {
         match self.above.get() {
@@ -246,6 +273,25 @@ mod tests {
         // A new epoch starts with no marks.
         p.mark_out_of_sync("vol", Epoch(3), 2).await.unwrap();
         assert!(LocalPlacement::default().open("vol", Epoch(4), file).unwrap().out_of_sync.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A node that stopped uncleanly as the primary, later resynced as a
+    /// replica of another primary and counted in sync by the cluster, is
+    /// no longer unclean; without the cluster's word it stays so.
+    #[test]
+    fn a_replica_in_sync_under_the_cluster_forgets_its_unclean_stop() {
+        let dir = std::env::temp_dir().join(format!("portico-replica-marks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("vol.img.placement.toml");
+        LocalPlacement::default().open("vol", Epoch(1), file.clone()).unwrap();
+        let alone = ControlPlane::default();
+        alone.in_sync_as_replica("vol", &file);
+        assert!(LocalPlacement::default().open("vol", Epoch(1), file.clone()).unwrap().unclean, "no cluster: kept");
+        let clustered = ControlPlane::default();
+        assert!(clustered.set_above(Arc::new(Cluster(Epoch(2)))));
+        clustered.in_sync_as_replica("vol", &file);
+        assert!(!LocalPlacement::default().open("vol", Epoch(3), file.clone()).unwrap().unclean);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
