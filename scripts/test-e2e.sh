@@ -2,7 +2,8 @@
 # Starts a throw-away node (fresh data directory, free port) and runs the
 # Playwright tests in end2end/ against it with Debian's Chromium.
 #
-# usage: PORTICO_BIN=path/to/portico scripts/test-e2e.sh
+# usage: PORTICO_BIN=path/to/portico scripts/test-e2e.sh [playwright test arguments]
+# (for instance tests/failover.spec.ts to run that file only)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 portico=${PORTICO_BIN:?set PORTICO_BIN to the portico binary}
@@ -31,7 +32,7 @@ for _ in $(seq 100); do
 done
 
 status=0
-(cd "$here/end2end" && PORTICO_URL="http://127.0.0.1:$port" npx playwright test) || status=$?
+(cd "$here/end2end" && PORTICO_URL="http://127.0.0.1:$port" npx playwright test "$@") || status=$?
 if [ $status -ne 0 ]; then
   echo "---- node log ----"; tail -n 50 "$work/node.log"
 fi

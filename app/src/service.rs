@@ -157,6 +157,12 @@ pub trait StorageService: Send + Sync + 'static {
         caller: &Caller,
         group: &str,
     ) -> Result<Vec<crate::model::storage::VolumeMove>, ApiError>;
+    /// The path state of each LUN through each target of a group, now.
+    async fn group_paths(
+        &self,
+        caller: &Caller,
+        group: &str,
+    ) -> Result<Vec<crate::model::storage::TargetPaths>, ApiError>;
     /// Reservations of every volume this node serves.
     async fn reservations(&self, caller: &Caller) -> Result<Vec<crate::model::storage::VolumeReservations>, ApiError>;
     /// A join token for a new node (admins).

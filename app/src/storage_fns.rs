@@ -472,3 +472,14 @@ pub async fn get_group_moves(name: String) -> Result<Vec<VolumeMove>, ApiError> 
     };
     go.await.map_err(ssr::failed)
 }
+
+/// The path states of the group's targets, for the page to refresh them
+/// without reloading the rest.
+#[server(prefix = "/rpc", endpoint = "storage/groups/paths", input = Json)]
+pub async fn get_group_paths(name: String) -> Result<Vec<TargetPaths>, ApiError> {
+    let go = async {
+        let (s, c) = ssr::storage().await?;
+        s.group_paths(&c, &name).await
+    };
+    go.await.map_err(ssr::failed)
+}

@@ -296,7 +296,10 @@ async fn the_openapi_document_lists_every_route() {
             paths.get(p).cloned().unwrap_or_default()
         );
     }
-    for schema in ["DiscoverySettings", "SessionSettings", "SessionView", "PrivilegeSettings", "PrivilegesView"] {
+    assert!(paths["/api/v1/target-groups/{name}/paths"]["get"].is_object(), "the live path states");
+    for schema in
+        ["DiscoverySettings", "SessionSettings", "SessionView", "PrivilegeSettings", "PrivilegesView", "TargetPaths"]
+    {
         assert!(r.body["components"]["schemas"][schema].is_object(), "{schema}");
     }
 }

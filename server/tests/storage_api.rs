@@ -249,6 +249,46 @@ async fn target_groups_enforce_the_product_rules() {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
 }
 
+/// What the group page refreshes every few seconds: the path state of each
+/// LUN through each target, as the group's own view has it.
+#[tokio::test]
+async fn a_viewer_reads_the_path_states_of_a_group() {
+    let n = node().await;
+    let admin = n.admin().await;
+    let viewer = n.create_user(&admin, "vic", "viewer").await;
+    let op = n.create_user(&admin, "opal", "operator").await;
+    let portal = format!("127.0.0.1:{}", free_port());
+    assert_eq!(post(&n, &op, "/api/v1/volumes", json!({"name": "v", "size": "64MiB"})).await.0, StatusCode::CREATED);
+    let (s, g) = post(
+        &n,
+        &op,
+        "/api/v1/target-groups",
+        json!({"name": "g", "targets": [{"node": "test-node", "portals": [portal]}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    let iqn = g["targets"][0]["iqn"].clone();
+
+    let (s, paths) = get(&n, &viewer, "/api/v1/target-groups/g/paths").await;
+    assert_eq!(s, StatusCode::OK, "{paths}");
+    assert_eq!(paths, json!([{"iqn": iqn, "paths": []}]), "no LUN yet, no path");
+
+    let (s, l) = post(&n, &op, "/api/v1/target-groups/g/luns", json!({"volume": "v", "lun": 0})).await;
+    assert_eq!(s, StatusCode::CREATED, "{l}");
+    let (s, paths) = get(&n, &viewer, "/api/v1/target-groups/g/paths").await;
+    assert_eq!(s, StatusCode::OK, "{paths}");
+    // One node holds the volume's primary: its target is the Active/Optimized path.
+    assert_eq!(paths, json!([{"iqn": iqn, "paths": [{"lun": 0, "state": "active-optimized"}]}]));
+    let (_, g) = get(&n, &viewer, "/api/v1/target-groups/g").await;
+    assert_eq!(paths[0]["paths"], g["targets"][0]["paths"], "the group's own view says the same");
+
+    assert_eq!(post(&n, &op, "/api/v1/target-groups", json!({"name": "bare"})).await.0, StatusCode::CREATED);
+    assert_eq!(get(&n, &viewer, "/api/v1/target-groups/bare/paths").await, (StatusCode::OK, json!([])));
+    assert_eq!(get(&n, &viewer, "/api/v1/target-groups/nowhere/paths").await.0, StatusCode::NOT_FOUND);
+    let anonymous = n.send(Method::GET, "/api/v1/target-groups/g/paths", None, None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test]
 async fn a_group_built_through_the_api_serves_its_lun_with_chap_and_acl() {
     let n = node().await;
@@ -524,6 +564,7 @@ async fn every_storage_route_checks_the_role_on_the_server() {
         "/api/v1/target-groups/g/luns",
         "/api/v1/target-groups/g/acl",
         "/api/v1/target-groups/g/connections",
+        "/api/v1/target-groups/g/paths",
         "/api/v1/target-groups/g/session",
         "/api/v1/target-groups/g/privileges",
         "/api/v1/iscsi/discovery",

@@ -422,6 +422,18 @@ pub struct PathView {
     pub state: PathState,
 }
 
+/// The path states through one target of a group, as they are now: what
+/// `GET /api/v1/target-groups/{name}/paths` answers for each target, and what
+/// the group page refreshes while it is open (a failover, switchover or
+/// failback moves a LUN's Active/Optimized path on its own).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct TargetPaths {
+    pub iqn: String,
+    /// The state of the path through this target to each LUN of the group.
+    pub paths: Vec<PathView>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
 pub struct LunView {

@@ -1,7 +1,7 @@
 //! One target group: its targets and portals, the path state of each LUN on
-//! each target, attached LUNs, CHAP, session parameters, privileges, ACL
-//! rules (`group_acl`), the timeline of its LUNs' path moves, and live
-//! connections.
+//! each target (read again every 3 s), attached LUNs, CHAP, session
+//! parameters, privileges, ACL rules (`group_acl`), the timeline of its LUNs'
+//! path moves, and live connections.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -14,9 +14,10 @@ use super::group_settings::{PrivilegesSection, SessionSection};
 use super::volumes::{can_change, MoveTimeline};
 use crate::chart::{use_ticker, LiveActivity};
 use crate::components::{saves, ActionError, Badge, ErrorBanner, FieldMessage, JsonForm};
+use crate::error::ApiError;
 use crate::format;
 use crate::iscsi_fns::{SetAclAccess, SetGroupPrivileges, SetGroupSession};
-use crate::model::storage::{format_size, GroupPageData, PathState};
+use crate::model::storage::{format_size, GroupPageData, PathState, PathView, TargetPaths, TargetView};
 use crate::storage_fns::*;
 
 #[derive(Clone, Copy)]
@@ -141,6 +142,7 @@ fn GroupView(data: GroupPageData, a: GroupActions) -> impl IntoView {
     let toggle_name = name.clone();
     let delete_name = name.clone();
     let has_luns = !g.luns.is_empty();
+    let live = live_paths(name.clone(), &g.targets);
     view! {
         <div class="page-head page-head-row">
             <div>
@@ -169,19 +171,13 @@ fn GroupView(data: GroupPageData, a: GroupActions) -> impl IntoView {
                 <tbody>{g.targets.iter().map(|t| {
                     let iqn = t.iqn.clone();
                     let group = name.clone();
-                    let states = if t.paths.is_empty() { view! { <span class="muted">"—"</span> }.into_any() } else {
-                        t.paths.iter().map(|p| {
-                            let kind = if p.state == PathState::ActiveOptimized { "ok" } else { "muted" };
-                            view! { <span class="path-state">"LUN " {p.lun} " " <Badge kind=kind text=p.state.label()/></span> }
-                        }).collect_view().into_any()
-                    };
                     view! {
                         <tr>
                             <td>{t.node.clone()}</td>
                             <td><code>{t.iqn.clone()}</code></td>
                             <td>{t.portals.join(", ")}</td>
                             <td>{t.tpg}</td>
-                            <td>{states}</td>
+                            <td data-testid="path-states"><LivePathStates live iqn=t.iqn.clone() paths=t.paths.clone()/></td>
                             <td class="actions-col">{writer.then(move || view! {
                                 <button class="btn btn-small btn-danger" on:click=move |_| {
                                     if window().confirm_with_message(&format!("Remove the target {iqn}? Initiators using it lose this path.")).unwrap_or(false) {
@@ -193,6 +189,7 @@ fn GroupView(data: GroupPageData, a: GroupActions) -> impl IntoView {
                     }
                 }).collect_view()}</tbody>
             </table></div>
+            <LivePathsNote live/>
             {writer.then({ let name = name.clone(); move || view! {
                 <JsonForm action=a.add_target attr:class="form form-row">
                     <input type="hidden" name="group" value=name.clone()/>
@@ -288,6 +285,92 @@ fn GroupView(data: GroupPageData, a: GroupActions) -> impl IntoView {
 
         <ConnectHost g=g.clone()/>
         <Connections group=name.clone()/>
+    }
+}
+
+/// How often the path states are read again.
+const PATH_REFRESH_SECONDS: u64 = 3;
+
+/// The path states of the group's targets, read again every few seconds:
+/// the cluster moves a LUN's Active/Optimized path on its own (failover,
+/// switchover, failback). Until the first refresh, the states that came
+/// with the page.
+fn live_paths(group: String, targets: &[TargetView]) -> LivePaths {
+    let loaded: Vec<TargetPaths> =
+        targets.iter().map(|t| TargetPaths { iqn: t.iqn.clone(), paths: t.paths.clone() }).collect();
+    let tick = use_ticker(PATH_REFRESH_SECONDS);
+    Resource::new(
+        move || (group.clone(), tick.get()),
+        move |(g, tick)| {
+            let loaded = loaded.clone();
+            async move {
+                if tick == 0 {
+                    Ok(loaded)
+                } else {
+                    get_group_paths(g).await
+                }
+            }
+        },
+    )
+}
+
+type LivePaths = Resource<Result<Vec<TargetPaths>, ApiError>>;
+
+/// One target's cell of path states: only it is drawn again on a refresh,
+/// so that nothing else of the page (a form being filled in) is. A refresh
+/// that fails leaves the states last read; the note under the table says so.
+#[component]
+fn LivePathStates(live: LivePaths, iqn: String, paths: Vec<PathView>) -> impl IntoView {
+    let last = StoredValue::new(paths);
+    view! {
+        <Transition fallback=move || path_states(last.get_value())>
+            {move || {
+                let iqn = iqn.clone();
+                Suspend::new(async move {
+                    if let Ok(all) = live.await {
+                        let now = all.into_iter().find(|t| t.iqn == iqn).map(|t| t.paths).unwrap_or_default();
+                        last.set_value(now);
+                    }
+                    path_states(last.get_value())
+                })
+            }}
+        </Transition>
+    }
+}
+
+fn path_states(paths: Vec<PathView>) -> AnyView {
+    if paths.is_empty() {
+        return view! { <span class="muted">"—"</span> }.into_any();
+    }
+    paths
+        .into_iter()
+        .map(|p| {
+            let kind = if p.state == PathState::ActiveOptimized { "ok" } else { "muted" };
+            view! { <span class="path-state" data-lun=p.lun>"LUN " {p.lun} " " <Badge kind=kind text=p.state.label()/></span> }
+        })
+        .collect_view()
+        .into_any()
+}
+
+/// Says that the path states are live, or why the last refresh failed.
+#[component]
+fn LivePathsNote(live: LivePaths) -> impl IntoView {
+    let every = format!("Path states refresh every {PATH_REFRESH_SECONDS} s.");
+    view! {
+        <Transition fallback={ let every = every.clone(); move || view! { <p class="muted small">{every.clone()}</p> } }>
+            {move || {
+                let every = every.clone();
+                Suspend::new(async move {
+                    match live.await {
+                        Ok(_) => view! { <p class="muted small" data-testid="paths-live">{every}</p> }.into_any(),
+                        Err(e) => view! {
+                            <p class="muted small" data-testid="paths-live">"Path states could not be refreshed; shown as last read."</p>
+                            <ErrorBanner error=e/>
+                        }.into_any(),
+                    }
+                })
+            }}
+        </Transition>
     }
 }
 

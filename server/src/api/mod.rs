@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/volumes/{name}/primary", post(storage::move_primary))
         .route("/volumes/{name}/moves", get(storage::volume_moves))
         .route("/target-groups/{name}/moves", get(storage::group_moves))
+        .route("/target-groups/{name}/paths", get(storage::group_paths))
         .route("/volumes/{name}/reservations", get(storage::volume_reservations))
         .route("/target-groups", get(storage::list_groups).post(storage::create_group))
         .route(

@@ -122,6 +122,19 @@ pub async fn group_moves(
     Ok(Json(s.storage.group_moves(&c, &name).await?))
 }
 
+/// The path state of each LUN through each target of the group, now: a
+/// LUN's Active/Optimized path is the target on the node that holds its
+/// volume's primary, and moves with it in a failover, switchover or failback.
+#[utoipa::path(get, path = "/api/v1/target-groups/{name}/paths", tag = "target-groups", params(("name" = String, Path)),
+    responses((status = 200, body = Vec<TargetPaths>), (status = 404, body = ApiError)))]
+pub async fn group_paths(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<TargetPaths>>> {
+    Ok(Json(s.storage.group_paths(&c, &name).await?))
+}
+
 /// The volume's IOPS and throughput over the last minutes (5-second samples).
 #[utoipa::path(get, path = "/api/v1/volumes/{name}/activity", tag = "volumes", params(("name" = String, Path)),
     responses((status = 200, body = VolumeActivity), (status = 404, body = ApiError)))]

@@ -724,6 +724,17 @@ impl Storage {
         views::moves(&self.pool, None, Some(group)).await.map_err(db_error)
     }
 
+    /// The path state of each LUN through each target of a group, as the
+    /// engine is told (the same rule, `paths::path_state`): what the group
+    /// page refreshes while a failover or failback may move a path.
+    pub async fn group_paths(&self, caller: &Caller, group: &str) -> Result<Vec<TargetPaths>, ApiError> {
+        Self::read(caller)?;
+        views::group_paths(&self.pool, group)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| ApiError::not_found(format!("The target group {group}")))
+    }
+
     pub async fn target_groups(&self, caller: &Caller) -> Result<Vec<TargetGroupView>, ApiError> {
         Self::read(caller)?;
         views::target_groups(&self.pool, None).await.map_err(db_error)
@@ -887,6 +898,10 @@ impl portico_app::service::StorageService for Storage {
 
     async fn group_moves(&self, caller: &Caller, group: &str) -> Result<Vec<VolumeMove>, ApiError> {
         Storage::group_moves(self, caller, group).await
+    }
+
+    async fn group_paths(&self, caller: &Caller, group: &str) -> Result<Vec<TargetPaths>, ApiError> {
+        Storage::group_paths(self, caller, group).await
     }
 
     async fn create_join_token(&self, caller: &Caller) -> Result<CreatedJoinToken, ApiError> {

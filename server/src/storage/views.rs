@@ -140,6 +140,43 @@ pub async fn moves(pool: &SqlitePool, volume: Option<&str>, group: Option<&str>)
         .collect())
 }
 
+/// The path through a target on `target_node` to a LUN whose volume's
+/// primary is on `volume_node`.
+fn path(lun: i64, target_node: i64, volume_node: i64) -> PathView {
+    PathView { lun: lun as u8, state: path_state(target_node, volume_node) }
+}
+
+/// The path states of the targets of `group`, in port group order, each with
+/// its LUNs in order; `None` when there is no such group. One query, for a
+/// page that asks every few seconds.
+pub async fn group_paths(pool: &SqlitePool, group: &str) -> sqlx::Result<Option<Vec<TargetPaths>>> {
+    // A group with no target gives one row of NULLs, a target with no LUN
+    // one row with a NULL LUN, so that both are told from a missing group.
+    type Row = (Option<String>, Option<i64>, Option<i64>, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT t.iqn, t.node_id, l.lun, v.node_id FROM target_groups g \
+         LEFT JOIN targets t ON t.group_id = g.id LEFT JOIN luns l ON l.group_id = g.id \
+         LEFT JOIN volumes v ON v.id = l.volume_id WHERE g.name = ? ORDER BY t.tpg, t.iqn, l.lun",
+    )
+    .bind(group)
+    .fetch_all(pool)
+    .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut targets: Vec<TargetPaths> = Vec::new();
+    for (iqn, target_node, lun, volume_node) in rows {
+        let (Some(iqn), Some(target_node)) = (iqn, target_node) else { continue };
+        if targets.last().is_none_or(|t| t.iqn != iqn) {
+            targets.push(TargetPaths { iqn, paths: Vec::new() });
+        }
+        if let (Some(lun), Some(volume_node), Some(t)) = (lun, volume_node, targets.last_mut()) {
+            t.paths.push(path(lun, target_node, volume_node));
+        }
+    }
+    Ok(Some(targets))
+}
+
 /// id, name, state, ACL on, CHAP mode, CHAP user, mutual user, session settings, privileges, created.
 type GroupRow = (i64, String, String, bool, String, Option<String>, Option<String>, String, String, String);
 
@@ -201,10 +238,7 @@ pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Resul
             let paths = luns
                 .iter()
                 .filter(|l| l.0 == gid)
-                .map(|&(_, lun, _, _, volume_node)| PathView {
-                    lun: lun as u8,
-                    state: path_state(node_id, volume_node),
-                })
+                .map(|&(_, lun, _, _, volume_node)| path(lun, node_id, volume_node))
                 .collect();
             g.targets.push(TargetView { node, iqn, portals, tpg: tpg as u16, paths });
         }
