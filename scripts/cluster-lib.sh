@@ -5,10 +5,13 @@
 #
 # The sourcing script sets: portico (the binary), scenario (a word naming
 # the work directory), rebuild_after (seconds), may set failback_after
-# (seconds, 60 by default), and KEEP=1 to keep the work directory.
+# (seconds, 60 by default), and KEEP=1 to keep the work directory. It may
+# set netns[N] to run node N in that network namespace (`ip netns exec`,
+# which execs, so pid[N] is still the node's), redefining http and member
+# to give the node's addresses there (link-fault-test.sh).
 
 work=$(mktemp -d "/dev/shm/portico-$scenario.XXXXXX")
-declare -A pid
+declare -A pid netns
 cleanup() {
   for n in "${!pid[@]}"; do kill -9 "${pid[$n]}" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -16,9 +19,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# fail MESSAGE: prints it and the end of each node's log, on stderr (also
+# from a command substitution, whose output is captured), and exits 1.
 fail() {
   echo "FAIL: $*" >&2
-  for n in 1 2 3 4; do [ -f "$work/node$n.log" ] && { echo "--- node $n log (last 25 lines)"; tail -n 25 "$work/node$n.log"; }; done
+  for n in 1 2 3 4; do [ -f "$work/node$n.log" ] && { echo "--- node $n log (last 25 lines)"; tail -n 25 "$work/node$n.log" | sed 's/\x1b\[[0-9;]*m//g'; }; done >&2
   exit 1
 }
 pass() { echo "ok: $*"; }
@@ -31,9 +36,10 @@ member() { echo "127.0.$1.1:$cluster_port"; }
 
 # start N [ARGS...]: starts node N in the background.
 start() {
-  local n=$1; shift
+  local n=$1 in_ns=(); shift
+  [ -n "${netns[$n]:-}" ] && in_ns=(ip netns exec "${netns[$n]}")
   PORTICO_ADMIN_PASSWORD=$password RUST_LOG=${RUST_LOG:-info} RUST_BACKTRACE=0 \
-    "$portico" serve --data-dir "$work/data$n" --node-name "node$n" --http "$(http "$n")" \
+    "${in_ns[@]}" "$portico" serve --data-dir "$work/data$n" --node-name "node$n" --http "$(http "$n")" \
     --cluster-addr "${CLUSTER_ADDR:-$(member "$n")}" --rebuild-after "$rebuild_after" \
     --failback-after "${failback_after:-60}" --site-root "$work/site" "$@" \
     >>"$work/node$n.log" 2>&1 &
@@ -87,3 +93,69 @@ wait_state() {
   fail "$name is not $want on node $n after $limit s"
 }
 
+# Replicated volumes, ALUA and the ledger (failover-test.sh,
+# link-fault-test.sh). The sourcing script sets aluatool and ledger (the
+# test initiator's tools), defines iqn N and portal N (node N's target and
+# its portal), and fills the array paths with a --path ADDR=IQN per node.
+
+# primary VOLUME: the node holding its primary (a number).
+primary() { api 1 GET "/volumes/$1" | body | json 'd["node"]' | tr -dc 0-9; }
+# healthy VOLUME: "yes" once every copy is in sync.
+healthy() { api 1 GET "/volumes/$1" | body | json '"yes" if d["state"] == "healthy" and all(c["in_sync"] for c in d["copies"]) else d["state"]'; }
+wait_healthy() {
+  local i
+  for i in $(seq 1 $(($2 * 5))); do [ "$(healthy "$1" 2>/dev/null || true)" = yes ] && return 0; sleep 0.2; done
+  fail "$1 is not healthy after $2 s: $(api 1 GET "/volumes/$1" | body)"
+}
+# images_equal VOLUME: the images of the primary and of every copy are equal.
+images_equal() {
+  local nodes
+  nodes=$(api 1 GET "/volumes/$1" | body | json '" ".join([d["node"]] + [c["node"] for c in d["copies"]])' | tr -dc '0-9 ')
+  local files=()
+  for n in $nodes; do files+=("$work/data$n/volumes/$1.img"); done
+  [ "$(sha256sum "${files[@]}" | awk '{print $1}' | uniq | wc -l)" = 1 ] || fail "the images of $1 on nodes $nodes differ"
+  echo "   the images of $1 on nodes $nodes are equal"
+}
+# one_optimized LUN NODES...: REPORT TARGET PORT GROUPS through each node's
+# port is the same, with exactly one group active/optimized; prints it and
+# keeps it in rtpg.
+one_optimized() {
+  local lun=$1 n line first=""
+  shift
+  for n in "$@"; do
+    line=$(timeout 30 "$aluatool" --portal "$(portal "$n")" --target "$(iqn "$n")" --lun "$lun" rtpg)
+    [ -z "$first" ] && first=$line
+    [ "$line" = "$first" ] || fail "node $n reports '$line', node $1 '$first'"
+  done
+  [ "$(grep -o active-optimized <<<"$first" | wc -l)" = 1 ] || fail "not exactly one active/optimized group: $first"
+  echo "   REPORT TARGET PORT GROUPS through nodes $*: $first"
+  rtpg=$first
+}
+# run_ledger LUN VOLUME SECONDS: starts the ledger in the background.
+run_ledger() {
+  "$ledger" "${paths[@]}" --lun "$1" --volume "$2" --blocks 2048 --seconds "$3" --timeout 2 >"$work/ledger.txt" 2>&1 &
+  ledger_pid=$!
+}
+# ledger_verdict BOUND_MS: waits for the ledger; fails unless it is intact
+# and its longest pause is within the bound; prints its line.
+ledger_verdict() {
+  wait "$ledger_pid" || fail "the ledger: $(cat "$work/ledger.txt")"
+  local line pause
+  line=$(cat "$work/ledger.txt")
+  echo "   $line"
+  pause=$(sed -n 's/.*longest pause \([0-9]*\) ms.*/\1/p' <<<"$line")
+  [ -n "$pause" ] && [ "$pause" -le "$1" ] || fail "the longest pause, ${pause:-?} ms, is over $1 ms"
+  last_pause=$pause
+}
+# wait_primary_moves VOLUME NOT SECONDS: waits until VOLUME's primary is
+# not on node NOT; prints the seconds it took.
+wait_primary_moves() {
+  local t0 i p
+  t0=$(date +%s.%N)
+  for i in $(seq 1 $(($3 * 5))); do
+    p=$(primary "$1" 2>/dev/null || true)
+    [ -n "$p" ] && [ "$p" != "$2" ] && { since "$t0"; return 0; }
+    sleep 0.2
+  done
+  fail "the primary of $1 is still on node $2 after $3 s"
+}

@@ -63,68 +63,9 @@ targets=$(for n in 1 2 3; do printf '{"node":"node%s","portals":["127.0.%s.1:%s"
 out=$(api 1 POST /target-groups "{\"name\":\"g\",\"targets\":[${targets%,}]}")
 [ "$(status <<<"$out")" = 201 ] || fail "creating the group: $out"
 iqn() { echo "iqn.2026-11.local.portico:g.node$1"; }
+portal() { echo "127.0.$1.1:$iscsi_port"; }
 paths=()
 for n in 1 2 3; do paths+=(--path "127.0.$n.1:$iscsi_port=$(iqn "$n")"); done
-
-# primary VOLUME: the node holding its primary (a number).
-primary() { api 1 GET "/volumes/$1" | body | json 'd["node"]' | tr -dc 0-9; }
-# healthy VOLUME: "yes" once every copy is in sync.
-healthy() { api 1 GET "/volumes/$1" | body | json '"yes" if d["state"] == "healthy" and all(c["in_sync"] for c in d["copies"]) else d["state"]'; }
-wait_healthy() {
-  local i
-  for i in $(seq 1 $(($2 * 5))); do [ "$(healthy "$1" 2>/dev/null || true)" = yes ] && return 0; sleep 0.2; done
-  fail "$1 is not healthy after $2 s: $(api 1 GET "/volumes/$1" | body)"
-}
-# images_equal VOLUME: the images of the primary and of every copy are equal.
-images_equal() {
-  local nodes
-  nodes=$(api 1 GET "/volumes/$1" | body | json '" ".join([d["node"]] + [c["node"] for c in d["copies"]])' | tr -dc '0-9 ')
-  local files=()
-  for n in $nodes; do files+=("$work/data$n/volumes/$1.img"); done
-  [ "$(sha256sum "${files[@]}" | awk '{print $1}' | uniq | wc -l)" = 1 ] || fail "the images of $1 on nodes $nodes differ"
-  echo "   the images of $1 on nodes $nodes are equal"
-}
-# one_optimized LUN NODES...: REPORT TARGET PORT GROUPS through each node's
-# port is the same, with exactly one group active/optimized; prints it.
-one_optimized() {
-  local lun=$1 n line first=""
-  shift
-  for n in "$@"; do
-    line=$(timeout 30 "$aluatool" --portal "127.0.$n.1:$iscsi_port" --target "$(iqn "$n")" --lun "$lun" rtpg)
-    [ -z "$first" ] && first=$line
-    [ "$line" = "$first" ] || fail "node $n reports '$line', node $1 '$first'"
-  done
-  [ "$(grep -o active-optimized <<<"$first" | wc -l)" = 1 ] || fail "not exactly one active/optimized group: $first"
-  echo "   REPORT TARGET PORT GROUPS through nodes $*: $first"
-}
-# run_ledger LUN VOLUME SECONDS: starts the ledger in the background.
-run_ledger() {
-  "$ledger" "${paths[@]}" --lun "$1" --volume "$2" --blocks 2048 --seconds "$3" --timeout 2 >"$work/ledger.txt" 2>&1 &
-  ledger_pid=$!
-}
-# ledger_verdict BOUND_MS: waits for the ledger; fails unless it is intact
-# and its longest pause is within the bound; prints its line.
-ledger_verdict() {
-  wait "$ledger_pid" || fail "the ledger: $(cat "$work/ledger.txt")"
-  local line pause
-  line=$(cat "$work/ledger.txt")
-  echo "   $line"
-  pause=$(sed -n 's/.*longest pause \([0-9]*\) ms.*/\1/p' <<<"$line")
-  [ -n "$pause" ] && [ "$pause" -le "$1" ] || fail "the longest pause, ${pause:-?} ms, is over $1 ms"
-  last_pause=$pause
-}
-# wait_primary VOLUME NOT SECONDS: waits until VOLUME's primary is not on
-# node NOT; prints the seconds it took.
-wait_primary_moves() {
-  local t0 i p
-  t0=$(date +%s.%N)
-  for i in $(seq 1 $(($3 * 5))); do
-    p=$(primary "$1" 2>/dev/null || true)
-    [ -n "$p" ] && [ "$p" != "$2" ] && { since "$t0"; return 0; }
-    sleep 0.2
-  done
-  fail "the primary of $1 is still on node $2 after $3 s"
-}
 
 out=$(api 1 POST /volumes '{"name":"vol-f","size":"64MiB","replicas":2,"node":"node2"}')
 [ "$(status <<<"$out")" = 201 ] || fail "creating vol-f: $out"
@@ -165,7 +106,7 @@ echo "   vol-f failed back to node 2 $(since "$t0") s after the restart (hold ti
 n_moves=$(moves)
 sleep 20
 [ "$(moves)" = "$n_moves" ] || fail "vol-f moved again after its failback: $(api 1 GET /volumes/vol-f/moves | body)"
-api 1 GET /volumes/vol-f/moves | body | json '"\n".join("   timeline: " + m["at"] + " " + m["kind"] + " " + m["from_node"] + " -> " + m["to_node"] + " (epoch " + str(m["epoch"]) + "): " + m["cause"] for m in reversed(d))'
+api 1 GET /volumes/vol-f/moves | body | json '"\n".join("   timeline: " + m["at"] + " " + m["kind"] + " " + m["from_node"] + " -> " + m["to_node"] + " (epoch " + str(m["epoch"]) + ", I/O held " + str(m.get("held_ms")) + " ms): " + m["cause"] for m in reversed(d))'
 wait_healthy vol-f 60
 images_equal vol-f
 one_optimized 0 1 2 3
@@ -191,9 +132,10 @@ preferred=$(api 1 GET /volumes/vol-f | body | json 'd["preferred_node"]')
 [ "$preferred" = "node$c" ] || fail "after the switchover, vol-f's preferred node is $preferred"
 images_equal vol-f
 one_optimized 0 1 2 3
+grep -q "tpg $c active-optimized preferred" <<<"$rtpg" || fail "the PREF bit is not on node $c's group after the switchover: $rtpg"
 out=$(api 1 POST /volumes/vol-f/primary "{\"node\":\"node$c\"}")
 [ "$(status <<<"$out")" = 409 ] || fail "moving vol-f to node $c again: $out"
-pass "a planned switchover through the API: longest pause ${p3} ms, nothing resynced, node $c preferred from now on; a second one to the same node is refused (409)"
+pass "a planned switchover through the API: longest pause ${p3} ms, nothing resynced, node $c preferred from now on (its group has the PREF bit); a second one to the same node is refused (409)"
 
 echo "-- 4. explicit ALUA: SET TARGET PORT GROUPS from the initiator"
 stpg() { timeout 30 "$aluatool" --portal "127.0.$1.1:$iscsi_port" --target "$(iqn "$1")" "stpg:$2"; }

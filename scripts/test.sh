@@ -34,6 +34,9 @@ step "a cluster of three nodes (join, forwarded changes, kill -9 of the leader)"
 step "failover across three nodes (kill -9, SIGSTOP, a planned switchover, the leader killed), at most 10 minutes"
 timeout 600 "$here/scripts/failover-test.sh" "$portico"
 
+step "link faults: a node's replication link, then its iSCSI link pulled, its iSCSI link flapping (network namespaces), at most 7 minutes"
+timeout 420 "$here/scripts/link-fault-test.sh" "$portico"
+
 step "the Debian package (cargo-deb; unpacked and checked)"
 "$here/scripts/deb-test.sh"
 
