@@ -6,6 +6,13 @@
 # printing each result:
 #
 #  1. after 64 MiB written through the primary, the three images are equal;
+#  1b. node 1's stream to node 2 (through a fault proxy) made slow (20 ms
+#     each way), then lossy (10% of chunks sent again 200 ms later): the
+#     writes go on, slower, and node 2 stays in sync; then one-way, first
+#     node 2's answers held, then node 1's frames: node 2 is marked out of
+#     sync within the link's silence timeout, the writes go on, and once the
+#     link passes again node 2 gets only what it missed; the images end
+#     equal;
 #  2. kill -9 of a replica in the middle of writes: the writes go on (the
 #     longest wait for one is printed), and once it is restarted it gets only
 #     the regions written while it was away (the bytes copied are printed),
@@ -60,6 +67,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 iscsi_port=$(free_port)
 repl_port=$(free_port)
 proxy_port=$(free_port)
+control_port=$(free_port)
 # Where node 1 reaches node 2's replication listener (through the proxy, until step 3).
 via2="127.0.0.1:$proxy_port"
 iqn() { echo "iqn.2026-11.local.portico:node$1"; }
@@ -126,7 +134,7 @@ pr() { # NODE ARGS...
 }
 
 for n in 1 2 3; do config "$n" 1 1 >"$work/node$n.toml"; done
-"$faultproxy" --listen "$via2" --to "127.0.2.1:$repl_port" >"$work/proxy.log" 2>&1 &
+"$faultproxy" --listen "$via2" --to "127.0.2.1:$repl_port" --control "127.0.0.1:$control_port" >"$work/proxy.log" 2>&1 &
 pid[proxy]=$!
 start 2; start 3; start 1
 wait_log 1 "replication stream open" 20 2
@@ -140,6 +148,53 @@ echo "   sha256: node1 ${s[0]:0:16}…  node2 ${s[1]:0:16}…  node3 ${s[2]:0:16
 [ "${s[0]}" = "${s[1]}" ] && [ "${s[0]}" = "${s[2]}" ] || fail "the images differ after 64 MiB"
 pass "64 MiB written, the three images are equal"
 
+echo "-- 1b. a slow, a lossy and a one-way link from node 1 to node 2"
+faults() { # COMMAND: sets the proxy's faults on node 1's stream to node 2
+  local fd answer
+  exec {fd}<>"/dev/tcp/127.0.0.1/$control_port"
+  echo "$*" >&"$fd"; read -r answer <&"$fd"; exec {fd}>&-
+  [ "$answer" = ok ] || fail "faultproxy: $* -> $answer"
+}
+plain() { sed 's/\x1b\[[0-9;]*m//g' "$work/node$1.log"; }
+marked() { plain 1 | grep -c "replica marked out of sync.*replica=$1 " || true; }
+insync() { plain 1 | grep -c "replica back in sync.*replica=$1 " || true; }
+median() { sed -n 's/.*median \([0-9.]*\) ms.*/\1/p'; }
+longest() { sed -n 's/.*longest \([0-9]*\) ms.*/\1/p'; }
+faults delay 20
+line=$(write 1 --seconds 3 --size 4096 --depth 1 --random --offset-mib 64 --span-mib 8 --seed 21)
+echo "   delay 20 ms each way: $line"
+[ "$(field errors, <<<"$line")" = 0 ] || fail "writes failed on a slow link"
+awk -v m="$(median <<<"$line")" 'BEGIN { exit !(m >= 40) }' || fail "a write did not wait for node 2's answer (median $(median <<<"$line") ms)"
+[ "$(marked 2)" = 0 ] || fail "node 2 was marked out of sync on a slow link"
+pass "on a link 20 ms each way the writes wait for node 2 (median $(median <<<"$line") ms) and it stays in sync"
+faults pass; faults loss 10
+line=$(write 1 --seconds 3 --size 4096 --depth 4 --random --offset-mib 64 --span-mib 8 --seed 22)
+echo "   loss 10%: $line"
+[ "$(field errors, <<<"$line")" = 0 ] || fail "writes failed on a lossy link"
+[ "$(marked 2)" = 0 ] || fail "node 2 was marked out of sync on a lossy link"
+pass "on a link that loses 10% of its segments the writes go on (the longest wait $(longest <<<"$line") ms) and node 2 stays in sync"
+for way in down up; do
+  faults pass
+  back=$(insync 2)
+  faults hold "$way"
+  line=$(write 1 --seconds 6 --size 4096 --depth 4 --random --offset-mib 72 --span-mib 8 --seed 23)
+  [ "$way" = down ] && what="node 2's answers held, node 1's frames passing" || what="node 1's frames held, node 2's answers passing"
+  echo "   $what: $line"
+  [ "$(field errors, <<<"$line")" = 0 ] || fail "writes failed with the link one-way ($way held)"
+  [ "$(marked 2)" -ge 1 ] || fail "node 2 was not marked out of sync with the link one-way ($way held)"
+  faults pass
+  deadline=$((SECONDS + 30))
+  until [ "$(insync 2)" -gt "$back" ]; do
+    [ $SECONDS -lt $deadline ] || fail "node 2 was not resynced within 30 s of the link passing again"
+    sleep 0.2
+  done
+  copied=$(plain 1 | grep "replica back in sync.*replica=2 " | tail -n 1 | sed -n 's/.*copied_bytes=\([0-9]*\).*/\1/p')
+  [ -n "$copied" ] && [ "$copied" -le $((8 << 20)) ] || fail "the resync after a one-way link copied $copied bytes"
+  mapfile -t s < <(sums)
+  [ "${s[0]}" = "${s[1]}" ] && [ "${s[0]}" = "${s[2]}" ] || fail "the images differ after a one-way link ($way held)"
+  pass "one-way ($way held): writes went on after $(longest <<<"$line") ms at most, node 2 was marked out of sync, and resynced with $copied bytes once the link passed; the images are equal"
+done
+
 echo "-- 2. kill -9 of a replica in the middle of writes"
 write 1 --seconds 6 --size 4096 --depth 8 --random --offset-mib 80 --span-mib 16 --seed 2 >"$work/during.txt" &
 writer=$!
@@ -151,7 +206,7 @@ line=$(cat "$work/during.txt"); echo "   $line"
 [ "$(field errors, <<<"$line")" = 0 ] || fail "writes failed while a replica was lost"
 pause=$(sed -n 's/.*longest \([0-9]*\) ms.*/\1/p' <<<"$line")
 pass "writes went on without node 3; the longest wait for one write was $pause ms"
-grep -q "replica marked out of sync" "$work/node1.log" || fail "node 3 was not marked out of sync"
+[ "$(marked 3)" -ge 1 ] || fail "node 3 was not marked out of sync"
 s3=$(cd "$work" && sha256sum node3.img | awk '{print $1}')
 [ "$s3" != "$(cd "$work" && sha256sum node1.img | awk '{print $1}')" ] || fail "node 3 did not miss anything?"
 before=$(grep -c "replica back in sync" "$work/node1.log" || true)
