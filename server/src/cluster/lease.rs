@@ -15,6 +15,15 @@
 //!   [`LEASE`] after that acknowledgement. A leader cut off with a minority
 //!   sends ever older acknowledgements, so its followers' leases run out
 //!   with its own.
+//! * An AppendEntries only extends a lease that is in time. One that sat in
+//!   this node's socket while the node was stopped (SIGSTOP, a VM paused)
+//!   says how things stood when the leader sent it, which may be before the
+//!   controller moved this node's volumes away; taken as news, it would
+//!   renew a lapsed lease from the past. A follower whose lease lapsed asks
+//!   the leader itself (`/raft/lease`): the answer comes after the question
+//!   was sent, so the leader's quorum was heard no earlier than the time of
+//!   sending less the age it reports, and what its log held when it
+//!   answered includes everything committed before the question.
 //!
 //! * A node whose lease had run out (or that just started) holds it again
 //!   only once its engine has been brought to what the cluster had
@@ -79,8 +88,8 @@ impl Lease {
     }
 
     /// The majority was last heard from at `at`, when `committed` was the
-    /// cluster's commit index.
-    fn heard_at(&self, at: Instant, committed: u64) {
+    /// cluster's commit index (or later): renews the lease, lapsed or not.
+    fn renew(&self, at: Instant, committed: u64) {
         if !self.in_time() {
             self.catch_up_to.fetch_max(committed, Ordering::AcqRel);
         }
@@ -101,11 +110,23 @@ impl Lease {
     }
 
     /// On a follower: it accepted an AppendEntries whose leader's quorum
-    /// acknowledged it `age` ago, and which said the leader had committed
-    /// up to `committed`.
-    pub fn heard_from_leader(&self, age: Duration, committed: u64) {
-        if let Some(at) = Instant::now().checked_sub(age) {
-            self.heard_at(at, committed);
+    /// acknowledged it `age` before it was sent. It extends the lease only
+    /// if the lease is in time (see the module documentation); whether it
+    /// did.
+    pub fn heard_from_leader(&self, age: Duration) -> bool {
+        let Some(at) = Instant::now().checked_sub(age) else { return false };
+        let (now, until) = (self.ms(Instant::now()), self.ms(at + LEASE));
+        self.until
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| (now < held).then_some(held.max(until)))
+            .is_ok()
+    }
+
+    /// On a follower: it asked the leader at `sent`, and the leader
+    /// answered that its quorum acknowledged it `age` before the answer,
+    /// when its log reached `committed`. Renews a lapsed lease too.
+    pub fn renewed_by_round_trip(&self, sent: Instant, age: Duration, committed: u64) {
+        if let Some(at) = sent.checked_sub(age) {
+            self.renew(at, committed);
         }
     }
 }
@@ -123,6 +144,9 @@ pub fn spawn(cluster: Cluster) {
             let lease = &cluster.shared.lease;
             if metrics.current_leader != Some(cluster.id) {
                 lease.quorum_acked.store(0, Ordering::Relaxed);
+                if let (false, Some(leader)) = (lease.in_time(), metrics.current_leader) {
+                    ask_leader(&cluster, leader).await;
+                }
                 continue;
             }
             let voters: Vec<_> = metrics.membership_config.membership().voter_ids().collect();
@@ -137,10 +161,47 @@ pub fn spawn(cluster: Cluster) {
             if let Some(at) = acked {
                 lease.quorum_acked.store(lease.ms(at).max(1), Ordering::Relaxed);
                 // A new leader's log holds everything committed.
-                lease.heard_at(at, metrics.last_log_index.unwrap_or(0));
+                lease.renew(at, metrics.last_log_index.unwrap_or(0));
             }
         }
     });
+}
+
+/// How long a follower whose lease lapsed waits for the leader's answer.
+const ASK_DEADLINE: Duration = Duration::from_secs(1);
+
+/// The leader's answer to a follower whose lease lapsed.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct LeaseAnswer {
+    /// How long before answering its quorum last acknowledged it.
+    pub quorum_age_ms: u64,
+    /// Its last log index when it answered.
+    pub log_index: u64,
+}
+
+/// Asks the leader, from this follower whose lease lapsed, how lately it
+/// heard from its quorum; renews the lease by its answer.
+async fn ask_leader(cluster: &Cluster, leader: super::NodeId) {
+    let (Some(client), Some(address)) = (&cluster.shared.client, cluster.member_address(leader)) else { return };
+    let sent = Instant::now();
+    match client.call::<_, Result<LeaseAnswer, String>>(&address, "/raft/lease", &(), ASK_DEADLINE).await {
+        Ok(Ok(answer)) => {
+            let age = Duration::from_millis(answer.quorum_age_ms);
+            cluster.shared.lease.renewed_by_round_trip(sent, age, answer.log_index);
+        }
+        Ok(Err(why)) => tracing::debug!(leader, "the leader did not renew this node's lease: {why}"),
+        Err(e) => tracing::debug!(leader, "cannot ask the leader for a lease: {e}"),
+    }
+}
+
+/// The leader's side of [`ask_leader`]: how lately its quorum acknowledged
+/// it, and how far its log goes.
+pub fn answer_follower(lease: &Lease, leader: bool, log_index: u64) -> Result<LeaseAnswer, String> {
+    if !leader {
+        return Err("this node is not the leader".into());
+    }
+    let age = lease.quorum_age().ok_or("no quorum has acknowledged this leader yet")?;
+    Ok(LeaseAnswer { quorum_age_ms: age.as_millis() as u64, log_index })
 }
 
 #[cfg(test)]
@@ -151,16 +212,17 @@ mod tests {
     fn the_lease_runs_out_three_seconds_after_the_majority_was_last_heard() {
         let lease = Lease::default();
         assert!(!lease.holds(), "no lease before anything is heard");
-        lease.heard_from_leader(Duration::ZERO, 0);
+        assert!(!lease.heard_from_leader(Duration::ZERO), "an AppendEntries does not grant a lease");
+        lease.renewed_by_round_trip(Instant::now(), Duration::ZERO, 0);
         assert!(lease.holds());
         let late = Lease::default();
         std::thread::sleep(Duration::from_millis(20));
-        late.heard_from_leader(LEASE, 0);
+        late.renewed_by_round_trip(Instant::now(), LEASE, 0);
         assert!(!late.holds(), "the leader's quorum acknowledged it 3 s ago: nothing is left");
-        late.heard_from_leader(LEASE - Duration::from_millis(500), 0);
+        late.renewed_by_round_trip(Instant::now(), LEASE - Duration::from_millis(500), 0);
         assert!(late.holds(), "half a second left");
         // An older acknowledgement never shortens the lease.
-        late.heard_from_leader(LEASE + Duration::from_secs(5), 0);
+        assert!(late.heard_from_leader(LEASE + Duration::from_secs(5)));
         assert!(late.holds());
     }
 
@@ -168,15 +230,45 @@ mod tests {
     fn a_renewed_lease_waits_for_the_engine_to_catch_up() {
         let lease = Lease::default();
         lease.engine_brought_to(7);
-        // Restarted (or back from a stop): the cluster has committed up to 12.
-        lease.heard_from_leader(Duration::ZERO, 12);
+        // Restarted (or back from a stop): the leader's log reaches 12.
+        lease.renewed_by_round_trip(Instant::now(), Duration::ZERO, 12);
         assert!(!lease.holds(), "the engine runs what index 7 said; 12 may have moved a volume away");
         lease.engine_brought_to(11);
         assert!(!lease.holds());
         lease.engine_brought_to(12);
         assert!(lease.holds());
-        // While the lease holds, later commits do not take it away.
-        lease.heard_from_leader(Duration::ZERO, 30);
+        // While the lease holds, AppendEntries keep it; the engine follows as it goes.
+        assert!(lease.heard_from_leader(Duration::ZERO));
         assert!(lease.holds(), "a node that never lost the lease follows as it goes");
+    }
+
+    #[test]
+    fn an_old_message_does_not_renew_a_lapsed_lease() {
+        let lease = Lease::default();
+        lease.engine_brought_to(5);
+        lease.renewed_by_round_trip(Instant::now(), LEASE - Duration::from_millis(30), 5);
+        assert!(lease.holds());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!lease.holds(), "lapsed");
+        // An AppendEntries that waited in the socket while this node was
+        // stopped: the leader's quorum was fresh when it was sent.
+        assert!(!lease.heard_from_leader(Duration::ZERO));
+        assert!(!lease.holds(), "a message from before the stop does not bring the lease back");
+        // Asked itself: the leader's log has moved on (the volume was moved).
+        lease.renewed_by_round_trip(Instant::now(), Duration::ZERO, 9);
+        assert!(!lease.holds(), "the engine must first run what index 9 says");
+        lease.engine_brought_to(9);
+        assert!(lease.holds());
+    }
+
+    #[test]
+    fn only_a_leader_with_a_quorum_answers() {
+        let lease = Lease::default();
+        assert!(answer_follower(&lease, false, 3).is_err());
+        assert!(answer_follower(&lease, true, 3).is_err(), "no quorum yet");
+        lease.quorum_acked.store(lease.ms(Instant::now()).max(1), Ordering::Relaxed);
+        let answer = answer_follower(&lease, true, 3).expect("answers");
+        assert_eq!(answer.log_index, 3);
+        assert!(answer.quorum_age_ms < 1000);
     }
 }

@@ -23,9 +23,9 @@ use openraft::{BasicNode, OptionalSend};
 use portico_app::error::ApiError;
 use serde::{Deserialize, Serialize};
 
-use super::{NodeId, Raft, Snapshot, SnapshotData, SnapshotMeta, Vote, C};
+use super::{NodeId, Raft, Snapshot, SnapshotData, SnapshotMeta, Vote, WatchReceiver as _, C};
 use crate::api::extract::{ApiFailure, ApiJson};
-use crate::cluster::lease::Lease;
+use crate::cluster::lease::{answer_follower, Lease, LeaseAnswer};
 use crate::cluster::transport::{CallError, Client, FromMember};
 
 /// The largest snapshot a member accepts (a copy of the state database).
@@ -197,13 +197,13 @@ async fn append(
     _member: FromMember,
     ApiJson(request): ApiJson<AppendRequest>,
 ) -> Result<Answer<AppendEntriesResponse<C>>, ApiFailure> {
-    let committed = request.rpc.leader_commit.as_ref().map(|l| l.index).unwrap_or(0);
     let result = raft.append_entries(request.rpc).await;
     // Taken from the leader of this term: the majority was heard from as
-    // lately as its quorum acknowledged it.
+    // lately as its quorum acknowledged it (a lapsed lease is renewed only
+    // by asking the leader: see `lease`).
     if let (Ok(answer), Some(age)) = (&result, request.quorum_age_ms) {
         if !matches!(answer, AppendEntriesResponse::HigherVote(_)) {
-            lease.heard_from_leader(Duration::from_millis(age), committed);
+            lease.heard_from_leader(Duration::from_millis(age));
         }
     }
     Ok(answer::<_, RaftError<C>>(result))
@@ -238,12 +238,24 @@ async fn snapshot(
     Ok(answer::<_, Fatal<C>>(raft.install_full_snapshot(request.vote, snapshot).await))
 }
 
+/// A follower whose lease lapsed asks the leader how lately its quorum
+/// acknowledged it (see `lease`).
+async fn lease_for_follower(
+    State((raft, lease)): State<(Raft, Arc<Lease>)>,
+    _member: FromMember,
+) -> Json<Result<LeaseAnswer, String>> {
+    let metrics = raft.metrics().borrow_watched().clone();
+    let leader = metrics.current_leader == Some(metrics.id);
+    Json(answer_follower(&lease, leader, metrics.last_log_index.unwrap_or(0)))
+}
+
 /// The routes that take Raft's messages.
 pub fn routes(raft: Raft, lease: Arc<Lease>) -> Router {
     Router::new()
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
         .route("/raft/pre-vote", post(pre_vote))
+        .route("/raft/lease", post(lease_for_follower))
         .layer(DefaultBodyLimit::max(MAX_MESSAGE))
         .merge(
             Router::new()
