@@ -68,6 +68,10 @@ test("a page served on another port cannot make changes with the administrator's
       expect(await answer.headerValue("content-type")).toContain("application/json");
     }
   } finally {
+    // Leave the attacker's page before its server goes: the browser may
+    // still ask it for something (its icon), and a refused connection is a
+    // console error.
+    await page.goto("about:blank");
     server.close();
   }
 
