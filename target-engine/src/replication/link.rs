@@ -2,8 +2,9 @@
 //! placement (cluster, volume, epoch, primary, replica), then carry the
 //! frames the state machine queues and bring back the replica's answers.
 //!
-//! A replica that does not answer a ping within [`SILENCE`], whose socket
-//! fails, or that cannot be reached within [`CONNECT`] is lost for the
+//! A replica that does not answer a ping within [`SILENCE`], that answers
+//! pings but none of the work sent to it for [`STALL`] (a stuck apply, or
+//! an answer lost on the replica's side), whose socket fails, or that cannot be reached within [`CONNECT`] is lost for the
 //! state machine (which then has it marked out of sync); the link keeps
 //! trying to connect again, from 200 ms up to 2 s apart, until the volume
 //! goes away.
@@ -27,6 +28,9 @@ use super::frame::{self, Frame, Refusal};
 pub const CONNECT: Duration = Duration::from_secs(2);
 /// A stream quiet for this long (no answer, no pong) is lost.
 pub const SILENCE: Duration = Duration::from_secs(3);
+/// A stream with work unanswered and no answer to any for this long is
+/// lost, pongs or not: a resync would otherwise wait for that copy for ever.
+pub const STALL: Duration = Duration::from_secs(30);
 /// How often an idle stream is pinged.
 const PING: Duration = Duration::from_secs(1);
 /// A socket write that makes no progress for this long fails the stream.
@@ -183,10 +187,14 @@ async fn session(
     let mut ping = tokio::time::interval(PING);
     let mut nonce = 0u64;
     let mut last_heard = tokio::time::Instant::now();
+    let mut work = Unanswered::new(last_heard);
     let ended = loop {
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(LinkMessage::Frame(f)) => {
+                    if matches!(f, Frame::ToReplica(_)) {
+                        work.sent(tokio::time::Instant::now());
+                    }
                     if wtx.send(f).is_err() {
                         break Ended::Failed("cannot write to the replica".into());
                     }
@@ -197,6 +205,7 @@ async fn session(
             f = frame::read(&mut rd, &mut buf, "replica") => match f {
                 Ok(Frame::FromReplica(answer)) => {
                     last_heard = tokio::time::Instant::now();
+                    work.answered(last_heard);
                     volume.received(cfg.replica, answer);
                 }
                 Ok(Frame::Pong(_)) => last_heard = tokio::time::Instant::now(),
@@ -207,6 +216,9 @@ async fn session(
                 if last_heard.elapsed() > SILENCE {
                     break Ended::Failed(format!("silent for {SILENCE:?}"));
                 }
+                if work.stalled(tokio::time::Instant::now()) {
+                    break Ended::Failed(format!("{} frames unanswered for {STALL:?}, though pings are", work.count));
+                }
                 nonce += 1;
                 let _ = wtx.send(Frame::Ping(nonce));
             }
@@ -214,4 +226,58 @@ async fn session(
     };
     writer.abort();
     ended
+}
+
+/// Work sent on a stream and not answered yet, and since when nothing of
+/// it has been: each operation, copy or verification gets one answer.
+#[derive(Debug)]
+struct Unanswered {
+    count: u64,
+    since: tokio::time::Instant,
+}
+
+impl Unanswered {
+    fn new(now: tokio::time::Instant) -> Self {
+        Unanswered { count: 0, since: now }
+    }
+
+    fn sent(&mut self, now: tokio::time::Instant) {
+        if self.count == 0 {
+            self.since = now;
+        }
+        self.count += 1;
+    }
+
+    fn answered(&mut self, now: tokio::time::Instant) {
+        self.count = self.count.saturating_sub(1);
+        self.since = now;
+    }
+
+    fn stalled(&self, now: tokio::time::Instant) -> bool {
+        self.count > 0 && now.duration_since(self.since) > STALL
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_is_stalled_only_while_work_waits_with_no_answer_for_the_whole_time() {
+        let t0 = tokio::time::Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut work = Unanswered::new(t0);
+        assert!(!work.stalled(at(100)), "an idle stream is not stalled");
+        work.sent(at(100));
+        work.sent(at(101));
+        assert!(!work.stalled(at(130)));
+        assert!(work.stalled(at(131)), "nothing answered for 31 s");
+        work.answered(at(131));
+        assert!(!work.stalled(at(160)), "one answer starts the clock again");
+        assert!(work.stalled(at(162)), "the other is still unanswered");
+        work.answered(at(162));
+        assert!(!work.stalled(at(1000)), "all answered");
+        work.sent(at(1000));
+        assert!(!work.stalled(at(1030)), "the clock starts at the first unanswered frame");
+    }
 }

@@ -21,14 +21,14 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::auth::{self, Key, Side};
 use super::backend::apply;
 use super::core::dirty::DirtyMap;
 use super::core::ops::{Epoch, Op, ReplicaId};
-use super::core::primary::FromReplica;
+use super::core::primary::{FromReplica, ToReplica};
 use super::core::replica::{Replica, ReplicaAction};
 use super::frame::{self, Frame, Refusal};
 use crate::backend::BlockBackend;
@@ -56,6 +56,19 @@ pub struct ReplicaVolume {
     write_cache: Mutex<WriteCache>,
     /// SYNCHRONIZE CACHEs from the primary made durable here.
     flushes: std::sync::atomic::AtomicU64,
+    routes: Mutex<Routes>,
+}
+
+/// Where answers go and what budget work holds, for the whole volume: work
+/// that came on one stream may be started by another stream's work
+/// finishing ([`Replica`]'s sequencer spans streams), so neither can belong
+/// to the task that happens to run it.
+#[derive(Debug, Default)]
+struct Routes {
+    /// The answer channel of each open stream, by the replica's number.
+    answers: HashMap<u64, mpsc::UnboundedSender<Frame>>,
+    /// The stream budget each piece of work holds until it is applied, by id.
+    held: HashMap<u64, OwnedSemaphorePermit>,
 }
 
 impl ReplicaVolume {
@@ -79,7 +92,85 @@ impl ReplicaVolume {
             state_file,
             write_cache: Mutex::new(write_cache),
             flushes: Default::default(),
+            routes: Mutex::default(),
         })
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A primary's hello, checked against the placement applied here: the
+    /// stream's number and this copy's activity log. Its answers go to `tx`.
+    fn open_stream(
+        &self,
+        epoch: Epoch,
+        primary: ReplicaId,
+        tx: mpsc::UnboundedSender<Frame>,
+    ) -> Result<(u64, Option<DirtyMap>), FromReplica> {
+        let mut core = self.core();
+        let stream = core.hello(epoch, primary)?;
+        self.routes().answers.insert(stream, tx);
+        Ok((stream, core.unsettled()))
+    }
+
+    /// Stream `stream` ended; its work already started carries on, unanswered.
+    fn close_stream(&self, stream: u64) {
+        self.core().closed(stream);
+        self.routes().answers.remove(&stream);
+    }
+
+    /// One frame of stream `stream`, which holds `permit` of its budget until
+    /// the work it makes is applied. False if the stream is to close.
+    fn take(self: &Arc<Self>, stream: u64, msg: ToReplica, permit: OwnedSemaphorePermit) -> bool {
+        let actions = {
+            let mut core = self.core();
+            let before = core.last_id();
+            let actions = core.receive(stream, msg);
+            // Kept before the core is let go: another stream's work may
+            // start this one as soon as it is.
+            if core.last_id() != before {
+                self.routes().held.insert(core.last_id(), permit);
+            }
+            actions
+        };
+        self.run(actions)
+    }
+
+    /// Does what the replica's state machine asked; false if the stream
+    /// that brought it is to close.
+    fn run(self: &Arc<Self>, actions: Vec<ReplicaAction>) -> bool {
+        let mut open = true;
+        for a in actions {
+            match a {
+                ReplicaAction::Send { stream, msg } => {
+                    if let Some(tx) = self.routes().answers.get(&stream) {
+                        let _ = tx.send(Frame::FromReplica(msg));
+                    }
+                }
+                ReplicaAction::Disconnect => open = false,
+                work => {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let next = if let ReplicaAction::Verify { id, offset, len, crc } = work {
+                            let same = me.matches(offset, len, crc).await;
+                            me.routes().held.remove(&id);
+                            me.core().verified(id, same)
+                        } else {
+                            let id = match &work {
+                                ReplicaAction::Apply { id, .. } | ReplicaAction::WriteCopy { id, .. } => *id,
+                                _ => unreachable!("only work is spawned"),
+                            };
+                            let result = me.apply(&work).await;
+                            me.routes().held.remove(&id);
+                            me.core().applied(id, result)
+                        };
+                        let _ = me.run(next);
+                    });
+                }
+            }
+        }
+        open
     }
 
     fn core(&self) -> std::sync::MutexGuard<'_, Replica> {
@@ -183,7 +274,7 @@ impl ReplicaVolume {
                 // Copies are durable before the region counts as copied.
                 self.local.write(*offset, data.clone(), true).await.map_err(|e| e.to_string())
             }
-            ReplicaAction::Send(_) | ReplicaAction::Disconnect | ReplicaAction::Verify { .. } => Ok(()),
+            ReplicaAction::Send { .. } | ReplicaAction::Disconnect | ReplicaAction::Verify { .. } => Ok(()),
         }
     }
 }
@@ -301,11 +392,8 @@ impl ReplicaNode {
             let _ = wr.write_all(&answer(Frame::Refused(Refusal::UnknownVolume))).await;
             return Err(format!("hello for {volume:?} (replica {replica} of {cluster:?}): not kept here"));
         };
-        let said = {
-            let mut core = vol.core();
-            core.hello(epoch, primary).map(|stream| (stream, core.unsettled()))
-        };
-        let (stream, unsettled) = match said {
+        let (tx, rx) = mpsc::unbounded_channel::<Frame>();
+        let (stream, unsettled) = match vol.open_stream(epoch, primary, tx.clone()) {
             Ok(s) => s,
             Err(FromReplica::StaleEpoch { current }) => {
                 let _ = wr.write_all(&answer(Frame::Refused(Refusal::StaleEpoch(current)))).await;
@@ -313,13 +401,15 @@ impl ReplicaNode {
             }
             Err(other) => return Err(format!("{other:?}")),
         };
-        wr.write_all(&answer(Frame::HelloOk { unsettled })).await.map_err(|e| e.to_string())?;
+        // Answers wait in the channel until the hello is answered.
+        if let Err(e) = wr.write_all(&answer(Frame::HelloOk { unsettled })).await {
+            vol.close_stream(stream);
+            return Err(e.to_string());
+        }
         tracing::info!(volume = %vol.name, primary, %epoch, "replication stream accepted");
 
-        let (tx, rx) = mpsc::unbounded_channel::<Frame>();
         // A primary that stops reading is dropped.
         let writer = tokio::spawn(frame::write_all(rx, wr, WRITE));
-        let ctx = Arc::new(StreamCtx { vol: vol.clone(), tx, held: Mutex::default() });
         let budget = Arc::new(Semaphore::new(IN_FLIGHT));
         let mut stop = self.stop.subscribe();
         let result = loop {
@@ -333,76 +423,106 @@ impl ReplicaNode {
             let msg = match f {
                 Frame::ToReplica(msg) => msg,
                 Frame::Ping(n) => {
-                    let _ = ctx.tx.send(Frame::Pong(n));
+                    let _ = tx.send(Frame::Pong(n));
                     continue;
                 }
                 other => break Err(format!("unexpected frame {other:?}")),
             };
             let bytes = match &msg {
-                super::core::primary::ToReplica::Op { op, .. } => op.payload(),
-                super::core::primary::ToReplica::Copy { data, .. } => data.len(),
+                ToReplica::Op { op, .. } => op.payload(),
+                ToReplica::Copy { data, .. } => data.len(),
                 // The region is read to compare it.
-                super::core::primary::ToReplica::Verify { len, .. } => *len as usize,
+                ToReplica::Verify { len, .. } => *len as usize,
             }
             .clamp(1, IN_FLIGHT) as u32;
             // Reading stops while the stream's budget is spent.
             let Ok(permit) = budget.clone().acquire_many_owned(bytes).await else { break Ok(()) };
-            let (actions, id) = {
-                let mut core = vol.core();
-                let actions = core.receive(stream, msg);
-                (actions, core.last_id())
-            };
-            ctx.held.lock().unwrap_or_else(|e| e.into_inner()).insert(id, permit);
-            if !ctx.run(actions) {
+            if !vol.take(stream, msg, permit) {
                 break Ok(());
             }
         };
-        vol.core().closed(stream);
-        drop(ctx);
+        vol.close_stream(stream);
+        drop(tx);
         let _ = writer.await;
         result
     }
 }
 
-/// One accepted stream: where answers go, and the budget each piece of
-/// work holds until it is applied.
-struct StreamCtx {
-    vol: Arc<ReplicaVolume>,
-    tx: mpsc::UnboundedSender<Frame>,
-    held: Mutex<HashMap<u64, tokio::sync::OwnedSemaphorePermit>>,
-}
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use bytes::{Bytes, BytesMut};
+    use tokio::sync::Notify;
 
-impl StreamCtx {
-    /// Does what the replica's state machine asked; false if the stream is to close.
-    fn run(self: &Arc<Self>, actions: Vec<ReplicaAction>) -> bool {
-        let mut open = true;
-        for a in actions {
-            match a {
-                ReplicaAction::Send(answer) => {
-                    let _ = self.tx.send(Frame::FromReplica(answer));
-                }
-                ReplicaAction::Disconnect => open = false,
-                work => {
-                    let me = self.clone();
-                    tokio::spawn(async move {
-                        let next = if let ReplicaAction::Verify { id, offset, len, crc } = work {
-                            let same = me.vol.matches(offset, len, crc).await;
-                            me.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                            me.vol.core().verified(id, same)
-                        } else {
-                            let id = match &work {
-                                ReplicaAction::Apply { id, .. } | ReplicaAction::WriteCopy { id, .. } => *id,
-                                _ => unreachable!("only work is spawned"),
-                            };
-                            let result = me.vol.apply(&work).await;
-                            me.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                            me.vol.core().applied(id, result)
-                        };
-                        let _ = me.run(next);
-                    });
-                }
-            }
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::backend::BackendError;
+
+    /// A copy whose writes wait until they are let go.
+    #[derive(Debug)]
+    struct Gated {
+        inner: MemoryBackend,
+        gate: Notify,
+    }
+
+    #[async_trait]
+    impl BlockBackend for Gated {
+        fn size(&self) -> u64 {
+            self.inner.size()
         }
-        open
+        async fn read(&self, offset: u64, len: usize) -> Result<BytesMut, BackendError> {
+            self.inner.read(offset, len).await
+        }
+        async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), BackendError> {
+            self.gate.notified().await;
+            self.inner.write(offset, data, fua).await
+        }
+        async fn flush(&self) -> Result<(), BackendError> {
+            self.inner.flush().await
+        }
+        async fn unmap(&self, offset: u64, len: u64) -> Result<(), BackendError> {
+            self.inner.unmap(offset, len).await
+        }
+        async fn resize(&self, new_size: u64) -> Result<(), BackendError> {
+            self.inner.resize(new_size).await
+        }
+    }
+
+    fn permit(budget: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+        budget.clone().try_acquire_many_owned(1).unwrap()
+    }
+
+    /// The driver side of `Replica`'s cross-stream test: a late write of
+    /// the old stream, then the new stream's overlapping copy. The copy is
+    /// answered on the new stream, and no budget is kept once all is done.
+    #[tokio::test]
+    async fn a_copy_released_by_the_old_streams_write_is_answered_on_the_new_stream() {
+        let local = Arc::new(Gated { inner: MemoryBackend::new(1 << 20), gate: Notify::new() });
+        let vol = ReplicaVolume::new("v".into(), Epoch(1), 2, local.clone(), None, WriteCache::default(), false);
+        let budget = Arc::new(Semaphore::new(8));
+        let (old_tx, mut old_rx) = mpsc::unbounded_channel();
+        let (old, _) = vol.open_stream(Epoch(1), 2, old_tx).unwrap();
+        let late = ToReplica::Op {
+            seq: 7,
+            epoch: Epoch(1),
+            settled: 1,
+            op: Op::Write { offset: 0, data: Bytes::from_static(b"late"), fua: true },
+        };
+        assert!(vol.take(old, late, permit(&budget)));
+        let (new_tx, mut new_rx) = mpsc::unbounded_channel();
+        let (new, _) = vol.open_stream(Epoch(1), 2, new_tx).unwrap();
+        let copy = ToReplica::Copy { seq: 9, epoch: Epoch(1), offset: 0, data: Bytes::from(vec![5u8; 4096]) };
+        assert!(vol.take(new, copy, permit(&budget)));
+        vol.close_stream(old);
+        assert_eq!(budget.available_permits(), 6, "both hold their budget");
+
+        local.gate.notify_one(); // the old stream's write lands
+        tokio::task::yield_now().await;
+        local.gate.notify_one(); // then the copy
+        let answer = tokio::time::timeout(Duration::from_secs(5), new_rx.recv()).await.expect("the copy is answered");
+        assert_eq!(answer, Some(Frame::FromReplica(FromReplica::Done { seq: 9 })));
+        assert!(old_rx.try_recv().is_err(), "nothing goes to the closed stream");
+        assert_eq!(budget.available_permits(), 8, "no budget is kept");
+        assert_eq!(&local.inner.read(0, 4).await.unwrap()[..], &[5u8; 4][..]);
     }
 }

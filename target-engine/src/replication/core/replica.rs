@@ -47,8 +47,10 @@ pub enum ReplicaAction {
     /// Compare the CRC32C of the local region with `crc`, then call
     /// [`Replica::verified`] with `id`.
     Verify { id: u64, offset: u64, len: u64, crc: u32 },
-    /// Send on the stream.
-    Send(FromReplica),
+    /// Send `msg` on stream `stream` (the one the work or frame came on;
+    /// work may be started by another stream's finishing, so the driver
+    /// routes by this number, never by the task that runs it).
+    Send { stream: u64, msg: FromReplica },
     /// Close the stream.
     Disconnect,
 }
@@ -215,7 +217,7 @@ impl Replica {
                 self.open = false;
             }
             return vec![
-                ReplicaAction::Send(FromReplica::StaleEpoch { current: self.epoch }),
+                ReplicaAction::Send { stream, msg: FromReplica::StaleEpoch { current: self.epoch } },
                 ReplicaAction::Disconnect,
             ];
         }
@@ -303,7 +305,7 @@ impl Replica {
         // Answers go to the stream the work came on; a closed one has no
         // reader, and a later one numbers afresh.
         if self.open && w.stream == self.stream {
-            out.push(ReplicaAction::Send(answer(w.seq)));
+            out.push(ReplicaAction::Send { stream: w.stream, msg: answer(w.seq) });
         }
         out
     }
@@ -349,7 +351,10 @@ mod tests {
         // The old primary's next frame learns why, on the stream it still has.
         assert_eq!(
             r.receive(s, write(2, 1)),
-            vec![ReplicaAction::Send(FromReplica::StaleEpoch { current: Epoch(2) }), ReplicaAction::Disconnect]
+            vec![
+                ReplicaAction::Send { stream: s, msg: FromReplica::StaleEpoch { current: Epoch(2) } },
+                ReplicaAction::Disconnect
+            ]
         );
         assert_eq!(r.hello(Epoch(1), 1), Err(FromReplica::StaleEpoch { current: Epoch(2) }));
         // Only the new placement's primary is taken.
@@ -359,5 +364,33 @@ mod tests {
         // there, and the old one's answer goes nowhere.
         assert!(r.receive(s2, write(1, 2)).is_empty());
         assert!(matches!(r.applied(1, Ok(())).as_slice(), [ReplicaAction::Apply { id: 2, .. }]));
+    }
+
+    /// A late retransmission of the old stream delivers a write just before
+    /// the new stream's hello; a copy on the new stream overlapping it waits,
+    /// and is started when the old stream's write finishes, on the old
+    /// stream's task. Its answer must name the new stream (CI once lost it on
+    /// the old one, and the primary's resync waited for ever).
+    #[test]
+    fn work_started_by_an_old_streams_work_is_answered_on_its_own_stream() {
+        let mut r = Replica::new(Epoch(1), 2);
+        let old = r.hello(Epoch(1), 2).unwrap();
+        let late = ToReplica::Op {
+            seq: 7,
+            epoch: Epoch(1),
+            settled: 1,
+            op: Op::Write { offset: 0, data: Bytes::from_static(b"x"), fua: true },
+        };
+        let [ReplicaAction::Apply { id: write, .. }] = r.receive(old, late)[..] else { panic!("the write starts") };
+        let new = r.hello(Epoch(1), 2).unwrap();
+        let copy = ToReplica::Copy { seq: 9, epoch: Epoch(1), offset: 0, data: Bytes::from(vec![0u8; 65536]) };
+        assert!(r.receive(new, copy).is_empty(), "the copy waits for the old stream's write");
+        r.closed(old);
+        let out = r.applied(write, Ok(()));
+        let [ReplicaAction::WriteCopy { id: copy, .. }] = out[..] else { panic!("{out:?}") };
+        assert_eq!(
+            r.applied(copy, Ok(())),
+            vec![ReplicaAction::Send { stream: new, msg: FromReplica::Done { seq: 9 } }]
+        );
     }
 }

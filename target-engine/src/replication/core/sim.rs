@@ -344,7 +344,9 @@ impl Sim {
             for msg in frames {
                 let actions = node.replica.receive(node.stream, msg);
                 node.work.extend(
-                    actions.into_iter().filter(|a| !matches!(a, ReplicaAction::Send(_) | ReplicaAction::Disconnect)),
+                    actions
+                        .into_iter()
+                        .filter(|a| !matches!(a, ReplicaAction::Send { .. } | ReplicaAction::Disconnect)),
                 );
             }
             // The replica applies what it received (answers go nowhere).
@@ -352,7 +354,7 @@ impl Sim {
                 let i = self.rng.below(node.work.len() as u64) as usize;
                 let more = node.do_work(i);
                 node.work.extend(
-                    more.into_iter().filter(|a| !matches!(a, ReplicaAction::Send(_) | ReplicaAction::Disconnect)),
+                    more.into_iter().filter(|a| !matches!(a, ReplicaAction::Send { .. } | ReplicaAction::Disconnect)),
                 );
             }
             node.up = false;
@@ -522,9 +524,9 @@ impl Sim {
     fn replica_actions(&mut self, r: ReplicaId, actions: Vec<ReplicaAction>) {
         for a in actions {
             match a {
-                ReplicaAction::Send(msg) => {
+                ReplicaAction::Send { stream, msg } => {
                     let node = self.nodes.get_mut(&r).unwrap();
-                    if node.up {
+                    if node.up && stream == node.stream {
                         node.outbound.push_back(msg);
                     }
                 }
@@ -642,7 +644,7 @@ proptest::proptest! {
         let stream = r.hello(Epoch(mine), 1).unwrap();
         let out = r.receive(stream, ToReplica::Op { seq: 1, epoch: Epoch(theirs), settled: 1, op: Op::Flush });
         if theirs != mine {
-            proptest::prop_assert_eq!(out[0].clone(), ReplicaAction::Send(FromReplica::StaleEpoch { current: Epoch(mine) }));
+            proptest::prop_assert_eq!(out[0].clone(), ReplicaAction::Send { stream, msg: FromReplica::StaleEpoch { current: Epoch(mine) } });
             let applied = out.iter().any(|a| matches!(a, ReplicaAction::Apply { .. }));
             proptest::prop_assert!(!applied, "a frame of another epoch was applied");
         }
