@@ -3,6 +3,7 @@ import * as fs from "fs";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
+import { Page } from "@playwright/test";
 import { adminPassword, hydrated, logIn, expect, test } from "./session";
 
 // A second node joins the node under test (scripts/test-e2e.sh starts it
@@ -10,7 +11,10 @@ import { adminPassword, hydrated, logIn, expect, test } from "./session";
 // page; the page then shows both nodes and their places in the cluster, an
 // unused token is revoked there, a target group gets a target on each
 // node through its form, and a volume made with two copies in the Volumes
-// form shows its copy on the second node, in sync.
+// form shows its copy on the second node, in sync. Exported by a group
+// with a target on each node, its Active/Optimized path moves to node 2
+// from the volume's move form, and the group page, open in another tab,
+// shows the two paths swap states without being reloaded.
 
 const portico = process.env.PORTICO_BIN ?? "";
 const member = process.env.PORTICO_CLUSTER_ADDR ?? "";
@@ -135,6 +139,7 @@ test("an admin adds a node with a join token from the Nodes page, both nodes are
         .poll(async () => (await page.reload(), await volumeRow.getByTestId("volume-copy").textContent()), { timeout: 20_000 })
         .toContain("e2e-node2 · in sync");
       await expect(volumeRow.locator(".badge").first()).toHaveText("healthy");
+      await pathMovesLive(page, volume, firstName);
     } finally {
       expect((await page.request.delete(`/api/v1/volumes/${volume}`)).status()).toBe(204);
     }
@@ -158,3 +163,60 @@ test("an admin adds a node with a join token from the Nodes page, both nodes are
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/**
+ * `volume` (primary on `first`, an in-sync copy on e2e-node2) as LUN 0 of
+ * a group with a target on each node: the group page shows node 1's path
+ * Active/Optimized and node 2's Standby, an operator moves the path to
+ * node 2 in the volume's move form in another tab, and the group page,
+ * left as it is, shows the states swap. The group is deleted afterwards.
+ */
+async function pathMovesLive(page: Page, volume: string, first: string) {
+  const group = `live${Date.now() % 100000}`;
+  const targets = [];
+  for (const node of [first, "e2e-node2"]) targets.push({ node, portals: [`127.0.0.1:${await freePort("127.0.0.1")}`] });
+  expect((await page.request.post("/api/v1/target-groups", { data: { name: group, targets } })).status()).toBe(201);
+  try {
+    expect((await page.request.post(`/api/v1/target-groups/${group}/luns`, { data: { volume, lun: 0 } })).status()).toBe(201);
+    await page.goto(`/target-groups/${group}`);
+    await hydrated(page);
+    const state = (node: string) =>
+      page
+        .getByTestId("targets-table")
+        .locator("tbody tr")
+        .filter({ has: page.locator("code", { hasText: new RegExp(`:${group}\\.${node}$`) }) })
+        .getByTestId("path-states");
+    await expect(state(first)).toHaveText("LUN 0 Active/Optimized");
+    await expect(state("e2e-node2")).toHaveText("LUN 0 Standby");
+
+    // The move, in a second tab whose console is watched as this one's.
+    const mover = await page.context().newPage();
+    const problems: string[] = [];
+    mover.on("console", (m) => m.type() === "error" && problems.push(m.text()));
+    mover.on("pageerror", (e) => problems.push(e.message));
+    try {
+      await mover.goto("/volumes");
+      await hydrated(mover);
+      await mover.locator(`tr[data-volume="${volume}"]`).getByRole("button", { name: "Paths and failover" }).click();
+      const panel = mover.locator(`tr[data-volume-details="${volume}"]`);
+      await expect(panel.getByTestId("paths-state")).toContainText(`Primary (Active/Optimized path): ${first}`);
+      await panel.getByLabel("Move the path to").selectOption("e2e-node2");
+      mover.once("dialog", (d) => d.accept());
+      await panel.getByRole("button", { name: "Move path" }).click();
+      await expect(panel.getByRole("status")).toContainText("Switchover done: e2e-node2 holds the primary now");
+      expect(problems, "the mover's console stays clean").toEqual([]);
+    } finally {
+      await mover.close();
+    }
+
+    // The group page was not reloaded: its live path states changed.
+    await expect(state("e2e-node2")).toHaveText("LUN 0 Active/Optimized", { timeout: 10_000 });
+    await expect(state(first)).toHaveText("LUN 0 Standby");
+    // The timeline, read again every 10 s, lists the switchover.
+    const moved = page.getByTestId("group-moves").getByTestId("moves-table").locator("tbody tr", { hasText: volume });
+    await expect(moved).toContainText(`${first} → e2e-node2`, { timeout: 15_000 });
+    await expect(moved).toContainText("switchover");
+  } finally {
+    expect((await page.request.delete(`/api/v1/target-groups/${group}?force=true`)).status()).toBe(204);
+  }
+}

@@ -147,6 +147,20 @@ struct Inner {
     /// Where units send reservation commands while this node does not serve
     /// their volume (`portico serve`; see `scsi::forward`).
     forwarder: std::sync::OnceLock<Arc<dyn crate::scsi::forward::UnitForwarder>>,
+    /// What fault tests put under replicated copies instead of their files
+    /// (set only through `Engine::replace_local_copies`, with `test-util`).
+    local_copies: std::sync::OnceLock<LocalCopies>,
+}
+
+/// Given a replicated volume's name and the local copy opened from its
+/// file, the backend this node keeps the copy on instead.
+#[derive(Clone)]
+pub struct LocalCopies(pub Arc<dyn Fn(&str, Arc<dyn BlockBackend>) -> Arc<dyn BlockBackend> + Send + Sync>);
+
+impl std::fmt::Debug for LocalCopies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalCopies")
+    }
 }
 
 /// The engine handle: cheap to clone, `Send + Sync`.
@@ -221,6 +235,7 @@ fn open_volume(
     placement: &ControlPlane,
     warm: bool,
     succession: volumes::Succession,
+    local_copies: Option<&LocalCopies>,
 ) -> Result<Opened, EngineError> {
     let mut copy = None;
     let backend: Arc<dyn BlockBackend> = match v.backend {
@@ -234,6 +249,10 @@ fn open_volume(
             let local: Arc<dyn BlockBackend> = Arc::new(GroupCommit::new(Arc::new(file)));
             match (&v.replication, replication) {
                 (Some(p), Some(node)) => {
+                    let local = match local_copies {
+                        Some(replace) => (replace.0)(&v.name, local),
+                        None => local,
+                    };
                     let (backend, c) = volumes::open(
                         &v.name,
                         path,
@@ -289,6 +308,7 @@ impl Engine {
                 state: Default::default(),
                 placement: ControlPlane::default(),
                 forwarder: std::sync::OnceLock::new(),
+                local_copies: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -305,6 +325,14 @@ impl Engine {
     /// set once, before the first `apply`. False if one was set already.
     pub fn set_unit_forwarder(&self, forwarder: Arc<dyn crate::scsi::forward::UnitForwarder>) -> bool {
         self.inner.forwarder.set(forwarder).is_ok()
+    }
+
+    /// Fault tests: every replicated copy this node opens from now on is
+    /// kept on what `replace` gives for it (a backend that fails or loses
+    /// power) instead of its file. Set once; false if set already.
+    #[cfg(feature = "test-util")]
+    pub fn replace_local_copies(&self, replace: LocalCopies) -> bool {
+        self.inner.local_copies.set(replace).is_ok()
     }
 
     /// Runs a reservation command forwarded from another node's port
@@ -424,7 +452,14 @@ impl Engine {
                         None if handed_over => volumes::Succession::HandedOver,
                         None => volumes::Succession::Unknown,
                     };
-                    let (lu, throttle, copy) = open_volume(v, node, &self.inner.placement, st.started, succession)?;
+                    let (lu, throttle, copy) = open_volume(
+                        v,
+                        node,
+                        &self.inner.placement,
+                        st.started,
+                        succession,
+                        self.inner.local_copies.get(),
+                    )?;
                     if let Some((_, old)) = st.volumes.get(&v.name).filter(|(_, old)| old.spec.naa == lu.spec.naa) {
                         lu.carry_over_from(old);
                     }

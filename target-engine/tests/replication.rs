@@ -10,12 +10,19 @@
 //!   ACCESS STATE TRANSITION (02h/04h/0Ah), never GOOD;
 //! * a replica's own unit refuses media access the same way;
 //! * a stream from a primary that does not hold the replication key is
-//!   refused before anything else.
+//!   refused before anything else;
+//! * a replica acknowledges only what it holds durably (a power cut of its
+//!   disk loses no acknowledged write), and one whose disk fails is marked
+//!   out of sync and resynced once the disk works again.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use target_engine::backend::power_cut::PowerCutBackend;
+use target_engine::backend::BlockBackend;
+use target_engine::engine::LocalCopies;
 use target_engine::testkit::initiator::*;
 use target_engine::{Engine, EngineConfig, ReplicationStatus};
 
@@ -601,5 +608,70 @@ async fn reservation_commands_through_a_standby_port_run_on_the_primary() {
     *forwarder.0.lock().unwrap() = None;
     let r = standby.command_ok(0, &READ_KEYS, 0x10, &[]).await;
     assert_eq!(sense(&r), (0x2, 0x04, 0x0b), "no primary: the standby refusal");
+    r2.shutdown().await;
+}
+
+/// Node 1 the primary and node 2 a replica whose copy is kept on a disk
+/// that can fail and lose power (`Engine::replace_local_copies`).
+async fn with_a_faulty_replica(dir: &Dir, min_in_sync: usize) -> (Engine, Engine, Arc<PowerCutBackend>) {
+    let disk = Arc::new(PowerCutBackend::new(VOLUME_BYTES));
+    let r2 = Engine::new();
+    let kept = disk.clone();
+    assert!(r2.replace_local_copies(LocalCopies(Arc::new(move |_, _| kept.clone() as Arc<dyn BlockBackend>))));
+    let listen2: SocketAddr = "127.0.2.1:0".parse().unwrap();
+    r2.apply(node_config(dir, 2, listen2, 1, 1, &[(2, PLACEHOLDER.parse().unwrap())], min_in_sync)).await.unwrap();
+    let a2 = r2.replication_address().await.expect("listening");
+    let primary = Engine::new();
+    primary.apply(node_config(dir, 1, "127.0.1.1:0".parse().unwrap(), 1, 1, &[(2, a2)], min_in_sync)).await.unwrap();
+    wait_for_state(&primary, 2, "in-sync").await;
+    (primary, r2, disk)
+}
+
+/// A write is acknowledged only once the replica has it durably (the
+/// volume writes through, and the initiator never flushes, as ESXi): a
+/// power cut of the replica's disk right after loses none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_power_cut_loses_no_acknowledged_write() {
+    let dir = Dir::new("power-cut");
+    let (primary, r2, disk) = with_a_faulty_replica(&dir, 2).await;
+    let mut i = session(&primary, PRIMARY_IQN).await;
+    let lbas: Vec<u32> = (0..64u32).map(|n| (n * 37 % 255) * 8).collect();
+    for &lba in &lbas {
+        assert_eq!(write_4k(&mut i, lba, 1).await.status, 0, "write at {lba}");
+    }
+    let after = disk.power_cut();
+    for &lba in &lbas {
+        let at = lba as usize * 512;
+        assert!(after[at..at + 4096] == pattern(lba, 1), "the write at LBA {lba} was lost in the replica's power cut");
+    }
+    drop(i);
+    primary.shutdown().await;
+    r2.shutdown().await;
+}
+
+/// A replica whose disk fails its writes is marked out of sync (the
+/// writes go on, GOOD, without it), and once the disk works again it is
+/// resynced to the primary's bytes and counts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_disk_fails_is_marked_out_of_sync_and_resynced_once_it_works() {
+    let dir = Dir::new("disk-errors");
+    let (primary, r2, disk) = with_a_faulty_replica(&dir, 1).await;
+    let mut i = session(&primary, PRIMARY_IQN).await;
+    assert_eq!(write_4k(&mut i, 0, 1).await.status, 0);
+
+    disk.fail_writes(true);
+    for n in 0..16u32 {
+        assert_eq!(write_4k(&mut i, 64 + n * 8, 2).await.status, 0, "a write while the replica's disk fails");
+    }
+    wait_for_state(&primary, 2, "out-of-sync").await;
+    assert!(disk.durable_image()[64 * 512..65 * 512] != pattern(64, 2)[..512], "the failing disk took nothing");
+
+    disk.fail_writes(false);
+    wait_for_state(&primary, 2, "in-sync").await;
+    assert_eq!(write_4k(&mut i, 8, 3).await.status, 0, "and it takes part in writes again");
+    let primary_image = std::fs::read(dir.image(1)).unwrap();
+    assert!(disk.durable_image() == primary_image, "the resync made the replica equal to the primary, durably");
+    drop(i);
+    primary.shutdown().await;
     r2.shutdown().await;
 }

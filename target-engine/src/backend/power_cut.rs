@@ -6,7 +6,7 @@
 //! whatever other flushes run at the same time; writes that complete while
 //! it runs wait for a later one, as with `fdatasync` on a real disk.
 //! Flushes are counted, can be slowed down to let writes pile up, and can be
-//! made to fail.
+//! made to fail; writes can be made to fail too (a failing disk).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -35,6 +35,7 @@ pub struct PowerCutBackend {
     flushes: AtomicU64,
     flush_delay_ms: AtomicU64,
     fail_next_flush: AtomicBool,
+    fail_writes: AtomicBool,
 }
 
 impl PowerCutBackend {
@@ -45,6 +46,7 @@ impl PowerCutBackend {
             flushes: AtomicU64::new(0),
             flush_delay_ms: AtomicU64::new(0),
             fail_next_flush: AtomicBool::new(false),
+            fail_writes: AtomicBool::new(false),
         }
     }
 
@@ -65,6 +67,11 @@ impl PowerCutBackend {
     /// The next flush to start fails (and makes nothing durable).
     pub fn fail_next_flush(&self) {
         self.fail_next_flush.store(true, Ordering::Relaxed);
+    }
+
+    /// While `fail` holds, every write fails with an I/O error and changes nothing.
+    pub fn fail_writes(&self, fail: bool) {
+        self.fail_writes.store(fail, Ordering::Relaxed);
     }
 
     /// Loses everything not flushed; what is left is what reads see after.
@@ -97,6 +104,9 @@ impl BlockBackend for PowerCutBackend {
     }
 
     async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), BackendError> {
+        if self.fail_writes.load(Ordering::Relaxed) {
+            return Err(BackendError::Io(std::io::Error::other("simulated write failure")));
+        }
         let mut im = self.images();
         put(&mut im.current, offset, &data);
         if fua {
