@@ -154,8 +154,11 @@ struct Inner {
 
 /// Given a replicated volume's name and the local copy opened from its
 /// file, the backend this node keeps the copy on instead.
+pub type ReplaceCopy = dyn Fn(&str, Arc<dyn BlockBackend>) -> Arc<dyn BlockBackend> + Send + Sync;
+
+/// See [`ReplaceCopy`].
 #[derive(Clone)]
-pub struct LocalCopies(pub Arc<dyn Fn(&str, Arc<dyn BlockBackend>) -> Arc<dyn BlockBackend> + Send + Sync>);
+pub struct LocalCopies(pub Arc<ReplaceCopy>);
 
 impl std::fmt::Debug for LocalCopies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
