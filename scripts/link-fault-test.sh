@@ -151,6 +151,18 @@ resyncs() { grep -c "resync starts.*volume=vol-f" <(sed 's/\x1b\[[0-9;]*m//g' "$
 now() { date +%s.%N; }
 # elapsed T0: whole seconds since T0.
 elapsed() { python3 -c "import time; print(int(time.time() - $1))"; }
+# poll_since T0 LIMIT CONDITION: evaluates CONDITION every 0.2 s until it
+# holds, then prints the seconds since T0; fails if LIMIT whole seconds
+# have passed since T0 first.
+poll_since() {
+  local t0=$1 limit=$2
+  shift 2
+  while [ "$(elapsed "$t0")" -lt "$limit" ]; do
+    if eval "$*"; then since "$t0"; return 0; fi
+    sleep 0.2
+  done
+  return 1
+}
 
 # Bring up three nodes, each in its namespace: node 1 bootstraps, 2 and 3 join.
 start 1 --plain-http --replication-addr "$(replication 1)"
@@ -196,12 +208,8 @@ run_ledger 0 vol-f 22
 sleep 4
 pull 2 r
 t0=$(now)
-took=""
-while [ "$(elapsed "$t0")" -lt 10 ]; do
-  [ "$(in_sync "$c" 2>/dev/null || true)" = False ] && { took=$(since "$t0"); break; }
-  sleep 0.2
-done
-[ -n "$took" ] || fail "node $c's copy of vol-f is still in sync 10 s after node 2's replication link went: $(api 1 GET /volumes/vol-f | body)"
+took=$(poll_since "$t0" 10 '[ "$(in_sync "$c" 2>/dev/null || true)" = False ]') ||
+  fail "node $c's copy of vol-f is still in sync 10 s after node 2's replication link went: $(api 1 GET /volumes/vol-f | body)"
 echo "   pf2r down: node $c's copy of vol-f out of sync $took s later ($(api 1 GET /volumes/vol-f | body | json 'd["state"]'))"
 reach "$(replication 2)" && fail "node 2's replication address still answers with pf2r down"
 reach "$(member 2)" || fail "node 2's cluster address does not answer with only pf2r down"
@@ -236,12 +244,7 @@ run_ledger 0 vol-f 30
 sleep 4
 pull 2 i
 t0=$(now)
-t_move=""
-while [ "$(elapsed "$t0")" -lt 10 ]; do
-  p=$(primary vol-f 2>/dev/null || true)
-  [ -n "$p" ] && [ "$p" != 2 ] && { t_move=$(since "$t0"); break; }
-  sleep 0.2
-done
+t_move=$(poll_since "$t0" 10 'p=$(primary vol-f 2>/dev/null || true); [ -n "$p" ] && [ "$p" != 2 ]') || t_move=""
 # Only node 2's iSCSI traffic is cut: it answers over its other links.
 only_iscsi_cut() {
   reach "$(portal 2)" && fail "node 2's portal still answers with pf2i down"
@@ -277,9 +280,8 @@ p2=$last_pause
 one_optimized 0 1 3
 plug 2 i
 t_up=$(now)
-while [ "$(primary vol-f)" != 2 ] && [ "$(elapsed "$t_up")" -lt 60 ]; do sleep 0.2; done
-[ "$(primary vol-f)" = 2 ] || fail "vol-f did not fail back to node 2 within 60 s of its iSCSI link coming back"
-t_back=$(since "$t_up")
+t_back=$(poll_since "$t_up" 60 '[ "$(primary vol-f)" = 2 ]') ||
+  fail "vol-f did not fail back to node 2 within 60 s of its iSCSI link coming back"
 echo "   pf2i up again: vol-f failed back to node 2 $t_back s later (hold time ${failback_after} s once reachable)"
 python3 -c "import sys; sys.exit(0 if $t_back >= $failback_after - 0.5 else 1)" ||
   fail "vol-f failed back $t_back s after node 2's portals came back, before the hold time (${failback_after} s)"
@@ -315,9 +317,8 @@ p3=$last_pause
 [ "$(moves vol-g)" = 1 ] || fail "vol-g moved $(moves vol-g) times while node 2's link flapped, not once: $(api 1 GET /volumes/vol-g/moves | body)"
 [ "$(moves vol-f)" = $((f_moves + 1)) ] || fail "vol-f moved $(($(moves vol-f) - f_moves)) times while node 2's link flapped, not once"
 echo "   after 3 flaps: vol-g and vol-f each moved once, to nodes $(primary vol-g) and $(primary vol-f)"
-while [ "$(primary vol-g)" != 2 ] && [ "$(elapsed "$t_up")" -lt 40 ]; do sleep 0.2; done
-[ "$(primary vol-g)" = 2 ] || fail "vol-g did not fail back to node 2 within 40 s of the last flap"
-t_back=$(since "$t_up")
+t_back=$(poll_since "$t_up" 40 '[ "$(primary vol-g)" = 2 ]') ||
+  fail "vol-g did not fail back to node 2 within 40 s of the last flap"
 python3 -c "import sys; sys.exit(0 if $t_back >= $failback_after - 0.5 else 1)" ||
   fail "vol-g failed back $t_back s after the last flap, before the hold time (${failback_after} s)"
 echo "   vol-g failed back to node 2 $t_back s after the last flap (hold time ${failback_after} s once reachable)"
