@@ -4,8 +4,9 @@
 //!
 //! A replica that does not answer a ping within [`SILENCE`], that answers
 //! pings but none of the work sent to it for [`STALL`] (a stuck apply, or
-//! an answer lost on the replica's side), whose socket fails, or that cannot be reached within [`CONNECT`] is lost for the
-//! state machine (which then has it marked out of sync); the link keeps
+//! an answer lost on the replica's side), whose socket fails, or that
+//! cannot be reached within [`CONNECT`] is lost for the state machine
+//! (which then has it marked out of sync); the link keeps
 //! trying to connect again, from 200 ms up to 2 s apart, until the volume
 //! goes away.
 
