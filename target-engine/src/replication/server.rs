@@ -514,6 +514,7 @@ mod tests {
         let copy = ToReplica::Copy { seq: 9, epoch: Epoch(1), offset: 0, data: Bytes::from(vec![5u8; 4096]) };
         assert!(vol.take(new, copy, permit(&budget)));
         vol.close_stream(old);
+        assert_eq!(vol.routes().answers.len(), 1, "a closed stream's route goes with it");
         assert_eq!(budget.available_permits(), 6, "both hold their budget");
 
         local.gate.notify_one(); // the old stream's write lands
