@@ -74,7 +74,7 @@ pub enum ConfigError {
     AluaConflict { volume: String, tpg: u16, first: AluaState, second: AluaState },
     #[error("volume {volume:?}: {why}")]
     BadPeerPortGroup { volume: String, why: String },
-    #[error("target {target:?}: LUN {lun} exports remote volume {volume:?} as {state}; a volume whose data is on another node is only exported standby or unavailable")]
+    #[error("target {target:?}: LUN {lun} exports remote volume {volume:?} as {state}; a volume whose data is on another node is exported active/non-optimized (its commands go to the node with the data), standby or unavailable")]
     RemoteVolumeActive { target: String, lun: u64, volume: String, state: AluaState },
 }
 
@@ -599,8 +599,9 @@ impl EngineConfig {
 
     /// ALUA states name mapped LUNs, one target port group has one state
     /// per volume even when several of its targets export it, no port group
-    /// is both this node's and a peer's, and a remote volume is exported
-    /// only in a state that refuses media access.
+    /// is both this node's and a peer's, and a remote volume is never
+    /// exported active/optimized (through an active/non-optimized port its
+    /// commands go to the node that has the data).
     fn check_alua(&self) -> Result<(), ConfigError> {
         let mut seen: BTreeMap<(String, u16), AluaState> = BTreeMap::new();
         let volumes: HashMap<&str, &VolumeConfig> = self.volumes.iter().map(|v| (v.name.as_str(), v)).collect();
@@ -630,9 +631,7 @@ impl EngineConfig {
                         why: format!("peer port group {} or its port is also target {:?}'s", t.tpg, t.iqn),
                     });
                 }
-                if v.backend == BackendKind::Remote
-                    && matches!(state, AluaState::ActiveOptimized | AluaState::ActiveNonOptimized)
-                {
+                if v.backend == BackendKind::Remote && state == AluaState::ActiveOptimized {
                     let volume = volume.clone();
                     return Err(ConfigError::RemoteVolumeActive { target: t.iqn.clone(), lun, volume, state });
                 }

@@ -338,17 +338,31 @@ impl Engine {
         self.inner.local_copies.set(replace).is_ok()
     }
 
-    /// Runs a reservation command forwarded from another node's port
+    /// Runs a command forwarded from another node's port
     /// (`scsi::forward`) on this node's unit of the volume.
     pub async fn run_forwarded(
         &self,
         command: crate::scsi::forward::ForwardedCommand,
     ) -> crate::scsi::forward::ForwardedOutcome {
-        let lu = self.inner.state.lock().await.volumes.get(&command.volume).map(|(_, lu)| lu.clone());
+        let lu = self.unit_of(&command.volume).await;
         // Not here (any more): the sender's placement is behind or ahead.
         let lu = lu.ok_or(crate::scsi::SenseReason::AluaTransitioning)?;
         let id = crate::scsi::NexusId::from(&command.nexus);
-        lu.run_forwarded(id, &command.cdb, bytes::Bytes::from(command.data)).await.map(|b| b.to_vec())
+        let reply = lu.run_forwarded(id, &command.cdb, bytes::Bytes::from(command.data)).await?;
+        Ok(crate::scsi::forward::ForwardedReply { status: reply.status as u8, data: reply.data.to_vec() })
+    }
+
+    /// A LOGICAL UNIT RESET came through another node's port for `volume`:
+    /// every nexus of this node's unit gets the unit attention, and their
+    /// tasks on it are aborted. False if no unit of the volume is open here.
+    pub async fn reset_unit_from_elsewhere(&self, volume: &str) -> bool {
+        let Some(lu) = self.unit_of(volume).await else { return false };
+        lu.reset_from_elsewhere();
+        true
+    }
+
+    async fn unit_of(&self, volume: &str) -> Option<Arc<crate::scsi::LogicalUnit>> {
+        self.inner.state.lock().await.volumes.get(volume).map(|(_, lu)| lu.clone())
     }
 
     /// Reconciles the running engine to `config`, or changes nothing and
@@ -467,7 +481,7 @@ impl Engine {
                         lu.carry_over_from(old);
                     }
                     if let Some(forwarder) = self.inner.forwarder.get() {
-                        lu.forward_reservations(forwarder.clone());
+                        lu.forward_to_serving_node(forwarder.clone());
                     }
                     volumes.insert(v.name.clone(), (v.clone(), lu));
                     throttles.insert(v.name.clone(), throttle);

@@ -409,10 +409,17 @@ async fn a_volume_exported_by_two_nodes_reports_the_same_groups_through_both() {
 }
 
 #[test]
-fn a_remote_volume_is_never_exported_active() {
+fn a_remote_volume_is_never_exported_active_optimized() {
     let active = node_part(B, 2, "active-optimized", "remote", 1, "active-optimized");
     let err = EngineConfig::from_toml(&active).unwrap_err();
-    assert!(err.to_string().contains("only exported standby or unavailable"), "{err}");
+    assert!(
+        err.to_string().contains(
+            "exported active/non-optimized (its commands go to the node with the data), standby or unavailable"
+        ),
+        "{err}"
+    );
+    // Active/non-optimized: its commands go to the node that has the data.
+    assert!(EngineConfig::from_toml(&node_part(B, 2, "active-non-optimized", "remote", 1, "active-optimized")).is_ok());
     let clash = node_part(A, 1, "active-optimized", "memory", 1, "standby");
     assert!(EngineConfig::from_toml(&clash).unwrap_err().to_string().contains("also target"));
     let twice = node_part(A, 1, "active-optimized", "memory", 2, "standby").replace(

@@ -67,9 +67,22 @@ fn node_config(
     replicas: &[(u32, SocketAddr)],
     min_in_sync: usize,
 ) -> EngineConfig {
+    let toml = node_config_toml(dir, me, listen, epoch, primary, replicas, min_in_sync);
+    EngineConfig::from_toml(&toml).expect("a valid test configuration")
+}
+
+fn node_config_toml(
+    dir: &Dir,
+    me: u32,
+    listen: SocketAddr,
+    epoch: u64,
+    primary: u32,
+    replicas: &[(u32, SocketAddr)],
+    min_in_sync: usize,
+) -> String {
     let copies: Vec<String> = replicas.iter().map(|(n, a)| format!("{{ node = {n}, address = \"{a}\" }}")).collect();
     let iqn = if me == primary { PRIMARY_IQN } else { REPLICA_IQN };
-    let toml = format!(
+    format!(
         r#"
 [replication]
 node = {me}
@@ -90,8 +103,7 @@ luns = {{ 0 = "r1" }}
         image = dir.image(me).display(),
         key = dir.key().display(),
         copies = copies.join(", "),
-    );
-    EngineConfig::from_toml(&toml).expect("a valid test configuration")
+    )
 }
 
 /// A replica node: its engine and the address it takes streams on.
@@ -538,6 +550,13 @@ impl target_engine::scsi::forward::UnitForwarder for ToPrimary {
         let primary = self.0.lock().unwrap().clone().ok_or("the primary's node does not answer")?;
         Ok(primary.run_forwarded(command).await)
     }
+
+    async fn reset_elsewhere(&self, volume: &str) {
+        let primary = self.0.lock().unwrap().clone();
+        if let Some(primary) = primary {
+            assert!(primary.reset_unit_from_elsewhere(volume).await, "the primary has {volume}");
+        }
+    }
 }
 
 /// The keys READ KEYS reports.
@@ -673,5 +692,118 @@ async fn a_replica_whose_disk_fails_is_marked_out_of_sync_and_resynced_once_it_w
     assert!(disk.durable_image() == primary_image, "the resync made the replica equal to the primary, durably");
     drop(i);
     primary.shutdown().await;
+    r2.shutdown().await;
+}
+
+/// Node 1 the primary (port group 1) and node 2 its replica, whose port
+/// (group 2) is active/non-optimized: each node knows the other's group,
+/// and node 2 sends what its port takes to node 1 through `forwarder`.
+async fn with_a_non_optimized_replica(dir: &Dir, forwarder: Arc<ToPrimary>) -> (Engine, Engine) {
+    let groups = |toml: String, me: u32| {
+        let (own, peer) = if me == 1 { (1, 2) } else { (2, 1) };
+        let state = if me == 1 { "active-non-optimized" } else { "active-optimized" };
+        toml.replace(
+            "luns = { 0 = \"r1\" }",
+            &format!(
+                "tpg = {own}\nrelative_port = {own}\nluns = {{ 0 = \"r1\" }}\nalua = {{ 0 = \"{}\" }}",
+                if me == 1 { "active-optimized" } else { "active-non-optimized" }
+            ),
+        )
+        .replace(
+            "size = \"8MiB\"",
+            &format!(
+                "size = \"8MiB\"\npeer_port_groups = [{{ tpg = {peer}, relative_port = {peer}, state = \"{state}\" }}]"
+            ),
+        )
+    };
+    let listen2: SocketAddr = "127.0.2.1:0".parse().unwrap();
+    let r2 = Engine::new();
+    assert!(r2.set_unit_forwarder(forwarder.clone()));
+    let toml = node_config_toml(dir, 2, listen2, 1, 1, &[(2, PLACEHOLDER.parse().unwrap())], 2);
+    r2.apply(EngineConfig::from_toml(&groups(toml, 2)).expect("node 2's configuration")).await.unwrap();
+    let a2 = r2.replication_address().await.unwrap();
+    let primary = Engine::new();
+    let toml = node_config_toml(dir, 1, "127.0.1.1:0".parse().unwrap(), 1, 1, &[(2, a2)], 2);
+    primary.apply(EngineConfig::from_toml(&groups(toml, 1)).expect("node 1's configuration")).await.unwrap();
+    wait_for_state(&primary, 2, "in-sync").await;
+    *forwarder.0.lock().unwrap() = Some(primary.clone());
+    (primary, r2)
+}
+
+fn compare_and_write(lba: u32) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = 0x89;
+    c[2..10].copy_from_slice(&u64::from(lba).to_be_bytes());
+    c[13] = 1;
+    c
+}
+
+/// Through the replica's active/non-optimized port, reads, writes and
+/// COMPARE AND WRITE run on the primary: what one port wrote the other
+/// reads, a write through node 2 is on both images, a COMPARE AND WRITE
+/// that does not match fails with MISCOMPARE as on the primary, and a
+/// LOGICAL UNIT RESET through node 2's port is seen by the primary's
+/// nexus. With the primary gone, the port refuses media access as a
+/// standby port does, so the initiator uses another path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_non_optimized_port_serves_media_commands_through_the_primary() {
+    let dir = Dir::new("non-optimized");
+    let forwarder = Arc::new(ToPrimary::default());
+    let (primary, r2) = with_a_non_optimized_replica(&dir, forwarder.clone()).await;
+    let mut i = session(&primary, PRIMARY_IQN).await;
+    let mut n = session(&r2, REPLICA_IQN).await;
+    let _ = i.command_ok(0, &[0u8; 6], 0, &[]).await;
+    let _ = n.command_ok(0, &[0u8; 6], 0, &[]).await;
+    assert_eq!(n.command_ok(0, &[0u8; 6], 0, &[]).await.status, 0, "TEST UNIT READY through node 2");
+
+    assert_eq!(write_4k(&mut i, 0, 1).await.status, 0);
+    let r = n.command_ok(0, &read10(0, 8), 4096, &[]).await;
+    assert_eq!((r.status, r.data == pattern(0, 1)), (0, true), "node 2 reads what node 1 wrote");
+    assert_eq!(write_4k(&mut n, 64, 2).await.status, 0, "a write through node 2");
+    let r = i.command_ok(0, &read10(64, 8), 4096, &[]).await;
+    assert_eq!((r.status, r.data == pattern(64, 2)), (0, true), "node 1 reads what node 2 wrote");
+    assert!(same_images(&dir.image(1), &dir.image(2)), "the write through node 2 is on both copies");
+
+    // COMPARE AND WRITE of block 128 (zeros) through node 2: 0 -> 1, then again (miscompare).
+    let mut data = vec![0u8; 512];
+    data.extend(std::iter::repeat_n(1u8, 512));
+    assert_eq!(n.command_ok(0, &compare_and_write(128), 0, &data).await.status, 0, "COMPARE AND WRITE");
+    let r = n.command_ok(0, &compare_and_write(128), 0, &data).await;
+    assert_eq!(sense(&r), (0xe, 0x1d, 0x00), "MISCOMPARE, from the primary");
+    let r = i.command_ok(0, &read10(128, 1), 512, &[]).await;
+    assert_eq!(r.data, vec![1u8; 512], "the primary has the compared write");
+
+    // libiscsi's MultipathIO.CompareAndWrite: block by block, each path in
+    // turn moves it on by one, and the same request again miscompares.
+    for lba in (256..320u32).step_by(8) {
+        assert_eq!(write_4k(&mut n, lba, 3).await.status, 0);
+    }
+    let mut write_same = [0u8; 10];
+    write_same[0] = 0x41;
+    write_same[2..6].copy_from_slice(&256u32.to_be_bytes());
+    write_same[7..9].copy_from_slice(&64u16.to_be_bytes());
+    assert_eq!(i.command_ok(0, &write_same, 0, &[0u8; 512]).await.status, 0, "WRITE SAME");
+    for lba in 256..320u32 {
+        for (step, s) in [&mut i, &mut n].into_iter().enumerate() {
+            let mut data = vec![step as u8; 512];
+            data.extend(vec![step as u8 + 1; 512]);
+            let r = s.command_ok(0, &compare_and_write(lba), 0, &data).await;
+            assert_eq!(r.status, 0, "COMPARE AND WRITE {step} -> {} of block {lba}: {:?}", step + 1, r.sense);
+            let r = s.command_ok(0, &compare_and_write(lba), 0, &data).await;
+            assert_eq!(sense(&r), (0xe, 0x1d, 0x00), "the same again, block {lba}");
+        }
+    }
+
+    // LOGICAL UNIT RESET through node 2: both nexuses hear of it.
+    assert_eq!(n.tmf(5, 0, 0).await, 0, "LOGICAL UNIT RESET");
+    for (port, s) in [("node 2", &mut n), ("node 1", &mut i)] {
+        let r = s.command(0, &[0u8; 6], 0, &[], 0, 0).await;
+        assert_eq!(sense(&r), (0x6, 0x29, 0x03), "BUS DEVICE RESET FUNCTION OCCURRED through {port}");
+    }
+
+    primary.shutdown().await;
+    *forwarder.0.lock().unwrap() = None;
+    let r = n.command_ok(0, &read10(0, 8), 4096, &[]).await;
+    assert_eq!(sense(&r), (0x2, 0x04, 0x0b), "no primary: the standby refusal");
     r2.shutdown().await;
 }

@@ -341,7 +341,7 @@ impl Session {
                 Ok(())
             }
             op::TMF_REQ => {
-                self.tmf(p);
+                self.tmf(p).await;
                 Ok(())
             }
             op::TEXT_REQ => {

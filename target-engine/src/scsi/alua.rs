@@ -14,9 +14,11 @@
 //! PORT GROUPS gives the same answer through every port (SPC-4 §5.16.2.1:
 //! the groups are those of the logical unit, not of one target). Their
 //! states are the cluster's to set: SET TARGET PORT GROUPS naming one is
-//! refused, and a unit whose data is on another node ([`check_remote`])
-//! refuses media access and every command whose answer would come from
-//! state that lives with the data.
+//! refused. A unit whose data is on another node ([`check_remote`])
+//! refuses, through a standby port, media access and every command whose
+//! answer would come from state that lives with the data; through an
+//! active/non-optimized port it sends them to the node that serves the
+//! data ([`forwarded`], `super::forward`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -126,21 +128,31 @@ pub fn check(state: AluaState, cdb: &Cdb) -> Result<(), SenseReason> {
 /// check: INQUIRY, REPORT LUNS, REQUEST SENSE, REPORT TARGET PORT GROUPS,
 /// the device server's own reports, MODE SENSE (its parameters are the
 /// configured ones) and SET TARGET PORT GROUPS (which only takes standby
-/// or unavailable for such a unit). The reservation commands are the
-/// node holding the data's to answer: with `forwarding` they go there
-/// (`super::forward`), without they get the Standby refusal, LOGICAL UNIT
-/// NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE, which every multipath
-/// initiator takes as "use another path"; so does MODE SELECT.
-pub fn check_remote(cdb: &Cdb, forwarding: bool) -> Result<(), SenseReason> {
-    let forwarded = forwarding && cdb.is_persistent_reservation_command();
-    if forwarded
-        || allowed_in_every_state(cdb)
-        || matches!(cdb, Cdb::ModeSense { .. } | Cdb::SetTargetPortGroups { .. })
-    {
+/// or unavailable for such a unit). The other commands are the node
+/// holding the data's to answer: with `forwarding`, those [`forwarded`]
+/// through a port in `state` go there (`super::forward`); the rest get the
+/// Standby refusal, LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY
+/// STATE, which every multipath initiator takes as "use another path".
+pub fn check_remote(cdb: &Cdb, forwarding: bool, state: AluaState) -> Result<(), SenseReason> {
+    if answered_by_every_node(cdb) || (forwarding && forwarded(cdb, state)) {
         Ok(())
     } else {
         Err(SenseReason::AluaStandby)
     }
+}
+
+/// The commands a node that does not serve the unit answers itself: they
+/// describe the unit, the device server and the port groups.
+pub fn answered_by_every_node(cdb: &Cdb) -> bool {
+    allowed_in_every_state(cdb) || matches!(cdb, Cdb::ModeSense { .. } | Cdb::SetTargetPortGroups { .. })
+}
+
+/// Whether a node that does not serve the unit sends `cdb`, come through
+/// a port in `state`, to the node that does: the reservation commands
+/// always (a standby port takes them), and through an active/non-optimized
+/// port every command it does not answer itself.
+pub fn forwarded(cdb: &Cdb, state: AluaState) -> bool {
+    cdb.is_persistent_reservation_command() || (state == AluaState::ActiveNonOptimized && !answered_by_every_node(cdb))
 }
 
 /// The commands every access state allows: they describe the unit and the
@@ -627,20 +639,31 @@ mod tests {
     #[test]
     fn a_remote_unit_answers_only_what_needs_no_data() {
         for (cdb, [standby, ..]) in all_kinds() {
-            let allowed = check_remote(&cdb, false).is_ok();
+            let allowed = check_remote(&cdb, false, AluaState::Standby).is_ok();
             let stateful = matches!(
                 cdb,
                 Cdb::ModeSelect { .. } | Cdb::PersistentReserveIn { .. } | Cdb::PersistentReserveOut { .. }
             );
             assert_eq!(allowed, standby && !stateful, "{cdb:?}");
             if !allowed {
-                assert_eq!(check_remote(&cdb, false), Err(SenseReason::AluaStandby));
+                assert_eq!(check_remote(&cdb, false, AluaState::Standby), Err(SenseReason::AluaStandby));
             }
-            // With forwarding, the reservation commands go to the node that
-            // holds the data; MODE SELECT is still refused.
+            // Without a forwarder, an active/non-optimized port answers no more.
+            assert_eq!(check_remote(&cdb, false, AluaState::ActiveNonOptimized).is_ok(), allowed, "{cdb:?}");
+            // With forwarding, through a standby port the reservation
+            // commands go to the node that holds the data; MODE SELECT is
+            // still refused.
             let reservation = matches!(cdb, Cdb::PersistentReserveIn { .. } | Cdb::PersistentReserveOut { .. });
-            assert_eq!(check_remote(&cdb, true).is_ok(), allowed || reservation, "{cdb:?}");
+            assert_eq!(check_remote(&cdb, true, AluaState::Standby).is_ok(), allowed || reservation, "{cdb:?}");
+            assert_eq!(forwarded(&cdb, AluaState::Standby), reservation, "{cdb:?}");
+            // Through an active/non-optimized port, every command the node
+            // does not answer itself goes there.
+            assert!(check_remote(&cdb, true, AluaState::ActiveNonOptimized).is_ok(), "{cdb:?}");
+            assert_eq!(forwarded(&cdb, AluaState::ActiveNonOptimized), !answered_by_every_node(&cdb), "{cdb:?}");
         }
+        let read = Cdb::Read { ext: crate::scsi::cdb::Extent { lba: 0, blocks: 1, len_field: 0 }, fua: false };
+        assert!(forwarded(&read, AluaState::ActiveNonOptimized));
+        assert!(!forwarded(&read, AluaState::Standby));
     }
 
     #[test]

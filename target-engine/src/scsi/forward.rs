@@ -1,7 +1,23 @@
-//! Reservation commands that arrive through a port whose node does not
-//! serve the volume: a standby port (SPC-4 §5.16.2.4.4 lets it take
-//! PERSISTENT RESERVE IN and OUT), on a node that keeps a replica or no
-//! copy at all. The persistent reservations are the logical unit's, and
+//! Commands that arrive through a port whose node does not serve the
+//! volume, on a node that keeps a replica or no copy at all, and run on the
+//! node that does:
+//!
+//! - through a standby port, the reservation commands (SPC-4 §5.16.2.4.4
+//!   lets it take PERSISTENT RESERVE IN and OUT);
+//! - through an active/non-optimized port (a target group whose other
+//!   paths are set so, SPC-4 §5.16.2.4.3), every command whose answer lives
+//!   with the data: reads, writes, COMPARE AND WRITE, TEST UNIT READY, MODE
+//!   SELECT and the rest. The port is non-optimized because each command
+//!   crosses the cluster's network once more; it is served all the same,
+//!   and a write is GOOD only once the serving node (which replicates it)
+//!   has answered GOOD.
+//!
+//! A LOGICAL UNIT RESET through any port resets the unit on every node that
+//! exports it ([`UnitForwarder::reset_elsewhere`]): every I_T nexus, on
+//! every node, gets BUS DEVICE RESET FUNCTION OCCURRED (SAM-5 §6.3.3), and
+//! the task management response waits for the other nodes (a bounded wait).
+//!
+//! The persistent reservations are the logical unit's, and
 //! only the node that serves the volume holds them as they are now
 //! (CLUSTER.md §2: the primary owns them and replicates them in its stream),
 //! so the command is sent there and runs for the I_T nexus it came on:
@@ -27,10 +43,16 @@ use async_trait::async_trait;
 use super::sense::SenseReason;
 use super::NexusId;
 
-/// The most parameter-list bytes forwarded: a SPEC_I_PT list of the most
-/// initiator ports one command may name, with room to spare. A longer list
-/// would be refused on the serving node as naming too many ports.
-pub const MAX_FORWARDED_DATA: usize = 128 << 10;
+/// The most parameter-list bytes a reservation command forwards: a
+/// SPEC_I_PT list of the most initiator ports one command may name, with
+/// room to spare. A longer list would be refused on the serving node as
+/// naming too many ports.
+pub const MAX_FORWARDED_PARAMETERS: usize = 128 << 10;
+
+/// The most Data-Out bytes any forwarded command carries: the Block Limits
+/// page's MAXIMUM TRANSFER LENGTH (a COMPARE AND WRITE of the most blocks
+/// it takes, compare and write data together, is far less).
+pub const MAX_FORWARDED_DATA: usize = super::inquiry::MAX_TRANSFER_BYTES as usize;
 
 /// The I_T nexus a forwarded command came on.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -69,27 +91,62 @@ impl From<&ForwardedNexus> for NexusId {
     }
 }
 
-/// A PERSISTENT RESERVE IN or OUT for the node that serves `volume`.
+/// A command for the node that serves `volume`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ForwardedCommand {
     pub volume: String,
     pub nexus: ForwardedNexus,
     pub cdb: Vec<u8>,
-    /// The parameter list (PERSISTENT RESERVE OUT), at most
-    /// [`MAX_FORWARDED_DATA`] bytes.
+    /// The Data-Out, at most [`MAX_FORWARDED_DATA`] bytes (base64 on the wire).
+    #[serde(with = "base64_bytes")]
     pub data: Vec<u8>,
 }
 
-/// What a forwarded command came to on the serving node: its Data-In, or
-/// why it failed there.
-pub type ForwardedOutcome = Result<Vec<u8>, SenseReason>;
+/// A forwarded command that ended well: its status (GOOD, or CONDITION MET
+/// for PRE-FETCH) and its Data-In (base64 on the wire).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ForwardedReply {
+    pub status: u8,
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+}
 
-/// Sends reservation commands to the node that serves a volume; the node
-/// service implements it over the cluster's member routes.
+/// What a forwarded command came to on the serving node: its reply, or why
+/// it failed there.
+pub type ForwardedOutcome = Result<ForwardedReply, SenseReason>;
+
+/// Bytes as one base64 string, not as a JSON array of numbers (four times
+/// the size).
+mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Sends commands to the node that serves a volume; the node service
+/// implements it over the cluster's member routes.
 #[async_trait]
 pub trait UnitForwarder: Send + Sync + std::fmt::Debug {
     /// The outcome on the serving node, or why it could not be asked.
     async fn forward(&self, command: ForwardedCommand) -> Result<ForwardedOutcome, String>;
+
+    /// A LOGICAL UNIT RESET came through a port of this node, and was done
+    /// here: does it on every other node that exports `volume`, so that
+    /// their nexuses get the unit attention too. Returns once each has
+    /// answered or its bounded wait ran out (a node that cannot be reached
+    /// is not serving sessions that would miss it). Without a cluster,
+    /// there is nobody to tell.
+    async fn reset_elsewhere(&self, volume: &str) {
+        let _ = volume;
+    }
 
     /// SET TARGET PORT GROUPS asked, through a port of this node, for port
     /// group `tpg` (this node's or another's) to be the active/optimized

@@ -112,32 +112,42 @@ impl LogicalUnit {
         })
     }
 
-    /// Sends this unit's reservation commands to the node that serves the
-    /// volume whenever this node does not (set once, as the unit opens).
     /// The cluster's forwarder, if the unit has one (`portico serve`).
     pub(crate) fn cluster_forwarder(&self) -> Option<Arc<dyn UnitForwarder>> {
         self.forwarder.get().cloned()
     }
 
-    pub fn forward_reservations(&self, forwarder: Arc<dyn UnitForwarder>) {
+    /// Sends this unit's commands to the node that serves the volume
+    /// whenever this node does not (set once, as the unit opens): the
+    /// reservation commands through any port, and through an
+    /// active/non-optimized port every command answered with the data
+    /// (see [`super::forward`]).
+    pub fn forward_to_serving_node(&self, forwarder: Arc<dyn UnitForwarder>) {
         let _ = self.forwarder.set(forwarder);
     }
 
-    /// Where a reservation command goes now, if not to this unit.
+    /// Where a command goes now, if not to this unit.
     fn forwarding(&self) -> Option<&Arc<dyn UnitForwarder>> {
         self.forwarder.get().filter(|_| self.spec.remote || self.backend.serving().is_err())
     }
 
-    /// Sends a reservation command that came on `nexus` to the node that
-    /// serves the volume.
+    /// Sends a command that came on `nexus` to the node that serves the
+    /// volume. A GOOD answer means it ran there: a write is on the serving
+    /// node and its in-sync replicas.
     async fn forward(
         &self,
         to: &Arc<dyn UnitForwarder>,
         nexus: &Nexus,
+        cdb: &Cdb,
         cmd: &ScsiCommand,
     ) -> Result<Reply, SenseReason> {
-        if cmd.data_out.len() > super::forward::MAX_FORWARDED_DATA {
+        if cdb.is_persistent_reservation_command() && cmd.data_out.len() > super::forward::MAX_FORWARDED_PARAMETERS {
             return Err(SenseReason::InsufficientRegistrationResources);
+        }
+        if cmd.data_out.len() > super::forward::MAX_FORWARDED_DATA {
+            // More than the serving node would take in one command (its
+            // MAXIMUM TRANSFER LENGTH): refused as it would refuse it.
+            return Err(SenseReason::InvalidFieldInCdb(super::sense::Field::byte(0)));
         }
         let command = ForwardedCommand {
             volume: self.spec.name.clone(),
@@ -146,34 +156,39 @@ impl LogicalUnit {
             data: cmd.data_out.to_vec(),
         };
         match to.forward(command).await {
-            Ok(outcome) => outcome.map(|data| Reply::bytes(Bytes::from(data))),
+            Ok(outcome) => outcome.map(|reply| Reply {
+                status: if reply.status == ScsiStatus::ConditionMet as u8 {
+                    ScsiStatus::ConditionMet
+                } else {
+                    ScsiStatus::Good
+                },
+                data: Bytes::from(reply.data),
+            }),
             Err(why) => {
-                tracing::warn!(volume = %self.spec.name, "cannot forward a reservation command to the node serving the volume: {why}");
+                tracing::warn!(volume = %self.spec.name, "cannot forward a command to the node serving the volume: {why}");
                 Err(SenseReason::AluaStandby)
             }
         }
     }
 
-    /// A reservation command forwarded from another node's port, for the
-    /// I_T nexus `id` there: run here as if it came on that nexus, if this
-    /// node serves the volume (else NOT READY, transitioning: the sender's
-    /// view of the placement is behind).
-    pub async fn run_forwarded(&self, id: NexusId, cdb: &[u8], data: Bytes) -> Result<Bytes, SenseReason> {
+    /// A command forwarded from another node's port, for the I_T nexus
+    /// `id` there: run here as if it came on that nexus, with the access
+    /// checks of this node's view of that port group, if this node serves
+    /// the volume (else NOT READY, transitioning: the sender's view of the
+    /// placement is behind). Unit attentions are the sending node's to
+    /// report; the commands a node answers itself are never forwarded.
+    pub(crate) async fn run_forwarded(&self, id: NexusId, cdb: &[u8], data: Bytes) -> Result<Reply, SenseReason> {
         self.backend.serving().map_err(super::sbc::write_error)?;
         let decoded = Cdb::decode(cdb)?;
-        if !decoded.is_persistent_reservation_command() {
+        if alua::answered_by_every_node(&decoded) {
+            return Err(SenseReason::InvalidOpcode);
+        }
+        if !self.spec.reservations && decoded.is_reservation_command() {
             return Err(SenseReason::InvalidOpcode);
         }
         let nexus = Nexus::new(id);
-        if !self.spec.reservations {
-            return Err(SenseReason::InvalidOpcode);
-        }
-        {
-            let st = self.state();
-            st.pr.check(&nexus.id, &decoded)?;
-        }
-        let reply = spc::execute(self, &LunMap::new(), &nexus, decoded, &data).await?;
-        Ok(reply.data)
+        self.check_access(&nexus.id, &decoded)?;
+        self.execute(&LunMap::new(), &nexus, decoded, &data).await
     }
 
     pub fn backend(&self) -> &Arc<dyn BlockBackend> {
@@ -244,6 +259,17 @@ impl LogicalUnit {
             st.ua.raise_all(UnitAttention::BusDeviceReset);
         }
         self.abort_tasks_where(|id| id != from);
+    }
+
+    /// LOGICAL UNIT RESET received through another node's port (see
+    /// [`super::forward`]): as [`Self::reset`], for every nexus here.
+    pub fn reset_from_elsewhere(&self) {
+        {
+            let mut st = self.state();
+            st.pr.drop_spc2(None);
+            st.ua.raise_all(UnitAttention::BusDeviceReset);
+        }
+        self.abort_tasks_where(|_| true);
     }
 
     /// I_T nexus loss (the session ended): the nexus's unit attentions are
@@ -365,13 +391,20 @@ impl LogicalUnit {
     }
 
     /// The access checks of [`Self::pre_execute`] for `cdb` sent by `id`:
-    /// ALUA state, reservations, write protection.
+    /// ALUA state, reservations, write protection. A command this node
+    /// sends to the one that serves the volume passes the ALUA check here
+    /// and the rest there.
     fn check_access(&self, id: &NexusId, cdb: &Cdb) -> Result<(), SenseReason> {
-        if self.spec.remote {
-            alua::check_remote(cdb, self.forwarder.get().is_some())?;
-        }
+        let forwarding = self.forwarding().is_some();
         let st = self.state();
-        alua::check(st.alua.state(id.target_port_group), cdb)?;
+        let state = st.alua.state(id.target_port_group);
+        if self.spec.remote {
+            alua::check_remote(cdb, forwarding, state)?;
+        }
+        alua::check(state, cdb)?;
+        if forwarding && alua::forwarded(cdb, state) {
+            return Ok(());
+        }
         st.pr.check(id, cdb)?;
         if cdb.writes_medium() && (self.spec.read_only || st.mode.swp) {
             return Err(SenseReason::WriteProtected);
@@ -402,11 +435,15 @@ impl LogicalUnit {
         }
         let cdb = decoded?;
         self.pre_execute(nexus, &cdb)?;
-        if cdb.is_persistent_reservation_command() {
-            if let Some(to) = self.forwarding() {
-                return self.forward(to, nexus, cmd).await;
+        if let Some(to) = self.forwarding() {
+            if alua::forwarded(&cdb, self.alua_state(nexus.id.target_port_group)) {
+                return self.forward(to, nexus, &cdb, cmd).await;
             }
         }
+        self.execute(luns, nexus, cdb, &cmd.data_out).await
+    }
+
+    async fn execute(&self, luns: &LunMap, nexus: &Nexus, cdb: Cdb, data_out: &Bytes) -> Result<Reply, SenseReason> {
         match cdb {
             Cdb::Read { .. }
             | Cdb::Write { .. }
@@ -422,8 +459,8 @@ impl LogicalUnit {
             | Cdb::OrWrite { .. }
             | Cdb::WriteAtomic { .. }
             | Cdb::ReadDefectData { .. }
-            | Cdb::GetLbaStatus { .. } => sbc::execute(self, cdb, &cmd.data_out).await,
-            _ => spc::execute(self, luns, nexus, cdb, &cmd.data_out).await,
+            | Cdb::GetLbaStatus { .. } => sbc::execute(self, cdb, data_out).await,
+            _ => spc::execute(self, luns, nexus, cdb, data_out).await,
         }
     }
 }

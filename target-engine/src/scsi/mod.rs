@@ -129,9 +129,10 @@ pub struct LuSpec {
     /// Whether the unit takes reservations (PERSISTENT RESERVE IN/OUT,
     /// RESERVE/RELEASE); without them those commands are not supported.
     pub reservations: bool,
-    /// The unit's data is on another node: it is exported here only through
-    /// standby port groups and answers what needs no data
-    /// ([`alua::check_remote`]).
+    /// The unit's data is on another node: it is exported here through
+    /// standby port groups, which answer what needs no data, or through
+    /// active/non-optimized ones, which send the rest to the node that
+    /// serves it ([`alua::check_remote`]).
     pub remote: bool,
 }
 

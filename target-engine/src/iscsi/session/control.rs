@@ -54,11 +54,12 @@ impl Session {
         self.ttt_owner.retain(|_, itt| writes.contains_key(itt));
     }
 
-    pub(super) fn tmf(&mut self, p: Pdu) {
+    pub(super) async fn tmf(&mut self, p: Pdu) {
         let b = p.bhs;
         let function = b.flags() & 0x7f;
         let lun = decode_lun(b.lun_raw());
         let luns = self.handle.current_luns();
+        let mut elsewhere = None;
         let resp_code: u8 = match function {
             1 => {
                 let rtt = b.u32_at(20);
@@ -84,6 +85,9 @@ impl Session {
                     if let Some(n) = &self.nexus {
                         lu.reset(&n.id);
                     }
+                    // The unit is exported by other nodes too: they reset
+                    // it for their nexuses before the response goes out.
+                    elsewhere = lu.cluster_forwarder().map(|f| (f, lu.spec.name.clone()));
                     0
                 }
                 None => 2,
@@ -113,7 +117,13 @@ impl Session {
         r.set_flags(0x80);
         r.0[2] = resp_code;
         r.set_itt(b.itt());
-        self.send(vec![OutPdu { pdu: Pdu::new(r), status: true }]);
+        let response = vec![OutPdu { pdu: Pdu::new(r), status: true }];
+        if let Some((forwarder, volume)) = elsewhere {
+            // The session reads its next PDU once the other nodes answered
+            // (a bounded wait), so resets cannot pile up.
+            forwarder.reset_elsewhere(&volume).await;
+        }
+        self.send(response);
         if function == 7 && resp_code == 0 {
             // TARGET COLD RESET: every connection to this target is closed
             // once the response is out (RFC 7143 §11.5.1).
