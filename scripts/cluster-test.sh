@@ -39,7 +39,10 @@
 #     images are equal; nodes 2 and 3 stopped (SIGSTOP), node 1 refuses a
 #     read of it within its 3 s lease (02h/04h/0Ah) and serves it again
 #     after SIGCONT, and a ledger workload across both paths finds every
-#     acknowledged write (its longest pause is printed); a third copy is
+#     acknowledged write (its longest pause is printed); with the group's
+#     other paths active/non-optimized, node 2's port serves it through
+#     node 1 and libiscsi's MultipathIO tests pass across the two nodes'
+#     targets, then standby again node 2's port refuses a read; a third copy is
 #     added and taken away online; grown
 #     online and written in its new part, both images are equal; its copy's
 #     node killed for longer than --rebuild-after, the copy is made again
@@ -56,6 +59,10 @@ portico=${1:?usage: cluster-test.sh PORTICO_BINARY}
 cargo build -q -p target-engine --features test-util --example aluatool --example writebench --example prtool --example ledger
 aluatool="$CARGO_TARGET_DIR/debug/examples/aluatool"
 ledger="$CARGO_TARGET_DIR/debug/examples/ledger"
+shared="${PORTICO_SHARED_DIR:-$(cd "$(dirname "$0")/.." && pwd)/../shared}"
+[ -d "$shared/tools" ] || shared=/work/shared
+scorer="$shared/tools/iscsi-conformance"
+[ -x "$scorer" ] || { echo "cluster-test: the conformance scorer is not at $scorer (set PORTICO_SHARED_DIR)" >&2; exit 1; }
 prtool="$CARGO_TARGET_DIR/debug/examples/prtool"
 writebench="$CARGO_TARGET_DIR/debug/examples/writebench"
 
@@ -489,6 +496,54 @@ for i in $(seq 1 150); do [ "$(copy_link)" = "healthy in-sync True" ] && break; 
 [ "$(copy_link)" = "healthy in-sync True" ] || fail "vol-r2 after the stop: $(copy_link)"
 [ "$(images)" = 1 ] || fail "the two images of vol-r2 differ after the stop"
 pass "cut off from the majority, node 1 stops serving vol-r2 within its 3 s lease (NOT READY, transitioning), and serves it again once the cluster is whole; the ledger across it lost no acknowledged write"
+
+# Active/non-optimized other paths: node 2's port serves a replicated
+# volume by sending each command to node 1, so libiscsi's MultipathIO
+# tests, which write through each path and read through the other, pass
+# across the two nodes. They get a new volume, vol-mp: MultipathIO's
+# CompareAndWrite zeroes blocks 0-255 and then expects zeros in block 256
+# too, which only a volume never written has.
+out=$(api 1 POST /volumes '{"name":"vol-mp","size":"8MiB","replicas":2,"node":"node1"}')
+[ "$(echo "$out" | status)" = 201 ] || fail "creating vol-mp with 2 copies: $out"
+mp_copy=$(api 1 GET /volumes/vol-mp | body | json 'd["copies"][0]["node"]')
+out=$(api 1 POST /target-groups/g1/luns '{"volume":"vol-mp","lun":1}')
+[ "$(echo "$out" | status)" = 201 ] || fail "attaching vol-mp: $out"
+for i in $(seq 1 100); do [ "$(healthy vol-mp)" = yes ] && break; sleep 0.2; done
+[ "$(healthy vol-mp)" = yes ] || fail "vol-mp is not healthy: $(healthy vol-mp)"
+out=$(api 2 PATCH /target-groups/g1 '{"other_paths":"active-non-optimized"}')
+[ "$(echo "$out" | status)" = 200 ] || fail "setting g1's other paths active/non-optimized: $out"
+expected="tpg 1 active-optimized preferred ports [1]; tpg 2 active-non-optimized ports [2]"
+for n in 1 2; do
+  for i in $(seq 1 50); do groups=$(alua "$n" rtpg 2>&1 || true); [ "$groups" = "$expected" ] && break; sleep 0.2; done
+  echo "   REPORT TARGET PORT GROUPS through node $n: $groups"
+  [ "$groups" = "$expected" ] || fail "node $n reports '$groups', not '$expected'"
+done
+read=$(alua 2 read)
+echo "   a read of vol-r2 through node 2 (active/non-optimized): $read"
+[ "$read" = "GOOD, 512 bytes" ] || fail "a read through node 2's active/non-optimized port: $read"
+"$scorer" "iscsi://127.0.1.1:$iscsi_port/iqn.2026-11.local.portico:g1.node1/1" \
+  --multipath "iscsi://127.0.2.1:$iscsi_port/iqn.2026-11.local.portico:g1.node2/1" \
+  --tests 'ALL.MultipathIO' --json "$work/multipath.json" --log "$work/multipath.log" | tail -n 1 |
+  sed "s/^/   MultipathIO through nodes 1 and 2, vol-mp's other copy on $mp_copy: /"
+counts=$(python3 -c 'import json, sys; c = json.load(open(sys.argv[1]))["counts"]; print(c["passed"], c["failed"], c["skipped"])' "$work/multipath.json")
+if [ "$counts" != "4 0 0" ]; then
+  python3 -c 'import json, sys; print("   not passed:", [t for t, v in json.load(open(sys.argv[1]))["tests"].items() if v != "passed"])' "$work/multipath.json"
+  grep -v '^\[OK\]' "$work/multipath.log" | grep -i -B2 -A8 'fail' | tail -n 60
+  fail "MultipathIO through nodes 1 and 2: passed, failed, skipped = $counts (want 4 0 0)"
+fi
+for i in $(seq 1 100); do [ "$(healthy vol-mp)" = yes ] && break; sleep 0.2; done
+m=${mp_copy#node}
+[ "$(sha256sum "$work/data1/volumes/vol-mp.img" "$work/data$m/volumes/vol-mp.img" | awk '{print $1}' | uniq | wc -l)" = 1 ] ||
+  fail "the two images of vol-mp differ after the MultipathIO tests"
+out=$(api 1 PATCH /target-groups/g1 '{"other_paths":"standby"}')
+[ "$(echo "$out" | status)" = 200 ] || fail "setting g1's other paths back to standby: $out"
+for i in $(seq 1 50); do read=$(alua 2 read); [ "$read" = "CHECK CONDITION, sense 2/04/0b" ] && break; sleep 0.2; done
+[ "$read" = "CHECK CONDITION, sense 2/04/0b" ] || fail "node 2's port, standby again, answers a read: $read"
+out=$(api 1 DELETE /target-groups/g1/luns/1)
+[ "$(echo "$out" | status)" = 204 ] || fail "detaching vol-mp: $out"
+out=$(api 1 DELETE /volumes/vol-mp)
+[ "$(echo "$out" | status)" = 204 ] || fail "deleting vol-mp: $out"
+pass "g1's other paths active/non-optimized: node 2's port serves node 1's volumes, libiscsi's MultipathIO tests pass through the two nodes' targets of a replicated volume (4 of 4), its images stay equal; standby again, node 2's port refuses a read"
 
 # Online: a third copy, then back to two.
 t=$((5 - c))

@@ -205,6 +205,7 @@ pub async fn create_group(
         targets,
         acl_enabled: false,
         chap,
+        other_paths: OtherPaths::Standby,
     }))
     .await
 }
@@ -229,7 +230,7 @@ pub async fn set_group_chap(
     let chap = chap(&chap_mode, chap_user, mutual_user).map_err(ssr::failed)?;
     ssr::run(Command::UpdateTargetGroup {
         name: group,
-        patch: TargetGroupPatch { acl_enabled: None, chap: Some(chap) },
+        patch: TargetGroupPatch { chap: Some(chap), ..Default::default() },
     })
     .await
 }
@@ -238,7 +239,18 @@ pub async fn set_group_chap(
 pub async fn set_group_acl(group: String, enabled: bool) -> Result<(), ApiError> {
     ssr::run(Command::UpdateTargetGroup {
         name: group,
-        patch: TargetGroupPatch { acl_enabled: Some(enabled), chap: None },
+        patch: TargetGroupPatch { acl_enabled: Some(enabled), ..Default::default() },
+    })
+    .await
+}
+
+#[server(prefix = "/rpc", endpoint = "storage/groups/other-paths", input = Json)]
+pub async fn set_group_other_paths(group: String, other_paths: String) -> Result<(), ApiError> {
+    let other = OtherPaths::parse(&other_paths)
+        .ok_or_else(|| ApiError::invalid_field("other_paths", "Choose standby or active-non-optimized."))?;
+    ssr::run(Command::UpdateTargetGroup {
+        name: group,
+        patch: TargetGroupPatch { other_paths: Some(other), ..Default::default() },
     })
     .await
 }

@@ -216,6 +216,15 @@ async function pathMovesLive(page: Page, volume: string, first: string) {
     const moved = page.getByTestId("group-moves").getByTestId("moves-table").locator("tbody tr", { hasText: volume });
     await expect(moved).toContainText(`${first} → e2e-node2`, { timeout: 15_000 });
     await expect(moved).toContainText("switchover");
+
+    // The other paths made Active/Non-optimized from the group page: node
+    // 1's path, which refused I/O, now serves it through node 2.
+    await expect(page.getByTestId("other-paths")).toContainText("Other paths: Standby");
+    await page.locator("#other-paths").getByLabel("Other paths").selectOption("active-non-optimized");
+    await page.locator("#other-paths").getByRole("button", { name: "Save" }).click();
+    await expect(page.getByTestId("other-paths")).toContainText("Other paths: Active/Non-optimized");
+    await expect(state(first)).toHaveText("LUN 0 Active/Non-optimized", { timeout: 10_000 });
+    await expect(state("e2e-node2")).toHaveText("LUN 0 Active/Optimized");
   } finally {
     expect((await page.request.delete(`/api/v1/target-groups/${group}?force=true`)).status()).toBe(204);
   }

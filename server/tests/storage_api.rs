@@ -282,6 +282,21 @@ async fn a_viewer_reads_the_path_states_of_a_group() {
     let (_, g) = get(&n, &viewer, "/api/v1/target-groups/g").await;
     assert_eq!(paths[0]["paths"], g["targets"][0]["paths"], "the group's own view says the same");
 
+    // The state of the other paths: Standby unless set; operators change it.
+    assert_eq!(g["other_paths"], "standby");
+    let patch = |body| n.send(Method::PATCH, "/api/v1/target-groups/g", Some(&op), Some(body));
+    let r =
+        n.send(Method::PATCH, "/api/v1/target-groups/g", Some(&viewer), Some(json!({"other_paths": "standby"}))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "a viewer changes nothing");
+    assert_eq!(patch(json!({"other_paths": "sometimes"})).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = patch(json!({"other_paths": "active-non-optimized"})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let (_, g) = get(&n, &viewer, "/api/v1/target-groups/g").await;
+    assert_eq!(g["other_paths"], "active-non-optimized");
+    // One node: its target holds the primary, whatever the other paths are.
+    let (_, paths) = get(&n, &viewer, "/api/v1/target-groups/g/paths").await;
+    assert_eq!(paths[0]["paths"], json!([{"lun": 0, "state": "active-optimized"}]));
+
     assert_eq!(post(&n, &op, "/api/v1/target-groups", json!({"name": "bare"})).await.0, StatusCode::CREATED);
     assert_eq!(get(&n, &viewer, "/api/v1/target-groups/bare/paths").await, (StatusCode::OK, json!([])));
     assert_eq!(get(&n, &viewer, "/api/v1/target-groups/nowhere/paths").await.0, StatusCode::NOT_FOUND);

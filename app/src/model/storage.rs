@@ -402,6 +402,9 @@ pub struct TargetView {
 pub enum PathState {
     /// Initiators send I/O here.
     ActiveOptimized,
+    /// Serves I/O by sending it to the node of the Active/Optimized path
+    /// (a group whose other paths are set so); takes over when that path fails.
+    ActiveNonOptimized,
     /// Takes over when the Active/Optimized path fails.
     Standby,
 }
@@ -410,7 +413,47 @@ impl PathState {
     pub fn label(self) -> &'static str {
         match self {
             PathState::ActiveOptimized => "Active/Optimized",
+            PathState::ActiveNonOptimized => "Active/Non-optimized",
             PathState::Standby => "Standby",
+        }
+    }
+}
+
+/// The state of a group's paths other than each LUN's Active/Optimized one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum OtherPaths {
+    /// They refuse reads and writes until they take over (what PRODUCT.md
+    /// promises, and what every multipath stack handles).
+    #[default]
+    Standby,
+    /// They serve reads and writes by sending each to the node of the
+    /// Active/Optimized path, one network hop more: for initiators that
+    /// send I/O down every path.
+    ActiveNonOptimized,
+}
+
+impl OtherPaths {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtherPaths::Standby => "standby",
+            OtherPaths::ActiveNonOptimized => "active-non-optimized",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OtherPaths> {
+        match s {
+            "standby" => Some(OtherPaths::Standby),
+            "active-non-optimized" => Some(OtherPaths::ActiveNonOptimized),
+            _ => None,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            OtherPaths::Standby => "Standby",
+            OtherPaths::ActiveNonOptimized => "Active/Non-optimized (I/O sent to the primary's node)",
         }
     }
 }
@@ -464,6 +507,8 @@ pub struct TargetGroupView {
     pub state: String,
     pub acl_enabled: bool,
     pub chap: ChapSetting,
+    /// The state of each LUN's paths other than its Active/Optimized one.
+    pub other_paths: OtherPaths,
     /// What the group's targets offer in login negotiation.
     pub session: SessionView,
     /// Which commands that reach every host its initiators may send.
@@ -485,6 +530,9 @@ pub struct NewTargetGroup {
     pub acl_enabled: bool,
     #[serde(default)]
     pub chap: ChapSetting,
+    /// Standby unless given.
+    #[serde(default)]
+    pub other_paths: OtherPaths,
 }
 
 /// Body of `PATCH /api/v1/target-groups/{name}`.
@@ -495,6 +543,8 @@ pub struct TargetGroupPatch {
     pub acl_enabled: Option<bool>,
     #[serde(default)]
     pub chap: Option<ChapSetting>,
+    #[serde(default)]
+    pub other_paths: Option<OtherPaths>,
 }
 
 /// Body of `POST /api/v1/target-groups/{name}/luns`.

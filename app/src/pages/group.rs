@@ -17,7 +17,7 @@ use crate::components::{saves, ActionError, Badge, ErrorBanner, FieldMessage, Js
 use crate::error::ApiError;
 use crate::format;
 use crate::iscsi_fns::{SetAclAccess, SetGroupPrivileges, SetGroupSession};
-use crate::model::storage::{format_size, GroupPageData, PathState, PathView, TargetPaths, TargetView};
+use crate::model::storage::{format_size, GroupPageData, OtherPaths, PathState, PathView, TargetPaths, TargetView};
 use crate::storage_fns::*;
 
 #[derive(Clone, Copy)]
@@ -25,6 +25,7 @@ pub(super) struct GroupActions {
     pub running: ServerAction<SetGroupRunning>,
     pub chap: ServerAction<SetGroupChap>,
     pub acl_enabled: ServerAction<SetGroupAcl>,
+    pub other_paths: ServerAction<SetGroupOtherPaths>,
     pub add_target: ServerAction<AddTarget>,
     pub remove_target: ServerAction<RemoveTarget>,
     pub attach: ServerAction<AttachLun>,
@@ -45,6 +46,7 @@ impl GroupActions {
             saves(self.running),
             saves(self.chap),
             saves(self.acl_enabled),
+            saves(self.other_paths),
             saves(self.add_target),
             saves(self.remove_target),
             saves(self.attach),
@@ -68,6 +70,7 @@ pub fn GroupPage() -> impl IntoView {
         running: ServerAction::new(),
         chap: ServerAction::new(),
         acl_enabled: ServerAction::new(),
+        other_paths: ServerAction::new(),
         add_target: ServerAction::new(),
         remove_target: ServerAction::new(),
         attach: ServerAction::new(),
@@ -190,6 +193,7 @@ fn GroupView(data: GroupPageData, a: GroupActions) -> impl IntoView {
                 }).collect_view()}</tbody>
             </table></div>
             <LivePathsNote live/>
+            <OtherPathsSetting group=name.clone() current=g.other_paths writer a/>
             {writer.then({ let name = name.clone(); move || view! {
                 <JsonForm action=a.add_target attr:class="form form-row">
                     <input type="hidden" name="group" value=name.clone()/>
@@ -350,6 +354,29 @@ fn path_states(paths: Vec<PathView>) -> AnyView {
         })
         .collect_view()
         .into_any()
+}
+
+/// The state of each LUN's paths other than its Active/Optimized one, and
+/// (for operators) the form that changes it.
+#[component]
+fn OtherPathsSetting(group: String, current: OtherPaths, writer: bool, a: GroupActions) -> impl IntoView {
+    let choice = move |o: OtherPaths| view! { <option value=o.as_str() selected=current == o>{o.label()}</option> };
+    view! {
+        <p data-testid="other-paths">"Other paths: " <strong>{current.label()}</strong>
+            <span class="muted small">" — Standby paths refuse I/O until they take over; Active/Non-optimized paths serve it through the primary's node, for initiators that send I/O down every path."</span>
+        </p>
+        {writer.then(move || view! {
+            <JsonForm action=a.other_paths attr:class="form form-row" attr:id="other-paths">
+                <input type="hidden" name="group" value=group.clone()/>
+                <label>"Other paths"<select name="other_paths">
+                    {choice(OtherPaths::Standby)}
+                    {choice(OtherPaths::ActiveNonOptimized)}
+                </select></label>
+                <button type="submit" class="btn">"Save"</button>
+            </JsonForm>
+            <ActionError value=a.other_paths.value()/>
+        })}
+    }
 }
 
 /// Says that the path states are live, or why the last refresh failed.

@@ -3,7 +3,7 @@
 //! the node (`--url`, `--token`, `--json`), accepted after the family's name.
 
 use clap::{Subcommand, ValueEnum};
-use portico_app::model::storage::{ChapMode, ChapSetting, WriteCache};
+use portico_app::model::storage::{ChapMode, ChapSetting, OtherPaths, WriteCache};
 use portico_app::model::Role;
 
 use super::Connection;
@@ -197,14 +197,21 @@ pub enum GroupAction {
         acl: bool,
         #[command(flatten)]
         chap: ChapArgs,
+        /// The state of each LUN's paths other than its Active/Optimized one.
+        #[arg(long, value_name = "standby|active-non-optimized", value_parser = other_paths, default_value = "standby")]
+        other_paths: OtherPaths,
     },
-    /// Turn the ACL on or off, or change the group's CHAP.
+    /// Turn the ACL on or off, change the group's CHAP, or the state of its other paths.
     Update {
         name: String,
         #[arg(long, value_name = "on|off", value_parser = on_off)]
         acl: Option<bool>,
         #[command(flatten)]
         chap: ChapArgs,
+        /// standby: they refuse I/O until they take over; active-non-optimized:
+        /// they serve it through the primary's node.
+        #[arg(long, value_name = "standby|active-non-optimized", value_parser = other_paths)]
+        other_paths: Option<OtherPaths>,
     },
     /// Delete a group; its volumes stay.
     Delete {
@@ -452,6 +459,10 @@ pub enum TokenAction {
     Revoke {
         id: i64,
     },
+}
+
+fn other_paths(s: &str) -> Result<OtherPaths, String> {
+    OtherPaths::parse(s).ok_or_else(|| format!("{s:?}: give standby or active-non-optimized"))
 }
 
 fn on_off(s: &str) -> Result<bool, String> {

@@ -196,18 +196,19 @@ async fn group(api: &Api, action: GroupAction) -> Result<Answer, CallError> {
     Ok(match action {
         GroupAction::List => Answer::rows(api.get("/api/v1/target-groups").await?, GROUPS),
         GroupAction::Show { name } => Answer::record(api.get(&path(&name)).await?),
-        GroupAction::Create { name, targets, acl, chap } => {
+        GroupAction::Create { name, targets, acl, chap, other_paths } => {
             let new = NewTargetGroup {
                 name: name.clone(),
                 targets: targets.iter().map(|t| target_spec(t)).collect::<Result<_, _>>()?,
                 acl_enabled: acl,
                 chap: chap.setting().unwrap_or_default(),
+                other_paths,
             };
             let json = api.post("/api/v1/target-groups", body(&new)).await?;
             Answer::done(json, format!("Created the target group {name}."))
         }
-        GroupAction::Update { name, acl, chap } => {
-            let patch = TargetGroupPatch { acl_enabled: acl, chap: chap.setting() };
+        GroupAction::Update { name, acl, chap, other_paths } => {
+            let patch = TargetGroupPatch { acl_enabled: acl, chap: chap.setting(), other_paths };
             let json = api.patch(&path(&name), body(&patch)).await?;
             Answer::done(json, format!("Changed the target group {name}."))
         }

@@ -9,9 +9,13 @@
 //!   over from a volume of the same name), then rolled back;
 //! - `/cluster/replication`: how the volumes it is primary of stand with
 //!   their replicas now (links, resync progress), for the Volumes page;
-//! - `/cluster/unit-command`: a PERSISTENT RESERVE IN or OUT that came
-//!   through another node's standby port for a volume this node serves,
-//!   run here for the nexus it came on (`target_engine::scsi::forward`);
+//! - `/cluster/unit-command`: a command that came through another node's
+//!   port for a volume this node serves (a PERSISTENT RESERVE IN or OUT
+//!   through a standby port; any command answered with the data through
+//!   an active/non-optimized one), run here for the nexus it came on
+//!   (`target_engine::scsi::forward`);
+//! - `/cluster/unit-reset`: a LOGICAL UNIT RESET came through another
+//!   node's port: this node's unit of the volume resets for its nexuses;
 //! - `/cluster/portal-view`: what it sees of the other nodes' iSCSI
 //!   portals, for the leader to tell a node cut off from the iSCSI network
 //!   (`storage::portal_watch`);
@@ -48,11 +52,13 @@ const REPLICATION_DEADLINE: Duration = Duration::from_secs(2);
 const PORTAL_VIEW_DEADLINE: Duration = Duration::from_secs(1);
 /// How long a member has for a dry run.
 const DRY_RUN_DEADLINE: Duration = Duration::from_secs(10);
-/// How long a member has to run a forwarded reservation command (it waits
-/// for its replicas to keep the new state).
-const UNIT_COMMAND_DEADLINE: Duration = Duration::from_secs(5);
-/// A forwarded command's body: its parameter list (at most 128 KiB) as JSON.
-const UNIT_COMMAND_BODY: usize = 1 << 20;
+/// How long a member has to run a forwarded command (a write or a
+/// reservation change waits for its replicas to keep it).
+const UNIT_COMMAND_DEADLINE: Duration = Duration::from_secs(10);
+/// A forwarded command's body: its Data-Out (at most 8 MiB) in base64, in JSON.
+const UNIT_COMMAND_BODY: usize = 12 << 20;
+/// How long a member has to reset its unit of a volume.
+const UNIT_RESET_DEADLINE: Duration = Duration::from_secs(2);
 /// How long a primary has to drain, hand over and commit a planned move
 /// (5 s to drain, then the commit).
 const HAND_OVER_DEADLINE: Duration = Duration::from_secs(20);
@@ -99,8 +105,11 @@ pub trait NodeChecks: Send + Sync {
     async fn dry_run(&self, proposal: Proposal) -> Result<Option<String>, ApiError>;
     /// The volumes this node is the primary of, with their replicas now.
     async fn replication(&self) -> Vec<PrimaryReport>;
-    /// Runs a reservation command forwarded from another node's port.
+    /// Runs a command forwarded from another node's port.
     async fn unit_command(&self, command: ForwardedCommand) -> ForwardedOutcome;
+    /// A LOGICAL UNIT RESET came through another node's port: resets this
+    /// node's unit of `volume` for its nexuses. False if it has none.
+    async fn unit_reset(&self, volume: &str) -> bool;
     /// Hands over a volume this node is the primary of (a planned
     /// switchover): the committed change's detail, or why not.
     async fn hand_over(&self, request: HandOver) -> Result<String, ApiError>;
@@ -164,9 +173,23 @@ async fn unit_command(
     ApiJson(command): ApiJson<ForwardedCommand>,
 ) -> Result<Json<ForwardedOutcome>, ApiFailure> {
     if command.data.len() > MAX_FORWARDED_DATA || command.cdb.len() > 16 {
-        return Err(ApiError::new(413, "A forwarded command carries at most a 16-byte CDB and 128 KiB of data.").into());
+        return Err(ApiError::new(413, "A forwarded command carries at most a 16-byte CDB and 8 MiB of data.").into());
     }
     Ok(Json(checks(&slot)?.unit_command(command).await))
+}
+
+/// Body of `/cluster/unit-reset`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct UnitReset {
+    pub volume: String,
+}
+
+async fn unit_reset(
+    State(slot): State<Slot>,
+    _member: FromMember,
+    ApiJson(reset): ApiJson<UnitReset>,
+) -> Result<Json<bool>, ApiFailure> {
+    Ok(Json(checks(&slot)?.unit_reset(&reset.volume).await))
 }
 
 async fn hand_over(
@@ -183,6 +206,7 @@ pub(super) fn routes(slot: Slot) -> Router {
         .route("/cluster/replication", post(replication))
         .route("/cluster/hand-over", post(hand_over))
         .route("/cluster/portal-view", post(portal_view))
+        .route("/cluster/unit-reset", post(unit_reset))
         .layer(DefaultBodyLimit::max(16 << 10))
         .merge(Router::new().route("/cluster/dry-run", post(dry_run)).layer(DefaultBodyLimit::max(1 << 20)))
         .merge(
@@ -230,7 +254,7 @@ impl Cluster {
         client.call(address, "/cluster/portal-view", &(), PORTAL_VIEW_DEADLINE).await.map_err(|e| unreachable(node, e))
     }
 
-    /// Runs a reservation command on node `node` (at cluster address
+    /// Runs a forwarded command on node `node` (at cluster address
     /// `address`), which serves its volume.
     pub async fn ask_unit_command(
         &self,
@@ -240,7 +264,18 @@ impl Cluster {
     ) -> Result<ForwardedOutcome, ApiError> {
         let client = self.client()?;
         client.call(address, "/cluster/unit-command", command, UNIT_COMMAND_DEADLINE).await.map_err(|e| {
-            ApiError::new(503, format!("Node {node} could not be asked to run a reservation command ({e})."))
+            ApiError::new(503, format!("Node {node} could not be asked to run a forwarded command ({e})."))
+        })
+    }
+
+    /// Asks node `node` (at cluster address `address`) to reset its unit
+    /// of `volume` for its nexuses (a LOGICAL UNIT RESET came here):
+    /// whether it has one.
+    pub async fn ask_unit_reset(&self, node: &str, address: &str, volume: &str) -> Result<bool, ApiError> {
+        let client = self.client()?;
+        let reset = UnitReset { volume: volume.to_string() };
+        client.call(address, "/cluster/unit-reset", &reset, UNIT_RESET_DEADLINE).await.map_err(|e| {
+            ApiError::new(503, format!("Node {node} could not be asked to reset its unit of {volume} ({e})."))
         })
     }
 

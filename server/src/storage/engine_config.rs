@@ -22,7 +22,7 @@ use target_engine::config::{
 };
 use target_engine::replication::config::{ReplicaPlacement, ReplicationNode, VolumePlacement};
 
-use super::paths::{engine_state, path_state};
+use super::paths::{engine_state, other_paths, path_state};
 use super::secret_box::SecretBox;
 use super::{privileges, session_settings, volume_files};
 
@@ -207,22 +207,25 @@ pub async fn derive(
     {
         let portals: Vec<SocketAddr> =
             serde_json::from_str(&portals).map_err(|e| DeriveError::Damaged(format!("portals of {iqn}: {e}")))?;
-        let luns: Vec<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT l.lun, l.volume_id, v.node_id FROM luns l JOIN volumes v ON v.id = l.volume_id \
-             WHERE l.group_id = ? ORDER BY l.lun",
+        let luns: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+            "SELECT l.lun, l.volume_id, v.node_id, g.other_paths FROM luns l JOIN volumes v ON v.id = l.volume_id \
+             JOIN target_groups g ON g.id = l.group_id WHERE l.group_id = ? ORDER BY l.lun",
         )
         .bind(group_id)
         .fetch_all(&mut *conn)
         .await?;
-        let lun_ids: Vec<u64> = luns.iter().map(|(l, _, _)| *l as u64).collect();
+        let lun_ids: Vec<u64> = luns.iter().map(|(l, ..)| *l as u64).collect();
         // Every LUN of the group is served: the volumes another node holds as remote units.
-        let served: Vec<&(i64, i64, i64)> = luns.iter().filter(|(_, vol, _)| volume_names.contains_key(vol)).collect();
+        let served: Vec<&(i64, i64, i64, String)> =
+            luns.iter().filter(|(_, vol, ..)| volume_names.contains_key(vol)).collect();
         let alua: BTreeMap<String, AluaState> = served
             .iter()
-            .map(|&&(lun, _, volume_node)| (lun.to_string(), engine_state(path_state(node_id, volume_node))))
+            .map(|(lun, _, volume_node, other)| {
+                (lun.to_string(), engine_state(path_state(node_id, *volume_node, other_paths(other))))
+            })
             .collect();
         let luns: BTreeMap<String, String> =
-            served.iter().map(|&&(lun, vol, _)| (lun.to_string(), volume_names[&vol].clone())).collect();
+            served.iter().map(|(lun, vol, ..)| (lun.to_string(), volume_names[vol].clone())).collect();
         let chap = chap_config(secrets, (mode, secret, user, msecret, muser))?;
         let group_privileges = privileges::defaults().with(&privileges::parse(&group_privileges)?);
         let acl = if acl_enabled {
@@ -339,8 +342,8 @@ async fn peer_port_groups(
     volume_id: i64,
     node_id: i64,
 ) -> Result<Vec<PeerPortGroup>, DeriveError> {
-    let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT t.tpg, t.node_id, v.node_id FROM luns l JOIN volumes v ON v.id = l.volume_id \
+    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "SELECT t.tpg, t.node_id, v.node_id, g.other_paths FROM luns l JOIN volumes v ON v.id = l.volume_id \
          JOIN targets t ON t.group_id = l.group_id JOIN target_groups g ON g.id = t.group_id \
          JOIN nodes n ON n.id = t.node_id \
          WHERE l.volume_id = ? AND t.node_id <> ? AND g.state = 'running' AND n.state <> 'maintenance' \
@@ -352,10 +355,10 @@ async fn peer_port_groups(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(tpg, target_node, volume_node)| PeerPortGroup {
+        .map(|(tpg, target_node, volume_node, other)| PeerPortGroup {
             tpg: tpg as u16,
             relative_port: tpg as u16,
-            state: engine_state(path_state(target_node, volume_node)),
+            state: engine_state(path_state(target_node, volume_node, other_paths(&other))),
         })
         .collect())
 }

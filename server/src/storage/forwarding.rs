@@ -1,10 +1,15 @@
-//! Reservation commands that arrive through this node's standby ports
-//! for a volume another node serves (`target_engine::scsi::forward`): sent
-//! to that node's `/cluster/unit-command` member route, where its engine
-//! runs them for the I_T nexus they came on, and answered with its outcome.
-//! The volume's primary is the one the cluster's state names; a node that
-//! does not answer within the route's deadline leaves the command refused
-//! as a standby port refuses it.
+//! Commands that arrive through this node's ports for a volume another
+//! node serves (`target_engine::scsi::forward`: reservation commands
+//! through a standby port, every command answered with the data through
+//! an active/non-optimized one): sent to that node's `/cluster/unit-command`
+//! member route, where its engine runs them for the I_T nexus they came
+//! on, and answered with its outcome. The volume's primary is the one the
+//! cluster's state names; a node that does not answer within the route's
+//! deadline leaves the command refused as a standby port refuses it.
+//!
+//! A LOGICAL UNIT RESET through any port of this node is passed to every
+//! other node that exports the volume (`/cluster/unit-reset`), all at once,
+//! each within its route's deadline.
 
 use async_trait::async_trait;
 use sqlx::SqlitePool;
@@ -43,6 +48,35 @@ impl UnitForwarder for ClusterForwarder {
         }
         let address = address.ok_or_else(|| format!("node {name} has no cluster address"))?;
         self.cluster.ask_unit_command(&name, &address, &command).await.map_err(|e| e.message)
+    }
+
+    async fn reset_elsewhere(&self, volume: &str) {
+        let nodes: Vec<(String, Option<String>)> = match sqlx::query_as(
+            "SELECT DISTINCT n.name, n.cluster_addr FROM volumes v JOIN luns l ON l.volume_id = v.id \
+             JOIN targets t ON t.group_id = l.group_id JOIN nodes n ON n.id = t.node_id \
+             WHERE v.name = ? AND n.id <> ?",
+        )
+        .bind(volume)
+        .bind(self.node_id)
+        .fetch_all(&self.pool)
+        .await
+        {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                tracing::warn!(volume, "cannot tell the other nodes of a LOGICAL UNIT RESET: {e}");
+                return;
+            }
+        };
+        let asks = nodes.into_iter().filter_map(|(name, address)| {
+            let address = address?;
+            let cluster = self.cluster.clone();
+            Some(async move {
+                if let Err(e) = cluster.ask_unit_reset(&name, &address, volume).await {
+                    tracing::warn!(volume, node = %name, "LOGICAL UNIT RESET not passed on: {}", e.message);
+                }
+            })
+        });
+        futures_util::future::join_all(asks).await;
     }
 
     /// The move is refused as an invalid parameter when the cluster says

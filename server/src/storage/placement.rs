@@ -258,6 +258,10 @@ impl NodeChecks for Storage {
         self.engine.run_forwarded(command).await
     }
 
+    async fn unit_reset(&self, volume: &str) -> bool {
+        self.engine.reset_unit_from_elsewhere(volume).await
+    }
+
     fn portal_views(&self) -> Vec<super::portal_watch::PortalView> {
         self.portals.views()
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::paths::path_state;
+use super::paths::{other_paths, path_state};
 use super::{chap_usage, columns, privileges, session_settings};
 use portico_app::model::storage::*;
 use sqlx::SqlitePool;
@@ -141,9 +141,9 @@ pub async fn moves(pool: &SqlitePool, volume: Option<&str>, group: Option<&str>)
 }
 
 /// The path through a target on `target_node` to a LUN whose volume's
-/// primary is on `volume_node`.
-fn path(lun: i64, target_node: i64, volume_node: i64) -> PathView {
-    PathView { lun: lun as u8, state: path_state(target_node, volume_node) }
+/// primary is on `volume_node`, in a group whose other paths are `other`.
+fn path(lun: i64, target_node: i64, volume_node: i64, other: OtherPaths) -> PathView {
+    PathView { lun: lun as u8, state: path_state(target_node, volume_node, other) }
 }
 
 /// The path states of the targets of `group`, in port group order, each with
@@ -152,9 +152,9 @@ fn path(lun: i64, target_node: i64, volume_node: i64) -> PathView {
 pub async fn group_paths(pool: &SqlitePool, group: &str) -> sqlx::Result<Option<Vec<TargetPaths>>> {
     // A group with no target gives one row of NULLs, a target with no LUN
     // one row with a NULL LUN, so that both are told from a missing group.
-    type Row = (Option<String>, Option<i64>, Option<i64>, Option<i64>);
+    type Row = (Option<String>, Option<i64>, Option<i64>, Option<i64>, String);
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT t.iqn, t.node_id, l.lun, v.node_id FROM target_groups g \
+        "SELECT t.iqn, t.node_id, l.lun, v.node_id, g.other_paths FROM target_groups g \
          LEFT JOIN targets t ON t.group_id = g.id LEFT JOIN luns l ON l.group_id = g.id \
          LEFT JOIN volumes v ON v.id = l.volume_id WHERE g.name = ? ORDER BY t.tpg, t.iqn, l.lun",
     )
@@ -165,20 +165,20 @@ pub async fn group_paths(pool: &SqlitePool, group: &str) -> sqlx::Result<Option<
         return Ok(None);
     }
     let mut targets: Vec<TargetPaths> = Vec::new();
-    for (iqn, target_node, lun, volume_node) in rows {
+    for (iqn, target_node, lun, volume_node, other) in rows {
         let (Some(iqn), Some(target_node)) = (iqn, target_node) else { continue };
         if targets.last().is_none_or(|t| t.iqn != iqn) {
             targets.push(TargetPaths { iqn, paths: Vec::new() });
         }
         if let (Some(lun), Some(volume_node), Some(t)) = (lun, volume_node, targets.last_mut()) {
-            t.paths.push(path(lun, target_node, volume_node));
+            t.paths.push(path(lun, target_node, volume_node, other_paths(&other)));
         }
     }
     Ok(Some(targets))
 }
 
-/// id, name, state, ACL on, CHAP mode, CHAP user, mutual user, session settings, privileges, created.
-type GroupRow = (i64, String, String, bool, String, Option<String>, Option<String>, String, String, String);
+/// id, name, state, ACL on, CHAP mode, CHAP user, mutual user, session settings, privileges, created, other paths.
+type GroupRow = (i64, String, String, bool, String, Option<String>, Option<String>, String, String, String, String);
 
 /// group id, initiator, alias, LUNs, own CHAP mode, CHAP user, mutual user, own privileges.
 type AclRow =
@@ -186,7 +186,8 @@ type AclRow =
 
 pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Result<Vec<TargetGroupView>> {
     let groups: Vec<GroupRow> = sqlx::query_as(
-        "SELECT g.id, g.name, g.state, g.acl_enabled, g.chap_mode, cu.name, mu.name, g.session_settings, g.privileges, g.created_at \
+        "SELECT g.id, g.name, g.state, g.acl_enabled, g.chap_mode, cu.name, mu.name, g.session_settings, g.privileges, g.created_at, \
+                g.other_paths \
          FROM target_groups g LEFT JOIN chap_users cu ON cu.id = g.chap_user_id LEFT JOIN chap_users mu ON mu.id = g.mutual_chap_user_id \
          WHERE ? IS NULL OR g.name = ? ORDER BY g.name",
     )
@@ -214,7 +215,8 @@ pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Resul
 
     let mut by_group: BTreeMap<i64, TargetGroupView> = BTreeMap::new();
     let mut order = Vec::new();
-    for (id, name, state, acl_enabled, mode, user, mutual_user, session, group_privileges, created_at) in groups {
+    for (id, name, state, acl_enabled, mode, user, mutual_user, session, group_privileges, created_at, other) in groups
+    {
         order.push(id);
         by_group.insert(
             id,
@@ -223,6 +225,7 @@ pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Resul
                 state,
                 acl_enabled,
                 chap: ChapSetting { mode: ChapMode::parse(&mode).unwrap_or(ChapMode::None), user, mutual_user },
+                other_paths: other_paths(&other),
                 session: session_settings::view(session_settings::parse(&session)?),
                 privileges: privileges::view(privileges::parse(&group_privileges)?),
                 targets: Vec::new(),
@@ -235,10 +238,11 @@ pub async fn target_groups(pool: &SqlitePool, name: Option<&str>) -> sqlx::Resul
     for (gid, node_id, node, iqn, portals, tpg) in targets {
         if let Some(g) = by_group.get_mut(&gid) {
             let portals = columns::json(format!("portals of {iqn}"), &portals)?;
+            let other = g.other_paths;
             let paths = luns
                 .iter()
                 .filter(|l| l.0 == gid)
-                .map(|&(_, lun, _, _, volume_node)| path(lun, node_id, volume_node))
+                .map(|&(_, lun, _, _, volume_node)| path(lun, node_id, volume_node, other))
                 .collect();
             g.targets.push(TargetView { node, iqn, portals, tpg: tpg as u16, paths });
         }

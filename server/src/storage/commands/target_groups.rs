@@ -1,5 +1,5 @@
 //! Target groups: create (with their first targets), CHAP and ACL switch,
-//! start and stop, delete.
+//! the state of the other paths, start and stop, delete.
 
 use portico_app::error::ApiError;
 use portico_app::model::storage::*;
@@ -11,8 +11,9 @@ pub(super) async fn create(tx: &mut Tx<'_>, d: &Decided, g: NewTargetGroup) -> R
     check_object_name(&g.name).map_err(|m| field("name", m))?;
     let (user, mutual) = resolve_chap(tx, &g.chap).await?;
     let (gid,): (i64,) = match sqlx::query_as(
-        "INSERT INTO target_groups (name, state, acl_enabled, chap_mode, chap_user_id, mutual_chap_user_id, created_at) \
-         VALUES (?, 'running', ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING id",
+        "INSERT INTO target_groups (name, state, acl_enabled, chap_mode, chap_user_id, mutual_chap_user_id, created_at, \
+                                    other_paths) \
+         VALUES (?, 'running', ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING id",
     )
     .bind(&g.name)
     .bind(g.acl_enabled)
@@ -20,6 +21,7 @@ pub(super) async fn create(tx: &mut Tx<'_>, d: &Decided, g: NewTargetGroup) -> R
     .bind(user)
     .bind(mutual)
     .bind(&d.at)
+    .bind(g.other_paths.as_str())
     .fetch_optional(&mut **tx)
     .await
     .map_err(db)?
@@ -57,8 +59,17 @@ pub(super) async fn update(tx: &mut Tx<'_>, name: &str, patch: TargetGroupPatch)
             .map_err(db)?;
         changes.push(format!("CHAP {}", chap.mode.as_str()));
     }
+    if let Some(other) = patch.other_paths {
+        sqlx::query("UPDATE target_groups SET other_paths = ? WHERE id = ?")
+            .bind(other.as_str())
+            .bind(gid)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+        changes.push(format!("other paths {}", other.as_str()));
+    }
     if changes.is_empty() {
-        return Err(ApiError::new(422, "Nothing to change: give acl_enabled or chap."));
+        return Err(ApiError::new(422, "Nothing to change: give acl_enabled, chap or other_paths."));
     }
     Ok(Effects { detail: Some(changes.join("; ")), ..Default::default() })
 }
