@@ -131,6 +131,15 @@ impl LogicalUnit {
         self.forwarder.get().filter(|_| self.spec.remote || self.backend.serving().is_err())
     }
 
+    /// Whether `cdb`, come through a port in `state`, goes to the node
+    /// that serves the volume. Asks the backend only for the commands such
+    /// a port would send (the reservation commands, and every command
+    /// through an active/non-optimized port), not on every read and write
+    /// of the serving node.
+    fn forwards(&self, cdb: &Cdb, state: AluaState) -> bool {
+        alua::forwarded(cdb, state) && self.forwarding().is_some()
+    }
+
     /// Sends a command that came on `nexus` to the node that serves the
     /// volume. A GOOD answer means it ran there: a write is on the serving
     /// node and its in-sync replicas.
@@ -395,16 +404,15 @@ impl LogicalUnit {
     /// sends to the one that serves the volume passes the ALUA check here
     /// and the rest there.
     fn check_access(&self, id: &NexusId, cdb: &Cdb) -> Result<(), SenseReason> {
-        let forwarding = self.forwarding().is_some();
-        let st = self.state();
-        let state = st.alua.state(id.target_port_group);
+        let state = self.alua_state(id.target_port_group);
         if self.spec.remote {
-            alua::check_remote(cdb, forwarding, state)?;
+            alua::check_remote(cdb, self.forwarder.get().is_some(), state)?;
         }
         alua::check(state, cdb)?;
-        if forwarding && alua::forwarded(cdb, state) {
+        if self.forwards(cdb, state) {
             return Ok(());
         }
+        let st = self.state();
         st.pr.check(id, cdb)?;
         if cdb.writes_medium() && (self.spec.read_only || st.mode.swp) {
             return Err(SenseReason::WriteProtected);
@@ -435,8 +443,8 @@ impl LogicalUnit {
         }
         let cdb = decoded?;
         self.pre_execute(nexus, &cdb)?;
-        if let Some(to) = self.forwarding() {
-            if alua::forwarded(&cdb, self.alua_state(nexus.id.target_port_group)) {
+        if self.forwards(&cdb, self.alua_state(nexus.id.target_port_group)) {
+            if let Some(to) = self.forwarding() {
                 return self.forward(to, nexus, &cdb, cmd).await;
             }
         }
