@@ -584,7 +584,11 @@ pass "vol-r2 grown from 64 to 96 MiB online: both images are 96 MiB, and equal a
 # Its copy's node gone for good: the copy is made again on node 3.
 kill -9 "${pid[2]}"; wait "${pid[2]}" 2>/dev/null || true; unset 'pid[2]'
 t0=$(date +%s.%N)
-line=$(write --seconds 2 --size 4096 --depth 8 --random --offset-mib 80 --span-mib 8 --seed 7)
+# Node 2 may be the Raft leader by now (it was elected in part 4, and any
+# node may be after the SIGSTOP): until a new leader is elected, node 1's
+# lease may run out, so a write that ends NOT READY, transitioning, is sent
+# again, as a multipathing host does.
+line=$(write --seconds 2 --size 4096 --depth 8 --random --offset-mib 80 --span-mib 8 --seed 7 --retry-not-ready 10)
 [ "$(errors <<<"$line")" = 0 ] || fail "writes to vol-r2 failed without node 2"
 rebuilt() { api 1 GET /volumes/vol-r2 | body | json '" ".join(c["node"] + "=" + str(c["link"]) for c in d["copies"]) + " " + d["state"]'; }
 for i in $(seq 1 400); do [ "$(rebuilt)" = "node3=in-sync healthy" ] && break; sleep 0.2; done
