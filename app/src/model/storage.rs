@@ -453,7 +453,7 @@ impl OtherPaths {
     pub fn label(self) -> &'static str {
         match self {
             OtherPaths::Standby => "Standby",
-            OtherPaths::ActiveNonOptimized => "Active/Non-optimized (I/O sent to the primary's node)",
+            OtherPaths::ActiveNonOptimized => "Active/Non-optimized",
         }
     }
 }
