@@ -131,15 +131,6 @@ impl LogicalUnit {
         self.forwarder.get().filter(|_| self.spec.remote || self.backend.serving().is_err())
     }
 
-    /// Whether `cdb`, come through a port in `state`, goes to the node
-    /// that serves the volume. Asks the backend only for the commands such
-    /// a port would send (the reservation commands, and every command
-    /// through an active/non-optimized port), not on every read and write
-    /// of the serving node.
-    fn forwards(&self, cdb: &Cdb, state: AluaState) -> bool {
-        alua::forwarded(cdb, state) && self.forwarding().is_some()
-    }
-
     /// Sends a command that came on `nexus` to the node that serves the
     /// volume. A GOOD answer means it ran there: a write is on the serving
     /// node and its in-sync replicas.
@@ -388,7 +379,7 @@ impl LogicalUnit {
     /// access state of the nexus's target port group (SPC-4 §5.16.2.4), then
     /// reservations, then write protection. A unit configured without
     /// reservations answers their commands as unsupported operation codes.
-    fn pre_execute(&self, nexus: &Nexus, cdb: &Cdb) -> Result<(), SenseReason> {
+    fn pre_execute(&self, nexus: &Nexus, cdb: &Cdb) -> Result<Option<&Arc<dyn UnitForwarder>>, SenseReason> {
         if !self.spec.reservations && cdb.is_reservation_command() {
             return Err(SenseReason::InvalidOpcode);
         }
@@ -400,24 +391,32 @@ impl LogicalUnit {
     }
 
     /// The access checks of [`Self::pre_execute`] for `cdb` sent by `id`:
-    /// ALUA state, reservations, write protection. A command this node
-    /// sends to the one that serves the volume passes the ALUA check here
-    /// and the rest there.
-    fn check_access(&self, id: &NexusId, cdb: &Cdb) -> Result<(), SenseReason> {
-        let state = self.alua_state(id.target_port_group);
+    /// ALUA state, reservations, write protection, under one hold of the
+    /// unit's lock. A command this node sends to the one that serves the
+    /// volume passes the ALUA check here and the rest there: it comes back
+    /// as where to send it.
+    fn check_access(&self, id: &NexusId, cdb: &Cdb) -> Result<Option<&Arc<dyn UnitForwarder>>, SenseReason> {
+        let mut st = self.state();
+        let state = st.alua.state(id.target_port_group);
         if self.spec.remote {
             alua::check_remote(cdb, self.forwarder.get().is_some(), state)?;
         }
         alua::check(state, cdb)?;
-        if self.forwards(cdb, state) {
-            return Ok(());
+        if alua::forwarded(cdb, state) {
+            // Only the reservation commands, or a command through an
+            // active/non-optimized port: whether this node serves the
+            // volume is the backend's to say, asked outside the unit's lock.
+            drop(st);
+            if let Some(to) = self.forwarding() {
+                return Ok(Some(to));
+            }
+            st = self.state();
         }
-        let st = self.state();
         st.pr.check(id, cdb)?;
         if cdb.writes_medium() && (self.spec.read_only || st.mode.swp) {
             return Err(SenseReason::WriteProtected);
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Whether `id` may read (`write` false) or write the medium now: the
@@ -427,7 +426,7 @@ impl LogicalUnit {
     pub(crate) fn check_medium_access(&self, id: &NexusId, write: bool) -> Result<(), SenseReason> {
         let ext = cdb::Extent { lba: 0, blocks: 1, len_field: 0 };
         let probe = if write { Cdb::Write { ext, fua: false } } else { Cdb::Read { ext, fua: false } };
-        self.check_access(id, &probe)
+        self.check_access(id, &probe).map(|_| ())
     }
 
     async fn run(&self, luns: &LunMap, nexus: &Nexus, cmd: &ScsiCommand) -> Result<Reply, SenseReason> {
@@ -442,11 +441,8 @@ impl LogicalUnit {
             UaPolicy::Ignore | UaPolicy::AsSenseData => {}
         }
         let cdb = decoded?;
-        self.pre_execute(nexus, &cdb)?;
-        if self.forwards(&cdb, self.alua_state(nexus.id.target_port_group)) {
-            if let Some(to) = self.forwarding() {
-                return self.forward(to, nexus, &cdb, cmd).await;
-            }
+        if let Some(to) = self.pre_execute(nexus, &cdb)? {
+            return self.forward(to, nexus, &cdb, cmd).await;
         }
         self.execute(luns, nexus, cdb, &cmd.data_out).await
     }
