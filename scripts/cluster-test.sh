@@ -252,6 +252,20 @@ out=$(api 3 POST /target-groups/g1/targets "{\"node\":\"node3\",\"portals\":[\"1
 out=$(api 1 POST /target-groups/g1/luns '{"volume":"vol-a","lun":0}')
 [ "$(echo "$out" | status)" = 201 ] || fail "attaching vol-a to g1: $out"
 alua() { timeout 30 "$aluatool" --portal "127.0.$1.1:$iscsi_port" --target "iqn.2026-11.local.portico:g1.node$1" "${@:2}"; }
+# expect_groups TRIES EXPECTED NODE...: REPORT TARGET PORT GROUPS through
+# each node's port answers EXPECTED within TRIES tries 0.2 s apart.
+expect_groups() {
+  local tries=$1 expected=$2 n i groups
+  for n in "${@:3}"; do
+    for i in $(seq 1 "$tries"); do
+      groups=$(alua "$n" rtpg 2>&1 || true)
+      [ "$groups" = "$expected" ] && break
+      sleep 0.2
+    done
+    echo "   REPORT TARGET PORT GROUPS through node $n: $groups"
+    [ "$groups" = "$expected" ] || fail "node $n reports '$groups', not '$expected'"
+  done
+}
 for n in 1 2 3; do
   for i in $(seq 1 25); do
     listed=$(iscsi-ls "iscsi://127.0.$n.1:$iscsi_port" 2>&1 | grep '^Target:' | sort || true)
@@ -262,16 +276,7 @@ for n in 1 2 3; do
 done
 echo "   through node 3: $(echo "$listed" | tr '\n' ' ')"
 # vol-a was created on node 2: its group is the preferred one (the PREF bit).
-expected="tpg 1 standby ports [1]; tpg 2 active-optimized preferred ports [2]; tpg 3 standby ports [3]"
-for n in 1 2 3; do
-  for i in $(seq 1 25); do
-    groups=$(alua "$n" rtpg 2>&1 || true)
-    [ "$groups" = "$expected" ] && break
-    sleep 0.2
-  done
-  echo "   REPORT TARGET PORT GROUPS through node $n: $groups"
-  [ "$groups" = "$expected" ] || fail "node $n reports '$groups', not '$expected'"
-done
+expect_groups 25 "tpg 1 standby ports [1]; tpg 2 active-optimized preferred ports [2]; tpg 3 standby ports [3]" 1 2 3
 for n in 1 3; do
   read=$(alua "$n" read)
   echo "   a read through node $n (standby): $read"
@@ -512,12 +517,7 @@ for i in $(seq 1 100); do [ "$(healthy vol-mp)" = yes ] && break; sleep 0.2; don
 [ "$(healthy vol-mp)" = yes ] || fail "vol-mp is not healthy: $(healthy vol-mp)"
 out=$(api 2 PATCH /target-groups/g1 '{"other_paths":"active-non-optimized"}')
 [ "$(echo "$out" | status)" = 200 ] || fail "setting g1's other paths active/non-optimized: $out"
-expected="tpg 1 active-optimized preferred ports [1]; tpg 2 active-non-optimized ports [2]"
-for n in 1 2; do
-  for i in $(seq 1 50); do groups=$(alua "$n" rtpg 2>&1 || true); [ "$groups" = "$expected" ] && break; sleep 0.2; done
-  echo "   REPORT TARGET PORT GROUPS through node $n: $groups"
-  [ "$groups" = "$expected" ] || fail "node $n reports '$groups', not '$expected'"
-done
+expect_groups 50 "tpg 1 active-optimized preferred ports [1]; tpg 2 active-non-optimized ports [2]" 1 2
 read=$(alua 2 read)
 echo "   a read of vol-r2 through node 2 (active/non-optimized): $read"
 [ "$read" = "GOOD, 512 bytes" ] || fail "a read through node 2's active/non-optimized port: $read"
