@@ -22,8 +22,26 @@
 //!   it missed as numbered copies: a copy reads the local region in number
 //!   order, so a write numbered before it is in what it reads and one
 //!   numbered after it lands after it on the replica too. When nothing is
-//!   left to copy, the control plane is asked to mark it in sync; from then
-//!   on operations wait for it as for an in-sync replica.
+//!   left to copy, operations wait for it as for an in-sync replica, and
+//!   once it has done every operation that was answered without it, the
+//!   control plane is asked to mark it in sync.
+//! * **Unknown is not no** (CLUSTER.md §6, rules 1 and 2): a replica leaves
+//!   the set of copies that operations wait for only once the control
+//!   plane has *committed* its out-of-sync mark at this epoch. A mark whose
+//!   outcome is not known is asked again until the answer is definite
+//!   ([`Primary::mark_answered`]), and the driver asks the marks of one
+//!   replica one at a time, in order, so that a late in-sync mark cannot
+//!   land after the out-of-sync mark that followed it. While an in-sync
+//!   mark is unknown, the replica is waited for as if it had been made.
+//! * **Write-back copies** (rule 5): a replica may acknowledge a write from
+//!   its cache and lose it with its power. The regions of such writes since
+//!   its last completed flush join what it missed when it is lost, so that
+//!   its resync brings them back.
+//! * **Settled means answered by every in-sync copy** (rule 4): an
+//!   operation stays unsettled (in the replicas' activity logs) until the
+//!   local copy and every in-sync replica have done it, whatever became of
+//!   its initiator's command: a lease loss answers the command NOT READY,
+//!   not the operation.
 //! * Fewer in-sync copies than `min_in_sync` (the primary counts) suspends
 //!   writes: they are held, and [`Primary::suspended`] says so.
 //! * A replica that answers with a newer epoch has seen another primary
@@ -138,6 +156,38 @@ pub enum Action {
     },
 }
 
+/// A mark the primary asks the control plane for (a compare-and-set on
+/// its epoch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    InSync,
+    OutOfSync,
+}
+
+/// What the control plane answered a mark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkAnswer {
+    /// Committed at the epoch asked for.
+    Made,
+    /// Certainly not made: the placement is at `current` (another epoch,
+    /// or the copy or volume is gone at this one).
+    Refused { current: Epoch },
+    /// Not known: a timeout, a lost connection, or committed but not
+    /// applied on this node yet. The mark may have been made, and may
+    /// still be.
+    Unknown,
+}
+
+/// What the driver does after [`Primary::mark_answered`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MarkStep {
+    /// The answer was definite: do these.
+    Done(Vec<Action>),
+    /// Ask the same mark again (after a pause), before any mark of this
+    /// replica asked later: an unknown outcome is never taken for a no.
+    AskAgain,
+}
+
 /// Where a replica stands, as this primary sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplicaState {
@@ -177,8 +227,10 @@ impl ReplicaState {
 
 #[derive(Debug)]
 enum Kind {
-    /// An operation; `changes` are the bytes it changes.
-    Op { changes: Option<(u64, u64)> },
+    /// An operation; `changes` are the bytes it changes; `cached` when a
+    /// replica may acknowledge it before it is durable; `flush` for a
+    /// flush (every operation before it is durable once it is done).
+    Op { changes: Option<(u64, u64)>, cached: bool, flush: bool },
     /// A copy of `region` for `to`; `abandoned` once `to` went away;
     /// `held`, the bytes read, while the replica compares checksums;
     /// `sent` once they were sent.
@@ -225,8 +277,19 @@ pub struct Primary {
     matched: BTreeMap<ReplicaId, u64>,
     /// Regions copied at once per resyncing replica.
     copy_window: usize,
-    /// Operations numbered and not yet answered.
-    unanswered: BTreeSet<u64>,
+    /// Operations numbered and not yet done by the local copy and every
+    /// in-sync replica, whatever became of their initiator's command (a
+    /// lease loss answers the command, not the operation): the replicas'
+    /// activity logs keep every one of them (CLUSTER.md §6, rule 4).
+    unsettled: BTreeSet<u64>,
+    /// Per replica, the regions of writes it acknowledged from its cache
+    /// (not durable) since the last flush it completed: a replica that
+    /// loses power may lose them, so they join what it missed when it is
+    /// lost (CLUSTER.md §6, rule 5).
+    volatile: BTreeMap<ReplicaId, DirtyMap>,
+    /// Replicas caught up (`Catching`) whose in-sync mark is not asked for
+    /// yet: they owe operations answered without them.
+    unasked: BTreeSet<ReplicaId>,
     /// Demoted: nothing new is admitted.
     demoted: bool,
 }
@@ -253,7 +316,9 @@ impl Primary {
             copied: BTreeMap::new(),
             matched: BTreeMap::new(),
             copy_window: 4,
-            unanswered: BTreeSet::new(),
+            unsettled: BTreeSet::new(),
+            volatile: BTreeMap::new(),
+            unasked: BTreeSet::new(),
             demoted: false,
         }
     }
@@ -271,7 +336,7 @@ impl Primary {
 
     /// Every operation numbered below this has completed on every in-sync copy.
     fn settled(&self) -> u64 {
-        self.unanswered.first().copied().unwrap_or(self.next_seq)
+        self.unsettled.first().copied().unwrap_or(self.next_seq)
     }
 
     pub fn epoch(&self) -> Epoch {
@@ -309,9 +374,10 @@ impl Primary {
         self.fenced
     }
 
-    /// Operations numbered and not yet complete, and operations held.
+    /// Operations numbered and not yet settled on every in-sync copy
+    /// (answered to their initiator or not), and operations held.
     pub fn backlog(&self) -> (usize, usize) {
-        (self.pending.values().filter(|p| p.token.is_some()).count(), self.held.len())
+        (self.unsettled.len(), self.held.len())
     }
 
     pub fn progress(&self, id: ReplicaId) -> ResyncProgress {
@@ -406,15 +472,14 @@ impl Primary {
                 _ => {}
             }
         }
-        if token.is_some() {
-            self.unanswered.insert(seq);
-        }
+        self.unsettled.insert(seq);
         let settled = self.settled();
         for &to in &unacked {
             out.push(Action::Send { to, msg: ToReplica::Op { seq, epoch: self.epoch, settled, op: op.clone() } });
         }
         let free = self.order.push(seq, op.extent());
-        self.pending.insert(seq, Pending { kind: Kind::Op { changes }, token, op: Some(op), local: None, unacked });
+        let kind = Kind::Op { changes, cached: !op.durable(), flush: op == Op::Flush };
+        self.pending.insert(seq, Pending { kind, token, op: Some(op), local: None, unacked });
         if free {
             self.start_local(seq, out);
         }
@@ -500,14 +565,26 @@ impl Primary {
                 if !p.unacked.remove(&from) {
                     return out;
                 }
-                if let Kind::Copy { to, region, sent, .. } = p.kind {
-                    if to == from {
-                        self.pending.remove(&seq);
-                        self.copied_region(from, region, sent, &mut out);
+                match p.kind {
+                    Kind::Copy { to, region, sent, .. } => {
+                        if to == from {
+                            self.pending.remove(&seq);
+                            self.copied_region(from, region, sent, &mut out);
+                        }
+                        return out;
                     }
-                    return out;
+                    // Everything numbered before a flush applied before it
+                    // there, and what follows it applies after it.
+                    Kind::Op { flush: true, .. } => {
+                        self.volatile.remove(&from);
+                    }
+                    Kind::Op { changes: Some((offset, len)), cached: true, .. } => {
+                        self.volatile.entry(from).or_default().mark(offset, len);
+                    }
+                    Kind::Op { .. } => {}
                 }
                 self.settle(seq, &mut out);
+                self.ask_in_sync(from, &mut out);
             }
             FromReplica::Differs { seq } => {
                 // The region differs there: send what was read (the region
@@ -559,8 +636,8 @@ impl Primary {
         }
         if let Some(token) = p.token.take() {
             out.push(Action::Complete { token, result: local.clone().map_err(Failure::Local) });
-            self.unanswered.remove(&seq);
         }
+        self.unsettled.remove(&seq);
         // A resyncing replica's answer is still awaited: should it fail, the
         // bytes go back into its map.
         if p.unacked.is_empty() {
@@ -650,15 +727,17 @@ impl Primary {
                 r
             };
             let Some(region) = next_idle(*cursor).or_else(|| next_idle(0)) else {
-                if dirty.is_empty() && copying.is_empty() {
-                    if *reconcile {
-                        // In sync for the control plane all along.
-                        self.replicas.insert(replica, ReplicaState::InSync);
-                        self.release_held(out);
-                    } else {
-                        self.replicas.insert(replica, ReplicaState::Catching);
-                        out.push(Action::RequestInSync { replica, epoch: self.epoch });
-                    }
+                let (copied, reconcile) = (dirty.is_empty() && copying.is_empty(), *reconcile);
+                if copied && reconcile {
+                    // In sync for the control plane all along.
+                    self.replicas.insert(replica, ReplicaState::InSync);
+                    self.release_held(out);
+                } else if copied {
+                    // Operations wait for it from now on; the control plane
+                    // is asked once it has done those answered without it.
+                    self.replicas.insert(replica, ReplicaState::Catching);
+                    self.unasked.insert(replica);
+                    self.ask_in_sync(replica, out);
                 }
                 return;
             };
@@ -673,6 +752,25 @@ impl Primary {
             if free {
                 self.start_local(seq, out);
             }
+        }
+    }
+
+    /// Asks for `replica`, caught up, to be marked in sync once it owes
+    /// nothing: an operation it was sent while resyncing may have been
+    /// answered to the initiator without it, and until it has done every
+    /// such one the cluster must not count it in sync (it could be
+    /// promoted without an acknowledged write).
+    fn ask_in_sync(&mut self, replica: ReplicaId, out: &mut Vec<Action>) {
+        if !self.unasked.contains(&replica) {
+            return;
+        }
+        let owes = self
+            .pending
+            .values()
+            .any(|p| matches!(p.kind, Kind::Op { .. }) && p.token.is_none() && p.unacked.contains(&replica));
+        if !owes {
+            self.unasked.remove(&replica);
+            out.push(Action::RequestInSync { replica, epoch: self.epoch });
         }
     }
 
@@ -706,7 +804,7 @@ impl Primary {
                         forget.push(seq);
                     }
                 }
-                Kind::Op { changes } => {
+                Kind::Op { changes, .. } => {
                     if p.unacked.remove(&replica) {
                         if let Some((o, l)) = *changes {
                             missed.mark(o, l);
@@ -719,8 +817,16 @@ impl Primary {
         for seq in forget {
             self.pending.remove(&seq);
         }
+        // What it acknowledged from its cache, it may have lost with its power.
+        if let Some(cached) = self.volatile.remove(&replica) {
+            missed.absorb(&cached);
+        }
         let Some(state) = self.replicas.get_mut(&replica) else { return };
         match state {
+            // Caught up, and the control plane not asked yet: out of sync.
+            ReplicaState::Catching if self.unasked.remove(&replica) => {
+                *state = ReplicaState::OutOfSync(missed);
+            }
             // The control plane may count it in sync: mark it out first.
             ReplicaState::InSync | ReplicaState::Catching => {
                 *state = ReplicaState::Failing(missed);
@@ -754,6 +860,32 @@ impl Primary {
         self.settle_all(out);
     }
 
+    /// The control plane's answer to a [`Mark`] of `replica`. The driver
+    /// asks the marks of one replica one at a time, in the order they were
+    /// asked for, and asks a mark again until its answer is definite, so
+    /// that the control plane applies them in that order (CLUSTER.md §6,
+    /// rules 1 and 2):
+    ///
+    /// * out of sync, made: what waited for the replica completes;
+    /// * in sync, made: operations wait for it from now on (they already did);
+    /// * refused for a newer epoch: another primary may serve, this one is fenced;
+    /// * in sync, refused at this epoch: certainly not in sync; it is
+    ///   resynced from scratch at its next connection;
+    /// * out of sync, refused at this epoch, or any mark unknown: asked again.
+    ///   Meanwhile an in-sync candidate is still waited for, as if the mark
+    ///   had been made, and a lost replica still holds every completion.
+    pub fn mark_answered(&mut self, replica: ReplicaId, mark: Mark, answer: MarkAnswer) -> MarkStep {
+        match (mark, answer) {
+            (_, MarkAnswer::Refused { current }) if current > self.epoch => MarkStep::Done(self.superseded(current)),
+            // Nothing this primary does completes any more: stop asking.
+            (_, MarkAnswer::Unknown) if self.fenced => MarkStep::Done(Vec::new()),
+            (Mark::OutOfSync, MarkAnswer::Made) => MarkStep::Done(self.out_of_sync_confirmed(replica)),
+            (Mark::InSync, MarkAnswer::Made) => MarkStep::Done(self.in_sync_confirmed(replica)),
+            (Mark::InSync, MarkAnswer::Refused { .. }) => MarkStep::Done(self.in_sync_refused(replica)),
+            (Mark::OutOfSync, MarkAnswer::Refused { .. }) | (_, MarkAnswer::Unknown) => MarkStep::AskAgain,
+        }
+    }
+
     /// The control plane marked `replica` out of sync: what waited for it
     /// completes, and held operations go on.
     pub fn out_of_sync_confirmed(&mut self, replica: ReplicaId) -> Vec<Action> {
@@ -782,8 +914,9 @@ impl Primary {
         out
     }
 
-    /// The control plane refused to mark `replica` in sync (the placement
-    /// moved on): it goes on resyncing from scratch at the next connection.
+    /// The control plane certainly did not mark `replica` in sync (never
+    /// call this on an unknown outcome, see [`Primary::mark_answered`]): it
+    /// goes on resyncing from scratch at the next connection.
     pub fn in_sync_refused(&mut self, replica: ReplicaId) -> Vec<Action> {
         let mut out = Vec::new();
         if let Some(state @ ReplicaState::Catching) = self.replicas.get_mut(&replica) {
@@ -849,7 +982,7 @@ impl Primary {
     /// cannot be numbered now.
     pub fn settle_everything(&mut self, token: Token) -> Vec<Action> {
         let mut out = Vec::new();
-        if self.demoted && self.unanswered.is_empty() && self.may_number() {
+        if self.demoted && self.unsettled.is_empty() && self.may_number() {
             self.number(Some(token), Op::Flush, &mut out);
         } else {
             out.push(Action::Complete { token, result: Err(Failure::NotReady) });
@@ -870,14 +1003,15 @@ impl Primary {
         out
     }
 
-    /// Fails every operation not yet answered, numbered or held.
+    /// Fails every operation not yet answered, numbered or held. What was
+    /// numbered stays unsettled until every in-sync copy has answered it:
+    /// the replicas keep it in their activity logs meanwhile.
     fn fail_waiting(&mut self, out: &mut Vec<Action>) {
         for p in self.pending.values_mut() {
             if let Some(token) = p.token.take() {
                 out.push(Action::Complete { token, result: Err(Failure::NotReady) });
             }
         }
-        self.unanswered.clear();
         for (token, _) in self.held.drain(..) {
             out.push(Action::Complete { token, result: Err(Failure::NotReady) });
         }
