@@ -450,7 +450,7 @@ impl Engine {
                         resume_if_not_applied.0.push(old.clone());
                         handed_over = old.handed_over();
                         if demoted.drained && demoted.settled || handed_over {
-                            self.inner.placement.local().closed_cleanly(&v.name, demoted.epoch);
+                            self.inner.placement.local().closed_cleanly(&v.name, demoted.epoch, old.instance());
                         }
                     }
                     let node = new_runtime.as_ref().map(|r| &r.config).or(config.replication.as_ref());

@@ -512,6 +512,47 @@ async fn a_demoted_primary_drains_and_hands_over_with_nothing_to_copy() {
     }
 }
 
+/// A CLEAR while a replica was away: the replica comes back with its old
+/// registrations on disk, and the primary sends it the unit's state on
+/// connecting, "none" included, so that promoted later it does not bring
+/// back the cleared key and reservation (two owners of one disk for a
+/// Windows failover cluster).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_cleared_while_a_replica_was_away_stays_cleared_after_a_failover() {
+    let dir = Dir::new("pr-clear-away");
+    let placeholder: SocketAddr = PLACEHOLDER.parse().unwrap();
+    let others = [(2, placeholder), (3, placeholder)];
+    let ((r2, _), (r3, a3), primary) = three_nodes(&dir).await;
+    let mut i = session(&primary, PRIMARY_IQN).await;
+    let _ = i.command_ok(0, &[0u8; 6], 0, &[]).await;
+    // REGISTER and RESERVE (Write Exclusive), without APTPL.
+    assert_eq!(i.command_ok(0, &pr_out(0x00, 0), 0, &pr_params(0, 0xfeed)).await.status, 0, "REGISTER");
+    assert_eq!(i.command_ok(0, &pr_out(0x01, 1), 0, &pr_params(0xfeed, 0)).await.status, 0, "RESERVE");
+
+    // Node 3 goes away; the host clears everything through the primary.
+    r3.shutdown().await;
+    drop(r3);
+    assert_eq!(write_4k(&mut i, 0, 1).await.status, 0, "writes go on without node 3");
+    assert_eq!(i.command_ok(0, &pr_out(0x03, 0), 0, &pr_params(0xfeed, 0)).await.status, 0, "CLEAR");
+    assert!(keys(&i.command_ok(0, &READ_KEYS, 0x10, &[]).await).is_empty());
+
+    // Node 3 comes back on the same address and is resynced.
+    let (r3, _) = start_replica(node_config(&dir, 3, a3, 1, 1, &others, 1)).await;
+    wait_for_state(&primary, 3, "in-sync").await;
+
+    // The primary's node is gone; node 3 is promoted at epoch 2.
+    primary.shutdown().await;
+    drop(primary);
+    r2.shutdown().await;
+    r3.apply(node_config(&dir, 3, a3, 2, 3, &[(1, placeholder), (2, placeholder)], 1)).await.unwrap();
+    assert_eq!(status_of(&r3.replication().await).role, "primary");
+    let mut j = session(&r3, PRIMARY_IQN).await;
+    let _ = j.command_ok(0, &[0u8; 6], 0, &[]).await;
+    assert!(keys(&j.command_ok(0, &READ_KEYS, 0x10, &[]).await).is_empty(), "the cleared key came back");
+    assert_eq!(reservation(&j.command_ok(0, &READ_RESERVATION, 0x40, &[]).await), None, "the reservation came back");
+    r3.shutdown().await;
+}
+
 /// A primary lost without a demotion: the replica promoted reconciles the
 /// other by the activity logs (the regions of the last writes at most),
 /// not by comparing the whole volume, and the two end equal.

@@ -18,7 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::control::Placement;
 use super::core::dirty::DirtyMap;
 use super::core::ops::{Op, ReplicaId};
-use super::core::primary::{Action, Failure, FromReplica, Primary, ReplicaState, ResyncProgress, Token};
+use super::core::primary::{
+    Action, Failure, FromReplica, Mark, MarkAnswer, MarkStep, Primary, ReplicaState, ResyncProgress, Token,
+};
 use super::frame::Frame;
 use crate::backend::{BackendError, BlockBackend, Run};
 
@@ -55,12 +57,16 @@ fn millis<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, 
 #[derive(Debug)]
 pub struct PrimaryVolume {
     pub name: String,
+    /// This opening's number in the volume's marks (`control::Opened`).
+    instance: u64,
     core: Mutex<Primary>,
     local: Arc<dyn BlockBackend>,
     control: Arc<dyn Placement>,
     waiters: Mutex<HashMap<Token, oneshot::Sender<Result<(), Failure>>>>,
     next_token: Mutex<Token>,
     links: Mutex<HashMap<ReplicaId, mpsc::UnboundedSender<LinkMessage>>>,
+    /// Each replica's queue of marks to ask of the control plane.
+    marks: Mutex<HashMap<ReplicaId, mpsc::UnboundedSender<(Mark, super::core::ops::Epoch)>>>,
     /// The unit's saved state as last sent, sent again to every replica
     /// that connects (one that was away missed it, or restarted without it).
     unit_state: Mutex<Option<Bytes>>,
@@ -84,6 +90,7 @@ impl PrimaryVolume {
     /// `resync_mbps` paces resync copies (0: no limit).
     pub fn new(
         name: String,
+        instance: u64,
         core: Primary,
         local: Arc<dyn BlockBackend>,
         control: Arc<dyn Placement>,
@@ -95,12 +102,14 @@ impl PrimaryVolume {
         };
         Arc::new(PrimaryVolume {
             name,
+            instance,
             core: Mutex::new(core),
             local,
             control,
             waiters: Mutex::default(),
             next_token: Mutex::new(1),
             links: Mutex::default(),
+            marks: Mutex::default(),
             unit_state: Mutex::default(),
             resync: crate::backend::throttle::Throttle::new(pace),
             resyncs: Mutex::default(),
@@ -161,12 +170,94 @@ impl PrimaryVolume {
                             let _ = tx.send(LinkMessage::Frame(Frame::ToReplica(msg)));
                         }
                     }
+                    // In the order the machine asked, whichever task drives it.
+                    Action::RequestOutOfSync { replica, epoch } => self.queue_mark(replica, Mark::OutOfSync, epoch),
+                    Action::RequestInSync { replica, epoch } => self.queue_mark(replica, Mark::InSync, epoch),
                     other => later.push(other),
                 }
             }
         }
         for a in later {
             self.act(a);
+        }
+    }
+
+    /// Puts a mark in `replica`'s queue; its worker (started with the first
+    /// mark) asks them of the control plane one at a time, in order, each
+    /// until its answer is definite (`Primary::mark_answered`), so that the
+    /// control plane applies them in the order they were asked: a late
+    /// in-sync mark never lands after the out-of-sync mark that followed
+    /// it. The queue holds at most a few marks: the machine asks one per
+    /// change of the replica's state.
+    fn queue_mark(self: &Arc<Self>, replica: ReplicaId, mark: Mark, epoch: super::core::ops::Epoch) {
+        let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+        let queue = marks.entry(replica).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(ask_marks(Arc::downgrade(self), replica, rx));
+            tx
+        });
+        let _ = queue.send((mark, epoch));
+    }
+
+    /// Asks the control plane for one mark until the answer is definite;
+    /// true if it was (false: asked again later). The volume is held only
+    /// while a question is out, so that it closes while the control plane
+    /// cannot answer.
+    async fn ask_mark_once(self: &Arc<Self>, replica: ReplicaId, mark: Mark, epoch: super::core::ops::Epoch) -> bool {
+        {
+            let asked = match mark {
+                Mark::InSync => self.control.mark_in_sync(&self.name, epoch, replica).await,
+                Mark::OutOfSync => self.control.mark_out_of_sync(&self.name, epoch, replica).await,
+            };
+            let answer = match asked {
+                Ok(()) => MarkAnswer::Made,
+                Err(super::control::PlacementError::Refused { current, .. }) => MarkAnswer::Refused { current },
+                Err(super::control::PlacementError::Unavailable(why)) => {
+                    tracing::warn!(volume = %self.name, replica, ?mark, %epoch,
+                        "the outcome of the mark is not known, asking again (writes wait): {why}");
+                    MarkAnswer::Unknown
+                }
+            };
+            let mut again = false;
+            self.drive(|p| match p.mark_answered(replica, mark, answer) {
+                MarkStep::Done(actions) => actions,
+                MarkStep::AskAgain => {
+                    again = true;
+                    Vec::new()
+                }
+            });
+            if !again {
+                self.report_mark(replica, mark, epoch, answer);
+            }
+            !again
+        }
+    }
+
+    fn report_mark(&self, replica: ReplicaId, mark: Mark, epoch: super::core::ops::Epoch, answer: MarkAnswer) {
+        match (mark, answer) {
+            (Mark::OutOfSync, MarkAnswer::Made) => {
+                tracing::warn!(volume = %self.name, replica, %epoch, "replica marked out of sync")
+            }
+            (Mark::InSync, MarkAnswer::Made) => {
+                let now = self.core().progress(replica);
+                let started = self.resyncs.lock().unwrap_or_else(|e| e.into_inner()).remove(&replica);
+                let (at, before) = started.unwrap_or((std::time::Instant::now(), ResyncProgress::default()));
+                let seconds = at.elapsed().as_secs_f64();
+                let copied = now.copied_bytes - before.copied_bytes;
+                let matched = now.matched_bytes - before.matched_bytes;
+                let mb_per_s = copied as f64 / seconds.max(1e-3) / 1e6;
+                tracing::info!(
+                    volume = %self.name, replica, %epoch, copied_bytes = copied, matched_bytes = matched,
+                    seconds = format!("{seconds:.2}"), mb_per_s = format!("{mb_per_s:.0}"),
+                    "replica back in sync"
+                );
+            }
+            (_, MarkAnswer::Refused { current }) => {
+                tracing::warn!(volume = %self.name, replica, ?mark, %epoch, %current, "the mark was refused")
+            }
+            (_, MarkAnswer::Unknown) => {
+                tracing::warn!(volume = %self.name, replica, ?mark, %epoch, "fenced: no longer asking for the mark")
+            }
         }
     }
 
@@ -193,68 +284,14 @@ impl PrimaryVolume {
                     let _ = tx.send(result);
                 }
             }
-            Action::RequestOutOfSync { replica, epoch } => {
-                let me = self.clone();
-                tokio::spawn(async move {
-                    // Until the control plane agrees, nothing completes: keep asking.
-                    let mut wait = std::time::Duration::from_millis(100);
-                    loop {
-                        match me.control.mark_out_of_sync(&me.name, epoch, replica).await {
-                            Ok(()) => {
-                                tracing::warn!(volume = %me.name, replica, %epoch, "replica marked out of sync");
-                                me.drive(|p| p.out_of_sync_confirmed(replica));
-                                return;
-                            }
-                            Err(super::control::PlacementError::Refused { current, .. }) if current > epoch => {
-                                // The volume has a newer placement: this primary is done.
-                                me.drive(|p| p.superseded(current));
-                                return;
-                            }
-                            Err(e) => {
-                                tracing::error!(volume = %me.name, replica, "cannot mark the replica out of sync, writes wait: {e}");
-                                if me.core().epoch() != epoch {
-                                    return;
-                                }
-                                tokio::time::sleep(wait).await;
-                                wait = (wait * 2).min(std::time::Duration::from_secs(2));
-                            }
-                        }
-                    }
-                });
-            }
-            Action::RequestInSync { replica, epoch } => {
-                let me = self.clone();
-                tokio::spawn(async move {
-                    match me.control.mark_in_sync(&me.name, epoch, replica).await {
-                        Ok(()) => {
-                            me.drive(|p| p.in_sync_confirmed(replica));
-                            let now = me.core().progress(replica);
-                            let started = me.resyncs.lock().unwrap_or_else(|e| e.into_inner()).remove(&replica);
-                            let (at, before) =
-                                started.unwrap_or((std::time::Instant::now(), ResyncProgress::default()));
-                            let seconds = at.elapsed().as_secs_f64();
-                            let copied = now.copied_bytes - before.copied_bytes;
-                            let matched = now.matched_bytes - before.matched_bytes;
-                            let mb_per_s = copied as f64 / seconds.max(1e-3) / 1e6;
-                            tracing::info!(
-                                volume = %me.name, replica, %epoch, copied_bytes = copied, matched_bytes = matched,
-                                seconds = format!("{seconds:.2}"), mb_per_s = format!("{mb_per_s:.0}"),
-                                "replica back in sync"
-                            );
-                        }
-                        Err(e) => {
-                            tracing::warn!(volume = %me.name, replica, "cannot mark the replica in sync: {e}");
-                            me.drive(|p| p.in_sync_refused(replica));
-                        }
-                    }
-                });
-            }
             Action::Disconnect { replica } => {
                 if let Some(tx) = self.links.lock().unwrap_or_else(|e| e.into_inner()).get(&replica) {
                     let _ = tx.send(LinkMessage::Drop);
                 }
             }
-            Action::Send { .. } => unreachable!("frames are queued under the lock"),
+            Action::Send { .. } | Action::RequestOutOfSync { .. } | Action::RequestInSync { .. } => {
+                unreachable!("frames and marks are queued under the lock")
+            }
         }
     }
 
@@ -410,15 +447,16 @@ impl PrimaryVolume {
         }
         self.drive(|p| p.connected(replica, unsettled));
         self.report_reconciled(replica);
-        let state = self.unit_state.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(text) = state {
-            let me = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = me.submit(Op::UnitState { text: Some(text) }).await {
-                    tracing::warn!(volume = %me.name, replica, "cannot send the unit's state: {e}");
-                }
-            });
-        }
+        // The unit's state travels whole, "none" included: a replica that
+        // was away when reservations were cleared (or restarted with an
+        // older state file) must not keep them (CLUSTER.md §6, rule 6).
+        let text = self.unit_state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.submit(Op::UnitState { text }).await {
+                tracing::warn!(volume = %me.name, replica, "cannot send the unit's state: {e}");
+            }
+        });
     }
 
     /// The unit's saved state as the primary opened it.
@@ -432,6 +470,11 @@ impl PrimaryVolume {
 
     pub fn epoch(&self) -> super::core::ops::Epoch {
         self.core().epoch()
+    }
+
+    /// This opening's number in the volume's marks.
+    pub fn instance(&self) -> u64 {
+        self.instance
     }
 
     /// Where each replica stands, its resync progress and the resync's
@@ -484,7 +527,28 @@ impl Drop for PrimaryVolume {
     fn drop(&mut self) {
         // Nothing holds the volume any more: no operation is in flight.
         let epoch = self.core().epoch();
-        self.control.closed_cleanly(&self.name, epoch);
+        self.control.closed_cleanly(&self.name, epoch, self.instance);
+    }
+}
+
+/// The worker of one replica's mark queue (see `PrimaryVolume::queue_mark`);
+/// it ends with the volume.
+async fn ask_marks(
+    volume: std::sync::Weak<PrimaryVolume>,
+    replica: ReplicaId,
+    mut queue: mpsc::UnboundedReceiver<(Mark, super::core::ops::Epoch)>,
+) {
+    while let Some((mark, epoch)) = queue.recv().await {
+        let mut wait = std::time::Duration::from_millis(100);
+        loop {
+            let Some(open) = volume.upgrade() else { return };
+            if open.ask_mark_once(replica, mark, epoch).await {
+                break;
+            }
+            drop(open);
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_secs(2));
+        }
     }
 }
 

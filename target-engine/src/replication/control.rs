@@ -46,8 +46,9 @@ pub trait Placement: Send + Sync + std::fmt::Debug {
     /// Whether this node may serve `volume` as its primary now.
     fn lease_valid(&self, volume: &str) -> bool;
 
-    /// The primary of `volume` at `epoch` stopped with nothing in flight.
-    fn closed_cleanly(&self, _volume: &str, _epoch: Epoch) {}
+    /// The primary of `volume` at `epoch` that opened as `instance` (see
+    /// [`Opened::instance`]) stopped with nothing in flight.
+    fn closed_cleanly(&self, _volume: &str, _epoch: Epoch, _instance: u64) {}
 }
 
 /// The marks kept for one volume.
@@ -59,6 +60,11 @@ struct Marks {
     /// Set while a primary serves the volume.
     #[serde(default)]
     serving: bool,
+    /// Which opening of the primary serves: only that one may say it
+    /// stopped cleanly (a primary reopened at the same epoch must not have
+    /// its marker cleared by the instance it replaced).
+    #[serde(default)]
+    instance: u64,
 }
 
 /// What a primary finds when it takes charge of a volume.
@@ -68,6 +74,28 @@ pub struct Opened {
     pub out_of_sync: BTreeSet<ReplicaId>,
     /// The previous primary here did not stop cleanly.
     pub unclean: bool,
+    /// This opening's own number: the marker is this instance's to clear.
+    pub instance: u64,
+}
+
+/// A number no earlier opening of a volume on this node had: the clock's
+/// nanoseconds, made to grow within the process.
+fn new_instance() -> u64 {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    let mut last = LAST.load(std::sync::atomic::Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange(
+            last,
+            next,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        ) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
 }
 
 /// `portico engine`'s own control plane (see the module documentation).
@@ -92,10 +120,12 @@ impl LocalPlacement {
         // Marks of another epoch say nothing about this one.
         let mut marks = if marks.epoch == epoch.0 { marks } else { Marks { epoch: epoch.0, ..Marks::default() } };
         let out_of_sync = marks.out_of_sync.clone();
+        let instance = new_instance();
         marks.serving = true;
+        marks.instance = instance;
         save(&file, &marks)?;
         self.volumes.lock().unwrap_or_else(|e| e.into_inner()).insert(volume.to_string(), (epoch, file, marks));
-        Ok(Opened { out_of_sync, unclean })
+        Ok(Opened { out_of_sync, unclean, instance })
     }
 
     fn mark(&self, volume: &str, epoch: Epoch, replica: ReplicaId, out: bool) -> Result<(), PlacementError> {
@@ -135,9 +165,10 @@ impl Placement for LocalPlacement {
         true
     }
 
-    fn closed_cleanly(&self, volume: &str, epoch: Epoch) {
+    fn closed_cleanly(&self, volume: &str, epoch: Epoch, instance: u64) {
         let mut all = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, file, marks)) = all.get_mut(volume).filter(|(current, ..)| *current == epoch) {
+        let mine = |(current, _, marks): &&mut (Epoch, PathBuf, Marks)| *current == epoch && marks.instance == instance;
+        if let Some((_, file, marks)) = all.get_mut(volume).filter(mine) {
             marks.serving = false;
             if let Err(e) = save(file, marks) {
                 tracing::warn!(volume, "cannot note a clean stop (the next start resyncs in full): {e}");
@@ -233,9 +264,9 @@ impl Placement for Upstream {
         self.above.lease_valid(volume)
     }
 
-    fn closed_cleanly(&self, volume: &str, epoch: Epoch) {
-        self.local.closed_cleanly(volume, epoch);
-        self.above.closed_cleanly(volume, epoch);
+    fn closed_cleanly(&self, volume: &str, epoch: Epoch, instance: u64) {
+        self.local.closed_cleanly(volume, epoch, instance);
+        self.above.closed_cleanly(volume, epoch, instance);
     }
 }
 
@@ -249,10 +280,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("vol.img.placement.toml");
         let p = LocalPlacement::default();
-        assert_eq!(
-            p.open("vol", Epoch(3), file.clone()).unwrap(),
-            Opened { out_of_sync: BTreeSet::new(), unclean: false }
-        );
+        let first = p.open("vol", Epoch(3), file.clone()).unwrap();
+        assert_eq!((first.out_of_sync, first.unclean), (BTreeSet::new(), false));
         p.mark_out_of_sync("vol", Epoch(3), 2).await.unwrap();
         assert_eq!(
             p.mark_out_of_sync("vol", Epoch(2), 3).await,
@@ -260,19 +289,37 @@ mod tests {
         );
         // p never stopped cleanly: the next primary knows.
         let again = LocalPlacement::default();
-        assert_eq!(
-            again.open("vol", Epoch(3), file.clone()).unwrap(),
-            Opened { out_of_sync: BTreeSet::from([2]), unclean: true }
-        );
+        let opened = again.open("vol", Epoch(3), file.clone()).unwrap();
+        assert_eq!((opened.out_of_sync, opened.unclean), (BTreeSet::from([2]), true));
         again.mark_in_sync("vol", Epoch(3), 2).await.unwrap();
-        again.closed_cleanly("vol", Epoch(3));
-        assert_eq!(
-            LocalPlacement::default().open("vol", Epoch(3), file.clone()).unwrap(),
-            Opened { out_of_sync: BTreeSet::new(), unclean: false }
-        );
+        again.closed_cleanly("vol", Epoch(3), opened.instance);
+        let clean = LocalPlacement::default().open("vol", Epoch(3), file.clone()).unwrap();
+        assert_eq!((clean.out_of_sync, clean.unclean), (BTreeSet::new(), false));
         // A new epoch starts with no marks.
         p.mark_out_of_sync("vol", Epoch(3), 2).await.unwrap();
         assert!(LocalPlacement::default().open("vol", Epoch(4), file).unwrap().out_of_sync.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A primary reopened at the same epoch: the instance it replaced
+    /// stops cleanly afterwards (its `Drop`), and must not clear the marker
+    /// of the one serving now, whose crash would then go unnoticed.
+    #[test]
+    fn only_the_serving_instance_clears_the_crash_marker() {
+        let dir = std::env::temp_dir().join(format!("portico-instance-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("vol.img.placement.toml");
+        let p = LocalPlacement::default();
+        let old = p.open("vol", Epoch(5), file.clone()).unwrap();
+        let new = p.open("vol", Epoch(5), file.clone()).unwrap();
+        assert_ne!(old.instance, new.instance);
+        p.closed_cleanly("vol", Epoch(5), old.instance);
+        // The new instance crashes: the next opening knows.
+        assert!(LocalPlacement::default().open("vol", Epoch(5), file.clone()).unwrap().unclean);
+        let p = LocalPlacement::default();
+        let last = p.open("vol", Epoch(5), file.clone()).unwrap();
+        p.closed_cleanly("vol", Epoch(5), last.instance);
+        assert!(!LocalPlacement::default().open("vol", Epoch(5), file).unwrap().unclean);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

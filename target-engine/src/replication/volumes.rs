@@ -125,7 +125,8 @@ pub fn open(
                 })
                 .collect();
             let core = Primary::new(epoch, size, placement.min_in_sync, states);
-            let volume = PrimaryVolume::new(name.to_string(), core, local, control.marks(), node.resync_mbps);
+            let volume =
+                PrimaryVolume::new(name.to_string(), opened.instance, core, local, control.marks(), node.resync_mbps);
             volume.drive(Primary::start);
             volume.watch_lease();
             let key = super::auth::Key::load(&node.key_file)?;
