@@ -7,23 +7,30 @@
 //! new one starts.
 //!
 //! * The leader holds the lease while a quorum acknowledged it within
-//!   [`LEASE`] (openraft's `last_quorum_acked`); alone in a one-voter
-//!   cluster, always.
-//! * A follower hears from a majority through the leader: every
-//!   AppendEntries carries how long ago the leader's quorum last
-//!   acknowledged it, and a follower that accepts one holds the lease until
-//!   [`LEASE`] after that acknowledgement. A leader cut off with a minority
-//!   sends ever older acknowledgements, so its followers' leases run out
-//!   with its own.
-//! * An AppendEntries only extends a lease that is in time. One that sat in
-//!   this node's socket while the node was stopped (SIGSTOP, a VM paused)
-//!   says how things stood when the leader sent it, which may be before the
-//!   controller moved this node's volumes away; taken as news, it would
-//!   renew a lapsed lease from the past. A follower whose lease lapsed asks
-//!   the leader itself (`/raft/lease`): the answer comes after the question
-//!   was sent, so the leader's quorum was heard no earlier than the time of
-//!   sending less the age it reports, and what its log held when it
-//!   answered includes everything committed before the question.
+//!   [`LEASE`] (openraft's `last_quorum_acked`, dated by when the
+//!   acknowledged messages were sent); alone in a one-voter cluster, always.
+//! * A follower's lease is renewed only by a round trip it started itself
+//!   (`/raft/lease`, about every second), never by a message the leader
+//!   sent: a message that sat in a socket, or waited while this node was
+//!   stopped, says how things stood when it was sent. The leader answers
+//!   with an age: how long ago it last had both its quorum's
+//!   acknowledgement and *this follower's* (the send time of the last
+//!   AppendEntries the follower acknowledged, the very time the leader's
+//!   offline verdict counts from). The lease then ends at the question's
+//!   send time less that age, plus [`LEASE`]. The question was sent before
+//!   the answer, so the lease ends no later than [`LEASE`] after the
+//!   follower's last acknowledgement, and the leader marks it offline no
+//!   earlier than [`OFFLINE_AFTER`] after it (CLUSTER.md §6, rule 3).
+//!   With a one-way cut (the leader's messages to the follower lost, the
+//!   follower's questions answered), the follower's acknowledgements stop,
+//!   its lease ages with them, and it has stopped serving before the
+//!   leader may declare it offline and promote another copy.
+//! * The second between [`LEASE`] and [`OFFLINE_AFTER`] is what the
+//!   guarantee assumes of the machines: monotonic clocks whose rates differ
+//!   by at most 1%, and a primary that is not killed paused for at most
+//!   [`MAX_PAUSE`] between checking its lease and answering a command.
+//!   Stated once, and checked when the program is compiled:
+//!   `LEASE × 1.01 + MAX_PAUSE ≤ OFFLINE_AFTER`.
 //!
 //! * A node whose lease had run out (or that just started) holds it again
 //!   only once its engine has been brought to what the cluster had
@@ -38,10 +45,24 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::liveness::OFFLINE_AFTER;
 use super::raft::{RaftInstant as _, WatchReceiver as _};
 use super::Cluster;
 
 pub const LEASE: Duration = Duration::from_secs(3);
+/// The longest a primary that is not killed may be paused between checking
+/// its lease and answering a command (an assumption; see the module
+/// documentation).
+pub const MAX_PAUSE: Duration = Duration::from_millis(900);
+/// How far two nodes' monotonic clocks may disagree on a rate, in parts
+/// per thousand (an assumption).
+const CLOCK_RATE_ERROR_PERMILLE: u128 = 10;
+const _: () = assert!(
+    LEASE.as_millis() * (1000 + CLOCK_RATE_ERROR_PERMILLE) / 1000 + MAX_PAUSE.as_millis() <= OFFLINE_AFTER.as_millis(),
+    "a lease must end before the leader may declare its node offline: LEASE x (1 + rate error) + MAX_PAUSE <= OFFLINE_AFTER"
+);
+/// A follower asks for its lease again once less than this is left.
+const RENEW_WHEN_LEFT: Duration = Duration::from_secs(2);
 /// How often the leader's lease is brought up to date from Raft's metrics.
 const REFRESH: Duration = Duration::from_millis(100);
 
@@ -87,6 +108,11 @@ impl Lease {
         self.ms(Instant::now()) < self.until.load(Ordering::Relaxed)
     }
 
+    /// How long the lease holds from now (zero when it has lapsed).
+    fn left(&self) -> Duration {
+        Duration::from_millis(self.until.load(Ordering::Relaxed).saturating_sub(self.ms(Instant::now())))
+    }
+
     /// The majority was last heard from at `at`, when `committed` was the
     /// cluster's commit index (or later): renews the lease, lapsed or not.
     fn renew(&self, at: Instant, committed: u64) {
@@ -107,18 +133,6 @@ impl Lease {
     pub fn quorum_age(&self) -> Option<Duration> {
         let acked = self.quorum_acked.load(Ordering::Relaxed);
         (acked > 0).then(|| Duration::from_millis(self.ms(Instant::now()).saturating_sub(acked)))
-    }
-
-    /// On a follower: it accepted an AppendEntries whose leader's quorum
-    /// acknowledged it `age` before it was sent. It extends the lease only
-    /// if the lease is in time (see the module documentation); whether it
-    /// did.
-    pub fn heard_from_leader(&self, age: Duration) -> bool {
-        let Some(at) = Instant::now().checked_sub(age) else { return false };
-        let (now, until) = (self.ms(Instant::now()), self.ms(at + LEASE));
-        self.until
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| (now < held).then_some(held.max(until)))
-            .is_ok()
     }
 
     /// On a follower: it asked the leader at `sent`, and the leader
@@ -144,7 +158,7 @@ pub fn spawn(cluster: Cluster) {
             let lease = &cluster.shared.lease;
             if metrics.current_leader != Some(cluster.id) {
                 lease.quorum_acked.store(0, Ordering::Relaxed);
-                if let (false, Some(leader)) = (lease.in_time(), metrics.current_leader) {
+                if let (true, Some(leader)) = (lease.left() < RENEW_WHEN_LEFT, metrics.current_leader) {
                     ask_leader(&cluster, leader).await;
                 }
                 continue;
@@ -167,24 +181,32 @@ pub fn spawn(cluster: Cluster) {
     });
 }
 
-/// How long a follower whose lease lapsed waits for the leader's answer.
+/// How long a follower waits for the leader's answer.
 const ASK_DEADLINE: Duration = Duration::from_secs(1);
 
-/// The leader's answer to a follower whose lease lapsed.
+/// A follower's question: whose lease.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct LeaseRequest {
+    pub raft_id: u64,
+}
+
+/// The leader's answer to a follower's question.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct LeaseAnswer {
-    /// How long before answering its quorum last acknowledged it.
+    /// How long before answering it last had both its quorum's
+    /// acknowledgement and the asking follower's.
     pub quorum_age_ms: u64,
     /// Its last log index when it answered.
     pub log_index: u64,
 }
 
-/// Asks the leader, from this follower whose lease lapsed, how lately it
-/// heard from its quorum; renews the lease by its answer.
+/// Asks the leader, from this follower, how lately it heard from its quorum
+/// and from this node; renews the lease by its answer.
 async fn ask_leader(cluster: &Cluster, leader: super::NodeId) {
     let (Some(client), Some(address)) = (&cluster.shared.client, cluster.member_address(leader)) else { return };
     let sent = Instant::now();
-    match client.call::<_, Result<LeaseAnswer, String>>(&address, "/raft/lease", &(), ASK_DEADLINE).await {
+    let request = LeaseRequest { raft_id: cluster.id };
+    match client.call::<_, Result<LeaseAnswer, String>>(&address, "/raft/lease", &request, ASK_DEADLINE).await {
         Ok(Ok(answer)) => {
             let age = Duration::from_millis(answer.quorum_age_ms);
             cluster.shared.lease.renewed_by_round_trip(sent, age, answer.log_index);
@@ -194,14 +216,22 @@ async fn ask_leader(cluster: &Cluster, leader: super::NodeId) {
     }
 }
 
-/// The leader's side of [`ask_leader`]: how lately its quorum acknowledged
-/// it, and how far its log goes.
-pub fn answer_follower(lease: &Lease, leader: bool, log_index: u64) -> Result<LeaseAnswer, String> {
+/// The leader's side of [`ask_leader`]: how lately it had both its quorum's
+/// acknowledgement and the follower's (`follower_acked`: how long ago the
+/// last AppendEntries the follower acknowledged was sent; `None` if it
+/// never acknowledged one), and how far its log goes.
+pub fn answer_follower(
+    lease: &Lease,
+    leader: bool,
+    log_index: u64,
+    follower_acked: Option<Duration>,
+) -> Result<LeaseAnswer, String> {
     if !leader {
         return Err("this node is not the leader".into());
     }
-    let age = lease.quorum_age().ok_or("no quorum has acknowledged this leader yet")?;
-    Ok(LeaseAnswer { quorum_age_ms: age.as_millis() as u64, log_index })
+    let quorum = lease.quorum_age().ok_or("no quorum has acknowledged this leader yet")?;
+    let follower = follower_acked.ok_or("this node has not acknowledged the leader yet")?;
+    Ok(LeaseAnswer { quorum_age_ms: quorum.max(follower).as_millis() as u64, log_index })
 }
 
 #[cfg(test)]
@@ -212,7 +242,6 @@ mod tests {
     fn the_lease_runs_out_three_seconds_after_the_majority_was_last_heard() {
         let lease = Lease::default();
         assert!(!lease.holds(), "no lease before anything is heard");
-        assert!(!lease.heard_from_leader(Duration::ZERO), "an AppendEntries does not grant a lease");
         lease.renewed_by_round_trip(Instant::now(), Duration::ZERO, 0);
         assert!(lease.holds());
         let late = Lease::default();
@@ -221,9 +250,10 @@ mod tests {
         assert!(!late.holds(), "the leader's quorum acknowledged it 3 s ago: nothing is left");
         late.renewed_by_round_trip(Instant::now(), LEASE - Duration::from_millis(500), 0);
         assert!(late.holds(), "half a second left");
-        // An older acknowledgement never shortens the lease.
-        assert!(late.heard_from_leader(LEASE + Duration::from_secs(5)));
+        // An older answer never shortens the lease.
+        late.renewed_by_round_trip(Instant::now(), LEASE + Duration::from_secs(5), 0);
         assert!(late.holds());
+        assert!(late.left() <= Duration::from_millis(500));
     }
 
     #[test]
@@ -237,23 +267,19 @@ mod tests {
         assert!(!lease.holds());
         lease.engine_brought_to(12);
         assert!(lease.holds());
-        // While the lease holds, AppendEntries keep it; the engine follows as it goes.
-        assert!(lease.heard_from_leader(Duration::ZERO));
+        // Renewed while it holds: the engine follows as it goes.
+        lease.renewed_by_round_trip(Instant::now(), Duration::ZERO, 15);
         assert!(lease.holds(), "a node that never lost the lease follows as it goes");
     }
 
     #[test]
-    fn an_old_message_does_not_renew_a_lapsed_lease() {
+    fn a_lapsed_lease_is_renewed_only_once_the_engine_runs_what_the_leader_had() {
         let lease = Lease::default();
         lease.engine_brought_to(5);
         lease.renewed_by_round_trip(Instant::now(), LEASE - Duration::from_millis(30), 5);
         assert!(lease.holds());
         std::thread::sleep(Duration::from_millis(60));
         assert!(!lease.holds(), "lapsed");
-        // An AppendEntries that waited in the socket while this node was
-        // stopped: the leader's quorum was fresh when it was sent.
-        assert!(!lease.heard_from_leader(Duration::ZERO));
-        assert!(!lease.holds(), "a message from before the stop does not bring the lease back");
         // Asked itself: the leader's log has moved on (the volume was moved).
         lease.renewed_by_round_trip(Instant::now(), Duration::ZERO, 9);
         assert!(!lease.holds(), "the engine must first run what index 9 says");
@@ -262,13 +288,55 @@ mod tests {
     }
 
     #[test]
-    fn only_a_leader_with_a_quorum_answers() {
+    fn only_a_leader_with_a_quorum_and_the_followers_acknowledgement_answers() {
         let lease = Lease::default();
-        assert!(answer_follower(&lease, false, 3).is_err());
-        assert!(answer_follower(&lease, true, 3).is_err(), "no quorum yet");
+        let fresh = Some(Duration::ZERO);
+        assert!(answer_follower(&lease, false, 3, fresh).is_err());
+        assert!(answer_follower(&lease, true, 3, fresh).is_err(), "no quorum yet");
         lease.quorum_acked.store(lease.ms(Instant::now()).max(1), Ordering::Relaxed);
-        let answer = answer_follower(&lease, true, 3).expect("answers");
+        assert!(answer_follower(&lease, true, 3, None).is_err(), "the follower never acknowledged this leader");
+        let answer = answer_follower(&lease, true, 3, fresh).expect("answers");
         assert_eq!(answer.log_index, 3);
         assert!(answer.quorum_age_ms < 1000);
+    }
+
+    /// A one-way cut: the leader hears from its quorum (the other
+    /// follower) and answers this follower's questions, but this follower
+    /// has acknowledged nothing for 3.5 s (the leader's messages to it are
+    /// lost), and the leader will mark it offline at 4 s. The lease this
+    /// follower gets from the answer has run out already. (Before, the
+    /// answer carried the quorum's age alone, and the follower kept
+    /// serving while the leader promoted another node.)
+    #[test]
+    fn a_follower_cut_off_one_way_gets_no_lease_past_the_leaders_offline_verdict() {
+        let leader = Lease::default();
+        leader.quorum_acked.store(leader.ms(Instant::now()).max(1), Ordering::Relaxed);
+        let answer = answer_follower(&leader, true, 3, Some(Duration::from_millis(3500))).expect("answers");
+        let follower = Lease::default();
+        follower.engine_brought_to(3);
+        follower.renewed_by_round_trip(Instant::now(), Duration::from_millis(answer.quorum_age_ms), 3);
+        assert!(!follower.holds(), "a lease past the leader's view of this node");
+        let recent = answer_follower(&leader, true, 3, Some(Duration::from_millis(200))).expect("answers");
+        follower.renewed_by_round_trip(Instant::now(), Duration::from_millis(recent.quorum_age_ms), 3);
+        assert!(follower.holds(), "acknowledged 0.2 s ago: about 2.8 s left");
+    }
+
+    proptest::proptest! {
+        /// Whatever the delays: the lease a follower takes from an answer
+        /// ends no later than LEASE after the send time of the last message
+        /// it acknowledged, so at least MAX_PAUSE (and the clocks' drift)
+        /// before the leader may mark it offline. Times in milliseconds on
+        /// one clock: the follower acknowledged at `acked`, asked `asked`
+        /// after that, the answer was made `delay` later.
+        #[test]
+        fn a_lease_ends_before_the_offline_verdict(acked in 0u64..10_000, asked in 0u64..10_000, delay in 0u64..5_000, quorum in 0u64..5_000) {
+            let answered = acked + asked + delay;
+            let follower_age = answered - acked;
+            let age = follower_age.max(quorum);
+            let sent = acked + asked;
+            let lease_end = (sent + LEASE.as_millis() as u64).saturating_sub(age);
+            let offline_at = acked + OFFLINE_AFTER.as_millis() as u64;
+            proptest::prop_assert!(lease_end + MAX_PAUSE.as_millis() as u64 <= offline_at);
+        }
     }
 }

@@ -214,7 +214,7 @@ impl Cluster {
         let state_machine = StateMachine::open(pool.clone(), data_dir).await?;
         let book = raft::network::AddressBook::default();
         let lease = Arc::new(lease::Lease::default());
-        let network = raft::network::Network::new(client.clone(), book.clone(), lease.clone());
+        let network = raft::network::Network::new(client.clone(), book.clone());
         let raft = Raft::new(id, raft_config()?, network, log, state_machine.clone()).await?;
         keep_addresses(&raft, book);
         let shared = Shared {

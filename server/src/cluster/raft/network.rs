@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{NodeId, Raft, Snapshot, SnapshotData, SnapshotMeta, Vote, WatchReceiver as _, C};
 use crate::api::extract::{ApiFailure, ApiJson};
-use crate::cluster::lease::{answer_follower, Lease, LeaseAnswer};
+use crate::cluster::lease::{answer_follower, Lease, LeaseAnswer, LeaseRequest};
 use crate::cluster::transport::{CallError, Client, FromMember};
 
 /// The largest snapshot a member accepts (a copy of the state database).
@@ -59,13 +59,12 @@ impl AddressBook {
 pub struct Network {
     client: Option<Arc<Client>>,
     book: AddressBook,
-    lease: Arc<Lease>,
 }
 
 impl Network {
     /// A node without a cluster address has no channel: a one-node cluster.
-    pub fn new(client: Option<Arc<Client>>, book: AddressBook, lease: Arc<Lease>) -> Self {
-        Network { client, book, lease }
+    pub fn new(client: Option<Arc<Client>>, book: AddressBook) -> Self {
+        Network { client, book }
     }
 }
 
@@ -76,17 +75,13 @@ pub struct Peer {
     address: String,
     book: AddressBook,
     client: Option<Arc<Client>>,
-    /// This node's lease: as leader, its quorum's last acknowledgement
-    /// travels with each AppendEntries.
-    lease: Arc<Lease>,
 }
 
-/// AppendEntries as it travels: with how long ago the leader's quorum last
-/// acknowledged it (see [`crate::cluster::lease`]).
+/// AppendEntries as it travels. It renews no lease: a follower's lease is
+/// renewed only by a round trip it started (see [`crate::cluster::lease`]).
 #[derive(Serialize, Deserialize)]
 struct AppendRequest {
     rpc: AppendEntriesRequest<C>,
-    quorum_age_ms: Option<u64>,
 }
 
 /// A snapshot as it travels.
@@ -128,13 +123,7 @@ impl RaftNetworkFactory<C> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        Peer {
-            target,
-            address: node.addr.clone(),
-            book: self.book.clone(),
-            client: self.client.clone(),
-            lease: self.lease.clone(),
-        }
+        Peer { target, address: node.addr.clone(), book: self.book.clone(), client: self.client.clone() }
     }
 }
 
@@ -146,8 +135,7 @@ impl RaftNetworkV2<C> for Peer {
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        let quorum_age_ms = self.lease.quorum_age().map(|age| age.as_millis() as u64);
-        self.call("/raft/append", &AppendRequest { rpc, quorum_age_ms }, option.hard_ttl()).await
+        self.call("/raft/append", &AppendRequest { rpc }, option.hard_ttl()).await
     }
 
     async fn vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
@@ -193,20 +181,11 @@ fn answer<T, E: std::fmt::Display>(result: Result<T, E>) -> Answer<T> {
 }
 
 async fn append(
-    State((raft, lease)): State<(Raft, Arc<Lease>)>,
+    State((raft, _)): State<(Raft, Arc<Lease>)>,
     _member: FromMember,
     ApiJson(request): ApiJson<AppendRequest>,
 ) -> Result<Answer<AppendEntriesResponse<C>>, ApiFailure> {
-    let result = raft.append_entries(request.rpc).await;
-    // Taken from the leader of this term: the majority was heard from as
-    // lately as its quorum acknowledged it (a lapsed lease is renewed only
-    // by asking the leader: see `lease`).
-    if let (Ok(answer), Some(age)) = (&result, request.quorum_age_ms) {
-        if !matches!(answer, AppendEntriesResponse::HigherVote(_)) {
-            lease.heard_from_leader(Duration::from_millis(age));
-        }
-    }
-    Ok(answer::<_, RaftError<C>>(result))
+    Ok(answer::<_, RaftError<C>>(raft.append_entries(request.rpc).await))
 }
 
 async fn vote(
@@ -238,15 +217,21 @@ async fn snapshot(
     Ok(answer::<_, Fatal<C>>(raft.install_full_snapshot(request.vote, snapshot).await))
 }
 
-/// A follower whose lease lapsed asks the leader how lately its quorum
-/// acknowledged it (see `lease`).
+/// A follower asks the leader how lately it had both its quorum's
+/// acknowledgement and this follower's (see `lease`).
 async fn lease_for_follower(
     State((raft, lease)): State<(Raft, Arc<Lease>)>,
     _member: FromMember,
+    ApiJson(request): ApiJson<LeaseRequest>,
 ) -> Json<Result<LeaseAnswer, String>> {
+    use super::RaftInstant as _;
     let metrics = raft.metrics().borrow_watched().clone();
     let leader = metrics.current_leader == Some(metrics.id);
-    Json(answer_follower(&lease, leader, metrics.last_log_index.unwrap_or(0)))
+    // When the last AppendEntries it acknowledged was sent: the time the
+    // offline verdict (`liveness`) counts from.
+    let acked =
+        metrics.heartbeat.as_ref().and_then(|h| h.get(&request.raft_id).cloned().flatten()).map(|t| t.elapsed());
+    Json(answer_follower(&lease, leader, metrics.last_log_index.unwrap_or(0), acked))
 }
 
 /// The routes that take Raft's messages.
