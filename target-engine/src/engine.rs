@@ -467,7 +467,8 @@ impl Engine {
                     let succession = match promoted {
                         Some(log) => volumes::Succession::PromotedReplica(log),
                         None if handed_over => volumes::Succession::HandedOver,
-                        None => volumes::Succession::Unknown,
+                        None if st.copies.contains_key(&v.name) => volumes::Succession::Unknown,
+                        None => volumes::Succession::FirstOpen,
                     };
                     let (lu, throttle, copy) = open_volume(
                         v,

@@ -553,6 +553,38 @@ async fn a_reservation_cleared_while_a_replica_was_away_stays_cleared_after_a_fa
     r3.shutdown().await;
 }
 
+/// The primary lost, and the replica the cluster promotes restarts before
+/// it opens the volume as the primary: its activity log was in its memory,
+/// so it does not know where the copies may differ, and compares the
+/// other copy in full (issue 29, finding 5; before, it counted it in sync
+/// and compared nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_promoted_while_it_restarts_compares_the_copies_in_full() {
+    let dir = Dir::new("promoted-restart");
+    let placeholder: SocketAddr = PLACEHOLDER.parse().unwrap();
+    let ((r2, _), (r3, _), primary) = three_nodes(&dir).await;
+    let mut i = session(&primary, PRIMARY_IQN).await;
+    for n in 0..16u32 {
+        assert_eq!(write_4k(&mut i, n * 64, 1).await.status, 0);
+    }
+    primary.shutdown().await;
+    drop(primary);
+    r2.shutdown().await;
+    drop(r2);
+    // Node 3 follows the new placement; node 2 starts with it: the primary.
+    let (l2, l3) = ("127.0.2.1:0".parse().unwrap(), "127.0.3.1:0".parse().unwrap());
+    r3.apply(node_config(&dir, 3, l3, 2, 2, &[(1, placeholder), (3, placeholder)], 1)).await.unwrap();
+    let a3 = r3.replication_address().await.unwrap();
+    let (r2, _) = start_replica(node_config(&dir, 2, l2, 2, 2, &[(1, placeholder), (3, a3)], 1)).await;
+    assert_eq!(status_of(&r2.replication().await).role, "primary");
+    let s = wait_for_state(&r2, 3, "in-sync").await;
+    let node3 = s.replicas.iter().find(|r| r.node == 3).unwrap();
+    assert!(node3.copied_bytes + node3.matched_bytes >= 8 << 20, "every region compared: {s:?}");
+    assert!(same_images(&dir.image(2), &dir.image(3)));
+    r2.shutdown().await;
+    r3.shutdown().await;
+}
+
 /// A primary lost without a demotion: the replica promoted reconciles the
 /// other by the activity logs (the regions of the last writes at most),
 /// not by comparing the whole volume, and the two end equal.

@@ -76,6 +76,9 @@ pub struct Opened {
     pub unclean: bool,
     /// This opening's own number: the marker is this instance's to clear.
     pub instance: u64,
+    /// The epoch this node last opened the volume at as its primary, if the
+    /// marks file was there (0: it only ever kept a replica here).
+    pub previous: Option<u64>,
 }
 
 /// A number no earlier opening of a volume on this node had: the clock's
@@ -108,11 +111,15 @@ impl LocalPlacement {
     /// Takes charge of `volume` at `epoch` as its primary, its marks kept in
     /// `file` (marked serving from now on).
     pub fn open(&self, volume: &str, epoch: Epoch, file: PathBuf) -> std::io::Result<Opened> {
-        let marks = match std::fs::read_to_string(&file) {
-            Ok(text) => toml::from_str::<Marks>(&text).map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", file.display()))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Marks::default(),
+        let (marks, previous) = match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                let marks = toml::from_str::<Marks>(&text).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", file.display()))
+                })?;
+                let previous = marks.epoch;
+                (marks, Some(previous))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Marks::default(), None),
             Err(e) => return Err(e),
         };
         // A primary of any epoch that was still serving left writes in flight.
@@ -125,7 +132,18 @@ impl LocalPlacement {
         marks.instance = instance;
         save(&file, &marks)?;
         self.volumes.lock().unwrap_or_else(|e| e.into_inner()).insert(volume.to_string(), (epoch, file, marks));
-        Ok(Opened { out_of_sync, unclean, instance })
+        Ok(Opened { out_of_sync, unclean, instance, previous })
+    }
+
+    /// This node keeps a replica of the volume whose marks are kept at
+    /// `file`: the file is made if it is not there (never opened here as
+    /// the primary), and left as it is if it is.
+    pub fn note_replica(&self, file: &std::path::Path) -> std::io::Result<()> {
+        match std::fs::metadata(file) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => save(file, &Marks::default()),
+            Err(e) => Err(e),
+        }
     }
 
     fn mark(&self, volume: &str, epoch: Epoch, replica: ReplicaId, out: bool) -> Result<(), PlacementError> {
@@ -320,6 +338,24 @@ mod tests {
         let last = p.open("vol", Epoch(5), file.clone()).unwrap();
         p.closed_cleanly("vol", Epoch(5), last.instance);
         assert!(!LocalPlacement::default().open("vol", Epoch(5), file).unwrap().unclean);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// What a primary's opening learns of the node's past: nothing (a new
+    /// volume), that it only kept a replica here, or the epoch it last
+    /// served at.
+    #[test]
+    fn an_opening_tells_the_epoch_this_node_last_served_at() {
+        let dir = std::env::temp_dir().join(format!("portico-previous-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("vol.img.placement.toml");
+        let p = LocalPlacement::default();
+        p.note_replica(&file).unwrap();
+        assert_eq!(p.open("vol", Epoch(4), file.clone()).unwrap().previous, Some(0), "a replica here before");
+        p.note_replica(&file).unwrap();
+        assert_eq!(p.open("vol", Epoch(4), file.clone()).unwrap().previous, Some(4), "the primary at 4 before");
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(p.open("vol", Epoch(1), file).unwrap().previous, None, "new here");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -52,7 +52,12 @@ pub fn marks_file(image: &std::path::Path) -> PathBuf {
 /// What this node's copy of a volume was until it is opened anew.
 #[derive(Debug)]
 pub enum Succession {
-    /// Nothing is known: the node starts, or the copy is new here.
+    /// The engine had no copy of it open: the node starts, or the copy is
+    /// new here. What this node was before is read from the volume's marks
+    /// file (see `open`).
+    FirstOpen,
+    /// It had the copy open, and neither handed it over nor was promoted
+    /// from a replica (its own marks say whether it stopped cleanly).
     Unknown,
     /// A replica, with its activity log (`None`: not known).
     PromotedReplica(Option<DirtyMap>),
@@ -77,6 +82,7 @@ pub fn open(
     succession: Succession,
 ) -> Result<(Arc<dyn BlockBackend>, Copy), String> {
     let settled = matches!(succession, Succession::HandedOver);
+    let first_open = matches!(succession, Succession::FirstOpen);
     let promoted = match succession {
         Succession::PromotedReplica(log) => Some(log),
         _ => None,
@@ -87,8 +93,16 @@ pub fn open(
             let opened = control.local().open(name, epoch, marks_file(image)).map_err(|e| e.to_string())?;
             // Where the copies in sync may differ: nowhere, in the regions
             // of the activity logs, or anywhere (`None`).
+            // Primary at an epoch it never opened here as the primary, with
+            // nothing handed to it: it was promoted from a replica and
+            // restarted before it opened the volume, and its activity log
+            // was in its memory (issue 29, finding 5).
+            let promoted_then_restarted = first_open && opened.previous.is_some_and(|e| e != epoch.0);
             let unsettled = if opened.unclean {
                 tracing::warn!(volume = name, "the primary did not stop cleanly here: writes it had in flight may be on some copies only, so every replica is marked out of sync and compared in full");
+                None
+            } else if promoted_then_restarted {
+                tracing::warn!(volume = name, %epoch, "promoted from a replica, and restarted before opening the volume: its activity log is not known, so every replica is marked out of sync and compared in full");
                 None
             } else {
                 match promoted {
@@ -145,6 +159,11 @@ pub fn open(
             Ok((backend, Copy::Primary { volume, _links: stop }))
         }
         Role::Replica => {
+            // The marks file says, once this node is promoted and restarts,
+            // that it kept a replica here (see `promoted_then_restarted`).
+            if let Err(e) = control.local().note_replica(&marks_file(image)) {
+                tracing::warn!(volume = name, "cannot note that this node keeps a replica: {e}");
+            }
             let volume = ReplicaVolume::new(
                 name.to_string(),
                 epoch,
