@@ -585,6 +585,33 @@ async fn a_node_promoted_while_it_restarts_compares_the_copies_in_full() {
     r3.shutdown().await;
 }
 
+/// A reservation change that cannot reach the other copies (the primary
+/// learns on the way that it was fenced) fails, and is not on the old
+/// primary's disk either: it kept only what was replicated, so reopened,
+/// it does not bring back a change the host was told failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_change_that_could_not_be_replicated_is_not_kept_on_disk() {
+    let dir = Dir::new("pr-not-replicated");
+    let listen2: SocketAddr = "127.0.2.1:0".parse().unwrap();
+    let placeholder: SocketAddr = PLACEHOLDER.parse().unwrap();
+    let (r2, primary) = two_nodes(&dir).await;
+    let mut i = session(&primary, PRIMARY_IQN).await;
+    let _ = i.command_ok(0, &[0u8; 6], 0, &[]).await;
+    assert_eq!(i.command_ok(0, &pr_out(0x00, 0), 0, &pr_params(0, 0xfeed)).await.status, 0, "REGISTER");
+    // Node 2 moves on to epoch 2; node 1 does not know yet.
+    r2.apply(node_config(&dir, 2, listen2, 2, 2, &[(1, placeholder)], 1)).await.unwrap();
+    let moved = i.command_ok(0, &pr_out(0x00, 0), 0, &pr_params(0xfeed, 0xbad)).await;
+    assert_ne!(moved.status, 0, "a change the replica refused");
+    let state = dir
+        .image(1)
+        .with_file_name(format!("{}.reservations.toml", dir.image(1).file_name().unwrap().to_string_lossy()));
+    let saved = std::fs::read_to_string(&state).unwrap_or_default();
+    assert!(saved.contains(&format!("{:016x}", 0xfeedu64)), "the replicated registration is kept: {saved}");
+    assert!(!saved.contains(&format!("{:016x}", 0xbadu64)), "a change that failed is on disk: {saved}");
+    primary.shutdown().await;
+    r2.shutdown().await;
+}
+
 /// A primary lost without a demotion: the replica promoted reconciles the
 /// other by the activity logs (the regions of the last writes at most),
 /// not by comparing the whole volume, and the two end equal.

@@ -39,6 +39,11 @@
 //!   elsewhere must not serve the old placement for the moment it takes
 //!   to apply the new one.
 //!
+//! * A node whose own applied state marks it offline holds no lease,
+//!   whatever its clock says: a leader may act on that mark at once (one
+//!   its predecessor made, or one made before the node came back), and
+//!   the node serves again only once the cluster counts it online.
+//!
 //! The lease is kept as a deadline in an atomic, read on every command of a
 //! replicated volume.
 
@@ -80,6 +85,9 @@ pub struct Lease {
     catch_up_to: AtomicU64,
     /// The Raft index this node's engine was last brought to.
     engine_at: AtomicU64,
+    /// This node's applied state marks it offline: the cluster may be
+    /// promoting other copies of its volumes, so it serves none.
+    offline_here: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Lease {
@@ -90,6 +98,7 @@ impl Default for Lease {
             quorum_acked: AtomicU64::new(0),
             catch_up_to: AtomicU64::new(0),
             engine_at: AtomicU64::new(0),
+            offline_here: Default::default(),
         }
     }
 }
@@ -99,9 +108,18 @@ impl Lease {
         at.saturating_duration_since(self.base).as_millis() as u64
     }
 
-    /// Whether this node may serve as a primary now.
+    /// Whether this node may serve as a primary now: the lease is in time,
+    /// the engine runs what the cluster had committed when it was renewed,
+    /// and the state it runs does not mark this node offline.
     pub fn holds(&self) -> bool {
-        self.in_time() && self.engine_at.load(Ordering::Acquire) >= self.catch_up_to.load(Ordering::Acquire)
+        self.in_time()
+            && self.engine_at.load(Ordering::Acquire) >= self.catch_up_to.load(Ordering::Acquire)
+            && !self.offline_here.load(Ordering::Acquire)
+    }
+
+    /// Whether the state this node's engine runs marks the node offline.
+    pub fn marked_offline_here(&self, offline: bool) {
+        self.offline_here.store(offline, Ordering::Release);
     }
 
     fn in_time(&self) -> bool {
@@ -284,6 +302,19 @@ mod tests {
         lease.renewed_by_round_trip(Instant::now(), Duration::ZERO, 9);
         assert!(!lease.holds(), "the engine must first run what index 9 says");
         lease.engine_brought_to(9);
+        assert!(lease.holds());
+    }
+
+    #[test]
+    fn a_node_its_own_state_marks_offline_holds_no_lease() {
+        let lease = Lease::default();
+        lease.renewed_by_round_trip(Instant::now(), Duration::ZERO, 0);
+        assert!(lease.holds());
+        lease.marked_offline_here(true);
+        assert!(!lease.holds(), "marked offline: another copy may be promoted");
+        lease.renewed_by_round_trip(Instant::now(), Duration::ZERO, 0);
+        assert!(!lease.holds(), "a renewal does not undo the mark");
+        lease.marked_offline_here(false);
         assert!(lease.holds());
     }
 

@@ -273,6 +273,12 @@ impl Cluster {
         self.shared.lease.engine_brought_to(index);
     }
 
+    /// Whether the state this node's engine runs marks this node offline
+    /// (it then holds no lease; see `lease`).
+    pub fn marked_offline_here(&self, offline: bool) {
+        self.shared.lease.marked_offline_here(offline);
+    }
+
     /// The address the membership names for node `id`, if any.
     fn member_address(&self, id: NodeId) -> Option<String> {
         let metrics = self.raft.metrics().borrow_watched().clone();

@@ -606,6 +606,10 @@ mod tests {
                 answer.map(|e| e.detail.unwrap_or_default()).map_err(|e| e.message)
             }
         };
+        // A failover applies only while the old primary's node is offline.
+        let refused = tried(promote(1)).await.unwrap_err();
+        assert_eq!(refused, "The primary of r is on n1, online: no failover for n1 being offline.");
+        tried(Change::SetNodeState { name: "n1".into(), online: false }).await.unwrap();
         let refused = tried(promote(1)).await.unwrap_err();
         assert_eq!(refused, "The copy of r on n2 is not in sync.");
         tried(mark(1, true)).await.unwrap();

@@ -533,6 +533,13 @@ mod tests {
             .unwrap();
         let timeline = crate::storage::views::moves(&pool, Some("r"), None).await.unwrap();
         assert_eq!((timeline[0].kind.as_str(), timeline[0].held_ms), ("failover", Some(4321)));
+        // A failover decided on an offline mark undone before it applied.
+        let stale = PromoteCause::NodeOffline { node: "n2".into() };
+        let refused =
+            apply(&pool, &here, Change::Promote { volume: "r".into(), epoch: 2, to: 1, cause: stale, held_ms: None })
+                .await;
+        let refused = refused.expect_err("n2 is online: no failover from it");
+        assert!(refused.contains("no failover for n2 being offline"), "{refused}");
         assert!(failback_candidates(&pool).await.unwrap().is_empty(), "n1 is offline, its copy out of sync");
         apply(&pool, &here, offline(true)).await.unwrap();
         assert!(failback_candidates(&pool).await.unwrap().is_empty(), "n1's copy is not in sync yet");

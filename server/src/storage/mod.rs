@@ -193,7 +193,7 @@ impl Storage {
         // Whatever cannot come up is left out and shown; the node serves the rest.
         let problems = match config {
             Ok(config) => {
-                storage.cluster.engine_brought_to(index);
+                storage.engine_at(index).await;
                 storage.set_derived(config.clone());
                 for v in &config.volumes {
                     // Images an older version created readable by others.
@@ -472,10 +472,22 @@ impl Storage {
                 let _one_at_a_time = storage.apply_lock.lock().await;
                 let index = *applied.borrow_and_update();
                 if storage.follow_stored(false).await {
-                    storage.cluster.engine_brought_to(index);
+                    storage.engine_at(index).await;
                 }
             }
         });
+    }
+
+    /// The engine runs what the cluster had applied up to `index`: the
+    /// lease learns it, and whether that state marks this node offline.
+    async fn engine_at(&self, index: u64) {
+        let state: Result<Option<(String,)>, _> =
+            sqlx::query_as("SELECT state FROM nodes WHERE id = ?").bind(self.node_id).fetch_optional(&self.pool).await;
+        match state {
+            Ok(row) => self.cluster.marked_offline_here(row.is_some_and(|(s,)| s == "offline")),
+            Err(e) => tracing::warn!(error = %e, "cannot read this node's state; the lease keeps what it knew"),
+        }
+        self.cluster.engine_brought_to(index);
     }
 
     /// Brings the engine back to the stored configuration.

@@ -281,13 +281,18 @@ impl LogicalUnit {
         render(&st.pr, &st.mode, st.write_cache)
     }
 
-    /// Writes `pr` and `mode` to the unit's state file, if it has one, and
-    /// to every other copy of the volume (a replicated backend's replicas).
-    /// The local file may fail only where it is not `needed` (reservations
-    /// without APTPL, kept there for a reopened unit alone); the other
-    /// copies never.
+    /// Writes `pr` and `mode` to every other copy of the volume (a
+    /// replicated backend's replicas), then to the unit's state file, if it
+    /// has one: this node keeps on disk only a state the other copies have
+    /// (CLUSTER.md §6, rule 6), so a change that could not be replicated
+    /// fails whole and does not come back when the unit reopens. The local
+    /// file may fail only where it is not `needed` (reservations without
+    /// APTPL, kept there for a reopened unit alone); the other copies never.
     async fn save(&self, pr: &PrState, mode: &ModeState, policy: WriteCache, needed: bool) -> std::io::Result<()> {
         let text = render(pr, mode, policy)?;
+        self.backend.replicate_state(text.clone().map(Bytes::from)).await.map_err(std::io::Error::other).inspect_err(
+            |e| tracing::error!(volume = %self.spec.name, "cannot save the unit's state on the replicas: {e}"),
+        )?;
         if let Some(path) = self.state_file.get() {
             let path = path.clone();
             let local = text.clone();
@@ -303,9 +308,7 @@ impl LogicalUnit {
                 Ok(()) => {}
             }
         }
-        self.backend.replicate_state(text.map(Bytes::from)).await.map_err(std::io::Error::other).inspect_err(
-            |e| tracing::error!(volume = %self.spec.name, "cannot save the unit's state on the replicas: {e}"),
-        )
+        Ok(())
     }
 
     /// Takes the saved state another copy sent (this node is a replica):

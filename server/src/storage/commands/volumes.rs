@@ -225,6 +225,22 @@ pub(super) async fn promote(
     if current as u64 != epoch {
         return Err(ApiError::conflict(format!("The volume {volume} is at epoch {current}, not {epoch}.")));
     }
+    // A failover for an offline node applies only while the cluster still
+    // counts that node offline: the controller decided on a mark that may
+    // have been undone since (a leader that acted on its predecessor's
+    // mark, a node back before the change committed).
+    if let PromoteCause::NodeOffline { node } = cause {
+        let (from_name, from_state): (String, String) = sqlx::query_as("SELECT name, state FROM nodes WHERE id = ?")
+            .bind(from)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db)?;
+        if &from_name != node || from_state != "offline" {
+            return Err(ApiError::conflict(format!(
+                "The primary of {volume} is on {from_name}, {from_state}: no failover for {node} being offline."
+            )));
+        }
+    }
     let copy: Option<(bool, String, String)> = sqlx::query_as(
         "SELECT c.in_sync, n.name, n.state FROM volume_copies c JOIN nodes n ON n.id = c.node_id \
          WHERE c.volume_id = ? AND c.node_id = ?",
