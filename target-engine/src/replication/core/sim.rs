@@ -8,7 +8,9 @@
 //! again, one mark of a replica at a time); the primary's lease lost and
 //! renewed (what waits fails NOT READY); a replica that loses power (what
 //! it had not flushed is gone, and it restarts knowing nothing of its
-//! activity log). After every acknowledgement, every mark and at the end
+//! activity log); a replica whose disk fails an operation. The workload
+//! mixes writes, WRITE SAMEs, unmaps, flushes and changes of the unit's
+//! saved state. After every acknowledgement, every mark and at the end
 //! it checks what replication promises, against the *cluster's* view of
 //! which copies are in sync, not the primary's:
 //!
@@ -100,8 +102,10 @@ struct Node {
 
 impl Node {
     /// Does the replica's work item `i` on its image, and says what follows.
-    fn do_work(&mut self, i: usize) -> Vec<ReplicaAction> {
+    fn do_work(&mut self, i: usize, fail: bool) -> Vec<ReplicaAction> {
         match self.work.swap_remove(i) {
+            // Its disk fails the operation: nothing of it is written.
+            ReplicaAction::Apply { id, .. } if fail => self.replica.applied(id, Err("disk error".into())),
             ReplicaAction::Apply { id, op } => {
                 apply(&mut self.image, &op);
                 if op == Op::Flush {
@@ -295,8 +299,11 @@ impl Sim {
             b[8] = k as u8;
             b
         };
-        let op = match self.rng.below(20) {
+        let op = match self.rng.below(24) {
             0 => Op::Flush,
+            // The unit's saved state (reservations, mode pages): ordered
+            // against other such changes only.
+            20 => Op::UnitState { text: self.rng.chance(80).then(|| Bytes::from(format!("state {token}"))) },
             1 => {
                 self.unmaps.push((token, first, n));
                 Op::Unmap { offset: first * BLOCK as u64, len: n * BLOCK as u64 }
@@ -476,7 +483,7 @@ impl Sim {
             // The replica applies what it received (answers go nowhere).
             while !node.work.is_empty() {
                 let i = self.rng.below(node.work.len() as u64) as usize;
-                let more = node.do_work(i);
+                let more = node.do_work(i, false);
                 node.work.extend(
                     more.into_iter().filter(|a| !matches!(a, ReplicaAction::Send { .. } | ReplicaAction::Disconnect)),
                 );
@@ -615,9 +622,13 @@ impl Sim {
                 let busy: Vec<ReplicaId> =
                     self.nodes.iter().filter(|(_, n)| !n.work.is_empty()).map(|(&r, _)| r).collect();
                 let r = busy[self.rng.below(busy.len() as u64) as usize];
+                let fail = faults && self.rng.chance(2);
+                if fail {
+                    trace(|| format!("replica {r}'s disk fails a piece of work"));
+                }
                 let node = self.nodes.get_mut(&r).unwrap();
                 let i = self.rng.below(node.work.len() as u64) as usize;
-                let actions = node.do_work(i);
+                let actions = node.do_work(i, fail);
                 self.replica_actions(r, actions);
             }
             2 => {
