@@ -462,9 +462,50 @@ impl Cluster {
         answer.outcome.ok_or_else(ApiError::internal)
     }
 
+    /// If this node leads, hands the leadership to the voter whose log is
+    /// furthest along (openraft's leadership transfer: it starts its
+    /// election at once, instead of the cluster waiting out an election
+    /// timeout after this node goes), and waits up to 5 s for it to take
+    /// over. For a planned removal or maintenance of this node. Whether
+    /// another node leads now.
+    pub async fn step_down(&self) -> bool {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        if metrics.current_leader != Some(self.id) {
+            return true;
+        }
+        let matched = metrics.replication.clone().unwrap_or_default();
+        let successor = metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|id| *id != self.id)
+            .max_by_key(|id| matched.get(id).cloned().flatten().map(|log| log.index));
+        let Some(to) = successor else { return false };
+        if let Err(e) = self.raft.trigger().transfer_leader(to).await {
+            tracing::warn!(to, "cannot hand the leadership over: {e}");
+            return false;
+        }
+        let moved = self
+            .raft
+            .wait(Some(Duration::from_secs(5)))
+            .metrics(|m| m.current_leader.is_some_and(|l| l != self.id), "another leader")
+            .await
+            .is_ok();
+        if moved {
+            tracing::info!(to, "handed the cluster's leadership over");
+        } else {
+            tracing::warn!(to, "the leadership was not taken over within 5 s");
+        }
+        moved
+    }
+
     /// Ends `raft_id`'s membership (the leader does it; another node asks
-    /// the leader). The last voter cannot go.
+    /// the leader). The last voter cannot go. The leader removing itself
+    /// hands its leadership over first.
     pub async fn remove_member(&self, raft_id: NodeId) -> Result<(), ApiError> {
+        if raft_id == self.id {
+            self.step_down().await;
+        }
         if let Some(leader) = self.leader_address_if_not_me().await? {
             let request = join::RemoveRequest { raft_id };
             let answer = self.client()?.call::<_, ()>(&leader, "/cluster/remove", &request, COMMIT_WAIT * 4).await;

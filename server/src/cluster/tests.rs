@@ -245,6 +245,13 @@ async fn a_joined_node_forwards_changes_and_is_reached_at_a_new_address() {
         .applied_index_at_least(Some(a.cluster.status().applied_index), "b catches up")
         .await;
     assert!(applied.is_ok(), "b, at its new address, did not get the leader's entries");
+
+    // The leader hands its leadership over (a planned removal or
+    // maintenance of its node): b leads (a healthy leader of two would
+    // otherwise lead for ever), and back.
+    assert!(a.cluster.step_down().await, "the leadership moved");
+    assert_eq!(b.cluster.status().role, "leader");
+    assert!(b.cluster.step_down().await && a.cluster.status().role == "leader", "and back");
     b.cluster.shutdown().await;
     a.cluster.shutdown().await;
 }

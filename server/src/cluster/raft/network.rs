@@ -18,7 +18,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use openraft::errors::{Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
+};
 use openraft::{BasicNode, OptionalSend};
 use portico_app::error::ApiError;
 use serde::{Deserialize, Serialize};
@@ -146,6 +149,16 @@ impl RaftNetworkV2<C> for Peer {
         self.call("/raft/pre-vote", &rpc, option.hard_ttl()).await
     }
 
+    /// The leader hands its leadership to this peer (a planned removal or
+    /// maintenance of its node): the peer starts an election at once.
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<C>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<C>, RPCError<C>> {
+        self.call("/raft/transfer-leader", &req, option.hard_ttl()).await
+    }
+
     async fn full_snapshot(
         &mut self,
         vote: Vote,
@@ -204,6 +217,14 @@ async fn pre_vote(
     Ok(answer::<_, RaftError<C>>(raft.pre_vote(rpc).await))
 }
 
+async fn transfer_leader(
+    State((raft, _)): State<(Raft, Arc<Lease>)>,
+    _member: FromMember,
+    ApiJson(request): ApiJson<TransferLeaderRequest<C>>,
+) -> Result<Answer<TransferLeaderResponse<C>>, ApiFailure> {
+    Ok(answer::<_, Fatal<C>>(raft.handle_transfer_leader(request).await))
+}
+
 async fn snapshot(
     State((raft, _)): State<(Raft, Arc<Lease>)>,
     _member: FromMember,
@@ -241,6 +262,7 @@ pub fn routes(raft: Raft, lease: Arc<Lease>) -> Router {
         .route("/raft/vote", post(vote))
         .route("/raft/pre-vote", post(pre_vote))
         .route("/raft/lease", post(lease_for_follower))
+        .route("/raft/transfer-leader", post(transfer_leader))
         .layer(DefaultBodyLimit::max(MAX_MESSAGE))
         .merge(
             Router::new()
