@@ -483,11 +483,17 @@ impl Storage {
     async fn engine_at(&self, index: u64) {
         let state: Result<Option<(String,)>, _> =
             sqlx::query_as("SELECT state FROM nodes WHERE id = ?").bind(self.node_id).fetch_optional(&self.pool).await;
-        match state {
-            Ok(row) => self.cluster.marked_offline_here(row.is_some_and(|(s,)| s == "offline")),
+        match &state {
+            Ok(row) => self.cluster.marked_offline_here(row.as_ref().is_some_and(|(s,)| s == "offline")),
             Err(e) => tracing::warn!(error = %e, "cannot read this node's state; the lease keeps what it knew"),
         }
         self.cluster.engine_brought_to(index);
+        // A node in maintenance does not lead the cluster: it hands the
+        // leadership over (and again if it is elected meanwhile).
+        if matches!(&state, Ok(Some((s,))) if s == "maintenance") && self.cluster.status().role == "leader" {
+            let cluster = self.cluster.clone();
+            tokio::spawn(async move { cluster.step_down().await });
+        }
     }
 
     /// Brings the engine back to the stored configuration.
