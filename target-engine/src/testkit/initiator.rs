@@ -46,7 +46,7 @@ pub struct CmdResult {
 
 pub struct Initiator {
     pub stream: TcpStream,
-    buf: BytesMut,
+    pub(crate) buf: BytesMut,
     pub rx_framing: Framing,
     pub tx_framing: Framing,
     pub cmd_sn: u32,
@@ -55,6 +55,8 @@ pub struct Initiator {
     pub negotiated: Vec<(String, String)>,
     pub tsih: u16,
     pub isid: [u8; 6],
+    /// The last MaxCmdSN the target announced (RFC 7143 §4.2.2.1).
+    pub max_cmd_sn: u32,
 }
 
 impl Initiator {
@@ -87,6 +89,7 @@ impl Initiator {
             negotiated: Vec::new(),
             tsih: 0,
             isid: [0x80, 0, 0, 0, 0x12, 0x34],
+            max_cmd_sn: 1,
         }
     }
 
@@ -219,6 +222,7 @@ impl Initiator {
         }
         assert_eq!(r.bhs.flags() & 0x83, 0x83, "transit to full feature phase");
         self.tsih = r.bhs.u16_at(14);
+        self.max_cmd_sn = r.bhs.u32_at(32);
         self.negotiated = keys::parse_text(&r.data).unwrap();
         let on = |k: &str| self.negotiated.iter().any(|(a, v)| a == k && v == "CRC32C");
         let (h, d) = (on("HeaderDigest"), on("DataDigest"));

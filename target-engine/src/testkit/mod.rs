@@ -2,8 +2,12 @@
 //! (feature `test-util`; never in a release build of the node).
 //!
 //! * [`initiator`]: a PDU-level iSCSI initiator over real TCP.
+//! * [`pipeline`]: one of its sessions with many commands in flight.
+//! * [`history`]: what a workload wrote when, and the verdict on its reads.
 
+pub mod history;
 pub mod initiator;
+pub mod pipeline;
 
 use std::net::SocketAddr;
 
