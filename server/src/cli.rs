@@ -82,12 +82,23 @@ pub struct ServeArgs {
     /// Without it the node is a cluster of one.
     #[arg(long, value_name = "IP:PORT", env = "PORTICO_CLUSTER_ADDR")]
     pub cluster_addr: Option<SocketAddr>,
+    /// Where this node listens for the cluster channel when other nodes
+    /// dial another address to reach it (a port forward or NAT in
+    /// between). Defaults to --cluster-addr. Its certificate names the IP
+    /// of --cluster-addr: what dials that address must reach this node.
+    #[arg(long, value_name = "IP:PORT", env = "PORTICO_CLUSTER_LISTEN", requires = "cluster_addr")]
+    pub cluster_listen: Option<SocketAddr>,
     /// The address this node takes replication streams on from the
     /// primaries of volumes it keeps copies of (the `replication` traffic
     /// type): an IP other nodes can dial, and a port. Defaults to the
     /// cluster address's IP, port 3270.
     #[arg(long, value_name = "IP:PORT", env = "PORTICO_REPLICATION_ADDR", requires = "cluster_addr")]
     pub replication_addr: Option<SocketAddr>,
+    /// Where this node listens for replication streams when primaries dial
+    /// another address to reach it (a port forward or NAT in between).
+    /// Defaults to the replication address.
+    #[arg(long, value_name = "IP:PORT", env = "PORTICO_REPLICATION_LISTEN", requires = "cluster_addr")]
+    pub replication_listen: Option<SocketAddr>,
     /// How long a node keeping a copy of a replicated volume may be offline
     /// before, if this node leads, the copy is made again on another node.
     #[arg(long, value_name = "SECONDS", default_value_t = 600, env = "PORTICO_REBUILD_AFTER")]
@@ -155,7 +166,9 @@ impl ServeArgs {
         Ok(crate::cluster::ClusterOptions {
             node_name: node_name.to_string(),
             cluster_addr: self.cluster_addr,
+            cluster_listen: self.cluster_listen,
             replication_addr,
+            replication_listen: self.replication_listen,
             rebuild_after: std::time::Duration::from_secs(self.rebuild_after),
             failback_after: std::time::Duration::from_secs(self.failback_after),
             join,

@@ -75,8 +75,12 @@ const ADDRESS_TELLING: Duration = Duration::from_secs(60);
 pub struct ClusterOptions {
     pub node_name: String,
     pub cluster_addr: Option<SocketAddr>,
+    /// Where it listens for the cluster channel, if not there.
+    pub cluster_listen: Option<SocketAddr>,
     /// Where this node takes replication streams (none for a cluster of one).
     pub replication_addr: Option<SocketAddr>,
+    /// Where it listens for them, if not there.
+    pub replication_listen: Option<SocketAddr>,
     /// How long a copy's node may be offline before the copy is made again
     /// on another node.
     pub rebuild_after: Duration,
@@ -228,12 +232,13 @@ impl Cluster {
             lease,
         };
         let cluster = Cluster { raft, id, state_machine, shared: Arc::new(shared) };
-        if let (Some(address), Some(identity)) = (options.cluster_addr, &cluster.shared.identity) {
+        if let (Some(advertised), Some(identity)) = (options.cluster_addr, &cluster.shared.identity) {
+            let address = options.cluster_listen.unwrap_or(advertised);
             let listener = tokio::net::TcpListener::bind(address)
                 .await
                 .with_context(|| format!("cannot listen on the cluster address {address}"))?;
             transport::serve(listener, identity.server_config()?, cluster.routes());
-            tracing::info!(%address, ca = %identity.ca_fingerprint(), "serving the cluster channel");
+            tracing::info!(%address, %advertised, ca = %identity.ca_fingerprint(), "serving the cluster channel");
         }
         if !new && joining.is_none() {
             cluster.tell_members_own_address();

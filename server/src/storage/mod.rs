@@ -83,6 +83,9 @@ pub struct Storage {
     cluster: Cluster,
     /// What this node sees of the other nodes' iSCSI portals.
     portals: portal_watch::PortalWatch,
+    /// Where the engine listens for replication streams, when not at the
+    /// node's replication address (`--replication-listen`).
+    replication_listen: Option<std::net::SocketAddr>,
 }
 
 /// Ends a dry run's transaction now. Dropped, it would roll back only when
@@ -144,6 +147,19 @@ async fn register_node(
 }
 
 impl Storage {
+    /// The engine configuration the stored state gives this node, with its
+    /// own listening address for replication.
+    async fn derive(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+    ) -> Result<target_engine::config::EngineConfig, engine_config::DeriveError> {
+        let mut config = engine_config::derive(conn, self.node_id, &self.data_dir, &self.secrets).await?;
+        if let (Some(node), Some(listen)) = (config.replication.as_mut(), self.replication_listen) {
+            node.listen = listen;
+        }
+        Ok(config)
+    }
+
     /// Registers this node and its interfaces, and brings the stored
     /// configuration back up in the engine.
     pub async fn start(
@@ -185,10 +201,11 @@ impl Storage {
             portals: Default::default(),
             activity,
             cluster,
+            replication_listen: cluster_options.replication_listen,
         };
         let index = *storage.cluster.applied().borrow();
         let mut conn = storage.pool.acquire().await?;
-        let config = engine_config::derive(&mut conn, storage.node_id, &storage.data_dir, &storage.secrets).await;
+        let config = storage.derive(&mut conn).await;
         drop(conn);
         // Whatever cannot come up is left out and shown; the node serves the rest.
         let problems = match config {
@@ -370,7 +387,7 @@ impl Storage {
                 }
             }
         };
-        let config = engine_config::derive(&mut tx, self.node_id, &self.data_dir, &self.secrets).await.map_err(|e| {
+        let config = self.derive(&mut tx).await.map_err(|e| {
             tracing::error!(error = %e, "cannot derive the engine configuration");
             ApiError::internal()
         });
@@ -508,7 +525,7 @@ impl Storage {
     /// False if the engine could not be brought there.
     async fn follow_stored(&self, always: bool) -> bool {
         let Ok(mut conn) = self.pool.acquire().await else { return false };
-        let config = match engine_config::derive(&mut conn, self.node_id, &self.data_dir, &self.secrets).await {
+        let config = match self.derive(&mut conn).await {
             Ok(config) => config,
             Err(e) => {
                 tracing::error!(error = %e, "cannot derive the stored engine configuration");
