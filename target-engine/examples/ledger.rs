@@ -334,7 +334,43 @@ struct Run {
     grace: Duration,
     writes: AtomicU64,
     reads: AtomicU64,
-    pauses: Mutex<(Instant, Duration)>,
+    pauses: Mutex<Pauses>,
+}
+
+/// The gaps between two acknowledged writes (any command in flight).
+struct Pauses {
+    last_ack: Instant,
+    longest: Duration,
+    /// How many gaps reached each of [`PAUSE_BOUNDS`].
+    over: [u64; PAUSE_BOUNDS.len()],
+}
+
+const PAUSE_BOUNDS: [Duration; 6] = [
+    Duration::from_millis(100),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+];
+
+impl Pauses {
+    fn acked(&mut self) {
+        let gap = self.last_ack.elapsed();
+        self.longest = self.longest.max(gap);
+        for (bound, count) in PAUSE_BOUNDS.iter().zip(&mut self.over) {
+            if gap >= *bound {
+                *count += 1;
+            }
+        }
+        self.last_ack = Instant::now();
+    }
+
+    fn histogram(&self) -> String {
+        let parts: Vec<String> =
+            PAUSE_BOUNDS.iter().zip(&self.over).map(|(b, n)| format!("{n} of {} ms or more", b.as_millis())).collect();
+        parts.join(", ")
+    }
 }
 
 struct Rng(u64);
@@ -398,9 +434,7 @@ impl Run {
         }
         self.book.lock().unwrap().write_acked(first, n, generation);
         self.writes.fetch_add(1, Ordering::Relaxed);
-        let mut pauses = self.pauses.lock().unwrap();
-        pauses.1 = pauses.1.max(pauses.0.elapsed());
-        pauses.0 = Instant::now();
+        self.pauses.lock().unwrap().acked();
         true
     }
 
@@ -511,10 +545,10 @@ async fn main() -> ExitCode {
         grace: Duration::from_secs(30),
         writes: AtomicU64::new(0),
         reads: AtomicU64::new(0),
-        pauses: Mutex::new((started, Duration::ZERO)),
+        pauses: Mutex::new(Pauses { last_ack: started, longest: Duration::ZERO, over: [0; PAUSE_BOUNDS.len()] }),
     });
     run.mp.choose_path(0, run.end + run.grace).await;
-    run.pauses.lock().unwrap().0 = Instant::now();
+    run.pauses.lock().unwrap().last_ack = Instant::now();
 
     let reader = a.reader.clone().map(|p| tokio::spawn(fixed_reader(run.clone(), Path::new(p, 2), a.seed ^ 0x5eed)));
     let lanes: Vec<_> =
@@ -551,7 +585,10 @@ async fn main() -> ExitCode {
             format!("NOT INTACT: during the run, {}; read back, {}", during.describe("stale"), after.describe("lost"))
         }
     };
-    let longest = run.pauses.lock().unwrap().1;
+    let (longest, histogram) = {
+        let pauses = run.pauses.lock().unwrap();
+        (pauses.longest, pauses.histogram())
+    };
     let overlapping = run.book.lock().unwrap().overlapping;
     println!(
         "ledger: {} writes acknowledged ({overlapping} overlapping another in flight) and {} reads checked in {took:.1} s at depth {} through {} paths ({} path switches, {} errors), longest pause {} ms; {} blocks read back: {verdict}",
@@ -564,7 +601,9 @@ async fn main() -> ExitCode {
         longest.as_millis(),
         a.blocks
     );
+    println!("ledger: pauses: {histogram}");
     let mut fine = intact;
+    let mut stale = during.stale.len();
     if let (Some(count), Some((portal, _))) = (reader, &a.reader) {
         let verdict = if count.faults.none() {
             "none stale".to_string()
@@ -576,7 +615,14 @@ async fn main() -> ExitCode {
             count.answered, count.refused
         );
         fine &= count.faults.none();
+        stale += count.faults.stale.len();
     }
+    println!(
+        "ledger: verdict: {} acknowledged writes lost, {stale} stale reads, {} torn, {} foreign",
+        after.stale.len(),
+        during.torn + after.torn,
+        during.foreign + after.foreign
+    );
     if fine {
         ExitCode::SUCCESS
     } else {
