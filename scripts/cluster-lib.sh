@@ -142,7 +142,7 @@ ledger_verdict() {
   wait "$ledger_pid" || fail "the ledger: $(cat "$work/ledger.txt")"
   local line pause
   line=$(cat "$work/ledger.txt")
-  echo "   $line"
+  sed 's/^/   /' "$work/ledger.txt"
   pause=$(sed -n 's/.*longest pause \([0-9]*\) ms.*/\1/p' <<<"$line")
   [ -n "$pause" ] && [ "$pause" -le "$1" ] || fail "the longest pause, ${pause:-?} ms, is over $1 ms"
   last_pause=$pause

@@ -157,7 +157,7 @@ impl Book {
         let entries = &mut self.blocks[block as usize];
         let newest_settled = entries.iter().filter(|w| w.acked.is_some_and(|a| a < horizon)).map(|w| w.issued).max();
         if let Some(newest) = newest_settled {
-            entries.retain(|v| v.acked.map_or(true, |a| a >= newest));
+            entries.retain(|v| v.acked.is_none_or(|a| a >= newest));
         }
     }
 
@@ -180,7 +180,7 @@ impl Book {
     pub fn judge(&self, block: u32, found: Found, at: u64) -> Judged {
         let entries = &self.blocks[block as usize];
         let acked_before = self.first_ack[block as usize].is_some_and(|a| a < at);
-        let written_meanwhile = entries.iter().any(|e| e.acked.map_or(true, |a| a > at));
+        let written_meanwhile = entries.iter().any(|e| e.acked.is_none_or(|a| a > at));
         match found {
             Found::Generation(g) if g > self.generations => Judged::Unknown,
             Found::Generation(g) => match entries.iter().find(|e| e.generation == g) {

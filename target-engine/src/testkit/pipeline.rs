@@ -44,7 +44,7 @@ impl Pipeline {
     /// Takes over a session that has logged in. Panics if the target
     /// refused immediate data.
     pub fn start(session: Initiator) -> Pipeline {
-        let immediate = session.key("ImmediateData").map_or(true, |v| v == "Yes");
+        let immediate = session.key("ImmediateData").is_none_or(|v| v == "Yes");
         assert!(immediate, "the pipelined test session needs ImmediateData=Yes");
         let first_burst = session.key("FirstBurstLength").and_then(|v| v.parse::<usize>().ok()).unwrap_or(65536);
         let max_write = session.tx_framing.max_data.min(first_burst);
