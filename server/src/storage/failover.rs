@@ -290,20 +290,10 @@ impl Storage {
     /// that initiators can reach, one with a running target that exports
     /// the volume first.
     pub(super) async fn successor(&self, volume: &str) -> Result<Option<(i64, String)>, ApiError> {
-        let candidates: Vec<(i64, String, bool)> = sqlx::query_as(
-            "SELECT c.node_id, n.name, EXISTS (SELECT 1 FROM luns l JOIN targets t ON t.group_id = l.group_id \
-                 JOIN target_groups g ON g.id = t.group_id \
-                 WHERE l.volume_id = v.id AND t.node_id = c.node_id AND g.state = 'running') AS exported \
-             FROM volumes v JOIN volume_copies c ON c.volume_id = v.id JOIN nodes n ON n.id = c.node_id \
-             WHERE v.name = ? AND c.in_sync AND n.state = 'online' ORDER BY exported DESC, c.node_id",
-        )
-        .bind(volume)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
+        let candidates = successors(&self.pool, volume).await?;
         // Initiators must be able to reach it.
-        let reachable = candidates.into_iter().find(|(id, ..)| !self.portals.is_cut_off(*id));
-        Ok(reachable.map(|(id, name, _)| (id, name)))
+        let reachable = candidates.into_iter().find(|(id, _)| !self.portals.is_cut_off(*id));
+        Ok(reachable)
     }
 
     /// A planned switchover: moves the primary of `volume` (and with it the
@@ -462,6 +452,23 @@ impl Storage {
             tracing::warn!(volume, error = %e, "cannot serve again after a hand-over that did not happen");
         }
     }
+}
+
+/// The nodes that may take over `volume`, best first: in-sync copies on
+/// online nodes, those with a running target exporting the volume first.
+pub(super) async fn successors(pool: &sqlx::SqlitePool, volume: &str) -> Result<Vec<(i64, String)>, ApiError> {
+    let candidates: Vec<(i64, String, bool)> = sqlx::query_as(
+        "SELECT c.node_id, n.name, EXISTS (SELECT 1 FROM luns l JOIN targets t ON t.group_id = l.group_id \
+                 JOIN target_groups g ON g.id = t.group_id \
+                 WHERE l.volume_id = v.id AND t.node_id = c.node_id AND g.state = 'running') AS exported \
+             FROM volumes v JOIN volume_copies c ON c.volume_id = v.id JOIN nodes n ON n.id = c.node_id \
+             WHERE v.name = ? AND c.in_sync AND n.state = 'online' ORDER BY exported DESC, c.node_id",
+    )
+    .bind(volume)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?;
+    Ok(candidates.into_iter().map(|(id, name, _)| (id, name)).collect())
 }
 
 #[cfg(test)]

@@ -105,13 +105,19 @@ pub enum PromoteCause {
     /// could not reach any of its iSCSI portals (a switch failure): it
     /// handed over to a node that initiators can reach.
     PortalsDown { node: String, handed_over: bool },
+    /// The old primary's own copy failed a write that in-sync copies may
+    /// have done (a disk error): it stopped serving and asked for the move;
+    /// its copy is out of sync until it is resynced.
+    OwnCopyFailed { node: String },
 }
 
 impl PromoteCause {
     /// The kind of move, as the timeline lists it.
     pub fn kind(&self) -> &'static str {
         match self {
-            PromoteCause::NodeOffline { .. } | PromoteCause::PortalsDown { .. } => "failover",
+            PromoteCause::NodeOffline { .. }
+            | PromoteCause::PortalsDown { .. }
+            | PromoteCause::OwnCopyFailed { .. } => "failover",
             PromoteCause::Planned { .. } => "switchover",
             PromoteCause::Failback { .. } => "failback",
         }
@@ -136,6 +142,9 @@ impl std::fmt::Display for PromoteCause {
             PromoteCause::Failback { .. } => write!(f, "failback to the preferred node"),
             PromoteCause::PortalsDown { node, .. } => {
                 write!(f, "no other node could reach {node}'s iSCSI portals (a network or switch failure)")
+            }
+            PromoteCause::OwnCopyFailed { node } => {
+                write!(f, "{node}'s copy failed a write (a disk error): it stopped serving and handed over")
             }
         }
     }
@@ -261,9 +270,11 @@ impl Change {
             Change::MarkCopy { in_sync: true, .. } => "volume.copy.in_sync",
             Change::MarkCopy { in_sync: false, .. } => "volume.copy.out_of_sync",
             Change::ReplaceCopy { .. } => "volume.copy.rebuild",
-            Change::Promote { cause: PromoteCause::NodeOffline { .. } | PromoteCause::PortalsDown { .. }, .. } => {
-                "volume.failover"
-            }
+            Change::Promote {
+                cause:
+                    PromoteCause::NodeOffline { .. } | PromoteCause::PortalsDown { .. } | PromoteCause::OwnCopyFailed { .. },
+                ..
+            } => "volume.failover",
             Change::Promote { cause: PromoteCause::Planned { .. }, .. } => "volume.switchover",
             Change::Promote { cause: PromoteCause::Failback { .. }, .. } => "volume.failback",
         }

@@ -29,7 +29,7 @@ use portico_app::error::ApiError;
 use portico_app::model::storage::{VolumeCopy, VolumeView};
 
 use super::db_error;
-use super::proposal::{Change, Proposal};
+use super::proposal::{Change, PromoteCause, Proposal};
 use super::secret_box::SecretBox;
 use crate::cluster::node_checks::{PrimaryReport, ReplicaReport};
 use crate::cluster::Cluster;
@@ -76,6 +76,16 @@ impl std::fmt::Debug for ClusterMarks {
 }
 
 impl ClusterMarks {
+    /// The epoch `volume` is at as applied here (0: it is gone).
+    async fn current_epoch(&self, volume: &str) -> Epoch {
+        let current: Option<(i64,)> = sqlx::query_as("SELECT epoch FROM volumes WHERE name = ?")
+            .bind(volume)
+            .fetch_optional(&self.pool)
+            .await
+            .unwrap_or(None);
+        Epoch(current.map_or(0, |(e,)| e as u64))
+    }
+
     async fn mark(&self, volume: &str, epoch: Epoch, replica: ReplicaId, in_sync: bool) -> Result<(), PlacementError> {
         let change = Change::MarkCopy { volume: volume.to_string(), epoch: epoch.0, node_id: replica.into(), in_sync };
         let action = change.action();
@@ -89,13 +99,7 @@ impl ClusterMarks {
             }
             // The volume moved on: another epoch, or it is gone.
             Ok(Err(e)) if e.status == 409 || e.status == 404 => {
-                let current: Option<(i64,)> = sqlx::query_as("SELECT epoch FROM volumes WHERE name = ?")
-                    .bind(volume)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .unwrap_or(None);
-                let current = Epoch(current.map_or(0, |(e,)| e as u64));
-                Err(PlacementError::Refused { volume: volume.to_string(), current })
+                Err(PlacementError::Refused { volume: volume.to_string(), current: self.current_epoch(volume).await })
             }
             Ok(Err(e)) | Err(e) => Err(PlacementError::Unavailable(e.message)),
         };
@@ -121,6 +125,40 @@ impl Placement for ClusterMarks {
     /// within the last 3 s.
     fn lease_valid(&self, _volume: &str) -> bool {
         self.cluster.lease_holds()
+    }
+
+    /// Fails the volume over to the best in-sync copy (as the failover
+    /// controller chooses), with this node's copy out of sync: a
+    /// [`PromoteCause::OwnCopyFailed`] move, a compare-and-set on `epoch`.
+    async fn own_copy_failed(&self, volume: &str, epoch: Epoch) -> Result<(), PlacementError> {
+        let unavailable = |e: ApiError| PlacementError::Unavailable(e.message);
+        let node: (String,) =
+            sqlx::query_as("SELECT n.name FROM volumes v JOIN nodes n ON n.id = v.node_id WHERE v.name = ?")
+                .bind(volume)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| PlacementError::Unavailable(e.to_string()))?;
+        let successors = super::failover::successors(&self.pool, volume).await.map_err(unavailable)?;
+        let Some((to, to_name)) = successors.into_iter().next() else {
+            return Err(PlacementError::Unavailable(format!("no copy of {volume} is in sync on an online node")));
+        };
+        tracing::error!(volume, to = to_name, "this node's copy failed a write: failing over");
+        let cause = PromoteCause::OwnCopyFailed { node: node.0 };
+        let proposal =
+            Proposal::now(Change::Promote { volume: volume.to_string(), epoch: epoch.0, to, cause, held_ms: None });
+        match self.cluster.propose(proposal.clone()).await {
+            Ok(Ok(applied)) => {
+                let detail = applied.detail.unwrap_or_default();
+                let (action, object) = (proposal.change.action(), proposal.change.object());
+                write_audit(&self.pool, AuditRecord::system(action, &object, AuditResult::Success, Some(&detail)))
+                    .await;
+                Ok(())
+            }
+            Ok(Err(e)) if e.status == 409 || e.status == 404 => {
+                Err(PlacementError::Refused { volume: volume.to_string(), current: self.current_epoch(volume).await })
+            }
+            Ok(Err(e)) | Err(e) => Err(unavailable(e)),
+        }
     }
 }
 

@@ -289,6 +289,9 @@ impl PrimaryVolume {
                     let _ = tx.send(LinkMessage::Drop);
                 }
             }
+            Action::OwnCopyFailed { epoch } => {
+                tokio::spawn(hand_over_failed_copy(Arc::downgrade(self), epoch));
+            }
             Action::Send { .. } | Action::RequestOutOfSync { .. } | Action::RequestInSync { .. } => {
                 unreachable!("frames and marks are queued under the lock")
             }
@@ -549,6 +552,36 @@ async fn ask_marks(
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(std::time::Duration::from_secs(2));
         }
+    }
+}
+
+/// Asks the control plane to move the primary away from a copy that
+/// failed a write (`Action::OwnCopyFailed`) until the answer is definite,
+/// or the volume is closed or fenced; the volume serves nothing meanwhile.
+async fn hand_over_failed_copy(volume: std::sync::Weak<PrimaryVolume>, epoch: super::core::ops::Epoch) {
+    let mut wait = std::time::Duration::from_millis(200);
+    loop {
+        let Some(open) = volume.upgrade() else { return };
+        if open.core().fenced() {
+            return;
+        }
+        match open.control.own_copy_failed(&open.name, epoch).await {
+            Ok(()) => {
+                tracing::warn!(volume = %open.name, %epoch, "this copy failed a write: the volume failed over to an in-sync copy");
+                return;
+            }
+            Err(super::control::PlacementError::Refused { current, .. }) => {
+                tracing::warn!(volume = %open.name, %epoch, %current, "this copy failed a write; the volume had moved on already");
+                return;
+            }
+            Err(super::control::PlacementError::Unavailable(why)) => {
+                tracing::error!(volume = %open.name, %epoch,
+                    "this copy failed a write and serves nothing until the volume moves; asking again: {why}");
+            }
+        }
+        drop(open);
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(5));
     }
 }
 

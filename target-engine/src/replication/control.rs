@@ -46,6 +46,19 @@ pub trait Placement: Send + Sync + std::fmt::Debug {
     /// Whether this node may serve `volume` as its primary now.
     fn lease_valid(&self, volume: &str) -> bool;
 
+    /// The primary of `volume` at `epoch` here stopped serving because its
+    /// own copy failed an operation that in-sync copies may have done: move
+    /// the primary to an in-sync copy, with this copy out of sync. `Ok`
+    /// once the move is committed, `Refused` if the placement moved on
+    /// anyway, `Unavailable` to be asked again. Without a control plane
+    /// that can move it, the volume stays without a primary until its
+    /// administrator moves it.
+    async fn own_copy_failed(&self, volume: &str, _epoch: Epoch) -> Result<(), PlacementError> {
+        Err(PlacementError::Unavailable(format!(
+            "nothing here can move the primary of {volume}: name another primary in the configuration"
+        )))
+    }
+
     /// The primary of `volume` at `epoch` that opened as `instance` (see
     /// [`Opened::instance`]) stopped with nothing in flight.
     fn closed_cleanly(&self, _volume: &str, _epoch: Epoch, _instance: u64) {}

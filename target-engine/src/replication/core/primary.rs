@@ -57,6 +57,15 @@
 //!   asked of the control plane. A replica that cannot be reconciled (it is
 //!   not reached, or its log is not known) is marked out of sync first,
 //!   as one lost in sync is, and resynced by checksums.
+//! * **A primary whose own copy fails an operation stops serving**
+//!   (issue 29, finding 8). The replicas may have done what the local copy
+//!   could not, so the copies differ there: while any copy is in sync for
+//!   the control plane, the primary admits nothing more, the failed
+//!   operation and what is held end NOT READY (the initiator retries on
+//!   another path), and [`Action::OwnCopyFailed`] asks the control plane
+//!   to hand the volume over to an in-sync copy with this one out of sync.
+//!   With no copy in sync it goes on serving, the failed operation ends
+//!   MEDIUM ERROR, and a copy being resynced gets the region again.
 //! * A primary that is demoted stops admitting operations (what comes
 //!   fails NOT READY, so that the initiator retries on another path), lets
 //!   what it numbered complete, and then settles everything on the
@@ -148,6 +157,12 @@ pub enum Action {
     /// Ask the control plane to mark `replica` in sync at `epoch`.
     RequestInSync {
         replica: ReplicaId,
+        epoch: Epoch,
+    },
+    /// The local copy failed an operation while copies are in sync: ask
+    /// the control plane to hand the volume over to one of them, with this
+    /// copy out of sync. Until it has, nothing is admitted. Given once.
+    OwnCopyFailed {
         epoch: Epoch,
     },
     /// Close the stream to `replica`.
@@ -292,6 +307,9 @@ pub struct Primary {
     unasked: BTreeSet<ReplicaId>,
     /// Demoted: nothing new is admitted.
     demoted: bool,
+    /// The local copy failed an operation while copies were in sync:
+    /// nothing is admitted, ever (see [`Action::OwnCopyFailed`]).
+    own_copy_failed: bool,
 }
 
 impl Primary {
@@ -320,6 +338,7 @@ impl Primary {
             volatile: BTreeMap::new(),
             unasked: BTreeSet::new(),
             demoted: false,
+            own_copy_failed: false,
         }
     }
 
@@ -409,7 +428,7 @@ impl Primary {
 
     /// An operation from the initiator's side.
     pub fn submit(&mut self, token: Token, op: Op) -> Vec<Action> {
-        if self.fenced || !self.lease || self.demoted {
+        if self.fenced || !self.lease || self.demoted || self.own_copy_failed {
             return vec![Action::Complete { token, result: Err(Failure::NotReady) }];
         }
         let mut out = Vec::new();
@@ -504,13 +523,49 @@ impl Primary {
     pub fn local_done(&mut self, seq: u64, result: Result<(), String>) -> Vec<Action> {
         let mut out = Vec::new();
         if let Some(p) = self.pending.get_mut(&seq) {
+            let failed = match (&result, &p.kind) {
+                (Err(why), Kind::Op { changes, .. }) => Some((why.clone(), *changes)),
+                _ => None,
+            };
             p.local = Some(result);
+            if let Some((why, changes)) = failed {
+                self.own_copy_failed(seq, &why, changes, &mut out);
+            }
         }
         for next in self.order.finish(seq) {
             self.start_local(next, &mut out);
         }
         self.settle(seq, &mut out);
         out
+    }
+
+    /// The local copy failed operation `seq`, which changes `changes`.
+    fn own_copy_failed(&mut self, seq: u64, why: &str, changes: Option<(u64, u64)>, out: &mut Vec<Action>) {
+        // A copy being resynced may have done it: it gets the region again.
+        if let Some((offset, len)) = changes {
+            for state in self.replicas.values_mut() {
+                if let ReplicaState::Resyncing { dirty, .. } = state {
+                    dirty.mark(offset, len);
+                }
+            }
+        }
+        let in_sync_elsewhere = self.replicas.values().any(|s| s.waited_for() || matches!(s, ReplicaState::Failing(_)));
+        if !in_sync_elsewhere || self.own_copy_failed {
+            return;
+        }
+        tracing::error!(seq, epoch = %self.epoch, "the local copy failed an operation that in-sync copies may have done: \
+            this primary stops serving and asks to hand over: {why}");
+        self.own_copy_failed = true;
+        for (token, _) in self.held.drain(..) {
+            out.push(Action::Complete { token, result: Err(Failure::NotReady) });
+        }
+        out.push(Action::OwnCopyFailed { epoch: self.epoch });
+    }
+
+    /// Whether the local copy failed while copies were in sync (nothing is
+    /// admitted until the volume is handed over).
+    pub fn own_copy_has_failed(&self) -> bool {
+        self.own_copy_failed
     }
 
     /// The local region of copy `seq` has been read.
@@ -635,7 +690,12 @@ impl Primary {
             return;
         }
         if let Some(token) = p.token.take() {
-            out.push(Action::Complete { token, result: local.clone().map_err(Failure::Local) });
+            // Handing over: the initiator retries on the copy that takes over.
+            let result = match local {
+                Err(_) if self.own_copy_failed => Err(Failure::NotReady),
+                local => local.clone().map_err(Failure::Local),
+            };
+            out.push(Action::Complete { token, result });
         }
         self.unsettled.remove(&seq);
         // A resyncing replica's answer is still awaited: should it fail, the

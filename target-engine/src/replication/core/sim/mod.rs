@@ -8,7 +8,10 @@
 //! again, one mark of a replica at a time); the primary's lease lost and
 //! renewed (what waits fails NOT READY); a replica that loses power (what
 //! it had not flushed is gone, and it restarts knowing nothing of its
-//! activity log); a replica whose disk fails an operation. The workload
+//! activity log); a replica whose disk fails an operation; the primary's
+//! own disk failing an operation (it stops serving and the volume is
+//! handed over to a copy in sync, as [`Sim::lose_the_primary`] does, or,
+//! with no copy in sync, it answers MEDIUM ERROR and goes on). The workload
 //! mixes writes, WRITE SAMEs, unmaps, flushes and changes of the unit's
 //! saved state. After every acknowledgement, every mark and at the end
 //! it checks what replication promises, against the *cluster's* view of
@@ -163,6 +166,17 @@ pub struct Sim {
     pub reconciled: u64,
     /// Streams a replica closed on its own.
     replica_closes: u64,
+    /// The primary's own disk may fail an operation.
+    local_failures: bool,
+    /// The primary asked to hand over (its copy failed an operation).
+    hand_over_due: bool,
+    /// Hand-overs done for a failed local copy.
+    pub handovers: u64,
+    /// Operations that ended MEDIUM ERROR (the local copy failed, no copy in sync).
+    pub medium_errors: u64,
+    /// The run stopped early: a hand-over was due and no copy could take
+    /// over (the volume stays offline; nothing more to check).
+    stopped: bool,
 }
 
 fn apply(image: &mut [u8], op: &Op) {
@@ -227,6 +241,11 @@ impl Sim {
             acknowledged_tokens: Default::default(),
             reconciled: 0,
             replica_closes: 0,
+            local_failures: false,
+            hand_over_due: false,
+            handovers: 0,
+            medium_errors: 0,
+            stopped: false,
         };
         for r in 1..=replicas {
             let mut image = vec![0; size as usize];
@@ -260,6 +279,29 @@ impl Sim {
     pub fn with_power_loss(mut self) -> Sim {
         self.power_loss = true;
         self
+    }
+
+    /// The primary's own disk may fail an operation.
+    pub fn with_local_failures(mut self) -> Sim {
+        self.local_failures = true;
+        self
+    }
+
+    /// Hands the volume over if the primary asked to (its copy failed);
+    /// false if nothing could take over (the run stops there).
+    fn hand_over_if_due(&mut self) -> bool {
+        if !self.hand_over_due {
+            return true;
+        }
+        self.hand_over_due = false;
+        trace(|| "the primary's copy failed: the volume is handed over".into());
+        if self.lose_the_primary() {
+            self.handovers += 1;
+            true
+        } else {
+            self.stopped = true;
+            false
+        }
     }
 
     fn connect(&mut self, r: ReplicaId) {
@@ -345,9 +387,20 @@ impl Sim {
                     e.3 = true;
                     self.not_ready += 1;
                 }
+                Action::Complete { token, result: Err(super::primary::Failure::Local(_)) } => {
+                    assert!(self.local_failures, "operation {token} failed on the primary's copy");
+                    let e = self.ops.get_mut(&token).unwrap();
+                    assert!(!e.3, "operation {token} answered twice");
+                    e.3 = true;
+                    self.medium_errors += 1;
+                }
                 Action::Complete { token, result } => {
                     assert!(result.is_ok(), "operation {token} failed: {result:?}");
                     self.acknowledge(token);
+                }
+                Action::OwnCopyFailed { epoch } => {
+                    assert_eq!(epoch, self.epoch, "asked to hand over at another epoch");
+                    self.hand_over_due = true;
                 }
                 Action::RequestOutOfSync { replica, .. } => {
                     self.control.entry(replica).or_default().push_back(Mark::OutOfSync)
@@ -447,7 +500,7 @@ impl Sim {
     /// logs. Checks that the acknowledged writes are on the new primary and
     /// that, once reconciled and before anything new is written, every
     /// copy in sync is the new primary's image exactly.
-    pub fn lose_the_primary(&mut self) {
+    pub fn lose_the_primary(&mut self) -> bool {
         let ids: Vec<ReplicaId> = self.nodes.keys().copied().collect();
         // A copy that lost power since it was last marked out of sync may
         // lack what it acknowledged and did not flush: not a candidate.
@@ -455,7 +508,7 @@ impl Sim {
             ids.iter().copied().filter(|r| self.in_sync_for_control[r] && !self.nodes[r].lost_power).collect();
         if candidates.is_empty() {
             // Nothing can take over (the volume is suspended): not this test.
-            return;
+            return false;
         }
         let new = candidates[self.rng.below(candidates.len() as u64) as usize];
         trace(|| format!("the primary is lost; {new} is promoted"));
@@ -555,6 +608,7 @@ impl Sim {
                 self.reconciled += 1;
             }
         }
+        true
     }
 
     /// One random event; false when nothing is left to happen.
@@ -587,7 +641,8 @@ impl Sim {
         if choices.is_empty() {
             return false;
         }
-        if faults && self.rng.chance(2) {
+        // (After hand-overs no replica may be left to fail.)
+        if faults && !self.nodes.is_empty() && self.rng.chance(2) {
             let ids: Vec<ReplicaId> = self.nodes.keys().copied().collect();
             let r = ids[self.rng.below(ids.len() as u64) as usize];
             match self.rng.below(10) {
@@ -606,7 +661,12 @@ impl Sim {
         match choices[self.rng.below(choices.len() as u64) as usize] {
             0 => {
                 let i = self.rng.below(self.local.len() as u64) as usize;
+                let fail = faults && self.local_failures && self.rng.chance(3);
                 let actions = match self.local.swap_remove(i) {
+                    Local::Apply { seq, .. } if fail => {
+                        trace(|| format!("the primary's disk fails operation {seq}"));
+                        self.primary.local_done(seq, Err("disk error".into()))
+                    }
                     Local::Apply { seq, op } => {
                         apply(&mut self.image, &op);
                         self.primary.local_done(seq, Ok(()))
@@ -692,6 +752,9 @@ impl Sim {
     pub fn run_to_end_without_healing(&mut self, ops: u64, fault_percent: u64) {
         let mut submitted = 0;
         while submitted < ops {
+            if !self.hand_over_if_due() {
+                return;
+            }
             if self.rng.chance(35) {
                 self.submit();
                 submitted += 1;
@@ -705,6 +768,9 @@ impl Sim {
     /// Runs `ops` operations with faults, then heals and checks the images.
     pub fn run_to_end(&mut self, ops: u64, fault_percent: u64) {
         self.run_to_end_without_healing(ops, fault_percent);
+        if self.stopped || !self.hand_over_if_due() {
+            return;
+        }
         // Heal: no more faults; down replicas come back when due. A few
         // writes go on at first, while replicas catch up and are marked.
         let mut idle = 0;

@@ -56,6 +56,17 @@ proptest::proptest! {
         promotion(seed, replicas, faults);
     }
 
+    /// The primary's own disk fails operations now and then: while a copy
+    /// is in sync it stops serving and the volume is handed over to one
+    /// (nothing acknowledged lost, the copies in sync equal once
+    /// reconciled); with none, the operation ends MEDIUM ERROR and a copy
+    /// being resynced gets the region again (equal images at the end).
+    #[test]
+    fn a_primary_whose_own_copy_fails_hands_over_and_loses_nothing(seed in proptest::prelude::any::<u64>(), replicas in 1u32..4, faults in 1u64..60) {
+        let mut sim = Sim::new(seed, replicas, 384).with_local_failures();
+        sim.run_to_end(250, faults);
+    }
+
     /// A replica accepts only the placement it has applied.
     #[test]
     fn a_lower_epoch_is_always_refused(mine in 1u64..100, theirs in 0u64..100, primary in 0u32..3) {
@@ -378,4 +389,52 @@ fn seed_99_a_lease_flap_keeps_writes_in_flight_in_the_activity_logs() {
 fn seed_30_a_caught_up_replica_is_marked_in_sync_only_once_it_owes_nothing() {
     let mut sim = Sim::new(30, 1, 384).with_power_loss();
     sim.run_to_end(250, 50);
+}
+
+/// Issue 29, finding 8: the primary's own disk fails writes that its
+/// replicas did. Before the fix it answered MEDIUM ERROR and went on
+/// serving from a copy that differed from the in-sync ones (the images
+/// differed at the end); now it stops and the volume is handed over.
+#[test]
+fn a_primary_whose_own_copy_fails_a_write_stops_and_hands_over() {
+    let handovers = std::sync::atomic::AtomicU64::new(0);
+    every_seed("a_primary_whose_own_copy_fails_a_write_stops_and_hands_over", |seed| {
+        let mut sim = Sim::new(seed, 1 + (seed % 3) as u32, 1024).with_local_failures();
+        sim.run_to_end(250, 5 + seed % 30);
+        handovers.fetch_add(sim.handovers, std::sync::atomic::Ordering::Relaxed);
+    });
+    let handovers = handovers.into_inner();
+    assert!(handovers >= seeds().count() as u64 / 4, "hand-overs happened: {handovers}");
+}
+
+#[test]
+fn a_failed_local_write_with_a_copy_in_sync_ends_not_ready_and_asks_to_hand_over() {
+    let states = BTreeMap::from([(1, ReplicaState::InSync)]);
+    let mut p = Primary::new(Epoch(4), 1 << 20, 1, states);
+    let _ = p.connected(1, None);
+    let out = p.submit(7, Op::Write { offset: 0, data: Bytes::from(vec![1; 512]), fua: false });
+    let seq = out.iter().find_map(|a| if let Action::ApplyLocal { seq, .. } = a { Some(*seq) } else { None }).unwrap();
+    let _ = p.received(1, FromReplica::Done { seq });
+    let out = p.local_done(seq, Err("EIO".into()));
+    assert!(out.contains(&Action::OwnCopyFailed { epoch: Epoch(4) }), "{out:?}");
+    assert!(
+        out.contains(&Action::Complete { token: 7, result: Err(super::super::primary::Failure::NotReady) }),
+        "{out:?}"
+    );
+    assert!(p.own_copy_has_failed());
+    let out = p.submit(8, Op::Flush);
+    assert_eq!(out, vec![Action::Complete { token: 8, result: Err(super::super::primary::Failure::NotReady) }]);
+}
+
+#[test]
+fn a_failed_local_write_with_no_copy_in_sync_ends_medium_error_and_serves_on() {
+    let mut p = Primary::new(Epoch(4), 1 << 20, 1, BTreeMap::new());
+    let out = p.submit(7, Op::Write { offset: 0, data: Bytes::from(vec![1; 512]), fua: false });
+    let seq = out.iter().find_map(|a| if let Action::ApplyLocal { seq, .. } = a { Some(*seq) } else { None }).unwrap();
+    let out = p.local_done(seq, Err("EIO".into()));
+    assert_eq!(
+        out,
+        vec![Action::Complete { token: 7, result: Err(super::super::primary::Failure::Local("EIO".into())) }]
+    );
+    assert!(!p.own_copy_has_failed());
 }
