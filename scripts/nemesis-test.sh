@@ -30,6 +30,12 @@
 #     node killed, CLEAR through the primary, the copy back and resynced,
 #     the primary killed: through the new primary READ KEYS is empty and
 #     there is no reservation (finding 7).
+#  D. the primary's own disk fails writes (each node's volumes are on a
+#     small tmpfs of their own; the primary's is filled, so its writes to
+#     blocks it never wrote end ENOSPC): it stops serving and hands over to
+#     the in-sync copy (an audited failover, its copy out of sync), nothing
+#     acknowledged is lost; once it has room again its copy is resynced
+#     and the images are equal (finding 8).
 #
 # Then the nemesis: a random schedule of faults, one at a time, for
 # NEMESIS_MINUTES (3 by default) from NEMESIS_SEED (fixed by default, so a
@@ -39,6 +45,8 @@
 # each fault the volume is healthy again. It prints the schedule as it
 # runs, then the verdict: acknowledged writes lost, stale reads and
 # divergent copies, all of which must be 0, and the pause histogram.
+#
+# Needs root (the tmpfs mounts of scenario D); unmounts them on exit.
 #
 # usage: scripts/nemesis-test.sh PORTICO_BINARY
 set -euo pipefail
@@ -59,6 +67,24 @@ failback_after=15
 . "$here/scripts/cluster-lib.sh"
 mkdir -p "$work/site"
 RANDOM=$seed
+[ "$(id -u)" = 0 ] || fail "nemesis-test.sh needs root: each node's volumes are on a tmpfs of their own"
+mounted=()
+teardown() {
+  [ -n "${ledger_pid:-}" ] && kill -9 "$ledger_pid" 2>/dev/null || true
+  local n m
+  for n in "${!pid[@]}"; do kill -9 "${pid[$n]}" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for m in "${mounted[@]}"; do umount "$m" 2>/dev/null || true; done
+  cleanup
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+# Each node's volumes on a filesystem of their own, that scenario D fills.
+for n in 1 2 3; do
+  mkdir -p "$work/data$n/volumes"
+  mount -t tmpfs -o size=160m,mode=0700 "portico-nemesis-$n" "$work/data$n/volumes"
+  mounted+=("$work/data$n/volumes")
+done
 
 cluster_real=$(free_port)
 repl_port=$(free_port)
@@ -257,6 +283,29 @@ grep -q "no reservation" <<<"$res" || fail "the cleared reservation came back on
 restart_node "$p"
 wait_healthy_any vol-n 90
 pass "a CLEAR while the copy was down stays cleared after a failover to that copy"
+
+echo "-- D. the primary's own disk fails writes"
+p=$(primary vol-n)
+c=$(copy_node vol-n)
+failovers() { api_any GET "/audit?per_page=200" | body | json 'len([r for r in d["entries"] if r["action"] == "volume.failover" and "failed a write" in (r["detail"] or "")])'; }
+before=$(failovers)
+# The whole volume: most writes land on blocks never written before.
+ledger_start 25 --blocks 131072
+sleep 4
+balloon="$work/data$p/volumes/balloon"
+dd if=/dev/zero of="$balloon" bs=1M status=none 2>/dev/null || true
+echo "   node $p's volumes filesystem filled: $(df -h --output=avail "$work/data$p/volumes" | tail -n 1 | tr -d ' ') left"
+took=$(wait_moves_from vol-n "$p" 30)
+echo "   vol-n's primary moved from node $p to node $(primary vol-n) $took s later"
+[ "$(primary vol-n)" = "$c" ] || fail "vol-n moved to node $(primary vol-n), not node $c, which kept the in-sync copy"
+[ "$(failovers)" -gt "$before" ] || fail "no audited failover names node $p's failed write: $(api_any GET "/audit?per_page=5" | body)"
+echo "   audit: volume.failover: $(api_any GET "/audit?per_page=200" | body | json 'next(r["detail"] for r in d["entries"] if r["action"] == "volume.failover")')"
+sleep 4
+rm -f "$balloon"
+ledger_wait
+wait_healthy_any vol-n 120
+images_equal vol-n || fail "the images of vol-n differ after the primary's disk failed"
+pass "the primary's disk failed writes: it stopped serving and handed over to node $c, nothing acknowledged was lost, and its copy was resynced once it had room"
 
 echo "-- the nemesis: ${minutes} minutes of random faults from seed $seed"
 total=$((minutes * 60))

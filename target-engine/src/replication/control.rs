@@ -53,11 +53,7 @@ pub trait Placement: Send + Sync + std::fmt::Debug {
     /// anyway, `Unavailable` to be asked again. Without a control plane
     /// that can move it, the volume stays without a primary until its
     /// administrator moves it.
-    async fn own_copy_failed(&self, volume: &str, _epoch: Epoch) -> Result<(), PlacementError> {
-        Err(PlacementError::Unavailable(format!(
-            "nothing here can move the primary of {volume}: name another primary in the configuration"
-        )))
-    }
+    async fn own_copy_failed(&self, volume: &str, epoch: Epoch) -> Result<(), PlacementError>;
 
     /// The primary of `volume` at `epoch` that opened as `instance` (see
     /// [`Opened::instance`]) stopped with nothing in flight.
@@ -196,6 +192,13 @@ impl Placement for LocalPlacement {
         true
     }
 
+    /// Only the administrator's file names another primary.
+    async fn own_copy_failed(&self, volume: &str, _epoch: Epoch) -> Result<(), PlacementError> {
+        Err(PlacementError::Unavailable(format!(
+            "nothing here can move the primary of {volume}: name another primary in the configuration"
+        )))
+    }
+
     fn closed_cleanly(&self, volume: &str, epoch: Epoch, instance: u64) {
         let mut all = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
         let mine = |(current, _, marks): &&mut (Epoch, PathBuf, Marks)| *current == epoch && marks.instance == instance;
@@ -293,6 +296,10 @@ impl Placement for Upstream {
 
     fn lease_valid(&self, volume: &str) -> bool {
         self.above.lease_valid(volume)
+    }
+
+    async fn own_copy_failed(&self, volume: &str, epoch: Epoch) -> Result<(), PlacementError> {
+        self.above.own_copy_failed(volume, epoch).await
     }
 
     fn closed_cleanly(&self, volume: &str, epoch: Epoch, instance: u64) {
@@ -408,6 +415,9 @@ mod tests {
         }
         fn lease_valid(&self, _: &str) -> bool {
             false
+        }
+        async fn own_copy_failed(&self, volume: &str, _: Epoch) -> Result<(), PlacementError> {
+            Err(PlacementError::Refused { volume: volume.into(), current: self.0 })
         }
     }
 

@@ -114,6 +114,19 @@ impl ReplicaVolume {
         Ok((stream, core.unsettled()))
     }
 
+    /// The answer to a ping on a stream a primary opened at `epoch`: a pong
+    /// while that placement stands here; once this node has applied a newer
+    /// one, `Err` with that epoch, and the stream ends. So a primary fenced
+    /// by a failover hears it within a ping even while it sends nothing
+    /// else (issue 29, finding 6).
+    fn ping(&self, epoch: Epoch, n: u64) -> Result<Frame, Frame> {
+        let current = self.core().epoch();
+        if current > epoch {
+            return Err(Frame::FromReplica(FromReplica::StaleEpoch { current }));
+        }
+        Ok(Frame::Pong(n))
+    }
+
     /// Stream `stream` ended; its work already started carries on, unanswered.
     fn close_stream(&self, stream: u64) {
         self.core().closed(stream);
@@ -422,10 +435,16 @@ impl ReplicaNode {
             };
             let msg = match f {
                 Frame::ToReplica(msg) => msg,
-                Frame::Ping(n) => {
-                    let _ = tx.send(Frame::Pong(n));
-                    continue;
-                }
+                Frame::Ping(n) => match vol.ping(epoch, n) {
+                    Ok(pong) => {
+                        let _ = tx.send(pong);
+                        continue;
+                    }
+                    Err(stale) => {
+                        let _ = tx.send(stale);
+                        break Ok(());
+                    }
+                },
                 other => break Err(format!("unexpected frame {other:?}")),
             };
             let bytes = match &msg {
@@ -486,6 +505,18 @@ mod tests {
         async fn resize(&self, new_size: u64) -> Result<(), BackendError> {
             self.inner.resize(new_size).await
         }
+    }
+
+    #[test]
+    fn a_ping_from_a_primary_whose_placement_was_replaced_is_answered_with_the_newer_epoch() {
+        let local = Arc::new(MemoryBackend::new(1 << 20));
+        let vol = ReplicaVolume::new("v".into(), Epoch(1), 2, local, None, WriteCache::default(), false);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let _ = vol.open_stream(Epoch(1), 2, tx).unwrap();
+        assert_eq!(vol.ping(Epoch(1), 5), Ok(Frame::Pong(5)));
+        vol.set_placement(Epoch(2), 3);
+        assert_eq!(vol.ping(Epoch(1), 6), Err(Frame::FromReplica(FromReplica::StaleEpoch { current: Epoch(2) })));
+        assert_eq!(vol.ping(Epoch(2), 7), Ok(Frame::Pong(7)), "the new primary's stream");
     }
 
     fn permit(budget: &Arc<Semaphore>) -> OwnedSemaphorePermit {

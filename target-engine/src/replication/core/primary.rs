@@ -1042,7 +1042,9 @@ impl Primary {
     /// cannot be numbered now.
     pub fn settle_everything(&mut self, token: Token) -> Vec<Action> {
         let mut out = Vec::new();
-        if self.demoted && self.unsettled.is_empty() && self.may_number() {
+        // A copy that failed a write is not in step with the others, however
+        // its hand-over goes: never "settled", so never kept in sync.
+        if self.demoted && !self.own_copy_failed && self.unsettled.is_empty() && self.may_number() {
             self.number(Some(token), Op::Flush, &mut out);
         } else {
             out.push(Action::Complete { token, result: Err(Failure::NotReady) });

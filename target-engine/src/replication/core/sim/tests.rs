@@ -125,6 +125,11 @@ fn a_primary_told_of_a_newer_epoch_is_fenced_and_fails_everything() {
     assert!(p.fenced());
     let out = p.submit(8, Op::Flush);
     assert_eq!(out, vec![Action::Complete { token: 8, result: Err(super::super::primary::Failure::NotReady) }]);
+    // Demoted for a hand-over (a failback, say) it never reports settled:
+    // its copy must not stay in sync.
+    let _ = p.demote();
+    let out = p.settle_everything(9);
+    assert_eq!(out, vec![Action::Complete { token: 9, result: Err(super::super::primary::Failure::NotReady) }]);
 }
 
 #[test]
