@@ -285,6 +285,11 @@ wait_healthy_any vol-n 90
 pass "a CLEAR while the copy was down stays cleared after a failover to that copy"
 
 echo "-- D. the primary's own disk fails writes"
+# Every node online again (10 s of steady heartbeats after a restart):
+# only a copy on an online node may take over.
+all_online() { api_any GET /nodes | body | json '"yes" if all(n["state"] == "online" for n in d) else "no"'; }
+for i in $(seq 1 150); do [ "$(all_online 2>/dev/null || true)" = yes ] && break; sleep 0.2; done
+[ "$(all_online)" = yes ] || fail "not every node is online: $(api_any GET /nodes | body)"
 p=$(primary vol-n)
 c=$(copy_node vol-n)
 failovers() { api_any GET "/audit?per_page=200" | body | json 'len([r for r in d["entries"] if r["action"] == "volume.failover" and "failed a write" in (r["detail"] or "")])'; }
