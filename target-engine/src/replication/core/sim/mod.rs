@@ -9,6 +9,7 @@
 //! renewed (what waits fails NOT READY); a replica that loses power (what
 //! it had not flushed is gone, and it restarts knowing nothing of its
 //! activity log); a replica whose disk fails an operation; the primary's
+//! second failover while the promoted primary reconciles; the primary's
 //! own disk failing an operation (it stops serving and the volume is
 //! handed over to a copy in sync, as [`Sim::lose_the_primary`] does, or,
 //! with no copy in sync, it answers MEDIUM ERROR and goes on). The workload
@@ -168,6 +169,8 @@ pub struct Sim {
     replica_closes: u64,
     /// The primary's own disk may fail an operation.
     local_failures: bool,
+    /// A promoted primary may be lost in turn while it reconciles (once).
+    second_failovers: bool,
     /// The primary asked to hand over (its copy failed an operation).
     hand_over_due: bool,
     /// Hand-overs done for a failed local copy.
@@ -242,6 +245,7 @@ impl Sim {
             reconciled: 0,
             replica_closes: 0,
             local_failures: false,
+            second_failovers: false,
             hand_over_due: false,
             handovers: 0,
             medium_errors: 0,
@@ -278,6 +282,13 @@ impl Sim {
     /// Replicas may lose power (see [`Sim::power_loss`]).
     pub fn with_power_loss(mut self) -> Sim {
         self.power_loss = true;
+        self
+    }
+
+    /// The next promoted primary may be lost in turn before it has
+    /// reconciled the copies.
+    pub fn with_second_failover(mut self) -> Sim {
+        self.second_failovers = true;
         self
     }
 
@@ -593,13 +604,19 @@ impl Sim {
                 self.connect(r);
             }
         }
-        // Reconcile, with nothing new submitted and no fault.
+        // Reconcile, with nothing new submitted and no fault but, now and
+        // then, the loss of this primary too before it is done.
         while self.nodes.keys().any(|r| {
             matches!(
                 self.primary.replica(*r),
                 Some(ReplicaState::Unsettled(_) | ReplicaState::Resyncing { reconcile: true, .. })
             )
         }) {
+            if self.second_failovers && self.rng.chance(4) {
+                trace(|| format!("{new} is lost in turn while it reconciles"));
+                self.second_failovers = false;
+                return self.lose_the_primary();
+            }
             assert!(self.event(false), "reconciliation stalled");
         }
         for (&r, node) in &self.nodes {

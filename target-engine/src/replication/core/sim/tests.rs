@@ -443,3 +443,24 @@ fn a_failed_local_write_with_no_copy_in_sync_ends_medium_error_and_serves_on() {
     );
     assert!(!p.own_copy_has_failed());
 }
+
+/// The primary lost with operations in flight, and the replica promoted in
+/// its place lost in turn before it has reconciled the copies: the next
+/// one reconciles by its own log and the others' (which still hold the
+/// first primary's last regions), and the copies agree.
+#[test]
+fn a_second_failover_during_reconciliation_leaves_equal_copies() {
+    let second = std::sync::atomic::AtomicU64::new(0);
+    every_seed("a_second_failover_during_reconciliation_leaves_equal_copies", |seed| {
+        let mut sim = Sim::new(seed, 3, 2048).with_power_loss();
+        sim.run_to_end_without_healing(150, 10 + seed % 40);
+        let mut sim = sim.with_second_failover();
+        sim.lose_the_primary();
+        if !sim.second_failovers {
+            second.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        sim.run_to_end(150, seed % 30);
+    });
+    let second = second.into_inner();
+    assert!(second >= seeds().count() as u64 / 10, "second failovers happened: {second}");
+}
