@@ -171,6 +171,14 @@ pub struct Sim {
     local_failures: bool,
     /// A promoted primary may be lost in turn while it reconciles (once).
     second_failovers: bool,
+    /// The primary may be demoted for a hand-over, then resume or hand over.
+    demotions: bool,
+    /// Demoted until this step.
+    demoted_until: Option<u64>,
+    /// Until when a demoted primary waits for what it numbered to settle.
+    demoted_deadline: u64,
+    /// The final flush of a demoted primary, while it runs.
+    settling: Option<u64>,
     /// The primary asked to hand over (its copy failed an operation).
     hand_over_due: bool,
     /// Hand-overs done for a failed local copy.
@@ -246,6 +254,10 @@ impl Sim {
             replica_closes: 0,
             local_failures: false,
             second_failovers: false,
+            demotions: false,
+            demoted_until: None,
+            demoted_deadline: 0,
+            settling: None,
             hand_over_due: false,
             handovers: 0,
             medium_errors: 0,
@@ -289,6 +301,13 @@ impl Sim {
     /// reconciled the copies.
     pub fn with_second_failover(mut self) -> Sim {
         self.second_failovers = true;
+        self
+    }
+
+    /// The primary may be demoted for a hand-over, and then either resume
+    /// or settle everything and hand the volume over.
+    pub fn with_demotions(mut self) -> Sim {
+        self.demotions = true;
         self
     }
 
@@ -388,6 +407,18 @@ impl Sim {
                     let node = self.nodes.get_mut(&to).unwrap();
                     if node.up {
                         node.inbound.push_back(msg);
+                    }
+                }
+                Action::Complete { token, result } if self.settling == Some(token) => {
+                    self.settling = None;
+                    self.ops.get_mut(&token).unwrap().3 = true;
+                    if result.is_ok() {
+                        trace(|| "settled: the volume is handed over".into());
+                        self.hand_over_due = true;
+                    } else {
+                        trace(|| "not settled: the primary resumes".into());
+                        let actions = self.primary.resume();
+                        self.run(actions);
                     }
                 }
                 Action::Complete { token, result: Err(super::primary::Failure::NotReady) } => {
@@ -558,6 +589,8 @@ impl Sim {
         self.local.clear();
         self.control.clear();
         self.lease = true;
+        self.demoted_until = None;
+        self.settling = None;
         // Operations never answered stay so: their initiator retries them.
         for e in self.ops.values_mut() {
             e.3 = true;
@@ -650,6 +683,9 @@ impl Sim {
         if !self.lease && self.lease_back_at <= self.step {
             choices.push(6);
         }
+        if self.demoted_until.is_some_and(|at| at <= self.step) {
+            choices.push(7);
+        }
         let down: Vec<ReplicaId> =
             self.nodes.iter().filter(|(_, n)| !n.up && n.down_until <= self.step).map(|(&r, _)| r).collect();
         if !down.is_empty() {
@@ -671,6 +707,13 @@ impl Sim {
                     self.run(actions);
                 }
                 1 if self.power_loss => self.power_loss(r),
+                2..=4 if self.demotions && self.demoted_until.is_none() && self.settling.is_none() => {
+                    trace(|| "the primary is demoted for a hand-over".into());
+                    self.demoted_until = Some(self.step + 1 + self.rng.below(40));
+                    self.demoted_deadline = self.step + 1000;
+                    let actions = self.primary.demote();
+                    self.run(actions);
+                }
                 _ => self.disconnect(r),
             }
             return true;
@@ -730,6 +773,29 @@ impl Sim {
                     self.control.iter().filter(|(_, q)| !q.is_empty()).map(|(&r, _)| r).collect();
                 let r = asked[self.rng.below(asked.len() as u64) as usize];
                 self.answer_mark(r);
+            }
+            // As the driver does: a demoted primary waits (a while) for what
+            // it numbered to settle before its final flush.
+            7 if self.primary.backlog().0 > 0 && self.step < self.demoted_deadline => {
+                self.demoted_until = Some(self.step + 1 + self.rng.below(10));
+            }
+            7 => {
+                self.demoted_until = None;
+                if self.rng.chance(50) {
+                    trace(|| "the hand-over does not happen: the primary resumes".into());
+                    let actions = self.primary.resume();
+                    self.run(actions);
+                } else {
+                    // A final flush that tells every replica all is settled;
+                    // once it is done the volume is handed over.
+                    let token = self.next_token;
+                    self.next_token += 1;
+                    self.ops.insert(token, (0, 0, false, false));
+                    self.settling = Some(token);
+                    trace(|| format!("the demoted primary settles everything ({token})"));
+                    let actions = self.primary.settle_everything(token);
+                    self.run(actions);
+                }
             }
             6 => {
                 trace(|| "lease renewed".into());
@@ -793,6 +859,9 @@ impl Sim {
         let mut idle = 0;
         let trickle_until = self.step + 400;
         while idle < 200 {
+            if !self.hand_over_if_due() {
+                return;
+            }
             if self.step < trickle_until && self.rng.chance(4) {
                 self.submit();
                 idle = 0;

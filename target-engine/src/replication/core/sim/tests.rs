@@ -464,3 +464,19 @@ fn a_second_failover_during_reconciliation_leaves_equal_copies() {
     let second = second.into_inner();
     assert!(second >= seeds().count() as u64 / 10, "second failovers happened: {second}");
 }
+
+/// Demotions for planned hand-overs among the faults: the primary either
+/// resumes (the move did not happen) or settles everything with a final
+/// flush and the volume is handed over; nothing acknowledged is lost and
+/// the copies end equal.
+#[test]
+fn demotions_that_resume_or_hand_over_lose_nothing() {
+    let handovers = std::sync::atomic::AtomicU64::new(0);
+    every_seed("demotions_that_resume_or_hand_over_lose_nothing", |seed| {
+        let mut sim = Sim::new(seed, 1 + (seed % 3) as u32, 1024).with_demotions();
+        sim.run_to_end(250, 5 + seed % 20);
+        handovers.fetch_add(sim.handovers, std::sync::atomic::Ordering::Relaxed);
+    });
+    let handovers = handovers.into_inner();
+    assert!(handovers >= seeds().count() as u64 / 25, "hand-overs happened: {handovers}");
+}
