@@ -328,6 +328,7 @@ while :; do
   d=$((3 + $(pick 8)))
   link=(c r i)
   k=${link[$(pick 3)]}
+  at=$(date -u +%T)
   case $(pick 9) in
     0) what="kill -9 node $n, restarted after $d s"; kind=kill
        kill_node "$n"; sleep "$d"; restart_node "$n" ;;
@@ -349,7 +350,7 @@ while :; do
   esac
   faults=$((faults + 1))
   kinds[$kind]=$((${kinds[$kind]:-0} + 1))
-  echo "   t=$(elapsed) s  $what"
+  echo "   t=$(elapsed) s (from $at UTC)  $what"
   sleep $((2 + $(pick 4)))
 done
 heal_links
@@ -365,6 +366,7 @@ lost=$(sed -n 's/^\([0-9]*\) acknowledged writes lost.*/\1/p' <<<"$verdict")
 stale=$(sed -n 's/.*lost, \([0-9]*\) stale reads.*/\1/p' <<<"$verdict")
 summary=$(for k in "${!kinds[@]}"; do printf '%s %s, ' "${kinds[$k]}" "$k"; done)
 echo "   pauses between acknowledged writes: $(sed -n 's/^ledger: pauses: //p' "$work/ledger.txt")"
+echo "   the longest, and when they ended: $(sed -n 's/^ledger: pauses of a second or more[^:]*: //p' "$work/ledger.txt")"
 echo "nemesis: seed $seed, $faults faults in $(elapsed | tr -d ' ') s (${summary%, }); acknowledged writes lost: ${lost:-?}, stale reads: ${stale:-?}, divergent copies: $divergent"
 [ "$ledger_rc" = 0 ] && [ "$lost" = 0 ] && [ "$stale" = 0 ] || fail "the ledger's verdict: $verdict"
 [ "$divergent" = 0 ] || fail "the copies of vol-n differ after the nemesis"

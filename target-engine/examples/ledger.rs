@@ -40,11 +40,14 @@
 //!     [--depth 32] [--reads 20] [--reader ADDR=IQN]
 //! ```
 //!
-//! Prints one line: writes acknowledged (and how many overlapped another
-//! write of the same block), reads checked, path switches, the longest
-//! pause between two acknowledged writes, and the verdict (`intact`, or the
-//! blocks lost, stale, torn or foreign); with `--reader`, a second line for
-//! the reader. Exits 1 unless intact and no read was stale.
+//! Prints a line with the writes acknowledged (and how many overlapped
+//! another write of the same block), the reads checked, the path switches,
+//! the longest pause between two acknowledged writes and the verdict
+//! (`intact`, or the blocks lost, stale, torn or foreign); then the pauses
+//! as a histogram, the longest ones with the time of day they ended (to
+//! match them with a fault schedule), and one verdict line; with
+//! `--reader`, a line for the reader too. Exits 1 unless intact and no
+//! read was stale.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -343,7 +346,13 @@ struct Pauses {
     longest: Duration,
     /// How many gaps reached each of [`PAUSE_BOUNDS`].
     over: [u64; PAUSE_BOUNDS.len()],
+    /// The longest gaps of a second or more, with the time of day (UTC)
+    /// each ended, to match them with what a fault test did then.
+    worst: Vec<(Duration, std::time::SystemTime)>,
 }
+
+/// How many of the longest pauses are told with their time.
+const WORST_KEPT: usize = 12;
 
 const PAUSE_BOUNDS: [Duration; 6] = [
     Duration::from_millis(100),
@@ -363,7 +372,33 @@ impl Pauses {
                 *count += 1;
             }
         }
+        if gap >= Duration::from_secs(1) {
+            self.worst.push((gap, std::time::SystemTime::now()));
+            self.worst.sort_by(|a, b| b.0.cmp(&a.0));
+            self.worst.truncate(WORST_KEPT);
+        }
         self.last_ack = Instant::now();
+    }
+
+    /// The longest pauses, in the order they happened: `ms ending at HH:MM:SS.s`.
+    fn worst(&self) -> String {
+        let mut worst = self.worst.clone();
+        worst.sort_by_key(|w| w.1);
+        let told: Vec<String> = worst
+            .iter()
+            .map(|(gap, at)| {
+                let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                let day = since.as_secs() % 86_400;
+                let tenths = since.subsec_millis() / 100;
+                let (h, m, s) = (day / 3600, day / 60 % 60, day % 60);
+                format!("{} ms ending at {h:02}:{m:02}:{s:02}.{tenths}", gap.as_millis())
+            })
+            .collect();
+        if told.is_empty() {
+            "none".into()
+        } else {
+            told.join(", ")
+        }
     }
 
     fn histogram(&self) -> String {
@@ -545,7 +580,12 @@ async fn main() -> ExitCode {
         grace: Duration::from_secs(30),
         writes: AtomicU64::new(0),
         reads: AtomicU64::new(0),
-        pauses: Mutex::new(Pauses { last_ack: started, longest: Duration::ZERO, over: [0; PAUSE_BOUNDS.len()] }),
+        pauses: Mutex::new(Pauses {
+            last_ack: started,
+            longest: Duration::ZERO,
+            over: [0; PAUSE_BOUNDS.len()],
+            worst: Vec::new(),
+        }),
     });
     run.mp.choose_path(0, run.end + run.grace).await;
     run.pauses.lock().unwrap().last_ack = Instant::now();
@@ -585,9 +625,9 @@ async fn main() -> ExitCode {
             format!("NOT INTACT: during the run, {}; read back, {}", during.describe("stale"), after.describe("lost"))
         }
     };
-    let (longest, histogram) = {
+    let (longest, histogram, worst) = {
         let pauses = run.pauses.lock().unwrap();
-        (pauses.longest, pauses.histogram())
+        (pauses.longest, pauses.histogram(), pauses.worst())
     };
     let overlapping = run.book.lock().unwrap().overlapping;
     println!(
@@ -602,6 +642,7 @@ async fn main() -> ExitCode {
         a.blocks
     );
     println!("ledger: pauses: {histogram}");
+    println!("ledger: pauses of a second or more (UTC, the {WORST_KEPT} longest): {worst}");
     let mut fine = intact;
     let mut stale = during.stale.len();
     if let (Some(count), Some((portal, _))) = (reader, &a.reader) {
