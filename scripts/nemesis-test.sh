@@ -319,27 +319,32 @@ t_start=$(date +%s.%N)
 elapsed() { python3 -c "import time; print(f'{time.time() - $t_start:6.1f}')"; }
 declare -A kinds
 faults=0
-pick() { echo $((RANDOM % $1)); }
+# The schedule's numbers come from RANDOM in this shell only (a command
+# substitution would run in a subshell, which bash reseeds): the same
+# seed gives the same schedule.
+draws() { local n; picked=(); for n in "$@"; do picked+=($((RANDOM % n))); done; }
 while :; do
   now=$(python3 -c "import time; print(int(time.time() - $t_start))")
   [ "$now" -lt $((total - 15)) ] || break
   wait_healthy_any vol-n 120
-  n=$((1 + $(pick 3)))
-  d=$((3 + $(pick 8)))
+  # node, duration, link, fault, direction, delay, pause after
+  draws 3 8 3 9 2 250 4
+  n=$((1 + picked[0]))
+  d=$((3 + picked[1]))
   link=(c r i)
-  k=${link[$(pick 3)]}
+  k=${link[picked[2]]}
   at=$(date -u +%T)
-  case $(pick 9) in
+  case ${picked[3]} in
     0) what="kill -9 node $n, restarted after $d s"; kind=kill
        kill_node "$n"; sleep "$d"; restart_node "$n" ;;
     1) what="SIGSTOP node $n for $d s"; kind=stop
        kill -STOP "${pid[$n]}"; sleep "$d"; kill -CONT "${pid[$n]}" ;;
     2|3) what="node $n's $k link cut both ways for $d s"; kind=cut
        fault "$n" "$k" hold; sleep "$d"; fault "$n" "$k" pass ;;
-    4|5) dir=(up down); dir=${dir[$(pick 2)]}
+    4|5) dir=(up down); dir=${dir[picked[4]]}
        what="node $n's $k link cut one way ($dir: $( [ "$dir" = up ] && echo "nothing reaches it" || echo "nothing comes back")) for $d s"; kind=one-way
        fault "$n" "$k" hold "$dir"; sleep "$d"; fault "$n" "$k" pass ;;
-    6) ms=$((50 + $(pick 250)))
+    6) ms=$((50 + picked[5]))
        what="node $n's $k link slowed by $ms ms each way for $d s"; kind=slow
        fault "$n" "$k" delay "$ms"; sleep "$d"; fault "$n" "$k" pass ;;
     7) what="node $n's $k link losing 20% of its segments for $d s"; kind=lossy
@@ -351,7 +356,7 @@ while :; do
   faults=$((faults + 1))
   kinds[$kind]=$((${kinds[$kind]:-0} + 1))
   echo "   t=$(elapsed) s (from $at UTC)  $what"
-  sleep $((2 + $(pick 4)))
+  sleep $((2 + picked[6]))
 done
 heal_links
 for n in 1 2 3; do [ -n "${down[$n]:-}" ] && restart_node "$n"; done
