@@ -6,6 +6,7 @@
 //! aluatool --portal ADDR --target IQN [--lun 0] rtpg
 //! aluatool --portal ADDR --target IQN [--lun 0] read
 //! aluatool --portal ADDR --target IQN [--lun 0] stpg:TPG
+//! aluatool --portal ADDR sendtargets
 //! ```
 //!
 //! `rtpg` prints REPORT TARGET PORT GROUPS as one line, group by group:
@@ -16,43 +17,27 @@
 //! SET TARGET PORT GROUPS asking for group TPG to be active/optimized, and
 //! prints how it ended (`GOOD, 0 bytes` or the sense). Either way it exits
 //! 0 once the target has answered; 1 if the login or the command failed
-//! otherwise.
+//! otherwise. `sendtargets` logs in for discovery (RFC 7143 Appendix C)
+//! and prints every target with its addresses, sorted, as one line:
+//! `iqn.a 10.0.0.1:3260,1 10.0.1.1:3260,1; iqn.b 10.0.0.2:3260,2`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use target_engine::testkit::alua::{port_groups, RTPG_CDB};
 use target_engine::testkit::initiator::{read10, CmdResult, Initiator, LoginOpts, INITIATOR};
-
-fn state_name(code: u8) -> &'static str {
-    match code & 0x0f {
-        0x0 => "active-optimized",
-        0x1 => "active-non-optimized",
-        0x2 => "standby",
-        0x3 => "unavailable",
-        0xe => "offline",
-        0xf => "transitioning",
-        _ => "reserved",
-    }
-}
 
 /// The groups of REPORT TARGET PORT GROUPS data, one line.
 fn groups(d: &[u8]) -> Option<String> {
-    let len = u32::from_be_bytes(d.get(0..4)?.try_into().ok()?) as usize;
-    let end = (4 + len).min(d.len());
-    let mut out = Vec::new();
-    let mut p = 4;
-    while p + 8 <= end {
-        let count = d[p + 7] as usize;
-        let ports: Vec<String> = (0..count)
-            .filter_map(|i| d.get(p + 8 + 4 * i + 2..p + 8 + 4 * i + 4))
-            .map(|b| u16::from_be_bytes([b[0], b[1]]).to_string())
-            .collect();
-        let tpg = u16::from_be_bytes([d[p + 2], d[p + 3]]);
-        let preferred = if d[p] & 0x80 != 0 { " preferred" } else { "" };
-        out.push(format!("tpg {tpg} {}{preferred} ports [{}]", state_name(d[p]), ports.join(",")));
-        p += 8 + 4 * count;
-    }
-    Some(out.join("; "))
+    let told: Vec<String> = port_groups(d)?
+        .iter()
+        .map(|g| {
+            let preferred = if g.preferred { " preferred" } else { "" };
+            let ports: Vec<String> = g.ports.iter().map(u16::to_string).collect();
+            format!("tpg {} {}{preferred} ports [{}]", g.id, g.state.name(), ports.join(","))
+        })
+        .collect();
+    Some(told.join("; "))
 }
 
 fn outcome(r: &CmdResult) -> String {
@@ -63,6 +48,31 @@ fn outcome(r: &CmdResult) -> String {
     } else {
         format!("status {:#04x}", r.status)
     }
+}
+
+/// A discovery session's SendTargets=All answer, one sorted line.
+async fn send_targets(portal: SocketAddr) -> ExitCode {
+    let mut i = Initiator::connect(portal).await;
+    if let Err(e) = i.login(&LoginOpts { initiator: INITIATOR, target: None, ..Default::default() }).await {
+        println!("discovery login refused: {e:?}");
+        return ExitCode::FAILURE;
+    }
+    let mut targets: Vec<(String, Vec<String>)> = Vec::new();
+    for (key, value) in i.send_targets().await {
+        match (key.as_str(), targets.last_mut()) {
+            ("TargetName", _) => targets.push((value, Vec::new())),
+            ("TargetAddress", Some((_, addresses))) => addresses.push(value),
+            _ => {}
+        }
+    }
+    for (_, addresses) in &mut targets {
+        addresses.sort();
+    }
+    targets.sort();
+    let told: Vec<String> = targets.iter().map(|(name, addresses)| format!("{name} {}", addresses.join(" "))).collect();
+    println!("{}", told.join("; "));
+    let _ = i.logout().await;
+    ExitCode::SUCCESS
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -80,8 +90,12 @@ async fn main() -> ExitCode {
             _ => action = Some(a),
         }
     }
+    if let (Some(portal), Some("sendtargets")) = (portal, action.as_deref()) {
+        return send_targets(portal).await;
+    }
     let (Some(portal), Some(target), Some(action), true) = (portal, target, action, lun <= 255) else {
         eprintln!("usage: aluatool --portal ADDR --target IQN [--lun N] rtpg | read | stpg:TPG");
+        eprintln!("       aluatool --portal ADDR sendtargets");
         return ExitCode::from(2);
     };
     let mut i = Initiator::connect(portal).await;
@@ -92,7 +106,7 @@ async fn main() -> ExitCode {
     }
     let line = match action.as_str() {
         "rtpg" => {
-            let r = i.command_ok(lun, &[0xa3, 0x0a, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0], 4096, &[]).await;
+            let r = i.command_ok(lun, &RTPG_CDB, 4096, &[]).await;
             match (r.status, groups(&r.data)) {
                 (0, Some(line)) => line,
                 _ => {

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use target_engine::iscsi::pdu::{op, Pdu};
 use target_engine::testkit::initiator::{Initiator, LoginOpts, INITIATOR};
+use target_engine::testkit::rng::Rng;
 
 struct Args {
     portal: SocketAddr,
@@ -92,18 +93,6 @@ fn args() -> Args {
     a
 }
 
-/// A small xorshift generator: the same sequence every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 fn write16(lba: u64, blocks: u32) -> [u8; 16] {
     let mut c = [0u8; 16];
     c[0] = 0x8a;
@@ -130,7 +119,7 @@ async fn main() {
     let data = Bytes::from((0..a.size).map(|k| (k * 7 % 251) as u8 ^ a.seed).collect::<Vec<u8>>());
     let blocks = (a.size as u64 / a.block_size) as u32;
     let slots = (a.span / a.size as u64).max(1);
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let mut next_slot = 0u64;
     // By task tag: when the write was first sent, and where it goes.
     let mut in_flight: HashMap<u32, (Instant, u64)> = HashMap::new();
@@ -150,7 +139,7 @@ async fn main() {
                     (first, lba)
                 }
                 _ if more(sent) => {
-                    let slot = if a.random { rng.next() % slots } else { next_slot % slots };
+                    let slot = if a.random { rng.next_u64() % slots } else { next_slot % slots };
                     next_slot += 1;
                     sent += a.size as u64;
                     (Instant::now(), (a.offset + slot * a.size as u64) / a.block_size)

@@ -93,6 +93,15 @@ impl Initiator {
         }
     }
 
+    /// Makes the connection end with a reset when it is dropped (SO_LINGER
+    /// 0): what it had sent and the target had not received is discarded,
+    /// never retransmitted later, as a host that gave a path up and sends
+    /// its commands down another needs (a command delivered late on the
+    /// old connection would overwrite what the retry wrote).
+    pub fn reset_on_close(&self) -> std::io::Result<()> {
+        self.stream.set_zero_linger()
+    }
+
     /// Whether the target closed the connection: end of stream within `t`
     /// (PDUs that arrive first are skipped).
     pub async fn closed_within(&mut self, t: Duration) -> bool {

@@ -4,10 +4,17 @@
 //! * [`initiator`]: a PDU-level iSCSI initiator over real TCP.
 //! * [`pipeline`]: one of its sessions with many commands in flight.
 //! * [`history`]: what a workload wrote when, and the verdict on its reads.
+//! * [`alua`]: a path's asymmetric access state, as a host's ALUA
+//!   prioritizer reads it.
+//! * [`path_groups`]: a multipathing host's path groups by priority.
+//! * [`rng`]: a seeded generator for workloads.
 
+pub mod alua;
 pub mod history;
 pub mod initiator;
+pub mod path_groups;
 pub mod pipeline;
+pub mod rng;
 
 use std::net::SocketAddr;
 

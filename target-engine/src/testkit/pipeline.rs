@@ -9,7 +9,10 @@
 //! The session runs in its own task. When the connection ends, or the
 //! target sends what this tool does not handle (an R2T, a Reject), every
 //! command still in flight gets no answer ([`Pipeline::command`] returns
-//! `None`), as a host sees a path fail.
+//! `None`), as a host sees a path fail. Dropping the session resets its
+//! connection ([`Initiator::reset_on_close`]): a caller that gives up on
+//! it and sends the same commands another way must not have the old ones
+//! delivered later, when a dead link comes back.
 
 use std::collections::HashMap;
 
@@ -48,6 +51,7 @@ impl Pipeline {
         assert!(immediate, "the pipelined test session needs ImmediateData=Yes");
         let first_burst = session.key("FirstBurstLength").and_then(|v| v.parse::<usize>().ok()).unwrap_or(65536);
         let max_write = session.tx_framing.max_data.min(first_burst);
+        session.reset_on_close().expect("SO_LINGER on the session's socket");
         let (requests, queue) = mpsc::channel(QUEUED);
         let task = tokio::spawn(run(session, queue)).abort_handle();
         Pipeline { requests, task, max_write }
@@ -65,6 +69,12 @@ impl Pipeline {
         let request = Request { lun, cdb: cdb.to_vec(), read_len, data, answer };
         self.requests.send(request).await.ok()?;
         answered.await.ok()
+    }
+
+    /// Ends the session now (its connection reset); commands in flight get
+    /// no answer.
+    pub fn close(&self) {
+        self.task.abort();
     }
 
     /// Whether the session still runs.

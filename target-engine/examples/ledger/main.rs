@@ -23,21 +23,21 @@
 //! port, in a partition test): every read it gets GOOD is judged the same
 //! way, and a stale one is a failure.
 //!
-//! Paths are chosen as dm-multipath's failover policy with the TUR checker
-//! chooses them: the one that worked last (most recently used) while it
-//! works; when a command ends NOT READY with LOGICAL UNIT NOT ACCESSIBLE
-//! (04h/0Ah transitioning, 04h/0Bh standby, 04h/0Ch unavailable), or the
-//! path stops answering within `--timeout` (a NOP-Out style deadline on
-//! every command), each path is probed with TEST UNIT READY, reconnecting
-//! those whose session is gone, and the first that answers GOOD is used.
-//! A unit attention (ASYMMETRIC ACCESS STATE CHANGED and others) is retried
-//! on the same path.
+//! Paths are chosen as Linux dm-multipath chooses them, by one of two
+//! policies (`--policy`): `failover` (one path in use, the one that worked
+//! last; [`failover`]), or `group-by-prio` (the ALUA prioritizer's groups,
+//! round-robin over the best group's paths, a path checker every
+//! `--check-interval` seconds; [`by_prio`]), which prints the paths in use
+//! as they changed and what each path carried. Either way a command that
+//! gets no answer within `--timeout` (a NOP-Out style deadline on every
+//! command) counts as a failed path, and a unit attention is retried.
 //!
 //! ```text
 //! cargo run --features test-util --example ledger -- \
 //!     --path 127.0.1.1:3260=IQN --path 127.0.2.1:3260=IQN [--lun 0] \
 //!     [--blocks 4096] [--block-size 512] [--seconds 10] [--timeout 2] [--volume NAME] [--seed 1] \
-//!     [--depth 32] [--reads 20] [--reader ADDR=IQN]
+//!     [--depth 32] [--reads 20] [--reader ADDR=IQN] \
+//!     [--policy failover|group-by-prio] [--check-interval 2]
 //! ```
 //!
 //! Prints a line with the writes acknowledged (and how many overlapped
@@ -46,24 +46,38 @@
 //! (`intact`, or the blocks lost, stale, torn or foreign); then the pauses
 //! as a histogram, the longest ones with the time of day they ended (to
 //! match them with a fault schedule), and one verdict line; with
-//! `--reader`, a line for the reader too. Exits 1 unless intact and no
+//! `--reader`, a line for the reader too; with `group-by-prio`, a line per
+//! change of the paths in use and one per path. Exits 1 unless intact and no
 //! read was stale.
+
+mod by_prio;
+mod failover;
+mod paths;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use target_engine::testkit::history::{parse, record, Book, Faults, Judged, Stamp};
-use target_engine::testkit::initiator::{read10, write10, CmdResult, Initiator, LoginOpts, INITIATOR};
-use target_engine::testkit::pipeline::Pipeline;
+use target_engine::testkit::initiator::{read10, write10, CmdResult};
+use target_engine::testkit::rng::Rng;
+
+use by_prio::ByPrio;
+use failover::Failover;
+use paths::{time_of_day, Outcome, Path};
 
 /// The blocks most writes go to at once, as a journal's (overlapping writes).
 const HOT_BLOCKS: u32 = 16;
 /// The longest write or read, in blocks.
 const MAX_RUN: u32 = 8;
+/// The last byte of the first path's ISID; the next paths count up from it.
+const FIRST_PATH_ISID: u8 = 0x10;
+const MAX_PATHS: usize = 64;
+/// The last byte of the fixed-path reader's ISID.
+const READER_ISID: u8 = 2;
 
 struct Args {
     paths: Vec<(SocketAddr, String)>,
@@ -77,10 +91,18 @@ struct Args {
     seed: u64,
     depth: usize,
     reads_percent: u64,
+    policy: Policy,
+    check_every: Duration,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    Failover,
+    GroupByPrio,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: ledger --path ADDR=IQN [--path ADDR=IQN ...] [--lun N] [--blocks N] [--block-size 512] [--seconds S] [--timeout S] [--volume NAME] [--seed N] [--depth 32] [--reads PERCENT] [--reader ADDR=IQN]");
+    eprintln!("usage: ledger --path ADDR=IQN [--path ADDR=IQN ...] [--lun N] [--blocks N] [--block-size 512] [--seconds S] [--timeout S] [--volume NAME] [--seed N] [--depth 32] [--reads PERCENT] [--reader ADDR=IQN] [--policy failover|group-by-prio] [--check-interval S]");
     std::process::exit(2)
 }
 
@@ -102,6 +124,8 @@ fn args() -> Args {
         seed: 1,
         depth: 32,
         reads_percent: 20,
+        policy: Policy::Failover,
+        check_every: Duration::from_secs(2),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -119,15 +143,27 @@ fn args() -> Args {
             "--seed" => a.seed = value.parse().unwrap_or_else(|_| bad()),
             "--depth" => a.depth = value.parse().unwrap_or_else(|_| bad()),
             "--reads" => a.reads_percent = value.parse().unwrap_or_else(|_| bad()),
+            "--policy" => {
+                a.policy = match value.as_str() {
+                    "failover" => Policy::Failover,
+                    "group-by-prio" => Policy::GroupByPrio,
+                    _ => bad(),
+                }
+            }
+            "--check-interval" => {
+                a.check_every = Duration::from_secs_f64(value.parse().unwrap_or_else(|_| bad()));
+            }
             _ => bad(),
         }
     }
     let sane = !a.paths.is_empty()
+        && a.paths.len() <= MAX_PATHS
         && a.blocks > HOT_BLOCKS + MAX_RUN
         && a.block_size >= 64
         && a.lun <= 255
         && (1..=128).contains(&a.depth)
-        && a.reads_percent <= 90;
+        && a.reads_percent <= 90
+        && a.check_every >= Duration::from_millis(100);
     if !sane {
         usage();
     }
@@ -135,188 +171,40 @@ fn args() -> Args {
 }
 
 // ---------------------------------------------------------------------------
-// Paths and the multipath device
+// The multipath device
 
-/// How a command ended on a path.
-enum Outcome {
-    Done(CmdResult),
-    /// No session, or it failed or did not answer in time.
-    Down,
+/// The paths to the unit as one device, under the chosen policy.
+enum Device {
+    Failover(Failover),
+    ByPrio(Arc<ByPrio>),
 }
 
-/// What to do after a command.
-#[derive(PartialEq)]
-enum Next {
-    Good,
-    /// A unit attention: again on the same path.
-    Again,
-    /// This path does not serve the unit now: choose another.
-    Failover,
-    /// Another error: again, counted.
-    Error,
-}
-
-fn judge_outcome(outcome: &Outcome) -> Next {
-    let r = match outcome {
-        Outcome::Down => return Next::Failover,
-        Outcome::Done(r) => r,
-    };
-    let key = r.sense.get(2).map(|k| k & 0x0f);
-    let (asc, ascq) = (r.sense.get(12).copied(), r.sense.get(13).copied());
-    match (r.status, key, asc, ascq) {
-        (0, ..) => Next::Good,
-        (2, Some(0x6), ..) => Next::Again,
-        (2, Some(0x2), Some(0x04), Some(0x0a..=0x0c)) => Next::Failover,
-        _ => Next::Error,
-    }
-}
-
-/// One path: a portal and target, and its session while it has one.
-struct Path {
-    portal: SocketAddr,
-    target: String,
-    /// The last byte of the session's ISID: the reader's session is another
-    /// I_T nexus than the multipath device's, on the same target too.
-    isid: u8,
-    session: Mutex<Option<Arc<Pipeline>>>,
-}
-
-impl Path {
-    fn new((portal, target): (SocketAddr, String), isid: u8) -> Path {
-        Path { portal, target, isid, session: Mutex::new(None) }
-    }
-
-    fn session(&self) -> Option<Arc<Pipeline>> {
-        let mut slot = self.session.lock().unwrap();
-        if slot.as_ref().is_some_and(|s| !s.is_open()) {
-            *slot = None;
-        }
-        slot.clone()
-    }
-
-    /// Closes `session` if it is still this path's.
-    fn drop_session(&self, session: &Arc<Pipeline>) {
-        let mut slot = self.session.lock().unwrap();
-        if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, session)) {
-            *slot = None;
-        }
-    }
-
-    /// Logs in if there is no session; false if that failed.
-    async fn connect(&self, timeout: Duration) -> bool {
-        if self.session().is_some() {
-            return true;
-        }
-        let (portal, target, isid) = (self.portal, self.target.clone(), self.isid);
-        // The test initiator panics on a failed socket: one task per attempt.
-        let task = tokio::spawn(async move {
-            let mut i = Initiator::connect_from(portal, "0.0.0.0".parse().unwrap()).await.ok()?;
-            i.isid[5] = isid;
-            let o = LoginOpts { initiator: INITIATOR, target: Some(&target), ..Default::default() };
-            i.login(&o).await.ok()?;
-            Some(i)
-        });
-        let Ok(Ok(Some(session))) = tokio::time::timeout(timeout, task).await else { return false };
-        *self.session.lock().unwrap() = Some(Arc::new(Pipeline::start(session)));
-        true
-    }
-
-    async fn run(&self, lun: u64, cdb: &[u8], read_len: u32, data: Bytes, timeout: Duration) -> Outcome {
-        let Some(session) = self.session() else { return Outcome::Down };
-        match tokio::time::timeout(timeout, session.command(lun, cdb, read_len, data)).await {
-            Ok(Some(r)) => Outcome::Done(r),
-            // Gone, or silent past the deadline: the path failed.
-            _ => {
-                self.drop_session(&session);
-                Outcome::Down
-            }
-        }
-    }
-}
-
-/// The multipath device: its paths and the one in use, shared by every
-/// command in flight.
-struct Multipath {
-    paths: Vec<Path>,
-    current: AtomicUsize,
-    /// Bumped each time a path is chosen: a command that failed on an
-    /// older choice just tries the new one.
-    choice: AtomicU64,
-    choosing: tokio::sync::Mutex<()>,
-    lun: u64,
-    timeout: Duration,
-    switches: AtomicU64,
-    errors: AtomicU64,
-}
-
-impl Multipath {
-    /// Runs a command until it ends GOOD (or `until` passes): on the path
-    /// in use, and on another one when it fails over.
+impl Device {
     async fn command(&self, cdb: &[u8], read_len: u32, data: Bytes, until: Instant) -> Option<CmdResult> {
-        while Instant::now() < until {
-            let choice = self.choice.load(Ordering::Acquire);
-            let path = self.current.load(Ordering::Acquire);
-            let outcome = self.paths[path].run(self.lun, cdb, read_len, data.clone(), self.timeout).await;
-            match judge_outcome(&outcome) {
-                Next::Good => {
-                    let Outcome::Done(r) = outcome else { unreachable!() };
-                    return Some(r);
-                }
-                Next::Again => {}
-                Next::Error => {
-                    self.errors.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Next::Failover => {
-                    self.choose_path(choice, until).await;
-                    // The same path again (transitioning, or no other
-                    // answers): give it a moment before the next try.
-                    if self.current.load(Ordering::Acquire) == path {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
+        match self {
+            Device::Failover(d) => d.command(cdb, read_len, data, until).await,
+            Device::ByPrio(d) => d.command(cdb, read_len, data, until).await,
         }
-        None
     }
 
-    /// Probes every path with TEST UNIT READY, the one in use last, and
-    /// takes the first that answers GOOD; waits and probes again while none
-    /// does. Does nothing if a path was chosen since `seen` (by another
-    /// command that failed too).
-    async fn choose_path(&self, seen: u64, until: Instant) {
-        let _one_at_a_time = self.choosing.lock().await;
-        if self.choice.load(Ordering::Acquire) != seen {
-            return;
+    fn paths(&self) -> usize {
+        match self {
+            Device::Failover(d) => d.paths.len(),
+            Device::ByPrio(d) => d.paths.len(),
         }
-        let current = self.current.load(Ordering::Acquire);
-        while Instant::now() < until {
-            let n = self.paths.len();
-            for k in 1..=n {
-                let p = (current + k) % n;
-                let path = &self.paths[p];
-                if !path.connect(self.timeout).await {
-                    continue;
-                }
-                // A unit attention is reported once: the next TUR says
-                // how the path stands.
-                let mut next = Next::Again;
-                for _ in 0..3 {
-                    next = judge_outcome(&path.run(self.lun, &[0u8; 6], 0, Bytes::new(), self.timeout).await);
-                    if next != Next::Again {
-                        break;
-                    }
-                }
-                if next == Next::Good {
-                    if p != current {
-                        self.switches.fetch_add(1, Ordering::Relaxed);
-                        self.current.store(p, Ordering::Release);
-                    }
-                    self.choice.fetch_add(1, Ordering::AcqRel);
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    fn switches(&self) -> u64 {
+        match self {
+            Device::Failover(d) => d.switches.load(Ordering::Relaxed),
+            Device::ByPrio(d) => d.switches(),
+        }
+    }
+
+    fn errors(&self) -> u64 {
+        match self {
+            Device::Failover(d) => d.errors.load(Ordering::Relaxed),
+            Device::ByPrio(d) => d.errors.load(Ordering::Relaxed),
         }
     }
 }
@@ -326,7 +214,9 @@ impl Multipath {
 
 /// Everything the commands in flight share.
 struct Run {
-    mp: Multipath,
+    mp: Device,
+    lun: u64,
+    timeout: Duration,
     book: Mutex<Book>,
     faults: Mutex<Faults>,
     stamp: Stamp,
@@ -374,7 +264,7 @@ impl Pauses {
         }
         if gap >= Duration::from_secs(1) {
             self.worst.push((gap, std::time::SystemTime::now()));
-            self.worst.sort_by(|a, b| b.0.cmp(&a.0));
+            self.worst.sort_by_key(|w| std::cmp::Reverse(w.0));
             self.worst.truncate(WORST_KEPT);
         }
         self.last_ack = Instant::now();
@@ -384,16 +274,8 @@ impl Pauses {
     fn worst(&self) -> String {
         let mut worst = self.worst.clone();
         worst.sort_by_key(|w| w.1);
-        let told: Vec<String> = worst
-            .iter()
-            .map(|(gap, at)| {
-                let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                let day = since.as_secs() % 86_400;
-                let tenths = since.subsec_millis() / 100;
-                let (h, m, s) = (day / 3600, day / 60 % 60, day % 60);
-                format!("{} ms ending at {h:02}:{m:02}:{s:02}.{tenths}", gap.as_millis())
-            })
-            .collect();
+        let told: Vec<String> =
+            worst.iter().map(|(gap, at)| format!("{} ms ending at {}", gap.as_millis(), time_of_day(*at))).collect();
         if told.is_empty() {
             "none".into()
         } else {
@@ -405,21 +287,6 @@ impl Pauses {
         let parts: Vec<String> =
             PAUSE_BOUNDS.iter().zip(&self.over).map(|(b, n)| format!("{n} of {} ms or more", b.as_millis())).collect();
         parts.join(", ")
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 
@@ -436,6 +303,20 @@ impl Run {
         (first, n)
     }
 
+    /// Judges each block of a read of `first..first+n` issued at `at`
+    /// (in the book's order) that ended GOOD with `data`.
+    fn judge_read(&self, book: &Book, faults: &mut Faults, first: u32, n: u32, data: &[u8], at: u64) {
+        for k in 0..n {
+            let b = first + k;
+            let start = k as usize * self.block_size;
+            let judged = match data.get(start..start + self.block_size) {
+                Some(block) => book.judge(b, parse(block, self.stamp, b), at),
+                None => Judged::Torn,
+            };
+            faults.note(b, judged);
+        }
+    }
+
     /// Reads `first..first+n` and judges each block; false if no path
     /// answered in time.
     async fn checked_read(&self, first: u32, n: u32, until: Instant) -> bool {
@@ -445,16 +326,7 @@ impl Run {
         let mut book = self.book.lock().unwrap();
         book.read_done(at);
         let Some(r) = result else { return false };
-        let mut faults = self.faults.lock().unwrap();
-        for k in 0..n {
-            let b = first + k;
-            let start = k as usize * self.block_size;
-            let judged = match r.data.get(start..start + self.block_size) {
-                Some(data) => book.judge(b, parse(data, self.stamp, b), at),
-                None => Judged::Torn,
-            };
-            faults.note(b, judged);
-        }
+        self.judge_read(&book, &mut self.faults.lock().unwrap(), first, n, &r.data, at);
         true
     }
 
@@ -476,7 +348,7 @@ impl Run {
     /// One of the `--depth` commands in flight, issued again as soon as it
     /// ends, until the run's end.
     async fn lane(self: Arc<Self>, seed: u64) -> Result<(), String> {
-        let mut rng = Rng(seed | 1);
+        let mut rng = Rng::new(seed);
         let until = self.end + self.grace;
         while Instant::now() < self.end {
             let (first, n) = self.extent(&mut rng);
@@ -508,9 +380,9 @@ struct ReaderCount {
 /// goes; every read answered GOOD is judged.
 async fn fixed_reader(run: Arc<Run>, path: Path, seed: u64) -> ReaderCount {
     let mut count = ReaderCount::default();
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     while Instant::now() < run.end {
-        if !path.connect(run.mp.timeout).await {
+        if !path.connect(run.timeout).await {
             count.refused += 1;
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
@@ -518,21 +390,13 @@ async fn fixed_reader(run: Arc<Run>, path: Path, seed: u64) -> ReaderCount {
         let (first, n) = run.extent(&mut rng);
         let at = run.book.lock().unwrap().read_issued();
         let len = n * run.block_size as u32;
-        let outcome = path.run(run.mp.lun, &read10(first, n as u16), len, Bytes::new(), run.mp.timeout).await;
+        let outcome = path.run(run.lun, &read10(first, n as u16), len, Bytes::new(), run.timeout).await;
         let answered = {
             let mut book = run.book.lock().unwrap();
             book.read_done(at);
             match outcome {
                 Outcome::Done(r) if r.status == 0 => {
-                    for k in 0..n {
-                        let b = first + k;
-                        let start = k as usize * run.block_size;
-                        let judged = match r.data.get(start..start + run.block_size) {
-                            Some(data) => book.judge(b, parse(data, run.stamp, b), at),
-                            None => Judged::Torn,
-                        };
-                        count.faults.note(b, judged);
-                    }
+                    run.judge_read(&book, &mut count.faults, first, n, &r.data, at);
                     true
                 }
                 _ => false,
@@ -558,17 +422,24 @@ async fn main() -> ExitCode {
     let run_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
         ^ a.seed.rotate_left(32);
     let started = Instant::now();
+    // One I_T nexus per path, as a host keeps one session per portal: two
+    // portals of one target are one target port, so the ISIDs differ; and
+    // ledgers on other LUNs of the same targets run beside this one, so
+    // the LUN is in the ISID too.
+    let paths: Vec<Path> = a
+        .paths
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, p)| Path::new(p, [a.lun as u8, FIRST_PATH_ISID + i as u8]))
+        .collect();
     let run = Arc::new(Run {
-        mp: Multipath {
-            paths: a.paths.iter().cloned().map(|p| Path::new(p, 1)).collect(),
-            current: AtomicUsize::new(0),
-            choice: AtomicU64::new(0),
-            choosing: tokio::sync::Mutex::new(()),
-            lun: a.lun,
-            timeout: a.timeout,
-            switches: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
+        mp: match a.policy {
+            Policy::Failover => Device::Failover(Failover::new(paths, a.lun, a.timeout)),
+            Policy::GroupByPrio => Device::ByPrio(Arc::new(ByPrio::new(paths, a.lun, a.timeout, a.check_every))),
         },
+        lun: a.lun,
+        timeout: a.timeout,
         book: Mutex::new(Book::new(a.blocks)),
         faults: Mutex::new(Faults::default()),
         stamp: Stamp { volume, run: run_id },
@@ -587,15 +458,32 @@ async fn main() -> ExitCode {
             worst: Vec::new(),
         }),
     });
-    run.mp.choose_path(0, run.end + run.grace).await;
+    // The paths found before the first command, as a host finds them when
+    // the device is set up.
+    let checker = match &run.mp {
+        Device::Failover(d) => {
+            d.choose_path(0, run.end + run.grace).await;
+            None
+        }
+        Device::ByPrio(d) => {
+            d.check_all().await;
+            Some(tokio::spawn(d.clone().checker()))
+        }
+    };
     run.pauses.lock().unwrap().last_ack = Instant::now();
 
-    let reader = a.reader.clone().map(|p| tokio::spawn(fixed_reader(run.clone(), Path::new(p, 2), a.seed ^ 0x5eed)));
+    let reader = a
+        .reader
+        .clone()
+        .map(|p| tokio::spawn(fixed_reader(run.clone(), Path::new(p, [a.lun as u8, READER_ISID]), a.seed ^ 0x5eed)));
     let lanes: Vec<_> =
         (0..a.depth as u64).map(|k| tokio::spawn(run.clone().lane(a.seed.wrapping_mul(1000) + k))).collect();
     for lane in lanes {
         if let Err(why) = lane.await.expect("a lane") {
             println!("ledger: {why}");
+            if let Device::ByPrio(d) = &run.mp {
+                d.report().iter().for_each(|line| println!("{line}"));
+            }
             return ExitCode::FAILURE;
         }
     }
@@ -635,14 +523,22 @@ async fn main() -> ExitCode {
         run.writes.load(Ordering::Relaxed),
         run.reads.load(Ordering::Relaxed),
         a.depth,
-        run.mp.paths.len(),
-        run.mp.switches.load(Ordering::Relaxed),
-        run.mp.errors.load(Ordering::Relaxed),
+        run.mp.paths(),
+        run.mp.switches(),
+        run.mp.errors(),
         longest.as_millis(),
         a.blocks
     );
     println!("ledger: pauses: {histogram}");
     println!("ledger: pauses of a second or more (UTC, the {WORST_KEPT} longest): {worst}");
+    if let Some(checker) = checker {
+        checker.abort();
+    }
+    if let Device::ByPrio(d) = &run.mp {
+        for line in d.report() {
+            println!("{line}");
+        }
+    }
     let mut fine = intact;
     let mut stale = during.stale.len();
     if let (Some(count), Some((portal, _))) = (reader, &a.reader) {
