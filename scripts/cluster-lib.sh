@@ -97,20 +97,22 @@ wait_state() {
 # link-fault-test.sh). The sourcing script sets aluatool and ledger (the
 # test initiator's tools), defines iqn N and portal N (node N's target and
 # its portal), and fills the array paths with a --path ADDR=IQN per node.
+# The volume helpers ask node $via (1 unless the script sets it: a node
+# that stays up while others are killed).
 
 # primary VOLUME: the node holding its primary (a number).
-primary() { api 1 GET "/volumes/$1" | body | json 'd["node"]' | tr -dc 0-9; }
+primary() { api "${via:-1}" GET "/volumes/$1" | body | json 'd["node"]' | tr -dc 0-9; }
 # healthy VOLUME: "yes" once every copy is in sync.
-healthy() { api 1 GET "/volumes/$1" | body | json '"yes" if d["state"] == "healthy" and all(c["in_sync"] for c in d["copies"]) else d["state"]'; }
+healthy() { api "${via:-1}" GET "/volumes/$1" | body | json '"yes" if d["state"] == "healthy" and all(c["in_sync"] for c in d["copies"]) else d["state"]'; }
 wait_healthy() {
   local i
   for i in $(seq 1 $(($2 * 5))); do [ "$(healthy "$1" 2>/dev/null || true)" = yes ] && return 0; sleep 0.2; done
-  fail "$1 is not healthy after $2 s: $(api 1 GET "/volumes/$1" | body)"
+  fail "$1 is not healthy after $2 s: $(api "${via:-1}" GET "/volumes/$1" | body)"
 }
 # images_equal VOLUME: the images of the primary and of every copy are equal.
 images_equal() {
   local nodes
-  nodes=$(api 1 GET "/volumes/$1" | body | json '" ".join([d["node"]] + [c["node"] for c in d["copies"]])' | tr -dc '0-9 ')
+  nodes=$(api "${via:-1}" GET "/volumes/$1" | body | json '" ".join([d["node"]] + [c["node"] for c in d["copies"]])' | tr -dc '0-9 ')
   local files=()
   for n in $nodes; do files+=("$work/data$n/volumes/$1.img"); done
   [ "$(sha256sum "${files[@]}" | awk '{print $1}' | uniq | wc -l)" = 1 ] || fail "the images of $1 on nodes $nodes differ"

@@ -5,7 +5,7 @@
 # between three `portico engine` processes with a replica killed and a
 # primary replaced, a cluster of three `portico serve` nodes (join, a
 # leader killed), failover across them under a multipath test initiator,
-# link faults, the nemesis (random faults on every link), the Debian package, and the browser tests (Playwright +
+# link faults, the seed's sample setup (four endpoints on two switches), the nemesis (random faults on every link), the Debian package, and the browser tests (Playwright +
 # Chromium) on the release build.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +36,9 @@ timeout 600 "$here/scripts/failover-test.sh" "$portico"
 
 step "link faults: a node's replication link, then its iSCSI link pulled, its iSCSI link flapping (network namespaces), at most 7 minutes"
 timeout 420 "$here/scripts/link-fault-test.sh" "$portico"
+
+step "the sample setup: two targets with two portals each on two switches (bridges in network namespaces), a switch lost, a node lost, and back, at most 6 minutes"
+timeout 360 "$here/scripts/sample-setup-test.sh" "$portico"
 
 step "the nemesis: a partial partition, a crash during a promotion, a CLEAR across a failover, then ${NEMESIS_MINUTES:-3} minutes of random faults (NEMESIS_MINUTES, NEMESIS_SEED)"
 timeout $((600 + ${NEMESIS_MINUTES:-3} * 120)) "$here/scripts/nemesis-test.sh" "$portico"
