@@ -13,7 +13,7 @@ use portico_app::model::{AuditEntry, AuditPage, AuditResult, Role};
 use portico_app::service::Caller;
 
 use super::{db_error, Node};
-use crate::storage::commands::audit::MAX_SHARED;
+use crate::storage::commands::audit::{clip, clip_record, MAX_SHARED};
 use crate::storage::proposal::{Change, Proposal, SharedAuditRecord};
 
 /// id, time, user, action, object, result, source, detail: a record of
@@ -82,16 +82,18 @@ pub async fn write_audit_batch(pool: &sqlx::SqlitePool, records: Vec<AuditRecord
     let result: Result<(), sqlx::Error> = async {
         let mut tx = pool.begin().await?;
         for r in &records {
+            // Fields as long as a request made them (a path parameter, a
+            // message) are cut, so that the cluster takes every record.
             sqlx::query(
                 "INSERT INTO audit_log (time, username, action, object, result, source, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&now)
-            .bind(&r.user)
+            .bind(clip(&r.user))
             .bind(r.action)
-            .bind(&r.object)
+            .bind(clip(&r.object))
             .bind(r.result.as_str())
-            .bind(&r.source)
-            .bind(&r.detail)
+            .bind(r.source.as_deref().map(clip))
+            .bind(r.detail.as_deref().map(clip))
             .execute(&mut *tx)
             .await?;
         }
@@ -100,11 +102,11 @@ pub async fn write_audit_batch(pool: &sqlx::SqlitePool, records: Vec<AuditRecord
     .await;
     if let Err(e) = &result {
         for r in &records {
-            tracing::error!(error = %e, action = r.action, object = %r.object, "cannot write the audit log");
+            tracing::error!(error = %e, action = r.action, object = %clip(&r.object), "cannot write the audit log");
         }
     }
     for r in &records {
-        tracing::info!(user = %r.user, action = r.action, object = %r.object, result = r.result.as_str(), "audit");
+        tracing::info!(user = %clip(&r.user), action = r.action, object = %clip(&r.object), result = r.result.as_str(), "audit");
     }
 }
 
@@ -139,15 +141,8 @@ async fn share_next(pool: &sqlx::SqlitePool, cluster: &crate::cluster::Cluster, 
     .map_err(db_error)?;
     let records: Vec<SharedAuditRecord> = rows
         .into_iter()
-        .map(|(seq, time, user, action, object, result, source, detail)| SharedAuditRecord {
-            seq,
-            time,
-            user,
-            action,
-            object,
-            result,
-            source,
-            detail,
+        .map(|(seq, time, user, action, object, result, source, detail)| {
+            clip_record(SharedAuditRecord { seq, time, user, action, object, result, source, detail })
         })
         .collect();
     let count = records.len();
