@@ -31,27 +31,51 @@ luns = {{ 0 = "a" }}
     )
 }
 
+/// Connections in the login phase are capped per address and overall; a
+/// new one takes the place of the oldest that has sent nothing yet, so a
+/// host that holds a few idle connections (or a flood of them from its
+/// address) still logs in (issue 30, finding 5).
 #[tokio::test]
-async fn login_connections_are_capped_per_address_and_overall() {
+async fn login_connections_are_capped_and_the_oldest_silent_one_makes_room() {
     let limits = "[limits]\nmax_login_connections = 3\nmax_login_connections_per_address = 2\n";
     let (_e, addr) = start_engine(&config("", "", limits)).await;
     let a: IpAddr = "127.0.0.1".parse().unwrap();
     let b: IpAddr = "127.0.0.2".parse().unwrap();
     let mut a1 = Initiator::connect_from(addr, a).await.unwrap();
-    let mut a2 = Initiator::connect_from(addr, a).await.unwrap();
-    // Give the engine time to take both in before the next one arrives.
+    // Give the engine time to take each in before the next one arrives.
     assert!(!a1.closed_within(Duration::from_millis(200)).await);
+    let mut a2 = Initiator::connect_from(addr, a).await.unwrap();
+    assert!(!a2.closed_within(Duration::from_millis(200)).await);
     let mut a3 = Initiator::connect_from(addr, a).await.unwrap();
-    assert!(a3.closed_within(Duration::from_secs(2)).await, "a third from one address is closed at once");
+    assert!(a1.closed_within(Duration::from_secs(2)).await, "a third from one address closes the oldest silent one");
+    assert!(!a3.closed_within(Duration::from_millis(200)).await);
     let mut b1 = Initiator::connect_from(addr, b).await.unwrap();
-    assert!(!b1.closed_within(Duration::from_millis(300)).await, "another address still gets in");
+    assert!(!b1.closed_within(Duration::from_millis(200)).await, "another address gets in");
+    // Three are logging in: the overall cap; the oldest silent one of all goes.
     let mut b2 = Initiator::connect_from(addr, b).await.unwrap();
-    assert!(b2.closed_within(Duration::from_secs(2)).await, "three are logging in: the overall cap");
-    // A login that completes gives its place back.
-    a1.login(&LoginOpts::new(Some(IQN))).await.unwrap();
-    let mut b3 = Initiator::connect_from(addr, b).await.unwrap();
-    b3.login(&LoginOpts::new(Some(IQN))).await.unwrap();
-    assert!(!a2.closed_within(Duration::from_millis(100)).await);
+    assert!(a2.closed_within(Duration::from_secs(2)).await);
+    // The newest can still log in, and a login that completes gives its place back.
+    b2.login(&LoginOpts::new(Some(IQN))).await.unwrap();
+    a3.login(&LoginOpts::new(Some(IQN))).await.unwrap();
+    assert!(!b1.closed_within(Duration::from_millis(100)).await, "nothing more was closed");
+}
+
+/// A clean login from an address that also holds a few hundred idle
+/// connections gets in, every time; the idle ones only churn.
+#[tokio::test]
+async fn a_login_gets_in_beside_hundreds_of_idle_connections_from_its_address() {
+    let (_e, addr) = start_engine(&config("", "", "")).await;
+    let a: IpAddr = "127.0.0.1".parse().unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(Initiator::connect_from(addr, a).await.unwrap());
+    }
+    for k in 0..3u8 {
+        let mut i = Initiator::connect_from(addr, a).await.unwrap();
+        i.isid[5] = 0x40 + k;
+        i.login(&LoginOpts::new(Some(IQN))).await.expect("a login beside idle connections");
+        idle.push(Initiator::connect_from(addr, a).await.unwrap());
+    }
 }
 
 #[tokio::test]

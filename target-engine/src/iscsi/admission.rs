@@ -9,8 +9,12 @@
 //! Before login ([`Admission`]):
 //! * at most [`Limits::max_login_connections`] connections are in the login
 //!   phase at once, and at most [`Limits::max_login_connections_per_address`]
-//!   from one source address; a connection beyond either is closed at once,
-//!   and a warning says which cap was hit (at most once a second);
+//!   from one source address. A connection beyond either takes the place of
+//!   the oldest one within that cap that has not sent a complete Login PDU
+//!   yet (a silent connection is closed, so a retrying initiator gets in
+//!   and a flood of idle connections only churns itself); when every one
+//!   has spoken, the new connection is closed at once. A warning says which
+//!   cap was hit (at most once a second);
 //! * a login has [`LOGIN_TIMEOUT`] for all its reads *and* writes, at most
 //!   [`MAX_LOGIN_PDUS`] Login PDUs, [`MAX_LOGIN_KEYS`] distinct keys and
 //!   [`MAX_LOGIN_TEXT`] bytes of text in one request;
@@ -43,13 +47,13 @@
 //! second (bursts of [`DISCOVERY_BURST`]); faster ones wait, and so does the
 //! reading of the socket.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// All reads and writes of one login must be done within this time.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -132,14 +136,57 @@ pub enum Refusal {
     LoginsFromAddress(usize),
 }
 
+/// The connections in the login phase.
+#[derive(Debug, Default)]
+struct Logins {
+    per_address: HashMap<IpAddr, usize>,
+    total: usize,
+    /// Those that have not sent a complete Login PDU yet, oldest first (by
+    /// the number each was admitted with), with what tells them to go.
+    silent: BTreeMap<u64, (IpAddr, Arc<Eviction>)>,
+    admitted: u64,
+}
+
+impl Logins {
+    fn remove(&mut self, addr: IpAddr) {
+        if let Some(n) = self.per_address.get_mut(&addr) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_address.remove(&addr);
+            }
+        }
+        self.total -= 1;
+    }
+
+    /// Closes the oldest silent connection (from `addr` only, if given);
+    /// false if there is none.
+    fn evict_oldest(&mut self, addr: Option<IpAddr>) -> bool {
+        let Some(key) = self.silent.iter().find(|(_, (from, _))| addr.is_none_or(|a| a == *from)).map(|(k, _)| *k)
+        else {
+            return false;
+        };
+        let (from, eviction) = self.silent.remove(&key).expect("found above");
+        eviction.evicted.store(true, Ordering::Release);
+        eviction.notify.notify_one();
+        self.remove(from);
+        true
+    }
+}
+
+/// Tells a silent connection that a newer one took its place.
+#[derive(Debug, Default)]
+struct Eviction {
+    evicted: AtomicBool,
+    notify: Notify,
+}
+
 /// Admission control shared by every portal of the engine.
 #[derive(Debug)]
 pub struct Admission {
     max_sessions: AtomicUsize,
     max_logins: AtomicUsize,
     max_logins_per_address: AtomicUsize,
-    logins: Mutex<HashMap<IpAddr, usize>>,
-    logins_total: AtomicUsize,
+    logins: Mutex<Logins>,
     data: Arc<Semaphore>,
     data_size: AtomicU64,
     last_warning: Mutex<Option<Instant>>,
@@ -158,7 +205,6 @@ impl Admission {
             max_logins: AtomicUsize::new(limits.max_login_connections),
             max_logins_per_address: AtomicUsize::new(limits.max_login_connections_per_address),
             logins: Mutex::default(),
-            logins_total: AtomicUsize::new(0),
             data: Arc::new(Semaphore::new(limits.data_memory as usize)),
             data_size: AtomicU64::new(limits.data_memory),
             last_warning: Mutex::new(None),
@@ -183,26 +229,35 @@ impl Admission {
         self.max_sessions.load(Ordering::Relaxed)
     }
 
-    /// Lets a new connection from `addr` start its login, or says which cap it hit.
+    /// Lets a new connection from `addr` start its login, in the place of
+    /// the oldest silent one if a cap is reached; or says which cap it hit
+    /// when every connection within it has spoken.
     pub fn admit_login(self: &Arc<Self>, addr: IpAddr) -> Result<LoginPermit, Refusal> {
         let max_total = self.max_logins.load(Ordering::Relaxed);
         let max_here = self.max_logins_per_address.load(Ordering::Relaxed);
-        let mut map = self.logins.lock().unwrap_or_else(|e| e.into_inner());
-        if self.logins_total.load(Ordering::Relaxed) >= max_total {
-            return Err(Refusal::LoginsTotal(max_total));
+        let mut logins = self.logins.lock().unwrap_or_else(|e| e.into_inner());
+        while logins.per_address.get(&addr).copied().unwrap_or(0) >= max_here {
+            if !logins.evict_oldest(Some(addr)) {
+                return Err(Refusal::LoginsFromAddress(max_here));
+            }
         }
-        let here = map.entry(addr).or_insert(0);
-        if *here >= max_here {
-            return Err(Refusal::LoginsFromAddress(max_here));
+        while logins.total >= max_total {
+            if !logins.evict_oldest(None) {
+                return Err(Refusal::LoginsTotal(max_total));
+            }
         }
-        *here += 1;
-        self.logins_total.fetch_add(1, Ordering::Relaxed);
-        Ok(LoginPermit { admission: self.clone(), addr })
+        *logins.per_address.entry(addr).or_insert(0) += 1;
+        logins.total += 1;
+        logins.admitted += 1;
+        let number = logins.admitted;
+        let eviction = Arc::new(Eviction::default());
+        logins.silent.insert(number, (addr, eviction.clone()));
+        Ok(LoginPermit { admission: self.clone(), addr, number, eviction })
     }
 
     /// Connections in the login phase now.
     pub fn logins_in_progress(&self) -> usize {
-        self.logins_total.load(Ordering::Relaxed)
+        self.logins.lock().unwrap_or_else(|e| e.into_inner()).total
     }
 
     /// Whether a warning about a refusal may be logged now (at most one a
@@ -233,18 +288,39 @@ impl Admission {
 pub struct LoginPermit {
     admission: Arc<Admission>,
     addr: IpAddr,
+    number: u64,
+    eviction: Arc<Eviction>,
+}
+
+impl LoginPermit {
+    /// The connection sent a complete Login PDU: a newer connection no
+    /// longer takes its place.
+    pub fn spoke(&self) {
+        let mut logins = self.admission.logins.lock().unwrap_or_else(|e| e.into_inner());
+        logins.silent.remove(&self.number);
+    }
+
+    /// Resolves once a newer connection took this one's place (never, once
+    /// it has spoken): the connection is then to be closed.
+    pub async fn evicted(&self) {
+        loop {
+            let notified = self.eviction.notify.notified();
+            if self.eviction.evicted.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl Drop for LoginPermit {
     fn drop(&mut self) {
-        let mut map = self.admission.logins.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.addr) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.addr);
-            }
+        let mut logins = self.admission.logins.lock().unwrap_or_else(|e| e.into_inner());
+        // An evicted connection's place was given to another already.
+        if !self.eviction.evicted.load(Ordering::Acquire) {
+            logins.silent.remove(&self.number);
+            logins.remove(self.addr);
         }
-        self.admission.logins_total.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -281,8 +357,12 @@ impl RateLimit {
 mod tests {
     use super::*;
 
+    fn evicted_now(p: &LoginPermit) -> bool {
+        p.eviction.evicted.load(Ordering::Acquire)
+    }
+
     #[test]
-    fn login_caps_per_address_and_overall() {
+    fn a_new_connection_takes_the_place_of_the_oldest_silent_one() {
         let a = Arc::new(Admission::new(Limits {
             max_login_connections: 3,
             max_login_connections_per_address: 2,
@@ -290,15 +370,45 @@ mod tests {
         }));
         let x: IpAddr = "10.0.0.1".parse().unwrap();
         let y: IpAddr = "10.0.0.2".parse().unwrap();
-        let p1 = a.admit_login(x).unwrap();
-        let _p2 = a.admit_login(x).unwrap();
-        assert_eq!(a.admit_login(x).unwrap_err(), Refusal::LoginsFromAddress(2));
-        let _p3 = a.admit_login(y).unwrap();
-        assert_eq!(a.admit_login(y).unwrap_err(), Refusal::LoginsTotal(3));
-        drop(p1);
+        let x1 = a.admit_login(x).unwrap();
+        let x2 = a.admit_login(x).unwrap();
+        // A third from x: the oldest silent one from x goes.
+        let x3 = a.admit_login(x).unwrap();
+        assert!(evicted_now(&x1) && !evicted_now(&x2));
         assert_eq!(a.logins_in_progress(), 2);
-        let _p4 = a.admit_login(x).unwrap();
-        assert_eq!(a.logins.lock().unwrap().len(), 2);
+        drop(x1);
+        assert_eq!(a.logins_in_progress(), 2, "an evicted place is not given back twice");
+        // y fills the overall cap; the next from y takes the oldest silent place of all (x2).
+        let _y1 = a.admit_login(y).unwrap();
+        let y2 = a.admit_login(y).unwrap();
+        assert!(evicted_now(&x2) && !evicted_now(&x3));
+        // Once every connection has spoken, a new one is refused.
+        x3.spoke();
+        _y1.spoke();
+        y2.spoke();
+        assert_eq!(a.admit_login(y).unwrap_err(), Refusal::LoginsFromAddress(2));
+        assert_eq!(a.admit_login(IpAddr::from([10, 0, 0, 3])).unwrap_err(), Refusal::LoginsTotal(3));
+        drop((x2, x3, y2));
+        assert_eq!(a.logins_in_progress(), 1);
+        let logins = a.logins.lock().unwrap();
+        assert_eq!(logins.per_address.len(), 1);
+        assert!(logins.silent.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_evicted_connection_hears_of_it_and_one_that_spoke_never_does() {
+        let a = Arc::new(Admission::new(Limits { max_login_connections_per_address: 1, ..Limits::default() }));
+        let x: IpAddr = "10.0.0.1".parse().unwrap();
+        let first = a.admit_login(x).unwrap();
+        let waiting = tokio::spawn(async move {
+            first.evicted().await;
+        });
+        tokio::task::yield_now().await;
+        let second = a.admit_login(x).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("told in time").unwrap();
+        second.spoke();
+        assert_eq!(a.admit_login(x).unwrap_err(), Refusal::LoginsFromAddress(1));
+        assert!(tokio::time::timeout(Duration::from_millis(50), second.evicted()).await.is_err());
     }
 
     #[test]
@@ -307,7 +417,8 @@ mod tests {
         for i in 0..100u8 {
             drop(a.admit_login(IpAddr::from([10, 0, 1, i])).unwrap());
         }
-        assert!(a.logins.lock().unwrap().is_empty());
+        assert!(a.logins.lock().unwrap().per_address.is_empty());
+        assert!(a.logins.lock().unwrap().silent.is_empty());
         assert_eq!(a.logins_in_progress(), 0);
     }
 

@@ -76,11 +76,19 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, local: SocketAddr, regis
                     return;
                 }
             }
-            match tokio::time::timeout_at(deadline, rd.read_buf(&mut buf)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
+            tokio::select! {
+                read = tokio::time::timeout_at(deadline, rd.read_buf(&mut buf)) => match read {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
+                },
+                // A newer connection took the place of this silent one.
+                () = login_permit.evicted() => {
+                    tracing::debug!(%peer, "a silent connection closed for a newer one");
+                    return;
+                }
             }
         };
+        login_permit.spoke();
         match login.step(&pdu) {
             Step::Continue(r) => send_or_end!(r),
             Step::Fail(r) => {
