@@ -91,6 +91,27 @@ async fn refuse_cross_origin(State(state): State<AppState>, req: Request, next: 
     next.run(req).await
 }
 
+/// How long a browser that reached the node over HTTPS keeps to HTTPS for
+/// it (Strict-Transport-Security, RFC 6797): a year.
+const HSTS: &str = "max-age=31536000";
+
+/// `X-Forwarded-Proto` counts only from a trusted proxy (`--trusted-proxy`):
+/// from anyone else it is removed before any handler sees it, so that a
+/// client cannot have a plain-HTTP request taken for HTTPS (the session
+/// cookie's name and the cross-origin check depend on it). A response to a
+/// request that came over HTTPS tells the browser to keep to HTTPS.
+async fn judge_transport(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if !via_trusted_proxy(peer(&req), &state.trusted_proxies) {
+        req.headers_mut().remove("x-forwarded-proto");
+    }
+    let secure = request_is_secure(state.secure_cookies, req.headers());
+    let mut resp = next.run(req).await;
+    if secure {
+        resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
+    }
+    resp
+}
+
 /// Records the client's address in the request for throttling and audit.
 async fn record_origin(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let address = peer(&req).map(|p| client_address(p, req.headers(), &state.trusted_proxies).to_string());
@@ -110,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), refuse_cross_origin))
         .layer(middleware::from_fn(limit_body))
         .layer(middleware::from_fn_with_state(state.clone(), record_origin))
+        .layer(middleware::from_fn_with_state(state.clone(), judge_transport))
         .layer(CompressionLayer::new())
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))

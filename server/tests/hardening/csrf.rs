@@ -8,7 +8,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::json;
 
 use crate::common::http::Call;
-use crate::common::{node, ADMIN_PASSWORD};
+use crate::common::{node, node_with, TestNode, ADMIN_PASSWORD};
 
 /// Logs in over HTTP from the node's own origin; returns the `Cookie` value.
 async fn log_in(addr: SocketAddr) -> String {
@@ -120,10 +120,17 @@ async fn server_functions_take_json_only_and_check_the_origin() {
     assert!(volume_exists(addr, &cookie, "byjson").await);
 }
 
+/// A node behind a TLS-terminating proxy on 127.0.0.1, which reports
+/// HTTPS with `X-Forwarded-Proto`.
+async fn behind_a_tls_proxy() -> (TestNode, std::net::SocketAddr) {
+    let n = node_with(|o| o.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    let addr = n.serve().await;
+    (n, addr)
+}
+
 #[tokio::test]
 async fn over_tls_the_session_cookie_is_host_prefixed() {
-    let n = node().await;
-    let addr = n.serve().await;
+    let (_n, addr) = behind_a_tls_proxy().await;
     let r = Call::new(Method::POST, "/api/v1/login")
         .header("x-forwarded-proto", "https")
         .json(json!({"username": "admin", "password": ADMIN_PASSWORD}))
@@ -149,4 +156,30 @@ async fn over_tls_the_session_cookie_is_host_prefixed() {
     // Over plain HTTP the plain name is the session cookie.
     assert_eq!(me(pair, false).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(me(format!("portico_session={value}"), false).await.status, StatusCode::OK);
+}
+
+/// Issue 30, finding 5: `X-Forwarded-Proto` from a client that is not a
+/// trusted proxy is ignored (its request is plain HTTP, the cookie is not
+/// the TLS one), and only a request that came over HTTPS gets
+/// Strict-Transport-Security.
+#[tokio::test]
+async fn only_a_trusted_proxy_may_say_the_request_came_over_https() {
+    let n = node().await;
+    let addr = n.serve().await;
+    let login = |addr| {
+        Call::new(Method::POST, "/api/v1/login")
+            .header("x-forwarded-proto", "https")
+            .json(json!({"username": "admin", "password": ADMIN_PASSWORD}))
+            .send(addr)
+    };
+    let r = login(addr).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let set = r.set_cookie().unwrap();
+    assert!(set.starts_with("portico_session=") && !set.contains("Secure"), "{set}");
+    assert!(r.headers.get("strict-transport-security").is_none());
+
+    let (_n, addr) = behind_a_tls_proxy().await;
+    let r = login(addr).await;
+    assert!(r.set_cookie().unwrap().starts_with("__Host-portico_session="));
+    assert_eq!(r.headers.get("strict-transport-security").unwrap(), "max-age=31536000");
 }
