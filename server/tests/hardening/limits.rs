@@ -152,10 +152,18 @@ async fn a_refusal_with_a_very_long_path_is_audited_with_its_fields_cut() {
     let admin = n.admin().await;
     let viewer = n.create_user(&admin, "watcher", "viewer").await;
     let name = "v".repeat(10_000);
-    let r = n.send(Method::POST, &format!("/api/v1/volumes/{name}/primary"), Some(&viewer), Some(json!({"node": "test-node"}))).await;
+    let r = n
+        .send(
+            Method::POST,
+            &format!("/api/v1/volumes/{name}/primary"),
+            Some(&viewer),
+            Some(json!({"node": "test-node"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     let audit = n.audit(&admin).await;
-    let refused = audit.iter().find(|e| e["result"] == "denied" && e["user"] == "watcher").expect("the refusal is audited");
+    let refused =
+        audit.iter().find(|e| e["result"] == "denied" && e["user"] == "watcher").expect("the refusal is audited");
     let object = refused["object"].as_str().unwrap();
     assert!(object.len() <= 4096, "{} bytes", object.len());
     assert!(object.starts_with("volume/vvvv") && object.ends_with('…'), "{}", &object[..40]);
