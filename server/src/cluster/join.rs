@@ -9,13 +9,23 @@
 //!    holds the CA with that fingerprint, and shows the token. The leader
 //!    (the member forwards the request to it) checks the secret in constant
 //!    time and commits the admission, which hands out the node's Raft id
-//!    and spends the token. The answer carries the CA and the cluster key,
-//!    the node's credentials from then on.
+//!    and spends the token, pinning the key of the certificate request the
+//!    joining node sent (its private key never leaves it). The signer
+//!    ([`super::certs`]) signs a certificate for that key and the new Raft
+//!    id. The answer carries the CA's certificate (not its key), the node's
+//!    certificate and the cluster key. A join whose answer was lost may be
+//!    sent again with the same token, name and key: it gets the same Raft
+//!    id.
 //! 3. The new node starts its Raft under that id, serves the cluster
-//!    channel with a certificate of the CA, and asks, now as a member, to
-//!    be added: the leader makes it a learner, waits until it has caught
-//!    up, and makes it a voter while the cluster has fewer than
-//!    [`VOTERS`], one membership change at a time.
+//!    channel with its certificate, and asks the leader, now as a member,
+//!    to add it (a member that does not lead says where the leader is): the
+//!    leader makes it a learner, waits until it has caught up, and makes it
+//!    a voter while the cluster has fewer than [`VOTERS`], one membership
+//!    change at a time.
+//!
+//! Routes that act for one node (`/cluster/add`, `/cluster/address`) are
+//! answered by the leader only, and only for the node that asks: a member
+//! forwarding them could speak for anyone.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -31,8 +41,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::certs;
 use super::raft::{BasicNode, ChangeMembers, WatchReceiver};
-use super::tls::{self, CaFiles};
+use super::roster::Seed;
+use super::tls;
 use super::transport::{Client, FromMember};
 use super::Cluster;
 use crate::api::extract::{ApiFailure, ApiJson};
@@ -110,13 +122,20 @@ struct JoinRequest {
     secret: String,
     node_name: String,
     cluster_addr: String,
+    /// A certificate request (PEM) for the joining node's key.
+    request: String,
 }
 
 /// What it gets: its Raft id and the cluster's credentials.
 #[derive(Serialize, Deserialize)]
 pub struct Admission {
     pub raft_id: u64,
-    pub ca: CaFiles,
+    /// The CA's certificate (PEM).
+    pub ca: String,
+    /// The node's certificate (PEM), for the key of its request.
+    pub certificate: String,
+    /// Who the members are, until the new node's own state says so.
+    pub roster: Seed,
     /// The cluster key that seals CHAP secrets, base64.
     cluster_key: String,
 }
@@ -142,6 +161,7 @@ pub async fn request_admission(
     token: &JoinToken,
     node_name: &str,
     cluster_addr: SocketAddr,
+    certificate_request: &str,
 ) -> anyhow::Result<Admission> {
     let address = peer_address(url)?;
     let client = Client::new(tls::pinned_client_config(&token.ca_fingerprint)?);
@@ -150,6 +170,7 @@ pub async fn request_admission(
         secret: token.secret.clone(),
         node_name: node_name.to_string(),
         cluster_addr: cluster_addr.to_string(),
+        request: certificate_request.to_string(),
     };
     let admission: Admission = client
         .call(&address, "/cluster/join", &request, Duration::from_secs(30))
@@ -158,15 +179,26 @@ pub async fn request_admission(
     Ok(admission)
 }
 
-/// Step 3, on the joining node: asks, as a member now, to be added.
+/// Step 3, on the joining node: asks, as a member now, to be added, of the
+/// leader (the member at `url` says where it is if it does not lead).
 pub async fn request_membership(cluster: &Cluster, url: &str) -> anyhow::Result<AddAnswer> {
-    let address = peer_address(url)?;
+    let mut address = peer_address(url)?;
     let client = cluster.shared.client.as_ref().context("this node has no cluster channel")?;
-    let answer = client
-        .call(&address, "/cluster/add", &AddRequest { raft_id: cluster.id }, CATCH_UP + Duration::from_secs(30))
-        .await
-        .with_context(|| format!("{address} did not add this node to the cluster"))?;
-    Ok(answer)
+    for _ in 0..5 {
+        let answer: AddAnswer = client
+            .call(&address, "/cluster/add", &AddRequest { raft_id: cluster.id }, CATCH_UP + Duration::from_secs(30))
+            .await
+            .with_context(|| format!("{address} did not add this node to the cluster"))?;
+        match answer.leader {
+            Some(leader) => {
+                tracing::info!(%leader, "asking the cluster's leader to add this node");
+                address = leader;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            None => return Ok(answer),
+        }
+    }
+    anyhow::bail!("the cluster's leader kept moving while this node asked to be added; start it again to retry")
 }
 
 #[derive(Serialize, Deserialize)]
@@ -177,6 +209,9 @@ struct AddRequest {
 #[derive(Serialize, Deserialize)]
 pub struct AddAnswer {
     pub voter: bool,
+    /// From a member that does not lead: the leader's address, to ask.
+    #[serde(default)]
+    pub leader: Option<String>,
 }
 
 /// A node's name: what `--node-name` may be.
@@ -205,6 +240,8 @@ async fn join(
             ApiError::invalid_field("cluster_addr", "The cluster address must be one other nodes can dial.").into()
         );
     }
+    let certificate_request =
+        certs::read_request(&request.request).map_err(|e| ApiError::invalid_field("request", e))?;
     if let Some(leader) = cluster.leader_address_if_not_me().await? {
         let client = cluster.client()?;
         let answer = client.call(&leader, "/cluster/join", &request, Duration::from_secs(25)).await;
@@ -213,7 +250,6 @@ async fn join(
     // The leader checks the secret; the log then records the admission.
     let mut conn = cluster.shared.pool.acquire().await.map_err(|_| ApiError::internal())?;
     let stored = members::find_token(&mut conn, &request.token_id).await.map_err(|_| ApiError::internal())?;
-    drop(conn);
     let refused = || ApiError::new(403, "This join token is not known to the cluster.");
     let stored = stored.ok_or_else(refused)?;
     let matches: bool = secret_hash(&request.secret).as_bytes().ct_eq(stored.secret_hash.as_bytes()).into();
@@ -221,14 +257,33 @@ async fn join(
         tracing::warn!(token = %request.token_id, node = %request.node_name, "a join was refused: wrong secret");
         return Err(refused().into());
     }
-    members::usable(&stored, &crate::db::now())?;
-    let proposal = Proposal::now(Change::AdmitNode {
-        token_id: request.token_id.clone(),
-        name: request.node_name.clone(),
-        cluster_addr: address.to_string(),
-    });
-    let applied = cluster.propose(proposal).await??;
-    let raft_id = applied.raft_id.ok_or_else(ApiError::internal)?;
+    // The same join again (its answer was lost): the same Raft id.
+    let admitted: Option<(i64,)> = sqlx::query_as(
+        "SELECT n.raft_id FROM nodes n JOIN join_tokens t ON t.used_by = n.name \
+         WHERE t.id = ? AND n.name = ? AND n.cert_key = ? AND n.raft_id IS NOT NULL",
+    )
+    .bind(&request.token_id)
+    .bind(&request.node_name)
+    .bind(&certificate_request.key)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|_| ApiError::internal())?;
+    drop(conn);
+    let raft_id = match admitted {
+        Some((raft_id,)) => raft_id as u64,
+        None => {
+            members::usable(&stored, &crate::db::now())?;
+            let proposal = Proposal::now(Change::AdmitNode {
+                token_id: request.token_id.clone(),
+                name: request.node_name.clone(),
+                cluster_addr: address.to_string(),
+                cert_key: certificate_request.key.clone(),
+            });
+            let applied = cluster.propose(proposal).await??;
+            applied.raft_id.ok_or_else(ApiError::internal)?
+        }
+    };
+    let certificate = cluster.certificate_for(raft_id, &request.request).await?;
     if let Err(e) = cluster.compact().await {
         // It then catches up from the log, which is as good if it holds everything.
         tracing::warn!(error = %e, "cannot build a snapshot for the joining node");
@@ -239,9 +294,12 @@ async fn join(
         ApiError::internal()
     })?;
     tracing::info!(node = %request.node_name, raft_id, address = %address, "admitted a node to the cluster");
+    let applied = *cluster.state_machine.applied().borrow();
     Ok(Json(Admission {
         raft_id,
-        ca: identity.ca_files().clone(),
+        ca: identity.ca_pem().to_string(),
+        certificate,
+        roster: cluster.state_machine.roster().snapshot(applied),
         cluster_key: base64::engine::general_purpose::STANDARD.encode(key),
     }))
 }
@@ -256,13 +314,12 @@ fn forwarded(e: super::transport::CallError) -> ApiError {
 
 async fn add(
     State(cluster): State<Cluster>,
-    _member: FromMember,
+    member: FromMember,
     ApiJson(request): ApiJson<AddRequest>,
 ) -> Result<Json<AddAnswer>, ApiFailure> {
+    member.must_be(request.raft_id, "ask to be added")?;
     if let Some(leader) = cluster.leader_address_if_not_me().await? {
-        let answer =
-            cluster.client()?.call(&leader, "/cluster/add", &request, CATCH_UP + Duration::from_secs(20)).await;
-        return answer.map(Json).map_err(|e| forwarded(e).into());
+        return Ok(Json(AddAnswer { voter: false, leader: Some(leader) }));
     }
     let row: Option<(String, String)> =
         sqlx::query_as("SELECT name, cluster_addr FROM nodes WHERE raft_id = ? AND cluster_addr IS NOT NULL")
@@ -291,16 +348,16 @@ async fn add(
     let membership = raft.metrics().borrow_watched().membership_config.membership().clone();
     let voters: Vec<u64> = membership.voter_ids().collect();
     if voters.contains(&request.raft_id) {
-        return Ok(Json(AddAnswer { voter: true }));
+        return Ok(Json(AddAnswer { voter: true, leader: None }));
     }
     if voters.len() >= VOTERS {
-        return Ok(Json(AddAnswer { voter: false }));
+        return Ok(Json(AddAnswer { voter: false, leader: None }));
     }
     let promoted = raft.change_membership(ChangeMembers::AddVoterIds([request.raft_id].into()), false).await;
     match promoted {
         Ok(_) => {
             tracing::info!(node = %name, raft_id = request.raft_id, "the new node is a voter");
-            Ok(Json(AddAnswer { voter: true }))
+            Ok(Json(AddAnswer { voter: true, leader: None }))
         }
         Err(e) => Err(ApiError::new(503, format!("The node could not be made a voter: {e}")).into()),
     }
@@ -313,13 +370,15 @@ pub(super) struct AddressRequest {
     pub address: String,
 }
 
-/// Records a member's new address on the leader (forwarded there from any
-/// member). Whether it changed.
+/// Records a member's new address, on the leader, told by the member
+/// itself (a member that does not lead refuses with 421). Whether it
+/// changed.
 async fn address(
     State(cluster): State<Cluster>,
-    _member: FromMember,
+    member: FromMember,
     ApiJson(request): ApiJson<AddressRequest>,
 ) -> Result<Json<bool>, ApiFailure> {
+    member.must_be(request.raft_id, "report an address")?;
     let parsed: std::net::SocketAddr = request
         .address
         .parse()
@@ -327,9 +386,8 @@ async fn address(
     if parsed.ip().is_unspecified() || parsed.port() == 0 {
         return Err(ApiError::invalid_field("address", "The cluster address must be one other nodes can dial.").into());
     }
-    if let Some(leader) = cluster.leader_address_if_not_me().await? {
-        let answer = cluster.client()?.call(&leader, "/cluster/address", &request, Duration::from_secs(8)).await;
-        return answer.map(Json).map_err(|e| forwarded(e).into());
+    if cluster.leader_address_if_not_me().await?.is_some() {
+        return Err(ApiError::new(super::NOT_LEADER, "This node does not lead; tell the leader.").into());
     }
     let changed = cluster.set_member_address(request.raft_id, &parsed.to_string()).await?;
     if changed {
@@ -356,7 +414,7 @@ async fn status(State(cluster): State<Cluster>, _member: FromMember) -> Result<J
 }
 
 /// What a member's forwarded proposal gets back.
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ProposeAnswer {
     pub index: u64,
     pub outcome: Option<Result<super::raft::AppliedChange, ApiError>>,
@@ -364,9 +422,10 @@ pub struct ProposeAnswer {
 
 async fn propose(
     State(cluster): State<Cluster>,
-    _member: FromMember,
+    member: FromMember,
     ApiJson(proposal): ApiJson<Proposal>,
 ) -> Result<Json<ProposeAnswer>, ApiFailure> {
+    super::claims::check(&cluster.shared.pool, &member, &proposal.change).await?;
     Ok(Json(cluster.commit_here(proposal).await?))
 }
 
@@ -378,6 +437,7 @@ pub fn routes(cluster: Cluster) -> Router {
         .route("/cluster/remove", post(remove))
         .route("/cluster/address", post(address))
         .route("/cluster/status", post(status))
+        .route("/cluster/certificate", post(super::signing::certificate))
         .layer(DefaultBodyLimit::max(16 << 10))
         .merge(Router::new().route("/cluster/propose", post(propose)).layer(DefaultBodyLimit::max(1 << 20)))
         .with_state(cluster)

@@ -10,11 +10,15 @@
 //! leader forwards it to the leader, and answers once it has applied the
 //! change itself, so whoever made it reads it back on this node.
 
+pub mod certs;
+mod claims;
 pub mod join;
 pub mod lease;
 pub mod liveness;
 pub mod node_checks;
 pub mod raft;
+pub mod roster;
+pub mod signing;
 pub mod tls;
 pub mod transport;
 
@@ -109,7 +113,8 @@ struct Shared {
     pool: SqlitePool,
     data_dir: PathBuf,
     cluster_addr: Option<SocketAddr>,
-    identity: Option<Identity>,
+    identity: Option<Arc<Identity>>,
+    node_name: String,
     /// Calls to the other members; none without a cluster address.
     client: Option<Arc<Client>>,
     /// The leader changes membership one step at a time.
@@ -175,6 +180,7 @@ impl Cluster {
     pub async fn start(data_dir: &Path, pool: SqlitePool, options: &ClusterOptions) -> anyhow::Result<Self> {
         let log = LogStore::open(data_dir).await?;
         let mut joining = None;
+        let mut admitted_roster = None;
         let id = match log.node_id().await? {
             Some(id) => {
                 if options.join.is_some() {
@@ -187,13 +193,21 @@ impl Cluster {
                     let address = options
                         .cluster_addr
                         .context("--join needs --cluster-addr: the address this node serves the cluster channel on")?;
+                    let request = Identity::join_request(data_dir, &options.node_name)?;
                     let admission =
-                        join::request_admission(&join.url, &join.token, &options.node_name, address).await?;
-                    Identity::install_ca(data_dir, &admission.ca)?;
+                        join::request_admission(&join.url, &join.token, &options.node_name, address, &request).await?;
+                    Identity::install_admission(
+                        data_dir,
+                        &join.token.ca_fingerprint,
+                        &admission.ca,
+                        &admission.certificate,
+                        admission.raft_id,
+                    )?;
                     SecretBox::install_key(data_dir, &admission.cluster_key()?)?;
                     log.set_node_id(admission.raft_id).await?;
                     tracing::info!(node_id = admission.raft_id, "admitted to the cluster");
                     joining = Some(join.url.clone());
+                    admitted_roster = Some(admission.roster);
                     admission.raft_id
                 }
                 None => {
@@ -204,10 +218,14 @@ impl Cluster {
         };
         if !Identity::exists(data_dir) {
             anyhow::ensure!(id == 1, "this node's copy of the cluster CA is missing from {}", data_dir.display());
-            Identity::create_ca(data_dir, &options.node_name)?;
+            Identity::create_cluster(data_dir, &options.node_name)?;
+        }
+        let state_machine = StateMachine::open(pool.clone(), data_dir).await?;
+        if let Some(seed) = admitted_roster {
+            state_machine.roster().seed(seed);
         }
         let identity = match options.cluster_addr {
-            Some(address) => Some(Identity::load(data_dir, &options.node_name, address.ip())?),
+            Some(_) => Some(Arc::new(Identity::load(data_dir, id, state_machine.roster())?)),
             None => None,
         };
         let client = match &identity {
@@ -215,7 +233,6 @@ impl Cluster {
             None => None,
         };
         let new = log.is_empty().await?;
-        let state_machine = StateMachine::open(pool.clone(), data_dir).await?;
         let book = raft::network::AddressBook::default();
         let lease = Arc::new(lease::Lease::default());
         let network = raft::network::Network::new(client.clone(), book.clone());
@@ -226,6 +243,7 @@ impl Cluster {
             data_dir: data_dir.to_path_buf(),
             cluster_addr: options.cluster_addr,
             identity,
+            node_name: options.node_name.clone(),
             client,
             membership_lock: Default::default(),
             node_checks: Default::default(),
@@ -237,7 +255,7 @@ impl Cluster {
             let listener = tokio::net::TcpListener::bind(address)
                 .await
                 .with_context(|| format!("cannot listen on the cluster address {address}"))?;
-            transport::serve(listener, identity.server_config()?, cluster.routes());
+            transport::serve(listener, identity.server_config()?, cluster.routes(), cluster.state_machine.roster());
             tracing::info!(%address, %advertised, ca = %identity.ca_fingerprint(), "serving the cluster channel");
         }
         if !new && joining.is_none() {
@@ -263,6 +281,7 @@ impl Cluster {
         cluster.publish_own_address().await;
         liveness::spawn(cluster.clone());
         lease::spawn(cluster.clone());
+        signing::spawn_renewal(cluster.clone());
         Ok(cluster)
     }
 
@@ -565,6 +584,12 @@ impl Cluster {
 
     /// The CA's fingerprint, if this node serves the cluster channel (a
     /// join token is of use only then).
+    /// The fingerprint of this node's cluster key, which the cluster pins
+    /// as its own (none without a cluster channel).
+    pub fn key_fingerprint(&self) -> Option<String> {
+        Some(self.shared.identity.as_ref()?.key_fingerprint())
+    }
+
     pub fn cluster_address(&self) -> Option<(SocketAddr, String)> {
         Some((self.shared.cluster_addr?, self.shared.identity.as_ref()?.ca_fingerprint()))
     }

@@ -125,12 +125,23 @@ fn token_change(id: &str, secret_hash: &str, expires_at: &str) -> Change {
     }
 }
 
-fn admit(token: &str, name: &str) -> Change {
-    Change::AdmitNode { token_id: token.into(), name: name.into(), cluster_addr: "127.0.9.1:7100".into() }
+fn key_of(name: &str) -> String {
+    certs::key_fingerprint(name.as_bytes())
 }
 
-/// A token admits one node, which gets the next Raft id; a spent, an
-/// expired or an unknown token admits none, and a taken name is refused.
+fn admit(token: &str, name: &str) -> Change {
+    admit_with_key(token, name, &key_of(name))
+}
+
+fn admit_with_key(token: &str, name: &str, key: &str) -> Change {
+    let (token_id, name, cluster_addr) = (token.into(), name.into(), "127.0.9.1:7100".into());
+    Change::AdmitNode { token_id, name, cluster_addr, cert_key: key.into() }
+}
+
+/// A token admits one node, which gets the next Raft id and its key
+/// pinned; a spent, an expired or an unknown token admits none, and a
+/// taken name or key is refused. A removed node's key is revoked: it is
+/// never admitted again.
 #[tokio::test]
 async fn a_join_token_admits_one_node_once() {
     let n = start(tempfile::tempdir().unwrap()).await;
@@ -155,11 +166,173 @@ async fn a_join_token_admits_one_node_once() {
         sqlx::query_as("SELECT name, raft_id, state FROM nodes ORDER BY name").fetch_all(&n.pool).await.unwrap();
     let want = |name: &str, id: i64, state: &str| (name.to_string(), Some(id), state.to_string());
     assert_eq!(rows, vec![want("n1", 1, "online"), want("n2", 2, "offline"), want("n3", 3, "offline")]);
+
+    propose(&n, token_change("00000000000000ee", "h", "2999-01-01T00:00:00Z")).await.unwrap();
+    let same_key = propose(&n, admit_with_key("00000000000000ee", "n4", &key_of("n2"))).await.unwrap_err();
+    assert_eq!(same_key.status, 409, "{}", same_key.message);
+    propose(&n, Change::RemoveNode { name: "n3".into() }).await.unwrap();
+    let revoked: Vec<(String, i64, String)> =
+        sqlx::query_as("SELECT cert_key, raft_id, name FROM revoked_node_keys").fetch_all(&n.pool).await.unwrap();
+    assert_eq!(revoked, vec![(key_of("n3"), 3, "n3".to_string())]);
+    let back = propose(&n, admit_with_key("00000000000000ee", "n3", &key_of("n3"))).await.unwrap_err();
+    assert_eq!(back.status, 403, "{}", back.message);
+    assert!(back.message.contains("removed"), "{}", back.message);
+    let bad = propose(&n, admit_with_key("00000000000000ee", "n4", "not-a-key")).await.unwrap_err();
+    assert_eq!(bad.status, 422, "{}", bad.message);
+    assert_eq!(propose(&n, admit("00000000000000ee", "n4")).await.unwrap().raft_id, Some(4));
 }
 
 fn free_address() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
+}
+
+/// The first node of a cluster with a cluster channel, registered as its
+/// storage would (its address and its key).
+async fn start_first(name: &str) -> TestNode {
+    let address = free_address();
+    let dir = tempfile::tempdir().unwrap();
+    let pool = crate::db::open(dir.path()).await.unwrap();
+    let options = ClusterOptions { node_name: name.into(), cluster_addr: Some(address), ..Default::default() };
+    let node = TestNode { cluster: Cluster::start(dir.path(), pool.clone(), &options).await.unwrap(), dir, pool };
+    let mut me = register(name);
+    if let Change::RegisterNode { member, .. } = &mut me {
+        member.cluster_addr = Some(address.to_string());
+        member.cert_key = node.cluster.key_fingerprint();
+    }
+    propose(&node, me).await.unwrap();
+    node
+}
+
+/// A new node that joins through `through` with a token made there.
+async fn join(through: &TestNode, name: &str) -> TestNode {
+    let (address, fingerprint) = through.cluster.cluster_address().unwrap();
+    let token = JoinToken::generate(&fingerprint);
+    let change = Change::CreateJoinToken {
+        id: token.id.clone(),
+        secret_hash: token.secret_hash(),
+        expires_at: "2999-01-01T00:00:00Z".into(),
+        created_by: "admin".into(),
+    };
+    propose(through, change).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pool = crate::db::open(dir.path()).await.unwrap();
+    let join = Some(JoinOptions { url: format!("https://{address}"), token });
+    let options =
+        ClusterOptions { node_name: name.into(), cluster_addr: Some(free_address()), join, ..Default::default() };
+    TestNode { cluster: Cluster::start(dir.path(), pool.clone(), &options).await.unwrap(), dir, pool }
+}
+
+/// A client that shows the certificate and key kept in `dir` (as anyone
+/// who took them from that node's disk would).
+fn client_from_files(dir: &std::path::Path, raft_id: u64) -> Client {
+    let identity = Identity::load(dir, raft_id, Arc::default()).unwrap();
+    Client::new(identity.client_config().unwrap())
+}
+
+fn refused_as_stranger<T: std::fmt::Debug>(answer: Result<T, transport::CallError>) {
+    match answer {
+        Err(transport::CallError::Refused { status: 403, message, .. }) if message.contains("Only members") => {}
+        other => panic!("expected a refusal of a non-member, got {other:?}"),
+    }
+}
+
+fn refused_claim<T: std::fmt::Debug>(answer: Result<T, transport::CallError>) {
+    match answer {
+        Err(transport::CallError::Refused { status: 403, message, .. }) if message.contains("A member may") => {}
+        other => panic!("expected a refusal of a claim, got {other:?}"),
+    }
+}
+
+/// Issue 30, finding 1. A member may not speak for another node. Once a
+/// node is removed, the certificate and key it kept pass nowhere: not to
+/// propose, not to forward a command, not to ask for a certificate or for
+/// Raft's messages; a server that shows them is refused too. A certificate
+/// the CA's key signs for a key the cluster never pinned passes as no one,
+/// whatever Raft id it names, and the signer will not sign one over the
+/// channel. Only the signer holds the CA's key.
+#[tokio::test]
+async fn a_removed_node_and_a_key_the_cluster_never_pinned_are_refused() {
+    let a = start_first("a").await;
+    let b = join(&a, "b").await;
+    let c = join(&a, "c").await;
+    let a_addr = a.cluster.cluster_address().unwrap().0.to_string();
+    let second = Duration::from_secs(5);
+    for n in [&b, &c] {
+        assert!(!n.dir.path().join("cluster/ca.key").exists(), "a joined node holds no CA key");
+    }
+    assert!(a.dir.path().join("cluster/ca.key").exists());
+
+    // A member is served, for itself only.
+    let b_client = b.cluster.client().unwrap();
+    let status: ClusterStatus = b_client.call(&a_addr, "/cluster/status", &(), second).await.unwrap();
+    assert_eq!(status.voters, vec![1, 2, 3]);
+    let request = join::AddressRequest { raft_id: 1, address: "127.0.0.1:1".into() };
+    refused_claim(b_client.call::<_, bool>(&a_addr, "/cluster/address", &request, second).await);
+    refused_claim(b_client.call::<_, serde_json::Value>(&a_addr, "/raft/lease", &json!({"raft_id": 1}), second).await);
+    let share = Proposal::now(Change::ShareAudit { origin: 1, node: "a".into(), records: vec![] });
+    refused_claim(b_client.call::<_, ProposeAnswer>(&a_addr, "/cluster/propose", &share, second).await);
+    let admit = Proposal::now(admit("00000000000000aa", "x"));
+    refused_claim(b_client.call::<_, ProposeAnswer>(&a_addr, "/cluster/propose", &admit, second).await);
+    let own = Proposal::now(Change::ShareAudit { origin: 2, node: "b".into(), records: vec![] });
+    b_client.call::<_, ProposeAnswer>(&a_addr, "/cluster/propose", &own, second).await.unwrap();
+
+    // c is removed, as an admin removes a node: its membership, then its row.
+    a.cluster.remove_member(3).await.unwrap();
+    propose(&a, Change::RemoveNode { name: "c".into() }).await.unwrap();
+    c.cluster.shutdown().await;
+    let kept = client_from_files(c.dir.path(), 3);
+    let anything = json!({});
+    for path in ["/cluster/propose", "/cluster/unit-command", "/cluster/status", "/raft/append", "/cluster/certificate"]
+    {
+        refused_as_stranger(kept.call::<_, serde_json::Value>(&a_addr, path, &anything, second).await);
+    }
+    // The other member has applied the removal too.
+    let b_addr = b.cluster.cluster_address().unwrap().0.to_string();
+    let wait = b.cluster.raft.wait(Some(second));
+    assert!(wait.applied_index_at_least(Some(a.cluster.status().applied_index), "b").await.is_ok());
+    refused_as_stranger(kept.call::<_, serde_json::Value>(&b_addr, "/cluster/status", &anything, second).await);
+    // A server that shows c's certificate: the members' client refuses it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = listener.local_addr().unwrap().to_string();
+    let c_identity = Identity::load(c.dir.path(), 3, Arc::default()).unwrap();
+    let router = axum::Router::new().route("/cluster/status", axum::routing::post(|| async { "{}" }));
+    transport::serve(listener, c_identity.server_config().unwrap(), router, Arc::default());
+    match a.cluster.client().unwrap().call::<_, serde_json::Value>(&fake, "/cluster/status", &(), second).await {
+        Err(transport::CallError::Unreachable { reason, .. }) => assert!(reason.contains("removed"), "{reason}"),
+        other => panic!("a removed node's certificate was taken: {other:?}"),
+    }
+
+    // The CA's key signs a certificate for a new key naming b's Raft id:
+    // it passes as no one.
+    let signer = certs::Signer::open(&a.dir.path().join("cluster")).unwrap().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let asked = certs::read_request(&certs::request(&key, "b").unwrap()).unwrap();
+    let minted = tempfile::tempdir().unwrap();
+    let files = minted.path().join("cluster");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::copy(a.dir.path().join("cluster/ca.pem"), files.join("ca.pem")).unwrap();
+    std::fs::write(files.join("node.key"), key.serialize_pem()).unwrap();
+    std::fs::write(files.join("node.pem"), signer.issue_for(&asked, 2).unwrap()).unwrap();
+    let forged = client_from_files(minted.path(), 2);
+    refused_as_stranger(forged.call::<_, serde_json::Value>(&a_addr, "/cluster/propose", &anything, second).await);
+    // Nor will the signer sign that key for b over the channel.
+    let body = signing::CertificateRequest { raft_id: 2, request: certs::request(&key, "b").unwrap() };
+    match b_client.call::<_, String>(&a_addr, "/cluster/certificate", &body, Duration::from_secs(15)).await {
+        Err(transport::CallError::Refused { status: 403, message, .. }) => {
+            assert!(message.contains("not pinned"), "{message}")
+        }
+        other => panic!("the signer signed a key the cluster never pinned: {other:?}"),
+    }
+    // b renews its own certificate through the signer, and is served with it.
+    let identity = b.cluster.shared.identity.clone().unwrap();
+    let renewed = b.cluster.certificate_for(2, &identity.renewal_request("b").unwrap()).await.unwrap();
+    identity.install_renewed(2, &renewed).unwrap();
+    let fresh = Client::new(identity.client_config().unwrap());
+    fresh.call::<_, ClusterStatus>(&a_addr, "/cluster/status", &(), second).await.unwrap();
+
+    b.cluster.shutdown().await;
+    a.cluster.shutdown().await;
 }
 
 /// Two members over the cluster channel: a node joins with a token and
@@ -168,40 +341,8 @@ fn free_address() -> SocketAddr {
 /// the joined node, back at another address, is reached there.
 #[tokio::test]
 async fn a_joined_node_forwards_changes_and_is_reached_at_a_new_address() {
-    let (a_addr, b_addr) = (free_address(), free_address());
-    let a_dir = tempfile::tempdir().unwrap();
-    let a_pool = crate::db::open(a_dir.path()).await.unwrap();
-    let options =
-        ClusterOptions { node_name: "a".into(), cluster_addr: Some(a_addr), join: None, ..Default::default() };
-    let a = TestNode {
-        cluster: Cluster::start(a_dir.path(), a_pool.clone(), &options).await.unwrap(),
-        dir: a_dir,
-        pool: a_pool,
-    };
-    let mut me = register("a");
-    if let Change::RegisterNode { member, .. } = &mut me {
-        member.cluster_addr = Some(a_addr.to_string());
-    }
-    propose(&a, me).await.unwrap();
-    let (_, fingerprint) = a.cluster.cluster_address().unwrap();
-    let token = JoinToken::generate(&fingerprint);
-    let change = Change::CreateJoinToken {
-        id: token.id.clone(),
-        secret_hash: token.secret_hash(),
-        expires_at: "2999-01-01T00:00:00Z".into(),
-        created_by: "admin".into(),
-    };
-    propose(&a, change).await.unwrap();
-
-    let b_dir = tempfile::tempdir().unwrap();
-    let b_pool = crate::db::open(b_dir.path()).await.unwrap();
-    let join = Some(JoinOptions { url: format!("https://{a_addr}"), token });
-    let options = ClusterOptions { node_name: "b".into(), cluster_addr: Some(b_addr), join, ..Default::default() };
-    let b = TestNode {
-        cluster: Cluster::start(b_dir.path(), b_pool.clone(), &options).await.unwrap(),
-        dir: b_dir,
-        pool: b_pool,
-    };
+    let a = start_first("a").await;
+    let b = join(&a, "b").await;
     let status = a.cluster.status();
     assert_eq!((status.role.as_str(), status.voters), ("leader", vec![1, 2]));
     assert_eq!((b.cluster.status().role.as_str(), b.cluster.status().leader), ("follower", Some(1)));

@@ -27,6 +27,9 @@ use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use super::certs::{read_peer_cert, PeerCert};
+use super::roster::{Known, Roster};
+
 /// TLS handshakes in progress at once.
 const HANDSHAKES: usize = 64;
 /// Connections from members at once.
@@ -41,24 +44,68 @@ const STRANGER_DEADLINE: Duration = Duration::from_secs(30);
 const MAX_RESPONSE: usize = 16 << 20;
 
 /// Who sent a request: set on every request by the server.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Peer {
     pub address: SocketAddr,
-    /// The peer showed a certificate of the cluster's CA.
-    pub member: bool,
+    /// What the certificate the peer showed (one of the cluster's CA, in
+    /// date) names; none for a peer without one.
+    pub cert: Option<PeerCert>,
+    roster: Arc<Roster>,
 }
 
-/// A request from a member of the cluster: a handler that takes this
-/// refuses everyone else (403), a node coming to join included.
-pub struct FromMember;
+impl Peer {
+    /// The member this peer is now, if it is one.
+    pub fn member(&self) -> Option<Known> {
+        self.cert.as_ref().and_then(|c| self.roster.member(c))
+    }
+}
+
+/// A request from a member of the cluster, as the roster knows it *now*:
+/// a handler that takes this refuses everyone else (403), a node coming to
+/// join, a removed node and a certificate for a key the cluster never
+/// pinned included. The handler checks what the request claims against
+/// [`FromMember::raft_id`] and [`FromMember::name`].
+#[derive(Clone, Debug)]
+pub struct FromMember(pub Known);
+
+impl FromMember {
+    pub fn raft_id(&self) -> u64 {
+        self.0.raft_id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Refuses (403) a request that claims to come from another node.
+    pub fn must_be(&self, raft_id: u64, what: &str) -> Result<(), portico_app::error::ApiError> {
+        if raft_id == self.0.raft_id {
+            Ok(())
+        } else {
+            tracing::warn!(
+                caller = self.0.raft_id,
+                claimed = raft_id,
+                what,
+                "a member spoke for another node: refused"
+            );
+            Err(portico_app::error::ApiError::new(403, format!("A member may only {what} for itself.")))
+        }
+    }
+}
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for FromMember {
     type Rejection = crate::api::ApiFailure;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        match parts.extensions.get::<Peer>() {
-            Some(peer) if peer.member => Ok(FromMember),
-            _ => Err(portico_app::error::ApiError::new(403, "Only members of the cluster may ask this.").into()),
+        let peer = parts.extensions.get::<Peer>();
+        match peer.and_then(Peer::member) {
+            Some(known) => Ok(FromMember(known)),
+            None => {
+                if let Some(cert) = peer.and_then(|p| p.cert.as_ref()) {
+                    tracing::warn!(raft_id = cert.raft_id, address = ?peer.map(|p| p.address), "a node that is not a member now asked the cluster channel: refused");
+                }
+                Err(portico_app::error::ApiError::new(403, "Only members of the cluster may ask this.").into())
+            }
         }
     }
 }
@@ -69,7 +116,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for FromMember {
 /// of members, and connections of peers without a certificate (each with a
 /// deadline for the whole connection). Strangers who open connections and
 /// never speak fill only the first for a while, and never the members'.
-pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: axum::Router) {
+pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: axum::Router, roster: Arc<Roster>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let handshakes = Arc::new(Semaphore::new(HANDSHAKES));
     let members = Arc::new(Semaphore::new(MEMBER_CONNECTIONS));
@@ -89,7 +136,7 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: axum
                 continue;
             };
             let (acceptor, router) = (acceptor.clone(), router.clone());
-            let (members, strangers) = (members.clone(), strangers.clone());
+            let (members, strangers, roster) = (members.clone(), strangers.clone(), roster.clone());
             tokio::spawn(async move {
                 let _ = stream.set_nodelay(true);
                 let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
@@ -102,13 +149,17 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: axum
                     }
                     Err(_) => return,
                 };
-                let member = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                let cert =
+                    tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| read_peer_cert(c).ok());
+                // A place among the members' for a certificate of one, as
+                // the roster knows them now; anyone else is a stranger.
+                let member = cert.as_ref().is_some_and(|c| roster.member(c).is_some());
                 let place = if member { members } else { strangers };
                 let Ok(_place) = place.try_acquire_owned() else {
                     tracing::warn!(%address, member, "cluster listener: connections at their cap; connection closed");
                     return;
                 };
-                let service = router.layer(axum::Extension(Peer { address, member }));
+                let service = router.layer(axum::Extension(Peer { address, cert, roster }));
                 let mut http = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
                 http.timer(TokioTimer::new())
                     .keep_alive_interval(Some(Duration::from_secs(5)))
@@ -250,14 +301,16 @@ mod tests {
     #[tokio::test]
     async fn strangers_cannot_crowd_out_members() {
         let dir = tempfile::tempdir().unwrap();
-        Identity::create_ca(dir.path(), "t").unwrap();
-        let identity = Identity::load(dir.path(), "n1", "127.0.0.1".parse().unwrap()).unwrap();
+        Identity::create_cluster(dir.path(), "t").unwrap();
+        let roster = Arc::new(Roster::default());
+        let identity = Identity::load(dir.path(), 1, roster.clone()).unwrap();
+        roster.pin(1, &identity.key_fingerprint(), "n1");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let router = Router::new()
-            .route("/who", post(|Extension(p): Extension<Peer>| async move { Json(p.member) }))
+            .route("/who", post(|Extension(p): Extension<Peer>| async move { Json(p.member().is_some()) }))
             .route("/members-only", post(|_: FromMember| async { Json(true) }));
-        serve(listener, identity.server_config().unwrap(), router);
+        serve(listener, identity.server_config().unwrap(), router, roster);
 
         let pinned = tls::pinned_client_config(&identity.ca_fingerprint()).unwrap();
         // A peer without a certificate is told who it is, and refused what is for members.

@@ -132,6 +132,7 @@ async fn register_node(
         raft_id: Some(cluster.node_id()),
         cluster_addr: cluster.cluster_address().map(|(a, _)| a.to_string()),
         replication_addr: replication_addr.map(|a| a.to_string()),
+        cert_key: cluster.key_fingerprint(),
     };
     let change =
         Change::RegisterNode { name: name.to_string(), interfaces: nodes::local_interface_addresses(), member };

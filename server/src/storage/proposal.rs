@@ -55,8 +55,9 @@ pub enum Change {
     /// An unused join token an admin revoked.
     RevokeJoinToken { id: String },
     /// A node that showed a valid join token: it gets the next Raft id and
-    /// the token is spent.
-    AdmitNode { token_id: String, name: String, cluster_addr: String },
+    /// the token is spent, and the key its certificate request carried is
+    /// pinned as its own (`cert_key`, see `cluster::certs`).
+    AdmitNode { token_id: String, name: String, cluster_addr: String, cert_key: String },
     /// Audit records a node wrote, shared with the cluster in the order it
     /// wrote them. `origin` is the node's Raft id.
     ShareAudit { origin: u64, node: String, records: Vec<SharedAuditRecord> },
@@ -251,6 +252,10 @@ pub struct Membership {
     /// The address it takes replication streams on (IP:PORT).
     #[serde(default)]
     pub replication_addr: Option<String>,
+    /// The fingerprint of its cluster key (`cluster::certs`): pinned by
+    /// the first registration that gives one, never changed by another.
+    #[serde(default)]
+    pub cert_key: Option<String>,
 }
 
 impl Change {

@@ -25,6 +25,7 @@ pub const TABLES: &[&str] = &[
     "counters",
     "join_tokens",
     "cluster_audit",
+    "revoked_node_keys",
 ];
 
 /// Every row of the replicated tables as text, one line per row.

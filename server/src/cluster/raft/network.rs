@@ -193,43 +193,56 @@ fn answer<T, E: std::fmt::Display>(result: Result<T, E>) -> Answer<T> {
     Json(result.map_err(|e| e.to_string()))
 }
 
+/// Refuses a Raft message that speaks for another node than the member
+/// that sent it: entries and snapshots come from the leader they name,
+/// votes from the candidate they name.
+fn from_its_sender(member: &FromMember, vote: &Vote) -> Result<(), ApiError> {
+    use openraft::vote::RaftLeaderId as _;
+    member.must_be(*vote.leader_id().node_id(), "send Raft messages")
+}
+
 async fn append(
     State((raft, _)): State<(Raft, Arc<Lease>)>,
-    _member: FromMember,
+    member: FromMember,
     ApiJson(request): ApiJson<AppendRequest>,
 ) -> Result<Answer<AppendEntriesResponse<C>>, ApiFailure> {
+    from_its_sender(&member, &request.rpc.vote)?;
     Ok(answer::<_, RaftError<C>>(raft.append_entries(request.rpc).await))
 }
 
 async fn vote(
     State((raft, _)): State<(Raft, Arc<Lease>)>,
-    _member: FromMember,
+    member: FromMember,
     ApiJson(rpc): ApiJson<VoteRequest<C>>,
 ) -> Result<Answer<VoteResponse<C>>, ApiFailure> {
+    from_its_sender(&member, &rpc.vote)?;
     Ok(answer::<_, RaftError<C>>(raft.vote(rpc).await))
 }
 
 async fn pre_vote(
     State((raft, _)): State<(Raft, Arc<Lease>)>,
-    _member: FromMember,
+    member: FromMember,
     ApiJson(rpc): ApiJson<VoteRequest<C>>,
 ) -> Result<Answer<VoteResponse<C>>, ApiFailure> {
+    from_its_sender(&member, &rpc.vote)?;
     Ok(answer::<_, RaftError<C>>(raft.pre_vote(rpc).await))
 }
 
 async fn transfer_leader(
     State((raft, _)): State<(Raft, Arc<Lease>)>,
-    _member: FromMember,
+    member: FromMember,
     ApiJson(request): ApiJson<TransferLeaderRequest<C>>,
 ) -> Result<Answer<TransferLeaderResponse<C>>, ApiFailure> {
+    from_its_sender(&member, request.from_leader())?;
     Ok(answer::<_, Fatal<C>>(raft.handle_transfer_leader(request).await))
 }
 
 async fn snapshot(
     State((raft, _)): State<(Raft, Arc<Lease>)>,
-    _member: FromMember,
+    member: FromMember,
     ApiJson(request): ApiJson<SnapshotRequest>,
 ) -> Result<Answer<SnapshotResponse<C>>, ApiFailure> {
+    from_its_sender(&member, &request.vote)?;
     use base64::Engine as _;
     let data = base64::engine::general_purpose::STANDARD
         .decode(request.data.as_bytes())
@@ -242,9 +255,10 @@ async fn snapshot(
 /// acknowledgement and this follower's (see `lease`).
 async fn lease_for_follower(
     State((raft, lease)): State<(Raft, Arc<Lease>)>,
-    _member: FromMember,
+    member: FromMember,
     ApiJson(request): ApiJson<LeaseRequest>,
-) -> Json<Result<LeaseAnswer, String>> {
+) -> Result<Json<Result<LeaseAnswer, String>>, ApiFailure> {
+    member.must_be(request.raft_id, "renew a lease")?;
     use super::RaftInstant as _;
     let metrics = raft.metrics().borrow_watched().clone();
     let leader = metrics.current_leader == Some(metrics.id);
@@ -252,7 +266,7 @@ async fn lease_for_follower(
     // offline verdict (`liveness`) counts from.
     let acked =
         metrics.heartbeat.as_ref().and_then(|h| h.get(&request.raft_id).cloned().flatten()).map(|t| t.elapsed());
-    Json(answer_follower(&lease, leader, metrics.last_log_index.unwrap_or(0), acked))
+    Ok(Json(answer_follower(&lease, leader, metrics.last_log_index.unwrap_or(0), acked)))
 }
 
 /// The routes that take Raft's messages.

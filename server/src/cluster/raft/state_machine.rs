@@ -26,6 +26,8 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::watch;
 
 use super::{io, Applied, AppliedChange, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, C};
+use crate::cluster::roster::Roster;
+use crate::storage::proposal::Change;
 use crate::storage::{commands, replicated};
 
 /// The state database as openraft's state machine. Cloning shares it.
@@ -35,6 +37,8 @@ pub struct StateMachine {
     data_dir: PathBuf,
     current: Arc<Mutex<Option<(SnapshotMeta, SnapshotData)>>>,
     applied: Arc<watch::Sender<u64>>,
+    /// The members' keys and the revoked ones, as applied here.
+    roster: Arc<Roster>,
 }
 
 /// How often an entry this node could not apply (its database busy, say)
@@ -98,12 +102,24 @@ impl StateMachine {
     pub async fn open(pool: SqlitePool, data_dir: &Path) -> anyhow::Result<Self> {
         let (log_id, _) = read_applied(&mut *pool.acquire().await?).await?;
         let (applied, _) = watch::channel(log_id.map(|l| l.index).unwrap_or(0));
+        let roster = Arc::new(Roster::default());
+        roster.reload(&mut *pool.acquire().await?, log_id.map(|l| l.index).unwrap_or(0)).await?;
         Ok(StateMachine {
             pool,
             data_dir: data_dir.to_path_buf(),
             current: Default::default(),
             applied: Arc::new(applied),
+            roster,
         })
+    }
+
+    /// Who is a member, as applied here.
+    pub fn roster(&self) -> Arc<Roster> {
+        self.roster.clone()
+    }
+
+    async fn reload_roster(&self, applied: u64) -> Result<(), std::io::Error> {
+        self.roster.reload(&mut *self.pool.acquire().await.map_err(io)?, applied).await.map_err(io)
     }
 
     /// The index of the last applied entry, as it moves.
@@ -206,6 +222,13 @@ impl RaftStateMachine<C> for StateMachine {
                     Err(e) => return Err(e),
                 }
             };
+            let members_changed = matches!(
+                &entry.payload,
+                EntryPayload::Normal(p) if matches!(p.change, Change::AdmitNode { .. } | Change::RegisterNode { .. } | Change::RemoveNode { .. })
+            );
+            if members_changed || self.roster.seeded() {
+                self.reload_roster(entry.log_id.index).await?;
+            }
             self.applied.send_replace(entry.log_id.index);
             if let Some(responder) = responder {
                 responder.send(Applied { outcome });
@@ -251,6 +274,7 @@ impl RaftStateMachine<C> for StateMachine {
         let _ = std::fs::remove_file(&path);
         result?;
         tracing::info!(last_log_id = ?meta.last_log_id, "cluster state snapshot installed");
+        self.reload_roster(meta.last_log_id.map(|l| l.index).unwrap_or(0)).await?;
         self.applied.send_replace(meta.last_log_id.map(|l| l.index).unwrap_or(0));
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((meta.clone(), snapshot));
         Ok(())

@@ -97,6 +97,7 @@ pub(super) async fn admit(
     token_id: &str,
     name: &str,
     cluster_addr: &str,
+    cert_key: &str,
 ) -> Result<Effects, ApiError> {
     let token = find_token(tx, token_id).await.map_err(db)?;
     let token = token.ok_or_else(|| ApiError::new(403, "This join token is not known to the cluster."))?;
@@ -108,6 +109,7 @@ pub(super) async fn admit(
             "A node named {name} is in the cluster already. Start the new node with another --node-name."
         )));
     }
+    check_key_is_new(tx, cert_key).await?;
     sqlx::query("UPDATE join_tokens SET used_at = ?, used_by = ? WHERE id = ?")
         .bind(&d.at)
         .bind(name)
@@ -122,12 +124,13 @@ pub(super) async fn admit(
             .map_err(db)?;
     // Offline until the node itself registers, once it has caught up.
     sqlx::query(
-        "INSERT INTO nodes (name, state, last_heartbeat, raft_id, cluster_addr) VALUES (?, 'offline', ?, ?, ?)",
+        "INSERT INTO nodes (name, state, last_heartbeat, raft_id, cluster_addr, cert_key) VALUES (?, 'offline', ?, ?, ?, ?)",
     )
     .bind(name)
     .bind(&d.at)
     .bind(raft_id)
     .bind(cluster_addr)
+    .bind(cert_key)
     .execute(&mut **tx)
     .await
     .map_err(db)?;
@@ -136,4 +139,29 @@ pub(super) async fn admit(
         raft_id: Some(raft_id as u64),
         ..Default::default()
     })
+}
+
+/// A key the cluster may pin for a node: a SHA-256 in hex, not pinned for
+/// another node and not revoked (a removed node's key never comes back).
+pub(super) async fn check_key_is_new(tx: &mut Tx<'_>, cert_key: &str) -> Result<(), ApiError> {
+    if cert_key.len() != 64 || !cert_key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(ApiError::invalid_field("cert_key", "The fingerprint of the node's key: 64 lowercase hex digits."));
+    }
+    let (pinned, revoked): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM nodes WHERE cert_key = ?1), (SELECT COUNT(*) FROM revoked_node_keys WHERE cert_key = ?1)",
+    )
+    .bind(cert_key)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db)?;
+    if revoked > 0 {
+        return Err(ApiError::new(
+            403,
+            "This key belonged to a node that was removed from the cluster; it cannot join again.",
+        ));
+    }
+    if pinned > 0 {
+        return Err(ApiError::conflict("This key is another node's already."));
+    }
+    Ok(())
 }

@@ -73,12 +73,12 @@ pub async fn apply(proposal: Proposal, tx: &mut Tx<'_>) -> Result<Effects, ApiEr
             return members::create_token(tx, &decided, &id, &secret_hash, &expires_at, &created_by).await
         }
         Change::RevokeJoinToken { id } => return members::revoke_token(tx, &id).await,
-        Change::RemoveNode { name } => return node_interfaces::remove(tx, &name).await,
+        Change::RemoveNode { name } => return node_interfaces::remove(tx, &decided, &name).await,
         Change::Users(change) => return users::apply(tx, &decided, change).await,
         Change::ReportEngine { name, problems } => return node_interfaces::report_engine(tx, &name, &problems).await,
         Change::SetNodeState { name, online } => return node_interfaces::set_state(tx, &decided, &name, online).await,
-        Change::AdmitNode { token_id, name, cluster_addr } => {
-            return members::admit(tx, &decided, &token_id, &name, &cluster_addr).await
+        Change::AdmitNode { token_id, name, cluster_addr, cert_key } => {
+            return members::admit(tx, &decided, &token_id, &name, &cluster_addr, &cert_key).await
         }
         Change::ShareAudit { origin, node, records } => return audit::share(tx, origin, &node, &records).await,
         Change::MarkCopy { volume, epoch, node_id, in_sync } => {

@@ -56,9 +56,26 @@ pub(super) async fn register(
             )));
         }
     }
+    if let Some(key) = &member.cert_key {
+        let pinned: Option<(Option<String>,)> = sqlx::query_as("SELECT cert_key FROM nodes WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db)?;
+        match pinned {
+            Some((Some(pinned),)) if &pinned != key => {
+                return Err(ApiError::conflict(format!(
+                    "The cluster knows {name} by another key; a node cannot change its key by registering."
+                )))
+            }
+            Some((Some(_),)) => {}
+            _ => super::members::check_key_is_new(tx, key).await?,
+        }
+    }
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO nodes (name, state, last_heartbeat, raft_id, cluster_addr, replication_addr) \
-         VALUES (?, 'online', ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET \
+        "INSERT INTO nodes (name, state, last_heartbeat, raft_id, cluster_addr, replication_addr, cert_key) \
+         VALUES (?, 'online', ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET \
+         cert_key = COALESCE(cert_key, excluded.cert_key), \
          raft_id = COALESCE(excluded.raft_id, raft_id), cluster_addr = COALESCE(excluded.cluster_addr, cluster_addr), \
          replication_addr = COALESCE(excluded.replication_addr, replication_addr) RETURNING id",
     )
@@ -67,6 +84,7 @@ pub(super) async fn register(
     .bind(member.raft_id.map(|r| r as i64))
     .bind(&member.cluster_addr)
     .bind(&member.replication_addr)
+    .bind(&member.cert_key)
     .fetch_one(&mut **tx)
     .await
     .map_err(db)?;
@@ -121,10 +139,19 @@ pub(super) async fn report_engine(
 
 /// Removes a node that holds nothing: its volumes and targets must have
 /// been deleted or moved first.
-pub(super) async fn remove(tx: &mut Tx<'_>, name: &str) -> Result<Effects, ApiError> {
-    let node: Option<(i64,)> =
-        sqlx::query_as("SELECT id FROM nodes WHERE name = ?").bind(name).fetch_optional(&mut **tx).await.map_err(db)?;
-    let (node_id,) = node.ok_or_else(|| ApiError::not_found(format!("The node {name}")))?;
+pub(super) async fn remove(tx: &mut Tx<'_>, d: &Decided, name: &str) -> Result<Effects, ApiError> {
+    let node: Option<(i64, Option<i64>, Option<String>)> =
+        sqlx::query_as("SELECT id, raft_id, cert_key FROM nodes WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db)?;
+    let (node_id, raft_id, cert_key) = node.ok_or_else(|| ApiError::not_found(format!("The node {name}")))?;
+    if raft_id == Some(crate::cluster::certs::SIGNER as i64) {
+        return Err(ApiError::conflict(format!(
+            "{name} created the cluster and holds its certificate authority, which signs the certificates of joining and renewing nodes: it cannot be removed."
+        )));
+    }
     let (volumes, targets): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT COUNT(*) FROM volumes WHERE node_id = ?1) + (SELECT COUNT(*) FROM volume_copies WHERE node_id = ?1), \
                 (SELECT COUNT(*) FROM targets WHERE node_id = ?1)",
@@ -139,7 +166,20 @@ pub(super) async fn remove(tx: &mut Tx<'_>, name: &str) -> Result<Effects, ApiEr
         )));
     }
     sqlx::query("DELETE FROM nodes WHERE id = ?").bind(node_id).execute(&mut **tx).await.map_err(db)?;
-    Ok(Effects { detail: Some("removed from the cluster".into()), ..Default::default() })
+    // Its key is refused from now on, by every member that applies this.
+    if let (Some(key), Some(raft_id)) = (cert_key, raft_id) {
+        sqlx::query(
+            "INSERT OR IGNORE INTO revoked_node_keys (cert_key, raft_id, name, revoked_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(key)
+        .bind(raft_id)
+        .bind(name)
+        .bind(&d.at)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    }
+    Ok(Effects { detail: Some("removed from the cluster; its key is revoked".into()), ..Default::default() })
 }
 
 pub(super) async fn update(tx: &mut Tx<'_>, at: &str, name: &str, patch: NodePatch) -> Result<Effects, ApiError> {
