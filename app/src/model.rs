@@ -131,11 +131,22 @@ impl std::fmt::Debug for UserPatch {
 }
 
 /// Body of `POST /api/v1/tokens`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
 pub struct NewToken {
     pub name: String,
+    /// The token stops working this many days after it is made (1 to
+    /// 3650); none: it works until it is revoked.
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+    /// The token can only read: it acts as a viewer, whatever its owner's
+    /// role.
+    #[serde(default)]
+    pub read_only: bool,
 }
+
+/// The longest a token may be made to last, in days.
+pub const MAX_TOKEN_DAYS: u32 = 3650;
 
 /// The answer to `POST /api/v1/tokens`: the only time the secret is shown.
 #[derive(Clone, Serialize, Deserialize)]
@@ -145,6 +156,10 @@ pub struct CreatedToken {
     pub name: String,
     /// Send as `Authorization: Bearer <token>`. Shown once, stored hashed.
     pub token: String,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 impl std::fmt::Debug for CreatedToken {
@@ -162,6 +177,12 @@ pub struct TokenView {
     pub owner: String,
     pub created_at: String,
     pub last_used_at: Option<String>,
+    /// When it stops working; none: when it is revoked.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// It acts as a viewer.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// Outcome of an audited action.
@@ -410,7 +431,8 @@ mod tests {
         assert!(!format!("{p:?}").contains("hunter2"));
         let l = LoginRequest { username: "bob".into(), password: "hunter2hunter2".into() };
         assert!(!format!("{l:?}").contains("hunter2"));
-        let t = CreatedToken { id: 1, name: "ci".into(), token: "ptk_secret".into() };
+        let t =
+            CreatedToken { id: 1, name: "ci".into(), token: "ptk_secret".into(), expires_at: None, read_only: false };
         assert!(!format!("{t:?}").contains("ptk_secret"));
     }
 }

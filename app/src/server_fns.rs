@@ -240,11 +240,23 @@ pub async fn list_tokens() -> Result<Vec<TokenView>, ApiError> {
 }
 
 #[server(prefix = "/rpc", endpoint = "tokens/create", input = Json)]
-pub async fn create_token(name: String) -> Result<CreatedToken, ApiError> {
+pub async fn create_token(name: String, expires: String, scope: String) -> Result<CreatedToken, ApiError> {
     use self::ssr::*;
     let run = async {
         let (svc, caller) = caller().await?;
-        svc.create_token(&caller, NewToken { name }).await
+        let expires_in_days = match expires.as_str() {
+            "never" => None,
+            days => Some(
+                days.parse::<u32>()
+                    .map_err(|_| ApiError::invalid_field("expires_in_days", "Choose when the token expires."))?,
+            ),
+        };
+        let read_only = match scope.as_str() {
+            "full" => false,
+            "read-only" => true,
+            _ => return Err(ApiError::invalid_field("read_only", "Choose what the token may do.")),
+        };
+        svc.create_token(&caller, NewToken { name, expires_in_days, read_only }).await
     };
     run.await.map_err(fail)
 }

@@ -10,8 +10,13 @@
 //! Serving: each connection's TLS handshake runs in its own task with a
 //! deadline, at most [`HANDSHAKES`] at once, so a client that connects and
 //! never speaks holds one place for 10 s and blocks nobody; at most
-//! [`CONNECTIONS`] connections are served at once. HTTP/1.1 and HTTP/2 are
-//! both offered (ALPN).
+//! [`CONNECTIONS`] connections are served at once, and at most
+//! [`PER_ADDRESS`] from one client address, so one client cannot take the
+//! places of all the others. A connection with no request in progress for
+//! [`IDLE`] is closed (gracefully: an HTTP/2 client is told to go away,
+//! and opens a new one when it needs one), so places held by idle browsers
+//! and by clients that open connections and park them come back. HTTP/1.1
+//! and HTTP/2 are both offered (ALPN).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -36,8 +41,29 @@ pub const HANDSHAKES: usize = 128;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once.
 pub const CONNECTIONS: usize = 4096;
+/// Connections served at once from one client address.
+pub const PER_ADDRESS: usize = 128;
+/// A connection with no request in progress for this long is closed.
+pub const IDLE: Duration = Duration::from_secs(300);
 /// An HTTP/1.1 request's headers must arrive within this.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection told to close may take to finish what it serves.
+const CLOSING: Duration = Duration::from_secs(30);
+
+/// The caps [`serve`] applies.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    pub handshakes: usize,
+    pub connections: usize,
+    pub per_address: usize,
+    pub idle: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits { handshakes: HANDSHAKES, connections: CONNECTIONS, per_address: PER_ADDRESS, idle: IDLE }
+    }
+}
 
 /// The certificate the node serves, ready for rustls.
 pub struct DashboardTls {
@@ -126,9 +152,101 @@ pub async fn serve(
     app: axum::Router,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    serve_with(listener, tls, app, shutdown, ServeLimits::default()).await
+}
+
+/// Connections per client address, each place given back when its
+/// connection ends.
+#[derive(Default)]
+struct PerAddress {
+    open: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+}
+
+struct AddressPlace {
+    counts: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl PerAddress {
+    fn take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<AddressPlace> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(ip).or_default();
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(AddressPlace { counts: self.clone(), ip })
+    }
+}
+
+impl Drop for AddressPlace {
+    fn drop(&mut self) {
+        let mut open = self.counts.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// When a connection last had a request in progress.
+struct Activity {
+    started: tokio::time::Instant,
+    in_progress: std::sync::atomic::AtomicUsize,
+    /// Milliseconds from `started` to the last request's start or end.
+    last: std::sync::atomic::AtomicU64,
+}
+
+struct Busy<'a>(&'a Activity);
+
+impl Activity {
+    fn new() -> Self {
+        Activity { started: tokio::time::Instant::now(), in_progress: Default::default(), last: Default::default() }
+    }
+
+    fn touch(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn begin(&self) -> Busy<'_> {
+        self.in_progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.touch();
+        Busy(self)
+    }
+
+    /// When the connection will have been idle for `idle`, if nothing
+    /// starts before then; none while a request is in progress.
+    fn idle_at(&self, idle: Duration) -> Option<tokio::time::Instant> {
+        if self.in_progress.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last.load(std::sync::atomic::Ordering::Relaxed));
+        Some(self.started + last + idle)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_progress.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// [`serve`] with other caps.
+pub async fn serve_with(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()>,
+    limits: ServeLimits,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let handshakes = Arc::new(Semaphore::new(HANDSHAKES));
-    let connections = Arc::new(Semaphore::new(CONNECTIONS));
+    let handshakes = Arc::new(Semaphore::new(limits.handshakes));
+    let connections = Arc::new(Semaphore::new(limits.connections));
+    let per_address = Arc::new(PerAddress::default());
     let accepting = async {
         loop {
             let (stream, address) = match listener.accept().await {
@@ -147,16 +265,20 @@ pub async fn serve(
                 tracing::warn!(%address, "HTTPS: connections at their cap; connection closed");
                 continue;
             };
+            let Some(address_place) = per_address.take(address.ip(), limits.per_address) else {
+                tracing::warn!(%address, cap = limits.per_address, "HTTPS: this client address has as many connections as one may; connection closed");
+                continue;
+            };
             let (acceptor, app) = (acceptor.clone(), app.clone());
             tokio::spawn(async move {
-                let _place = place;
+                let _places = (place, address_place);
                 let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
                 drop(handshake);
                 let Ok(Ok(tls)) = accepted else {
                     tracing::debug!(%address, "HTTPS handshake failed or timed out");
                     return;
                 };
-                serve_connection(tls, address, app).await;
+                serve_connection(tls, address, app, limits.idle).await;
             });
         }
     };
@@ -170,12 +292,43 @@ async fn serve_connection(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     address: SocketAddr,
     app: axum::Router,
+    idle: Duration,
 ) {
-    let service = app.layer(axum::Extension(ConnectInfo(address)));
+    let activity = Arc::new(Activity::new());
+    let tracked = activity.clone();
+    let service = app.layer(axum::Extension(ConnectInfo(address))).layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let activity = tracked.clone();
+            async move {
+                let _busy = activity.begin();
+                next.run(request).await
+            }
+        },
+    ));
     let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     http.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
-    http.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
-    let _ = http.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service)).await;
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let connection = http.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
+    tokio::pin!(connection);
+    loop {
+        // Looked at again at least every second while requests run.
+        let wake = activity.idle_at(idle).unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = tokio::time::sleep_until(wake) => {
+                if activity.idle_at(idle).is_some_and(|at| at <= tokio::time::Instant::now()) {
+                    tracing::debug!(%address, "HTTPS: an idle connection closed");
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(CLOSING, connection.as_mut()).await;
+                    return;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -209,5 +362,78 @@ mod tests {
         let wrong_key = other.path().join(DIR).join(KEY);
         let e = DashboardTls::load(dir.path(), Some(&cert), Some(&wrong_key)).err().unwrap().to_string();
         assert!(e.contains("does not fit"), "{e}");
+    }
+
+    /// A TLS connection from `from` (a loopback address) to `address`,
+    /// trusting the certificate in `cert` (handshake done).
+    async fn connect(
+        cert: &Path,
+        from: IpAddr,
+        address: SocketAddr,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let mut roots = rustls::RootCertStore::empty();
+        let der = CertificateDer::pem_file_iter(cert).unwrap().next().unwrap();
+        roots.add(der.unwrap()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(crate::cluster::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(from, 0))?;
+        let tcp = socket.connect(address).await?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await
+    }
+
+    /// Whether the server closed the connection within `within`.
+    async fn closed(stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>, within: Duration) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 64];
+        loop {
+            match tokio::time::timeout(within, stream.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Issue 30, finding 5: one client address gets at most its share of
+    /// connections, the next one is closed at once, another address is
+    /// served; a connection that carries no request for the idle time is
+    /// closed, and its place comes back.
+    #[tokio::test]
+    async fn one_address_gets_its_share_of_connections_and_idle_ones_are_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = DashboardTls::load(dir.path(), None, None).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let limits = ServeLimits { per_address: 3, idle: Duration::from_secs(2), ..Default::default() };
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(serve_with(listener, tls.config.clone(), app, std::future::pending(), limits));
+
+        let cert = dir.path().join(DIR).join(CERT);
+        let (one, two): (IpAddr, IpAddr) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(connect(&cert, one, address).await.unwrap());
+        }
+        let one_more = connect(&cert, one, address).await;
+        let refused = match one_more {
+            Err(_) => true,
+            Ok(mut stream) => closed(&mut stream, Duration::from_secs(1)).await,
+        };
+        assert!(refused, "a fourth connection from one address was served");
+        // Another client address (127.0.0.2 is loopback too) has its own share.
+        let mut stream = connect(&cert, two, address).await.unwrap();
+        assert!(!closed(&mut stream, Duration::from_millis(500)).await, "another address was refused");
+
+        // Idle for 2 s: closed by the server, and the places are back.
+        for stream in &mut held {
+            assert!(closed(stream, Duration::from_secs(5)).await, "an idle connection stayed open");
+        }
+        let mut again = connect(&cert, one, address).await.unwrap();
+        assert!(!closed(&mut again, Duration::from_millis(500)).await);
     }
 }

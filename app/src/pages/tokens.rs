@@ -19,7 +19,7 @@ pub fn TokensPage() -> impl IntoView {
         <div class="page-head">
             <h1>"API tokens"</h1>
             <p class="muted">
-                "A token acts as you, with your role. Send it as "
+                "A token acts as you, with your role, or as a viewer if it is read-only. Send it as "
                 <code>"Authorization: Bearer TOKEN"</code> "."
             </p>
         </div>
@@ -42,6 +42,24 @@ pub fn TokensPage() -> impl IntoView {
                     <input type="text" name="name" placeholder="backup script" maxlength="64" required/>
                     <FieldMessage value=created field="name"/>
                 </label>
+                <label>
+                    "Expires"
+                    <select name="expires">
+                        <option value="30">"in 30 days"</option>
+                        <option value="90" selected>"in 90 days"</option>
+                        <option value="365">"in a year"</option>
+                        <option value="never">"never (until revoked)"</option>
+                    </select>
+                    <FieldMessage value=created field="expires_in_days"/>
+                </label>
+                <label>
+                    "May"
+                    <select name="scope">
+                        <option value="full" selected>"do what you may"</option>
+                        <option value="read-only">"only read"</option>
+                    </select>
+                    <FieldMessage value=created field="read_only"/>
+                </label>
                 <button type="submit" class="btn btn-primary">"Create token"</button>
             </JsonForm>
         </section>
@@ -54,7 +72,7 @@ pub fn TokensPage() -> impl IntoView {
                         <div class="table-wrap">
                             <table class="table">
                                 <thead>
-                                    <tr><th>"Name"</th><th>"Owner"</th><th>"Created"</th><th>"Last used"</th><th class="actions-col"></th></tr>
+                                    <tr><th>"Name"</th><th>"Owner"</th><th>"May"</th><th>"Created"</th><th>"Last used"</th><th>"Expires"</th><th class="actions-col"></th></tr>
                                 </thead>
                                 <tbody>
                                     {list.into_iter().map(|t| {
@@ -64,8 +82,10 @@ pub fn TokensPage() -> impl IntoView {
                                             <tr>
                                                 <td>{t.name}</td>
                                                 <td>{t.owner}</td>
+                                                <td>{if t.read_only { "read only" } else { "what its owner may" }}</td>
                                                 <td>{format::timestamp(&t.created_at)}</td>
                                                 <td>{t.last_used_at.as_deref().map(format::timestamp).unwrap_or_else(|| "never".into())}</td>
+                                                <td>{t.expires_at.as_deref().map(format::timestamp).unwrap_or_else(|| "when revoked".into())}</td>
                                                 <td class="actions-col">
                                                     <button class="btn btn-small btn-danger" on:click=move |_| {
                                                         let q = format!("Revoke the token {name}? Scripts using it stop working.");

@@ -455,6 +455,12 @@ pub enum TokenAction {
     /// Prints the token once; it is stored hashed.
     Create {
         name: String,
+        /// It stops working this many days from now (default: when revoked).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        /// It can only read: it acts as a viewer, whatever your role.
+        #[arg(long)]
+        read_only: bool,
     },
     Revoke {
         id: i64,

@@ -116,8 +116,15 @@ const NODES: &[Column] = &[
 ];
 const USERS: &[Column] =
     &[("USER", "username"), ("ROLE", "role"), ("ENABLED", "enabled"), ("LAST LOGIN", "last_login_at")];
-const TOKENS: &[Column] =
-    &[("ID", "id"), ("NAME", "name"), ("OWNER", "owner"), ("CREATED", "created_at"), ("LAST USED", "last_used_at")];
+const TOKENS: &[Column] = &[
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("OWNER", "owner"),
+    ("CREATED", "created_at"),
+    ("LAST USED", "last_used_at"),
+    ("EXPIRES", "expires_at"),
+    ("READ ONLY", "read_only"),
+];
 const JOIN_TOKENS: &[Column] =
     &[("ID", "id"), ("CREATED BY", "created_by"), ("CREATED", "created_at"), ("EXPIRES", "expires_at")];
 const AUDIT: &[Column] = &[
@@ -403,8 +410,8 @@ async fn user(api: &Api, action: UserAction) -> Result<Answer, CallError> {
 async fn token(api: &Api, action: TokenAction) -> Result<Answer, CallError> {
     Ok(match action {
         TokenAction::List => Answer::rows(api.get("/api/v1/tokens").await?, TOKENS),
-        TokenAction::Create { name } => {
-            let json = api.post("/api/v1/tokens", body(&NewToken { name })).await?;
+        TokenAction::Create { name, expires_in_days, read_only } => {
+            let json = api.post("/api/v1/tokens", body(&NewToken { name, expires_in_days, read_only })).await?;
             let token = json.get("token").and_then(Value::as_str).unwrap_or_default().to_string();
             Answer::done(json, format!("{token}\n(shown only now; send it as PORTICO_TOKEN)"))
         }

@@ -202,14 +202,21 @@ impl Node {
                     return Err(ApiError::new(401, "The API token is not valid."));
                 }
                 let hash = secrets::sha256_hex(token);
-                let row = sqlx::query_as(
-                    "SELECT u.id, u.username, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id \
-                     WHERE t.token_hash = ? AND u.enabled = 1",
+                let found: Option<(i64, String, String, Option<String>, bool)> = sqlx::query_as(
+                    "SELECT u.id, u.username, u.role, t.expires_at, t.read_only FROM api_tokens t \
+                     JOIN users u ON u.id = t.user_id WHERE t.token_hash = ? AND u.enabled = 1",
                 )
                 .bind(&hash)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db_error)?;
+                if found.as_ref().is_some_and(|(.., expires_at, _)| expires_at.as_ref().is_some_and(|e| *e <= now)) {
+                    return Err(ApiError::new(401, "The API token has expired; make a new one on the Tokens page."));
+                }
+                // A read-only token acts as a viewer, whatever its owner's role.
+                let row = found.map(|(id, username, role, _, read_only)| {
+                    (id, username, if read_only { Role::Viewer.as_str().to_string() } else { role })
+                });
                 if row.is_some() {
                     sqlx::query(
                         "INSERT INTO token_uses (token_id, last_used_at) \

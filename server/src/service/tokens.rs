@@ -1,4 +1,5 @@
-//! API tokens: each acts as its owner, with the owner's role. Anyone may hold
+//! API tokens: each acts as its owner, with the owner's role, or as a
+//! viewer if it was made read-only. A token may expire. Anyone may hold
 //! tokens (a viewer's token can only read); admins see and revoke everyone's.
 //!
 //! Only a login session mints tokens: a token that leaked cannot make more
@@ -29,27 +30,44 @@ impl Node {
             ));
         }
         check_token_name(&new.name).map_err(|m| ApiError::invalid_field("name", m))?;
+        let expires_at = match new.expires_in_days {
+            None => None,
+            Some(days) if (1..=MAX_TOKEN_DAYS).contains(&days) => {
+                let at = time::OffsetDateTime::now_utc() + time::Duration::days(days.into());
+                Some(crate::db::rfc3339(at))
+            }
+            Some(_) => {
+                let m =
+                    format!("Give 1 to {MAX_TOKEN_DAYS} days, or leave it out for a token that lasts until revoked.");
+                return Err(ApiError::invalid_field("expires_in_days", m));
+            }
+        };
         let name = new.name.trim().to_string();
         let token = secrets::random_token(API_TOKEN_PREFIX);
         let change = UserChange::CreateToken {
             user_id: caller.user_id,
             name: name.clone(),
             token_hash: secrets::sha256_hex(&token),
+            expires_at: expires_at.clone(),
+            read_only: new.read_only,
         };
-        let id = self.change_users(change).await?.created_id.ok_or_else(ApiError::internal)?;
+        let applied = self.change_users(change).await?;
+        let id = applied.created_id.ok_or_else(ApiError::internal)?;
+        let detail = applied.detail.unwrap_or_else(|| format!("name {name}"));
         self.record(
-            AuditRecord::by(caller, "token.create", format!("token/{id}"), AuditResult::Success)
-                .detail(format!("name {name}")),
+            AuditRecord::by(caller, "token.create", format!("token/{id}"), AuditResult::Success).detail(detail),
         )
         .await;
-        Ok(CreatedToken { id, name, token })
+        Ok(CreatedToken { id, name, token, expires_at, read_only: new.read_only })
     }
 
     pub(crate) async fn list_tokens_impl(&self, caller: &Caller) -> Result<Vec<TokenView>, ApiError> {
         caller.require(Role::Viewer, "list API tokens")?;
         let all = caller.role == Role::Admin;
-        let rows: Vec<(i64, String, String, String, Option<String>)> = sqlx::query_as(
-            "SELECT t.id, t.name, u.username, t.created_at, w.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id \
+        type Row = (i64, String, String, String, Option<String>, Option<String>, bool);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT t.id, t.name, u.username, t.created_at, w.last_used_at, t.expires_at, t.read_only \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id \
              LEFT JOIN token_uses w ON w.token_id = t.id WHERE ? OR t.user_id = ? ORDER BY t.id",
         )
         .bind(all)
@@ -59,7 +77,15 @@ impl Node {
         .map_err(db_error)?;
         Ok(rows
             .into_iter()
-            .map(|(id, name, owner, created_at, last_used_at)| TokenView { id, name, owner, created_at, last_used_at })
+            .map(|(id, name, owner, created_at, last_used_at, expires_at, read_only)| TokenView {
+                id,
+                name,
+                owner,
+                created_at,
+                last_used_at,
+                expires_at,
+                read_only,
+            })
             .collect())
     }
 

@@ -193,6 +193,11 @@ pub enum UserChange {
         user_id: i64,
         name: String,
         token_hash: String,
+        /// When it stops working (decided by the proposing node).
+        #[serde(default)]
+        expires_at: Option<String>,
+        #[serde(default)]
+        read_only: bool,
     },
     /// `owner`: only if the token is this user's (none: any, for admins).
     RevokeToken {

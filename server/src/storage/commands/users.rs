@@ -119,7 +119,7 @@ pub(super) async fn apply(tx: &mut Tx<'_>, d: &Decided, change: UserChange) -> R
             }
             Ok(Effects::default())
         }
-        UserChange::CreateToken { user_id, name, token_hash } => {
+        UserChange::CreateToken { user_id, name, token_hash, expires_at, read_only } => {
             let (held,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM api_tokens WHERE user_id = ?")
                 .bind(user_id)
                 .fetch_one(&mut **tx)
@@ -129,16 +129,25 @@ pub(super) async fn apply(tx: &mut Tx<'_>, d: &Decided, change: UserChange) -> R
                 return Err(ApiError::conflict(format!("You hold {held} tokens already; revoke some first.")));
             }
             let (id,): (i64,) = sqlx::query_as(
-                "INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+                "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at, read_only) \
+                 VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             )
             .bind(user_id)
             .bind(&name)
             .bind(token_hash)
             .bind(&d.at)
+            .bind(&expires_at)
+            .bind(read_only)
             .fetch_one(&mut **tx)
             .await
             .map_err(db)?;
-            Ok(Effects { detail: Some(format!("name {name}")), created_id: Some(id), ..Default::default() })
+            let scope = if read_only { ", read-only" } else { "" };
+            let until = expires_at.map(|e| format!(", expires {e}")).unwrap_or_default();
+            Ok(Effects {
+                detail: Some(format!("name {name}{scope}{until}")),
+                created_id: Some(id),
+                ..Default::default()
+            })
         }
         UserChange::RevokeToken { id, owner } => {
             let res = sqlx::query("DELETE FROM api_tokens WHERE id = ? AND (? IS NULL OR user_id = ?)")
