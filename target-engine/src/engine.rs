@@ -147,6 +147,9 @@ struct Inner {
     /// Where units send reservation commands while this node does not serve
     /// their volume (`portico serve`; see `scsi::forward`).
     forwarder: std::sync::OnceLock<Arc<dyn crate::scsi::forward::UnitForwarder>>,
+    /// What replication streams run inside (`portico serve`: mutual TLS
+    /// with the nodes' certificates; see `replication::guard`).
+    stream_guard: std::sync::OnceLock<Arc<dyn crate::replication::guard::StreamGuard>>,
     /// What fault tests put under replicated copies instead of their files
     /// (set only through `Engine::replace_local_copies`, with `test-util`).
     local_copies: std::sync::OnceLock<LocalCopies>,
@@ -232,9 +235,11 @@ impl Drop for ResumeUnlessApplied {
 type Opened = (Arc<LogicalUnit>, Arc<Throttle>, Option<Copy>);
 
 /// `succession`: what this node's copy was until now.
+#[allow(clippy::too_many_arguments)]
 fn open_volume(
     v: &VolumeConfig,
     replication: Option<&ReplicationNode>,
+    guard: Option<&Arc<dyn crate::replication::guard::StreamGuard>>,
     placement: &ControlPlane,
     warm: bool,
     succession: volumes::Succession,
@@ -260,7 +265,7 @@ fn open_volume(
                         &v.name,
                         path,
                         p,
-                        node,
+                        (node, guard),
                         local,
                         placement,
                         v.state_path(),
@@ -311,6 +316,7 @@ impl Engine {
                 state: Default::default(),
                 placement: ControlPlane::default(),
                 forwarder: std::sync::OnceLock::new(),
+                stream_guard: std::sync::OnceLock::new(),
                 local_copies: std::sync::OnceLock::new(),
             }),
         }
@@ -328,6 +334,14 @@ impl Engine {
     /// set once, before the first `apply`. False if one was set already.
     pub fn set_unit_forwarder(&self, forwarder: Arc<dyn crate::scsi::forward::UnitForwarder>) -> bool {
         self.inner.forwarder.set(forwarder).is_ok()
+    }
+
+    /// Runs every replication stream inside `guard`, which says who is at
+    /// the other end, instead of proving the replication key (`portico
+    /// serve`); set once, before the first `apply`. False if one was set
+    /// already.
+    pub fn set_stream_guard(&self, guard: Arc<dyn crate::replication::guard::StreamGuard>) -> bool {
+        self.inner.stream_guard.set(guard).is_ok()
     }
 
     /// Fault tests: every replicated copy this node opens from now on is
@@ -406,7 +420,7 @@ impl Engine {
                     st.replication = None;
                 }
                 let key = crate::replication::auth::Key::load(&r.key_file).map_err(EngineError::ReplicationKey)?;
-                let node = ReplicaNode::new(r.cluster.clone(), r.node, key);
+                let node = ReplicaNode::new(r.cluster.clone(), r.node, key, self.inner.stream_guard.get().cloned());
                 let (bound, listener) = node
                     .listen(r.listen)
                     .await
@@ -473,6 +487,7 @@ impl Engine {
                     let (lu, throttle, copy) = open_volume(
                         v,
                         node,
+                        self.inner.stream_guard.get(),
                         &self.inner.placement,
                         st.started,
                         succession,

@@ -19,6 +19,7 @@ pub mod node_checks;
 pub mod raft;
 pub mod roster;
 pub mod signing;
+pub mod stream_guard;
 pub mod tls;
 pub mod transport;
 
@@ -584,6 +585,13 @@ impl Cluster {
 
     /// The CA's fingerprint, if this node serves the cluster channel (a
     /// join token is of use only then).
+    /// What the engine's replication streams are to run inside: mutual TLS
+    /// with the nodes' certificates (none without a cluster channel).
+    pub fn stream_guard(&self) -> anyhow::Result<Option<stream_guard::ClusterStreamGuard>> {
+        let Some(identity) = &self.shared.identity else { return Ok(None) };
+        Ok(Some(stream_guard::ClusterStreamGuard::new(identity, self.state_machine.roster())?))
+    }
+
     /// The fingerprint of this node's cluster key, which the cluster pins
     /// as its own (none without a cluster channel).
     pub fn key_fingerprint(&self) -> Option<String> {

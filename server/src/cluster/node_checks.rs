@@ -56,7 +56,12 @@ const DRY_RUN_DEADLINE: Duration = Duration::from_secs(10);
 /// reservation change waits for its replicas to keep it).
 const UNIT_COMMAND_DEADLINE: Duration = Duration::from_secs(10);
 /// A forwarded command's body: its Data-Out (at most 8 MiB) in base64, in JSON.
-const UNIT_COMMAND_BODY: usize = 12 << 20;
+pub(super) const UNIT_COMMAND_BODY: usize = 12 << 20;
+/// Forwarded commands one member may have in progress here at once; more
+/// wait (their bodies unread) up to the command's deadline. With the
+/// largest body, this times [`UNIT_COMMAND_BODY`] is what one member can
+/// make this node hold.
+pub(super) const UNIT_COMMANDS_PER_MEMBER: usize = 16;
 /// How long a member has to reset its unit of a volume.
 const UNIT_RESET_DEADLINE: Duration = Duration::from_secs(2);
 /// How long a primary has to drain, hand over and commit a planned move
@@ -167,9 +172,53 @@ async fn portal_view(State(slot): State<Slot>, _member: FromMember) -> Result<Js
     Ok(Json(checks(&slot)?.portal_views()))
 }
 
+/// Places for forwarded commands, per member.
+#[derive(Default)]
+pub(super) struct Places {
+    by_member: std::sync::Mutex<std::collections::HashMap<u64, Arc<tokio::sync::Semaphore>>>,
+}
+
+impl Places {
+    /// A place for one more of `raft_id`'s commands, waiting up to `deadline`.
+    pub(super) async fn take(
+        &self,
+        raft_id: u64,
+        deadline: Duration,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let places = {
+            let mut by_member = self.by_member.lock().unwrap_or_else(|e| e.into_inner());
+            by_member
+                .entry(raft_id)
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(UNIT_COMMANDS_PER_MEMBER)))
+                .clone()
+        };
+        match tokio::time::timeout(deadline, places.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(ApiError::new(
+                503,
+                format!("This member has {UNIT_COMMANDS_PER_MEMBER} forwarded commands in progress here already; try again."),
+            )),
+        }
+    }
+}
+
+/// A member's place for one forwarded command, taken before its body is
+/// read.
+struct UnitCommandPlace(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for UnitCommandPlace {
+    type Rejection = ApiFailure;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let member = FromMember::from_request_parts(parts, state).await?;
+        let places = parts.extensions.get::<Arc<Places>>().cloned().ok_or_else(ApiError::internal)?;
+        Ok(UnitCommandPlace(places.take(member.raft_id(), UNIT_COMMAND_DEADLINE).await?))
+    }
+}
+
 async fn unit_command(
     State(slot): State<Slot>,
-    _member: FromMember,
+    _place: UnitCommandPlace,
     ApiJson(command): ApiJson<ForwardedCommand>,
 ) -> Result<Json<ForwardedOutcome>, ApiFailure> {
     if command.data.len() > MAX_FORWARDED_DATA || command.cdb.len() > 16 {
@@ -212,7 +261,8 @@ pub(super) fn routes(slot: Slot) -> Router {
         .merge(
             Router::new()
                 .route("/cluster/unit-command", post(unit_command))
-                .layer(DefaultBodyLimit::max(UNIT_COMMAND_BODY)),
+                .layer(DefaultBodyLimit::max(UNIT_COMMAND_BODY))
+                .layer(axum::Extension(Arc::new(Places::default()))),
         )
         .with_state(slot)
 }
@@ -304,5 +354,29 @@ impl Cluster {
             .await
             .map_err(|e| unreachable(node, e))?;
         answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 30, finding 6: one member's forwarded commands fill its own
+    /// places only; one more waits and is refused at its deadline, another
+    /// member is served, and a place that ends is taken again.
+    #[tokio::test]
+    async fn a_members_forwarded_commands_fill_its_own_places_only() {
+        let places = Places::default();
+        let short = Duration::from_millis(50);
+        let mut held = Vec::new();
+        for _ in 0..UNIT_COMMANDS_PER_MEMBER {
+            held.push(places.take(2, short).await.unwrap());
+        }
+        let refused = places.take(2, short).await.unwrap_err();
+        assert_eq!(refused.status, 503, "{}", refused.message);
+        let other = places.take(3, short).await.unwrap();
+        drop(held.pop());
+        let again = places.take(2, short).await.unwrap();
+        drop((other, again, held));
     }
 }

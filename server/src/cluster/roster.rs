@@ -38,6 +38,9 @@ struct View {
     cluster: Option<String>,
     /// Raft id → (pinned key, node name).
     members: HashMap<u64, (String, String)>,
+    /// Raft id → the node's id in the state (`nodes.id`: what placements
+    /// name), from the state only.
+    node_ids: HashMap<u64, i64>,
     revoked: HashSet<String>,
     seed: Option<Seed>,
 }
@@ -57,6 +60,8 @@ pub struct Seed {
 pub struct Known {
     pub raft_id: u64,
     pub name: String,
+    /// Its id in the state (`nodes.id`), once this node has applied it.
+    pub node_id: Option<i64>,
 }
 
 impl Roster {
@@ -68,15 +73,16 @@ impl Roster {
     /// Reads the members and the revocation list from the state database,
     /// applied up to log index `applied`.
     pub async fn reload(&self, conn: &mut SqliteConnection, applied: u64) -> Result<(), sqlx::Error> {
-        let members: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT raft_id, cert_key, name FROM nodes WHERE raft_id IS NOT NULL AND cert_key IS NOT NULL",
+        let members: Vec<(i64, String, String, i64)> = sqlx::query_as(
+            "SELECT raft_id, cert_key, name, id FROM nodes WHERE raft_id IS NOT NULL AND cert_key IS NOT NULL",
         )
         .fetch_all(&mut *conn)
         .await?;
         let revoked: Vec<(String,)> =
             sqlx::query_as("SELECT cert_key FROM revoked_node_keys").fetch_all(&mut *conn).await?;
         let mut view = self.view.write().unwrap_or_else(|e| e.into_inner());
-        view.members = members.into_iter().map(|(id, key, name)| (id as u64, (key, name))).collect();
+        view.node_ids = members.iter().map(|(raft_id, _, _, id)| (*raft_id as u64, *id)).collect();
+        view.members = members.into_iter().map(|(id, key, name, _)| (id as u64, (key, name))).collect();
         view.revoked = revoked.into_iter().map(|(k,)| k).collect();
         if view.seed.as_ref().is_some_and(|s| applied >= s.index) {
             view.seed = None;
@@ -116,7 +122,8 @@ impl Roster {
         }
         let (key, name) = view.members.get(&cert.raft_id)?;
         let same: bool = subtle::ConstantTimeEq::ct_eq(key.as_bytes(), cert.key.as_bytes()).into();
-        same.then(|| Known { raft_id: cert.raft_id, name: name.clone() })
+        let node_id = view.node_ids.get(&cert.raft_id).copied();
+        same.then(|| Known { raft_id: cert.raft_id, name: name.clone(), node_id })
     }
 
     /// Whether a key was revoked (its node removed).

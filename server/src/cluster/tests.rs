@@ -396,3 +396,149 @@ async fn a_joined_node_forwards_changes_and_is_reached_at_a_new_address() {
     b.cluster.shutdown().await;
     a.cluster.shutdown().await;
 }
+
+/// Issue 30, finding 6: every route of the cluster channel that reads a
+/// body refuses one over its cap (413), and takes one under it. (Routes
+/// that take no body, `/cluster/status`, `/cluster/capacity`,
+/// `/cluster/replication` and `/cluster/portal-view`, never read one; the
+/// snapshot route's cap, 683 MiB, is left out: too much for a unit test.)
+#[tokio::test]
+async fn every_cluster_route_refuses_a_body_over_its_cap() {
+    let a = start_first("a").await;
+    let address = a.cluster.cluster_address().unwrap().0.to_string();
+    let member = a.cluster.client().unwrap();
+    let small = 16 << 10;
+    let routes: &[(&str, usize)] = &[
+        ("/cluster/add", small),
+        ("/cluster/remove", small),
+        ("/cluster/address", small),
+        ("/cluster/certificate", small),
+        ("/cluster/hand-over", small),
+        ("/cluster/unit-reset", small),
+        ("/cluster/propose", 1 << 20),
+        ("/cluster/dry-run", 1 << 20),
+        ("/cluster/unit-command", node_checks::UNIT_COMMAND_BODY),
+        ("/raft/append", 64 << 20),
+        ("/raft/vote", 64 << 20),
+        ("/raft/pre-vote", 64 << 20),
+        ("/raft/lease", 64 << 20),
+        ("/raft/transfer-leader", 64 << 20),
+    ];
+    let second = Duration::from_secs(20);
+    for (path, cap) in routes {
+        // A JSON string one byte over the cap, quotes included.
+        let over = "x".repeat(cap - 1);
+        match member.call::<_, serde_json::Value>(&address, path, &over, second).await {
+            Err(transport::CallError::Refused { status: 413, .. }) => {}
+            other => panic!("{path}: a body over {cap} bytes was not refused with 413: {other:?}"),
+        }
+        if *cap > node_checks::UNIT_COMMAND_BODY {
+            continue; // Raft's routes share one cap; one under it is sent to /raft/append below.
+        }
+        let under = "x".repeat(cap - 100);
+        let answer = member.call::<_, serde_json::Value>(&address, path, &under, second).await;
+        assert!(
+            !matches!(answer, Err(transport::CallError::Refused { status: 413, .. })),
+            "{path}: under its cap, refused"
+        );
+    }
+    let under = "x".repeat((64 << 20) - 100);
+    let answer = member.call::<_, serde_json::Value>(&address, "/raft/append", &under, second).await;
+    assert!(
+        !matches!(answer, Err(transport::CallError::Refused { status: 413, .. })),
+        "/raft/append: under its cap, refused"
+    );
+    // The join, a stranger's only route, likewise.
+    let (_, fingerprint) = a.cluster.cluster_address().unwrap();
+    let stranger = Client::new(tls::pinned_client_config(&fingerprint).unwrap());
+    match stranger.call::<_, serde_json::Value>(&address, "/cluster/join", &"x".repeat(small - 1), second).await {
+        Err(transport::CallError::Refused { status: 413, .. }) => {}
+        other => panic!("/cluster/join: a body over its cap was not refused with 413: {other:?}"),
+    }
+    a.cluster.shutdown().await;
+}
+
+/// Issue 30, finding 2: a replication stream runs over mutual TLS with the
+/// nodes' certificates. The primary reaches the copy's node and no other;
+/// the replica learns which node the primary is; a removed node's
+/// certificate and key open no stream, whatever it claims.
+#[tokio::test]
+async fn a_replication_stream_is_between_members_and_the_nodes_they_say() {
+    use target_engine::replication::guard::StreamGuard;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let a = start_first("a").await;
+    let b = join(&a, "b").await;
+    let c = join(&a, "c").await;
+    let applied = a.cluster.status().applied_index;
+    for n in [&b, &c] {
+        let wait = n.cluster.raft.wait(Some(Duration::from_secs(5)));
+        assert!(wait.applied_index_at_least(Some(applied), "caught up").await.is_ok());
+    }
+    let id = |name: &'static str| {
+        let pool = a.pool.clone();
+        async move {
+            let (id,): (i64,) =
+                sqlx::query_as("SELECT id FROM nodes WHERE name = ?").bind(name).fetch_one(&pool).await.unwrap();
+            id as u32
+        }
+    };
+    let (a_id, b_id, c_id) = (id("a").await, id("b").await, id("c").await);
+    let replica = Arc::new(a.cluster.stream_guard().unwrap().unwrap());
+    let primary = b.cluster.stream_guard().unwrap().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = {
+        let replica = replica.clone();
+        tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for _ in 0..3 {
+                let (tcp, _) = listener.accept().await.unwrap();
+                outcomes.push(match replica.accept(tcp).await {
+                    Ok((mut stream, peer)) => {
+                        let mut hello = [0u8; 5];
+                        match stream.read_exact(&mut hello).await {
+                            Ok(_) => {
+                                stream.write_all(b"world").await.unwrap();
+                                stream.flush().await.unwrap();
+                                Ok((peer, hello))
+                            }
+                            // The primary closed it: not the node it meant.
+                            Err(e) => Err(format!("node {peer}: {e}")),
+                        }
+                    }
+                    Err(e) => Err(e),
+                });
+            }
+            outcomes
+        })
+    };
+    // b reaches a as the copy's node, and the bytes go both ways.
+    let mut stream = primary.connect(tokio::net::TcpStream::connect(address).await.unwrap(), a_id).await.unwrap();
+    stream.write_all(b"hello").await.unwrap();
+    stream.flush().await.unwrap();
+    let mut answer = [0u8; 5];
+    stream.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"world");
+    // b meant to reach c's copy: a is not c, and b says so.
+    let wrong = primary.connect(tokio::net::TcpStream::connect(address).await.unwrap(), c_id).await;
+    assert!(wrong.err().unwrap().contains("not node"));
+
+    // c is removed; its certificate and key, kept on its disk, open no stream.
+    a.cluster.remove_member(3).await.unwrap();
+    propose(&a, Change::RemoveNode { name: "c".into() }).await.unwrap();
+    c.cluster.shutdown().await;
+    let kept = Identity::load(c.dir.path(), 3, a.cluster.state_machine.roster()).unwrap();
+    let removed = stream_guard::ClusterStreamGuard::new(&kept, Arc::new(roster::Roster::default())).unwrap();
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    // Its handshake may finish on its side; the replica then refuses it.
+    if let Ok(mut stream) = removed.connect(tcp, a_id).await {
+        let mut byte = [0u8; 1];
+        assert!(stream.read(&mut byte).await.map(|n| n == 0).unwrap_or(true), "a removed node got an answer");
+    }
+    let outcomes = accepted.await.unwrap();
+    assert_eq!(outcomes[0].as_ref().unwrap(), &(b_id, *b"hello"));
+    assert!(outcomes[2].as_ref().is_err_and(|e| e.contains("not a member")), "{:?}", outcomes[2]);
+    b.cluster.shutdown().await;
+    a.cluster.shutdown().await;
+}

@@ -259,6 +259,32 @@ impl Identity {
         Ok(Arc::new(config))
     }
 
+    /// The replica's side of a replication stream: TLS 1.3, and the
+    /// primary must show a certificate of this CA (who it is, the stream
+    /// guard asks of the roster).
+    pub fn replication_server_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider()).build()?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(self.current.clone());
+        config.alpn_protocols = vec![super::stream_guard::ALPN.to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// The primary's side of a replication stream: TLS 1.3, as between
+    /// members otherwise.
+    pub fn replication_client_config(&self) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+        let verifier = NodeCert::new(self.roots()?, Some((self.cluster.clone(), self.roster.clone())))?;
+        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_client_cert_resolver(self.current.clone());
+        config.alpn_protocols = vec![super::stream_guard::ALPN.to_vec()];
+        Ok(Arc::new(config))
+    }
+
     /// The client side between members: the peer must show a certificate
     /// of this CA for a node of this cluster whose key is not revoked, and
     /// this node shows its own.

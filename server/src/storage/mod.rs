@@ -185,6 +185,11 @@ impl Storage {
         if !engine.set_unit_forwarder(std::sync::Arc::new(forwarder)) {
             anyhow::bail!("the engine forwards reservation commands already");
         }
+        if let Some(guard) = cluster.stream_guard()? {
+            if !engine.set_stream_guard(std::sync::Arc::new(guard)) {
+                anyhow::bail!("the engine's replication streams have a guard already");
+            }
+        }
         let activity = std::sync::Arc::new(stats::ActivityLog::default());
         stats::spawn_sampler(engine.clone(), std::sync::Arc::downgrade(&activity));
         let storage = Storage {

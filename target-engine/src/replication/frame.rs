@@ -304,7 +304,8 @@ pub fn queue(frame: &Frame, queue: &mut std::collections::VecDeque<Bytes>) -> us
     n
 }
 
-/// Writes everything queued, in order, many pieces per system call.
+/// Writes everything queued, in order, many pieces per system call, and
+/// flushes (a TLS stream holds what it was given until then).
 pub async fn write_queued<W: tokio::io::AsyncWrite + Unpin>(
     w: &mut W,
     queue: &mut std::collections::VecDeque<Bytes>,
@@ -327,7 +328,7 @@ pub async fn write_queued<W: tokio::io::AsyncWrite + Unpin>(
             }
         }
     }
-    Ok(())
+    w.flush().await
 }
 
 /// `Ok(None)` until a whole frame is buffered, then `Ok(Some(total_len))`.

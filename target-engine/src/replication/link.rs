@@ -1,6 +1,10 @@
 //! The primary's stream to one replica: connect, say hello with the
 //! placement (cluster, volume, epoch, primary, replica), then carry the
 //! frames the state machine queues and bring back the replica's answers.
+//! In a cluster node the connection runs inside the node's
+//! [`StreamGuard`] (mutual TLS), which must show that the other end is
+//! the copy's node; on its own, the engine proves the replication key
+//! ([`auth`]).
 //!
 //! A replica that does not answer a ping within [`SILENCE`], that answers
 //! pings but none of the work sent to it for [`STALL`] (a stuck apply, or
@@ -15,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
@@ -24,6 +28,7 @@ use super::backend::{LinkMessage, PrimaryVolume};
 use super::core::ops::ReplicaId;
 use super::core::primary::FromReplica;
 use super::frame::{self, Frame, Refusal};
+use super::guard::StreamGuard;
 
 /// Time to connect and be answered hello.
 pub const CONNECT: Duration = Duration::from_secs(2);
@@ -45,6 +50,9 @@ pub struct LinkConfig {
     pub replica: ReplicaId,
     pub address: SocketAddr,
     pub key: auth::Key,
+    /// The node's guard: the stream runs inside it, and the key is not
+    /// used.
+    pub guard: Option<Arc<dyn StreamGuard>>,
 }
 
 /// Starts the link; it runs until `stop` changes.
@@ -107,10 +115,14 @@ const NOT_KEPT_GRACE: Duration = Duration::from_secs(3);
 
 /// Writes one frame of the opening exchange; whether it went within the
 /// connect deadline.
-async fn send_one(wr: &mut tokio::net::tcp::OwnedWriteHalf, f: &Frame) -> bool {
+async fn send_one<W: AsyncWrite + Unpin>(wr: &mut W, f: &Frame) -> bool {
     let mut out = BytesMut::new();
     frame::encode(f, &mut out);
-    matches!(tokio::time::timeout(CONNECT, wr.write_all(&out)).await, Ok(Ok(())))
+    let sent = async {
+        wr.write_all(&out).await?;
+        wr.flush().await
+    };
+    matches!(tokio::time::timeout(CONNECT, sent).await, Ok(Ok(())))
 }
 
 /// One connection, from hello to its end.
@@ -125,7 +137,35 @@ async fn session(
         Err(_) => return Ended::Failed("cannot connect: timed out".into()),
     };
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    match &cfg.guard {
+        Some(guard) => {
+            let guarded = match tokio::time::timeout(CONNECT, guard.connect(stream, cfg.replica)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Ended::Failed(e),
+                Err(_) => return Ended::Failed("the connection was not secured in time".into()),
+            };
+            let (rd, wr) = tokio::io::split(guarded);
+            run(volume, cfg, rx, rd, wr).await
+        }
+        None => {
+            let (rd, wr) = stream.into_split();
+            run(volume, cfg, rx, rd, wr).await
+        }
+    }
+}
+
+/// The stream from hello to its end.
+async fn run<R, W>(
+    volume: &Arc<PrimaryVolume>,
+    cfg: &LinkConfig,
+    rx: &mut mpsc::UnboundedReceiver<LinkMessage>,
+    mut rd: R,
+    mut wr: W,
+) -> Ended
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let epoch = volume.epoch();
     let primary_nonce = auth::nonce();
     let hello = Frame::Hello {
@@ -140,27 +180,10 @@ async fn session(
         return Ended::Failed("cannot say hello".into());
     }
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    // The replica proves it holds the key, then this end does.
-    let (replica_nonce, proof) = match tokio::time::timeout(CONNECT, frame::read(&mut rd, &mut buf, "replica")).await {
-        Ok(Ok(Frame::Challenge { nonce, proof })) => (nonce, proof),
-        Ok(Ok(other)) => return Ended::Failed(format!("unexpected answer to hello: {other:?}")),
-        Ok(Err(e)) => return Ended::Failed(e),
-        Err(_) => return Ended::Failed("no answer to hello".into()),
-    };
-    let exchange = auth::Exchange {
-        cluster: &cfg.cluster,
-        volume: &volume.name,
-        epoch: epoch.0,
-        primary: cfg.me,
-        replica: cfg.replica,
-        primary_nonce: &primary_nonce,
-        replica_nonce: &replica_nonce,
-    };
-    if !exchange.verify(&cfg.key, auth::Side::Replica, &proof) {
-        return Ended::Failed("the replica did not prove that it holds the replication key".into());
-    }
-    if !send_one(&mut wr, &Frame::Proof(exchange.proof(&cfg.key, auth::Side::Primary))).await {
-        return Ended::Failed("cannot send this end's proof".into());
+    if cfg.guard.is_none() {
+        if let Err(e) = prove_key(volume, cfg, epoch, (&mut rd, &mut wr), &mut buf, primary_nonce).await {
+            return e;
+        }
     }
     let unsettled = match tokio::time::timeout(CONNECT, frame::read(&mut rd, &mut buf, "replica")).await {
         Ok(Ok(Frame::HelloOk { unsettled })) => unsettled,
@@ -171,9 +194,10 @@ async fn session(
         }
         Ok(Ok(Frame::Refused(Refusal::UnknownVolume))) => return Ended::NotKeptYet,
         Ok(Ok(Frame::Refused(Refusal::Unauthenticated))) => {
-            return Ended::Failed(
-                "the replica did not take this end's proof: the nodes' replication keys differ".into(),
-            );
+            return Ended::Failed(match cfg.guard {
+                Some(_) => "the replica did not take this node as the volume's primary".into(),
+                None => "the replica did not take this end's proof: the nodes' replication keys differ".into(),
+            });
         }
         Ok(Ok(other)) => return Ended::Failed(format!("unexpected answer to hello: {other:?}")),
         Ok(Err(e)) => return Ended::Failed(e),
@@ -227,6 +251,40 @@ async fn session(
     };
     writer.abort();
     ended
+}
+
+/// The key-file exchange (the engine on its own): the replica proves it
+/// holds the key, then this end does.
+async fn prove_key<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    volume: &Arc<PrimaryVolume>,
+    cfg: &LinkConfig,
+    epoch: super::core::ops::Epoch,
+    (rd, wr): (&mut R, &mut W),
+    buf: &mut BytesMut,
+    primary_nonce: [u8; auth::NONCE],
+) -> Result<(), Ended> {
+    let (replica_nonce, proof) = match tokio::time::timeout(CONNECT, frame::read(rd, buf, "replica")).await {
+        Ok(Ok(Frame::Challenge { nonce, proof })) => (nonce, proof),
+        Ok(Ok(other)) => return Err(Ended::Failed(format!("unexpected answer to hello: {other:?}"))),
+        Ok(Err(e)) => return Err(Ended::Failed(e)),
+        Err(_) => return Err(Ended::Failed("no answer to hello".into())),
+    };
+    let exchange = auth::Exchange {
+        cluster: &cfg.cluster,
+        volume: &volume.name,
+        epoch: epoch.0,
+        primary: cfg.me,
+        replica: cfg.replica,
+        primary_nonce: &primary_nonce,
+        replica_nonce: &replica_nonce,
+    };
+    if !exchange.verify(&cfg.key, auth::Side::Replica, &proof) {
+        return Err(Ended::Failed("the replica did not prove that it holds the replication key".into()));
+    }
+    if !send_one(wr, &Frame::Proof(exchange.proof(&cfg.key, auth::Side::Primary))).await {
+        return Err(Ended::Failed("cannot send this end's proof".into()));
+    }
+    Ok(())
 }
 
 /// Work sent on a stream and not answered yet, and since when nothing of

@@ -6,7 +6,8 @@
 //! [`core`] holds the state machines, with no I/O inside; [`frame`] the
 //! stream's codec; [`backend`] the primary's side as a `BlockBackend`,
 //! [`link`] its stream to each replica, [`server`] the replicas' side;
-//! [`control`] what is asked of the control plane.
+//! [`control`] what is asked of the control plane; [`auth`] and [`guard`]
+//! who may open a stream.
 
 pub mod auth;
 pub mod backend;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod control;
 pub mod core;
 pub mod frame;
+pub mod guard;
 pub mod link;
 pub mod server;
 pub mod volumes;

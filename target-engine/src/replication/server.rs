@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -31,6 +30,7 @@ use super::core::ops::{Epoch, Op, ReplicaId};
 use super::core::primary::{FromReplica, ToReplica};
 use super::core::replica::{Replica, ReplicaAction};
 use super::frame::{self, Frame, Refusal};
+use super::guard::StreamGuard;
 use crate::backend::BlockBackend;
 use crate::scsi::{LogicalUnit, WriteCache};
 
@@ -298,6 +298,8 @@ pub struct ReplicaNode {
     pub cluster: String,
     pub me: ReplicaId,
     key: Key,
+    /// The node's guard: streams run inside it, and the key is not used.
+    guard: Option<Arc<dyn StreamGuard>>,
     volumes: RwLock<HashMap<String, Arc<ReplicaVolume>>>,
     streams: Arc<Semaphore>,
     /// Set when the node stops: every stream ends.
@@ -305,11 +307,12 @@ pub struct ReplicaNode {
 }
 
 impl ReplicaNode {
-    pub fn new(cluster: String, me: ReplicaId, key: Key) -> Arc<Self> {
+    pub fn new(cluster: String, me: ReplicaId, key: Key, guard: Option<Arc<dyn StreamGuard>>) -> Arc<Self> {
         Arc::new(ReplicaNode {
             cluster,
             me,
             key,
+            guard,
             volumes: RwLock::default(),
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
             stop: watch::channel(false).0,
@@ -364,7 +367,28 @@ impl ReplicaNode {
 
     async fn serve(&self, sock: TcpStream) -> Result<(), String> {
         let _ = sock.set_nodelay(true);
-        let (mut rd, mut wr) = sock.into_split();
+        match &self.guard {
+            Some(guard) => {
+                let (stream, peer) = tokio::time::timeout(HELLO, guard.accept(sock))
+                    .await
+                    .map_err(|_| "the connection was not secured in time".to_string())??;
+                let (rd, wr) = tokio::io::split(stream);
+                self.serve_stream(rd, wr, Some(peer)).await
+            }
+            None => {
+                let (rd, wr) = sock.into_split();
+                self.serve_stream(rd, wr, None).await
+            }
+        }
+    }
+
+    /// One stream from its hello; `peer`: the node the guard says the
+    /// other end is (none: the key is proven instead).
+    async fn serve_stream<R, W>(&self, mut rd: R, mut wr: W, peer: Option<ReplicaId>) -> Result<(), String>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let hello = tokio::time::timeout(HELLO, frame::read(&mut rd, &mut buf, "primary"))
             .await
@@ -377,45 +401,32 @@ impl ReplicaNode {
             frame::encode(&f, &mut out);
             out
         };
-        // Both ends prove they hold the key before anything else is said.
-        let replica_nonce = auth::nonce();
-        let exchange = auth::Exchange {
-            cluster: &cluster,
-            volume: &volume,
-            epoch: epoch.0,
-            primary,
-            replica,
-            primary_nonce: &primary_nonce,
-            replica_nonce: &replica_nonce,
-        };
-        let challenge = Frame::Challenge { nonce: replica_nonce, proof: exchange.proof(&self.key, Side::Replica) };
-        wr.write_all(&answer(challenge)).await.map_err(|e| e.to_string())?;
-        let proof = tokio::time::timeout(HELLO, frame::read(&mut rd, &mut buf, "primary"))
-            .await
-            .map_err(|_| "no proof after the hello".to_string())??;
-        let proven = matches!(&proof, Frame::Proof(p) if exchange.verify(&self.key, Side::Primary, p));
-        if !proven {
-            let _ = wr.write_all(&answer(Frame::Refused(Refusal::Unauthenticated))).await;
-            return Err(format!(
-                "hello for {volume:?} from primary {primary}: it did not prove that it holds the replication key"
-            ));
+        if let Some(peer) = peer {
+            // The guard proved who the other end is: the primary the hello names, or no one.
+            if peer != primary {
+                let _ = send(&mut wr, &answer(Frame::Refused(Refusal::Unauthenticated))).await;
+                return Err(format!("hello for {volume:?} as primary {primary} from node {peer}: refused"));
+            }
+        } else {
+            self.prove_key(&mut rd, &mut wr, &mut buf, (&cluster, &volume, epoch, primary, replica), primary_nonce)
+                .await?;
         }
         let vol = self.volume(&volume).filter(|_| cluster == self.cluster && replica == self.me);
         let Some(vol) = vol else {
-            let _ = wr.write_all(&answer(Frame::Refused(Refusal::UnknownVolume))).await;
+            let _ = send(&mut wr, &answer(Frame::Refused(Refusal::UnknownVolume))).await;
             return Err(format!("hello for {volume:?} (replica {replica} of {cluster:?}): not kept here"));
         };
         let (tx, rx) = mpsc::unbounded_channel::<Frame>();
         let (stream, unsettled) = match vol.open_stream(epoch, primary, tx.clone()) {
             Ok(s) => s,
             Err(FromReplica::StaleEpoch { current }) => {
-                let _ = wr.write_all(&answer(Frame::Refused(Refusal::StaleEpoch(current)))).await;
+                let _ = send(&mut wr, &answer(Frame::Refused(Refusal::StaleEpoch(current)))).await;
                 return Err(format!("{volume}: refused primary {primary} at {epoch}, this node has applied {current}"));
             }
             Err(other) => return Err(format!("{other:?}")),
         };
         // Answers wait in the channel until the hello is answered.
-        if let Err(e) = wr.write_all(&answer(Frame::HelloOk { unsettled })).await {
+        if let Err(e) = send(&mut wr, &answer(Frame::HelloOk { unsettled })).await {
             vol.close_stream(stream);
             return Err(e.to_string());
         }
@@ -465,6 +476,57 @@ impl ReplicaNode {
         let _ = writer.await;
         result
     }
+
+    /// The key-file exchange (the engine on its own): this end proves it
+    /// holds the key, then the primary must.
+    async fn prove_key<R, W>(
+        &self,
+        rd: &mut R,
+        wr: &mut W,
+        buf: &mut BytesMut,
+        (cluster, volume, epoch, primary, replica): (&str, &str, Epoch, ReplicaId, ReplicaId),
+        primary_nonce: [u8; auth::NONCE],
+    ) -> Result<(), String>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let replica_nonce = auth::nonce();
+        let exchange = auth::Exchange {
+            cluster,
+            volume,
+            epoch: epoch.0,
+            primary,
+            replica,
+            primary_nonce: &primary_nonce,
+            replica_nonce: &replica_nonce,
+        };
+        let encoded = |f: Frame| {
+            let mut out = BytesMut::new();
+            frame::encode(&f, &mut out);
+            out
+        };
+        let challenge = Frame::Challenge { nonce: replica_nonce, proof: exchange.proof(&self.key, Side::Replica) };
+        send(wr, &encoded(challenge)).await.map_err(|e| e.to_string())?;
+        let proof = tokio::time::timeout(HELLO, frame::read(rd, buf, "primary"))
+            .await
+            .map_err(|_| "no proof after the hello".to_string())??;
+        let proven = matches!(&proof, Frame::Proof(p) if exchange.verify(&self.key, Side::Primary, p));
+        if !proven {
+            let _ = send(wr, &encoded(Frame::Refused(Refusal::Unauthenticated))).await;
+            return Err(format!(
+                "hello for {volume:?} from primary {primary}: it did not prove that it holds the replication key"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Writes one frame of the opening exchange and flushes it.
+async fn send<W: tokio::io::AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    wr.write_all(bytes).await?;
+    wr.flush().await
 }
 
 #[cfg(test)]

@@ -74,7 +74,7 @@ pub fn open(
     name: &str,
     image: &std::path::Path,
     placement: &VolumePlacement,
-    node: &ReplicationNode,
+    (node, guard): (&ReplicationNode, Option<&Arc<dyn super::guard::StreamGuard>>),
     local: Arc<dyn BlockBackend>,
     control: &ControlPlane,
     state_file: Option<PathBuf>,
@@ -152,6 +152,7 @@ pub fn open(
                     replica: r.node,
                     address: r.address,
                     key: key.clone(),
+                    guard: guard.cloned(),
                 };
                 link::spawn(volume.clone(), cfg, stopped.clone());
             }
