@@ -450,6 +450,65 @@ async fn a_stream_without_the_replication_key_is_refused() {
     r2.shutdown().await;
 }
 
+/// Issue 30, finding 3: connections that never finish their opening fill
+/// only the openings of their own address (one more from there is closed at
+/// once), a frame longer than an opening may be ends the connection, and a
+/// hello from another address is still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_fill_only_their_own_openings() {
+    use bytes::{BufMut, BytesMut};
+    use target_engine::replication::frame::{self, Frame};
+    use target_engine::replication::server::OPENINGS_PER_ADDRESS;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = Dir::new("openings");
+    let listen2: SocketAddr = "127.0.2.1:0".parse().unwrap();
+    let (r2, a2) = start_replica(node_config(&dir, 2, listen2, 1, 1, &[(2, PLACEHOLDER.parse().unwrap())], 1)).await;
+    let from = |ip: &str| {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        socket
+    };
+    let mut idle = Vec::new();
+    for _ in 0..OPENINGS_PER_ADDRESS {
+        idle.push(from("127.0.0.9").connect(a2).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut one_more = from("127.0.0.9").connect(a2).await.unwrap();
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(2), one_more.read(&mut byte)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "a connection beyond its address's openings was kept");
+
+    // A frame header that announces a body longer than an opening may be.
+    let mut long = from("127.0.0.10").connect(a2).await.unwrap();
+    let mut header = BytesMut::new();
+    header.put_slice(b"PR\x02\x01");
+    header.put_u32(frame::MAX_OPENING_BODY as u32 + 1);
+    header.put_u32(0);
+    long.write_all(&header).await.unwrap();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(2), long.read(&mut byte)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "a long opening frame was read");
+
+    // Another address still gets its hello answered.
+    let (mut rd, mut wr) = from("127.0.0.11").connect(a2).await.unwrap().into_split();
+    let hello = Frame::Hello {
+        cluster: "portico".into(),
+        volume: "r1".into(),
+        epoch: target_engine::replication::core::ops::Epoch(1),
+        primary: 1,
+        replica: 2,
+        nonce: [7u8; 32],
+    };
+    let mut out = BytesMut::new();
+    frame::encode(&hello, &mut out);
+    wr.write_all(&out).await.unwrap();
+    let mut buf = BytesMut::new();
+    let answer = frame::read(&mut rd, &mut buf, "replica").await.unwrap();
+    assert!(matches!(answer, Frame::Challenge { .. }), "{answer:?}");
+    drop(idle);
+    r2.shutdown().await;
+}
+
 /// Nodes 2 and 3 replicas of node 1 at epoch 1 (min_in_sync 1): their
 /// engines, their listening addresses, and the primary.
 async fn three_nodes(dir: &Dir) -> ((Engine, SocketAddr), (Engine, SocketAddr), Engine) {

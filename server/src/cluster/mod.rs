@@ -256,7 +256,15 @@ impl Cluster {
             let listener = tokio::net::TcpListener::bind(address)
                 .await
                 .with_context(|| format!("cannot listen on the cluster address {address}"))?;
-            transport::serve(listener, identity.server_config()?, cluster.routes(), cluster.state_machine.roster());
+            let raft = cluster.raft.clone();
+            let member_address: transport::MemberAddress = Arc::new(move |ip| {
+                let metrics = raft.metrics().borrow_watched().clone();
+                let members =
+                    metrics.membership_config.membership().nodes().map(|(_, n)| n.addr.clone()).collect::<Vec<_>>();
+                members.iter().any(|a| a.parse::<SocketAddr>().is_ok_and(|a| a.ip() == ip))
+            });
+            let roster = cluster.state_machine.roster();
+            transport::serve(listener, identity.server_config()?, cluster.routes(), roster, member_address);
             tracing::info!(%address, %advertised, ca = %identity.ca_fingerprint(), "serving the cluster channel");
         }
         if !new && joining.is_none() {

@@ -297,7 +297,7 @@ async fn a_removed_node_and_a_key_the_cluster_never_pinned_are_refused() {
     let fake = listener.local_addr().unwrap().to_string();
     let c_identity = Identity::load(c.dir.path(), 3, Arc::default()).unwrap();
     let router = axum::Router::new().route("/cluster/status", axum::routing::post(|| async { "{}" }));
-    transport::serve(listener, c_identity.server_config().unwrap(), router, Arc::default());
+    transport::serve(listener, c_identity.server_config().unwrap(), router, Arc::default(), Arc::new(|_| false));
     match a.cluster.client().unwrap().call::<_, serde_json::Value>(&fake, "/cluster/status", &(), second).await {
         Err(transport::CallError::Unreachable { reason, .. }) => assert!(reason.contains("removed"), "{reason}"),
         other => panic!("a removed node's certificate was taken: {other:?}"),

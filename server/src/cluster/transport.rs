@@ -32,6 +32,10 @@ use super::roster::{Known, Roster};
 
 /// TLS handshakes in progress at once.
 const HANDSHAKES: usize = 64;
+/// ... of them from one address.
+const HANDSHAKES_PER_ADDRESS: usize = 8;
+/// Handshakes kept for the addresses of the members, beside the others.
+const MEMBER_HANDSHAKES: usize = 16;
 /// Connections from members at once.
 const MEMBER_CONNECTIONS: usize = 64;
 /// Connections from peers without a certificate (nodes coming to join).
@@ -110,15 +114,59 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for FromMember {
     }
 }
 
+/// Tells whether an address is a member's (as the membership names them).
+pub type MemberAddress = Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync>;
+
+/// Handshakes in progress per address.
+#[derive(Default)]
+struct PerAddress(std::sync::Mutex<HashMap<std::net::IpAddr, usize>>);
+
+struct AddressPlace(Arc<PerAddress>, std::net::IpAddr);
+
+impl PerAddress {
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AddressPlace> {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(ip).or_default();
+        if *n >= HANDSHAKES_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(AddressPlace(self.clone(), ip))
+    }
+}
+
+impl Drop for AddressPlace {
+    fn drop(&mut self) {
+        let mut counts = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.1);
+            }
+        }
+    }
+}
+
 /// Serves `router` on `listener` until the process ends.
 ///
-/// Three caps: handshakes in progress (each with a deadline), connections
-/// of members, and connections of peers without a certificate (each with a
-/// deadline for the whole connection). Strangers who open connections and
-/// never speak fill only the first for a while, and never the members'.
-pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: axum::Router, roster: Arc<Roster>) {
+/// Caps: handshakes in progress (each with a deadline; at most
+/// [`HANDSHAKES_PER_ADDRESS`] from one address, and [`MEMBER_HANDSHAKES`]
+/// more kept for the members' addresses), connections of members, and
+/// connections of peers without a certificate (each with a deadline for
+/// the whole connection). Strangers who open connections and never speak
+/// fill only their own address's handshakes for a while, and never the
+/// members'.
+pub fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: axum::Router,
+    roster: Arc<Roster>,
+    member_address: MemberAddress,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let handshakes = Arc::new(Semaphore::new(HANDSHAKES));
+    let member_handshakes = Arc::new(Semaphore::new(MEMBER_HANDSHAKES));
+    let per_address = Arc::new(PerAddress::default());
     let members = Arc::new(Semaphore::new(MEMBER_CONNECTIONS));
     let strangers = Arc::new(Semaphore::new(STRANGER_CONNECTIONS));
     tokio::spawn(async move {
@@ -131,8 +179,14 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: axum
                     continue;
                 }
             };
-            let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
-                tracing::warn!(%address, "cluster listener: too many handshakes in progress; connection closed");
+            let reserved =
+                || member_address(address.ip()).then(|| member_handshakes.clone().try_acquire_owned().ok()).flatten();
+            let handshake = match per_address.take(address.ip()) {
+                Some(place) => handshakes.clone().try_acquire_owned().ok().or_else(reserved).map(|h| (h, Some(place))),
+                None => reserved().map(|h| (h, None)),
+            };
+            let Some(handshake) = handshake else {
+                tracing::warn!(%address, "cluster listener: too many handshakes in progress, from there or at all; connection closed");
                 continue;
             };
             let (acceptor, router) = (acceptor.clone(), router.clone());
@@ -310,7 +364,7 @@ mod tests {
         let router = Router::new()
             .route("/who", post(|Extension(p): Extension<Peer>| async move { Json(p.member().is_some()) }))
             .route("/members-only", post(|_: FromMember| async { Json(true) }));
-        serve(listener, identity.server_config().unwrap(), router, roster);
+        serve(listener, identity.server_config().unwrap(), router.clone(), roster.clone(), Arc::new(|_| false));
 
         let pinned = tls::pinned_client_config(&identity.ca_fingerprint()).unwrap();
         // A peer without a certificate is told who it is, and refused what is for members.
@@ -336,6 +390,54 @@ mod tests {
         assert!(matches!(served, Ok(true)), "{served:?}");
         let served = member.call::<_, bool>(&address, "/members-only", &(), Duration::from_secs(3)).await;
         assert!(matches!(served, Ok(true)), "{served:?}");
+        drop(held);
+    }
+
+    /// Issue 30, finding 3: connections that never finish their handshake
+    /// fill only their own address's places (one more from there is closed
+    /// at once); when strangers from many addresses fill all the places, a
+    /// member's address still gets in, on the places kept for members.
+    #[tokio::test]
+    async fn handshakes_from_one_address_fill_only_that_address() {
+        let dir = tempfile::tempdir().unwrap();
+        Identity::create_cluster(dir.path(), "t").unwrap();
+        let roster = Arc::new(Roster::default());
+        let identity = Identity::load(dir.path(), 1, roster.clone()).unwrap();
+        roster.pin(1, &identity.key_fingerprint(), "n1");
+        let listener = TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let address = format!("127.0.0.1:{port}");
+        let router = Router::new().route("/who", post(|_: FromMember| async { Json(true) }));
+        let member_ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        serve(listener, identity.server_config().unwrap(), router, roster, Arc::new(move |ip| ip == member_ip));
+
+        let from = |ip: String| async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+            socket.connect(format!("127.0.0.1:{port}").parse().unwrap()).await.unwrap()
+        };
+        let closed_at_once = |mut s: TcpStream| async move {
+            use tokio::io::AsyncReadExt;
+            let mut byte = [0u8; 1];
+            matches!(tokio::time::timeout(Duration::from_secs(1), s.read(&mut byte)).await, Ok(Ok(0)) | Ok(Err(_)))
+        };
+        let mut held = Vec::new();
+        for _ in 0..HANDSHAKES_PER_ADDRESS {
+            held.push(from("127.0.0.9".into()).await);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(closed_at_once(from("127.0.0.9".into()).await).await, "one more from a full address was kept");
+        // Strangers from many addresses take every other place.
+        for n in 0..(HANDSHAKES / HANDSHAKES_PER_ADDRESS - 1) {
+            for _ in 0..HANDSHAKES_PER_ADDRESS {
+                held.push(from(format!("127.0.1.{}", n + 1)).await);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(closed_at_once(from("127.0.2.1".into()).await).await, "a stranger got a place beyond the cap");
+        let member = Client::new(identity.client_config().unwrap());
+        let served = member.call::<_, bool>(&address, "/who", &(), Duration::from_secs(3)).await;
+        assert!(matches!(served, Ok(true)), "a member's address was kept out: {served:?}");
         drop(held);
     }
 }

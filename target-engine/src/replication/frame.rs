@@ -19,6 +19,9 @@ use super::core::replica::MAX_UNSETTLED_REGIONS;
 pub const HEADER: usize = 12;
 /// The largest body a frame may carry.
 pub const MAX_BODY: usize = (8 << 20) + 4096;
+/// The longest body read before the other end is authenticated: a hello
+/// (two names of at most [`MAX_TEXT`] bytes) and the key exchange.
+pub const MAX_OPENING_BODY: usize = 4096;
 /// Version 2: operations carry the settled mark, and the replica's hello
 /// answer its activity log.
 const VERSION: u8 = 2;
@@ -258,9 +261,20 @@ pub async fn read<R: tokio::io::AsyncRead + Unpin>(
     buf: &mut BytesMut,
     peer: &str,
 ) -> Result<Frame, String> {
+    read_at_most(sock, buf, peer, MAX_BODY).await
+}
+
+/// [`read`], with bodies of at most `max` bytes (before the other end is
+/// authenticated, [`MAX_OPENING_BODY`]).
+pub async fn read_at_most<R: tokio::io::AsyncRead + Unpin>(
+    sock: &mut R,
+    buf: &mut BytesMut,
+    peer: &str,
+    max: usize,
+) -> Result<Frame, String> {
     use tokio::io::AsyncReadExt;
     loop {
-        if let Some(n) = check(buf).map_err(|e| e.to_string())? {
+        if let Some(n) = check_at_most(buf, max).map_err(|e| e.to_string())? {
             return parse(buf, n).map_err(|e| e.to_string());
         }
         if buf.capacity() - buf.len() < 64 * 1024 {
@@ -334,6 +348,11 @@ pub async fn write_queued<W: tokio::io::AsyncWrite + Unpin>(
 /// `Ok(None)` until a whole frame is buffered, then `Ok(Some(total_len))`.
 /// The header is checked, and the length bounded, as soon as it is there.
 pub fn check(buf: &[u8]) -> Result<Option<usize>, FrameError> {
+    check_at_most(buf, MAX_BODY)
+}
+
+/// [`check`], with bodies of at most `max` bytes.
+pub fn check_at_most(buf: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
     if buf.len() < HEADER {
         return Ok(None);
     }
@@ -344,7 +363,7 @@ pub fn check(buf: &[u8]) -> Result<Option<usize>, FrameError> {
         return Err(FrameError::UnknownType(buf[3]));
     }
     let len = u32::from_be_bytes(buf[4..8].try_into().expect("4 bytes")) as usize;
-    if len > MAX_BODY {
+    if len > max.min(MAX_BODY) {
         return Err(FrameError::TooLong(len));
     }
     Ok((buf.len() >= HEADER + len).then_some(HEADER + len))

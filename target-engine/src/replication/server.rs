@@ -4,13 +4,18 @@
 //! to the local copy (FUA writes, flushes, copies and unit state durably)
 //! before answering.
 //!
-//! Bounds: at most [`MAX_STREAMS`] streams at once, [`HELLO`] to say hello,
-//! and [`IN_FLIGHT`] bytes of operations being applied per stream (reading
-//! stops while it is spent). The replication address belongs on the
-//! cluster's own network (the `replication` traffic type): a stream is
-//! accepted only from a primary that proves it holds the cluster's
-//! replication key ([`super::auth`]), and only for the epoch and primary
-//! this node has applied. The stream is not encrypted.
+//! Bounds: a connection that has not proven who it is yet holds one of
+//! [`OPENINGS`] places (at most [`OPENINGS_PER_ADDRESS`] per address), for
+//! at most [`HELLO`] per step, and may send frames of at most
+//! `frame::MAX_OPENING_BODY` bytes; only then does it take one of the
+//! [`MAX_STREAMS`] places of streams, so strangers who connect and never
+//! finish fill only the openings, and of their own addresses first. A
+//! stream has [`IN_FLIGHT`] bytes of operations being applied at once
+//! (reading stops while it is spent). A stream is accepted only from a
+//! primary that proves who it is (in a cluster node, the node's
+//! [`StreamGuard`]: mutual TLS with the nodes' certificates; on its own,
+//! the replication key, [`super::auth`]), and only for the epoch and
+//! primary this node has applied.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -36,6 +41,10 @@ use crate::scsi::{LogicalUnit, WriteCache};
 
 /// Streams accepted at once.
 pub const MAX_STREAMS: usize = 64;
+/// Connections not yet through their opening (TLS, hello, proof) at once.
+pub const OPENINGS: usize = 32;
+/// ... of them from one address.
+pub const OPENINGS_PER_ADDRESS: usize = 4;
 /// Time a new stream has to say hello.
 pub const HELLO: Duration = Duration::from_secs(5);
 /// Bytes of operations being applied at once per stream.
@@ -292,6 +301,45 @@ impl ReplicaVolume {
     }
 }
 
+/// Places of connections not yet through their opening, at most
+/// [`OPENINGS`] in all and [`OPENINGS_PER_ADDRESS`] per address.
+#[derive(Debug, Default)]
+struct Openings {
+    by_address: Mutex<HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One connection's place while it opens; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Opening {
+    openings: Arc<Openings>,
+    address: std::net::IpAddr,
+}
+
+impl Openings {
+    fn take(self: &Arc<Self>, address: std::net::IpAddr) -> Option<Opening> {
+        let mut by_address = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        let all: usize = by_address.values().sum();
+        let here = by_address.entry(address).or_default();
+        if all >= OPENINGS || *here >= OPENINGS_PER_ADDRESS {
+            return None;
+        }
+        *here += 1;
+        Some(Opening { openings: self.clone(), address })
+    }
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        let mut by_address = self.openings.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = by_address.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                by_address.remove(&self.address);
+            }
+        }
+    }
+}
+
 /// The volumes this node keeps replicas of, and its replication listener.
 #[derive(Debug)]
 pub struct ReplicaNode {
@@ -302,6 +350,7 @@ pub struct ReplicaNode {
     guard: Option<Arc<dyn StreamGuard>>,
     volumes: RwLock<HashMap<String, Arc<ReplicaVolume>>>,
     streams: Arc<Semaphore>,
+    openings: Arc<Openings>,
     /// Set when the node stops: every stream ends.
     stop: watch::Sender<bool>,
 }
@@ -315,6 +364,7 @@ impl ReplicaNode {
             guard,
             volumes: RwLock::default(),
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            openings: Arc::default(),
             stop: watch::channel(false).0,
         })
     }
@@ -343,14 +393,13 @@ impl ReplicaNode {
             loop {
                 match listener.accept().await {
                     Ok((sock, peer)) => {
-                        let Ok(permit) = me.streams.clone().try_acquire_owned() else {
-                            tracing::warn!(%peer, "replication: {MAX_STREAMS} streams open already, refusing one");
+                        let Some(opening) = me.openings.take(peer.ip()) else {
+                            tracing::warn!(%peer, "replication: too many connections opening, from there or at all; refusing one");
                             continue;
                         };
                         let me = me.clone();
                         tokio::spawn(async move {
-                            let _permit = permit;
-                            if let Err(why) = me.serve(sock).await {
+                            if let Err(why) = me.serve(sock, opening).await {
                                 tracing::info!(%peer, "replication stream ended: {why}");
                             }
                         });
@@ -365,7 +414,7 @@ impl ReplicaNode {
         Ok((bound, task))
     }
 
-    async fn serve(&self, sock: TcpStream) -> Result<(), String> {
+    async fn serve(&self, sock: TcpStream, opening: Opening) -> Result<(), String> {
         let _ = sock.set_nodelay(true);
         match &self.guard {
             Some(guard) => {
@@ -373,26 +422,33 @@ impl ReplicaNode {
                     .await
                     .map_err(|_| "the connection was not secured in time".to_string())??;
                 let (rd, wr) = tokio::io::split(stream);
-                self.serve_stream(rd, wr, Some(peer)).await
+                self.serve_stream(rd, wr, Some(peer), opening).await
             }
             None => {
                 let (rd, wr) = sock.into_split();
-                self.serve_stream(rd, wr, None).await
+                self.serve_stream(rd, wr, None, opening).await
             }
         }
     }
 
     /// One stream from its hello; `peer`: the node the guard says the
     /// other end is (none: the key is proven instead).
-    async fn serve_stream<R, W>(&self, mut rd: R, mut wr: W, peer: Option<ReplicaId>) -> Result<(), String>
+    async fn serve_stream<R, W>(
+        &self,
+        mut rd: R,
+        mut wr: W,
+        peer: Option<ReplicaId>,
+        opening: Opening,
+    ) -> Result<(), String>
     where
         R: tokio::io::AsyncRead + Unpin,
         W: tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let mut buf = BytesMut::with_capacity(64 * 1024);
-        let hello = tokio::time::timeout(HELLO, frame::read(&mut rd, &mut buf, "primary"))
-            .await
-            .map_err(|_| "no hello".to_string())??;
+        let hello =
+            tokio::time::timeout(HELLO, frame::read_at_most(&mut rd, &mut buf, "primary", frame::MAX_OPENING_BODY))
+                .await
+                .map_err(|_| "no hello".to_string())??;
         let Frame::Hello { cluster, volume, epoch, primary, replica, nonce: primary_nonce } = hello else {
             return Err("the first frame is not a hello".into());
         };
@@ -411,6 +467,11 @@ impl ReplicaNode {
             self.prove_key(&mut rd, &mut wr, &mut buf, (&cluster, &volume, epoch, primary, replica), primary_nonce)
                 .await?;
         }
+        // Proven: from here on it holds a stream's place, not an opening's.
+        let Ok(_place) = self.streams.clone().try_acquire_owned() else {
+            return Err(format!("{MAX_STREAMS} streams are open already; refused one for {volume:?}"));
+        };
+        drop(opening);
         let vol = self.volume(&volume).filter(|_| cluster == self.cluster && replica == self.me);
         let Some(vol) = vol else {
             let _ = send(&mut wr, &answer(Frame::Refused(Refusal::UnknownVolume))).await;
@@ -508,7 +569,7 @@ impl ReplicaNode {
         };
         let challenge = Frame::Challenge { nonce: replica_nonce, proof: exchange.proof(&self.key, Side::Replica) };
         send(wr, &encoded(challenge)).await.map_err(|e| e.to_string())?;
-        let proof = tokio::time::timeout(HELLO, frame::read(rd, buf, "primary"))
+        let proof = tokio::time::timeout(HELLO, frame::read_at_most(rd, buf, "primary", frame::MAX_OPENING_BODY))
             .await
             .map_err(|_| "no proof after the hello".to_string())??;
         let proven = matches!(&proof, Frame::Proof(p) if exchange.verify(&self.key, Side::Primary, p));
