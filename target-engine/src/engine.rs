@@ -128,6 +128,8 @@ struct State {
 struct ReplicationRuntime {
     config: ReplicationNode,
     node: Arc<ReplicaNode>,
+    /// What streams run inside (none: plain TCP with the key proven).
+    guard: Option<Arc<dyn crate::replication::guard::StreamGuard>>,
     bound: SocketAddr,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -420,12 +422,21 @@ impl Engine {
                     st.replication = None;
                 }
                 let key = crate::replication::auth::Key::load(&r.key_file).map_err(EngineError::ReplicationKey)?;
-                let node = ReplicaNode::new(r.cluster.clone(), r.node, key, self.inner.stream_guard.get().cloned());
+                let guard: Option<Arc<dyn crate::replication::guard::StreamGuard>> =
+                    match (self.inner.stream_guard.get(), r.transport) {
+                        (Some(injected), _) => Some(injected.clone()),
+                        (None, crate::replication::config::Transport::Tls) => Some(Arc::new(
+                            crate::replication::keyed_tls::KeyedTls::new(key.clone())
+                                .map_err(EngineError::ReplicationKey)?,
+                        )),
+                        (None, crate::replication::config::Transport::Plain) => None,
+                    };
+                let node = ReplicaNode::new(r.cluster.clone(), r.node, key, guard.clone());
                 let (bound, listener) = node
                     .listen(r.listen)
                     .await
                     .map_err(|source| EngineError::ReplicationBind { addr: r.listen, source })?;
-                Some(ReplicationRuntime { config: r.clone(), node, bound, listener })
+                Some(ReplicationRuntime { config: r.clone(), node, guard, bound, listener })
             }
             _ => None,
         };
@@ -484,10 +495,11 @@ impl Engine {
                         None if st.copies.contains_key(&v.name) => volumes::Succession::Unknown,
                         None => volumes::Succession::FirstOpen,
                     };
+                    let guard = new_runtime.as_ref().or(st.replication.as_ref()).and_then(|rt| rt.guard.as_ref());
                     let (lu, throttle, copy) = open_volume(
                         v,
                         node,
-                        self.inner.stream_guard.get(),
+                        guard,
                         &self.inner.placement,
                         st.started,
                         succession,

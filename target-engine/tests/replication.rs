@@ -407,7 +407,10 @@ async fn a_stream_without_the_replication_key_is_refused() {
 
     let dir = Dir::new("key");
     let listen2: SocketAddr = "127.0.2.1:0".parse().unwrap();
-    let (r2, a2) = start_replica(node_config(&dir, 2, listen2, 1, 1, &[(2, PLACEHOLDER.parse().unwrap())], 1)).await;
+    // Plain TCP: the frames of the key exchange are seen as they travel.
+    let mut config = node_config(&dir, 2, listen2, 1, 1, &[(2, PLACEHOLDER.parse().unwrap())], 1);
+    config.replication.as_mut().unwrap().transport = target_engine::replication::config::Transport::Plain;
+    let (r2, a2) = start_replica(config).await;
     let (mut rd, mut wr) = tokio::net::TcpStream::connect(a2).await.unwrap().into_split();
     let send = |f: Frame| {
         let mut out = BytesMut::new();
@@ -463,7 +466,9 @@ async fn strangers_fill_only_their_own_openings() {
 
     let dir = Dir::new("openings");
     let listen2: SocketAddr = "127.0.2.1:0".parse().unwrap();
-    let (r2, a2) = start_replica(node_config(&dir, 2, listen2, 1, 1, &[(2, PLACEHOLDER.parse().unwrap())], 1)).await;
+    let mut config = node_config(&dir, 2, listen2, 1, 1, &[(2, PLACEHOLDER.parse().unwrap())], 1);
+    config.replication.as_mut().unwrap().transport = target_engine::replication::config::Transport::Plain;
+    let (r2, a2) = start_replica(config).await;
     let from = |ip: &str| {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();

@@ -82,13 +82,13 @@ impl StreamGuard for ClusterStreamGuard {
         Ok(Box::new(tls))
     }
 
-    async fn accept(&self, tcp: TcpStream) -> Result<(Guarded, ReplicaId), String> {
+    async fn accept(&self, tcp: TcpStream) -> Result<(Guarded, Option<ReplicaId>), String> {
         let address = tcp.peer_addr().map_err(|e| e.to_string())?;
         let tls = self.acceptor.accept(tcp).await.map_err(|e| format!("TLS with {address}: {e}"))?;
         let node = self.member(tls.get_ref().1.peer_certificates()).map_err(|e| {
             tracing::warn!(%address, "a replication stream from a node that is not a member: {e}");
             e
         })?;
-        Ok((Box::new(tls), node))
+        Ok((Box::new(tls), Some(node)))
     }
 }

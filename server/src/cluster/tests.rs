@@ -504,7 +504,7 @@ async fn a_replication_stream_is_between_members_and_the_nodes_they_say() {
                                 Ok((peer, hello))
                             }
                             // The primary closed it: not the node it meant.
-                            Err(e) => Err(format!("node {peer}: {e}")),
+                            Err(e) => Err(format!("node {peer:?}: {e}")),
                         }
                     }
                     Err(e) => Err(e),
@@ -537,7 +537,7 @@ async fn a_replication_stream_is_between_members_and_the_nodes_they_say() {
         assert!(stream.read(&mut byte).await.map(|n| n == 0).unwrap_or(true), "a removed node got an answer");
     }
     let outcomes = accepted.await.unwrap();
-    assert_eq!(outcomes[0].as_ref().unwrap(), &(b_id, *b"hello"));
+    assert_eq!(outcomes[0].as_ref().unwrap(), &(Some(b_id), *b"hello"));
     assert!(outcomes[2].as_ref().is_err_and(|e| e.contains("not a member")), "{:?}", outcomes[2]);
     b.cluster.shutdown().await;
     a.cluster.shutdown().await;

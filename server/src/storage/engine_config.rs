@@ -327,6 +327,8 @@ async fn replication_node(
         cluster: "portico".into(),
         key_file: super::replication::key_file(data_dir),
         resync_mbps: RESYNC_MBPS,
+        // The node's own guard (mutual TLS with the nodes' certificates) goes before it.
+        transport: Default::default(),
     })
 }
 

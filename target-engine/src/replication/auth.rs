@@ -115,6 +115,27 @@ impl Exchange<'_> {
     }
 }
 
+/// `side`'s proof that it holds `key`, bound to one TLS session by the
+/// keying material both ends exported from it (`super::keyed_tls`).
+fn session_mac(key: &Key, side: Side, exported: &[u8]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key.0).expect("HMAC takes a key of any length");
+    mac.update(match side {
+        Side::Primary => b"portico replication tls v1: primary",
+        Side::Replica => b"portico replication tls v1: replica",
+    });
+    mac.update(exported);
+    mac
+}
+
+pub fn session_proof(key: &Key, side: Side, exported: &[u8]) -> [u8; PROOF] {
+    session_mac(key, side, exported).finalize().into_bytes().into()
+}
+
+/// Whether `given` is `side`'s proof for this session (in constant time).
+pub fn verify_session_proof(key: &Key, side: Side, exported: &[u8], given: &[u8; PROOF]) -> bool {
+    session_mac(key, side, exported).verify_slice(given).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

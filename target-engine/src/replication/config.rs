@@ -48,6 +48,21 @@ pub struct ReplicationNode {
     /// so that initiators keep most of the disks and the network.
     #[serde(default = "default_resync_mbps")]
     pub resync_mbps: u64,
+    /// What streams run over (a cluster node's own guard goes before it).
+    #[serde(default)]
+    pub transport: Transport,
+}
+
+/// What the engine on its own runs replication streams over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// TLS 1.3, keyed by the replication key (`super::keyed_tls`).
+    #[default]
+    Tls,
+    /// TCP: the key is proven at the start, frames carry only a CRC32C.
+    /// For measuring, on a network only the nodes reach.
+    Plain,
 }
 
 fn default_resync_mbps() -> u64 {

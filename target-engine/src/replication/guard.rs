@@ -2,8 +2,10 @@
 //! a cluster (CLUSTER.md §1: node-to-node traffic is mutually
 //! authenticated).
 //!
-//! On its own (`portico engine`), the engine proves the replication key at
-//! the start of each stream ([`super::auth`]). A cluster node injects a
+//! On its own (`portico engine`), the engine runs each stream over TLS
+//! keyed by the replication key ([`super::keyed_tls`]), or, with
+//! `transport = "plain"`, proves the key at the start of each stream and
+//! sends the rest in the clear ([`super::auth`]). A cluster node injects a
 //! [`StreamGuard`] instead (`Engine::set_stream_guard`): every stream then
 //! runs inside what the guard makes of the TCP connection (mutual TLS with
 //! the nodes' certificates, in `portico serve`), and the guard says which
@@ -37,6 +39,7 @@ pub trait StreamGuard: Send + Sync + Debug {
     async fn connect(&self, tcp: TcpStream, replica: ReplicaId) -> Result<Guarded, String>;
 
     /// The replica's side: the stream, and the node the other end proved
-    /// to be.
-    async fn accept(&self, tcp: TcpStream) -> Result<(Guarded, ReplicaId), String>;
+    /// to be (none: it proved it holds the cluster's replication key, as
+    /// any node of the cluster does, and the hello says which it is).
+    async fn accept(&self, tcp: TcpStream) -> Result<(Guarded, Option<ReplicaId>), String>;
 }

@@ -16,6 +16,7 @@ pub mod control;
 pub mod core;
 pub mod frame;
 pub mod guard;
+pub mod keyed_tls;
 pub mod link;
 pub mod server;
 pub mod volumes;

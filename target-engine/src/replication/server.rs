@@ -308,6 +308,17 @@ struct Openings {
     by_address: Mutex<HashMap<std::net::IpAddr, usize>>,
 }
 
+/// What the other end of a stream has proven before its hello.
+#[derive(Debug, Clone, Copy)]
+enum Proven {
+    /// It is this node (the node's guard: mutual TLS with certificates).
+    Node(ReplicaId),
+    /// It holds the replication key (TLS keyed by it).
+    Key,
+    /// Nothing yet: it proves the key after its hello.
+    NotYet,
+}
+
 /// One connection's place while it opens; given back when dropped.
 #[derive(Debug)]
 pub(crate) struct Opening {
@@ -422,24 +433,21 @@ impl ReplicaNode {
                     .await
                     .map_err(|_| "the connection was not secured in time".to_string())??;
                 let (rd, wr) = tokio::io::split(stream);
-                self.serve_stream(rd, wr, Some(peer), opening).await
+                let proven = match peer {
+                    Some(node) => Proven::Node(node),
+                    None => Proven::Key,
+                };
+                self.serve_stream(rd, wr, proven, opening).await
             }
             None => {
                 let (rd, wr) = sock.into_split();
-                self.serve_stream(rd, wr, None, opening).await
+                self.serve_stream(rd, wr, Proven::NotYet, opening).await
             }
         }
     }
 
-    /// One stream from its hello; `peer`: the node the guard says the
-    /// other end is (none: the key is proven instead).
-    async fn serve_stream<R, W>(
-        &self,
-        mut rd: R,
-        mut wr: W,
-        peer: Option<ReplicaId>,
-        opening: Opening,
-    ) -> Result<(), String>
+    /// One stream from its hello.
+    async fn serve_stream<R, W>(&self, mut rd: R, mut wr: W, proven: Proven, opening: Opening) -> Result<(), String>
     where
         R: tokio::io::AsyncRead + Unpin,
         W: tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -457,15 +465,17 @@ impl ReplicaNode {
             frame::encode(&f, &mut out);
             out
         };
-        if let Some(peer) = peer {
+        match proven {
             // The guard proved who the other end is: the primary the hello names, or no one.
-            if peer != primary {
+            Proven::Node(peer) if peer != primary => {
                 let _ = send(&mut wr, &answer(Frame::Refused(Refusal::Unauthenticated))).await;
                 return Err(format!("hello for {volume:?} as primary {primary} from node {peer}: refused"));
             }
-        } else {
-            self.prove_key(&mut rd, &mut wr, &mut buf, (&cluster, &volume, epoch, primary, replica), primary_nonce)
-                .await?;
+            Proven::Node(_) | Proven::Key => {}
+            Proven::NotYet => {
+                let fields = (cluster.as_str(), volume.as_str(), epoch, primary, replica);
+                self.prove_key(&mut rd, &mut wr, &mut buf, fields, primary_nonce).await?
+            }
         }
         // Proven: from here on it holds a stream's place, not an opening's.
         let Ok(_place) = self.streams.clone().try_acquire_owned() else {
