@@ -436,4 +436,34 @@ mod tests {
         let mut again = connect(&cert, one, address).await.unwrap();
         assert!(!closed(&mut again, Duration::from_millis(500)).await);
     }
+
+    /// Issue 30, finding 6: clients that connect and never finish their TLS
+    /// handshake fill the handshake places only; one more is closed at once,
+    /// and each is closed when its handshake time is up.
+    #[tokio::test]
+    async fn handshakes_that_never_finish_fill_only_their_places() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = DashboardTls::load(dir.path(), None, None).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let limits = ServeLimits { handshakes: 3, ..Default::default() };
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(serve_with(listener, tls.config.clone(), app, std::future::pending(), limits));
+        let mut silent = Vec::new();
+        for _ in 0..3 {
+            silent.push(tokio::net::TcpStream::connect(address).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let cert = dir.path().join(DIR).join(CERT);
+        let one_more = connect(&cert, "127.0.0.1".parse().unwrap(), address).await;
+        assert!(one_more.is_err(), "a handshake beyond the cap was served");
+        // Their 10 s are up: closed, and the places are back.
+        use tokio::io::AsyncReadExt;
+        for stream in &mut silent {
+            let mut byte = [0u8; 1];
+            let closed = tokio::time::timeout(HANDSHAKE_TIMEOUT + Duration::from_secs(5), stream.read(&mut byte)).await;
+            assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "a silent handshake was kept past its time");
+        }
+        assert!(connect(&cert, "127.0.0.1".parse().unwrap(), address).await.is_ok());
+    }
 }

@@ -283,9 +283,26 @@ async fn a_removed_node_and_a_key_the_cluster_never_pinned_are_refused() {
     c.cluster.shutdown().await;
     let kept = client_from_files(c.dir.path(), 3);
     let anything = json!({});
-    for path in ["/cluster/propose", "/cluster/unit-command", "/cluster/status", "/raft/append", "/cluster/certificate"]
-    {
+    // Proposing, forwarding a command, Raft's messages, a certificate, and
+    // the two routes that carry secrets: a snapshot of the state (sealed
+    // CHAP secrets, password hashes) and a join's answer (the cluster key,
+    // which also needs a token).
+    let routes = [
+        "/cluster/propose",
+        "/cluster/unit-command",
+        "/cluster/status",
+        "/raft/append",
+        "/raft/snapshot",
+        "/cluster/certificate",
+    ];
+    for path in routes {
         refused_as_stranger(kept.call::<_, serde_json::Value>(&a_addr, path, &anything, second).await);
+    }
+    let join = json!({"token_id": "00000000000000aa", "secret": "00", "node_name": "c", "cluster_addr": "127.0.0.1:1",
+        "request": certs::request(&rcgen::KeyPair::generate().unwrap(), "c").unwrap()});
+    match kept.call::<_, serde_json::Value>(&a_addr, "/cluster/join", &join, second).await {
+        Err(transport::CallError::Refused { status: 403, .. }) => {}
+        other => panic!("a removed node rejoined without a token: {other:?}"),
     }
     // The other member has applied the removal too.
     let b_addr = b.cluster.cluster_address().unwrap().0.to_string();
